@@ -1,0 +1,1 @@
+"""The tamper-evident ledger, signing keys, reports and the offline verifier."""

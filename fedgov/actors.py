@@ -1,0 +1,32 @@
+"""Who did something: a person's account, or a named part of fedgov itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AnonymousUser, User
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The actor every service takes. ``user`` is None for fedgov's own processes.
+
+    ``label`` is the text copy kept beside foreign keys, so evidence survives the account.
+    """
+
+    user: User | None
+    label: str
+
+    @classmethod
+    def of(cls, user: User | AnonymousUser) -> Actor:
+        if not user.is_authenticated:
+            raise ValueError("an anonymous request cannot act")
+        return cls(user=user, label=user.get_username())  # type: ignore[arg-type]
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls(user=None, label=f"system:{name}")
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.user is not None else None

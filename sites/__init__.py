@@ -1,0 +1,1 @@
+"""Participants and the records a DPO keeps: sites, datasets, policies, consent."""

@@ -1,0 +1,52 @@
+"""Choices for the sites app: every enumerated value in one place, no magic strings."""
+
+from django.db import models
+
+
+class SiteStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+
+
+class AgreementType(models.TextChoices):
+    JOINT_CONTROLLER = "joint_controller", "Joint-controller arrangement (Art. 26)"
+    PROCESSOR = "processor", "Processor agreement (Art. 28)"
+
+
+class LawfulBasis(models.TextChoices):
+    CONSENT = "6(1)(a)", "Art. 6(1)(a) consent"
+    CONTRACT = "6(1)(b)", "Art. 6(1)(b) contract"
+    LEGAL_OBLIGATION = "6(1)(c)", "Art. 6(1)(c) legal obligation"
+    VITAL_INTERESTS = "6(1)(d)", "Art. 6(1)(d) vital interests"
+    PUBLIC_TASK = "6(1)(e)", "Art. 6(1)(e) public task"
+    LEGITIMATE_INTERESTS = "6(1)(f)", "Art. 6(1)(f) legitimate interests"
+
+
+class Art9Condition(models.TextChoices):
+    NONE = "", "None recorded"
+    EXPLICIT_CONSENT = "9(2)(a)", "Art. 9(2)(a) explicit consent"
+    EMPLOYMENT = "9(2)(b)", "Art. 9(2)(b) employment and social security"
+    VITAL_INTERESTS = "9(2)(c)", "Art. 9(2)(c) vital interests"
+    NOT_FOR_PROFIT = "9(2)(d)", "Art. 9(2)(d) not-for-profit body"
+    MADE_PUBLIC = "9(2)(e)", "Art. 9(2)(e) made public by the data subject"
+    LEGAL_CLAIMS = "9(2)(f)", "Art. 9(2)(f) legal claims or courts"
+    SUBSTANTIAL_PUBLIC_INTEREST = "9(2)(g)", "Art. 9(2)(g) substantial public interest"
+    HEALTH_CARE = "9(2)(h)", "Art. 9(2)(h) health or social care"
+    PUBLIC_HEALTH = "9(2)(i)", "Art. 9(2)(i) public health"
+    RESEARCH = "9(2)(j)", "Art. 9(2)(j) archiving, research or statistics"
+
+
+class TransferMechanism(models.TextChoices):
+    ADEQUACY = "adequacy", "Adequacy decision (Art. 45)"
+    SCC = "scc", "Standard contractual clauses (Art. 46(2)(c))"
+    BCR = "bcr", "Binding corporate rules (Art. 47)"
+
+
+class PolicyStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PUBLISHED = "published", "Published"
+
+
+class ConsentEventKind(models.TextChoices):
+    GRANT = "grant", "Granted"
+    WITHDRAW = "withdraw", "Withdrawn"

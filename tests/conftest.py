@@ -1,0 +1,69 @@
+"""Shared fixtures: users per role, API clients, and the PostgreSQL marker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from fedgov import roles
+from tests.factories import UserFactory
+
+SHARED_DIR = Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+def pytest_collection_modifyitems(config, items):
+    # Django's connection vendor is only known once settings load; check it lazily.
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://…")
+    for item in items:
+        if "postgres" in item.keywords and "postgresql" not in engine:
+            item.add_marker(skip_pg)
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"../shared is absent ({SHARED_DIR}); conformance data cannot be read")
+    return SHARED_DIR
+
+
+@pytest.fixture
+def make_user(db):
+    def _make(*role_names: str, username: str | None = None):
+        kwargs = {"roles": role_names}
+        if username:
+            kwargs["username"] = username
+        return UserFactory(**kwargs)
+
+    return _make
+
+
+@pytest.fixture
+def dpo(make_user):
+    return make_user(roles.DPO, username="dpo")
+
+
+@pytest.fixture
+def operator(make_user):
+    return make_user(roles.OPERATOR, username="operator")
+
+
+@pytest.fixture
+def api(db):
+    def _client(user=None) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return _client
+
+
+@pytest.fixture
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"

@@ -1,0 +1,1 @@
+"""Training runs, rounds, the GDPR gate, approvals, tickets and model updates."""

@@ -1,0 +1,8 @@
+"""App config for training."""
+
+from django.apps import AppConfig
+
+
+class TrainingConfig(AppConfig):
+    name = "training"
+    verbose_name = "Training and rounds"
