@@ -139,3 +139,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
+
+# Adapters behind training's ports, by dotted path (see training/ports.py).
+FEDGOV_PROVISIONER = env_str(
+    "FEDGOV_PROVISIONER", "sites.opennebula.provisioner.OpenNebulaProvisioner"
+)

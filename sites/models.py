@@ -50,6 +50,9 @@ class Site(models.Model):
     supernode_public_key = models.TextField(
         blank=True, help_text="PEM public key the site's Flower SuperNode authenticates with"
     )
+    flower_node_id = models.CharField(
+        max_length=32, blank=True, help_text="Node id the SuperLink gave the registered SuperNode"
+    )
     status = models.CharField(max_length=16, choices=SiteStatus.choices, default=SiteStatus.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
 

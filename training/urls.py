@@ -1,7 +1,5 @@
-"""API routes of the training app."""
+"""API routes of the training app; each area contributes its own routes."""
 
-from rest_framework.routers import DefaultRouter
+from training.api import gate_urls, runs_urls
 
-router = DefaultRouter(trailing_slash=False)
-
-urlpatterns = router.urls
+urlpatterns = [*runs_urls.urlpatterns, *gate_urls.urlpatterns]

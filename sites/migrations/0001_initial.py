@@ -97,6 +97,14 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 (
+                    "flower_node_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="Node id the SuperLink gave the registered SuperNode",
+                        max_length=32,
+                    ),
+                ),
+                (
                     "status",
                     models.CharField(
                         choices=[("active", "Active"), ("suspended", "Suspended")],

@@ -1,0 +1,99 @@
+"""fedgov's Ed25519 signing keys: one active key signs, older keys stay for verifying.
+
+Keys live as PEM files in ``FEDGOV_KEY_DIR`` (``var/keys`` by default), created with mode
+0600 on first use, or the active key comes from ``FEDGOV_SIGNING_KEY_FILE``. A key id is
+the first 8 bytes of SHA-256 over the raw public key, hex encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private_key.sign(data)
+
+
+def raw_public_bytes(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id_of(public_key: Ed25519PublicKey) -> str:
+    return hashlib.sha256(raw_public_bytes(public_key)).hexdigest()[:16]
+
+
+def public_pem(public_key: Ed25519PublicKey) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def _load_private(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} does not hold an Ed25519 private key")
+    return key
+
+
+def _write_new_key(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = Ed25519PrivateKey.generate()
+    path = directory / f"{key_id_of(key.public_key())}.pem"
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    (directory / "ACTIVE").write_text(path.stem)
+    return path
+
+
+def active_key() -> SigningKey:
+    """The key that signs now; generated into the key directory on first use."""
+    if settings.FEDGOV_SIGNING_KEY_FILE:
+        key = _load_private(Path(settings.FEDGOV_SIGNING_KEY_FILE))
+        return SigningKey(key_id_of(key.public_key()), key)
+    directory = Path(settings.FEDGOV_KEY_DIR)
+    marker = directory / "ACTIVE"
+    if not marker.exists():
+        _write_new_key(directory)
+    key = _load_private(directory / f"{marker.read_text().strip()}.pem")
+    return SigningKey(key_id_of(key.public_key()), key)
+
+
+def rotate() -> SigningKey:
+    """Make a new active key; the old ones stay on disk for verifying old signatures."""
+    _write_new_key(Path(settings.FEDGOV_KEY_DIR))
+    return active_key()
+
+
+def public_keys() -> dict[str, Ed25519PublicKey]:
+    """Every key fedgov has signed with, active or retired, by key id."""
+    keys: dict[str, Ed25519PublicKey] = {}
+    directory = Path(settings.FEDGOV_KEY_DIR)
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.pem")):
+            public = _load_private(path).public_key()
+            keys[key_id_of(public)] = public
+    active = active_key()
+    keys[active.key_id] = active.public_key
+    return keys

@@ -1,0 +1,1 @@
+"""Admin for gate decisions: read-only evidence."""

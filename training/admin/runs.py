@@ -1,0 +1,1 @@
+"""Admin for runs, DPIAs and rounds."""

@@ -1,0 +1,7 @@
+"""API routes for the gate area."""
+
+from rest_framework.routers import DefaultRouter
+
+router = DefaultRouter(trailing_slash=False)
+
+urlpatterns = [*router.urls]
