@@ -22,10 +22,11 @@ def sha(text: str) -> str:
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
+        skip_postgeneration_save = True
         django_get_or_create = ("username",)
 
     username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-only")
+    password = factory.django.Password("pw-for-tests-only")
 
     @factory.post_generation
     def roles(self, create, extracted, **kwargs):
@@ -61,6 +62,7 @@ class PurposeFactory(factory.django.DjangoModelFactory):
 class DatasetFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Dataset
+        skip_postgeneration_save = True
 
     site = factory.SubFactory(SiteFactory)
     name = factory.Sequence(lambda n: f"dataset-{n}")
@@ -97,6 +99,7 @@ class PolicyFactory(factory.django.DjangoModelFactory):
 class RunFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = TrainingRun
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"run-{n}")
     purpose = factory.SubFactory(PurposeFactory)
