@@ -244,3 +244,59 @@ def test_twenty_concurrent_starts_give_exactly_one_transition():
     assert outcomes.count("ok") == 1
     assert Round.objects.get(pk=round_.pk).state == RoundState.PROVISIONING
     assert LedgerEntry.objects.filter(event_type="round.provisioning").count() == 1
+
+
+def test_api_approve_by_second_operator_returns_new_state(make_user, api):
+    requester = make_user(roles.OPERATOR, username="alice")
+    approver = make_user(roles.OPERATOR, username="bob")
+    round_ = _awaiting_round(requester)
+    url = f"/api/v1/runs/{round_.run_id}/rounds/1/approve"
+
+    response = api(approver).post(url, {"reason": "gate table reviewed"}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == RoundState.APPROVED
+
+
+def test_api_self_approval_is_a_400_naming_the_approver(make_user, api):
+    requester = make_user(roles.OPERATOR, username="alice")
+    round_ = _awaiting_round(requester)
+    url = f"/api/v1/runs/{round_.run_id}/rounds/1/approve"
+
+    response = api(requester).post(url, {"reason": "mine"}, format="json")
+
+    assert response.status_code == 400
+    assert "approver" in response.json()
+
+
+def test_api_approve_without_reason_is_a_400(make_user, api):
+    requester = make_user(roles.OPERATOR, username="alice")
+    approver = make_user(roles.OPERATOR, username="bob")
+    round_ = _awaiting_round(requester)
+    url = f"/api/v1/runs/{round_.run_id}/rounds/1/approve"
+
+    response = api(approver).post(url, {}, format="json")
+
+    assert response.status_code == 400
+    assert "reason" in response.json()
+
+
+def test_api_abort_of_ended_round_is_a_409(make_user, api):
+    operator = make_user(roles.OPERATOR, username="bob")
+    round_ = RoundFactory(state=RoundState.CLOSED, number=1)
+    url = f"/api/v1/runs/{round_.run_id}/rounds/1/abort"
+
+    response = api(operator).post(url, {"reason": "late"}, format="json")
+
+    assert response.status_code == 409
+
+
+@pytest.mark.parametrize("role", [roles.LEGAL, roles.AUDITOR, roles.SITE_STEWARD, roles.SERVICE])
+def test_api_round_actions_refused_to_other_roles(make_user, api, role):
+    requester = make_user(roles.OPERATOR, username="alice")
+    other = make_user(role, username="someone")
+    round_ = _awaiting_round(requester)
+    for action in ("approve", "reject", "abort"):
+        url = f"/api/v1/runs/{round_.run_id}/rounds/1/{action}"
+        assert api(other).post(url, {"reason": "x"}, format="json").status_code == 403
+    assert api().post(url, {"reason": "x"}, format="json").status_code in (401, 403)
