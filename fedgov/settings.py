@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "fedgov",
     "audit",
     "sites",
+    "sites.opennebula",
     "training",
 ]
 
@@ -144,3 +145,18 @@ LOGGING = {
 FEDGOV_PROVISIONER = env_str(
     "FEDGOV_PROVISIONER", "sites.opennebula.provisioner.OpenNebulaProvisioner"
 )
+
+# OpenNebula (sites/opennebula): per-call timeout, how long a VM may take to reach RUNNING,
+# the poll backoff, and the Flower appliance's SuperLink address put into each VM's context.
+FEDGOV_ONE_CALL_TIMEOUT = float(env_str("FEDGOV_ONE_CALL_TIMEOUT", "10"))
+FEDGOV_ONE_RUNNING_DEADLINE = float(env_str("FEDGOV_ONE_RUNNING_DEADLINE", "300"))
+FEDGOV_ONE_POLL_INITIAL = float(env_str("FEDGOV_ONE_POLL_INITIAL", "0.5"))
+FEDGOV_ONE_POLL_MAX = float(env_str("FEDGOV_ONE_POLL_MAX", "5"))
+FEDGOV_ONE_HTTPS_VERIFY = env_bool("FEDGOV_ONE_HTTPS_VERIFY", True)
+FEDGOV_ONE_SUPERLINK_ADDRESS = env_str("FEDGOV_ONE_SUPERLINK_ADDRESS", "127.0.0.1:9092")
+# The VM template used for sites without a SuperNode template id in their zone.
+FEDGOV_ONE_VM_TEMPLATE = {"CPU": "1", "VCPU": "2", "MEMORY": "2048"}
+CELERY_BEAT_SCHEDULE["opennebula-reconcile"] = {
+    "task": "opennebula.reconcile",
+    "schedule": timedelta(seconds=env_int("FEDGOV_ONE_RECONCILE_INTERVAL", 60)),
+}

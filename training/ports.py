@@ -26,6 +26,9 @@ class Placement:
     cluster_country: str
     datastore: str
     datastore_country: str
+    host_id: int | None = None
+    cluster_id: int | None = None
+    datastore_id: int | None = None
 
     @property
     def countries(self) -> frozenset[str]:

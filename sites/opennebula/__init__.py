@@ -1,0 +1,1 @@
+"""OpenNebula adapter: the pyone client, the provisioner, placement checks, the oned stand-in."""

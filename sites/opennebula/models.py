@@ -1,0 +1,75 @@
+"""Workloads: each SuperNode VM fedgov started for a site and a run, and where it ran."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from sites.models import Site
+from sites.opennebula.choices import WorkloadState
+
+
+class Workload(models.Model):
+    """One site's SuperNode VM for one run, in the site's OpenNebula zone.
+
+    VM ids are per zone, so a VM is keyed by (``zone_id``, ``vm_id``). ``vm_id`` is empty
+    when provisioning failed before oned gave an id. The placement fields copy the VM's
+    last history record and the ``COUNTRY`` labels of its host, cluster and datastore as
+    they were when fedgov checked them. Rows are evidence: sites and runs are PROTECTed.
+    """
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="workloads")
+    site_slug = models.CharField(max_length=64)
+    run = models.ForeignKey(
+        "training.TrainingRun", on_delete=models.PROTECT, related_name="workloads"
+    )
+    zone_id = models.PositiveIntegerField()
+    zone_endpoint = models.CharField(max_length=255)
+    vm_id = models.PositiveIntegerField(null=True, blank=True)
+    vm_name = models.CharField(max_length=128, blank=True)
+    state = models.CharField(max_length=16, choices=WorkloadState.choices)
+    reason = models.TextField(blank=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    host = models.CharField(max_length=128, blank=True)
+    host_id = models.IntegerField(null=True, blank=True)
+    host_country = models.CharField(max_length=8, blank=True)
+    cluster = models.CharField(max_length=128, blank=True)
+    cluster_id = models.IntegerField(null=True, blank=True)
+    cluster_country = models.CharField(max_length=8, blank=True)
+    datastore = models.CharField(max_length=128, blank=True)
+    datastore_id = models.IntegerField(null=True, blank=True)
+    datastore_country = models.CharField(max_length=8, blank=True)
+    allowed_countries = models.JSONField(default=list)
+    placement_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    actor_name = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["zone_id", "vm_id"],
+                condition=Q(vm_id__isnull=False),
+                name="workload_unique_vm_per_zone",
+            ),
+            models.UniqueConstraint(
+                fields=["site", "run"],
+                condition=Q(state="running"),
+                name="workload_one_running_per_site_run",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="running") | Q(vm_id__isnull=False),
+                name="workload_running_has_vm",
+            ),
+        ]
+        indexes = [models.Index(fields=["state"])]
+
+    def __str__(self) -> str:
+        return f"zone {self.zone_id} VM {self.vm_id} for {self.site_slug} run {self.run_id}"
+
+    @property
+    def blocked(self) -> bool:
+        """True when the site may not train in this round on this workload."""
+        return self.state != WorkloadState.RUNNING

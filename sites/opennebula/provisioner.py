@@ -1,0 +1,284 @@
+"""``OpenNebulaProvisioner``: the adapter behind training's ``Provisioner`` port.
+
+It instantiates a site's SuperNode template in the site's zone with the Flower appliance's
+context, asks the scheduler for hosts whose ``COUNTRY`` is allowed, labels the VM so
+fedgov finds it again, waits for RUNNING with a deadline and backoff, and reads where the
+VM really landed. A VM that fails on the way is terminated before the error is raised.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from audit import keys
+from sites.opennebula import template_syntax
+from sites.opennebula.client import OneClient, VmInfo
+from sites.opennebula.credentials import resolve
+from sites.opennebula.errors import OpenNebulaError
+from training.ports import Placement, WorkloadRequest
+
+logger = logging.getLogger("fedgov.opennebula")
+
+LABEL = "fedgov"
+MANAGED = "FEDGOV_MANAGED"
+SITE_LABEL = "FEDGOV_SITE_ID"
+RUN_LABEL = "FEDGOV_RUN_ID"
+_CONTEXT_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+@dataclass(frozen=True)
+class ManagedVm:
+    """A fedgov-labelled VM found in a zone."""
+
+    zone_id: int
+    vm_id: int
+    site_id: int | None
+    run_id: int | None
+    state: str
+
+
+def requirements_for(countries: Iterable[str]) -> str:
+    """``SCHED_REQUIREMENTS`` that admit only hosts (or datastores) labelled with a country."""
+    codes = sorted(countries)
+    if not codes:
+        raise ValueError("no allowed country")
+    for code in codes:
+        if not re.fullmatch(r"[A-Z]{2}", code):
+            raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 code")
+    return " | ".join(f'COUNTRY = "{code}"' for code in codes)
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+class OpenNebulaProvisioner:
+    """Runs and stops SuperNode VMs through pyone. Reads settings at call time."""
+
+    # -- the port ------------------------------------------------------------------------
+
+    def ensure_running(self, request: WorkloadRequest) -> Placement:
+        """Find or start the site's VM for the run, wait for RUNNING, return its placement.
+
+        Raises ``OpenNebulaError`` (with ``vm_id`` when a VM existed) after terminating a VM
+        that failed, stayed PENDING past the deadline, or whose placement cannot be read.
+        """
+        client = self._client(request.zone_endpoint, request.credentials_ref, request.zone_id)
+        mine = [vm for vm in client.vm_pool() if self._belongs(vm, request)]
+        usable = [vm for vm in mine if not vm.has_failed]
+        for extra in sorted(usable, key=lambda v: v.id)[1:]:
+            # Two VMs for one site and run (a crashed earlier attempt): keep the oldest.
+            self._terminate_quietly(client, extra.id, request.zone_id)
+        for failed in (vm for vm in mine if vm.has_failed):
+            self._terminate_quietly(client, failed.id, request.zone_id)
+        vm_id = min(vm.id for vm in usable) if usable else self._start(client, request)
+        try:
+            vm = self._wait_running(client, vm_id, request.zone_id)
+            return self._placement(client, vm, request.zone_id)
+        except OpenNebulaError as exc:
+            self._terminate_quietly(client, vm_id, request.zone_id)
+            exc.vm_id = vm_id
+            raise
+
+    def terminate(self, request: WorkloadRequest) -> None:
+        """Terminate every VM labelled for the site and run in its zone; none is fine."""
+        client = self._client(request.zone_endpoint, request.credentials_ref, request.zone_id)
+        for vm in client.vm_pool():
+            if self._belongs(vm, request):
+                self._terminate(client, vm)
+
+    # -- for reconciliation --------------------------------------------------------------
+
+    def list_managed(self, *, endpoint: str, zone_id: int, credentials_ref: str) -> list[ManagedVm]:
+        client = self._client(endpoint, credentials_ref, zone_id)
+        return [
+            ManagedVm(
+                zone_id=zone_id,
+                vm_id=vm.id,
+                site_id=_as_int(vm.user_template.get(SITE_LABEL, "")),
+                run_id=_as_int(vm.user_template.get(RUN_LABEL, "")),
+                state=vm.state_name,
+            )
+            for vm in client.vm_pool()
+            if str(vm.user_template.get(MANAGED, "")).upper() == "YES"
+        ]
+
+    def terminate_vm(
+        self, *, endpoint: str, zone_id: int, credentials_ref: str, vm_id: int
+    ) -> None:
+        client = self._client(endpoint, credentials_ref, zone_id)
+        self._terminate(client, client.vm_info(vm_id))
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _client(self, endpoint: str, credentials_ref: str, zone_id: int) -> OneClient:
+        return OneClient(
+            endpoint,
+            resolve(credentials_ref),
+            zone_id=zone_id,
+            timeout=float(settings.FEDGOV_ONE_CALL_TIMEOUT),
+            https_verify=settings.FEDGOV_ONE_HTTPS_VERIFY,
+        )
+
+    @staticmethod
+    def _belongs(vm: VmInfo, request: WorkloadRequest) -> bool:
+        labels = vm.user_template
+        return (
+            str(labels.get(MANAGED, "")).upper() == "YES"
+            and _as_int(labels.get(SITE_LABEL, "")) == request.site_id
+            and _as_int(labels.get(RUN_LABEL, "")) == request.run_id
+        )
+
+    def _start(self, client: OneClient, request: WorkloadRequest) -> int:
+        requirements = requirements_for(request.allowed_countries)
+        context = self._context(request)
+        extra: dict[str, str | dict[str, str]] = {
+            "CONTEXT": context,
+            "SCHED_REQUIREMENTS": requirements,
+            "SCHED_DS_REQUIREMENTS": requirements,
+            "LABELS": LABEL,
+            MANAGED: "YES",
+            SITE_LABEL: str(request.site_id),
+            RUN_LABEL: str(request.run_id),
+        }
+        name = f"fedgov-{request.site_slug}-run{request.run_id}"
+        if request.template_id is not None:
+            vm_id = client.template_instantiate(
+                request.template_id, name, template_syntax.render(extra)
+            )
+        else:
+            full = {"NAME": name, **dict(settings.FEDGOV_ONE_VM_TEMPLATE), **extra}
+            vm_id = client.vm_allocate(template_syntax.render(full))
+        logger.info(
+            "zone %s: started VM %s for site %s run %s",
+            request.zone_id,
+            vm_id,
+            request.site_id,
+            request.run_id,
+        )
+        return vm_id
+
+    @staticmethod
+    def _context(request: WorkloadRequest) -> dict[str, str]:
+        context = {
+            "NETWORK": "YES",
+            "ONEAPP_FL_SUPERLINK_ADDRESS": settings.FEDGOV_ONE_SUPERLINK_ADDRESS,
+            "ONEAPP_FL_TLS_ENABLED": "NO",
+            # Names fedgov's Flower client mod reads (training/flower/client_mod.py).
+            "FEDGOV_SITE_ID": str(request.site_id),
+            "FEDGOV_SITE": request.site_slug,
+            "FEDGOV_RUN_ID": str(request.run_id),
+        }
+        context.update(_ticket_key())
+        for key, value in request.context.items():
+            if not _CONTEXT_KEY.fullmatch(key):
+                raise OpenNebulaError(
+                    f"context variable {key!r} is not an upper-case name", code=None, permanent=True
+                )
+            context[key] = str(value)
+        return context
+
+    def _wait_running(self, client: OneClient, vm_id: int, zone_id: int) -> VmInfo:
+        deadline = time.monotonic() + float(settings.FEDGOV_ONE_RUNNING_DEADLINE)
+        delay = float(settings.FEDGOV_ONE_POLL_INITIAL)
+        last: VmInfo | None = None
+        while True:
+            try:
+                last = client.vm_info(vm_id)
+            except OpenNebulaError as exc:
+                if exc.permanent:
+                    raise
+                logger.warning("zone %s VM %s: poll failed, retrying: %s", zone_id, vm_id, exc)
+            if last is not None and last.is_running:
+                return last
+            if last is not None and last.has_failed:
+                raise OpenNebulaError(
+                    f"VM {vm_id} in zone {zone_id} reached {last.state_name} instead of RUNNING",
+                    code=None,
+                    permanent=True,
+                    vm_id=vm_id,
+                    zone_id=zone_id,
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                where = last.state_name if last is not None else "an unknown state"
+                why = f": {last.sched_message}" if last is not None and last.sched_message else ""
+                raise OpenNebulaError(
+                    f"VM {vm_id} in zone {zone_id} still in {where} after "
+                    f"{settings.FEDGOV_ONE_RUNNING_DEADLINE}s{why}",
+                    code=None,
+                    permanent=False,
+                    vm_id=vm_id,
+                    zone_id=zone_id,
+                )
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 1.5, float(settings.FEDGOV_ONE_POLL_MAX))
+
+    @staticmethod
+    def _placement(client: OneClient, vm: VmInfo, zone_id: int) -> Placement:
+        record = vm.last_history
+        if record is None:
+            raise OpenNebulaError(
+                f"VM {vm.id} in zone {zone_id} is RUNNING but has no history record",
+                code=None,
+                permanent=True,
+                vm_id=vm.id,
+                zone_id=zone_id,
+            )
+        host = client.host(record.host_id)
+        cluster = client.cluster(record.cluster_id)
+        datastore = client.datastore(record.datastore_id)
+        return Placement(
+            zone_id=zone_id,
+            vm_id=vm.id,
+            host=host.name,
+            host_country=host.country,
+            cluster=cluster.name,
+            cluster_country=cluster.country,
+            datastore=datastore.name,
+            datastore_country=datastore.country,
+            host_id=host.id,
+            cluster_id=cluster.id,
+            datastore_id=datastore.id,
+        )
+
+    @staticmethod
+    def _terminate(client: OneClient, vm: VmInfo) -> None:
+        if vm.state_name == "DONE":
+            return
+        # A soft terminate is refused outside RUNNING (oned's state rules); hard works there.
+        action = "terminate" if vm.is_running else "terminate-hard"
+        client.vm_action(action, vm.id)
+
+    def _terminate_quietly(self, client: OneClient, vm_id: int, zone_id: int) -> None:
+        try:
+            self._terminate(client, client.vm_info(vm_id))
+        except OpenNebulaError as exc:
+            # Reconciliation finds the labelled VM on its next sweep and retries.
+            logger.warning(
+                "zone %s VM %s: cleanup failed, left to reconciliation: %s", zone_id, vm_id, exc
+            )
+
+
+def _ticket_key() -> dict[str, str]:
+    """fedgov's ticket public key for the site's client mod (raw Ed25519, base64).
+
+    ``FEDGOV_PUBLIC_KEY`` is the name the client mod reads; the key id lets a site see
+    which key signed a ticket after a rotation.
+    """
+    key = keys.active_key()
+    raw = keys.raw_public_bytes(key.public_key)
+    return {
+        "FEDGOV_TICKET_KEY_ID": key.key_id,
+        "FEDGOV_PUBLIC_KEY": base64.b64encode(raw).decode("ascii"),
+    }
