@@ -54,6 +54,10 @@ class Site(models.Model):
         max_length=32, blank=True, help_text="Node id the SuperLink gave the registered SuperNode"
     )
     status = models.CharField(max_length=16, choices=SiteStatus.choices, default=SiteStatus.ACTIVE)
+    status_reason = models.TextField(
+        blank=True, help_text="Why the site was last suspended or re-activated"
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -119,6 +123,7 @@ class Dataset(models.Model):
     withdrawn_at = models.DateTimeField(
         null=True, blank=True, help_text="The whole dataset was withdrawn from federation"
     )
+    withdrawal_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,1 +1,135 @@
-"""Admin for runs, DPIAs and rounds."""
+"""Admin for runs, DPIAs and rounds.
+
+Runs are created and DPIAs recorded through ``training.services.runs``; a run has no
+update service, so it is read-only once created, and rounds move only through the gate
+and the round state machine. Nothing is deleted here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib import admin
+from django.db.models import QuerySet
+
+from fedgov import clock
+from fedgov.actors import Actor
+from fedgov.errors import InvalidInput
+from sites.admin import ReadOnlyAdmin, ServiceAdmin
+from sites.choices import PolicyStatus
+from sites.models import Dataset
+from sites.services import HEX64
+from training.choices import DpiaStatus
+from training.models import Dpia, Round, TrainingRun
+from training.services import runs as services
+
+RUN_FIELDS = (
+    "name",
+    "purpose",
+    "datasets",
+    "policy",
+    "aggregator_country",
+    "num_rounds",
+    "epsilon_per_round",
+    "on_refusal",
+)
+DPIA_DEFAULT_VALIDITY = dt.timedelta(days=365)
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ServiceAdmin):
+    list_display = [
+        "name",
+        "purpose",
+        "policy",
+        "aggregator_country",
+        "num_rounds",
+        "status",
+        "requested_by_name",
+        "created_at",
+    ]
+    list_filter = ["status", "purpose", "aggregator_country", "on_refusal"]
+    search_fields = ["name", "requested_by_name"]
+    list_select_related = ["purpose", "policy"]
+    filter_horizontal = ["datasets"]
+    fields = [*RUN_FIELDS, "status", "requested_by_name", "created_at"]
+    readonly_fields = ["status", "requested_by_name", "created_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def validate(self, cleaned, obj):
+        # The service checks the rest in its own transaction; catch the common slip early.
+        policy = cleaned.get("policy")
+        if policy is not None and policy.status != PolicyStatus.PUBLISHED:
+            raise InvalidInput({"policy": ["a run needs a published policy version"]})
+
+    def save_with_service(self, actor, cleaned, changed, obj):
+        values = {n: cleaned[n] for n in RUN_FIELDS if n in cleaned}
+        values["datasets"] = list(
+            Dataset.objects.filter(pk__in=[d.pk for d in cleaned["datasets"]])
+        )
+        return services.run_create(actor=actor, **values)
+
+
+@admin.register(Dpia)
+class DpiaAdmin(ServiceAdmin):
+    list_display = ["reference", "run", "status", "approved_by_name", "approved_at", "valid_until"]
+    list_filter = ["status"]
+    search_fields = ["reference", "run__name", "document_hash"]
+    list_select_related = ["run"]
+    fields = [
+        "run",
+        "reference",
+        "document_hash",
+        "status",
+        "approved_by_name",
+        "approved_at",
+        "valid_until",
+    ]
+    readonly_fields = ["status", "approved_by_name", "approved_at", "valid_until"]
+    actions = ["approve_dpias"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return ["run", *fields] if obj is not None else fields
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.status == DpiaStatus.APPROVED:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def validate(self, cleaned, obj):
+        if not HEX64.match(cleaned.get("document_hash") or ""):
+            raise InvalidInput({"document_hash": ["must be 64 hexadecimal characters (SHA-256)"]})
+        run = obj.run if obj is not None else cleaned.get("run")
+        if obj is None and run is not None and Dpia.objects.filter(run=run).exists():
+            raise InvalidInput({"run": ["this run already has a DPIA; open it to revise it"]})
+
+    def save_with_service(self, actor, cleaned, changed, obj):
+        run = obj.run if obj is not None else cleaned["run"]
+        return services.dpia_record(
+            actor=actor,
+            run=run,
+            reference=cleaned["reference"],
+            document_hash=cleaned["document_hash"],
+        )
+
+    @admin.action(description="Approve selected DPIAs for one year")
+    def approve_dpias(self, request, queryset: QuerySet[Dpia]) -> None:
+        actor = Actor.of(request.user)
+        until = clock.now().date() + DPIA_DEFAULT_VALIDITY
+        for dpia in queryset:
+            self.run_service(
+                request,
+                f"approve DPIA {dpia.reference}",
+                lambda dpia=dpia: services.dpia_approve(actor=actor, dpia=dpia, valid_until=until),
+            )
+
+
+@admin.register(Round)
+class RoundAdmin(ReadOnlyAdmin):
+    list_display = ["run", "number", "state", "requested_by_name", "updated_at"]
+    list_filter = ["state", "run"]
+    search_fields = ["run__name", "state_reason"]
+    list_select_related = ["run"]

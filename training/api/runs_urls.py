@@ -1,7 +1,13 @@
-"""API routes for the runs area."""
+"""API routes for the runs area: runs, DPIAs, rounds."""
 
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
-router = DefaultRouter(trailing_slash=False)
+from training.api import runs
+
+# SimpleRouter: the API root view already comes from sites.urls' DefaultRouter.
+router = SimpleRouter(trailing_slash=False)
+router.register("runs", runs.RunViewSet, basename="run")
+router.register("dpias", runs.DpiaViewSet, basename="dpia")
+router.register("rounds", runs.RoundViewSet, basename="round")
 
 urlpatterns = [*router.urls]

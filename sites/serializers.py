@@ -1,0 +1,296 @@
+"""API shapes for sites, purposes, datasets, policies and consents.
+
+Serializers only check shape and types; every rule lives in ``sites.services``, which
+the views call with ``validated_data``. Read and write shapes are separate classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from rest_framework import serializers
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import BaseParser
+
+from sites.choices import AgreementType, Art9Condition, ConsentEventKind, LawfulBasis
+from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolicy, Site
+
+# ----------------------------------------------------------------------------- sites
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Site
+        fields = [
+            "id",
+            "slug",
+            "organisation",
+            "country",
+            "contact_email",
+            "agreement_type",
+            "agreement_document_hash",
+            "agreement_valid_from",
+            "agreement_valid_until",
+            "compute_country",
+            "one_zone_endpoint",
+            "one_zone_id",
+            "one_credentials_ref",
+            "one_template_id",
+            "supernode_public_key",
+            "flower_node_id",
+            "status",
+            "status_reason",
+            "status_changed_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class SiteWriteSerializer(serializers.Serializer):
+    slug = serializers.CharField(max_length=64)
+    organisation = serializers.CharField(max_length=200)
+    country = serializers.CharField(max_length=2, min_length=2)
+    contact_email = serializers.CharField(max_length=254)
+    agreement_type = serializers.ChoiceField(choices=AgreementType.choices)
+    agreement_document_hash = serializers.CharField(max_length=64)
+    agreement_valid_from = serializers.DateField()
+    agreement_valid_until = serializers.DateField()
+    compute_country = serializers.CharField(max_length=2, min_length=2)
+    one_zone_endpoint = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    one_zone_id = serializers.IntegerField(required=False, min_value=0)
+    one_credentials_ref = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    one_template_id = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    supernode_public_key = serializers.CharField(required=False, allow_blank=True)
+
+
+class SiteUpdateSerializer(SiteWriteSerializer):
+    """PATCH shape: any subset of the fields; the slug never changes."""
+
+    slug = None  # type: ignore[assignment]
+    flower_node_id = serializers.CharField(max_length=32, required=False, allow_blank=True)
+
+
+class RecordReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000)
+
+
+# -------------------------------------------------------------------------- purposes
+
+
+class PurposeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Purpose
+        fields = ["id", "code", "name", "description"]
+        read_only_fields = ["id"]
+        # Uniqueness is the service's rule, reported in the same 400 shape.
+        extra_kwargs = {"code": {"validators": []}}
+
+
+# -------------------------------------------------------------------------- datasets
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    site_slug = serializers.CharField(source="site.slug", read_only=True)
+    purposes = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id",
+            "site",
+            "site_slug",
+            "name",
+            "description",
+            "data_categories",
+            "special_category",
+            "art9_condition",
+            "lawful_basis",
+            "purposes",
+            "retention_until",
+            "processing_countries",
+            "record_count",
+            "withdrawn_at",
+            "withdrawal_reason",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class DatasetWriteSerializer(serializers.Serializer):
+    site = serializers.PrimaryKeyRelatedField(queryset=Site.objects.all())
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True)
+    data_categories = serializers.ListField(child=serializers.CharField(max_length=100))
+    special_category = serializers.BooleanField(required=False, default=False)
+    art9_condition = serializers.ChoiceField(
+        choices=Art9Condition.choices, required=False, allow_blank=True, default=""
+    )
+    lawful_basis = serializers.ChoiceField(choices=LawfulBasis.choices)
+    purposes = serializers.SlugRelatedField(
+        slug_field="code", many=True, queryset=Purpose.objects.all()
+    )
+    retention_until = serializers.DateField()
+    processing_countries = serializers.ListField(child=serializers.CharField(max_length=16))
+    record_count = serializers.IntegerField(required=False, default=0, min_value=0)
+
+
+class DatasetUpdateSerializer(DatasetWriteSerializer):
+    """PATCH shape: any subset of the fields; a dataset never moves to another site."""
+
+    site = None  # type: ignore[assignment]
+    special_category = serializers.BooleanField(required=False)
+    art9_condition = serializers.ChoiceField(
+        choices=Art9Condition.choices, required=False, allow_blank=True
+    )
+    record_count = serializers.IntegerField(required=False, min_value=0)
+
+
+# -------------------------------------------------------------------------- policies
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ResidencyPolicy
+        fields = [
+            "id",
+            "name",
+            "version",
+            "status",
+            "allowed_areas",
+            "transfer_mechanisms",
+            "min_eligible_sites",
+            "min_records_per_site",
+            "requires_approval",
+            "approvals_required",
+            "requires_controller_dpo_approval",
+            "requires_dpia",
+            "privacy_budget_epsilon",
+            "content_hash",
+            "created_at",
+            "created_by_name",
+            "published_at",
+            "published_by_name",
+        ]
+        read_only_fields = fields
+
+
+class PolicyChangesSerializer(serializers.Serializer):
+    """The rule fields of a policy; every one optional (PATCH, new version)."""
+
+    allowed_areas = serializers.ListField(
+        child=serializers.CharField(max_length=16), required=False
+    )
+    transfer_mechanisms = serializers.DictField(
+        child=serializers.CharField(max_length=16), required=False
+    )
+    min_eligible_sites = serializers.IntegerField(required=False)
+    min_records_per_site = serializers.IntegerField(required=False)
+    requires_approval = serializers.BooleanField(required=False)
+    approvals_required = serializers.IntegerField(required=False)
+    requires_controller_dpo_approval = serializers.BooleanField(required=False)
+    requires_dpia = serializers.BooleanField(required=False)
+    privacy_budget_epsilon = serializers.FloatField(required=False, allow_null=True)
+
+
+class PolicyCreateSerializer(PolicyChangesSerializer):
+    name = serializers.CharField(max_length=64)
+    allowed_areas = serializers.ListField(child=serializers.CharField(max_length=16))
+
+
+# --------------------------------------------------------------------------- consent
+
+
+class ConsentSerializer(serializers.ModelSerializer):
+    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    site = serializers.IntegerField(source="dataset.site_id", read_only=True)
+
+    class Meta:
+        model = Consent
+        fields = [
+            "id",
+            "dataset",
+            "site",
+            "purpose",
+            "subject_pseudonym",
+            "granted_at",
+            "expires_at",
+            "withdrawn_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ConsentEventSerializer(serializers.ModelSerializer):
+    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = ConsentEvent
+        fields = [
+            "id",
+            "dataset",
+            "purpose",
+            "subject_pseudonym",
+            "kind",
+            "occurred_at",
+            "expires_at",
+            "batch_id",
+            "recorded_at",
+            "recorded_by_name",
+        ]
+        read_only_fields = fields
+
+
+class ConsentEventInSerializer(serializers.Serializer):
+    """One row of an upload (documentation only: rows are checked by the service)."""
+
+    subject_pseudonym = serializers.CharField(max_length=128)
+    purpose = serializers.CharField(help_text="Purpose code")
+    kind = serializers.ChoiceField(choices=ConsentEventKind.choices)
+    occurred_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone offset")
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class ConsentBatchResultSerializer(serializers.Serializer):
+    batch_id = serializers.CharField()
+    dataset_id = serializers.IntegerField()
+    events = serializers.IntegerField()
+    granted = serializers.IntegerField()
+    withdrawn = serializers.IntegerField()
+    consents_created = serializers.IntegerField()
+    consents_updated = serializers.IntegerField()
+    digest = serializers.CharField(help_text="SHA-256 of the canonical batch (RFC 8785)")
+    ledger_seq = serializers.IntegerField()
+
+
+CSV_COLUMNS = ("subject_pseudonym", "purpose", "kind", "occurred_at", "expires_at")
+
+
+class ConsentCSVParser(BaseParser):
+    """``text/csv`` consent uploads: a header row, then one event per line."""
+
+    media_type = "text/csv"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            text = stream.read().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ParseError("CSV must be UTF-8 encoded") from exc
+        reader = csv.DictReader(io.StringIO(text))
+        header = reader.fieldnames or []
+        missing = [c for c in CSV_COLUMNS[:4] if c not in header]
+        unknown = [c for c in header if c not in CSV_COLUMNS]
+        if missing or unknown:
+            raise ParseError(
+                f"CSV header must be {','.join(CSV_COLUMNS)} (expires_at optional); "
+                f"missing: {missing or 'none'}, unknown: {unknown or 'none'}"
+            )
+        try:
+            rows = []
+            for row in reader:
+                if None in row:
+                    raise ParseError(f"CSV line {reader.line_num} has more cells than the header")
+                rows.append({k: (v if v != "" else None) for k, v in row.items()})
+        except csv.Error as exc:
+            raise ParseError(f"CSV line {reader.line_num}: {exc}") from exc
+        return rows

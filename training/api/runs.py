@@ -1,0 +1,198 @@
+"""REST API for training runs, their DPIAs and (read-only) rounds."""
+
+from __future__ import annotations
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from fedgov import roles
+from fedgov.actors import Actor
+from sites.api import validated
+from sites.models import Dataset, Purpose, ResidencyPolicy
+from sites.permissions import ActionRolePermission
+from training.choices import DpiaStatus, RefusalAction, RoundState, RunStatus
+from training.models import Dpia, Round, TrainingRun
+from training.services import runs as services
+
+RECORD_READERS = (roles.DPO, roles.LEGAL, roles.AUDITOR, roles.OPERATOR)
+
+
+# ----------------------------------------------------------------------- serializers
+
+
+class DpiaSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Dpia
+        fields = [
+            "id",
+            "run",
+            "reference",
+            "status",
+            "document_hash",
+            "approved_by_name",
+            "approved_at",
+            "valid_until",
+        ]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    policy_version = serializers.IntegerField(source="policy.version", read_only=True)
+    dpia = DpiaSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id",
+            "name",
+            "purpose",
+            "datasets",
+            "policy",
+            "policy_version",
+            "aggregator_country",
+            "num_rounds",
+            "epsilon_per_round",
+            "on_refusal",
+            "status",
+            "requested_by_name",
+            "created_at",
+            "dpia",
+        ]
+        read_only_fields = fields
+
+
+class RunCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    purpose = serializers.SlugRelatedField(slug_field="code", queryset=Purpose.objects.all())
+    datasets = serializers.PrimaryKeyRelatedField(many=True, queryset=Dataset.objects.all())
+    policy = serializers.PrimaryKeyRelatedField(queryset=ResidencyPolicy.objects.all())
+    aggregator_country = serializers.CharField(max_length=2, min_length=2)
+    num_rounds = serializers.IntegerField(required=False, default=3)
+    epsilon_per_round = serializers.FloatField(required=False, allow_null=True, default=None)
+    on_refusal = serializers.ChoiceField(
+        choices=RefusalAction.choices, required=False, default=RefusalAction.SKIP
+    )
+
+
+class DpiaRecordSerializer(serializers.Serializer):
+    run = serializers.PrimaryKeyRelatedField(queryset=TrainingRun.objects.all())
+    reference = serializers.CharField(max_length=200)
+    document_hash = serializers.CharField(max_length=64)
+
+
+class DpiaApproveSerializer(serializers.Serializer):
+    valid_until = serializers.DateField()
+
+
+class RoundSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Round
+        fields = [
+            "id",
+            "run",
+            "number",
+            "state",
+            "state_reason",
+            "requested_by_name",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+# --------------------------------------------------------------------------- filters
+
+
+class RunFilter(django_filters.FilterSet):
+    purpose = django_filters.CharFilter(field_name="purpose__code")
+    status = django_filters.ChoiceFilter(choices=RunStatus.choices)
+    dataset = django_filters.NumberFilter(field_name="datasets", distinct=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = ["name", "purpose", "status", "policy", "dataset", "aggregator_country"]
+
+
+class DpiaFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=DpiaStatus.choices)
+
+    class Meta:
+        model = Dpia
+        fields = ["run", "status"]
+
+
+class RoundFilter(django_filters.FilterSet):
+    state = django_filters.ChoiceFilter(choices=RoundState.choices)
+
+    class Meta:
+        model = Round
+        fields = ["run", "number", "state"]
+
+
+# ------------------------------------------------------------------------------ views
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Training runs: Operators and the DPO create them; the Service role reads them."""
+
+    queryset = TrainingRun.objects.select_related("purpose", "policy", "dpia").prefetch_related(
+        "datasets"
+    )
+    serializer_class = RunSerializer
+    filterset_class = RunFilter
+    permission_classes = [ActionRolePermission]
+    read_roles = (*RECORD_READERS, roles.SERVICE)
+    write_roles = (roles.OPERATOR, roles.DPO)
+
+    def get_serializer_class(self):
+        return RunCreateSerializer if self.action == "create" else RunSerializer
+
+    @extend_schema(responses={201: RunSerializer})
+    def create(self, request: Request) -> Response:
+        data = validated(RunCreateSerializer, request)
+        run = services.run_create(actor=Actor.of(request.user), **data)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class DpiaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """DPIAs (Art. 35): the DPO records and approves; the other person roles read."""
+
+    queryset = Dpia.objects.select_related("run")
+    serializer_class = DpiaSerializer
+    filterset_class = DpiaFilter
+    permission_classes = [ActionRolePermission]
+    read_roles = RECORD_READERS
+    write_roles = (roles.DPO,)
+
+    def get_serializer_class(self):
+        return {"create": DpiaRecordSerializer, "approve": DpiaApproveSerializer}.get(
+            self.action, DpiaSerializer
+        )
+
+    @extend_schema(responses={201: DpiaSerializer})
+    def create(self, request: Request) -> Response:
+        data = validated(DpiaRecordSerializer, request)
+        dpia = services.dpia_record(actor=Actor.of(request.user), **data)
+        return Response(DpiaSerializer(dpia).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: DpiaSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        data = validated(DpiaApproveSerializer, request)
+        dpia = services.dpia_approve(actor=Actor.of(request.user), dpia=self.get_object(), **data)
+        return Response(DpiaSerializer(dpia).data)
+
+
+class RoundViewSet(viewsets.ReadOnlyModelViewSet):
+    """Rounds, read only: the gate and the round state machine move them."""
+
+    queryset = Round.objects.all()
+    serializer_class = RoundSerializer
+    filterset_class = RoundFilter
+    permission_classes = [ActionRolePermission]
+    read_roles = (*RECORD_READERS, roles.SERVICE)

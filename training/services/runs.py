@@ -1,0 +1,214 @@
+"""Write paths for training runs and their DPIAs (Art. 35).
+
+Each service runs in one durable transaction and appends one ledger event. Rounds are
+created and moved by the gate and the round state machine, not here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from django.db import transaction
+
+from audit.services import ledger_append
+from fedgov import clock
+from fedgov.actors import Actor
+from fedgov.errors import InvalidInput, TransitionNotAllowed
+from sites.choices import PolicyStatus
+from sites.models import Dataset, Purpose, ResidencyPolicy
+from sites.regions import is_country
+from sites.services import HEX64, unique_or_invalid
+from training.choices import DpiaStatus, RefusalAction
+from training.models import Dpia, TrainingRun
+
+
+def _errors_or_none(errors: dict[str, list[str]]) -> None:
+    if errors:
+        raise InvalidInput(errors)
+
+
+def run_create(
+    *,
+    actor: Actor,
+    name: str,
+    purpose: Purpose,
+    datasets: list[Dataset],
+    policy: ResidencyPolicy,
+    aggregator_country: str,
+    num_rounds: int = 3,
+    epsilon_per_round: float | None = None,
+    on_refusal: str = "skip",
+) -> TrainingRun:
+    """Create a run over datasets under one published policy version.
+
+    Whether each dataset may train is the gate's question, round by round; here only
+    the run's own facts are checked. Raises ``InvalidInput`` (draft policy, unknown
+    country, withdrawn or repeated dataset, taken name, ...). Ledger: ``run.created``.
+    """
+    errors: dict[str, list[str]] = {}
+
+    def fail(field: str, reason: str) -> None:
+        errors.setdefault(field, []).append(reason)
+
+    if not isinstance(name, str) or not name.strip():
+        fail("name", "must not be empty")
+    elif len(name) > 200:
+        fail("name", "must be at most 200 characters")
+    if not isinstance(purpose, Purpose) or purpose.pk is None:
+        fail("purpose", "must be a registered purpose")
+    if not isinstance(datasets, list | tuple) or not datasets:
+        fail("datasets", "must list at least one dataset")
+    elif not all(isinstance(d, Dataset) and d.pk for d in datasets):
+        fail("datasets", "must be registered datasets")
+    elif len({d.pk for d in datasets}) != len(datasets):
+        fail("datasets", "lists a dataset twice")
+    if not isinstance(policy, ResidencyPolicy) or policy.pk is None:
+        fail("policy", "must be a policy version")
+    if not is_country(aggregator_country):
+        fail("aggregator_country", f"{aggregator_country!r} is not an ISO 3166-1 alpha-2 code")
+    if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
+        fail("num_rounds", "must be a whole number of at least 1")
+    if epsilon_per_round is not None and (
+        isinstance(epsilon_per_round, bool)
+        or not isinstance(epsilon_per_round, int | float)
+        or not math.isfinite(epsilon_per_round)
+        or epsilon_per_round <= 0
+    ):
+        fail("epsilon_per_round", "must be a positive, finite number or empty")
+    if on_refusal not in RefusalAction.values:
+        fail("on_refusal", f"must be one of {', '.join(RefusalAction.values)}")
+    _errors_or_none(errors)
+
+    with transaction.atomic(durable=True):
+        policy = ResidencyPolicy.objects.get(pk=policy.pk)
+        if policy.status != PolicyStatus.PUBLISHED:
+            fail("policy", f"{policy.name} v{policy.version} is a draft; publish it first")
+        rows = list(Dataset.objects.filter(pk__in=[d.pk for d in datasets]).order_by("pk"))
+        withdrawn = [d.pk for d in rows if d.withdrawn_at is not None]
+        if withdrawn:
+            fail("datasets", f"withdrawn from federation: {', '.join(map(str, withdrawn))}")
+        if TrainingRun.objects.filter(name=name.strip()).exists():
+            fail("name", f"a run named {name.strip()!r} already exists")
+        _errors_or_none(errors)
+        with unique_or_invalid("name", f"a run named {name.strip()!r} already exists"):
+            run = TrainingRun.objects.create(
+                name=name.strip(),
+                purpose=purpose,
+                policy=policy,
+                aggregator_country=aggregator_country,
+                num_rounds=num_rounds,
+                epsilon_per_round=float(epsilon_per_round) if epsilon_per_round else None,
+                on_refusal=on_refusal,
+                requested_by=actor.user,
+                requested_by_name=actor.label,
+            )
+        run.datasets.set(rows)
+        ledger_append(
+            event_type="run.created",
+            actor=actor,
+            subject_type="run",
+            subject_id=run.pk,
+            payload={
+                "run_id": run.pk,
+                "purpose": purpose.code,
+                "dataset_ids": [d.pk for d in rows],
+                "policy_id": policy.pk,
+                "policy_version": policy.version,
+                "policy_content_hash": policy.content_hash,
+                "aggregator_country": aggregator_country,
+                "num_rounds": num_rounds,
+                "epsilon_per_round": run.epsilon_per_round,
+                "on_refusal": on_refusal,
+            },
+        )
+    return run
+
+
+def dpia_record(*, actor: Actor, run: TrainingRun, reference: str, document_hash: str) -> Dpia:
+    """Record (or revise, while not approved) the DPIA document that covers a run.
+
+    A revision returns the DPIA to draft. Raises ``InvalidInput`` (empty reference, bad
+    hash), ``TransitionNotAllowed`` (the run's DPIA is already approved).
+    Ledger: ``dpia.recorded``.
+    """
+    errors: dict[str, list[str]] = {}
+    if not isinstance(reference, str) or not reference.strip():
+        errors["reference"] = ["must not be empty"]
+    elif len(reference) > 200:
+        errors["reference"] = ["must be at most 200 characters"]
+    if not isinstance(document_hash, str) or not HEX64.match(document_hash):
+        errors["document_hash"] = ["must be a SHA-256 digest: 64 hexadecimal characters"]
+    _errors_or_none(errors)
+    with transaction.atomic(durable=True):
+        run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        dpia = Dpia.objects.filter(run=run).first()
+        if dpia is not None and dpia.status == DpiaStatus.APPROVED:
+            raise TransitionNotAllowed(f"the DPIA of run {run.name} is approved; it cannot change")
+        revised = dpia is not None
+        if dpia is None:
+            dpia = Dpia(run=run)
+        dpia.reference = reference.strip()
+        dpia.document_hash = document_hash.lower()
+        dpia.status = DpiaStatus.DRAFT
+        dpia.save()
+        ledger_append(
+            event_type="dpia.recorded",
+            actor=actor,
+            subject_type="dpia",
+            subject_id=dpia.pk,
+            payload={
+                "dpia_id": dpia.pk,
+                "run_id": run.pk,
+                "document_hash": dpia.document_hash,
+                "revised": revised,
+            },
+        )
+    return dpia
+
+
+def dpia_approve(*, actor: Actor, dpia: Dpia, valid_until: dt.date | str) -> Dpia:
+    """Approve a draft DPIA until ``valid_until``.
+
+    Four-eyes: a person approves, and not the one who requested the run.
+    Raises ``InvalidInput`` (date missing or not in the future, system actor, requester),
+    ``TransitionNotAllowed`` (not a draft). Ledger: ``dpia.approved``.
+    """
+    if isinstance(valid_until, str):
+        try:
+            valid_until = dt.date.fromisoformat(valid_until)
+        except ValueError:
+            raise InvalidInput({"valid_until": ["must be a date (YYYY-MM-DD)"]}) from None
+    if not isinstance(valid_until, dt.date) or isinstance(valid_until, dt.datetime):
+        raise InvalidInput({"valid_until": ["must be a date (YYYY-MM-DD)"]})
+    if valid_until <= clock.now().date():
+        raise InvalidInput({"valid_until": ["must be in the future"]})
+    if actor.user is None:
+        raise InvalidInput({"non_field_errors": ["a DPIA is approved by a person, not a process"]})
+    with transaction.atomic(durable=True):
+        dpia = Dpia.objects.select_for_update().select_related("run").get(pk=dpia.pk)
+        if dpia.status != DpiaStatus.DRAFT:
+            raise TransitionNotAllowed(f"DPIA {dpia.reference} is {dpia.status}, not a draft")
+        if dpia.run.requested_by_id is not None and dpia.run.requested_by_id == actor.user_id:
+            raise InvalidInput(
+                {"non_field_errors": ["the run's requester may not approve its DPIA (four-eyes)"]}
+            )
+        dpia.status = DpiaStatus.APPROVED
+        dpia.approved_by = actor.user
+        dpia.approved_by_name = actor.label
+        dpia.approved_at = clock.now()
+        dpia.valid_until = valid_until
+        dpia.save()
+        ledger_append(
+            event_type="dpia.approved",
+            actor=actor,
+            subject_type="dpia",
+            subject_id=dpia.pk,
+            payload={
+                "dpia_id": dpia.pk,
+                "run_id": dpia.run_id,
+                "document_hash": dpia.document_hash,
+                "valid_until": valid_until.isoformat(),
+            },
+        )
+    return dpia
