@@ -45,7 +45,7 @@ from sites.regions import invalid_areas, is_country
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 CREDENTIALS_REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/\S+)$")
 # Pseudonyms are the site's own opaque tokens; "@" or whitespace suggests a raw identity.
-PSEUDONYM = re.compile(r"^[A-Za-z0-9._:+/=-]{1,128}$")
+PSEUDONYM = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 MAX_CONSENT_BATCH = 50_000
 MAX_REPORTED_ROW_ERRORS = 50
 # A site's clock may run a little ahead of ours; beyond this an event is in the future.
@@ -901,7 +901,7 @@ def _parse_consent_rows(
         subject = event.get("subject_pseudonym")
         if not isinstance(subject, str) or not subject:
             fail("subject_pseudonym", "must not be empty")
-        elif not PSEUDONYM.match(subject):
+        elif not PSEUDONYM.fullmatch(subject):
             fail(
                 "subject_pseudonym",
                 "must be the site's pseudonym (at most 128 of A-Z a-z 0-9 . _ : + / = -), "

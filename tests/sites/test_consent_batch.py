@@ -145,6 +145,7 @@ def test_one_bad_row_among_many_names_that_row_and_writes_nothing(dataset):
     [
         ({"subject_pseudonym": "", "purpose": "topics", "kind": "grant"}, "subject_pseudonym"),
         ({"subject_pseudonym": "jane@example.org"}, "subject_pseudonym"),
+        ({"subject_pseudonym": "s0001\n"}, "subject_pseudonym"),
         ({"purpose": "marketing"}, "purpose"),
         ({"kind": "revoke"}, "kind"),
         ({"occurred_at": "yesterday"}, "occurred_at"),

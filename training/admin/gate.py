@@ -1,1 +1,89 @@
-"""Admin for gate decisions: read-only evidence."""
+"""Admin for gate decisions: read-only evidence with every site's results rule by rule."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from training.models import GateDecision, GateResult, SiteEligibility
+
+
+class _ReadOnly:
+    """Evidence is written by ``round_gate`` only; admin can look, never change."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class GateResultInline(_ReadOnly, admin.TabularInline):
+    model = GateResult
+    verbose_name = "rule result"
+    verbose_name_plural = "results per site and rule"
+    fields = ("site_label", "rule_id", "article", "verdict", "reason")
+    readonly_fields = fields
+    ordering = ("site_slug", "position")
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="site")
+    def site_label(self, obj: GateResult) -> str:
+        return obj.site_slug or "(round)"
+
+    @admin.display(description="verdict")
+    def verdict(self, obj: GateResult) -> str:
+        return format_html(
+            '<strong style="color:{}">{}</strong>',
+            "#1a7f37" if obj.ok else "#cf222e",
+            "✓ pass" if obj.ok else "✗ fail",
+        )
+
+
+class SiteEligibilityInline(_ReadOnly, admin.TabularInline):
+    model = SiteEligibility
+    verbose_name_plural = "eligibility per site"
+    fields = ("site", "eligible", "eligible_records", "excluded_count", "exclusion_digest")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="excluded subjects")
+    def excluded_count(self, obj: SiteEligibility) -> int:
+        return len(obj.excluded_pseudonyms)
+
+
+@admin.register(GateDecision)
+class GateDecisionAdmin(_ReadOnly, admin.ModelAdmin):
+    list_display = ("round", "outcome", "evaluated_at", "eligible_count", "actor_name")
+    list_filter = ("outcome", "evaluated_at")
+    search_fields = ("round__run__name", "snapshot_hash", "actor_name")
+    list_select_related = ("round__run",)
+    date_hierarchy = "evaluated_at"
+    fields = (
+        "round",
+        "outcome",
+        "reason",
+        "evaluated_at",
+        "actor_name",
+        "snapshot_hash",
+        "ledger_seq",
+        "eligible_sites",
+        "snapshot_pretty",
+    )
+    readonly_fields = fields
+    inlines = (GateResultInline, SiteEligibilityInline)
+
+    @admin.display(description="eligible sites")
+    def eligible_count(self, obj: GateDecision) -> int:
+        return len(obj.eligible_sites)
+
+    @admin.display(description="snapshot (RFC 8785, shown indented)")
+    def snapshot_pretty(self, obj: GateDecision) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(json.loads(obj.snapshot), indent=2))

@@ -1,7 +1,18 @@
 """API routes for the gate area."""
 
-from rest_framework.routers import DefaultRouter
+from django.urls import path
 
-router = DefaultRouter(trailing_slash=False)
+from training.api.gate import RoundDecisionView, RoundGateView
 
-urlpatterns = [*router.urls]
+# The round number is matched as text so that a malformed one gets a 400 naming
+# ``round_no``, not a bare 404 from the URL resolver.
+urlpatterns = [
+    path(
+        "runs/<int:run_id>/rounds/<str:round_no>/gate", RoundGateView.as_view(), name="round-gate"
+    ),
+    path(
+        "runs/<int:run_id>/rounds/<str:round_no>/decision",
+        RoundDecisionView.as_view(),
+        name="round-decision",
+    ),
+]

@@ -1,0 +1,224 @@
+"""Benchmark: round_gate's query count and median latency, small vs large federation.
+
+Prints one JSON line. Target: the same query count at both sizes, and
+median(large) / median(small) <= 10. Both federations are seeded into one throw-away
+test database (a temporary SQLite file, or ``test_<name>`` on the PostgreSQL named by
+``DATABASE_URL``), as runs share one consent table in production; their gates are then
+timed alternately so that both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fedgov.settings")
+os.environ.setdefault("FEDGOV_VAR_DIR", tempfile.mkdtemp(prefix="fedgov-bench-gate-"))
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+WITHDRAWN_SHARE = 0.05
+
+
+def seed(*, tag: str, sites: int, datasets: int, subjects: int, rounds: int):
+    """One run over ``sites`` EEA sites, written with bulk_create."""
+    from sites.models import Consent, Dataset, Purpose, ResidencyPolicy, Site
+    from training.models import Dpia, TrainingRun
+
+    today = dt.date.today()
+    now = timezone.now()
+    purpose, _ = Purpose.objects.get_or_create(code="topic-classification", name="Topics")
+    policy = ResidencyPolicy.objects.create(
+        name=f"bench-{tag}",
+        version=1,
+        status="published",
+        allowed_areas=["EEA"],
+        min_eligible_sites=2,
+        min_records_per_site=10,
+        requires_dpia=True,
+        published_at=now,
+        created_by_name="bench",
+        content_hash="0" * 64,
+    )
+    site_rows = Site.objects.bulk_create(
+        Site(
+            slug=f"{tag}-site-{i:04d}",
+            organisation=f"Org {i}",
+            country="DE",
+            compute_country="DE",
+            contact_email=f"dpo{i}@example.org",
+            agreement_type="joint_controller",
+            agreement_document_hash="a" * 64,
+            agreement_valid_from=today - dt.timedelta(days=30),
+            agreement_valid_until=today + dt.timedelta(days=365),
+        )
+        for i in range(sites)
+    )
+    ds_rows = Dataset.objects.bulk_create(
+        Dataset(
+            site=site,
+            name=f"ds{d}",
+            lawful_basis="6(1)(a)",
+            retention_until=today + dt.timedelta(days=365),
+            processing_countries=["EEA"],
+            data_categories=["text"],
+        )
+        for site in site_rows
+        for d in range(datasets)
+    )
+    Dataset.purposes.through.objects.bulk_create(
+        Dataset.purposes.through(dataset_id=ds.pk, purpose_id=purpose.pk) for ds in ds_rows
+    )
+    rng = random.Random(7)
+    granted = now - dt.timedelta(days=60)
+    withdrawn = now - dt.timedelta(days=1)
+    Consent.objects.bulk_create(
+        (
+            Consent(
+                dataset=ds,
+                purpose=purpose,
+                subject_pseudonym=f"{ds.site.slug}-{ds.name}-s{k:05d}",
+                granted_at=granted,
+                withdrawn_at=withdrawn if rng.random() < WITHDRAWN_SHARE else None,
+            )
+            for ds in ds_rows
+            for k in range(subjects)
+        ),
+        batch_size=5000,
+    )
+    run = TrainingRun.objects.create(
+        name=f"bench-{tag}",
+        purpose=purpose,
+        policy=policy,
+        aggregator_country="DE",
+        num_rounds=rounds,
+        requested_by_name="bench",
+    )
+    TrainingRun.datasets.through.objects.bulk_create(
+        TrainingRun.datasets.through(trainingrun_id=run.pk, dataset_id=ds.pk) for ds in ds_rows
+    )
+    Dpia.objects.create(
+        run=run,
+        reference=f"DPIA-{tag}",
+        status="approved",
+        document_hash="d" * 64,
+        approved_by_name="bench",
+        approved_at=now,
+        valid_until=today + dt.timedelta(days=90),
+    )
+    return run
+
+
+def count_queries(run) -> tuple[int, int, str]:
+    """Queries of the run's first gate: the gate's own, and the ledger append's."""
+    from fedgov.actors import Actor
+    from training.services.gate import round_gate
+
+    with CaptureQueriesContext(connection) as captured:
+        decision = round_gate(actor=Actor.system("bench"), run=run, round_no=1)
+    sqls = [q["sql"] for q in captured.captured_queries]
+    # The ledger's own writes grow with log2 of its size (RFC 9162 subtree hashes), not
+    # with the federation; they are reported apart so the gate's figure stays comparable.
+    ledger = sum(1 for sql in sqls if "audit_" in sql)
+    return len(sqls) - ledger, ledger, decision.outcome
+
+
+def time_rounds(runs: dict[str, object], repeats: int) -> dict[str, float]:
+    """Median seconds per gate; sizes alternate so both see the same machine load."""
+    from fedgov.actors import Actor
+    from training.services.gate import round_gate
+
+    actor = Actor.system("bench")
+    timings: dict[str, list[float]] = {label: [] for label in runs}
+    for n in range(2, repeats + 2):
+        for label, run in runs.items():
+            start = time.perf_counter()
+            round_gate(actor=actor, run=run, round_no=n)
+            timings[label].append(time.perf_counter() - start)
+    return {label: statistics.median(values) for label, values in timings.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    if args.quick:
+        small, large, datasets, subjects, repeats = 3, 12, 2, 50, 3
+    else:
+        small, large, datasets, subjects, repeats = 10, 200, 5, 1000, 5
+    repeats = args.repeats or repeats
+
+    db = settings.DATABASES["default"]
+    tmp_db = None
+    if db["ENGINE"].endswith("sqlite3"):
+        tmp_db = Path(tempfile.mkdtemp(prefix="fedgov-bench-gate-")) / "bench.sqlite3"
+        db.setdefault("TEST", {})["NAME"] = str(tmp_db)
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        sizes = {"small": small, "large": large}
+        runs = {
+            label: seed(
+                tag=label, sites=n, datasets=datasets, subjects=subjects, rounds=repeats + 1
+            )
+            for label, n in sizes.items()
+        }
+        if connection.vendor == "postgresql":
+            # A live database has its statistics and visibility map from autovacuum; a
+            # table filled a second ago has neither, and would be planned blind.
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE")
+        queries = {label: count_queries(run) for label, run in runs.items()}
+        medians = time_rounds(runs, repeats)
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        if tmp_db is not None and tmp_db.exists():
+            tmp_db.unlink()
+
+    (q_small, l_small, o_small), (q_large, l_large, o_large) = queries["small"], queries["large"]
+    t_small, t_large = medians["small"], medians["large"]
+    ratio = t_large / t_small
+    print(
+        json.dumps(
+            {
+                "bench": "gate",
+                "ratio": round(ratio, 3),
+                "target": "same query count; ratio <= 10",
+                "ok": q_small == q_large and ratio <= 10,
+                "queries_small": q_small,
+                "queries_large": q_large,
+                "ledger_queries": [l_small, l_large],
+                "median_ms_small": round(t_small * 1000, 2),
+                "median_ms_large": round(t_large * 1000, 2),
+                "sites_small": small,
+                "sites_large": large,
+                "datasets_per_site": datasets,
+                "subjects_per_dataset": subjects,
+                "withdrawn_share": WITHDRAWN_SHARE,
+                "outcomes": [o_small, o_large],
+                "repeats": repeats,
+                "database": connection.vendor,
+                "quick": args.quick,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Read-only queries other apps need from sites; each returns plain dataclasses.
+
+The gate calls these with a fixed number of queries whatever the number of sites,
+datasets and subjects: consent is counted, and the excluded pseudonyms gathered, by one
+aggregate query.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from django.db.models import Aggregate, Count, Q, TextField
+
+from sites.models import Consent, Dataset
+
+
+@dataclass(frozen=True)
+class SiteRow:
+    """A site's facts as the gate reads them."""
+
+    id: int
+    slug: str
+    country: str
+    compute_country: str
+    status: str
+    agreement_document_hash: str
+    agreement_valid_from: date | None
+    agreement_valid_until: date | None
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    """A dataset's legal facts as the gate reads them."""
+
+    id: int
+    site_id: int
+    name: str
+    lawful_basis: str
+    special_category: bool
+    art9_condition: str
+    purposes: tuple[str, ...]
+    retention_until: date | None
+    processing_countries: tuple[str, ...]
+    record_count: int
+    withdrawn_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ConsentState:
+    """One dataset's consents for a purpose at an instant.
+
+    ``eligible``: granted at or before the instant, neither expired nor withdrawn then.
+    ``excluded``: the sorted pseudonyms whose consent was withdrawn or had expired.
+    """
+
+    eligible: int = 0
+    excluded: tuple[str, ...] = ()
+
+
+def _lapsed(at: datetime) -> Q:
+    return Q(withdrawn_at__lte=at) | Q(expires_at__lte=at)
+
+
+_SITE_COLUMNS = tuple(f"site__{name}" for name in SiteRow.__dataclass_fields__)
+_DATASET_COLUMNS = (
+    "id",
+    "site_id",
+    "name",
+    "lawful_basis",
+    "special_category",
+    "art9_condition",
+    "retention_until",
+    "processing_countries",
+    "record_count",
+    "withdrawn_at",
+)
+
+
+def datasets_with_sites(*, dataset_ids: list[int]) -> tuple[list[DatasetRow], list[SiteRow]]:
+    """The datasets and their sites, ordered by site slug then dataset id (two queries)."""
+    # Plain tuples, not model instances: building a thousand models costs more than the
+    # query that reads them.
+    columns = (*_DATASET_COLUMNS, *_SITE_COLUMNS)
+    records = (
+        Dataset.objects.filter(pk__in=dataset_ids)
+        .order_by("site__slug", "pk")
+        .values_list(*columns)
+    )
+    purposes: dict[int, list[str]] = defaultdict(list)
+    through = Dataset.purposes.through.objects.filter(dataset_id__in=dataset_ids)
+    for dataset_id, code in through.values_list("dataset_id", "purpose__code"):
+        purposes[dataset_id].append(code)
+    sites: dict[int, SiteRow] = {}
+    rows = []
+    split = len(_DATASET_COLUMNS)
+    for record in records:
+        ds = dict(zip(_DATASET_COLUMNS, record[:split], strict=True))
+        ds["art9_condition"] = ds["art9_condition"] or ""
+        ds["processing_countries"] = tuple(ds["processing_countries"] or ())
+        ds["purposes"] = tuple(sorted(purposes[ds["id"]]))
+        rows.append(DatasetRow(**ds))
+        site = SiteRow(*record[split:])
+        sites.setdefault(site.id, site)
+    return rows, list(sites.values())
+
+
+class _JsonList(Aggregate):
+    """The group's values as a JSON array: json_group_array, or json_agg on PostgreSQL.
+
+    JSON keeps every value intact whatever characters a pseudonym holds.
+    """
+
+    function = "JSON_GROUP_ARRAY"
+    output_field = TextField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, function="JSON_AGG", **extra_context)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    # SQLite hands back JSON text; psycopg decodes json itself; no row at all is NULL.
+    names = json.loads(value) if isinstance(value, str) else (value or [])
+    return tuple(sorted(names))
+
+
+def consent_states(
+    *, dataset_ids: list[int], purpose_id: int, at: datetime
+) -> dict[int, ConsentState]:
+    """Per dataset, current consents for the purpose at ``at`` and the lapsed pseudonyms.
+
+    One query, one pass over the consent rows whatever the number of datasets and
+    subjects: per dataset the total, the rows that are not current (granted later,
+    withdrawn or expired) and the lapsed pseudonyms as a JSON array.
+    """
+    lapsed = _lapsed(at)
+    rows = (
+        Consent.objects.filter(dataset_id__in=dataset_ids, purpose_id=purpose_id)
+        # The model's default ordering would leak into GROUP BY and split the groups.
+        .order_by()
+        .values("dataset_id")
+        .annotate(
+            total=Count("pk"),
+            not_current=Count("pk", filter=Q(granted_at__gt=at) | lapsed),
+            lapsed=_JsonList("subject_pseudonym", filter=lapsed),
+        )
+        .values_list("dataset_id", "total", "not_current", "lapsed")
+    )
+    return {
+        dataset_id: ConsentState(
+            eligible=total - not_current,
+            excluded=_names(names),
+        )
+        for dataset_id, total, not_current, names in rows
+    }

@@ -1,0 +1,102 @@
+"""Property: whatever the facts, a site that fails any rule is never eligible."""
+
+from __future__ import annotations
+
+import json
+
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.training.gate_facts import context, dataset, policy_facts, site
+from training.gate import evaluate, replay, to_snapshot
+from training.gate.context import DpiaFacts, RunFacts
+
+COUNTRIES = st.sampled_from(["DE", "ES", "PL", "NL", "FR", "US", "CH", "IN", ""])
+DATES = st.sampled_from([None, "2025-01-01", "2026-06-14", "2026-06-15", "2027-01-01"])
+
+datasets = st.builds(
+    dataset,
+    id=st.integers(1, 10_000),
+    lawful_basis=st.sampled_from(["6(1)(a)", "6(1)(e)", "6(1)(f)", ""]),
+    special_category=st.booleans(),
+    art9_condition=st.sampled_from(["", "9(2)(a)", "9(2)(j)"]),
+    purposes=st.sampled_from([(), ("topic-classification",), ("marketing",)]),
+    retention_until=DATES,
+    processing_countries=st.sampled_from([(), ("EEA",), ("DE",), ("US", "EEA")]),
+    record_count=st.integers(0, 200),
+    withdrawn_at=st.sampled_from([None, "2026-01-01T00:00:00.000000Z"]),
+    consent_eligible=st.integers(0, 200),
+    consent_excluded=st.integers(0, 50),
+)
+
+
+@st.composite
+def sites(draw):
+    n = draw(st.integers(0, 6))
+    return [
+        site(
+            id=i + 1,
+            slug=f"site-{i}",
+            status=draw(st.sampled_from(["active", "suspended"])),
+            compute_country=draw(COUNTRIES),
+            agreement_valid_from=draw(DATES),
+            agreement_valid_until=draw(DATES),
+            transfer_mechanism=draw(st.sampled_from([None, "scc", "bcr", "adequacy"])),
+            datasets=draw(st.lists(datasets, max_size=3)),
+        )
+        for i in range(n)
+    ]
+
+
+contexts = st.builds(
+    context,
+    sites=sites(),
+    run=st.builds(
+        RunFacts,
+        id=st.just(1),
+        name=st.just("run"),
+        purpose=st.sampled_from(["topic-classification", "marketing"]),
+        aggregator_country=COUNTRIES,
+        epsilon_per_round=st.sampled_from([None, 0.1, 0.5, 1.0]),
+        rounds_past_gate=st.integers(0, 5),
+    ),
+    policy=st.builds(
+        policy_facts,
+        allowed_areas=st.sampled_from([(), ("EEA",), ("DE", "ES")]),
+        min_eligible_sites=st.integers(1, 4),
+        min_records_per_site=st.integers(0, 150),
+        requires_dpia=st.booleans(),
+        privacy_budget_epsilon=st.sampled_from([None, 0.3, 1.0, 3.0]),
+    ),
+    dpia=st.one_of(
+        st.none(),
+        st.builds(
+            DpiaFacts,
+            reference=st.just("D"),
+            status=st.sampled_from(["draft", "approved", "rejected"]),
+            valid_until=DATES,
+        ),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(contexts)
+def test_no_site_with_a_failed_rule_is_ever_eligible(ctx):
+    verdict = evaluate(ctx)
+    for s in verdict.sites:
+        if any(not r.ok for r in s.results):
+            assert not s.eligible
+            assert s.site_id not in verdict.eligible_site_ids
+    if verdict.outcome == "blocked":
+        assert verdict.eligible_site_ids == ()
+    else:
+        assert len(verdict.eligible_site_ids) >= ctx.policy.min_eligible_sites
+
+
+@settings(max_examples=100, deadline=None)
+@given(contexts)
+def test_replay_of_any_snapshot_gives_the_same_verdict(ctx):
+    stored = json.loads(rfc8785.dumps(to_snapshot(ctx)))
+    assert replay(stored) == evaluate(ctx)

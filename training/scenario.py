@@ -1,0 +1,669 @@
+"""Declarative federation scenarios (TOML): parse, validate, and load through the services.
+
+``parse_scenario`` turns a file into frozen dataclasses and refuses a bad scenario with a
+``ScenarioError`` naming the key (``sites[3].compute_country: ...``). ``load_scenario``
+writes it with the records services (``site_register``, ``dataset_register``,
+``policy_create_draft``/``policy_publish``, ``consent_record_batch``, ``run_create``,
+``dpia_record``/``dpia_approve``), so every record has its ledger event. ``manage.py
+demo`` uses both; ``manage.py federate --scenario FILE`` will too.
+
+Loading is re-runnable on one database. The ledger is append-only, so nothing is reset:
+records that exist with the scenario's name are reused (a changed policy becomes a new
+version), consent is brought back to the scenario's starting state with grant events,
+and the run gets the next free name (``virt8ra``, ``virt8ra-2``, ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedgov import clock
+from fedgov.actors import Actor
+from sites.choices import AgreementType, Art9Condition, LawfulBasis, PolicyStatus
+from sites.models import Dataset, Purpose, ResidencyPolicy, Site
+from sites.regions import invalid_areas, is_country
+from sites.services import (
+    POLICY_DEFAULTS,
+    consent_record_batch,
+    dataset_register,
+    policy_content,
+    policy_create_draft,
+    policy_publish,
+    purpose_create,
+    site_register,
+)
+from training.models import TrainingRun
+from training.services.runs import dpia_approve, dpia_record, run_create
+
+ALL = "all"
+POLICY_KEYS = (
+    "allowed_areas",
+    "transfer_mechanisms",
+    "min_eligible_sites",
+    "min_records_per_site",
+    "requires_approval",
+    "approvals_required",
+    "requires_controller_dpo_approval",
+    "requires_dpia",
+    "privacy_budget_epsilon",
+)
+
+
+class ScenarioError(Exception):
+    """A scenario file is unreadable or wrong; ``key`` names where."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key, self.reason = key, reason
+        super().__init__(f"{key}: {reason}" if key else reason)
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    country: str
+
+
+@dataclass(frozen=True)
+class Zone:
+    """The site's OpenNebula zone and the hosts (with their country labels) it places on."""
+
+    id: int
+    endpoint: str
+    hosts: tuple[Host, ...]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    description: str
+    corpus: str
+    data_categories: tuple[str, ...]
+    lawful_basis: str
+    purposes: tuple[str, ...]
+    retention_until: dt.date
+    processing_countries: tuple[str, ...]
+    special_category: bool
+    art9_condition: str
+    record_count: int
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    slug: str
+    organisation: str
+    country: str
+    compute_country: str
+    contact_email: str
+    agreement_type: str
+    agreement_document_hash: str
+    agreement_valid_from: dt.date
+    agreement_valid_until: dt.date
+    zone: Zone
+    dataset: DatasetSpec
+
+
+@dataclass(frozen=True)
+class PurposeSpec:
+    code: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ConsentSpec:
+    subjects_per_site: int
+    granted: dt.datetime
+    expires: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    purpose: str
+    aggregator_country: str
+    num_rounds: int
+    epsilon_per_round: float | None
+    dpia_reference: str
+    dpia_document_hash: str
+    dpia_valid_until: dt.date
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    site: str
+    subjects: tuple[str, ...] | str  # pseudonyms, or ALL
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    number: int
+    withdrawals: tuple[Withdrawal, ...] = ()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    purposes: tuple[PurposeSpec, ...]
+    policy: PolicySpec
+    sites: tuple[SiteSpec, ...]
+    consent: ConsentSpec
+    run: RunSpec
+    rounds: tuple[RoundSpec, ...]
+
+    def pseudonyms(self, site_slug: str) -> list[str]:
+        """The site's subjects, ``<slug>-s0001`` onwards."""
+        return [f"{site_slug}-s{n:04d}" for n in range(1, self.consent.subjects_per_site + 1)]
+
+    def site(self, slug: str) -> SiteSpec:
+        return next(s for s in self.sites if s.slug == slug)
+
+
+class _Reader:
+    """Typed access to one TOML table, naming the full key in every error."""
+
+    def __init__(self, data: Any, path: str, today: dt.date) -> None:
+        if not isinstance(data, dict):
+            raise ScenarioError(path, "must be a table")
+        self.data, self.path, self.today = data, path, today
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if name not in self.data:
+            if default is ...:
+                raise ScenarioError(self.key(name), "is required")
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ScenarioError(self.key(name), f"must be {_kind_names(kinds)}")
+        if not isinstance(value, kinds):
+            raise ScenarioError(self.key(name), f"must be {_kind_names(kinds)}")
+        return value
+
+    def text(self, name: str, default: Any = ...) -> str:
+        value = self.get(name, str, default)
+        if default is ... and not value.strip():
+            raise ScenarioError(self.key(name), "must not be empty")
+        return value
+
+    def country(self, name: str) -> str:
+        value = self.text(name)
+        if not is_country(value):
+            raise ScenarioError(self.key(name), f"{value!r} is not an ISO 3166-1 alpha-2 code")
+        return value
+
+    def areas(self, name: str) -> tuple[str, ...]:
+        values = self.strings(name)
+        if not values:
+            raise ScenarioError(self.key(name), "must name at least one country or region")
+        bad = invalid_areas(list(values))
+        if bad:
+            raise ScenarioError(self.key(name), f"unknown countries or regions: {bad}")
+        return values
+
+    def strings(self, name: str, default: Any = ...) -> tuple[str, ...]:
+        values = self.get(name, list, default)
+        if not all(isinstance(v, str) and v for v in values):
+            raise ScenarioError(self.key(name), "must be a list of non-empty strings")
+        return tuple(values)
+
+    def date(self, name: str) -> dt.date:
+        """A TOML date, or whole days relative to the day of loading."""
+        value = self.get(name, (dt.date, int))
+        if isinstance(value, dt.datetime):
+            raise ScenarioError(self.key(name), "must be a date or a number of days, not a time")
+        return value if isinstance(value, dt.date) else self.today + dt.timedelta(days=value)
+
+    def choice(self, name: str, choices: list[str], default: Any = ...) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise ScenarioError(self.key(name), f"{value!r} is not one of {choices}")
+        return value
+
+    def table(self, name: str) -> _Reader:
+        return _Reader(self.get(name, dict), self.key(name), self.today)
+
+    def tables(self, name: str) -> list[_Reader]:
+        items = self.get(name, list)
+        return [_Reader(item, f"{self.key(name)}[{i}]", self.today) for i, item in enumerate(items)]
+
+    def only(self, *allowed: str) -> None:
+        unknown = sorted(set(self.data) - set(allowed))
+        if unknown:
+            raise ScenarioError(self.key(unknown[0]), "unknown key")
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {
+        str: "text",
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+        dt.date: "a date",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scenario:
+    """Read and validate a scenario file (or TOML text). Raises ``ScenarioError``."""
+    today = today or clock.now().date()
+    if isinstance(source, Path):
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ScenarioError("", f"cannot read {source}: {exc.strerror}") from None
+    else:
+        text = source
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError("", f"not valid TOML: {exc}") from None
+
+    top = _Reader(raw, "", today)
+    top.only("name", "description", "purposes", "policy", "sites", "consent", "run", "rounds")
+    name = top.text("name")
+
+    purposes = []
+    for p in top.tables("purposes"):
+        p.only("code", "name", "description")
+        purposes.append(PurposeSpec(p.text("code"), p.text("name"), p.text("description", "")))
+    if not purposes:
+        raise ScenarioError("purposes", "must list at least one purpose")
+    codes = [p.code for p in purposes]
+
+    sites = []
+    for s in top.tables("sites"):
+        s.only(
+            "slug",
+            "organisation",
+            "country",
+            "compute_country",
+            "contact_email",
+            "agreement_type",
+            "agreement_document_hash",
+            "agreement_valid_from",
+            "agreement_valid_until",
+            "zone",
+            "dataset",
+        )
+        slug = s.text("slug")
+        compute = s.country("compute_country")
+        z = s.table("zone")
+        z.only("id", "endpoint", "hosts")
+        hosts = []
+        for h in z.tables("hosts"):
+            h.only("name", "country")
+            hosts.append(Host(h.text("name"), h.country("country")))
+        if hosts and compute not in {h.country for h in hosts}:
+            raise ScenarioError(
+                s.key("compute_country"), f"{compute} is not the country of any host of the zone"
+            )
+        d = s.table("dataset")
+        d.only(
+            "name",
+            "description",
+            "corpus",
+            "data_categories",
+            "lawful_basis",
+            "purposes",
+            "retention_until",
+            "processing_countries",
+            "special_category",
+            "art9_condition",
+            "record_count",
+        )
+        ds_purposes = d.strings("purposes", tuple(codes))
+        for code in ds_purposes:
+            if code not in codes:
+                raise ScenarioError(d.key("purposes"), f"{code!r} is not a scenario purpose")
+        dataset = DatasetSpec(
+            name=d.text("name"),
+            description=d.text("description", ""),
+            corpus=d.text("corpus", ""),
+            data_categories=d.strings("data_categories", ("text",)),
+            lawful_basis=d.choice("lawful_basis", LawfulBasis.values),
+            purposes=ds_purposes,
+            retention_until=d.date("retention_until"),
+            processing_countries=d.areas("processing_countries"),
+            special_category=d.get("special_category", bool, False),
+            art9_condition=d.choice("art9_condition", Art9Condition.values, ""),
+            record_count=d.get("record_count", int, 0),
+        )
+        sites.append(
+            SiteSpec(
+                slug=slug,
+                organisation=s.text("organisation"),
+                country=s.country("country"),
+                compute_country=compute,
+                contact_email=s.text("contact_email"),
+                agreement_type=s.choice("agreement_type", AgreementType.values),
+                agreement_document_hash=s.text(
+                    "agreement_document_hash", _sha(f"{name}/{slug}/agreement")
+                ),
+                agreement_valid_from=s.date("agreement_valid_from"),
+                agreement_valid_until=s.date("agreement_valid_until"),
+                zone=Zone(id=z.get("id", int), endpoint=z.text("endpoint", ""), hosts=tuple(hosts)),
+                dataset=dataset,
+            )
+        )
+    if not sites:
+        raise ScenarioError("sites", "must list at least one site")
+    slugs = [s.slug for s in sites]
+    if len(set(slugs)) != len(slugs):
+        raise ScenarioError("sites", "lists a slug twice")
+
+    pol = top.table("policy")
+    pol.only("name", *POLICY_KEYS)
+    fields: dict[str, Any] = {"allowed_areas": list(pol.areas("allowed_areas"))}
+    mechanisms = pol.get("transfer_mechanisms", dict, {})
+    for slug in mechanisms:
+        if slug not in slugs:
+            raise ScenarioError(pol.key("transfer_mechanisms"), f"{slug!r} is not a scenario site")
+    fields["transfer_mechanisms"] = dict(mechanisms)
+    for key in ("min_eligible_sites", "min_records_per_site", "approvals_required"):
+        if key in pol.data:
+            fields[key] = pol.get(key, int)
+    for key in ("requires_approval", "requires_controller_dpo_approval", "requires_dpia"):
+        if key in pol.data:
+            fields[key] = pol.get(key, bool)
+    if "privacy_budget_epsilon" in pol.data:
+        fields["privacy_budget_epsilon"] = float(pol.get("privacy_budget_epsilon", (int, float)))
+    policy = PolicySpec(name=pol.text("name"), fields=fields)
+
+    con = top.table("consent")
+    con.only("subjects_per_site", "granted", "expires")
+    subjects = con.get("subjects_per_site", int)
+    if not 1 <= subjects <= 9999:
+        raise ScenarioError(con.key("subjects_per_site"), "must be between 1 and 9999")
+    midnight = dt.time(tzinfo=dt.UTC)
+    granted = dt.datetime.combine(con.date("granted"), midnight)
+    expires = dt.datetime.combine(con.date("expires"), midnight) if "expires" in con.data else None
+    if expires is not None and expires <= granted:
+        raise ScenarioError(con.key("expires"), "must be after consent.granted")
+    consent = ConsentSpec(subjects_per_site=subjects, granted=granted, expires=expires)
+
+    r = top.table("run")
+    r.only(
+        "name",
+        "purpose",
+        "aggregator_country",
+        "num_rounds",
+        "epsilon_per_round",
+        "dpia_reference",
+        "dpia_document_hash",
+        "dpia_valid_until",
+    )
+    run_purpose = r.text("purpose")
+    if run_purpose not in codes:
+        raise ScenarioError(r.key("purpose"), f"{run_purpose!r} is not a scenario purpose")
+    epsilon = r.get("epsilon_per_round", (int, float), None)
+    default_until = today + dt.timedelta(days=180)
+    dpia_until = r.date("dpia_valid_until") if "dpia_valid_until" in r.data else default_until
+    run = RunSpec(
+        name=r.text("name"),
+        purpose=run_purpose,
+        aggregator_country=r.country("aggregator_country"),
+        num_rounds=r.get("num_rounds", int),
+        epsilon_per_round=float(epsilon) if epsilon is not None else None,
+        dpia_reference=r.text("dpia_reference"),
+        dpia_document_hash=r.text("dpia_document_hash", _sha(f"{name}/dpia")),
+        dpia_valid_until=dpia_until,
+    )
+    if run.num_rounds < 1:
+        raise ScenarioError(r.key("num_rounds"), "must be at least 1")
+
+    rounds = []
+    for i, rd in enumerate(top.tables("rounds")):
+        rd.only("number", "withdraw")
+        number = rd.get("number", int)
+        if number != i + 1 or number > run.num_rounds:
+            raise ScenarioError(
+                rd.key("number"), f"must be {i + 1} (rounds in order, at most run.num_rounds)"
+            )
+        withdrawals = []
+        for w in rd.tables("withdraw") if "withdraw" in rd.data else []:
+            w.only("site", "subjects")
+            site = w.text("site")
+            if site not in slugs:
+                raise ScenarioError(w.key("site"), f"{site!r} is not a scenario site")
+            chosen = w.get("subjects", (str, list))
+            if isinstance(chosen, str):
+                if chosen != ALL:
+                    raise ScenarioError(w.key("subjects"), 'must be a list of pseudonyms or "all"')
+                withdrawals.append(Withdrawal(site, ALL))
+                continue
+            known = {f"{site}-s{n:04d}" for n in range(1, subjects + 1)}
+            for pseudonym in chosen:
+                if pseudonym not in known:
+                    raise ScenarioError(
+                        w.key("subjects"), f"{pseudonym!r} is not a subject of {site}"
+                    )
+            withdrawals.append(Withdrawal(site, tuple(chosen)))
+        rounds.append(RoundSpec(number=number, withdrawals=tuple(withdrawals)))
+    if not rounds:
+        raise ScenarioError("rounds", "must list at least one round")
+
+    return Scenario(
+        name=name,
+        description=top.text("description", ""),
+        purposes=tuple(purposes),
+        policy=policy,
+        sites=tuple(sites),
+        consent=consent,
+        run=run,
+        rounds=tuple(rounds),
+    )
+
+
+@dataclass
+class Loaded:
+    """What loading wrote or found: the run and the records it runs over."""
+
+    run: TrainingRun
+    sites: dict[str, Site]
+    datasets: dict[str, Dataset]
+    purposes: dict[str, Purpose]
+    reused: list[str] = field(default_factory=list)
+    withdrawn: dict[str, set[str]] = field(default_factory=dict)
+
+
+Progress = Callable[[str], None]
+
+
+def load_scenario(
+    scenario: Scenario,
+    *,
+    dpo: Actor,
+    operator: Actor,
+    approver: Actor,
+    progress: Progress = lambda _: None,
+) -> Loaded:
+    """Write the scenario through the services; returns the new run and its records.
+
+    ``dpo`` registers sites, datasets, the policy and consent; ``operator`` creates the
+    run and records its DPIA; ``approver`` (another person: four-eyes) approves the DPIA.
+    Raises ``fedgov.errors.InvalidInput`` or ``TransitionNotAllowed`` from the services.
+    """
+    reused: list[str] = []
+    purposes: dict[str, Purpose] = {}
+    for spec in scenario.purposes:
+        existing = Purpose.objects.filter(code=spec.code).first()
+        if existing is not None:
+            reused.append(f"purpose {spec.code}")
+            purposes[spec.code] = existing
+        else:
+            purposes[spec.code] = purpose_create(
+                actor=dpo, code=spec.code, name=spec.name, description=spec.description
+            )
+
+    sites: dict[str, Site] = {}
+    datasets: dict[str, Dataset] = {}
+    fresh: set[str] = set()
+    for spec in scenario.sites:
+        site = Site.objects.filter(slug=spec.slug).first()
+        if site is not None:
+            reused.append(f"site {spec.slug}")
+        else:
+            site = site_register(
+                actor=dpo,
+                slug=spec.slug,
+                organisation=spec.organisation,
+                country=spec.country,
+                contact_email=spec.contact_email,
+                agreement_type=spec.agreement_type,
+                agreement_document_hash=spec.agreement_document_hash,
+                agreement_valid_from=spec.agreement_valid_from,
+                agreement_valid_until=spec.agreement_valid_until,
+                compute_country=spec.compute_country,
+                one_zone_endpoint=spec.zone.endpoint,
+                one_zone_id=spec.zone.id,
+            )
+        sites[spec.slug] = site
+        d = spec.dataset
+        dataset = Dataset.objects.filter(site=site, name=d.name).first()
+        if dataset is not None:
+            reused.append(f"dataset {spec.slug}/{d.name}")
+        else:
+            dataset = dataset_register(
+                actor=dpo,
+                site=site,
+                name=d.name,
+                lawful_basis=d.lawful_basis,
+                purposes=[purposes[c] for c in d.purposes],
+                retention_until=d.retention_until,
+                processing_countries=list(d.processing_countries),
+                data_categories=list(d.data_categories),
+                description=d.description,
+                special_category=d.special_category,
+                art9_condition=d.art9_condition,
+                record_count=d.record_count,
+            )
+            fresh.add(spec.slug)
+        datasets[spec.slug] = dataset
+        progress(f"site {spec.slug} ({spec.country}, compute in {spec.compute_country}) ready")
+
+    policy = _policy(scenario.policy, actor=dpo, reused=reused)
+    progress(f"policy {policy.name} v{policy.version} published ({policy.content_hash[:12]}…)")
+
+    now = clock.now()
+    for spec in scenario.sites:
+        # A fresh dataset gets the scenario's grant date; on a re-run the consents carry
+        # a history, and a new grant may not predate it, so consent is re-collected now.
+        at = scenario.consent.granted if spec.slug in fresh else now
+        expires = scenario.consent.expires
+        events = [
+            {
+                "subject_pseudonym": pseudonym,
+                "purpose": code,
+                "kind": "grant",
+                "occurred_at": at,
+                "expires_at": expires if expires is not None and expires > at else None,
+            }
+            for pseudonym in scenario.pseudonyms(spec.slug)
+            for code in spec.dataset.purposes
+        ]
+        consent_record_batch(actor=dpo, dataset=datasets[spec.slug], events=events)
+        progress(f"consent of {len(events)} subjects recorded for {spec.slug}")
+
+    run_name = _free_run_name(scenario.run.name)
+    run = run_create(
+        actor=operator,
+        name=run_name,
+        purpose=purposes[scenario.run.purpose],
+        datasets=[datasets[s.slug] for s in scenario.sites],
+        policy=policy,
+        aggregator_country=scenario.run.aggregator_country,
+        num_rounds=scenario.run.num_rounds,
+        epsilon_per_round=scenario.run.epsilon_per_round,
+    )
+    dpia = dpia_record(
+        actor=operator,
+        run=run,
+        reference=scenario.run.dpia_reference,
+        document_hash=scenario.run.dpia_document_hash,
+    )
+    dpia_approve(actor=approver, dpia=dpia, valid_until=scenario.run.dpia_valid_until)
+    progress(
+        f"run {run.name} created by {operator.label}; DPIA {dpia.reference} approved by "
+        f"{approver.label} until {scenario.run.dpia_valid_until}"
+    )
+    return Loaded(
+        run=run,
+        sites=sites,
+        datasets=datasets,
+        purposes=purposes,
+        reused=reused,
+        withdrawn={s.slug: set() for s in scenario.sites},
+    )
+
+
+def _policy(spec: PolicySpec, *, actor: Actor, reused: list[str]) -> ResidencyPolicy:
+    latest = (
+        ResidencyPolicy.objects.filter(name=spec.name, status=PolicyStatus.PUBLISHED)
+        .order_by("-version")
+        .first()
+    )
+    if latest is not None:
+        current = policy_content(latest)
+        wanted = {**POLICY_DEFAULTS, **spec.fields}
+        if all(current.get(k) == v for k, v in wanted.items()):
+            reused.append(f"policy {spec.name} v{latest.version}")
+            return latest
+    draft = policy_create_draft(actor=actor, name=spec.name, **spec.fields)
+    return policy_publish(actor=actor, policy=draft)
+
+
+def _free_run_name(base: str) -> str:
+    taken = set(TrainingRun.objects.filter(name__startswith=base).values_list("name", flat=True))
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def apply_round_events(
+    scenario: Scenario, loaded: Loaded, round_spec: RoundSpec, *, actor: Actor
+) -> dict[str, int]:
+    """Record the round's withdrawals (as the sites would upload them); counts per site."""
+    counts: dict[str, int] = {}
+    now = clock.now()
+    for w in round_spec.withdrawals:
+        spec = scenario.site(w.site)
+        done = loaded.withdrawn.setdefault(w.site, set())
+        chosen = scenario.pseudonyms(w.site) if w.subjects == ALL else list(w.subjects)
+        # Withdrawing twice is refused by the service; "all" means all who still consent.
+        pending = [p for p in chosen if p not in done]
+        if not pending:
+            continue
+        events = [
+            {"subject_pseudonym": p, "purpose": code, "kind": "withdraw", "occurred_at": now}
+            for p in pending
+            for code in spec.dataset.purposes
+        ]
+        consent_record_batch(actor=actor, dataset=loaded.datasets[w.site], events=events)
+        done.update(pending)
+        counts[w.site] = counts.get(w.site, 0) + len(pending)
+    return counts

@@ -1,0 +1,195 @@
+"""Read-only queries of the training app; other apps get plain dataclasses from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.core.exceptions import ObjectDoesNotExist
+
+from training.choices import RoundState
+from training.models import GateDecision, Round, TrainingRun
+
+# Rounds in these states never got past the gate (or never reached it), so they spent
+# no privacy budget.
+_NOT_SPENT = (RoundState.PLANNED, RoundState.BLOCKED, RoundState.REJECTED)
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    """The policy version a run is bound to, as the gate reads it."""
+
+    id: int
+    name: str
+    version: int
+    status: str
+    content_hash: str
+    allowed_areas: tuple[str, ...]
+    transfer_mechanisms: dict[str, str]
+    min_eligible_sites: int
+    min_records_per_site: int
+    requires_dpia: bool
+    privacy_budget_epsilon: float | None
+
+
+@dataclass(frozen=True)
+class DpiaRow:
+    reference: str
+    status: str
+    valid_until: date | None
+
+
+@dataclass(frozen=True)
+class RunGateRow:
+    """A run with its purpose, policy and DPIA, read in one query."""
+
+    id: int
+    name: str
+    purpose_id: int
+    purpose_code: str
+    aggregator_country: str
+    epsilon_per_round: float | None
+    num_rounds: int
+    policy: PolicyRow
+    dpia: DpiaRow | None
+
+
+def run_for_gate(*, run_id: int) -> RunGateRow:
+    """Raises ``TrainingRun.DoesNotExist``."""
+    run = TrainingRun.objects.select_related("purpose", "policy", "dpia").get(pk=run_id)
+    policy = run.policy
+    try:
+        dpia = run.dpia
+    except ObjectDoesNotExist:
+        dpia = None
+    return RunGateRow(
+        id=run.pk,
+        name=run.name,
+        purpose_id=run.purpose_id,
+        purpose_code=run.purpose.code,
+        aggregator_country=run.aggregator_country,
+        epsilon_per_round=run.epsilon_per_round,
+        num_rounds=run.num_rounds,
+        policy=PolicyRow(
+            id=policy.pk,
+            name=policy.name,
+            version=policy.version,
+            status=policy.status,
+            content_hash=policy.content_hash,
+            allowed_areas=tuple(policy.allowed_areas or ()),
+            transfer_mechanisms=dict(policy.transfer_mechanisms or {}),
+            min_eligible_sites=policy.min_eligible_sites,
+            min_records_per_site=policy.min_records_per_site,
+            requires_dpia=policy.requires_dpia,
+            privacy_budget_epsilon=policy.privacy_budget_epsilon,
+        ),
+        dpia=(
+            DpiaRow(reference=dpia.reference, status=dpia.status, valid_until=dpia.valid_until)
+            if dpia is not None
+            else None
+        ),
+    )
+
+
+def run_dataset_ids(*, run_id: int) -> list[int]:
+    through = TrainingRun.datasets.through.objects.filter(trainingrun_id=run_id)
+    return sorted(through.values_list("dataset_id", flat=True))
+
+
+def rounds_past_gate(*, run_id: int, before_round: int) -> int:
+    """Earlier rounds of the run that got past the gate (they spent privacy budget)."""
+    return (
+        Round.objects.filter(run_id=run_id, number__lt=before_round)
+        .exclude(state__in=_NOT_SPENT)
+        .count()
+    )
+
+
+@dataclass(frozen=True)
+class EligibilityView:
+    site_id: int
+    site_slug: str
+    eligible: bool
+    eligible_records: int
+    excluded_pseudonyms: tuple[str, ...]
+    exclusion_digest: str
+
+
+@dataclass(frozen=True)
+class ResultView:
+    site_id: int | None
+    site_slug: str
+    rule_id: str
+    article: str
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class GateDecisionView:
+    """A stored gate decision as plain data (for tickets, reports and the API)."""
+
+    id: int
+    round_id: int
+    run_id: int
+    round_no: int
+    evaluated_at: datetime
+    outcome: str
+    reason: str
+    snapshot_hash: str
+    eligible_site_ids: tuple[int, ...]
+    ledger_seq: int | None
+    eligibilities: tuple[EligibilityView, ...]
+    results: tuple[ResultView, ...]
+
+
+def gate_decision_latest(*, run_id: int, round_no: int) -> GateDecisionView | None:
+    """The latest decision for a round, with its eligibilities and results (3 queries)."""
+    decision = (
+        GateDecision.objects.filter(round__run_id=run_id, round__number=round_no)
+        .select_related("round")
+        .order_by("-evaluated_at", "-pk")
+        .first()
+    )
+    if decision is None:
+        return None
+    return gate_decision_view(decision)
+
+
+def gate_decision_view(decision: GateDecision) -> GateDecisionView:
+    eligibilities = tuple(
+        EligibilityView(
+            site_id=e.site_id,
+            site_slug=e.site.slug,
+            eligible=e.eligible,
+            eligible_records=e.eligible_records,
+            excluded_pseudonyms=tuple(e.excluded_pseudonyms),
+            exclusion_digest=e.exclusion_digest,
+        )
+        for e in decision.eligibilities.select_related("site").order_by("site__slug")
+    )
+    results = tuple(
+        ResultView(
+            site_id=r.site_id,
+            site_slug=r.site_slug,
+            rule_id=r.rule_id,
+            article=r.article,
+            ok=r.ok,
+            reason=r.reason,
+        )
+        for r in decision.results.order_by("site_slug", "position")
+    )
+    return GateDecisionView(
+        id=decision.pk,
+        round_id=decision.round_id,
+        run_id=decision.round.run_id,
+        round_no=decision.round.number,
+        evaluated_at=decision.evaluated_at,
+        outcome=decision.outcome,
+        reason=decision.reason,
+        snapshot_hash=decision.snapshot_hash,
+        eligible_site_ids=tuple(decision.eligible_sites),
+        ledger_seq=decision.ledger_seq,
+        eligibilities=eligibilities,
+        results=results,
+    )
