@@ -1,7 +1,25 @@
-"""API routes for the flower area (tickets, exclusions, update records)."""
+"""API routes for the flower area (tickets, exclusions, update records, SuperNodes)."""
 
-from rest_framework.routers import DefaultRouter
+from django.urls import path
 
-router = DefaultRouter(trailing_slash=False)
+from training.api import flower
 
-urlpatterns = [*router.urls]
+urlpatterns = [
+    path(
+        "runs/<int:run_id>/rounds/<int:number>/ticket",
+        flower.RoundTicketView.as_view(),
+        name="flower-round-ticket",
+    ),
+    path(
+        "runs/<int:run_id>/rounds/<int:number>/updates",
+        flower.RoundUpdatesView.as_view(),
+        name="flower-round-updates",
+    ),
+    path(
+        "runs/<int:run_id>/rounds/<int:number>/exclusions",
+        flower.RoundExclusionsView.as_view(),
+        name="flower-round-exclusions",
+    ),
+    path("sites/<slug:slug>/supernode", flower.SupernodeView.as_view(), name="flower-supernode"),
+    path("flower/public-key", flower.PublicKeyView.as_view(), name="flower-public-key"),
+]

@@ -1,0 +1,67 @@
+"""Benchmark: governed round time ÷ plain FedAvg round time, interleaved on one federation.
+
+Real flower-superlink and three flower-supernode processes train the demo task; one
+ServerApp alternates a plain FedAvg round (ungoverned baseline handler) and a governed
+round (fedgov gate + signed ticket + site verification + hash reporting over REST).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BASE_PORT = 18530
+API_PORT = 18539
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1 round of each")
+    parser.add_argument("--rounds", type=int, default=None, help="pairs of rounds (default 5)")
+    args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 5)
+
+    from training.flower import benchkit
+
+    with tempfile.TemporaryDirectory(prefix="fedgov-bench-overhead-") as tmp:
+        state = Path(tmp)
+        benchkit.setup_django(state / "var")
+        scenario = benchkit.make_scenario(runs=1, rounds=rounds)
+        with benchkit.FedgovServer(API_PORT) as server:
+            summary = benchkit.run_federation(
+                state_dir=state,
+                base_port=BASE_PORT,
+                scenario=scenario,
+                api_url=server.url,
+                run_id=scenario.run_ids[0],
+                rounds=rounds,
+                mode="interleaved",
+            )
+    plain = summary["round_seconds"].get("plain", [])
+    governed = summary["round_seconds"].get("governed", [])
+    governance = [r["seconds_governance"] for r in summary["rounds"].values()]
+    ratio = benchkit.median(governed) / benchkit.median(plain)
+    print(
+        json.dumps(
+            {
+                "bench": "round_overhead",
+                "ratio": round(ratio, 4),
+                "target": "<= 1.05",
+                "rounds_each": rounds,
+                "median_plain_s": round(benchkit.median(plain), 3),
+                "median_governed_s": round(benchkit.median(governed), 3),
+                "median_governance_calls_s": round(benchkit.median(governance), 3),
+                "plain_s": [round(x, 3) for x in plain],
+                "governed_s": [round(x, 3) for x in governed],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

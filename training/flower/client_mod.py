@@ -1,0 +1,227 @@
+"""The site's client mod: no signed fedgov ticket naming this site, no training.
+
+It runs on the ClientApp before any handler, so before any local data is read. It checks
+the ticket's Ed25519 signature against fedgov's public key, the run, the round, the expiry
+and that the ticket names this site; it then loads the round's exclusion list (fetched
+from fedgov with the site's token only when the ticket's digest changed) and hands the
+handler a ``Grant``. A refused message gets an error reply and the handler never runs.
+
+Node config keys (``flower-supernode --node-config``), each also readable from the env:
+``fedgov-site-id`` / ``FEDGOV_SITE_ID``, ``fedgov-site`` / ``FEDGOV_SITE``,
+``fedgov-public-key`` / ``FEDGOV_PUBLIC_KEY`` (base64 raw key or PEM),
+``fedgov-api`` / ``FEDGOV_API``, ``fedgov-token-file`` / ``FEDGOV_SITE_TOKEN`` (a token),
+``fedgov-cache-dir`` / ``FEDGOV_CACHE_DIR``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import requests
+from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord
+
+from training.flower.ticket import (
+    CONFIG_BODY,
+    CONFIG_KEY_ID,
+    CONFIG_SIGNATURE,
+    Ticket,
+    TicketRefused,
+    exclusion_digest,
+    load_public_key,
+    verify_ticket,
+)
+
+log = logging.getLogger("fedgov.flower.site")
+
+# Error codes in refusal replies; the strategy logs them with the reason.
+REFUSAL_CODE = 4030
+STATE_KEY = "fedgov"
+_grant: contextvars.ContextVar[Grant | None] = contextvars.ContextVar("fedgov_grant", default=None)
+
+
+@dataclass
+class Grant:
+    """What a verified ticket lets the handler do: which site, which subjects to leave out."""
+
+    ticket: Ticket
+    site_id: int
+    site_slug: str
+    excluded: frozenset[str]
+    records_used: int = 0
+    records_excluded: int = 0
+    counted: bool = field(default=False, repr=False)
+
+    def count(self, *, used: int, excluded: int) -> None:
+        self.records_used, self.records_excluded, self.counted = used, excluded, True
+
+
+def current_grant() -> Grant:
+    """The grant of the message being handled; raises if the mod did not admit it."""
+    grant = _grant.get()
+    if grant is None:
+        raise PermissionError("no verified fedgov ticket for this message")
+    return grant
+
+
+def _setting(context: Context, key: str, env: str, default: str = "") -> str:
+    value = context.node_config.get(key)
+    if value is None or value == "":
+        value = os.environ.get(env, default)
+    return str(value)
+
+
+class ExclusionFetcher:
+    """Fetches a round's exclusion list from fedgov and caches it by digest on disk."""
+
+    def __init__(self, api_url: str, token: str, cache_dir: Path, timeout: float = 60.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+        self.cache_dir = cache_dir
+        self.timeout = timeout
+        self.fetches = 0
+
+    def _cached(self, digest: str) -> frozenset[str] | None:
+        path = self.cache_dir / f"exclusions-{digest}.txt"
+        if not path.exists():
+            return None
+        names = path.read_text(encoding="utf-8").splitlines()
+        return frozenset(names) if exclusion_digest(names) == digest else None
+
+    def get(self, *, run_id: int, round_no: int, slug: str, digest: str) -> frozenset[str]:
+        """The pseudonyms whose digest is ``digest``; raises ``TicketRefused`` otherwise."""
+        if digest == exclusion_digest([]):
+            return frozenset()
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached
+        if not self.api_url or not self.token:
+            raise TicketRefused("exclusions_unavailable", "no fedgov API or site token set")
+        try:
+            response = requests.get(
+                f"{self.api_url}/api/v1/runs/{run_id}/rounds/{round_no}/exclusions",
+                params={"site": slug},
+                headers={"Authorization": f"Token {self.token}"},
+                timeout=self.timeout,
+            )
+            response.raise_for_status()
+            names = list(response.json()["pseudonyms"])
+        except (requests.RequestException, KeyError, ValueError, TypeError) as exc:
+            raise TicketRefused(
+                "exclusions_unavailable", f"cannot fetch exclusions: {exc}"
+            ) from exc
+        self.fetches += 1
+        if exclusion_digest(names) != digest:
+            raise TicketRefused("exclusions_mismatch", "fetched list does not match the ticket")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a crash never leaves a half list that a later round trusts.
+        with tempfile.NamedTemporaryFile(
+            "w", dir=self.cache_dir, delete=False, encoding="utf-8"
+        ) as handle:
+            handle.write("\n".join(sorted(names)))
+        os.replace(handle.name, self.cache_dir / f"exclusions-{digest}.txt")
+        return frozenset(names)
+
+
+def _refuse(msg: Message, code: str, reason: str) -> Message:
+    log.warning("refused %s message: %s (%s)", msg.metadata.message_type, reason, code)
+    return Message(Error(code=REFUSAL_CODE, reason=f"fedgov:{code}: {reason}"), reply_to=msg)
+
+
+def make_governance_mod(
+    *,
+    public_keys: Mapping | None = None,
+    fetcher: ExclusionFetcher | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> Callable[[Message, Context, Callable[[Message, Context], Message]], Message]:
+    """Build the mod; arguments override node config (tests pass keys and a clock)."""
+
+    def governance_mod(
+        msg: Message, context: Context, call_next: Callable[[Message, Context], Message]
+    ) -> Message:
+        config = msg.content.config_records.get("config") if msg.has_content() else None
+        if config is None or CONFIG_BODY not in config:
+            return _refuse(msg, "no_ticket", "the message carries no fedgov ticket")
+        try:
+            site_id = int(_setting(context, "fedgov-site-id", "FEDGOV_SITE_ID", "0"))
+            site_slug = _setting(context, "fedgov-site", "FEDGOV_SITE")
+            keys = public_keys
+            if keys is None:
+                key_text = _setting(context, "fedgov-public-key", "FEDGOV_PUBLIC_KEY")
+                if not key_text:
+                    raise TicketRefused("no_public_key", "fedgov's public key is not configured")
+                keys = load_public_key(key_text)
+            run_text = str(context.run_config.get("fedgov-run-id", ""))
+            expected_run = int(run_text) if run_text else None
+            round_no = int(config.get("server-round", 0))
+            ticket = verify_ticket(
+                body=str(config[CONFIG_BODY]),
+                signature=str(config.get(CONFIG_SIGNATURE, "")),
+                key_id=str(config.get(CONFIG_KEY_ID, "")),
+                public_keys=keys,
+                run_id=expected_run,
+                round_no=round_no,
+                site_id=site_id,
+                now=now() if now else None,
+            )
+            state = context.state.config_records.get(STATE_KEY)
+            last = int(state.get("last-trained-round", 0)) if state else 0
+            is_train = msg.metadata.message_type.startswith("train")
+            if is_train and ticket.round_no <= last:
+                raise TicketRefused(
+                    "replayed_round", f"round {ticket.round_no} follows trained round {last}"
+                )
+            named = ticket.site(site_id)
+            assert named is not None  # verify_ticket checked it
+            if site_slug and named.slug != site_slug:
+                raise TicketRefused("site_not_named", f"ticket names {named.slug}, not {site_slug}")
+            source = fetcher or ExclusionFetcher(
+                _setting(context, "fedgov-api", "FEDGOV_API"),
+                _site_token(context),
+                Path(_setting(context, "fedgov-cache-dir", "FEDGOV_CACHE_DIR", "var/site-cache"))
+                / named.slug,
+            )
+            excluded = source.get(
+                run_id=ticket.run_id,
+                round_no=ticket.round_no,
+                slug=named.slug,
+                digest=named.exclusion_digest,
+            )
+        except TicketRefused as refused:
+            return _refuse(msg, refused.code, str(refused))
+        except (ValueError, TypeError) as exc:
+            return _refuse(msg, "malformed", str(exc))
+
+        grant = Grant(ticket=ticket, site_id=site_id, site_slug=named.slug, excluded=excluded)
+        token = _grant.set(grant)
+        try:
+            reply = call_next(msg, context)
+        finally:
+            _grant.reset(token)
+        if is_train:
+            context.state[STATE_KEY] = ConfigRecord({"last-trained-round": ticket.round_no})
+        if reply.has_content() and grant.counted:
+            # The mod, not the handler, states how many records the ticket let it use.
+            metrics = reply.content.metric_records.get("metrics") or MetricRecord()
+            metrics["records-used"] = grant.records_used
+            metrics["records-excluded"] = grant.records_excluded
+            reply.content["metrics"] = metrics
+        return reply
+
+    return governance_mod
+
+
+def _site_token(context: Context) -> str:
+    path = _setting(context, "fedgov-token-file", "FEDGOV_SITE_TOKEN_FILE")
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    return os.environ.get("FEDGOV_SITE_TOKEN", "")
+
+
+governance_mod = make_governance_mod()

@@ -1,0 +1,482 @@
+"""Flower write paths on fedgov's side: round tickets, update records, SuperNode registration.
+
+The governed strategy (``training/flower/strategy.py``) reaches these through the REST API
+in ``training/api/flower.py``; nothing here imports flwr.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import rfc8785
+from django.conf import settings
+from django.db import transaction
+
+from audit.keys import active_key
+from audit.services import ledger_append
+from fedgov import clock
+from fedgov.actors import Actor
+from fedgov.errors import InvalidInput, TransitionNotAllowed
+from sites.choices import SiteStatus
+from sites.models import Site
+from training.choices import GateOutcome, RoundState, UpdateKind
+from training.flower.ticket import TicketSite, exclusion_digest, parse_unverified, ticket_body
+from training.models import (
+    GateDecision,
+    ModelUpdate,
+    Round,
+    RoundTicket,
+    SiteEligibility,
+    TrainingRun,
+)
+
+# A ticket may be used while the round is cleared to run; provisioning is optional for a
+# local deployment whose SuperNodes already run, so an approved round can take one.
+TICKET_STATES = frozenset({RoundState.APPROVED, RoundState.PLACEMENT_VERIFIED, RoundState.RUNNING})
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NODE_ID = re.compile(r"^[0-9]{1,20}$")
+
+
+def ticket_ttl() -> timedelta:
+    return timedelta(seconds=getattr(settings, "FEDGOV_TICKET_TTL_SECONDS", 900))
+
+
+def latest_decision(round_: Round) -> GateDecision | None:
+    return round_.gate_decisions.order_by("-evaluated_at", "-pk").first()
+
+
+def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
+    """Sign a ticket that lets the round's eligible, registered sites train it.
+
+    The body is RFC 8785 JSON of run, round, each allowed site (id, slug, Flower node id,
+    exclusion digest and count), expiry and the gate decision's hash; the signature is
+    Ed25519 by ``audit.keys.active_key()``. Eligible sites without a registered SuperNode
+    are left out and named in the event. Raises ``TransitionNotAllowed`` when the round is
+    not cleared to run, its latest gate decision did not allow it, or no allowed site has
+    a node. Writes ledger event ``ticket.issued``.
+    """
+    with transaction.atomic(durable=True):
+        round_ = Round.objects.select_for_update().select_related("run").get(pk=round.pk)
+        if round_.state not in TICKET_STATES:
+            raise TransitionNotAllowed(
+                f"round {round_.run.name}#{round_.number} is {round_.state}; "
+                "a ticket needs an approved round"
+            )
+        decision = latest_decision(round_)
+        if decision is None or decision.outcome != GateOutcome.ALLOWED:
+            raise TransitionNotAllowed(
+                f"round {round_.run.name}#{round_.number}: the latest gate decision "
+                "did not allow it"
+            )
+        eligibilities = list(
+            SiteEligibility.objects.filter(decision=decision, eligible=True)
+            .select_related("site")
+            .order_by("site_id")
+        )
+        sites, without_node = [], []
+        for elig in eligibilities:
+            if not elig.site.flower_node_id:
+                without_node.append(elig.site_id)
+                continue
+            sites.append(
+                TicketSite(
+                    site_id=elig.site_id,
+                    slug=elig.site.slug,
+                    node_id=elig.site.flower_node_id,
+                    exclusion_digest=exclusion_digest(elig.excluded_pseudonyms),
+                    excluded_count=len(elig.excluded_pseudonyms),
+                )
+            )
+        if not sites:
+            raise TransitionNotAllowed(
+                f"round {round_.run.name}#{round_.number}: no eligible site has a "
+                "registered SuperNode"
+            )
+        issued_at = clock.now().replace(microsecond=0)
+        expires_at = issued_at + ticket_ttl()
+        body = rfc8785.dumps(
+            ticket_body(
+                run_id=round_.run_id,
+                round_no=round_.number,
+                issued_at=issued_at,
+                expires_at=expires_at,
+                decision_hash=decision.snapshot_hash,
+                sites=sites,
+            )
+        )
+        key = active_key()
+        ticket = RoundTicket.objects.create(
+            round=round_,
+            body=body.decode("utf-8"),
+            signature=base64.b64encode(key.sign(body)).decode("ascii"),
+            key_id=key.key_id,
+            issued_at=issued_at,
+            expires_at=expires_at,
+        )
+        ledger_append(
+            event_type="ticket.issued",
+            actor=actor,
+            subject_type="round",
+            subject_id=round_.pk,
+            payload={
+                "ticket_id": ticket.pk,
+                "run_id": round_.run_id,
+                "round_id": round_.pk,
+                "round_number": round_.number,
+                "decision_id": decision.pk,
+                "decision_hash": decision.snapshot_hash,
+                "body_sha256": hashlib.sha256(body).hexdigest(),
+                "key_id": key.key_id,
+                "site_ids": [s.site_id for s in sites],
+                "node_ids": [s.node_id for s in sites],
+                "sites_without_node": without_node,
+                "expires_at": expires_at.isoformat(),
+            },
+        )
+    return ticket
+
+
+def latest_ticket(round_: Round) -> RoundTicket | None:
+    return round_.tickets.order_by("-issued_at", "-pk").first()
+
+
+@dataclass(frozen=True)
+class ExclusionList:
+    """The subjects one site must leave out of one round, with the digest the ticket holds."""
+
+    site_slug: str
+    round_id: int
+    digest: str
+    pseudonyms: list[str]
+
+
+def round_exclusions(*, round: Round, site: Site) -> ExclusionList:
+    """The site's exclusion list from the round's latest gate decision (read only).
+
+    Raises ``InvalidInput`` when the round has no decision or the site was not a candidate.
+    """
+    decision = latest_decision(round)
+    if decision is None:
+        raise InvalidInput({"round": ["the round has not been gated"]})
+    elig = SiteEligibility.objects.filter(decision=decision, site=site).first()
+    if elig is None:
+        raise InvalidInput({"site": [f"site {site.slug} was not a candidate of this round"]})
+    pseudonyms = sorted(elig.excluded_pseudonyms)
+    return ExclusionList(
+        site_slug=site.slug,
+        round_id=round.pk,
+        digest=exclusion_digest(pseudonyms),
+        pseudonyms=pseudonyms,
+    )
+
+
+@dataclass(frozen=True)
+class UpdateReport:
+    """One reply as the strategy reports it (already validated)."""
+
+    node_id: str
+    update_hash: str
+    num_examples: int
+    records_used: int
+    records_excluded: int
+    metrics: dict[str, float]
+
+
+def _check_metrics(value: Any, where: str, errors: dict[str, list[str]]) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.setdefault(where, []).append("metrics must be an object of numbers")
+        return {}
+    clean: dict[str, float] = {}
+    for key, number in value.items():
+        ok = isinstance(number, int | float) and not isinstance(number, bool)
+        if not ok or not math.isfinite(number) or len(str(key)) > 64:
+            errors.setdefault(where, []).append(f"metric {key!r} is not a finite number")
+            continue
+        clean[str(key)] = number
+    return clean
+
+
+def _check_count(value: Any, name: str, where: str, errors: dict[str, list[str]]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        errors.setdefault(where, []).append(f"{name} must be a non-negative integer")
+        return 0
+    return value
+
+
+def parse_update_reports(items: Any) -> list[UpdateReport]:
+    """Validate the ``updates`` list of a report. Raises ``InvalidInput`` naming each field."""
+    if not isinstance(items, list):
+        raise InvalidInput({"updates": ["must be a list"]})
+    errors: dict[str, list[str]] = {}
+    reports, seen = [], set()
+    for i, item in enumerate(items):
+        where = f"updates[{i}]"
+        if not isinstance(item, dict):
+            errors[where] = ["must be an object"]
+            continue
+        node_id = str(item.get("node_id", ""))
+        if not _NODE_ID.match(node_id):
+            errors.setdefault(where, []).append("node_id must be a Flower node id (digits)")
+        elif node_id in seen:
+            errors.setdefault(where, []).append(f"node {node_id} reported twice")
+        seen.add(node_id)
+        digest = item.get("update_hash")
+        if not isinstance(digest, str) or not _HEX64.match(digest):
+            errors.setdefault(where, []).append("update_hash must be 64 lowercase hex digits")
+        reports.append(
+            UpdateReport(
+                node_id=node_id,
+                update_hash=digest if isinstance(digest, str) else "",
+                num_examples=_check_count(item.get("num_examples"), "num_examples", where, errors),
+                records_used=_check_count(
+                    item.get("records_used", 0), "records_used", where, errors
+                ),
+                records_excluded=_check_count(
+                    item.get("records_excluded", 0), "records_excluded", where, errors
+                ),
+                metrics=_check_metrics(item.get("metrics"), where, errors),
+            )
+        )
+    if errors:
+        raise InvalidInput(errors)
+    return reports
+
+
+def model_updates_record(
+    *,
+    actor: Actor,
+    round: Round,
+    updates: list[UpdateReport],
+    aggregate_hash: str | None,
+    rejected: list[UpdateReport] | None = None,
+) -> list[ModelUpdate]:
+    """Record each site's update hash and the round's aggregate, against the latest ticket.
+
+    An update from a node outside the ticket is stored as not accepted and logged
+    (``update.rejected``); the strategy may also report replies it refused itself in
+    ``rejected``. Raises ``TransitionNotAllowed`` when the round has no ticket or already
+    has records, ``InvalidInput`` for a malformed aggregate hash. Writes ``update.recorded``
+    per accepted update, ``update.rejected`` per refused one and ``aggregate.recorded``.
+    """
+    if aggregate_hash is not None and not _HEX64.match(aggregate_hash):
+        raise InvalidInput({"aggregate_hash": ["must be 64 lowercase hex digits"]})
+    with transaction.atomic(durable=True):
+        round_ = Round.objects.select_for_update().select_related("run").get(pk=round.pk)
+        ticket = latest_ticket(round_)
+        if ticket is None:
+            raise TransitionNotAllowed(f"round {round_.pk} has no ticket; nothing may be recorded")
+        if round_.updates.filter(accepted=True).exists():
+            raise TransitionNotAllowed(f"round {round_.pk} already has its updates recorded")
+        allowed = parse_unverified(ticket.body)
+        now = clock.now()
+        recorded: list[ModelUpdate] = []
+        refused = [(r, "the strategy refused it") for r in rejected or []]
+        for report in updates:
+            named = allowed.site_by_node(report.node_id)
+            if named is None:
+                refused.append(
+                    (report, f"node {report.node_id} is not named in ticket {ticket.pk}")
+                )
+                continue
+            row = ModelUpdate.objects.create(
+                round=round_,
+                kind=UpdateKind.SITE,
+                site_id=named.site_id,
+                node_id=report.node_id,
+                update_hash=report.update_hash,
+                num_examples=report.num_examples,
+                records_used=report.records_used,
+                records_excluded=report.records_excluded,
+                metrics=report.metrics,
+                recorded_at=now,
+            )
+            recorded.append(row)
+            ledger_append(
+                event_type="update.recorded",
+                actor=actor,
+                subject_type="round",
+                subject_id=round_.pk,
+                payload={
+                    "update_id": row.pk,
+                    "round_id": round_.pk,
+                    "run_id": round_.run_id,
+                    "round_number": round_.number,
+                    "ticket_id": ticket.pk,
+                    "site_id": named.site_id,
+                    "node_id": report.node_id,
+                    "update_hash": report.update_hash,
+                    "num_examples": report.num_examples,
+                    "records_used": report.records_used,
+                    "records_excluded": report.records_excluded,
+                },
+            )
+        for report, reason in refused:
+            row = ModelUpdate.objects.create(
+                round=round_,
+                kind=UpdateKind.SITE,
+                node_id=report.node_id,
+                update_hash=report.update_hash,
+                num_examples=report.num_examples,
+                accepted=False,
+                rejection_reason=reason,
+                recorded_at=now,
+            )
+            recorded.append(row)
+            ledger_append(
+                event_type="update.rejected",
+                actor=actor,
+                subject_type="round",
+                subject_id=round_.pk,
+                payload={
+                    "update_id": row.pk,
+                    "round_id": round_.pk,
+                    "ticket_id": ticket.pk,
+                    "node_id": report.node_id,
+                    "update_hash": report.update_hash,
+                    "reason": reason,
+                },
+            )
+        if aggregate_hash is not None:
+            row = ModelUpdate.objects.create(
+                round=round_,
+                kind=UpdateKind.AGGREGATE,
+                update_hash=aggregate_hash,
+                num_examples=sum(r.num_examples for r in updates),
+                recorded_at=now,
+            )
+            recorded.append(row)
+            ledger_append(
+                event_type="aggregate.recorded",
+                actor=actor,
+                subject_type="round",
+                subject_id=round_.pk,
+                payload={
+                    "update_id": row.pk,
+                    "round_id": round_.pk,
+                    "run_id": round_.run_id,
+                    "round_number": round_.number,
+                    "ticket_id": ticket.pk,
+                    "update_hash": aggregate_hash,
+                    "site_update_ids": [r.pk for r in recorded if r.accepted and r.site_id],
+                },
+            )
+    return recorded
+
+
+def supernode_register(*, actor: Actor, site: Site, node_id: str, public_key: str = "") -> Site:
+    """Bind the site to the Flower node id its SuperNode got (and its public key, if given).
+
+    Raises ``InvalidInput`` for a malformed node id or one already bound to another site.
+    Writes ledger event ``supernode.registered`` (key as SHA-256, not the PEM).
+    """
+    node_id = str(node_id)
+    if not _NODE_ID.match(node_id):
+        raise InvalidInput({"node_id": ["must be a Flower node id (digits)"]})
+    with transaction.atomic(durable=True):
+        site_ = Site.objects.select_for_update().get(pk=site.pk)
+        clash = Site.objects.filter(flower_node_id=node_id).exclude(pk=site_.pk).first()
+        if clash is not None:
+            raise InvalidInput({"node_id": [f"node {node_id} is bound to site {clash.slug}"]})
+        fields = ["flower_node_id"]
+        site_.flower_node_id = node_id
+        if public_key:
+            site_.supernode_public_key = public_key
+            fields.append("supernode_public_key")
+        site_.save(update_fields=fields)
+        ledger_append(
+            event_type="supernode.registered",
+            actor=actor,
+            subject_type="site",
+            subject_id=site_.pk,
+            payload={
+                "site_id": site_.pk,
+                "node_id": node_id,
+                "public_key_sha256": hashlib.sha256(site_.supernode_public_key.encode()).hexdigest()
+                if site_.supernode_public_key
+                else None,
+            },
+        )
+    return site_
+
+
+def supernode_admit(*, actor: Actor, site: Site, superlink, key) -> Site:
+    """Register the site's SuperNode key with the SuperLink, then bind it in fedgov.
+
+    ``superlink`` is a ``training.flower.admission.SuperlinkAdmin`` and ``key`` the site's
+    ``SupernodeKey``. The SuperLink call happens first and outside fedgov's transaction:
+    if it fails nothing is recorded. Raises what ``supernode_register`` raises and
+    ``RuntimeError`` from the flwr CLI. Writes ``supernode.registered``.
+    """
+    node_id = superlink.register(key, site.slug)
+    return supernode_register(actor=actor, site=site, node_id=node_id, public_key=key.public_text)
+
+
+def supernode_unregister(*, actor: Actor, site: Site, reason: str, superlink=None) -> Site:
+    """Unbind the site's SuperNode so no later ticket names it.
+
+    With ``superlink`` (a ``SuperlinkAdmin``) the node is also unregistered at the
+    SuperLink once fedgov's record commits, which locks it out of the federation.
+    Raises ``InvalidInput`` without a reason, ``TransitionNotAllowed`` when none is bound.
+    Writes ledger event ``supernode.unregistered``.
+    """
+    if not reason.strip():
+        raise InvalidInput({"reason": ["say why the SuperNode is locked out"]})
+    with transaction.atomic(durable=True):
+        site_ = Site.objects.select_for_update().get(pk=site.pk)
+        if not site_.flower_node_id:
+            raise TransitionNotAllowed(f"site {site_.slug} has no registered SuperNode")
+        node_id = site_.flower_node_id
+        site_.flower_node_id = ""
+        site_.save(update_fields=["flower_node_id"])
+        ledger_append(
+            event_type="supernode.unregistered",
+            actor=actor,
+            subject_type="site",
+            subject_id=site_.pk,
+            # The reason is free text someone typed: the ledger keeps its hash only.
+            payload={
+                "site_id": site_.pk,
+                "node_id": node_id,
+                "reason_sha256": hashlib.sha256(reason.encode("utf-8")).hexdigest(),
+                "superlink_unregistered": superlink is not None,
+            },
+        )
+        if superlink is not None:
+            transaction.on_commit(lambda: superlink.unregister(node_id))
+    return site_
+
+
+def supernodes_reconcile(*, actor: Actor, run: TrainingRun, superlink=None) -> list[Site]:
+    """Unregister the SuperNodes of the run's sites that can no longer train at all.
+
+    A site is locked out when it is suspended or every dataset it holds in the run was
+    withdrawn from federation. Each unregistration is its own transaction and writes
+    ``supernode.unregistered``. Returns the sites it unregistered.
+    """
+    datasets = list(run.datasets.select_related("site"))
+    by_site: dict[int, list] = {}
+    for dataset in datasets:
+        by_site.setdefault(dataset.site_id, []).append(dataset)
+    locked_out = []
+    for _site_id, held in sorted(by_site.items()):
+        site = held[0].site
+        if not site.flower_node_id:
+            continue
+        if site.status == SiteStatus.SUSPENDED:
+            reason = f"site {site.slug} is suspended"
+        elif all(d.withdrawn_at is not None for d in held):
+            reason = f"every dataset of site {site.slug} in run {run.pk} was withdrawn"
+        else:
+            continue
+        locked_out.append(
+            supernode_unregister(actor=actor, site=site, reason=reason, superlink=superlink)
+        )
+    return locked_out
