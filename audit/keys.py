@@ -8,13 +8,18 @@ the first 8 bytes of SHA-256 over the raw public key, hex encoded.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,14 @@ def public_pem(public_key: Ed25519PublicKey) -> str:
     ).decode()
 
 
-def _load_private(path: Path) -> Ed25519PrivateKey:
+def _load_private(path: Path, *, strict_mode: bool = True) -> Ed25519PrivateKey:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        # A signing key others can read lets them forge checkpoints and round tickets.
+        message = f"{path} has mode {mode:o}; a signing key must be 0600"
+        if strict_mode:
+            raise ImproperlyConfigured(message)
+        logger.warning(message)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} does not hold an Ed25519 private key")
@@ -63,14 +75,18 @@ def _write_new_key(directory: Path) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
-    (directory / "ACTIVE").write_text(path.stem)
+    # Replace the marker atomically: a reader sees the old or the new id, never half.
+    marker = directory / f".ACTIVE.{os.getpid()}"
+    marker.write_text(path.stem)
+    marker.replace(directory / "ACTIVE")
     return path
 
 
 def active_key() -> SigningKey:
     """The key that signs now; generated into the key directory on first use."""
     if settings.FEDGOV_SIGNING_KEY_FILE:
-        key = _load_private(Path(settings.FEDGOV_SIGNING_KEY_FILE))
+        # Mounted secrets are often 0440/0444; warn rather than refuse to start.
+        key = _load_private(Path(settings.FEDGOV_SIGNING_KEY_FILE), strict_mode=False)
         return SigningKey(key_id_of(key.public_key()), key)
     directory = Path(settings.FEDGOV_KEY_DIR)
     marker = directory / "ACTIVE"
@@ -81,7 +97,15 @@ def active_key() -> SigningKey:
 
 
 def rotate() -> SigningKey:
-    """Make a new active key; the old ones stay on disk for verifying old signatures."""
+    """Make a new active key; the old ones stay on disk for verifying old signatures.
+
+    Raises ``ImproperlyConfigured`` when the active key comes from
+    ``FEDGOV_SIGNING_KEY_FILE``: that key is rotated by replacing the file.
+    """
+    if settings.FEDGOV_SIGNING_KEY_FILE:
+        raise ImproperlyConfigured(
+            "the active key comes from FEDGOV_SIGNING_KEY_FILE; rotate it by replacing that file"
+        )
     _write_new_key(Path(settings.FEDGOV_KEY_DIR))
     return active_key()
 
@@ -97,3 +121,17 @@ def public_keys() -> dict[str, Ed25519PublicKey]:
     active = active_key()
     keys[active.key_id] = active.public_key
     return keys
+
+
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    key_id: str
+    public_key: Ed25519PublicKey
+    active: bool
+
+
+def key_infos() -> list[PublicKeyInfo]:
+    """Every known public key with whether it signs now; active key first."""
+    active = active_key().key_id
+    infos = [PublicKeyInfo(key_id, key, key_id == active) for key_id, key in public_keys().items()]
+    return sorted(infos, key=lambda info: (not info.active, info.key_id))

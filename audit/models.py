@@ -1,4 +1,4 @@
-"""The append-only ledger: one row per event, hashed as an RFC 9162 Merkle leaf."""
+"""The append-only ledger: events as RFC 9162 Merkle leaves, subtree hashes and checkpoints."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from django.db import models
 class LedgerEntry(models.Model):
     """One event in the ledger. Never updated or deleted (triggers refuse both).
 
-    ``payload`` is RFC 8785 canonical JSON and ``leaf_hash`` = SHA-256(0x00 || payload).
-    The actor is kept as an id and a text copy, not a foreign key: evidence must outlive
-    the account it names.
+    ``payload`` is RFC 8785 canonical JSON. ``leaf_hash`` = SHA-256(0x00 || leaf), where
+    the leaf is the canonical document of this row (``audit.leaf``): seq, event type,
+    actor pseudonym, subject, time and payload. The actor is kept as an id and a text
+    copy, not a foreign key: evidence must outlive the account it names.
     """
 
     seq = models.BigIntegerField(primary_key=True)
@@ -27,6 +28,81 @@ class LedgerEntry(models.Model):
         ordering = ["seq"]
         verbose_name_plural = "ledger entries"
         indexes = [models.Index(fields=["subject_type", "subject_id"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(seq__gte=0), name="ledger_seq_not_negative")
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.event_type}"
+
+
+class SubtreeHash(models.Model):
+    """The hash of one complete (perfect) subtree of two or more leaves.
+
+    Node ``(level, idx)`` covers leaves ``idx * 2**level`` to ``(idx + 1) * 2**level - 1``
+    and is stored once, by the append that completes it; leaves (level 0) are the
+    entries' own ``leaf_hash``. Any root or proof is a fold of O(log n) of these rows.
+    """
+
+    pk = models.CompositePrimaryKey("level", "idx")
+    level = models.PositiveSmallIntegerField()
+    idx = models.BigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(level__gte=1, level__lte=62, idx__gte=0),
+                name="subtree_level_and_index_in_range",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"subtree L{self.level}#{self.idx}"
+
+
+class TreeHead(models.Model):
+    """The single row whose lock serialises appends; it holds the current tree size.
+
+    ``frontier`` is the concatenated hashes of the perfect subtrees that make up the
+    tree, largest first (one per set bit of ``size``), so an append needs no read of
+    earlier nodes and the current root needs no query beyond this row.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    size = models.BigIntegerField(default=0)
+    frontier = models.BinaryField(default=b"")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="tree_head_single_row"),
+            models.CheckConstraint(condition=models.Q(size__gte=0), name="tree_head_size"),
+        ]
+
+    def __str__(self) -> str:
+        return f"tree head at size {self.size}"
+
+
+class Checkpoint(models.Model):
+    """A signed statement of the tree at one size: C2SP checkpoint text in ``note``.
+
+    ``root``, ``created_at`` and ``key_id`` repeat what the signed note says, for queries;
+    the verifier trusts only the note and its signature.
+    """
+
+    size = models.BigIntegerField(primary_key=True)
+    root = models.BinaryField(max_length=32)
+    created_at = models.DateTimeField(db_index=True)
+    key_id = models.CharField(max_length=16)
+    note = models.TextField()
+    created_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["size"]
+        get_latest_by = "size"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(size__gte=1), name="checkpoint_not_empty")
+        ]
+
+    def __str__(self) -> str:
+        return f"checkpoint at size {self.size}"

@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("sites.urls")),
     path("", include("training.urls")),
     path("", include("audit.urls")),
+    path("", include("audit.reports.urls")),
 ]

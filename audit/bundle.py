@@ -1,0 +1,200 @@
+"""Writing evidence bundles: a slice of the ledger with checkpoints, proofs and public keys.
+
+The format is documented in docs/evidence-bundle.md; ``audit.verify`` reads it offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from audit import keys, merkle, note, selectors
+from audit.leaf import actor_pseudonym, format_time, leaf_document
+from audit.models import Checkpoint, LedgerEntry
+from audit.services import checkpoint_create
+from fedgov import clock
+from fedgov.actors import Actor
+from fedgov.errors import InvalidInput
+
+FORMAT = "fedgov-evidence-bundle/1"
+PROOF_BATCH = 256
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@dataclass(frozen=True)
+class BundleSummary:
+    path: Path
+    first_seq: int
+    last_seq: int
+    anchor_size: int
+    checkpoints: int
+
+
+def _entry_lines(first: int, last: int) -> Iterator[str]:
+    rows = LedgerEntry.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")
+    for row in rows.iterator(chunk_size=2000):
+        actor = actor_pseudonym(row.actor_id, row.actor_repr)
+        time = format_time(row.created_at)
+        leaf = leaf_document(
+            seq=row.seq,
+            event_type=row.event_type,
+            actor=actor,
+            subject_type=row.subject_type,
+            subject_id=row.subject_id,
+            time=time,
+            payload=row.payload,
+        )
+        record = {
+            "seq": row.seq,
+            "event_type": row.event_type,
+            "actor": actor,
+            "subject_type": row.subject_type,
+            "subject_id": row.subject_id,
+            "time": time,
+            "payload": json.loads(row.payload),
+            "leaf": leaf.decode(),
+            "leaf_hash": b64(bytes(row.leaf_hash)),
+        }
+        yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _inclusion_lines(first: int, last: int, size: int) -> Iterator[str]:
+    for start in range(first, last + 1, PROOF_BATCH):
+        seqs = range(start, min(start + PROOF_BATCH, last + 1))
+        wanted = {node for seq in seqs for node in merkle.inclusion_nodes(seq, size)}
+        getter = selectors.fetch_nodes(wanted).__getitem__
+        for seq in seqs:
+            path = merkle.inclusion_proof(seq, size, lambda lv, ix, get=getter: get((lv, ix)))
+            record = {"seq": seq, "size": size, "proof": [b64(p) for p in path]}
+            yield json.dumps(record, sort_keys=True) + "\n"
+
+
+def _chosen_checkpoints(first: int, last: int) -> list[Checkpoint]:
+    anchor = Checkpoint.objects.filter(size__gt=last).order_by("size").first()
+    if anchor is None:
+        anchor = checkpoint_create(actor=Actor.system("ledger_export"))
+    chosen = list(Checkpoint.objects.filter(size__gt=first, size__lte=anchor.size).order_by("size"))
+    latest = Checkpoint.objects.order_by("-size").first()
+    if latest is not None and latest.size > anchor.size:
+        chosen.append(latest)
+    return chosen
+
+
+def _key_records() -> list[dict[str, str]]:
+    origin = settings.FEDGOV_LEDGER_ORIGIN
+    return [
+        {
+            "key_id": info.key_id,
+            "name": origin,
+            "key_hash": note.key_hash(origin, info.public_key).hex(),
+            "public_key": b64(note.raw_public(info.public_key)),
+            "vkey": note.verifier_key(origin, info.public_key),
+            "active": info.active,
+        }
+        for info in keys.key_infos()
+    ]
+
+
+def bundle_write(*, first_seq: int, last_seq: int, out: Path) -> BundleSummary:
+    """Write the bundle of entries ``first_seq..last_seq`` to ``out`` (a folder, or a .zip).
+
+    Signs a checkpoint on demand when none covers ``last_seq`` yet. Raises
+    ``InvalidInput`` for a bad range or an existing ``out``.
+    """
+    size = selectors.tree_size()
+    errors: dict[str, list[str]] = {}
+    if first_seq < 0:
+        errors["from"] = ["must be 0 or more"]
+    if last_seq < first_seq:
+        errors["to"] = [f"must be at least --from ({first_seq})"]
+    elif last_seq >= size:
+        errors["to"] = [f"the ledger ends at seq {size - 1}" if size else "the ledger is empty"]
+    if out.exists():
+        errors["out"] = [f"{out} already exists; a bundle is never overwritten"]
+    if errors:
+        raise InvalidInput(errors)
+    chosen = _chosen_checkpoints(first_seq, last_seq)
+    anchor = next(cp for cp in chosen if cp.size > last_seq)
+    consistency = [
+        {
+            "from": a.size,
+            "to": b.size,
+            "proof": [b64(p) for p in selectors.consistency(size1=a.size, size2=b.size).path],
+        }
+        for a, b in itertools.pairwise(chosen)
+    ]
+    files: dict[str, Iterator[str] | str] = {
+        "entries.jsonl": _entry_lines(first_seq, last_seq),
+        "checkpoints.json": json.dumps(
+            [{"size": cp.size, "note": cp.note} for cp in chosen], indent=2, ensure_ascii=False
+        ),
+        "keys.json": json.dumps(_key_records(), indent=2),
+        "proofs/inclusion.jsonl": _inclusion_lines(first_seq, last_seq, anchor.size),
+        "proofs/consistency.json": json.dumps(consistency, indent=2),
+    }
+    manifest = {
+        "format": FORMAT,
+        "origin": settings.FEDGOV_LEDGER_ORIGIN,
+        "from_seq": first_seq,
+        "to_seq": last_seq,
+        "anchor_size": anchor.size,
+        "created_at": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "files": {},
+    }
+    writer = _ZipWriter(out) if out.suffix == ".zip" else _FolderWriter(out)
+    try:
+        for name, content in files.items():
+            manifest["files"][name] = writer.write(name, content)
+        writer.write("manifest.json", json.dumps(manifest, indent=2))
+    finally:
+        writer.close()
+    return BundleSummary(out, first_seq, last_seq, anchor.size, len(chosen))
+
+
+class _FolderWriter:
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True)
+        self.out = out
+
+    def write(self, name: str, content: Iterator[str] | str) -> str:
+        path = self.out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with path.open("w", encoding="utf-8", newline="\n") as handle:
+            for piece in [content] if isinstance(content, str) else content:
+                data = piece.encode()
+                digest.update(data)
+                handle.write(piece)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        pass
+
+
+class _ZipWriter:
+    def __init__(self, out: Path) -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.archive = zipfile.ZipFile(out, "x", compression=zipfile.ZIP_DEFLATED)
+
+    def write(self, name: str, content: Iterator[str] | str) -> str:
+        digest = hashlib.sha256()
+        with self.archive.open(name, "w") as handle:
+            for piece in [content] if isinstance(content, str) else content:
+                data = piece.encode()
+                digest.update(data)
+                handle.write(data)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        self.archive.close()

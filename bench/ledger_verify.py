@@ -1,0 +1,228 @@
+"""Benchmark: full ledger verification vs raw hashing, and one inclusion proof, at 1M entries.
+
+Prints one JSON line. ``ratio`` = median time of ``audit.integrity.verify_ledger`` (what
+``manage.py ledger_verify`` runs: every leaf recomputed from its row, every stored
+subtree hash and every checkpoint checked) over N entries / median time of 2N raw
+``hashlib.sha256`` calls on 65 bytes in the same process (the bare hashing a Merkle tree
+of N leaves needs). Target <= 2.0. Also reported: one inclusion proof's median time and
+query count at N (target <= 3 queries), and the process's peak RSS. The ledger is built
+with bulk inserts of precomputed rows, the same rows ``ledger_append`` would write.
+Uses a throw-away database: a temporary SQLite file, or ``<name>_bench_verify`` on the
+PostgreSQL named by ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ["DJANGO_SETTINGS_MODULE"] = "fedgov.settings"
+os.environ.setdefault("FEDGOV_VAR_DIR", tempfile.mkdtemp(prefix="fedgov-bench-verify-"))
+
+import django
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from audit import keys, selectors  # noqa: E402
+from audit.integrity import CHUNK_LEVEL, verify_ledger  # noqa: E402
+from audit.leaf import format_time, leaf_document  # noqa: E402
+from audit.models import LedgerEntry, TreeHead  # noqa: E402
+from audit.services import (  # noqa: E402
+    _INSERT_ENTRY,
+    _INSERT_NODE,
+    _insert_rows,
+    checkpoint_create,
+)
+from fedgov import clock  # noqa: E402
+from fedgov.actors import Actor  # noqa: E402
+
+sha256 = hashlib.sha256
+
+
+class Builder:
+    """Appends precomputed leaves block by block, keeping the tree's frontier."""
+
+    def __init__(self) -> None:
+        self.frontier: list[tuple[int, bytes]] = []
+        self.size = 0
+        self.now = clock.now()
+        self.time = format_time(self.now)
+        self.stamp = LedgerEntry._meta.get_field("created_at").get_db_prep_save(
+            self.now, connection
+        )
+
+    def _push(self, level: int, digest: bytes, index: int, nodes: list) -> None:
+        while self.frontier and self.frontier[-1][0] == level:
+            _level, left = self.frontier.pop()
+            digest = sha256(b"\x01" + left + digest).digest()
+            level, index = level + 1, index >> 1
+            nodes.append((level, index, digest))
+        self.frontier.append((level, digest))
+
+    def add(self, count: int) -> None:
+        lo = self.size
+        rows, leaves = [], []
+        for seq in range(lo, lo + count):
+            payload = json.dumps(
+                {"round_id": seq // 10, "site_id": seq % 10, "ok": True, "sha": f"{seq:064x}"},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+            leaf = leaf_document(
+                seq=seq,
+                event_type="gate.decided",
+                actor="system:bench",
+                subject_type="round",
+                subject_id=str(seq // 10),
+                time=self.time,
+                payload=payload,
+            )
+            digest = sha256(b"\x00" + leaf).digest()
+            leaves.append(digest)
+            subject = str(seq // 10)
+            rows.append(
+                (
+                    seq,
+                    "gate.decided",
+                    None,
+                    "system:bench",
+                    "round",
+                    subject,
+                    self.stamp,
+                    payload,
+                    digest,
+                )
+            )
+        nodes: list[tuple[int, int, bytes]] = []
+        block = 1 << CHUNK_LEVEL
+        if count == block and lo % block == 0:
+            current = leaves
+            for level in range(1, CHUNK_LEVEL + 1):
+                current = [
+                    sha256(b"\x01" + a + b).digest()
+                    for a, b in zip(current[0::2], current[1::2], strict=True)
+                ]
+                first = lo >> level
+                nodes += [(level, first + i, d) for i, d in enumerate(current)]
+            self._push(CHUNK_LEVEL, current[0], lo >> CHUNK_LEVEL, nodes)
+        else:
+            for offset, digest in enumerate(leaves):
+                self._push(0, digest, lo + offset, nodes)
+        with transaction.atomic(), connection.cursor() as cursor:
+            _insert_rows(cursor, _INSERT_ENTRY, rows)
+            _insert_rows(cursor, _INSERT_NODE, nodes)
+            self.size += count
+            frontier = b"".join(d for _l, d in self.frontier)
+            TreeHead.objects.update_or_create(
+                pk=1, defaults={"size": self.size, "frontier": frontier}
+            )
+
+
+def build(total: int, checkpoints: int) -> None:
+    builder = Builder()
+    block = 1 << CHUNK_LEVEL
+    every = max(total // checkpoints, 1)
+    next_checkpoint = every
+    actor = Actor.system("bench")
+    while builder.size < total:
+        builder.add(min(block, total - builder.size))
+        if builder.size >= next_checkpoint or builder.size == total:
+            checkpoint_create(actor=actor)
+            next_checkpoint += every
+
+
+def time_hashing(calls: int) -> float:
+    data = bytes(range(65))
+    began = time.perf_counter()
+    for _ in range(calls):
+        sha256(data).digest()
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="~2,000 entries, a CI smoke")
+    args = parser.parse_args()
+    total, repeats, checkpoints = (2_000, 3, 3) if args.quick else (1_000_000, 3, 10)
+
+    db = connection.settings_dict
+    tmp = None
+    if db["ENGINE"].endswith("sqlite3"):
+        tmp = tempfile.mkdtemp(prefix="fedgov-bench-verify-db-")
+        db.setdefault("TEST", {})["NAME"] = str(Path(tmp) / "bench.sqlite3")
+    else:
+        db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench_verify"
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        began = time.perf_counter()
+        build(total, checkpoints)
+        build_seconds = time.perf_counter() - began
+        trusted = keys.public_keys()
+        verify_times, hash_times = [], []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            report = verify_ledger(keys=trusted, origin=settings.FEDGOV_LEDGER_ORIGIN)
+            verify_times.append(time.perf_counter() - began)
+            if not report.ok or report.size != total:
+                raise SystemExit(f"the built ledger did not verify: {report.problems[:3]}")
+            hash_times.append(time_hashing(2 * total))
+        rng = random.Random(7)
+        proof_times, proof_queries = [], []
+        for _ in range(50):
+            seq = rng.randrange(total)
+            with CaptureQueriesContext(connection) as queries:
+                began = time.perf_counter()
+                selectors.inclusion(seq=seq, size=total)
+                proof_times.append(time.perf_counter() - began)
+            proof_queries.append(len(queries))
+        verify_median = statistics.median(verify_times)
+        hash_median = statistics.median(hash_times)
+        ratio = verify_median / hash_median
+        print(
+            json.dumps(
+                {
+                    "bench": "ledger_verify",
+                    "ratio": round(ratio, 3),
+                    "target": "<= 2.0",
+                    "ok": ratio <= 2.0 and max(proof_queries) <= 3,
+                    "database": connection.vendor,
+                    "entries": total,
+                    "checkpoints": report.checkpoints,
+                    "verify_s": round(verify_median, 3),
+                    "sha256_2n_s": round(hash_median, 3),
+                    "entries_per_s": round(total / verify_median),
+                    "inclusion_proof_ms": round(1000 * statistics.median(proof_times), 3),
+                    "inclusion_proof_queries": max(proof_queries),
+                    "inclusion_queries_target": "<= 3",
+                    "peak_rss_mb": round(
+                        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+                    ),
+                    "build_s": round(build_seconds, 1),
+                    "repeats": repeats,
+                }
+            )
+        )
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        if tmp:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
