@@ -1,0 +1,208 @@
+"""PAdES signatures on reports with pyHanko, from the organisation's X.509 certificate.
+
+The organisation's own certificate and key are used when ``FEDGOV_REPORT_CERT_FILE`` and
+``FEDGOV_REPORT_KEY_FILE`` are set (the certificate file may carry its chain). Otherwise
+fedgov makes, on first use, its own organisation CA and a signing certificate issued by
+it in ``FEDGOV_REPORT_DIR/pki`` (keys 0600); a regulator trusts ``ca.pem`` as the root.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from pyhanko.keys import load_cert_from_pemder, load_certs_from_pemder
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import fields, signers
+from pyhanko.sign.validation import validate_pdf_signature
+from pyhanko_certvalidator import ValidationContext
+
+FIELD = "fedgov-report"
+
+
+@dataclass(frozen=True)
+class SigningIdentity:
+    cert_file: Path
+    key_file: Path
+    chain_files: tuple[Path, ...]
+    trust_root: Path | None  # the self-made CA; None when the organisation brings its own
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    intact: bool
+    valid: bool
+    trusted: bool
+    signer: str
+    summary: str
+
+    @property
+    def ok(self) -> bool:
+        return self.intact and self.valid and self.trusted
+
+
+def _write_private(path: Path, key) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # O_EXCL: two workers racing on first use must not both write a key.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, settings.FEDGOV_REPORT_ORGANISATION),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _make_pki(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(f"{settings.FEDGOV_REPORT_ORGANISATION} report CA")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"{settings.FEDGOV_REPORT_ORGANISATION} audit reports"))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(folder / "ca.key", ca_key)
+    _write_private(folder / "signer.key", key)
+    (folder / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    # The certificate is written last: its presence marks a complete identity.
+    (folder / "signer.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def signing_identity() -> SigningIdentity:
+    """The configured identity, or the self-made one (created on first use).
+
+    Raises ``ImproperlyConfigured`` when only one of the two settings is set or a file
+    is missing.
+    """
+    cert_file, key_file = settings.FEDGOV_REPORT_CERT_FILE, settings.FEDGOV_REPORT_KEY_FILE
+    if cert_file or key_file:
+        if not (cert_file and key_file):
+            raise ImproperlyConfigured(
+                "set both FEDGOV_REPORT_CERT_FILE and FEDGOV_REPORT_KEY_FILE, or neither"
+            )
+        for path in (cert_file, key_file):
+            if not Path(path).is_file():
+                raise ImproperlyConfigured(f"report signing file {path} does not exist")
+        return SigningIdentity(Path(cert_file), Path(key_file), (Path(cert_file),), None)
+    folder = Path(settings.FEDGOV_REPORT_DIR) / "pki"
+    if not (folder / "signer.pem").exists():
+        _make_pki(folder)
+    return SigningIdentity(
+        folder / "signer.pem", folder / "signer.key", (folder / "ca.pem",), folder / "ca.pem"
+    )
+
+
+def sign_pdf(*, source: Path, out: Path, identity: SigningIdentity | None = None) -> None:
+    """Write ``source`` signed as PAdES baseline B to ``out`` (an incremental update)."""
+    identity = identity or signing_identity()
+    signer = signers.SimpleSigner.load(
+        key_file=str(identity.key_file),
+        cert_file=str(identity.cert_file),
+        ca_chain_files=[str(p) for p in identity.chain_files],
+    )
+    if signer is None:
+        raise ImproperlyConfigured(f"cannot load the report signing key {identity.key_file}")
+    meta = signers.PdfSignatureMetadata(
+        field_name=FIELD,
+        subfilter=fields.SigSeedSubFilter.PADES,
+        md_algorithm="sha256",
+        reason="fedgov audit report",
+        name=settings.FEDGOV_REPORT_ORGANISATION,
+    )
+    with source.open("rb") as inf, out.open("wb") as outf:
+        writer = IncrementalPdfFileWriter(inf, strict=False)
+        signers.sign_pdf(writer, meta, signer=signer, output=outf)
+
+
+def verify_pdf(path: Path, *, trust_roots: list[Path]) -> SignatureCheck:
+    """pyHanko's own validation of the report's signature against ``trust_roots``."""
+    roots = [cert for root in trust_roots for cert in load_certs_from_pemder([str(root)])]
+    with path.open("rb") as handle:
+        reader = PdfFileReader(handle, strict=False)
+        embedded = reader.embedded_signatures
+        if not embedded:
+            return SignatureCheck(False, False, False, "", "the PDF carries no signature")
+        status = validate_pdf_signature(embedded[0], ValidationContext(trust_roots=roots))
+        coverage_ok = status.coverage.name in ("ENTIRE_FILE", "ENTIRE_REVISION")
+        return SignatureCheck(
+            intact=bool(status.intact) and coverage_ok,
+            valid=bool(status.valid),
+            trusted=bool(status.trusted),
+            signer=status.signing_cert.subject.human_friendly,
+            summary=status.summary(),
+        )
+
+
+def trust_root_subject(path: Path) -> str:
+    return load_cert_from_pemder(str(path)).subject.human_friendly
