@@ -8,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 
 from fedgov.env import env_bool, env_int, env_list, env_str, local_secret
+from fedgov.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FEDGOV_VAR_DIR", str(BASE_DIR / "var")))
@@ -28,14 +29,19 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "django_prometheus",
     "fedgov",
     "audit",
     "sites",
     "sites.opennebula",
     "training",
+    "audit.reports",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
+    # django-prometheus: Before must stay first and After last to time whole requests.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -43,6 +49,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "fedgov.urls"
@@ -131,15 +138,13 @@ FEDGOV_SIGNING_KEY_FILE = env_str("FEDGOV_SIGNING_KEY_FILE")
 FEDGOV_KEY_DIR = Path(env_str("FEDGOV_KEY_DIR", str(VAR_DIR / "keys")))
 FEDGOV_APPROVAL_TTL = timedelta(seconds=env_int("FEDGOV_APPROVAL_TTL_SECONDS", 24 * 3600))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
-}
+# LOG_FORMAT=json: one JSON object per line with round/run ids from ``extra``
+# (fedgov/logging.py); plain text otherwise. Credentials and pseudonyms are redacted.
+LOGGING = logging_config(env_str("LOG_FORMAT", "plain"), env_str("LOG_LEVEL", "WARNING"))
+
+# Prometheus: /metrics (fedgov/metrics.py). With a token set, scrapes must send
+# "Authorization: Bearer <token>"; FEDGOV_METRICS_TOKEN_FILE works too.
+FEDGOV_METRICS_TOKEN = env_str("FEDGOV_METRICS_TOKEN")
 
 # Adapters behind training's ports, by dotted path (see training/ports.py).
 FEDGOV_PROVISIONER = env_str(
@@ -160,3 +165,11 @@ CELERY_BEAT_SCHEDULE["opennebula-reconcile"] = {
     "task": "opennebula.reconcile",
     "schedule": timedelta(seconds=env_int("FEDGOV_ONE_RECONCILE_INTERVAL", 60)),
 }
+
+# Reports (audit/reports): where signed PDFs and evidence bundles are stored, the
+# organisation named on them, and its X.509 signing certificate and key (PEM). Without
+# them fedgov makes its own organisation CA and signing certificate in the report folder.
+FEDGOV_REPORT_DIR = Path(env_str("FEDGOV_REPORT_DIR", str(VAR_DIR / "reports")))
+FEDGOV_REPORT_ORGANISATION = env_str("FEDGOV_REPORT_ORGANISATION", "fedgov operator")
+FEDGOV_REPORT_CERT_FILE = env_str("FEDGOV_REPORT_CERT_FILE")
+FEDGOV_REPORT_KEY_FILE = env_str("FEDGOV_REPORT_KEY_FILE")

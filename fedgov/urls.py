@@ -1,12 +1,16 @@
-"""Top-level URLs: admin, the versioned API, the OpenAPI schema."""
+"""Top-level URLs: admin, the versioned API, the OpenAPI schema, Prometheus /metrics."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from fedgov.metrics import metrics_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("fedgov.api_urls")),
+    path("dashboard/", include("dashboard.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]

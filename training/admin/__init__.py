@@ -1,3 +1,3 @@
 """Admin for the training app: each area registers its own models."""
 
-from training.admin import gate, runs  # noqa: F401
+from training.admin import gate, rounds, runs  # noqa: F401

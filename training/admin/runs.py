@@ -1,8 +1,7 @@
-"""Admin for runs, DPIAs and rounds.
+"""Admin for runs and DPIAs (rounds: ``training.admin.rounds``).
 
 Runs are created and DPIAs recorded through ``training.services.runs``; a run has no
-update service, so it is read-only once created, and rounds move only through the gate
-and the round state machine. Nothing is deleted here.
+update service, so it is read-only once created. Nothing is deleted here.
 """
 
 from __future__ import annotations
@@ -15,12 +14,12 @@ from django.db.models import QuerySet
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
-from sites.admin import ReadOnlyAdmin, ServiceAdmin
+from sites.admin import ServiceAdmin
 from sites.choices import PolicyStatus
 from sites.models import Dataset
 from sites.services import HEX64
 from training.choices import DpiaStatus
-from training.models import Dpia, Round, TrainingRun
+from training.models import Dpia, TrainingRun
 from training.services import runs as services
 
 RUN_FIELDS = (
@@ -125,11 +124,3 @@ class DpiaAdmin(ServiceAdmin):
                 f"approve DPIA {dpia.reference}",
                 lambda dpia=dpia: services.dpia_approve(actor=actor, dpia=dpia, valid_until=until),
             )
-
-
-@admin.register(Round)
-class RoundAdmin(ReadOnlyAdmin):
-    list_display = ["run", "number", "state", "requested_by_name", "updated_at"]
-    list_filter = ["state", "run"]
-    search_fields = ["run__name", "state_reason"]
-    list_select_related = ["run"]
