@@ -20,6 +20,9 @@ from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolic
 
 
 class SiteSerializer(serializers.ModelSerializer):
+    # Blank when the site has no OpenNebula zone yet: "" is no URI, so no "uri" format.
+    one_zone_endpoint = serializers.CharField(read_only=True)
+
     class Meta:
         model = Site
         fields = [

@@ -1,0 +1,1 @@
+"""The DPO dashboard: server-rendered overview of runs, gate failures, consent and the ledger."""

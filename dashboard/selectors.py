@@ -1,0 +1,445 @@
+"""Read-only views for the dashboard, as plain dataclasses, each in a few bounded queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Max, Q, QuerySet
+
+from audit import selectors as ledger
+from audit.reports.choices import ReportStatus
+from audit.reports.models import Report
+from dashboard.models import LedgerVerification
+from fedgov import clock
+from sites.models import Dataset, Site
+from training.choices import TERMINAL_ROUND_STATES, RoundState
+from training.models import Approval, GateDecision, GateResult, Round, SiteEligibility, TrainingRun
+from training.report_data import ConsentCount, consent_counts
+
+# A page a person reads, not an export: the newest rows of each panel are enough.
+TIMELINE_LIMIT = 100
+COVERAGE_ROUNDS = 24
+REPORTS_LIMIT = 15
+# A checkpoint older than this while entries wait is flagged: beat signs one every few minutes.
+CHECKPOINT_STALE_AFTER = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the DPO narrowed the dashboard to; ``end`` is exclusive."""
+
+    site_id: int | None = None
+    run_id: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.site_id, self.run_id, self.start, self.end))
+
+
+def _runs(filters: Filters) -> QuerySet[TrainingRun]:
+    runs = TrainingRun.objects.all()
+    if filters.run_id is not None:
+        runs = runs.filter(pk=filters.run_id)
+    if filters.site_id is not None:
+        runs = runs.filter(datasets__site_id=filters.site_id)
+    return runs.distinct()
+
+
+def _rounds(filters: Filters) -> QuerySet[Round]:
+    rounds = Round.objects.filter(run__in=_runs(filters))
+    if filters.start is not None:
+        rounds = rounds.filter(created_at__gte=filters.start)
+    if filters.end is not None:
+        rounds = rounds.filter(created_at__lt=filters.end)
+    return rounds
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    name: str
+    purpose: str
+    status: str
+    status_label: str
+    num_rounds: int
+    rounds: int
+    closed: int
+    blocked: int
+    in_flight: int
+    last_activity: datetime | None
+
+
+def runs(filters: Filters) -> list[RunRow]:
+    """Every run in scope with its rounds counted by outcome (two queries)."""
+    period_rounds = _rounds(filters)
+    counted = (
+        period_rounds.order_by()
+        .values("run_id")
+        .annotate(
+            total=Count("pk"),
+            closed=Count("pk", filter=Q(state=RoundState.CLOSED)),
+            blocked=Count("pk", filter=Q(state__in=[RoundState.BLOCKED, RoundState.REJECTED])),
+            ended=Count("pk", filter=Q(state__in=list(TERMINAL_ROUND_STATES))),
+            last=Max("updated_at"),
+        )
+    )
+    counts = {row["run_id"]: row for row in counted}
+    rows = _runs(filters).select_related("purpose").order_by("-created_at", "-pk")
+    if filters.start is not None or filters.end is not None:
+        rows = rows.filter(pk__in=list(counts))
+    labels = dict(TrainingRun._meta.get_field("status").choices)
+    result = []
+    for run in rows:
+        c = counts.get(run.pk, {})
+        result.append(
+            RunRow(
+                id=run.pk,
+                name=run.name,
+                purpose=run.purpose.name,
+                status=run.status,
+                status_label=str(labels.get(run.status, run.status)),
+                num_rounds=run.num_rounds,
+                rounds=c.get("total", 0),
+                closed=c.get("closed", 0),
+                blocked=c.get("blocked", 0),
+                in_flight=c.get("total", 0) - c.get("ended", 0),
+                last_activity=c.get("last"),
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    round_id: int
+    run_id: int
+    run: str
+    number: int
+    state: str
+    state_label: str
+    state_reason: str
+    gate_outcome: str
+    gate_reason: str
+    eligible_sites: int
+    sites: int
+    approvals: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+def round_timeline(filters: Filters, *, limit: int = TIMELINE_LIMIT) -> list[TimelineRow]:
+    """The newest rounds in scope with their state, its reason and the latest gate outcome."""
+    rounds = list(_rounds(filters).select_related("run").order_by("-created_at", "-pk")[:limit])
+    ids = [r.pk for r in rounds]
+    latest: dict[int, GateDecision] = {}
+    for decision in GateDecision.objects.filter(round_id__in=ids).order_by("evaluated_at", "pk"):
+        latest[decision.round_id] = decision
+    eligible: dict[int, int] = defaultdict(int)
+    sites: dict[int, int] = defaultdict(int)
+    for decision_id, ok in SiteEligibility.objects.filter(
+        decision_id__in=[d.pk for d in latest.values()]
+    ).values_list("decision_id", "eligible"):
+        sites[decision_id] += 1
+        eligible[decision_id] += int(ok)
+    approvals: dict[int, list[str]] = defaultdict(list)
+    for round_id, decision, name in (
+        Approval.objects.filter(round_id__in=ids)
+        .order_by("created_at", "pk")
+        .values_list("round_id", "decision", "approver_name")
+    ):
+        approvals[round_id].append(f"{decision}d by {name}")
+    labels = dict(RoundState.choices)
+    rows = []
+    for r in rounds:
+        d = latest.get(r.pk)
+        rows.append(
+            TimelineRow(
+                round_id=r.pk,
+                run_id=r.run_id,
+                run=r.run.name,
+                number=r.number,
+                state=r.state,
+                state_label=str(labels.get(r.state, r.state)),
+                state_reason=r.state_reason,
+                gate_outcome=d.outcome if d else "",
+                gate_reason=d.reason if d else "",
+                eligible_sites=eligible[d.pk] if d else 0,
+                sites=sites[d.pk] if d else 0,
+                # The state reason often already names the approver; say it once.
+                approvals=tuple(a for a in approvals[r.pk] if a not in r.state_reason),
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class FailureCell:
+    site: str
+    count: int
+    last_reason: str
+
+
+@dataclass(frozen=True)
+class RuleFailures:
+    rule_id: str
+    article: str
+    total: int
+    cells: tuple[FailureCell | None, ...]
+
+
+@dataclass(frozen=True)
+class GateFailures:
+    """Failed (site, rule) results as a matrix: rules down, sites across."""
+
+    sites: tuple[str, ...]
+    rules: tuple[RuleFailures, ...]
+    total: int
+    decisions: int
+
+    @property
+    def empty(self) -> bool:
+        return self.total == 0
+
+
+def gate_failures(filters: Filters) -> GateFailures:
+    """Failures of every gate decision of the rounds in scope, counted by rule and site.
+
+    Counts are aggregated in the database; the reason shown per cell is the newest one.
+    Results not tied to a site (run-wide rules) appear under the column "run".
+    """
+    decisions = GateDecision.objects.filter(round__in=_rounds(filters))
+    failed = GateResult.objects.filter(decision__in=decisions, ok=False)
+    if filters.site_id is not None:
+        failed = failed.filter(Q(site_id=filters.site_id) | Q(site__isnull=True))
+    grouped = list(
+        failed.order_by()
+        .values("rule_id", "article", "site_slug")
+        .annotate(n=Count("pk"), last=Max("pk"))
+    )
+    reasons = dict(
+        GateResult.objects.filter(pk__in=[g["last"] for g in grouped]).values_list("pk", "reason")
+    )
+    site_names = sorted({g["site_slug"] or "run" for g in grouped})
+    column = {name: i for i, name in enumerate(site_names)}
+    by_rule: dict[tuple[str, str], list[FailureCell | None]] = {}
+    for g in grouped:
+        cells = by_rule.setdefault((g["rule_id"], g["article"]), [None] * len(site_names))
+        site = g["site_slug"] or "run"
+        cells[column[site]] = FailureCell(site, g["n"], reasons.get(g["last"], ""))
+    rules = sorted(
+        (
+            RuleFailures(rule, article, sum(c.count for c in cells if c), tuple(cells))
+            for (rule, article), cells in by_rule.items()
+        ),
+        key=lambda r: (-r.total, r.rule_id),
+    )
+    return GateFailures(
+        sites=tuple(site_names),
+        rules=tuple(rules),
+        total=sum(r.total for r in rules),
+        decisions=decisions.count(),
+    )
+
+
+@dataclass(frozen=True)
+class CoverageCell:
+    dataset: str
+    granted: int
+    withdrawn: int
+    expired: int
+
+    @property
+    def known(self) -> int:
+        return self.granted + self.withdrawn + self.expired
+
+    @property
+    def granted_pct(self) -> int:
+        return round(100 * self.granted / self.known) if self.known else 0
+
+
+@dataclass(frozen=True)
+class CoveragePoint:
+    round_number: int
+    at: datetime
+    counts: tuple[CoverageCell, ...]
+
+
+def _cells(counts: tuple[ConsentCount, ...]) -> tuple[CoverageCell, ...]:
+    return tuple(CoverageCell(c.dataset, c.granted, c.withdrawn, c.expired) for c in counts)
+
+
+@dataclass(frozen=True)
+class RunCoverage:
+    run_id: int
+    run: str
+    datasets: tuple[str, ...]
+    points: tuple[CoveragePoint, ...]
+
+
+def consent_coverage(filters: Filters, *, rounds: int = COVERAGE_ROUNDS) -> list[RunCoverage]:
+    """Per run, consents granted, withdrawn and expired per dataset at each round's gate.
+
+    Counts only, never a pseudonym. The instant is the round's latest gate evaluation (the
+    moment consent mattered), or its creation if it was never gated. One query per round,
+    so only the newest ``rounds`` rounds of each run are shown.
+    """
+    result = []
+    for run in _runs(filters).select_related("purpose").order_by("-created_at", "-pk")[:10]:
+        datasets = Dataset.objects.filter(runs=run)
+        if filters.site_id is not None:
+            datasets = datasets.filter(site_id=filters.site_id)
+        names = dict(datasets.values_list("pk", "name"))
+        if not names:
+            continue
+        run_rounds = list(
+            _rounds(filters)
+            .filter(run=run)
+            .annotate(gated_at=Max("gate_decisions__evaluated_at"))
+            .order_by("-number")[:rounds]
+        )
+        points = [
+            CoveragePoint(
+                round_number=r.number,
+                at=r.gated_at or r.created_at,
+                counts=_cells(
+                    consent_counts(
+                        dataset_names=names,
+                        purpose_id=run.purpose_id,
+                        at=r.gated_at or r.created_at,
+                    )
+                ),
+            )
+            for r in reversed(run_rounds)
+        ]
+        if points:
+            result.append(
+                RunCoverage(
+                    run_id=run.pk,
+                    run=run.name,
+                    datasets=tuple(sorted(names.values())),
+                    points=tuple(points),
+                )
+            )
+    return result
+
+
+@dataclass(frozen=True)
+class VerificationRow:
+    id: int
+    finished_at: datetime
+    ok: bool
+    size: int
+    checkpoints: int
+    first_bad_seq: int | None
+    problems: tuple[str, ...]
+    requested_by: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class LedgerHealth:
+    size: int
+    checkpoint_size: int | None
+    checkpoint_at: datetime | None
+    checkpoint_age: timedelta | None
+    checkpoint_key: str
+    unanchored: int
+    stale: bool
+    last_verification: VerificationRow | None
+    verifications: tuple[VerificationRow, ...] = field(default=())
+
+
+def _verification_row(v: LedgerVerification) -> VerificationRow:
+    return VerificationRow(
+        id=v.pk,
+        finished_at=v.finished_at,
+        ok=v.ok,
+        size=v.size,
+        checkpoints=v.checkpoints,
+        first_bad_seq=v.first_bad_seq,
+        problems=tuple(v.problems or ()),
+        requested_by=v.requested_by_name,
+        seconds=(v.finished_at - v.started_at).total_seconds(),
+    )
+
+
+def ledger_health(*, history: int = 5) -> LedgerHealth:
+    """Ledger size, the latest signed checkpoint and its age, and recent verifications."""
+    size = ledger.tree_size()
+    checkpoint = ledger.latest_checkpoint()
+    age = clock.now() - checkpoint.created_at if checkpoint else None
+    unanchored = size - (checkpoint.size if checkpoint else 0)
+    recent = [_verification_row(v) for v in LedgerVerification.objects.all()[:history]]
+    return LedgerHealth(
+        size=size,
+        checkpoint_size=checkpoint.size if checkpoint else None,
+        checkpoint_at=checkpoint.created_at if checkpoint else None,
+        checkpoint_age=age,
+        checkpoint_key=checkpoint.key_id if checkpoint else "",
+        unanchored=unanchored,
+        stale=unanchored > 0 and (age is None or age > CHECKPOINT_STALE_AFTER),
+        last_verification=recent[0] if recent else None,
+        verifications=tuple(recent),
+    )
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    public_id: str
+    admin_id: int
+    scope: str
+    status: str
+    status_label: str
+    progress: int
+    created_at: datetime
+    requested_by: str
+    downloadable: bool
+    error: str
+
+
+def reports(filters: Filters, *, limit: int = REPORTS_LIMIT) -> list[ReportRow]:
+    """The newest stored reports in scope (by run, and by overlap with the period)."""
+    rows = Report.objects.all()
+    if filters.run_id is not None:
+        rows = rows.filter(run_id=filters.run_id)
+    elif filters.site_id is not None:
+        rows = rows.filter(Q(run__in=_runs(filters)) | Q(run__isnull=True))
+    if filters.start is not None:
+        rows = rows.filter(Q(created_at__gte=filters.start) | Q(period_end__gt=filters.start))
+    if filters.end is not None:
+        rows = rows.filter(created_at__lt=filters.end)
+    labels = dict(Report._meta.get_field("status").choices)
+    result = []
+    for r in rows.order_by("-created_at", "-pk")[:limit]:
+        if r.run_name:
+            scope = f"run {r.run_name}"
+        else:
+            scope = f"{r.period_start:%Y-%m-%d} to {r.period_end:%Y-%m-%d}"
+        result.append(
+            ReportRow(
+                public_id=str(r.public_id),
+                admin_id=r.pk,
+                scope=scope,
+                status=r.status,
+                status_label=str(labels.get(r.status, r.status)),
+                progress=r.progress,
+                created_at=r.created_at,
+                requested_by=r.requested_by_name,
+                downloadable=r.status == ReportStatus.DONE,
+                error=r.error,
+            )
+        )
+    return result
+
+
+def filter_choices() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The sites and runs a DPO can narrow to, as (id, label) pairs."""
+    sites = list(Site.objects.order_by("slug").values_list("pk", "slug"))
+    runs_ = list(TrainingRun.objects.order_by("name").values_list("pk", "name"))
+    return sites, runs_

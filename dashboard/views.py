@@ -1,0 +1,73 @@
+"""The DPO dashboard page and its one action, "verify the ledger now"."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+from django.views import View
+
+from dashboard import selectors
+from dashboard.forms import FilterForm
+from dashboard.services import ledger_verification_run
+from fedgov import roles
+from fedgov.actors import Actor
+
+DASHBOARD_ROLES = (roles.DPO, roles.LEGAL, roles.AUDITOR)
+
+
+class _DashboardAccess(LoginRequiredMixin):
+    """Login first (the dashboard's own page: DPOs need not be admin staff), then 403 unless
+    DPO, Legal or Auditor."""
+
+    login_url = "dashboard:login"
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.user.is_authenticated and not roles.has_role(request.user, *DASHBOARD_ROLES):
+            raise PermissionDenied("the dashboard is for DPO, Legal and Auditor roles")
+        return super().dispatch(request, *args, **kwargs)
+
+
+class DashboardView(_DashboardAccess, View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        form = FilterForm(request.GET or None)
+        if form.is_bound and not form.is_valid():
+            return render(
+                request, "dashboard/index.html", {"form": form, "invalid": True}, status=400
+            )
+        filters = form.filters() if form.is_bound else selectors.Filters()
+        context = {
+            "form": form,
+            "filters": filters,
+            "runs": selectors.runs(filters),
+            "timeline": selectors.round_timeline(filters),
+            "failures": selectors.gate_failures(filters),
+            "coverage": selectors.consent_coverage(filters),
+            "health": selectors.ledger_health(),
+            "reports": selectors.reports(filters),
+            "query": request.GET.urlencode(),
+        }
+        return render(request, "dashboard/index.html", context)
+
+
+class VerifyLedgerView(_DashboardAccess, View):
+    def post(self, request: HttpRequest) -> HttpResponse:
+        result = ledger_verification_run(actor=Actor.of(request.user))
+        if result.ok:
+            messages.success(
+                request,
+                f"Ledger verified: {result.size} entries and {result.checkpoints} "
+                "checkpoints recomputed, no problem found.",
+            )
+        else:
+            messages.error(
+                request,
+                f"Ledger verification FAILED: first bad sequence number {result.first_bad_seq}.",
+            )
+        target = reverse("dashboard:index")
+        query = QueryDict(request.POST.get("query", "")).urlencode()
+        # Only our own query string travels back; never an arbitrary redirect target.
+        return HttpResponseRedirect(f"{target}?{query}#ledger" if query else f"{target}#ledger")

@@ -1,0 +1,213 @@
+"""Real browser (Debian's Chromium via Playwright) against a live fedgov: admin and dashboard.
+
+An operator approves a round in admin; the operator who requested a round is refused
+approving it (four-eyes); a DPO downloads the signed report from the dashboard.
+Screenshots go to ``artifacts/e2e/`` (git-ignored) for whoever reads the CI run.
+Playwright never downloads a browser here: it drives ``/usr/bin/chromium``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from audit.reports.services import report_build, report_generate
+from fedgov import roles
+from fedgov.actors import Actor
+from sites.models import ResidencyPolicy
+from tests.audit.reports.conftest import play_round
+from tests.factories import UserFactory
+from tests.training.flower.conftest import governed_scenario
+from training.choices import ApprovalDecision, RoundState
+from training.models import Approval, Round
+from training.services.gate import round_gate
+from training.services.rounds import round_route_after_gate
+
+CHROMIUM = Path(os.environ.get("FEDGOV_CHROMIUM", "/usr/bin/chromium"))
+# Inside the port range this suite's browser tests own; overridable for another machine.
+LIVE_ADDRESS = os.environ.get("FEDGOV_E2E_ADDRESS", "127.0.0.1:18860")
+ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts" / "e2e"
+PASSWORD = "browser-test-pw"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium)",
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is absent")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(settings, tmp_path, monkeypatch):
+    settings.FEDGOV_KEY_DIR = tmp_path / "keys"
+    settings.FEDGOV_SIGNING_KEY_FILE = ""
+    settings.FEDGOV_REPORT_DIR = tmp_path / "reports"
+    settings.FEDGOV_REPORT_CERT_FILE = ""
+    settings.FEDGOV_REPORT_KEY_FILE = ""
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the test
+    # makes between browser steps are plain synchronous calls all the same.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def server(transactional_db):
+    from pytest_django.live_server_helper import LiveServer
+
+    live = LiveServer(LIVE_ADDRESS)
+    live._live_server_modified_settings.enable()
+    try:
+        yield live.url
+    finally:
+        live._live_server_modified_settings.disable()
+        live.stop()
+
+
+@pytest.fixture
+def chromium():
+    # Per test, so Playwright's event loop is gone before pytest-django flushes the database.
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def staff(username: str, *role_names: str):
+    user = UserFactory(username=username, roles=role_names)
+    user.is_staff = True
+    user.set_password(PASSWORD)
+    user.save()
+    return user
+
+
+def admin_login(page, base: str, username: str) -> None:
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+
+
+def awaiting_round(run, number: int, requester) -> Round:
+    """A round the real gate allowed, routed to approval, requested by ``requester``."""
+    decision = round_gate(actor=Actor.of(requester), run=run, round_no=number)
+    round_ = Round.objects.get(pk=decision.round_id)
+    round_ = round_route_after_gate(actor=Actor.of(requester), round=round_)
+    assert round_.state == RoundState.AWAITING_APPROVAL
+    return round_
+
+
+@pytest.fixture
+def run_needing_approval(db):
+    run, _sites, _datasets = governed_scenario(subjects=5, num_rounds=3)
+    ResidencyPolicy.objects.filter(pk=run.policy_id).update(requires_approval=True)
+    run.refresh_from_db()
+    return run
+
+
+def test_operator_approves_a_round_in_admin(server, page, run_needing_approval):
+    olga = staff("olga", roles.OPERATOR)
+    staff("anton", roles.OPERATOR)
+    round_ = awaiting_round(run_needing_approval, 1, olga)
+
+    admin_login(page, server, "anton")
+    page.goto(f"{server}/admin/training/round/{round_.pk}/change/")
+    shot(page, "01-round-awaiting-approval")
+    page.click("text=Approve…")
+    page.fill("textarea[name=reason]", "gate evidence reviewed in the browser")
+    shot(page, "02-approve-reason")
+    page.click("#content-main form [type=submit]")
+    page.wait_for_url(f"{server}/admin/training/round/{round_.pk}/change/")
+    shot(page, "03-round-approved")
+
+    assert "done; the round is now approved" in page.inner_text(".messagelist")
+    round_.refresh_from_db()
+    assert round_.state == RoundState.APPROVED
+    approval = Approval.objects.get(round=round_)
+    assert (approval.approver_name, approval.decision) == ("anton", ApprovalDecision.APPROVE)
+    assert approval.reason == "gate evidence reviewed in the browser"
+
+
+def test_requester_is_refused_approving_their_own_round(server, page, run_needing_approval):
+    anton = staff("anton", roles.OPERATOR)
+    round_ = awaiting_round(run_needing_approval, 1, anton)
+
+    admin_login(page, server, "anton")
+    page.goto(f"{server}/admin/training/round/{round_.pk}/change/")
+    shot(page, "04-own-round-no-approve-button")
+    assert page.locator("#four-eyes").is_visible()
+    assert page.locator("a:has-text('Approve…')").count() == 0
+
+    # Going straight to the decision page does not get round the rule: the service refuses.
+    page.goto(f"{server}/admin/training/round/{round_.pk}/decide/approve/")
+    page.fill("textarea[name=reason]", "trying to approve my own round")
+    page.click("#content-main form [type=submit]")
+    page.wait_for_url(f"{server}/admin/training/round/{round_.pk}/change/")
+    shot(page, "05-own-round-approval-refused")
+
+    assert "refused" in page.inner_text(".messagelist .error")
+    round_.refresh_from_db()
+    assert round_.state == RoundState.AWAITING_APPROVAL
+    assert not Approval.objects.filter(round=round_).exists()
+
+
+@pytest.fixture
+def signed_report(run_needing_approval):
+    """A played round and its signed report, built before the browser starts: pyHanko
+    signs inside ``asyncio.run``, which refuses to run beside Playwright's event loop."""
+    run = run_needing_approval
+    olga, anton = staff("olga", roles.OPERATOR), staff("anton", roles.OPERATOR)
+    play_round(run, 1, operator=Actor.of(olga), approver=Actor.of(anton), accuracy=0.7)
+    dpo = staff("dora", roles.DPO)
+    report = report_generate(actor=Actor.of(dpo), run=run)
+    report = report_build(actor=Actor.system("tests"), report_id=report.pk)
+    assert report.status == "done", report.error
+    return report
+
+
+def test_dpo_downloads_the_signed_report_from_the_dashboard(server, signed_report, page, tmp_path):
+    report = signed_report
+    page.goto(f"{server}/dashboard/")
+    page.wait_for_url(f"{server}/dashboard/login/**")
+    page.fill("#id_username", "dora")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/dashboard/")
+    shot(page, "06-dpo-dashboard")
+
+    with page.expect_download() as info:
+        page.click(f"a[href*='{report.public_id}/download?file=pdf']")
+    download = info.value
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+
+    body = saved.read_bytes()
+    assert body.startswith(b"%PDF-")
+    assert hashlib.sha256(body).hexdigest() == report.pdf_sha256
+    assert saved.suffix == ".pdf"
