@@ -115,6 +115,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Governance, GDPR gating and tamper-evident audit for federated learning.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # fedgov.converters.BoundedIdConverter: ids of at most 18 digits.
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}
+    },
 }
 
 # Celery: without a broker the embedded default runs no worker at all; services call
@@ -173,3 +177,6 @@ FEDGOV_REPORT_DIR = Path(env_str("FEDGOV_REPORT_DIR", str(VAR_DIR / "reports")))
 FEDGOV_REPORT_ORGANISATION = env_str("FEDGOV_REPORT_ORGANISATION", "fedgov operator")
 FEDGOV_REPORT_CERT_FILE = env_str("FEDGOV_REPORT_CERT_FILE")
 FEDGOV_REPORT_KEY_FILE = env_str("FEDGOV_REPORT_KEY_FILE")
+
+# Lifetime of a signed round ticket; a site refuses an expired one.
+FEDGOV_TICKET_TTL_SECONDS = env_int("FEDGOV_TICKET_TTL_SECONDS", 900)

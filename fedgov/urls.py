@@ -1,10 +1,14 @@
 """Top-level URLs: admin, the versioned API, the OpenAPI schema, Prometheus /metrics."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from fedgov.converters import BoundedIdConverter
 from fedgov.metrics import metrics_view
+
+# Registered before the includes below import their route modules.
+register_converter(BoundedIdConverter, "id")
 
 urlpatterns = [
     path("admin/", admin.site.urls),

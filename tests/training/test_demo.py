@@ -22,7 +22,7 @@ TODAY = dt.date(2026, 6, 15)
 
 def run_demo(*args: str) -> str:
     out = io.StringIO()
-    call_command("demo", *args, stdout=out)
+    call_command("demo", "--gate-only", *args, stdout=out)
     return out.getvalue()
 
 

@@ -93,6 +93,11 @@ class RoundTicketView(APIView):
             ticket = flower_services.round_ticket_issue(actor=actor, round=round_)
         except TransitionNotAllowed as exc:
             return _refusal(round_, str(exc))
+        if round_.state == RoundState.PLACEMENT_VERIFIED:
+            # An orchestrated round (issue 6) runs from the moment its ticket exists.
+            from training.services.orchestrate import round_mark_running
+
+            round_mark_running(actor=actor, round=round_, ticket_id=ticket.pk)
         return Response(
             {
                 "allowed": True,

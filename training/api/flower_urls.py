@@ -6,17 +6,17 @@ from training.api import flower
 
 urlpatterns = [
     path(
-        "runs/<int:run_id>/rounds/<int:number>/ticket",
+        "runs/<id:run_id>/rounds/<id:number>/ticket",
         flower.RoundTicketView.as_view(),
         name="flower-round-ticket",
     ),
     path(
-        "runs/<int:run_id>/rounds/<int:number>/updates",
+        "runs/<id:run_id>/rounds/<id:number>/updates",
         flower.RoundUpdatesView.as_view(),
         name="flower-round-updates",
     ),
     path(
-        "runs/<int:run_id>/rounds/<int:number>/exclusions",
+        "runs/<id:run_id>/rounds/<id:number>/exclusions",
         flower.RoundExclusionsView.as_view(),
         name="flower-round-exclusions",
     ),

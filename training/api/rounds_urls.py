@@ -6,17 +6,17 @@ from training.api.rounds import RoundAbortView, RoundApproveView, RoundRejectVie
 
 urlpatterns = [
     path(
-        "runs/<int:run_id>/rounds/<int:number>/approve",
+        "runs/<id:run_id>/rounds/<id:number>/approve",
         RoundApproveView.as_view(),
         name="round-approve",
     ),
     path(
-        "runs/<int:run_id>/rounds/<int:number>/reject",
+        "runs/<id:run_id>/rounds/<id:number>/reject",
         RoundRejectView.as_view(),
         name="round-reject",
     ),
     path(
-        "runs/<int:run_id>/rounds/<int:number>/abort",
+        "runs/<id:run_id>/rounds/<id:number>/abort",
         RoundAbortView.as_view(),
         name="round-abort",
     ),

@@ -106,6 +106,9 @@ def main(grid: Grid, context: Context) -> None:
         run_id=int(config["fedgov-run-id"]),
         sample_timeout=timeout,
         keep_arrays=bool(config.get("evidence-dir")),
+        # ``manage.py federate`` runs one fedgov round per ``flwr run``: its number is
+        # Flower's plus this offset, and the model carries over in ``initial-arrays``.
+        round_offset=int(config.get("round-offset", 0)),
     )
     rounds = int(config.get("num-server-rounds", 2))
     train_config = ConfigRecord({"local-epochs": int(config.get("local-epochs", 20))})
@@ -120,13 +123,16 @@ def main(grid: Grid, context: Context) -> None:
         return MetricRecord({"heldout-accuracy": scores[server_round]})
 
     initial = ArrayRecord({k: Array(v) for k, v in get_arrays(make_model()).items()})
+    if config.get("initial-arrays"):
+        with np.load(str(config["initial-arrays"])) as carried:
+            initial = ArrayRecord({k: Array(carried[k]) for k in carried.files})
     timings: dict[str, list[float]] = {}
     failure: list[str] = []
     try:
         if str(config.get("mode", "governed")) == "interleaved":
             timings = _interleaved(grid, strategy, initial, rounds, train_config, expected)
         else:
-            strategy.start(
+            result = strategy.start(
                 grid,
                 initial,
                 num_rounds=rounds,
@@ -135,6 +141,10 @@ def main(grid: Grid, context: Context) -> None:
                 evaluate_fn=evaluate,
             )
             timings = {"governed": strategy.round_seconds}
+            if config.get("evidence-dir") and result.arrays:
+                final = {name: array.numpy() for name, array in result.arrays.items()}
+                Path(str(config["evidence-dir"])).mkdir(parents=True, exist_ok=True)
+                np.savez(Path(str(config["evidence-dir"])) / "final-arrays.npz", **final)
     except RunStopped as stopped:
         log.warning("run stopped by fedgov: %s", stopped)
         failure.append(f"stopped: {stopped}")

@@ -266,7 +266,7 @@ def round_check_approvals_current(*, actor: Actor, round: Round) -> Round:
 
 
 def round_abort(*, actor: Actor, round: Round, reason: str) -> Round:
-    """An operator stops the round; its workloads are terminated after commit.
+    """An operator stops the round; its run's workloads are terminated after commit.
 
     Raises ``InvalidInput`` (no reason) and ``TransitionNotAllowed`` (already ended).
     Writes ``round.aborted``.
@@ -274,7 +274,7 @@ def round_abort(*, actor: Actor, round: Round, reason: str) -> Round:
     if not reason or not reason.strip():
         raise InvalidInput({"reason": ["a reason is required"]})
     with transaction.atomic(durable=True):
-        return _claim(
+        aborted = _claim(
             actor=actor,
             round_id=round.pk,
             target=RoundState.ABORTED,
@@ -282,3 +282,11 @@ def round_abort(*, actor: Actor, round: Round, reason: str) -> Round:
             event_type="round.aborted",
             sources=ABORTABLE,
         )
+        # The run's SuperNode VMs go once the abort is durable (issue 6).
+        from training.services.orchestrate import round_release_later
+
+        transaction.on_commit(
+            lambda: round_release_later(round_id=aborted.pk, reason=aborted.state_reason),
+            robust=True,
+        )
+        return aborted

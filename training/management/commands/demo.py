@@ -1,4 +1,4 @@
-"""manage.py demo: load the virt8ra scenario and run the GDPR gate round by round."""
+"""manage.py demo: the governed federation on virt8ra (``--gate-only``: the gate per round)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.table import Table
@@ -37,9 +38,10 @@ PEOPLE = (
 
 class Command(BaseCommand):
     help = (
-        "Load a federation scenario through the services and run the GDPR gate for each "
-        "of its rounds, printing a per-site, per-rule decision table. Re-runnable: "
-        "existing records are reused and the run gets the next free name."
+        "Run the governed federation of a scenario end to end (manage.py federate); with "
+        "--gate-only, load it and run the GDPR gate for each of its rounds, printing a "
+        "per-site, per-rule decision table. Re-runnable: existing records are reused and "
+        "the run gets the next free name."
     )
 
     def add_arguments(self, parser) -> None:
@@ -50,8 +52,27 @@ class Command(BaseCommand):
             help=f"scenario TOML file (default: {DEFAULT_SCENARIO.relative_to(settings.BASE_DIR)})",
         )
         parser.add_argument("--width", type=int, default=110, help="table width in columns")
+        parser.add_argument(
+            "--gate-only",
+            action="store_true",
+            help="only load the scenario and run the GDPR gate per round (the issue-2 demo); "
+            "without it the demo runs the whole federation (manage.py federate)",
+        )
+        parser.add_argument("--rounds", type=int, default=0, help="federate: first N rounds")
+        parser.add_argument("--ports", default="19000-19099", help="federate: local ports")
 
     def handle(self, *args, scenario: Path, width: int, **options) -> None:
+        if not options["gate_only"]:
+            call_command(
+                "federate",
+                scenario=scenario,
+                rounds=options["rounds"],
+                ports=options["ports"],
+                width=width,
+                stdout=self.stdout,
+                stderr=self.stderr,
+            )
+            return
         self.console_width = width
         try:
             spec = parse_scenario(scenario)

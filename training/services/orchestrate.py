@@ -1,0 +1,458 @@
+"""The round orchestrator: one service per step, and ``round_advance`` that performs the next.
+
+Every step reads the round's persisted state, claims its transition with a conditional
+UPDATE (``round_transition``) and writes its ledger event in that transaction, so calling
+a step twice, or again after a worker died half-way, never moves a round twice. Calls to
+OpenNebula run outside any transaction (a VM start takes seconds and must not hold
+locks); ``workload_ensure`` finds a VM it already started, so a repeated provisioning
+step re-uses it rather than starting a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+from audit.models import Checkpoint
+from audit.services import checkpoint_create
+from fedgov import clock
+from fedgov.actors import Actor
+from fedgov.errors import InvalidInput, TransitionNotAllowed
+from sites.models import Site
+from sites.opennebula.choices import WorkloadState
+from sites.opennebula.errors import OpenNebulaError
+from sites.opennebula.models import Workload
+from sites.opennebula.services import workload_ensure, workload_terminate
+from training.choices import GateOutcome, RoundState, UpdateKind
+from training.models import Round, SiteEligibility, TrainingRun
+from training.services import flower as flower_services
+from training.services.gate import round_gate
+from training.services.rounds import (
+    round_check_approvals_current,
+    round_route_after_gate,
+    round_transition,
+)
+from training.statemachine import is_terminal
+
+logger = logging.getLogger("fedgov.orchestrate")
+
+S = RoundState
+# States in which fedgov waits for something outside the orchestrator: people (approval)
+# or the Flower round (its updates are reported through the API).
+WAITING = frozenset({S.AWAITING_APPROVAL})
+
+
+@dataclass
+class StepResult:
+    """What one ``round_advance`` call did: the state before and after, and a note."""
+
+    round_id: int
+    before: str
+    after: str
+    note: str = ""
+    placements: list[dict] = field(default_factory=list)
+
+    @property
+    def moved(self) -> bool:
+        return self.before != self.after
+
+
+def _load(round_id: int) -> Round:
+    return Round.objects.select_related("run__policy").get(pk=round_id)
+
+
+def _eligible_sites(round_: Round) -> list[Site]:
+    decision = flower_services.latest_decision(round_)
+    if decision is None or decision.outcome != GateOutcome.ALLOWED:
+        return []
+    rows = SiteEligibility.objects.filter(decision=decision, eligible=True).select_related("site")
+    return [row.site for row in rows.order_by("site_id")]
+
+
+CONTEXT_FILE = "supernode-context.json"
+
+
+def _supernode_context(site: Site) -> dict[str, str]:
+    """Extra CONTEXT for a site's SuperNode VM (fedgov API URL, SuperLink, site token).
+
+    ``FEDGOV_SUPERNODE_CONTEXT`` holds what every site gets, ``FEDGOV_SUPERNODE_SITE_CONTEXT``
+    (slug → dict) what one site gets; when neither is set, ``<VAR_DIR>/supernode-context.json``
+    (``{"common": {...}, "sites": {slug: {...}}}``, written by ``manage.py federate`` for
+    the workers it enqueues to) is read. All default to empty.
+    """
+    common = getattr(settings, "FEDGOV_SUPERNODE_CONTEXT", None)
+    per_site = getattr(settings, "FEDGOV_SUPERNODE_SITE_CONTEXT", None)
+    if common is None and per_site is None:
+        path = Path(settings.VAR_DIR) / CONTEXT_FILE
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            common, per_site = data.get("common"), data.get("sites")
+    return {**dict(common or {}), **dict((per_site or {}).get(site.slug, {}))}
+
+
+# --- the steps -----------------------------------------------------------------------
+
+
+def round_start(*, actor: Actor, run: TrainingRun, round_no: int) -> Round:
+    """Gate round ``round_no`` of ``run`` (creating it): planned → gated or blocked.
+
+    Safe to repeat: an already-gated round is returned as it is. Raises ``InvalidInput``
+    for a round number outside the run. Ledger: ``gate.decided`` (and the round event).
+    """
+    existing = Round.objects.filter(run=run, number=round_no).first()
+    if existing is not None and existing.state != S.PLANNED:
+        return existing
+    try:
+        decision = round_gate(actor=actor, run=run, round_no=round_no)
+    except TransitionNotAllowed:
+        # Another worker gated it first, or the run stopped: the persisted state decides.
+        existing = Round.objects.filter(run=run, number=round_no).first()
+        if existing is None:
+            raise
+        return existing
+    round_ = _load(decision.round_id)
+    if round_.state == S.BLOCKED:
+        # A blocked round trains nowhere: VMs kept from the run's earlier rounds go.
+        round_release_workloads(actor=actor, round=round_, reason=round_.state_reason)
+    return round_
+
+
+def round_provision(*, actor: Actor, round: Round) -> StepResult:
+    """approved → provisioning → placement_verified, or blocked when too few sites remain.
+
+    For each eligible site ``workload_ensure`` runs the site's SuperNode VM (outside any
+    transaction) and reads where it landed; a site whose placement breaks residency or
+    whose VM failed is blocked for this round, with the reason, and loses its SuperNode
+    binding so no ticket names it. If fewer sites than the policy's ``min_eligible_sites``
+    remain, the round is blocked and its VMs terminated.
+
+    Raises ``TransitionNotAllowed`` when the round is neither approved nor provisioning.
+    Ledger: ``round.provisioning``, the workload events, ``round.placement_verified`` or
+    ``round.blocked``.
+    """
+    round_ = _load(round.pk)
+    before = round_.state
+    if round_.state == S.APPROVED:
+        round_ = round_check_approvals_current(actor=actor, round=round_)
+        if round_.state != S.APPROVED:
+            return StepResult(round_.pk, before, round_.state, round_.state_reason)
+        round_transition(
+            actor=actor,
+            round=round_,
+            target=S.PROVISIONING,
+            reason="provisioning SuperNode workloads for the eligible sites",
+        )
+    elif round_.state != S.PROVISIONING:
+        raise TransitionNotAllowed(f"round {round_.pk} is {round_.state}; cannot provision")
+    run = round_.run
+    policy = run.policy
+    placements, kept, blocked = [], [], {}
+    eligible = _eligible_sites(round_)
+    _release_ineligible(actor, round_, {site.pk for site in eligible})
+    for site in eligible:
+        try:
+            workload = workload_ensure(
+                actor=actor,
+                site=site,
+                run=run,
+                allowed_countries=policy.allowed_areas,
+                context=_supernode_context(site),
+            )
+        except InvalidInput as exc:
+            # A site fedgov cannot provision (no zone binding, bad credentials reference)
+            # is blocked for the round like a misplaced one, not a crash of the round.
+            blocked[site.slug] = f"cannot provision: {exc.message}"
+            placements.append({"site": site.slug, "state": "unprovisioned", "reason": exc.message})
+            continue
+        placements.append(_placement_row(site, workload))
+        if workload.blocked:
+            blocked[site.slug] = workload.reason or f"workload {workload.state}"
+            if site.flower_node_id:
+                flower_services.supernode_unregister(
+                    actor=actor,
+                    site=site,
+                    reason=f"site blocked for round {round_.number}: placement",
+                )
+        else:
+            kept.append(site)
+    payload = {
+        "site_ids": [s.pk for s in kept],
+        "blocked_sites": {slug: reason for slug, reason in sorted(blocked.items())},
+    }
+    if len(kept) < policy.min_eligible_sites:
+        reason = (
+            f"only {len(kept)} site(s) passed placement, the policy needs "
+            f"{policy.min_eligible_sites}"
+            + "".join(f"; {slug}: {why}" for slug, why in sorted(blocked.items()))
+        )
+        after = _move(actor, round_, S.BLOCKED, reason, payload)
+        round_release_workloads(actor=actor, round=round_, reason=reason)
+        return StepResult(round_.pk, before, after.state, after.state_reason, placements)
+    reason = f"{len(kept)} site(s) placed inside {', '.join(policy.allowed_areas)}" + "".join(
+        f"; {slug} blocked: {why}" for slug, why in sorted(blocked.items())
+    )
+    after = _move(actor, round_, S.PLACEMENT_VERIFIED, reason, payload)
+    if is_terminal(after.state):
+        # Aborted while its VMs were starting: the abort's release may have run before
+        # the last VM came up, so release again now that provisioning has stopped.
+        round_release_workloads(actor=actor, round=after, reason=after.state_reason)
+    return StepResult(round_.pk, before, after.state, after.state_reason, placements)
+
+
+def _release_ineligible(actor: Actor, round_: Round, eligible_ids: set[int]) -> None:
+    """Terminate the run's VMs of sites the gate no longer allows (e.g. consent withdrawn)."""
+    running = (
+        Workload.objects.filter(run=round_.run, state=WorkloadState.RUNNING)
+        .exclude(site_id__in=eligible_ids)
+        .values_list("site_id", flat=True)
+    )
+    for site in Site.objects.filter(pk__in=list(running)).order_by("pk"):
+        try:
+            workload_terminate(
+                actor=actor,
+                site=site,
+                run=round_.run,
+                reason=f"site {site.slug} is not eligible for round {round_.number}",
+            )
+        except OpenNebulaError as exc:
+            logger.warning("run %s site %s: terminate failed: %s", round_.run_id, site.slug, exc)
+
+
+def _placement_row(site: Site, workload: Workload) -> dict:
+    return {
+        "site": site.slug,
+        "state": workload.state,
+        "zone_id": workload.zone_id,
+        "vm_id": workload.vm_id,
+        "host": workload.host,
+        "host_country": workload.host_country,
+        "reason": workload.reason,
+    }
+
+
+def _move(actor: Actor, round_: Round, target: str, reason: str, payload: dict | None = None):
+    try:
+        return round_transition(
+            actor=actor, round=round_, target=target, reason=reason, payload=payload
+        )
+    except TransitionNotAllowed:
+        # Someone else moved it (a second worker, an operator's abort): not an error here.
+        logger.info("round %s: %s not taken, state is now %s", round_.pk, target, _load(round_.pk))
+        return _load(round_.pk)
+
+
+def round_start_running(*, actor: Actor, round: Round) -> StepResult:
+    """placement_verified → running, after issuing the round's signed ticket.
+
+    A ticket already issued for the round is reused, so a retry after a crash between the
+    ticket and the transition does not issue a second one. While no eligible site has a
+    registered SuperNode yet the round waits (the ServerApp binds the nodes and asks for
+    the ticket itself, which moves the round through ``round_mark_running``). Ledger:
+    ``ticket.issued``, ``round.running``; ``round.failed`` when no ticket can be issued.
+    """
+    round_ = _load(round.pk)
+    before = round_.state
+    if round_.state != S.PLACEMENT_VERIFIED:
+        raise TransitionNotAllowed(f"round {round_.pk} is {round_.state}; cannot start running")
+    ticket = flower_services.latest_ticket(round_)
+    if ticket is None or ticket.expires_at <= clock.now():
+        if not any(site.flower_node_id for site in _eligible_sites(round_)):
+            return StepResult(round_.pk, before, before, "waiting for SuperNodes to register")
+        try:
+            ticket = flower_services.round_ticket_issue(actor=actor, round=round_)
+        except TransitionNotAllowed as exc:
+            if _load(round_.pk).state != S.PLACEMENT_VERIFIED:
+                return StepResult(round_.pk, before, _load(round_.pk).state)
+            return round_fail(actor=actor, round=round_, reason=f"no ticket could be issued: {exc}")
+    round_ = round_mark_running(actor=actor, round=round_, ticket_id=ticket.pk)
+    return StepResult(round_.pk, before, round_.state, round_.state_reason)
+
+
+def round_mark_running(*, actor: Actor, round: Round, ticket_id: int) -> Round:
+    """placement_verified → running once a ticket for the round exists; a no-op otherwise.
+
+    Called by the orchestrator and by the ticket endpoint, whichever issues the ticket.
+    Ledger: ``round.running`` with the ticket id.
+    """
+    return _move(actor, round, S.RUNNING, f"ticket {ticket_id} issued", {"ticket_id": ticket_id})
+
+
+def round_fail(*, actor: Actor, round: Round, reason: str) -> StepResult:
+    """Move a round that cannot go on to ``failed`` with ``reason``; release its run's VMs.
+
+    Ledger: ``round.failed``, ``workload.terminated`` per VM.
+    """
+    before = _load(round.pk).state
+    round_ = _move(actor, round, S.FAILED, reason)
+    round_release_workloads(actor=actor, round=round_, reason=reason)
+    return StepResult(round_.pk, before, round_.state, round_.state_reason)
+
+
+def round_finish(*, actor: Actor, round: Round) -> StepResult:
+    """running → aggregated once the Flower round's updates are recorded; failed if the
+    ticket expired with nothing recorded; nothing while the round still trains.
+
+    Ledger: ``round.aggregated`` (with the aggregate hash and update ids) or
+    ``round.failed``.
+    """
+    round_ = _load(round.pk)
+    before = round_.state
+    if round_.state != S.RUNNING:
+        raise TransitionNotAllowed(f"round {round_.pk} is {round_.state}; not running")
+    updates = list(round_.updates.order_by("pk"))
+    aggregate = next((u for u in updates if u.kind == UpdateKind.AGGREGATE), None)
+    accepted = [u for u in updates if u.kind == UpdateKind.SITE and u.accepted]
+    if aggregate is None and not accepted:
+        ticket = flower_services.latest_ticket(round_)
+        if ticket is not None and ticket.expires_at > clock.now():
+            return StepResult(round_.pk, before, before, "waiting for the Flower round")
+        reason = "the round's ticket expired before any update was recorded"
+        return round_fail(actor=actor, round=round_, reason=reason)
+    if aggregate is None:
+        reason = "sites reported updates but no aggregate was recorded"
+        return round_fail(actor=actor, round=round_, reason=reason)
+    round_ = _move(
+        actor,
+        round_,
+        S.AGGREGATED,
+        f"{len(accepted)} site update(s) aggregated",
+        {
+            "aggregate_hash": aggregate.update_hash,
+            "update_ids": [u.pk for u in accepted],
+            "update_hashes": [u.update_hash for u in accepted],
+        },
+    )
+    return StepResult(round_.pk, before, round_.state, round_.state_reason)
+
+
+def round_close(*, actor: Actor, round: Round) -> StepResult:
+    """aggregated → closed, then a signed checkpoint that covers the close event.
+
+    The last round of a run also terminates the run's SuperNode VMs. A crash after the
+    close but before the checkpoint is repaired by the next call (the checkpoint is
+    signed for a closed round whose events no checkpoint covers yet).
+    Ledger: ``round.closed`` (the checkpoint is not an event).
+    """
+    round_ = _load(round.pk)
+    before = round_.state
+    if round_.state == S.AGGREGATED:
+        round_ = _move(actor, round_, S.CLOSED, "round closed; a checkpoint covers its events")
+    if round_.state != S.CLOSED:
+        return StepResult(round_.pk, before, round_.state, round_.state_reason)
+    checkpoint = checkpoint_create(actor=actor)
+    if round_.number >= round_.run.num_rounds:
+        round_release_workloads(actor=actor, round=round_, reason="the run's last round closed")
+    return StepResult(round_.pk, before, round_.state, f"checkpoint at size {checkpoint.size}")
+
+
+def round_release_workloads(*, actor: Actor, round: Round, reason: str) -> int:
+    """Terminate every running SuperNode VM of the round's run; returns how many.
+
+    Idempotent: with nothing running it does nothing. A zone that refuses is logged and
+    left to ``workloads_reconcile`` (the run's rows stay running until it succeeds).
+    Ledger: ``workload.terminated`` per VM.
+    """
+    run = round.run
+    site_ids = (
+        Workload.objects.filter(run=run, state=WorkloadState.RUNNING)
+        .values_list("site_id", flat=True)
+        .distinct()
+    )
+    count = 0
+    for site in Site.objects.filter(pk__in=list(site_ids)).order_by("pk"):
+        try:
+            count += workload_terminate(
+                actor=actor, site=site, run=run, reason=reason or "round ended"
+            )
+        except OpenNebulaError as exc:
+            logger.warning("run %s site %s: terminate failed: %s", run.pk, site.slug, exc)
+    return count
+
+
+def round_release_later(*, round_id: int, reason: str) -> None:
+    """Release the run's VMs after an abort: on the broker when there is one, else now.
+
+    ``round_abort`` schedules this with ``transaction.on_commit``, so the abort is durable
+    before any VM is touched; a failure here is left to ``workloads_reconcile``.
+    """
+    if settings.CELERY_BROKER_URL:
+        from training.tasks import round_release_workloads as task
+
+        task.delay(round_id, reason)
+        return
+    round_ = Round.objects.select_related("run").get(pk=round_id)
+    round_release_workloads(actor=Actor.system("orchestrator"), round=round_, reason=reason)
+
+
+# --- the driver ----------------------------------------------------------------------
+
+
+def round_advance(*, actor: Actor, round_id: int) -> StepResult:
+    """Look at the round's persisted state and perform the next step, if there is one.
+
+    Safe to call twice and after a crash mid-step: each step claims its transition with a
+    conditional update and re-reads the state it acts on. A round waiting for people or
+    for the Flower round comes back unmoved. A terminal round has its VMs released again
+    (idempotent) in case a crash came between the transition and the termination.
+    """
+    round_ = _load(round_id)
+    state = round_.state
+    actor_note = ""
+    if state == S.PLANNED:
+        after = round_start(actor=actor, run=round_.run, round_no=round_.number)
+        return StepResult(round_id, state, after.state, after.state_reason)
+    if state == S.GATED:
+        try:
+            after = round_route_after_gate(actor=actor, round=round_)
+        except TransitionNotAllowed:
+            after = _load(round_id)
+        return StepResult(round_id, state, after.state, after.state_reason)
+    if state in (S.APPROVED, S.PROVISIONING):
+        return round_provision(actor=actor, round=round_)
+    if state == S.PLACEMENT_VERIFIED:
+        return round_start_running(actor=actor, round=round_)
+    if state == S.RUNNING:
+        return round_finish(actor=actor, round=round_)
+    if state in (S.AGGREGATED, S.CLOSED):
+        if state == S.CLOSED and _closed_and_checkpointed(round_):
+            if round_.number >= round_.run.num_rounds:
+                round_release_workloads(actor=actor, round=round_, reason="run finished")
+            return StepResult(round_id, state, state, "closed")
+        return round_close(actor=actor, round=round_)
+    if is_terminal(state):
+        if state != S.CLOSED:
+            round_release_workloads(actor=actor, round=round_, reason=round_.state_reason)
+        actor_note = round_.state_reason
+    return StepResult(round_id, state, state, actor_note or "waiting")
+
+
+def _closed_and_checkpointed(round_: Round) -> bool:
+    from audit.models import LedgerEntry
+
+    closed = (
+        LedgerEntry.objects.filter(
+            event_type="round.closed", subject_type="round", subject_id=str(round_.pk)
+        )
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    if closed is None:
+        return False
+    # seq is 0-based: a checkpoint of size n covers the leaves 0..n-1.
+    return Checkpoint.objects.filter(size__gte=closed + 1).exists()
+
+
+def round_drive(*, actor: Actor, round_id: int, until: frozenset[str] | None = None) -> Round:
+    """Call ``round_advance`` until the round stops moving or reaches a state in ``until``."""
+    while True:
+        round_ = _load(round_id)
+        if until and round_.state in until:
+            return round_
+        result = round_advance(actor=actor, round_id=round_id)
+        if not result.moved:
+            return _load(round_id)

@@ -1,0 +1,38 @@
+"""Celery tasks that move rounds forward: a round id in, one orchestrator service call.
+
+Each is safe to run twice and after a worker died mid-step (``acks_late`` redelivers it):
+the services claim every transition with a conditional update on the persisted state.
+"""
+
+from __future__ import annotations
+
+from fedgov.actors import Actor
+from fedgov.errors import TemporaryError
+from fedgov.tasks import fedgov_task
+from sites.opennebula.errors import OpenNebulaError
+from training.models import Round
+from training.services import orchestrate
+
+ACTOR = Actor.system("orchestrator")
+
+
+class ZoneUnavailable(TemporaryError):
+    """An OpenNebula zone failed in a way that may pass (``permanent=False``)."""
+
+
+# Provisioning waits for VMs to reach RUNNING, which can take minutes on a real zone.
+@fedgov_task(name="training.round_advance", soft_time_limit=900, time_limit=960)
+def round_advance(round_id: int) -> dict:
+    try:
+        result = orchestrate.round_advance(actor=ACTOR, round_id=round_id)
+    except OpenNebulaError as exc:
+        if exc.permanent:
+            raise
+        raise ZoneUnavailable(str(exc)) from exc
+    return {"round_id": result.round_id, "before": result.before, "after": result.after}
+
+
+@fedgov_task(name="training.round_release_workloads", soft_time_limit=300, time_limit=360)
+def round_release_workloads(round_id: int, reason: str) -> int:
+    round_ = Round.objects.select_related("run").get(pk=round_id)
+    return orchestrate.round_release_workloads(actor=ACTOR, round=round_, reason=reason)
