@@ -180,3 +180,11 @@ FEDGOV_REPORT_KEY_FILE = env_str("FEDGOV_REPORT_KEY_FILE")
 
 # Lifetime of a signed round ticket; a site refuses an expired one.
 FEDGOV_TICKET_TTL_SECONDS = env_int("FEDGOV_TICKET_TTL_SECONDS", 900)
+
+# Rounds the orchestrator should have moved but that sat still this long (a worker died
+# mid-step) are advanced by the beat sweep.
+FEDGOV_ROUND_STALL_SECONDS = env_int("FEDGOV_ROUND_STALL_SECONDS", 120)
+CELERY_BEAT_SCHEDULE["training-sweep-stalled-rounds"] = {
+    "task": "training.sweep_stalled_rounds",
+    "schedule": timedelta(seconds=env_int("FEDGOV_ROUND_SWEEP_INTERVAL", 60)),
+}

@@ -6,6 +6,8 @@ the services claim every transition with a conditional update on the persisted s
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from fedgov.actors import Actor
 from fedgov.errors import TemporaryError
 from fedgov.tasks import fedgov_task
@@ -36,3 +38,11 @@ def round_advance(round_id: int) -> dict:
 def round_release_workloads(round_id: int, reason: str) -> int:
     round_ = Round.objects.select_related("run").get(pk=round_id)
     return orchestrate.round_release_workloads(actor=ACTOR, round=round_, reason=reason)
+
+
+@fedgov_task(name="training.sweep_stalled_rounds", soft_time_limit=1800, time_limit=1860)
+def sweep_stalled_rounds() -> list[int]:
+    results = orchestrate.rounds_sweep_stalled(
+        actor=ACTOR, older_than_seconds=settings.FEDGOV_ROUND_STALL_SECONDS
+    )
+    return [r.round_id for r in results if r.moved]

@@ -410,3 +410,36 @@ def test_round_blocked_at_the_gate_terminates_the_vms_kept_from_the_round_before
     assert second.state == S.BLOCKED
     assert all_live_vms(standin) == []
     call_command("ledger_verify", "--no-progress")
+
+
+def test_sweep_finishes_a_round_left_half_way_and_skips_fresh_and_waiting_ones(
+    federation,
+    standin,  # noqa: F811
+):
+    run, _sites = federation(num_rounds=1)
+    stalled = round_start(actor=ACTOR, run=run, round_no=1)
+    stalled = round_drive(actor=ACTOR, round_id=stalled.pk)
+    play_flower_round(stalled)
+    # A worker died after the updates were recorded: the round sits in running.
+    Round.objects.filter(pk=stalled.pk).update(updated_at=clock_now() - timedelta(minutes=10))
+    waiting = Round.objects.create(
+        run=run,
+        number=2,
+        state=S.AWAITING_APPROVAL,
+        requested_by_name="test",
+    )
+    Round.objects.filter(pk=waiting.pk).update(updated_at=clock_now() - timedelta(minutes=10))
+
+    results = orchestrate.rounds_sweep_stalled(actor=ACTOR, older_than_seconds=120)
+
+    assert [r.round_id for r in results] == [stalled.pk]
+    assert Round.objects.get(pk=stalled.pk).state == S.AGGREGATED
+    assert Round.objects.get(pk=waiting.pk).state == S.AWAITING_APPROVAL
+    # The next sweep only looks at rounds that sat still; this one just moved.
+    assert orchestrate.rounds_sweep_stalled(actor=ACTOR, older_than_seconds=120) == []
+
+
+def clock_now():
+    from fedgov import clock
+
+    return clock.now()

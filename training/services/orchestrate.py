@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -456,3 +457,33 @@ def round_drive(*, actor: Actor, round_id: int, until: frozenset[str] | None = N
         result = round_advance(actor=actor, round_id=round_id)
         if not result.moved:
             return _load(round_id)
+
+
+# States the orchestrator itself must move on from; planned and awaiting-approval rounds
+# wait for people, terminal rounds only need their VMs released (round_advance does it).
+SWEPT = frozenset({S.GATED, S.APPROVED, S.PROVISIONING, S.PLACEMENT_VERIFIED, S.RUNNING})
+SWEPT_TERMINAL_CHECK = frozenset({S.AGGREGATED, S.CLOSED})
+
+
+def rounds_sweep_stalled(*, actor: Actor, older_than_seconds: int) -> list[StepResult]:
+    """Advance every round that has not moved for ``older_than_seconds``.
+
+    A worker killed mid-step leaves its task message unacknowledged until the broker's
+    visibility timeout (an hour on Redis); this sweep, run by Celery beat, finishes the
+    step within one interval instead. Each round is advanced with ``round_advance``, so a
+    round another worker is moving right now is left as it is (its transition claim wins).
+    A failure on one round is logged and does not stop the others.
+    """
+    cutoff = clock.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        Round.objects.filter(state__in=SWEPT | SWEPT_TERMINAL_CHECK, updated_at__lt=cutoff)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    results = []
+    for round_id in ids:
+        try:
+            results.append(round_advance(actor=actor, round_id=round_id))
+        except (TransitionNotAllowed, InvalidInput, OpenNebulaError) as exc:
+            logger.warning("sweep: round %s not advanced: %s", round_id, exc)
+    return results
