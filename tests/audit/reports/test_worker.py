@@ -18,7 +18,11 @@ from audit.reports.models import Report
 from fedgov.actors import Actor
 
 REPO = Path(__file__).resolve().parents[3]
-BROKER = os.environ.get("FEDGOV_TEST_REPORTS_BROKER", "redis://127.0.0.1:6379/10")
+# Celery lets CELERY_BROKER_URL override a client's own broker argument, so the test
+# client and its worker must both use it when it is set (CI sets it).
+BROKER = os.environ.get("CELERY_BROKER_URL") or os.environ.get(
+    "FEDGOV_TEST_REPORTS_BROKER", "redis://127.0.0.1:6379/10"
+)
 
 
 @pytest.mark.postgres

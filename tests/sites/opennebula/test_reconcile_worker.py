@@ -19,7 +19,11 @@ from tests.sites.opennebula.conftest import SECRET, live_vms
 from training.choices import RunStatus
 
 REPO = Path(__file__).resolve().parents[3]
-BROKER = os.environ.get("FEDGOV_TEST_ONE_BROKER", "redis://127.0.0.1:6379/14")
+# Celery lets CELERY_BROKER_URL override a client's own broker argument, so the test
+# client and its worker must both use it when it is set (CI sets it).
+BROKER = os.environ.get("CELERY_BROKER_URL") or os.environ.get(
+    "FEDGOV_TEST_ONE_BROKER", "redis://127.0.0.1:6379/14"
+)
 
 
 @pytest.mark.postgres
