@@ -80,7 +80,7 @@ def _inclusion_lines(first: int, last: int, size: int) -> Iterator[str]:
             yield json.dumps(record, sort_keys=True) + "\n"
 
 
-def _chosen_checkpoints(first: int, last: int) -> list[Checkpoint]:
+def _chosen_checkpoints(first: int, last: int, keep: int | None = None) -> list[Checkpoint]:
     anchor = Checkpoint.objects.filter(size__gt=last).order_by("size").first()
     if anchor is None:
         anchor = checkpoint_create(actor=Actor.system("ledger_export"))
@@ -88,6 +88,11 @@ def _chosen_checkpoints(first: int, last: int) -> list[Checkpoint]:
     latest = Checkpoint.objects.order_by("-size").first()
     if latest is not None and latest.size > anchor.size:
         chosen.append(latest)
+    if keep is not None and all(cp.size != keep for cp in chosen):
+        # A report anchored to a checkpoint signed after the first one covering its
+        # entries: without it the report's anchor could not be checked offline.
+        chosen += Checkpoint.objects.filter(size=keep)
+        chosen.sort(key=lambda cp: cp.size)
     return chosen
 
 
@@ -106,11 +111,14 @@ def _key_records() -> list[dict[str, str]]:
     ]
 
 
-def bundle_write(*, first_seq: int, last_seq: int, out: Path) -> BundleSummary:
+def bundle_write(
+    *, first_seq: int, last_seq: int, out: Path, keep_checkpoint: int | None = None
+) -> BundleSummary:
     """Write the bundle of entries ``first_seq..last_seq`` to ``out`` (a folder, or a .zip).
 
-    Signs a checkpoint on demand when none covers ``last_seq`` yet. Raises
-    ``InvalidInput`` for a bad range or an existing ``out``.
+    Signs a checkpoint on demand when none covers ``last_seq`` yet; ``keep_checkpoint``
+    names one more checkpoint to include (a report's anchor). Raises ``InvalidInput``
+    for a bad range or an existing ``out``.
     """
     size = selectors.tree_size()
     errors: dict[str, list[str]] = {}
@@ -124,7 +132,7 @@ def bundle_write(*, first_seq: int, last_seq: int, out: Path) -> BundleSummary:
         errors["out"] = [f"{out} already exists; a bundle is never overwritten"]
     if errors:
         raise InvalidInput(errors)
-    chosen = _chosen_checkpoints(first_seq, last_seq)
+    chosen = _chosen_checkpoints(first_seq, last_seq, keep_checkpoint)
     anchor = next(cp for cp in chosen if cp.size > last_seq)
     consistency = [
         {

@@ -4,8 +4,10 @@ Standard library plus ``cryptography`` only; it imports no Django and no fedgov 
 regulator can run it with ``audit/__init__.py``, ``audit/merkle.py``, ``audit/note.py`` and
 this file. Pin the keys you trust with ``--trusted-key`` (a PEM public key file or a
 ``name+hash+base64`` verifier key); otherwise the keys shipped in the bundle are used,
-which proves integrity but not origin. Exits 0 when everything checks, 1 naming the first
-bad sequence number, 2 when the bundle cannot be read.
+which proves integrity but not origin. A report's bundle (``report/`` files) is checked
+too: its signed statement, its data, the events it cites, its anchor checkpoint and, with
+``--pdf FILE``, the PDF. Exits 0 when everything checks, 1 on a finding (naming the first
+bad sequence number for the ledger part), 2 when the bundle cannot be read.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import argparse
 import base64
 import binascii
 import hashlib
+import itertools
 import json
+import re
 import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -27,10 +32,25 @@ from audit import merkle, note
 
 FORMAT = "fedgov-evidence-bundle/1"
 ENTRY_FIELDS = ("actor", "event_type", "payload", "seq", "subject_id", "subject_type", "time")
+REPORT_FORMAT = "fedgov-report-statement/1"
+REPORT_DATA = "report/data.jsonl"
+REPORT_STATEMENT = "report/statement.json"
+REPORT_SIGNATURE = "report/signature.json"
+REPORT_FILES = (REPORT_DATA, REPORT_STATEMENT, REPORT_SIGNATURE)
+STATEMENT_FIELDS = ("anchor_size", "cited_seqs", "data_sha256", "format", "pdf_sha256", "report_id")
+DATA_KINDS = ("run", "round")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# I-JSON's exact integer range (RFC 7493 §2.2); RFC 8785 writes numbers as IEEE doubles.
+_SAFE_INT = 2**53 - 1
+_LISTED_LINE_FINDINGS = 10
 
 
 class BundleError(Exception):
     """The bundle cannot be read at all (missing file, not JSON, wrong format)."""
+
+
+class PdfError(BundleError):
+    """The PDF given with ``--pdf`` cannot be read."""
 
 
 @dataclass(frozen=True, order=True)
@@ -43,15 +63,45 @@ class Finding:
 
 
 @dataclass
+class ReportResult:
+    """What a bundle's report states (None where unreadable) and what is wrong with it."""
+
+    report_id: str | None = None
+    run_lines: int = 0
+    round_lines: int = 0
+    cited: int | None = None
+    anchor_size: int | None = None
+    key_id: str | None = None
+    keys_pinned: bool = False
+    # None: no --pdf given; else whether its SHA-256 is the statement's pdf_sha256
+    pdf_matches: bool | None = None
+    findings: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Result:
     entries: int = 0
     checkpoints: int = 0
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    report: ReportResult | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.findings
+        return not self.findings and (self.report is None or not self.report.findings)
+
+
+@dataclass
+class _Ledger:
+    """What the ledger part of a bundle proved, for the report checks."""
+
+    keys: dict[str, Ed25519PublicKey]
+    pinned: bool
+    roots: dict[int, bytes] = field(default_factory=dict)
+    # seq -> size of the checkpoint its inclusion proof verified against
+    proved: dict[int, int] = field(default_factory=dict)
+    # (from, to) sizes of the consistency proofs that verified
+    links: set[tuple[int, int]] = field(default_factory=set)
 
 
 class _Source:
@@ -62,6 +112,15 @@ class _Source:
         self.archive = zipfile.ZipFile(path) if path.is_file() else None
         if self.archive is None and not path.is_dir():
             raise BundleError(f"{path} is neither a bundle folder nor a zip file")
+
+    def has(self, name: str) -> bool:
+        if self.archive is not None:
+            try:
+                self.archive.getinfo(name)
+            except KeyError:
+                return False
+            return True
+        return (self.path / name).is_file()
 
     def read(self, name: str) -> bytes:
         try:
@@ -86,6 +145,11 @@ def _json(raw: bytes, what: str):
         raise BundleError(f"{what} is not JSON: {exc}") from exc
 
 
+def key_id_of(key: Ed25519PublicKey) -> str:
+    """fedgov's key id: the first 8 bytes of SHA-256 over the raw public key, in hex."""
+    return hashlib.sha256(note.raw_public(key)).hexdigest()[:16]
+
+
 def load_trusted_key(spec: str) -> tuple[str, Ed25519PublicKey]:
     """A key from a PEM public-key file or a ``name+hash+base64`` verifier key."""
     path = Path(spec)
@@ -102,24 +166,35 @@ def load_trusted_key(spec: str) -> tuple[str, Ed25519PublicKey]:
     return spec, Ed25519PublicKey.from_public_bytes(raw[1:])
 
 
-def verify_bundle(path: Path, trusted: dict[str, Ed25519PublicKey] | None = None) -> Result:
-    """Check a bundle; returns findings sorted by seq. Raises ``BundleError`` if unreadable."""
+def verify_bundle(
+    path: Path, trusted: dict[str, Ed25519PublicKey] | None = None, pdf: Path | None = None
+) -> Result:
+    """Check a bundle, its report if it has one, and ``pdf`` against that report.
+
+    Ledger findings come sorted by seq, report findings in ``result.report``. Raises
+    ``BundleError`` if the bundle is unreadable, ``PdfError`` if ``pdf`` is.
+    """
+    pdf_sha256 = _file_sha256(pdf) if pdf is not None else None
     source = _Source(path)
     result = Result()
     manifest = _json(source.read("manifest.json"), "manifest.json")
     if manifest.get("format") != FORMAT:
         raise BundleError(f"unknown bundle format {manifest.get('format')!r}")
     origin, first, last = manifest["origin"], manifest["from_seq"], manifest["to_seq"]
+    has_report = "report" in manifest or source.has(REPORT_STATEMENT)
     contents = {}
     for name, digest in manifest["files"].items():
+        if name in REPORT_FILES and not source.has(name):
+            continue  # the report check names it as a finding: the ledger part is readable
         contents[name] = source.read(name)
         if hashlib.sha256(contents[name]).hexdigest() != digest:
             result.findings.append(Finding(first, f"{name} does not match its manifest hash"))
     if result.findings:
         return result
 
+    ledger = _Ledger(keys=trusted or {}, pinned=trusted is not None)
     if trusted is None:
-        trusted = {
+        ledger.keys = {
             record["key_id"]: Ed25519PublicKey.from_public_bytes(
                 _b64(record["public_key"], "a public key")
             )
@@ -129,11 +204,11 @@ def verify_bundle(path: Path, trusted: dict[str, Ed25519PublicKey] | None = None
             "trusting the public keys shipped in the bundle; pin them with --trusted-key"
         )
 
-    roots: dict[int, bytes] = {}
+    roots = ledger.roots
     for item in _json(contents["checkpoints.json"], "checkpoints.json"):
         size = item["size"]
         try:
-            body, _key_id = note.open_note(item["note"], trusted, origin)
+            body, _key_id = note.open_note(item["note"], ledger.keys, origin)
             signed = note.parse_checkpoint(body)
         except note.NoteError as exc:
             result.findings.append(Finding(size - 1, f"checkpoint at size {size}: {exc}"))
@@ -151,7 +226,9 @@ def verify_bundle(path: Path, trusted: dict[str, Ed25519PublicKey] | None = None
         if size1 not in roots or size2 not in roots:
             continue  # already reported as a bad checkpoint
         proof = [_b64(p, "a consistency proof") for p in item["proof"]]
-        if not merkle.verify_consistency(size1, size2, roots[size1], roots[size2], proof):
+        if merkle.verify_consistency(size1, size2, roots[size1], roots[size2], proof):
+            ledger.links.add((size1, size2))
+        else:
             result.findings.append(
                 Finding(size1 - 1, f"checkpoints at sizes {size1} and {size2} are not consistent")
             )
@@ -170,10 +247,21 @@ def verify_bundle(path: Path, trusted: dict[str, Ed25519PublicKey] | None = None
             break
         expected += 1
         result.entries += 1
-        result.findings += _check_entry(entry, proofs.get(seq), roots)
+        findings = _check_entry(entry, proofs.get(seq), roots)
+        if not findings:
+            ledger.proved[seq] = proofs[seq]["size"]
+        result.findings += findings
     if expected <= last and not any(f.seq >= expected for f in result.findings):
         result.findings.append(Finding(expected, "entry is missing (the bundle ends early)"))
     result.findings.sort()
+
+    if has_report:
+        result.report = _check_report(source, manifest, contents, ledger, pdf_sha256)
+        if pdf is None:
+            result.notes.append(
+                "the PDF itself was not checked; add --pdf REPORT.pdf to check that its "
+                "SHA-256 is the signed statement's pdf_sha256"
+            )
     return result
 
 
@@ -205,6 +293,306 @@ def _check_entry(entry: dict, proof: dict | None, roots: dict[int, bytes]) -> li
     return []
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise PdfError(f"cannot read the PDF {path}: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
+# --- the report: report/statement.json, report/signature.json, report/data.jsonl ---------
+
+
+def canonical_problem(raw: bytes) -> tuple[object, str | None]:
+    """``raw`` parsed, and why it is not RFC 8785 canonical JSON (None when it is).
+
+    The check re-serialises with ``json.dumps(sort_keys=True, ensure_ascii=False,
+    separators=(",", ":"))``, which writes exactly RFC 8785's bytes for strings without lone
+    surrogates, integers within ±(2**53 - 1), and objects whose member names sort the same
+    by code point as by UTF-16 code unit. Anything else (fractions, exponents, larger
+    integers, names beyond the BMP that sort differently) is reported as a problem rather
+    than guessed at: fedgov writes none of them.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "is not UTF-8"
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        return None, f"is not JSON ({exc})"
+    problem = _beyond_checked_json(value, "$")
+    if problem is not None:
+        return value, problem
+    if json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")) != text:
+        return value, "is not RFC 8785 canonical JSON (sorted members, no whitespace)"
+    return value, None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _well_formed(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _beyond_checked_json(value: object, path: str) -> str | None:
+    """Where ``value`` leaves the JSON subset whose canonical form json.dumps writes."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return None if _well_formed(value) else f"holds a lone surrogate at {path}"
+    if isinstance(value, int):
+        if -_SAFE_INT <= value <= _SAFE_INT:
+            return None
+        return f"holds the integer {value} at {path}, beyond ±(2**53 - 1)"
+    if isinstance(value, float):
+        return (
+            f"holds the number {value!r} at {path}; fedgov writes fractions as strings, "
+            "and this verifier checks the RFC 8785 form of integers only"
+        )
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _beyond_checked_json(item, f"{path}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    assert isinstance(value, dict)  # json.loads makes nothing else
+    if not all(_well_formed(name) for name in value):
+        return f"holds a member name with a lone surrogate at {path}"
+    if sorted(value) != sorted(value, key=lambda name: name.encode("utf-16-be")):
+        return f"holds member names at {path} whose RFC 8785 (UTF-16) order is not code-point order"
+    for name, item in value.items():
+        problem = _beyond_checked_json(item, f"{path}.{name}")
+        if problem is not None:
+            return problem
+    return None
+
+
+def _check_report(
+    source: _Source,
+    manifest: dict,
+    contents: dict[str, bytes],
+    ledger: _Ledger,
+    pdf_sha256: str | None,
+) -> ReportResult:
+    report = ReportResult(keys_pinned=ledger.pinned)
+    declared = manifest.get("report", {})
+    named = declared.get("statement", REPORT_STATEMENT) if isinstance(declared, dict) else None
+    if named != REPORT_STATEMENT:
+        report.findings.append(
+            f'manifest.json: "report" must be an object naming {REPORT_STATEMENT}'
+        )
+        declared = {}
+    if isinstance(declared.get("report_id"), str):
+        report.report_id = declared["report_id"]
+    files: dict[str, bytes] = {}
+    for name in REPORT_FILES:
+        if name in contents:
+            files[name] = contents[name]
+        elif source.has(name):
+            files[name] = source.read(name)
+        else:
+            report.findings.append(f"{name} is missing from the bundle")
+
+    statement = None
+    if REPORT_STATEMENT in files:
+        statement = _check_statement(files[REPORT_STATEMENT], declared, report)
+        if REPORT_SIGNATURE in files:
+            _check_signature(files[REPORT_SIGNATURE], files[REPORT_STATEMENT], ledger, report)
+    if REPORT_DATA in files:
+        _check_data(files[REPORT_DATA], statement, report)
+    if statement is not None:
+        _check_citations(statement, ledger, report)
+        if pdf_sha256 is not None:
+            report.pdf_matches = pdf_sha256 == statement["pdf_sha256"]
+            if not report.pdf_matches:
+                report.findings.append(
+                    f"the PDF's SHA-256 {pdf_sha256} is not the statement's pdf_sha256 "
+                    f"{statement['pdf_sha256']}"
+                )
+    return report
+
+
+def _check_statement(raw: bytes, declared: dict, report: ReportResult) -> dict | None:
+    """The statement when its members are well typed (a finding per problem otherwise)."""
+    value, problem = canonical_problem(raw)
+    if problem is not None:
+        report.findings.append(f"{REPORT_STATEMENT} {problem}")
+    if not isinstance(value, dict) or sorted(value) != list(STATEMENT_FIELDS):
+        report.findings.append(
+            f"{REPORT_STATEMENT} must be an object with exactly the members "
+            f"{', '.join(STATEMENT_FIELDS)}"
+        )
+        return None
+    problems = []
+    if value["format"] != REPORT_FORMAT:
+        problems.append(f"format is {value['format']!r}, not {REPORT_FORMAT!r}")
+    report_id = value["report_id"]
+    if not isinstance(report_id, str) or not report_id:
+        problems.append("report_id must be a non-empty string")
+    else:
+        if report.report_id not in (None, report_id):
+            problems.append(f"report_id {report_id} is not manifest.json's {report.report_id}")
+        report.report_id = report_id
+    for name in ("data_sha256", "pdf_sha256"):
+        if not isinstance(value[name], str) or not _SHA256_HEX.fullmatch(value[name]):
+            problems.append(f"{name} must be 64 lowercase hex digits")
+    anchor, cited = value["anchor_size"], value["cited_seqs"]
+    if type(anchor) is not int or anchor < 1:
+        problems.append("anchor_size must be a positive integer")
+    elif not isinstance(cited, list) or not all(type(seq) is int for seq in cited):
+        problems.append("cited_seqs must be a list of integers")
+    elif any(a >= b for a, b in itertools.pairwise(cited)):
+        problems.append("cited_seqs must be strictly ascending")
+    elif cited and not 0 <= cited[0] <= cited[-1] < anchor:
+        problems.append(f"cited_seqs must lie in 0..{anchor - 1} (below anchor_size)")
+    report.findings += [f"{REPORT_STATEMENT}: {text}" for text in problems]
+    return None if problems else value
+
+
+def _check_signature(raw: bytes, statement: bytes, ledger: _Ledger, report: ReportResult) -> None:
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        report.findings.append(f"{REPORT_SIGNATURE} is not a JSON object")
+        return
+    key_id = value.get("key_id")
+    if isinstance(key_id, str):
+        report.key_id = key_id
+    if value.get("algorithm") != "Ed25519":
+        report.findings.append(f"{REPORT_SIGNATURE}: algorithm must be Ed25519")
+    if value.get("signed_file") != REPORT_STATEMENT:
+        report.findings.append(f"{REPORT_SIGNATURE}: signed_file must be {REPORT_STATEMENT}")
+    try:
+        signature = base64.b64decode(value.get("signature"), validate=True)
+    except (TypeError, ValueError):
+        signature = b""
+    if len(signature) != 64:
+        report.findings.append(f"{REPORT_SIGNATURE}: signature is not a base64 Ed25519 signature")
+        return
+    key = {key_id_of(k): k for k in ledger.keys.values()}.get(key_id)
+    if key is None:
+        where = "the pinned keys (--trusted-key)" if ledger.pinned else "the bundle's keys.json"
+        report.findings.append(f"{REPORT_SIGNATURE}: key {key_id!r} is not among {where}")
+        return
+    try:
+        key.verify(signature, statement)
+    except InvalidSignature:
+        report.findings.append(
+            f"{REPORT_SIGNATURE}: the signature by key {key_id} does not verify over "
+            f"{REPORT_STATEMENT}"
+        )
+
+
+def _check_data(raw: bytes, statement: dict | None, report: ReportResult) -> None:
+    if statement is not None:
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != statement["data_sha256"]:
+            report.findings.append(
+                f"{REPORT_DATA}: its SHA-256 {actual} is not the statement's data_sha256 "
+                f"{statement['data_sha256']}"
+            )
+    lines = raw.split(b"\n")
+    if lines[-1]:
+        report.findings.append(f"{REPORT_DATA} does not end with a newline")
+    else:
+        lines.pop()
+    bad = 0
+    for number, line in enumerate(lines, 1):
+        value, problem = canonical_problem(line)
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if kind == "run":
+            report.run_lines += 1
+        elif kind == "round":
+            report.round_lines += 1
+        elif problem is None:
+            problem = f"is not an object of kind {' or '.join(DATA_KINDS)}"
+        if problem is not None:
+            bad += 1
+            if bad <= _LISTED_LINE_FINDINGS:
+                report.findings.append(f"{REPORT_DATA} line {number} {problem}")
+    if bad > _LISTED_LINE_FINDINGS:
+        report.findings.append(
+            f"{REPORT_DATA}: {bad - _LISTED_LINE_FINDINGS} more lines are not canonical report data"
+        )
+
+
+def _check_citations(statement: dict, ledger: _Ledger, report: ReportResult) -> None:
+    anchor, cited = statement["anchor_size"], statement["cited_seqs"]
+    report.anchor_size, report.cited = anchor, len(cited)
+    if anchor not in ledger.roots:
+        report.findings.append(
+            f"anchor_size {anchor} is not the size of a checkpoint in the bundle whose "
+            "signature verified"
+        )
+    unproved = [seq for seq in cited if seq not in ledger.proved]
+    if unproved:
+        shown = ", ".join(map(str, unproved[:10])) + (" ..." if len(unproved) > 10 else "")
+        report.findings.append(
+            f"cited_seqs: {len(unproved)} cited event(s) have no entry with a verified "
+            f"inclusion proof in the bundle: seq {shown}"
+        )
+    if anchor in ledger.roots:
+        for size in sorted({ledger.proved[seq] for seq in cited if seq in ledger.proved}):
+            if not _linked(size, anchor, ledger.links):
+                report.findings.append(
+                    f"cited events are proven in the checkpoint at size {size}, which no "
+                    f"verified consistency proof links to the anchor at size {anchor}"
+                )
+
+
+def _linked(size: int, anchor: int, links: set[tuple[int, int]]) -> bool:
+    """Whether verified consistency proofs chain the checkpoints at ``size`` and ``anchor``."""
+    reached, frontier = {size}, [size]
+    while frontier:
+        here = frontier.pop()
+        for a, b in links:
+            for there in (b,) if a == here else (a,) if b == here else ():
+                if there not in reached:
+                    reached.add(there)
+                    frontier.append(there)
+    return anchor in reached
+
+
+def _print_report(report: ReportResult, failures: int) -> None:
+    def shown(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    trust = (
+        "pinned with --trusted-key"
+        if report.keys_pinned
+        else "from the bundle's keys.json: not pinned, so origin is not proven"
+    )
+    pdf = {
+        None: "not checked (add --pdf FILE)",
+        True: "checked: its SHA-256 is the statement's pdf_sha256",
+        False: "checked: its SHA-256 is NOT the statement's pdf_sha256",
+    }[report.pdf_matches]
+    print(f"report:        {shown(report.report_id)}")
+    print(
+        f"data lines:    {report.run_lines + report.round_lines} "
+        f"({report.run_lines} run, {report.round_lines} rounds)"
+    )
+    print(f"cited events:  {shown(report.cited)}")
+    print(f"anchor size:   {shown(report.anchor_size)}")
+    print(f"signing key:   {shown(report.key_id)} ({trust})")
+    print(f"PDF:           {pdf}")
+    verdict = f"FAILED ({failures} finding{'s' if failures > 1 else ''})" if failures else "OK"
+    print(f"result:        {verdict}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m audit.verify", description="Verify a fedgov evidence bundle offline."
@@ -216,22 +604,34 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="PEM public key file or name+hash+base64 verifier key (repeatable)",
     )
+    parser.add_argument(
+        "--pdf",
+        type=Path,
+        help="the report's PDF: check that it is the one the bundle's signed statement names",
+    )
     args = parser.parse_args(argv)
     try:
         trusted = dict(load_trusted_key(spec) for spec in args.trusted_key) or None
-        result = verify_bundle(args.bundle, trusted)
+        result = verify_bundle(args.bundle, trusted, pdf=args.pdf)
+    except PdfError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
     except (BundleError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:
         print(f"ERROR: cannot read bundle {args.bundle}: {exc}", file=sys.stderr)
         return 2
     for text in result.notes:
         print(f"note: {text}", file=sys.stderr)
-    if not result.ok:
-        for finding in result.findings:
-            print(f"FAIL {finding}", file=sys.stderr)
+    if not result.findings:
+        print(f"OK: {result.entries} entries, {result.checkpoints} checkpoints verified")
+    for finding in result.findings:
+        print(f"FAIL {finding}", file=sys.stderr)
+    if result.findings:
         print(f"first bad seq: {result.findings[0].seq}", file=sys.stderr)
-        return 1
-    print(f"OK: {result.entries} entries, {result.checkpoints} checkpoints verified")
-    return 0
+    if result.report is not None:
+        for text in result.report.findings:
+            print(f"FAIL report: {text}", file=sys.stderr)
+        _print_report(result.report, len(result.findings) + len(result.report.findings))
+    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

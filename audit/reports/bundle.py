@@ -88,7 +88,10 @@ def report_bundle_write(
     with tempfile.TemporaryDirectory(prefix="fedgov-report-") as work:
         folder = Path(work) / "bundle"
         bundle_write(
-            first_seq=seqs[0] if seqs else 0, last_seq=seqs[-1] if seqs else -1, out=folder
+            first_seq=seqs[0] if seqs else 0,
+            last_seq=seqs[-1] if seqs else -1,
+            out=folder,
+            keep_checkpoint=anchor_size,
         )
         manifest = json.loads((folder / "manifest.json").read_text())
         (folder / "report").mkdir()

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import CommandError, call_command
 
 from audit import keys, note
+from audit.bundle import bundle_write
 from audit.models import Checkpoint
 from audit.verify import main as verify_main
 from audit.verify import verify_bundle
@@ -173,3 +174,22 @@ def test_export_never_overwrites(append, tmp_path):
     (tmp_path / "bundle").mkdir()
     with pytest.raises(CommandError, match="already exists"):
         export(0, 1, tmp_path / "bundle")
+
+
+def test_a_named_checkpoint_is_kept_though_a_nearer_and_a_newer_one_exist(
+    append, checkpoint, tmp_path
+):
+    # A report anchored at 12 after the beat signed 10 and someone signed 15 since:
+    # the bundle of entries 2..4 must still carry the report's anchor.
+    append(10)
+    checkpoint()
+    append(2, start=10)
+    checkpoint()
+    append(3, start=12)
+    checkpoint()
+    summary = bundle_write(first_seq=2, last_seq=4, out=tmp_path / "b", keep_checkpoint=12)
+    sizes = [cp["size"] for cp in json.loads((tmp_path / "b" / "checkpoints.json").read_text())]
+    assert sizes == [10, 12, 15]
+    assert summary.anchor_size == 10
+    result = run_verifier(str(tmp_path / "b"))
+    assert result.returncode == 0, result.stderr
