@@ -81,6 +81,13 @@ MATRIX = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    # Every cell makes a user who never signs in with a password; the default hasher
+    # costs about half a second each (over two minutes for this file).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def world():
     purpose = PurposeFactory(code="topics")
