@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from django.db import models
 
+from audit.expressions import LeafDocument
+
 
 class LedgerEntry(models.Model):
     """One event in the ledger. Never updated or deleted (triggers refuse both).
 
     ``payload`` is RFC 8785 canonical JSON. ``leaf_hash`` = SHA-256(0x00 || leaf), where
     the leaf is the canonical document of this row (``audit.leaf``): seq, event type,
-    actor pseudonym, subject, time and payload. The actor is kept as an id and a text
-    copy, not a foreign key: evidence must outlive the account it names.
+    actor pseudonym, subject, time and payload. ``leaf`` stores that document, generated
+    by the database from the columns, so it can never disagree with them. The actor is
+    kept as an id and a text copy, not a foreign key: evidence must outlive the account
+    it names.
     """
 
     seq = models.BigIntegerField(primary_key=True)
@@ -23,6 +27,11 @@ class LedgerEntry(models.Model):
     created_at = models.DateTimeField(db_index=True)
     payload = models.TextField()
     leaf_hash = models.BinaryField(max_length=32)
+    # The canonical leaf bytes, derived by the database from the columns above
+    # (audit.expressions); what verification hashes.
+    leaf = models.GeneratedField(
+        expression=LeafDocument(), output_field=models.TextField(), db_persist=True
+    )
 
     class Meta:
         ordering = ["seq"]

@@ -152,6 +152,10 @@ def _append(actor: Actor, events: Sequence[LedgerEvent]) -> list[LedgerEntry]:
     head = _lock_head()
     hashes, levels = _frontier(head)
     pseudonym = actor_pseudonym(actor.user_id, actor.label)
+    if not pseudonym.isprintable() or len(actor.label) > 150:
+        # The database's leaf expression escapes only '"' and '\\', like RFC 8785 for
+        # printable text: a control character would make its leaf differ from ours.
+        raise ValueError(f"ledger actor {actor.label!r} holds control characters or is too long")
     # One timestamp per batch, read under the lock so time never runs backwards along seq.
     now = clock.now()
     stamp = format_time(now)

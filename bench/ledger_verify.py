@@ -202,6 +202,7 @@ def main() -> None:
                     "database": connection.vendor,
                     "entries": total,
                     "checkpoints": report.checkpoints,
+                    "workers": report.workers,
                     "verify_s": round(verify_median, 3),
                     "sha256_2n_s": round(hash_median, 3),
                     "entries_per_s": round(total / verify_median),
