@@ -44,8 +44,21 @@ class BundleSummary:
 def _entry_lines(first: int, last: int) -> Iterator[str]:
     rows = LedgerEntry.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")
     for row in rows.iterator(chunk_size=2000):
-        actor = actor_pseudonym(row.actor_id, row.actor_repr)
         time = format_time(row.created_at)
+        if row.redacted_at is not None:
+            redacted = {
+                "seq": row.seq,
+                "event_type": row.event_type,
+                "subject_type": row.subject_type,
+                "subject_id": row.subject_id,
+                "time": time,
+                "redacted": True,
+                "redacted_at": format_time(row.redacted_at),
+                "leaf_hash": b64(bytes(row.leaf_hash)),
+            }
+            yield json.dumps(redacted, ensure_ascii=False, sort_keys=True) + "\n"
+            continue
+        actor = actor_pseudonym(row.actor_id, row.actor_repr)
         leaf = leaf_document(
             seq=row.seq,
             event_type=row.event_type,

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
 from django.db import connection, connections
 
 from audit import expressions, merkle, note, selectors
@@ -54,6 +55,7 @@ class Report:
     size: int = 0
     checkpoints: int = 0
     workers: int = 1
+    redacted: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -67,6 +69,7 @@ class ChunkResult:
     hi: int
     top: bytes | None
     problems: list[Problem]
+    redacted: int = 0
 
 
 class _Cursor:
@@ -92,19 +95,27 @@ def _blob(value) -> bytes:
 
 
 def _entries_fast_sql(vendor: str) -> str:
+    # A redacted entry's contents are gone: it gives an empty leaf, and its stored leaf
+    # hash stands in for the recomputed one.
     if vendor == "postgresql":
+        # Aggregates over an ordered subquery: PostgreSQL 15 sorts the input of an
+        # aggregate with its own ORDER BY even when the index scan delivers it sorted.
         return (
-            "SELECT count(*), min(seq), max(seq), string_agg(leaf, E'\\n' ORDER BY seq), "
-            "string_agg(leaf_hash, ''::bytea ORDER BY seq) FROM audit_ledgerentry "
-            "WHERE seq >= %s AND seq < %s"
+            "SELECT count(*), min(seq), max(seq), count(redacted_at), "
+            "string_agg(CASE WHEN redacted_at IS NULL THEN leaf ELSE '' END, E'\\n'), "
+            "string_agg(leaf_hash, ''::bytea) "
+            "FROM (SELECT seq, leaf, leaf_hash, redacted_at FROM audit_ledgerentry "
+            "WHERE seq >= %s AND seq < %s ORDER BY seq) AS chunk"
         )
-    # SQLite before 3.44 has no ORDER BY inside an aggregate; the ordered subquery gives
-    # the order in practice, and any other order would only send the chunk to the slow
-    # path. hex() keeps the concatenated binary hashes intact through the text result.
+    # SQLite before 3.44 has no ORDER BY inside an aggregate either. Both databases keep
+    # the subquery's order in practice; any other order would only send the chunk to the
+    # slow path. hex() keeps the concatenated binary hashes intact through a text result.
     return (
-        "SELECT count(*), min(seq), max(seq), group_concat(leaf, char(10)), "
-        "hex(group_concat(leaf_hash, '')) FROM (SELECT seq, leaf, leaf_hash "
-        "FROM audit_ledgerentry WHERE seq >= %s AND seq < %s ORDER BY seq)"
+        "SELECT count(*), min(seq), max(seq), count(redacted_at), "
+        "group_concat(CASE WHEN redacted_at IS NULL THEN leaf ELSE '' END, char(10)), "
+        "hex(group_concat(leaf_hash, '')) "
+        "FROM (SELECT seq, leaf, leaf_hash, redacted_at FROM audit_ledgerentry "
+        "WHERE seq >= %s AND seq < %s ORDER BY seq)"
     )
 
 
@@ -144,14 +155,22 @@ def _levels_of(leaves: list[bytes], top: int) -> list[list[bytes]]:
 
 def check_chunk(db: _Cursor, lo: int, hi: int) -> ChunkResult:
     """Check entries [lo, hi) and the subtree hashes inside them; ``lo`` is chunk-aligned."""
-    count, first, last, docs, stored = db.rows(_entries_fast_sql(db.vendor), [lo, hi])[0]
+    row = db.rows(_entries_fast_sql(db.vendor), [lo, hi])[0]
+    count, first, last, redacted, docs, stored = row
     leaves: list[bytes] | None = None
     if count == hi - lo and first == lo and last == hi - 1:
         sha = _sha256
+        kept = _blob(stored)
         # The 0x00 leaf prefix goes in with one pass over the chunk, not one copy per leaf.
-        prefixed = b"\x00" + docs.encode().replace(b"\n", b"\n\x00")
-        computed = [sha(doc).digest() for doc in prefixed.split(b"\n")]
-        if len(computed) == count and b"".join(computed) == _blob(stored):
+        prefixed = (b"\x00" + docs.encode().replace(b"\n", b"\n\x00")).split(b"\n")
+        if redacted:
+            computed = [
+                sha(doc).digest() if len(doc) > 1 else kept[32 * i : 32 * i + 32]
+                for i, doc in enumerate(prefixed)
+            ]
+        else:
+            computed = [sha(doc).digest() for doc in prefixed]
+        if len(computed) == count and b"".join(computed) == kept:
             leaves = computed
     if leaves is None:
         problems, leaves = _entries_slow(db, lo, hi)
@@ -160,7 +179,7 @@ def check_chunk(db: _Cursor, lo: int, hi: int) -> ChunkResult:
     levels = _levels_of(leaves, CHUNK_LEVEL)
     problems = _subtrees(db, lo, hi, levels)
     top = levels[CHUNK_LEVEL][0] if hi - lo == 1 << CHUNK_LEVEL else None
-    return ChunkResult(lo, hi, top, problems)
+    return ChunkResult(lo, hi, top, problems, redacted or 0)
 
 
 def _entries_slow(db: _Cursor, lo: int, hi: int) -> tuple[list[Problem], list[bytes]]:
@@ -168,7 +187,7 @@ def _entries_slow(db: _Cursor, lo: int, hi: int) -> tuple[list[Problem], list[by
     # The only interpolation is the fixed, vendor-chosen time expression.
     rows = db.rows(
         "SELECT seq, event_type, actor_id, actor_repr, subject_type, subject_id, "  # noqa: S608
-        f"{_time_sql(db.vendor)}, payload, leaf, leaf_hash FROM audit_ledgerentry "
+        f"{_time_sql(db.vendor)}, payload, leaf, leaf_hash, redacted_at FROM audit_ledgerentry "
         "WHERE seq >= %s AND seq < %s ORDER BY seq",
         [lo, hi],
     )
@@ -180,7 +199,11 @@ def _entries_slow(db: _Cursor, lo: int, hi: int) -> tuple[list[Problem], list[by
         return [Problem(lo + len(rows), "entry is missing (the tree is longer than the table)")], []
     problems, leaves = [], []
     for row in rows:
-        seq, event_type, actor_id, label, subject_type, subject_id, time, payload, leaf, kept = row
+        seq, event_type, actor_id, label, subject_type, subject_id, time, payload = row[:8]
+        leaf, kept, redacted_at = row[8:]
+        if redacted_at is not None:
+            leaves.append(bytes(kept))  # redacted: only the hash is left to check, in the tree
+            continue
         document = leaf_document(
             seq=seq,
             event_type=event_type,
@@ -212,8 +235,8 @@ def _stored_subtrees(db: _Cursor, lo: int, hi: int, where: str, params: list[int
     # The joined clauses are fixed text; every value is a parameter.
     if db.vendor == "postgresql":
         sql = (
-            "SELECT string_agg(hash, ''::bytea ORDER BY level, idx) "  # noqa: S608
-            f"FROM audit_subtreehash WHERE {where}"
+            "SELECT string_agg(hash, ''::bytea) FROM (SELECT hash "  # noqa: S608
+            f"FROM audit_subtreehash WHERE {where} ORDER BY level, idx) AS nodes"
         )
         return _blob(db.rows(sql, params)[0][0])
     # SQLite sorts an OR of ranges in a temporary tree; one range per level is read in
@@ -513,6 +536,7 @@ def verify_ledger(
     head_size = head.size if head else 0
     end = max(head_size, (max_seq + 1) if max_seq is not None else 0, checkpoint_end or 0)
     report = Report(size=end)
+    redacted = 0
     problems = schema_problems()
     if problems:
         report.problems = problems
@@ -530,8 +554,12 @@ def verify_ledger(
         if problems:
             verified = result.lo
             break
+        redacted += result.redacted
         if progress is not None:
             progress(result.hi, end)
+    report.redacted = redacted
+    if redacted:
+        problems += _early_redactions()
     checkpoints = _Checkpoints(keys, origin)
     problems += checkpoints.check(verified)
     report.checkpoints = checkpoints.count
@@ -539,6 +567,30 @@ def verify_ledger(
         problems = _head_problems(head, end)
     report.problems = sorted(problems)
     return report
+
+
+def _early_redactions() -> list[Problem]:
+    """Entries whose contents were removed before the AI Act's six-month minimum."""
+    days = settings.FEDGOV_LEDGER_RETENTION_MIN_DAYS
+    if connection.vendor == "postgresql":
+        young = "redacted_at - created_at < make_interval(days => %s)"
+    else:
+        young = "julianday(redacted_at) - julianday(created_at) < %s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT min(seq) FROM audit_ledgerentry WHERE redacted_at IS NOT NULL AND {young}",  # noqa: S608
+            [days],
+        )
+        seq = cursor.fetchone()[0]
+    if seq is None:
+        return []
+    return [
+        Problem(
+            seq,
+            f"entry's contents were removed less than {days} days after it was written, "
+            "before the minimum retention",
+        )
+    ]
 
 
 def _head_problems(head: TreeHead | None, end: int) -> list[Problem]:

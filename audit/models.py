@@ -32,11 +32,22 @@ class LedgerEntry(models.Model):
     leaf = models.GeneratedField(
         expression=LeafDocument(), output_field=models.TextField(), db_persist=True
     )
+    # Set when retention removed the contents (payload, actor); the leaf hash stays in the
+    # tree, so proofs and checkpoints still hold. The only UPDATE the triggers allow.
+    redacted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]
         verbose_name_plural = "ledger entries"
-        indexes = [models.Index(fields=["subject_type", "subject_id"])]
+        indexes = [
+            models.Index(fields=["subject_type", "subject_id"]),
+            # Few entries are redacted, and verification asks only about those.
+            models.Index(
+                fields=["redacted_at"],
+                condition=models.Q(redacted_at__isnull=False),
+                name="ledger_redacted_idx",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(seq__gte=0), name="ledger_seq_not_negative")
         ]
@@ -115,3 +126,55 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint at size {self.size}"
+
+
+class LegalHold(models.Model):
+    """Suspends retention for the entries it covers until it is released.
+
+    A hold covers every entry when it names no subject and no period; otherwise the
+    entries about its subject (type and id), created within its period. Placing and
+    releasing are ledger events; the row is never deleted.
+    """
+
+    reference = models.CharField(max_length=64, help_text="case or matter reference")
+    reason = models.TextField()
+    subject_type = models.CharField(max_length=64, blank=True)
+    subject_id = models.CharField(max_length=64, blank=True)
+    held_from = models.DateTimeField(null=True, blank=True)
+    held_until = models.DateTimeField(null=True, blank=True)
+    placed_by = models.CharField(max_length=150)
+    placed_at = models.DateTimeField()
+    released_by = models.CharField(max_length=150, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    release_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-placed_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(subject_type="", subject_id="")
+                | (~models.Q(subject_type="") & ~models.Q(subject_id="")),
+                name="legal_hold_subject_whole",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(held_from__isnull=True)
+                | models.Q(held_until__isnull=True)
+                | models.Q(held_from__lte=models.F("held_until")),
+                name="legal_hold_period_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"legal hold {self.reference}"
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+    def scope(self) -> str:
+        parts = [f"{self.subject_type} {self.subject_id}" if self.subject_type else "all entries"]
+        if self.held_from or self.held_until:
+            start = self.held_from.date().isoformat() if self.held_from else "the start"
+            end = self.held_until.date().isoformat() if self.held_until else "now"
+            parts.append(f"from {start} to {end}")
+        return ", ".join(parts)

@@ -1,7 +1,8 @@
-"""Celery tasks of the ledger: the periodic checkpoint."""
+"""Celery tasks of the ledger: the periodic checkpoint and the daily retention run."""
 
 from __future__ import annotations
 
+from audit.retention import retention_apply
 from audit.services import checkpoint_create_if_new
 from fedgov.actors import Actor
 from fedgov.tasks import fedgov_task
@@ -15,3 +16,13 @@ def checkpoint_if_new() -> int | None:
     """
     checkpoint = checkpoint_create_if_new(actor=Actor.system("celery-beat"))
     return checkpoint.size if checkpoint is not None else None
+
+
+@fedgov_task(name="audit.apply_retention", soft_time_limit=600, time_limit=900)
+def apply_retention() -> int:
+    """Redact entries past the retention period that no legal hold covers; returns how many.
+
+    Safe to run twice or concurrently: an entry is redacted once, and a second run finds
+    nothing left to do.
+    """
+    return retention_apply(actor=Actor.system("celery-beat")).redacted

@@ -1,5 +1,7 @@
 """Database triggers that refuse UPDATE and DELETE on the ledger's evidence tables.
 
+The one exception is retention's redaction of an old entry's contents (``_REDACTION``).
+
 Installed by migration ``0003_append_only_triggers``; ``uninstall``/``install`` exist for
 the SQLite ``flush`` command and for tamper tests that must reach behind the guards.
 PostgreSQL's TRUNCATE fires no row trigger (it needs table ownership); a truncated
@@ -20,24 +22,64 @@ $$
 """
 
 
-def install(connection) -> None:
-    """Create the triggers on ``connection`` (idempotent)."""
+# The one change an entry may undergo: retention removes its contents once, keeping its
+# place, type, subject, time and leaf hash, and only under a signed checkpoint that
+# already covers it (so the removed contents stay provable as they were).
+_REDACTION = """
+    OLD.redacted_at IS NULL AND NEW.redacted_at IS NOT NULL
+    AND NEW.seq = OLD.seq AND NEW.leaf_hash = OLD.leaf_hash
+    AND NEW.event_type = OLD.event_type AND NEW.subject_type = OLD.subject_type
+    AND NEW.subject_id = OLD.subject_id AND NEW.created_at = OLD.created_at
+    AND NEW.payload = '{}' AND NEW.actor_id IS NULL AND NEW.actor_repr = ''
+    AND EXISTS (SELECT 1 FROM audit_checkpoint WHERE size > OLD.seq)
+"""
+
+_PG_ENTRY_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION audit_entry_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND {_REDACTION} THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'integrity_constraint_violation';
+END
+$$
+"""
+
+
+def install(connection, *, redaction: bool = True) -> None:
+    """Create the triggers on ``connection`` (idempotent).
+
+    ``redaction=False`` gives the guards of the schema before retention existed, for the
+    migrations that run (forwards or backwards) while ``redacted_at`` does not.
+    """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(_PG_FUNCTION)
+            cursor.execute(_PG_ENTRY_FUNCTION)
             for table in TABLES:
+                function = (
+                    "audit_entry_guard"
+                    if table == "audit_ledgerentry" and redaction
+                    else "audit_refuse_change"
+                )
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
                 cursor.execute(
                     f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-                    "FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()"
+                    f"FOR EACH ROW EXECUTE FUNCTION {function}()"
                 )
         elif connection.vendor == "sqlite":
             for table in TABLES:
                 for op in ("UPDATE", "DELETE"):
                     name = f"{table}_no_{op.lower()}"
+                    when = (
+                        f" WHEN NOT ({_REDACTION})"
+                        if (table, op) == ("audit_ledgerentry", "UPDATE") and redaction
+                        else ""
+                    )
                     cursor.execute(f"DROP TRIGGER IF EXISTS {name}")
                     cursor.execute(
-                        f"CREATE TRIGGER {name} BEFORE {op} ON {table} BEGIN "
+                        f"CREATE TRIGGER {name} BEFORE {op} ON {table}{when} BEGIN "
                         f"SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
                     )
         else:
@@ -51,6 +93,7 @@ def uninstall(connection) -> None:
             for table in TABLES:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             cursor.execute("DROP FUNCTION IF EXISTS audit_refuse_change()")
+            cursor.execute("DROP FUNCTION IF EXISTS audit_entry_guard()")
         elif connection.vendor == "sqlite":
             for table in TABLES:
                 for op in ("update", "delete"):

@@ -82,6 +82,7 @@ class ReportResult:
 class Result:
     entries: int = 0
     checkpoints: int = 0
+    redacted: int = 0
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     report: ReportResult | None = None
@@ -247,6 +248,7 @@ def verify_bundle(
             break
         expected += 1
         result.entries += 1
+        result.redacted += entry.get("redacted") is True
         findings = _check_entry(entry, proofs.get(seq), roots)
         if not findings:
             ledger.proved[seq] = proofs[seq]["size"]
@@ -267,19 +269,28 @@ def verify_bundle(
 
 def _check_entry(entry: dict, proof: dict | None, roots: dict[int, bytes]) -> list[Finding]:
     seq = entry["seq"]
-    leaf = entry["leaf"].encode()
-    digest = merkle.leaf_hash(leaf)
-    if digest != _b64(entry["leaf_hash"], f"leaf hash of {seq}"):
-        return [Finding(seq, "leaf hash is not SHA-256(0x00 || leaf)")]
-    try:
-        document = json.loads(leaf)
-    except json.JSONDecodeError:
-        return [Finding(seq, "leaf is not JSON")]
-    if not isinstance(document, dict) or sorted(document) != list(ENTRY_FIELDS):
-        return [Finding(seq, "leaf does not hold exactly the entry fields")]
-    differing = [name for name in ENTRY_FIELDS if document[name] != entry.get(name)]
-    if differing:
-        return [Finding(seq, f"entry fields {', '.join(differing)} differ from its hashed leaf")]
+    if entry.get("redacted") is True:
+        # Retention removed the contents: the leaf hash cannot be recomputed, only shown
+        # to be the one the signed tree holds at this place.
+        if "leaf" in entry or "payload" in entry:
+            return [Finding(seq, "entry is marked redacted but carries contents")]
+        digest = _b64(entry["leaf_hash"], f"leaf hash of {seq}")
+    else:
+        leaf = entry["leaf"].encode()
+        digest = merkle.leaf_hash(leaf)
+        if digest != _b64(entry["leaf_hash"], f"leaf hash of {seq}"):
+            return [Finding(seq, "leaf hash is not SHA-256(0x00 || leaf)")]
+        try:
+            document = json.loads(leaf)
+        except json.JSONDecodeError:
+            return [Finding(seq, "leaf is not JSON")]
+        if not isinstance(document, dict) or sorted(document) != list(ENTRY_FIELDS):
+            return [Finding(seq, "leaf does not hold exactly the entry fields")]
+        differing = [name for name in ENTRY_FIELDS if document[name] != entry.get(name)]
+        if differing:
+            return [
+                Finding(seq, f"entry fields {', '.join(differing)} differ from its hashed leaf")
+            ]
     if proof is None:
         return [Finding(seq, "no inclusion proof")]
     size = proof["size"]
@@ -623,6 +634,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {text}", file=sys.stderr)
     if not result.findings:
         print(f"OK: {result.entries} entries, {result.checkpoints} checkpoints verified")
+        if result.redacted:
+            print(
+                f"{result.redacted} of them had their contents removed under retention: "
+                "only their place in the signed tree was checked"
+            )
     for finding in result.findings:
         print(f"FAIL {finding}", file=sys.stderr)
     if result.findings:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from fedgov.env import env_bool, env_int, env_list, env_str, local_secret
 from fedgov.logging import logging_config
@@ -141,6 +142,19 @@ FEDGOV_LEDGER_ORIGIN = env_str("FEDGOV_LEDGER_ORIGIN", "fedgov.local/ledger")
 FEDGOV_SIGNING_KEY_FILE = env_str("FEDGOV_SIGNING_KEY_FILE")
 FEDGOV_KEY_DIR = Path(env_str("FEDGOV_KEY_DIR", str(VAR_DIR / "keys")))
 FEDGOV_APPROVAL_TTL = timedelta(seconds=env_int("FEDGOV_APPROVAL_TTL_SECONDS", 24 * 3600))
+# How long ledger entries keep their contents (docs/ai-act-logging.md). The AI Act asks
+# for at least six months (Art. 19(1), 26(6)); a shorter setting is refused at start-up.
+FEDGOV_LEDGER_RETENTION_DAYS = env_int("FEDGOV_LEDGER_RETENTION_DAYS", 3650)
+FEDGOV_LEDGER_RETENTION_MIN_DAYS = 183
+if FEDGOV_LEDGER_RETENTION_DAYS < FEDGOV_LEDGER_RETENTION_MIN_DAYS:
+    raise ImproperlyConfigured(
+        f"FEDGOV_LEDGER_RETENTION_DAYS={FEDGOV_LEDGER_RETENTION_DAYS} is below the AI Act's "
+        f"six-month minimum for automatic logs ({FEDGOV_LEDGER_RETENTION_MIN_DAYS} days)"
+    )
+CELERY_BEAT_SCHEDULE["ledger-retention"] = {
+    "task": "audit.apply_retention",
+    "schedule": timedelta(seconds=env_int("FEDGOV_RETENTION_INTERVAL", 24 * 3600)),
+}
 
 # LOG_FORMAT=json: one JSON object per line with round/run ids from ``extra``
 # (fedgov/logging.py); plain text otherwise. Credentials and pseudonyms are redacted.

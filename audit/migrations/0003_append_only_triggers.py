@@ -43,7 +43,7 @@ def build_tree(apps, schema_editor):
 
 
 def install_triggers(apps, schema_editor):
-    triggers.install(schema_editor.connection)
+    triggers.install(schema_editor.connection, redaction=False)
 
 
 def uninstall_triggers(apps, schema_editor):

@@ -22,7 +22,7 @@ def drop_function(apps, schema_editor):
 
 
 def install_triggers(apps, schema_editor):
-    triggers.install(schema_editor.connection)
+    triggers.install(schema_editor.connection, redaction=False)
 
 
 class Migration(migrations.Migration):
