@@ -189,3 +189,25 @@ def test_worker_processes_verify_and_name_the_same_first_bad_seq_as_one_process(
     assert str(parallel.problems[0]) == (
         "seq 171: leaf hash does not match the entry's columns and payload"
     )
+
+
+@pytest.mark.django_db
+def test_a_batch_stores_exactly_what_was_appended_whatever_the_characters(system_actor):
+    # On PostgreSQL a batch goes in by COPY, whose text format must not bend tabs,
+    # newlines, backslashes or non-ASCII in payloads and subjects.
+    awkward = ["tab\there", "new\nline", "back\\slash", 'quote"d', "é ✓ 中", "\\N", ""]
+    events = [
+        LedgerEvent("test.copy", "thing", f"s{i}\\{i}", {"text": text, "i": i})
+        for i, text in enumerate(awkward * 3)
+    ]
+    with transaction.atomic():
+        written = ledger_append_many(actor=system_actor, events=events)
+    stored = {e.seq: e for e in LedgerEntry.objects.filter(event_type="test.copy")}
+    assert len(stored) == len(events)
+    for entry in written:
+        row = stored[entry.seq]
+        assert (row.payload, row.subject_id) == (entry.payload, entry.subject_id)
+        assert row.leaf.encode() == python_leaf(row)
+        assert bytes(row.leaf_hash) == entry.leaf_hash
+    report = integrity.verify_ledger(keys=keys.public_keys(), origin=settings.FEDGOV_LEDGER_ORIGIN)
+    assert report.ok, report.problems
