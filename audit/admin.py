@@ -1,10 +1,36 @@
-"""Read-only admin for the ledger: entries and checkpoints can be viewed, never changed."""
+"""Admin for the ledger: entries and checkpoints can be viewed, never changed.
+
+Legal holds are the exception that writes, and only through ``audit.retention``: Legal
+and the DPO place a hold on its own page and release it behind a page that asks why.
+A hold's row is never edited or deleted here.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+import logging
 
-from audit.models import Checkpoint, LedgerEntry
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from audit.models import Checkpoint, LedgerEntry, LegalHold
+from audit.retention import legal_hold_place, legal_hold_release
+from fedgov import roles
+from fedgov.actors import Actor
+from fedgov.errors import FedgovError, InvalidInput
+
+logger = logging.getLogger("fedgov.admin.holds")
+
+# As the API: Auditors read holds; Legal and the DPO (superusers count as DPO) act on them.
+HOLD_VIEWERS = (roles.DPO, roles.LEGAL, roles.AUDITOR)
+HOLD_KEEPERS = (roles.LEGAL, roles.DPO)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -20,10 +46,31 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class RedactedFilter(admin.SimpleListFilter):
+    title = "redacted"
+    parameter_name = "redacted"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(redacted_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["seq", "event_type", "subject_type", "subject_id", "actor_repr", "created_at"]
-    list_filter = ["event_type", "subject_type"]
+    list_display = [
+        "seq",
+        "event_type",
+        "subject_type",
+        "subject_id",
+        "actor_repr",
+        "created_at",
+        "redacted_at",
+    ]
+    list_filter = ["event_type", "subject_type", RedactedFilter]
     search_fields = ["=subject_id", "=event_type"]
     date_hierarchy = "created_at"
     readonly_fields = [
@@ -36,6 +83,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
         "created_at",
         "payload",
         "leaf_hash_hex",
+        "redacted_at",
     ]
     exclude = ["leaf_hash"]
     show_full_result_count = False
@@ -54,3 +102,232 @@ class CheckpointAdmin(ReadOnlyAdmin):
     @admin.display(description="root hash")
     def root_hex(self, checkpoint: Checkpoint) -> str:
         return bytes(checkpoint.root).hex()
+
+
+class HoldStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "active"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Active"), ("no", "Released")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(released_at__isnull=self.value() == "yes")
+        return queryset
+
+
+class LegalHoldPlaceForm(forms.Form):
+    """The fields of a new hold; ``legal_hold_place`` decides what is acceptable."""
+
+    reference = forms.CharField(max_length=64, help_text="Case or matter reference.")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Why these entries must be kept. The ledger records its hash.",
+    )
+    subject_type = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="With subject id, e.g. dataset and 12. Leave both empty to hold the "
+        "whole ledger.",
+    )
+    subject_id = forms.CharField(max_length=64, required=False)
+    held_from = forms.DateTimeField(
+        required=False,
+        label="Held from (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Entries written from this moment; empty for the start of the ledger.",
+    )
+    held_until = forms.DateTimeField(
+        required=False,
+        label="Held until (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Entries written up to this moment; empty for no end.",
+    )
+
+
+class ReleaseForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="Why the hold ends. Recorded with your name; the ledger records its hash.",
+    )
+
+
+@admin.register(LegalHold)
+class LegalHoldAdmin(admin.ModelAdmin):
+    list_display = ["reference", "scope", "placed_by", "placed_at", "is_active", "released_at"]
+    list_filter = [HoldStatusFilter, "placed_at"]
+    search_fields = ["reference", "=subject_id"]
+    date_hierarchy = "placed_at"
+    fields = [
+        "reference",
+        "reason",
+        "scope",
+        "subject_type",
+        "subject_id",
+        "held_from",
+        "held_until",
+        "placed_by",
+        "placed_at",
+        "is_active",
+        "released_by",
+        "released_at",
+        "release_reason",
+        "ledger_events",
+    ]
+    readonly_fields = fields
+    actions = ["release_holds"]
+    change_form_template = "admin/audit/legalhold/change_form.html"
+
+    # -- permissions: read-only rows; placing and releasing go through the services ----
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return super().has_view_permission(request, obj) or roles.has_role(
+            request.user, *HOLD_VIEWERS
+        )
+
+    def has_module_permission(self, request) -> bool:
+        return super().has_module_permission(request) or roles.has_role(request.user, *HOLD_VIEWERS)
+
+    def has_add_permission(self, request) -> bool:
+        return roles.has_role(request.user, *HOLD_KEEPERS)
+
+    def has_release_permission(self, request) -> bool:
+        return roles.has_role(request.user, *HOLD_KEEPERS)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    # -- columns ----------------------------------------------------------------------
+
+    @admin.display(description="scope")
+    def scope(self, hold: LegalHold) -> str:
+        return hold.scope()
+
+    @admin.display(description="active", boolean=True, ordering="released_at")
+    def is_active(self, hold: LegalHold) -> bool:
+        return hold.active
+
+    @admin.display(description="ledger events")
+    def ledger_events(self, hold: LegalHold) -> str:
+        entries = LedgerEntry.objects.filter(
+            subject_type="legal_hold", subject_id=str(hold.pk)
+        ).order_by("seq")
+        rows = [(e.seq, e.event_type, e.created_at.strftime("%Y-%m-%d %H:%M:%S")) for e in entries]
+        if not rows:
+            return "—"
+        items = format_html_join("", "<li>seq {} · {} · {} UTC</li>", rows)
+        return format_html('<ul class="fg-events">{}</ul>', items)
+
+    # -- placing a hold ---------------------------------------------------------------
+
+    def add_view(self, request: HttpRequest, form_url="", extra_context=None) -> HttpResponse:
+        """A form of its own instead of a model form: the service writes the row and its
+        ledger event together, and its refusals come back as the form's field errors."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = LegalHoldPlaceForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                hold = legal_hold_place(actor=Actor.of(request.user), **form.cleaned_data)
+            except InvalidInput as exc:
+                for name, reasons in exc.errors.items():
+                    for reason in reasons:
+                        form.add_error(name if name in form.fields else None, reason)
+            else:
+                self.message_user(
+                    request,
+                    f"Legal hold {hold.reference} placed on {hold.scope()}.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:audit_legalhold_change", args=[hold.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Place a legal hold",
+            "opts": self.model._meta,
+            "form": form,
+            "cancel_url": reverse("admin:audit_legalhold_changelist"),
+        }
+        return TemplateResponse(request, "admin/audit/legalhold/place.html", context)
+
+    # -- releasing: an action over a selection, or the button on one hold's page -------
+
+    @admin.action(description="Release selected legal holds…", permissions=["release"])
+    def release_holds(self, request: HttpRequest, queryset: QuerySet[LegalHold]):
+        """First call shows the reason page; its submit (``apply``) calls the service."""
+        form = ReleaseForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            for hold in queryset:
+                self._release(request, hold, form.cleaned_data["reason"])
+            return None
+        holds = list(queryset)
+        return self._release_page(
+            request,
+            holds,
+            form,
+            cancel_url=reverse("admin:audit_legalhold_changelist"),
+            action={
+                "name": "release_holds",
+                "selected_ids": [h.pk for h in holds],
+                "checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "select_across": request.POST.get("select_across", "0"),
+            },
+        )
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<path:object_id>/release/",
+                self.admin_site.admin_view(self.release_view),
+                name="audit_legalhold_release",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def release_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_release_permission(request):
+            raise PermissionDenied
+        hold = get_object_or_404(LegalHold, pk=object_id)
+        change_url = reverse("admin:audit_legalhold_change", args=[hold.pk])
+        form = ReleaseForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            self._release(request, hold, form.cleaned_data["reason"])
+            return HttpResponseRedirect(change_url)
+        return self._release_page(request, [hold], form, cancel_url=change_url, original=hold)
+
+    def _release_page(self, request, holds, form, *, cancel_url, original=None, action=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Release legal hold" + ("s" if len(holds) > 1 else ""),
+            "opts": self.model._meta,
+            "original": original,
+            "holds": holds,
+            "released": [h for h in holds if not h.active],
+            "form": form,
+            "action": action,
+            "cancel_url": cancel_url,
+        }
+        return TemplateResponse(request, "admin/audit/legalhold/release.html", context)
+
+    def _release(self, request: HttpRequest, hold: LegalHold, reason: str) -> bool:
+        """Call the service; its refusal (already released) becomes an error message."""
+        try:
+            legal_hold_release(actor=Actor.of(request.user), hold=hold, reason=reason)
+        except FedgovError as exc:
+            logger.info("admin release of legal hold %s refused: %s", hold.pk, exc)
+            self.message_user(request, f"{hold.reference}: refused — {exc}", messages.ERROR)
+            return False
+        self.message_user(request, f"Legal hold {hold.reference} released.", messages.SUCCESS)
+        return True
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        hold = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if hold is not None and hold.active and self.has_release_permission(request):
+            extra["release_url"] = reverse("admin:audit_legalhold_release", args=[hold.pk])
+        return super().change_view(request, object_id, form_url, extra_context=extra)

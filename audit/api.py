@@ -1,8 +1,10 @@
-"""Read-only REST API of the ledger for auditors, DPOs and legal teams.
+"""REST API of the ledger for auditors, DPOs and legal teams: entries, proofs, retention.
 
-Nothing here writes. Query parameters are checked strictly: an unknown, malformed or
-out-of-range parameter is a 400 naming it, never silently ignored (a typo in a filter
-must not return the whole ledger as if it were the answer).
+The ledger itself is read-only here. The one write is legal holds: Legal and the DPO
+place and release them through ``audit.retention``, which validates and records each in
+the ledger. Query parameters are checked strictly: an unknown, malformed or out-of-range
+parameter is a 400 naming it, never silently ignored (a typo in a filter must not return
+the whole ledger as if it were the answer).
 """
 
 from __future__ import annotations
@@ -13,20 +15,25 @@ import json
 import django_filters
 from django.conf import settings
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, serializers
+from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit import keys, note, selectors
-from audit.models import LedgerEntry
+from audit.models import LedgerEntry, LegalHold
+from audit.retention import legal_hold_place, legal_hold_release, retention_apply
 from fedgov import roles
+from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
 from fedgov.roles import RolePermission
 
 LEDGER_READERS = (roles.AUDITOR, roles.DPO, roles.LEGAL)
+# Who may suspend retention: the people answerable for litigation and for Art. 17.
+HOLD_KEEPERS = (roles.LEGAL, roles.DPO)
 # Sequence numbers and sizes are 64-bit in the database; larger numbers are bad input.
 MAX_INT = 2**63 - 1
 
@@ -107,6 +114,7 @@ class EntrySerializer(serializers.ModelSerializer):
             "created_at",
             "payload",
             "leaf_hash",
+            "redacted_at",
         ]
 
     def get_payload(self, entry: LedgerEntry) -> dict:
@@ -256,3 +264,178 @@ class PublicKeys(_LedgerView, APIView):
                 for info in keys.key_infos()
             ]
         )
+
+
+# --------------------------------------------------------------------- legal holds
+
+
+class LegalHoldSerializer(serializers.ModelSerializer):
+    active = serializers.BooleanField(read_only=True)
+    scope = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = LegalHold
+        fields = [
+            "id",
+            "reference",
+            "reason",
+            "subject_type",
+            "subject_id",
+            "held_from",
+            "held_until",
+            "scope",
+            "active",
+            "placed_by",
+            "placed_at",
+            "released_by",
+            "released_at",
+            "release_reason",
+        ]
+        read_only_fields = fields
+
+
+class LegalHoldPlaceSerializer(serializers.Serializer):
+    """A hold to place: a subject takes both its type and id; a period may be open-ended."""
+
+    # Only the body's shape is checked here; legal_hold_place says what the values must be.
+    reference = serializers.CharField(max_length=64, allow_blank=True)
+    reason = serializers.CharField(allow_blank=True)
+    subject_type = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, default=""
+    )
+    subject_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    held_from = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    held_until = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class LegalHoldReleaseSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=True)
+
+
+def _body(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    """The validated body; a field the endpoint does not take is a 400, not ignored."""
+    body = serializer_class(data=request.data)
+    if hasattr(request.data, "keys"):
+        unknown = sorted(set(request.data.keys()) - set(body.fields))
+        if unknown:
+            raise InvalidInput({name: ["not a field this endpoint takes"] for name in unknown})
+    if not body.is_valid():
+        raise InvalidInput(body.errors)
+    return dict(body.validated_data)
+
+
+def _flag(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw.lower() not in ("true", "false"):
+        raise InvalidInput({name: [f"must be true or false, got {raw!r}"]})
+    return raw.lower() == "true"
+
+
+class _HoldView(_LedgerView):
+    write_roles = HOLD_KEEPERS
+
+
+class HoldList(_HoldView, generics.ListAPIView):
+    """Legal holds, newest first; ``active=true|false`` keeps only held or released ones.
+
+    Retention skips every entry an active hold covers.
+    """
+
+    serializer_class = LegalHoldSerializer
+    pagination_class = StrictLimitOffsetPagination
+    allowed_params = frozenset({"active", "limit", "offset"})
+
+    def get_queryset(self):
+        holds = LegalHold.objects.order_by("-placed_at", "-pk")
+        active = _flag(self.request, "active")
+        if active is not None:
+            holds = holds.filter(released_at__isnull=active)
+        return holds
+
+    @extend_schema(parameters=[OpenApiParameter("active", bool)])
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        self.check_params(request)
+        return self.list(request, *args, **kwargs)
+
+    @extend_schema(
+        description="Place a legal hold (Legal, DPO). Without a subject and a period it "
+        "covers the whole ledger. A 400 names each field it refuses; nothing is written.",
+        request=LegalHoldPlaceSerializer,
+        responses={201: LegalHoldSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        self.check_params(request)
+        fields = _body(LegalHoldPlaceSerializer, request)
+        hold = legal_hold_place(actor=Actor.of(request.user), **fields)
+        return Response(LegalHoldSerializer(hold).data, status=status.HTTP_201_CREATED)
+
+
+class HoldDetail(_HoldView, APIView):
+    """One legal hold, active or released."""
+
+    write_roles = ()
+
+    @extend_schema(responses={200: LegalHoldSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        self.check_params(request)
+        return Response(LegalHoldSerializer(get_object_or_404(LegalHold, pk=pk)).data)
+
+
+class HoldRelease(_HoldView, APIView):
+    """Release an active hold, saying why (409 if it was already released)."""
+
+    read_roles = ()
+
+    @extend_schema(request=LegalHoldReleaseSerializer, responses={200: LegalHoldSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        self.check_params(request)
+        hold = get_object_or_404(LegalHold, pk=pk)
+        reason = _body(LegalHoldReleaseSerializer, request)["reason"]
+        released = legal_hold_release(actor=Actor.of(request.user), hold=hold, reason=reason)
+        return Response(LegalHoldSerializer(released).data)
+
+
+class RetentionPreviewSerializer(serializers.Serializer):
+    would_redact = serializers.IntegerField()
+    first_seq = serializers.IntegerField(allow_null=True)
+    last_seq = serializers.IntegerField(allow_null=True)
+    held = serializers.IntegerField()
+    awaiting_checkpoint = serializers.IntegerField()
+
+
+class RetentionSerializer(serializers.Serializer):
+    retention_days = serializers.IntegerField()
+    minimum_days = serializers.IntegerField()
+    cutoff = serializers.DateTimeField()
+    active_holds = serializers.IntegerField()
+    redacted_entries = serializers.IntegerField()
+    preview = RetentionPreviewSerializer()
+
+
+class RetentionStatus(_LedgerView, APIView):
+    """The retention period, what it has removed so far and what a run now would remove.
+
+    The preview is a dry run of the retention service: it counts, and writes nothing.
+    """
+
+    @extend_schema(responses={200: RetentionSerializer})
+    def get(self, request: Request) -> Response:
+        self.check_params(request)
+        outcome = retention_apply(actor=Actor.of(request.user), dry_run=True)
+        body = {
+            "retention_days": outcome.retention_days,
+            "minimum_days": settings.FEDGOV_LEDGER_RETENTION_MIN_DAYS,
+            "cutoff": outcome.cutoff,
+            "active_holds": outcome.active_holds,
+            "redacted_entries": LedgerEntry.objects.filter(redacted_at__isnull=False).count(),
+            "preview": {
+                "would_redact": outcome.redacted,
+                "first_seq": outcome.first_seq,
+                "last_seq": outcome.last_seq,
+                "held": outcome.held,
+                "awaiting_checkpoint": outcome.awaiting_checkpoint,
+            },
+        }
+        return Response(RetentionSerializer(body).data)

@@ -73,7 +73,7 @@ def legal_hold_place(
     reference: str,
     reason: str,
     subject_type: str = "",
-    subject_id: str = "",
+    subject_id: str | int | None = "",
     held_from: datetime | None = None,
     held_until: datetime | None = None,
 ) -> LegalHold:
@@ -84,7 +84,8 @@ def legal_hold_place(
     """
     errors: dict[str, list[str]] = {}
     reference, reason = (reference or "").strip(), (reason or "").strip()
-    subject_type, subject_id = (subject_type or "").strip(), str(subject_id or "").strip()
+    subject_type = (subject_type or "").strip()
+    subject_id = "" if subject_id is None else str(subject_id).strip()
     if not reference:
         errors["reference"] = ["a case or matter reference is required"]
     elif len(reference) > 64:

@@ -6,9 +6,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
 
 from audit import selectors as ledger
+from audit.models import LedgerEntry, LegalHold
 from audit.reports.choices import ReportStatus
 from audit.reports.models import Report
 from dashboard.models import LedgerVerification
@@ -353,6 +355,10 @@ class LedgerHealth:
     stale: bool
     last_verification: VerificationRow | None
     verifications: tuple[VerificationRow, ...] = field(default=())
+    retention_days: int = 0
+    retention_min_days: int = 0
+    active_holds: int = 0
+    redacted: int = 0
 
 
 def _verification_row(v: LedgerVerification) -> VerificationRow:
@@ -370,7 +376,8 @@ def _verification_row(v: LedgerVerification) -> VerificationRow:
 
 
 def ledger_health(*, history: int = 5) -> LedgerHealth:
-    """Ledger size, the latest signed checkpoint and its age, and recent verifications."""
+    """Ledger size, the latest signed checkpoint and its age, recent verifications, and
+    retention: its period, the legal holds suspending it and the entries it redacted."""
     size = ledger.tree_size()
     checkpoint = ledger.latest_checkpoint()
     age = clock.now() - checkpoint.created_at if checkpoint else None
@@ -386,6 +393,10 @@ def ledger_health(*, history: int = 5) -> LedgerHealth:
         stale=unanchored > 0 and (age is None or age > CHECKPOINT_STALE_AFTER),
         last_verification=recent[0] if recent else None,
         verifications=tuple(recent),
+        retention_days=settings.FEDGOV_LEDGER_RETENTION_DAYS,
+        retention_min_days=settings.FEDGOV_LEDGER_RETENTION_MIN_DAYS,
+        active_holds=LegalHold.objects.filter(released_at__isnull=True).count(),
+        redacted=LedgerEntry.objects.filter(redacted_at__isnull=False).count(),
     )
 
 

@@ -38,6 +38,7 @@ from rest_framework.test import APIClient
 
 from audit import selectors as ledger_selectors
 from audit.reports.services import report_build, report_generate
+from audit.retention import legal_hold_place
 from audit.services import checkpoint_create
 from fedgov import roles
 from fedgov.actors import Actor
@@ -60,6 +61,7 @@ PEOPLE = frozenset({DPO, LEGAL, AUDITOR, OPERATOR, STEWARD})
 EVERYONE = frozenset(EVERY_ROLE)
 RECORD_READERS = frozenset({DPO, LEGAL, AUDITOR, OPERATOR})
 LEDGER_READERS = frozenset({AUDITOR, DPO, LEGAL})  # issue 3: read-only API
+HOLD_KEEPERS = frozenset({LEGAL, DPO})  # issue 7: place and release legal holds
 REPORT_ROLES = frozenset({LEGAL, DPO, AUDITOR})  # issue 7: reports, Art. 30, lineage
 DASHBOARD_ROLES = frozenset({DPO, LEGAL, AUDITOR})
 ROUND_DECIDERS = frozenset({OPERATOR, DPO})
@@ -238,6 +240,13 @@ MATRIX = [
     row("get", "/ledger/inclusion?seq=0&size={tree_size}", LEDGER_READERS),
     row("get", "/ledger/consistency?from=1&to={tree_size}", LEDGER_READERS),
     row("get", "/ledger/keys", LEDGER_READERS),
+    # --- retention and legal holds (issue 7: Legal and DPO hold, Auditor reads too)
+    row("get", "/ledger/retention", LEDGER_READERS, ok=200),
+    row("get", "/ledger/holds", LEDGER_READERS, ok=200),
+    row("get", "/ledger/holds?active=true", LEDGER_READERS, ok=200),
+    row("post", "/ledger/holds", HOLD_KEEPERS, {"reference": "M-2", "reason": "matrix"}, ok=201),
+    row("get", "/ledger/holds/{hold}", LEDGER_READERS, ok=200),
+    row("post", "/ledger/holds/{hold}/release", HOLD_KEEPERS, REASON, ok=200),
     # --- reports (issue 7: Legal, DPO, Auditor)
     row("get", "/reports", REPORT_ROLES),
     row("post", "/reports", REPORT_ROLES, {"run": "{run}"}),
@@ -349,6 +358,9 @@ def _build_world() -> dict:
         report_id=report_generate(actor=Actor.system("tests"), run=run).pk,
     )
     assert report.status == "done", report.error
+    hold = legal_hold_place(
+        actor=Actor.system("tests"), reference="MATRIX-1", reason="kept for the role matrix"
+    )
     checkpoint = checkpoint_create(actor=Actor.system("tests"))
 
     users = {role: _user(role) for role in EVERY_ROLE if role != ANON}
@@ -385,6 +397,7 @@ def _build_world() -> dict:
         "report": str(report.public_id),
         "tree_size": ledger_selectors.tree_size(),
         "checkpoint_size": checkpoint.size,
+        "hold": hold.pk,
     }
 
 
