@@ -73,16 +73,30 @@ class ChunkResult:
 
 
 class _Cursor:
-    """A DB-API cursor with Django's ``%s`` placeholders, from Django or a raw connection."""
+    """A cursor on a raw DB-API connection, taking Django's ``%s`` placeholders.
 
-    def __init__(self, cursor, vendor: str, raw: bool) -> None:
-        self.cursor = cursor
+    On PostgreSQL it is a server-binding cursor fetching results in binary: the chunk's
+    aggregated hashes then arrive as raw bytes, not hex text to decode.
+    """
+
+    def __init__(self, raw_connection, vendor: str) -> None:
         self.vendor = vendor
-        self.convert = raw and vendor == "sqlite"
+        if vendor == "postgresql":
+            import psycopg
+
+            self.cursor = psycopg.Cursor(raw_connection)
+        else:
+            self.cursor = raw_connection.cursor()
 
     def rows(self, sql: str, params: list) -> list[tuple]:
-        self.cursor.execute(sql.replace("%s", "?") if self.convert else sql, params)
+        if self.vendor == "postgresql":
+            self.cursor.execute(sql, params, binary=True)
+        else:
+            self.cursor.execute(sql.replace("%s", "?"), params)
         return self.cursor.fetchall()
+
+    def close(self) -> None:
+        self.cursor.close()
 
 
 def _blob(value) -> bytes:
@@ -298,7 +312,7 @@ def _worker_start(alias: str) -> None:
     global _worker_db
     wrapper = connections[alias]
     raw = wrapper.get_new_connection(wrapper.get_connection_params())
-    _worker_db = _Cursor(raw.cursor(), wrapper.vendor, raw=True)
+    _worker_db = _Cursor(raw, wrapper.vendor)
 
 
 def _worker_chunk(span: tuple[int, int]) -> ChunkResult:
@@ -335,10 +349,13 @@ def _chunk_results(spans: list[tuple[int, int]], workers: int) -> Iterator[Chunk
             # block early terminates the pool.
             yield from pool.imap(_worker_chunk, spans)
         return
-    with connection.cursor() as cursor:
-        db = _Cursor(cursor, connection.vendor, raw=False)
+    connection.ensure_connection()
+    db = _Cursor(connection.connection, connection.vendor)
+    try:
         for lo, hi in spans:
             yield check_chunk(db, lo, hi)
+    finally:
+        db.close()
 
 
 # --- above the chunks: higher nodes, checkpoints, tree head ------------------------------
