@@ -2,7 +2,9 @@
 
 Prints one JSON line. ``ratio`` = median time of ``audit.integrity.verify_ledger`` (what
 ``manage.py ledger_verify`` runs: every leaf recomputed from its row, every stored
-subtree hash and every checkpoint checked) over N entries / median time of 2N raw
+subtree hash and every checkpoint checked, by worker processes on a long ledger, one
+per CPU up to four; ``one_process_ratio`` is the same check in one process) over N
+entries / median time of 2N raw
 ``hashlib.sha256`` calls on 65 bytes in the same process (the bare hashing a Merkle tree
 of N leaves needs). Target <= 2.0. Also reported: one inclusion proof's median time and
 query count at N (target <= 3 queries), and the process's peak RSS. The ledger is built
@@ -183,6 +185,14 @@ def main() -> None:
             if not report.ok or report.size != total:
                 raise SystemExit(f"the built ledger did not verify: {report.problems[:3]}")
             hash_times.append(time_hashing(2 * total))
+        # One run in a single process, for comparison with the worker processes' figure.
+        began = time.perf_counter()
+        single = verify_ledger(keys=trusted, origin=settings.FEDGOV_LEDGER_ORIGIN, workers=1)
+        single_s = time.perf_counter() - began
+        if not single.ok:
+            raise SystemExit(
+                f"the built ledger did not verify in one process: {single.problems[:3]}"
+            )
         rng = random.Random(7)
         proof_times, proof_queries = [], []
         for _ in range(50):
@@ -206,6 +216,8 @@ def main() -> None:
                     "entries": total,
                     "checkpoints": report.checkpoints,
                     "workers": report.workers,
+                    "one_process_s": round(single_s, 3),
+                    "one_process_ratio": round(single_s / hash_median, 3),
                     "verify_s": round(verify_median, 3),
                     "sha256_2n_s": round(hash_median, 3),
                     "entries_per_s": round(total / verify_median),
