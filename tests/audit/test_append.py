@@ -183,3 +183,25 @@ def test_one_append_costs_a_fixed_number_of_queries(append, system_actor):
     # lock head, insert entry, insert completed subtrees (seq 1023 completes ten), update head
     statements = [q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     assert len(statements) == 4
+
+
+def test_long_payloads_are_scanned_for_addresses_at_any_place(system_actor):
+    # Long runs of one character and of many "@" without a domain are not addresses;
+    # an address at the very end of a long payload still is.
+    with transaction.atomic():
+        ledger_append(
+            event_type="site.registered",
+            actor=system_actor,
+            subject_type="site",
+            subject_id="1",
+            payload={"a": "x" * 60_000, "b": "@x" * 1_000},
+        )
+    with pytest.raises(ValueError, match=r"e-mail address at payload\.tail"), transaction.atomic():
+        ledger_append(
+            event_type="site.registered",
+            actor=system_actor,
+            subject_type="site",
+            subject_id="2",
+            payload={"a": "x" * 60_000, "tail": "write to dpo@site.example"},
+        )
+    assert LedgerEntry.objects.count() == 1
