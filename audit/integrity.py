@@ -143,15 +143,20 @@ def _time_sql(vendor: str) -> str:
     )
 
 
-def _node_clauses(lo: int, hi: int, top: int) -> tuple[str, list[int]]:
-    """SQL selecting stored nodes of levels 1..top lying wholly inside leaves [lo, hi)."""
-    clauses, params = [], []
+def _node_ranges(lo: int, hi: int, top: int) -> list[tuple[int, int, int]]:
+    """(level, first idx, end idx) of the stored nodes of levels 1..top inside [lo, hi)."""
+    ranges = []
     for level in range(1, top + 1):
         first, end = -(-lo >> level), hi >> level
         if first < end:
-            clauses.append("(level = %s AND idx >= %s AND idx < %s)")
-            params += [level, first, end]
-    return " OR ".join(clauses), params
+            ranges.append((level, first, end))
+    return ranges
+
+
+def _node_clauses(ranges: list[tuple[int, int, int]]) -> tuple[str, list[int]]:
+    """SQL selecting the stored nodes of ``ranges``."""
+    where = " OR ".join(["(level = %s AND idx >= %s AND idx < %s)"] * len(ranges))
+    return where, [value for span in ranges for value in span]
 
 
 def _levels_of(leaves: list[bytes], top: int) -> list[list[bytes]]:
@@ -244,10 +249,11 @@ def _entries_slow(db: _Cursor, lo: int, hi: int) -> tuple[list[Problem], list[by
     return problems, leaves
 
 
-def _stored_subtrees(db: _Cursor, lo: int, hi: int, where: str, params: list[int]) -> bytes:
+def _stored_subtrees(db: _Cursor, ranges: list[tuple[int, int, int]]) -> bytes:
     """The chunk's stored subtree hashes, concatenated by level then index."""
-    # The joined clauses are fixed text; every value is a parameter.
     if db.vendor == "postgresql":
+        where, params = _node_clauses(ranges)
+        # The joined clauses are fixed text; every value is a parameter.
         sql = (
             "SELECT string_agg(hash, ''::bytea) FROM (SELECT hash "  # noqa: S608
             f"FROM audit_subtreehash WHERE {where} ORDER BY level, idx) AS nodes"
@@ -259,21 +265,17 @@ def _stored_subtrees(db: _Cursor, lo: int, hi: int, where: str, params: list[int
         "SELECT hex(group_concat(hash, '')) FROM (SELECT hash FROM audit_subtreehash "
         "WHERE level = %s AND idx >= %s AND idx < %s ORDER BY idx)"
     )
-    parts = []
-    for level in range(1, CHUNK_LEVEL + 1):
-        first, end = -(-lo >> level), hi >> level
-        if first < end:
-            parts.append(_blob(db.rows(sql, [level, first, end])[0][0]))
-    return b"".join(parts)
+    return b"".join(_blob(db.rows(sql, list(span))[0][0]) for span in ranges)
 
 
 def _subtrees(db: _Cursor, lo: int, hi: int, levels: list[list[bytes]]) -> list[Problem]:
-    where, params = _node_clauses(lo, hi, CHUNK_LEVEL)
+    ranges = _node_ranges(lo, hi, CHUNK_LEVEL)
+    if not ranges:
+        return []
     expected = b"".join(b"".join(level) for level in levels[1:])
-    if not where:
+    if _stored_subtrees(db, ranges) == expected:
         return []
-    if _stored_subtrees(db, lo, hi, where, params) == expected:
-        return []
+    where, params = _node_clauses(ranges)
     # Slow path, only on a problem: the lowest level and first index that differ.
     stored = {
         (level, idx): bytes(digest)

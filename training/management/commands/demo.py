@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from rich.console import Console
 from rich.table import Table
 
 from audit.models import LedgerEntry
 from fedgov import roles
-from fedgov.actors import Actor
 from fedgov.errors import FedgovError
 from training import selectors
 from training.gate.rules import ARTICLES, RULE_IDS
+from training.management.output import RichOutput, scenario_person
 from training.scenario import (
     ScenarioError,
     apply_round_events,
@@ -36,7 +33,7 @@ PEOPLE = (
 )
 
 
-class Command(BaseCommand):
+class Command(RichOutput, BaseCommand):
     help = (
         "Run the governed federation of a scenario end to end (manage.py federate); with "
         "--gate-only, load it and run the GDPR gate for each of its rounds, printing a "
@@ -79,7 +76,7 @@ class Command(BaseCommand):
         except ScenarioError as exc:
             raise CommandError(f"bad scenario {scenario}: {exc}") from None
 
-        dpo, operator, approver = (self._person(name, role) for name, role in PEOPLE)
+        dpo, operator, approver = (scenario_person(name, role) for name, role in PEOPLE)
         self._say(f"[bold]fedgov demo[/] · scenario [cyan]{spec.name}[/] ({scenario})")
         try:
             loaded = load_scenario(
@@ -120,31 +117,6 @@ class Command(BaseCommand):
             f"Ledger: {count} events in table audit_ledgerentry of {where}; every gate "
             "decision above is event gate.decided, with its snapshot hash."
         )
-
-    def _person(self, username: str, role: str) -> Actor:
-        user, created = User.objects.get_or_create(username=username)
-        if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
-        user.groups.add(Group.objects.get(name=role))
-        return Actor.of(user)
-
-    def _say(self, markup: str) -> None:
-        # Prose lines are not wrapped: a terminal or a log viewer wraps them better.
-        self._emit(markup, soft_wrap=True)
-
-    def _emit(self, renderable, *, soft_wrap: bool = False) -> None:
-        buffer = io.StringIO()
-        console = Console(
-            file=buffer,
-            width=self.console_width,
-            force_terminal=self.stdout.isatty(),
-            highlight=False,
-            soft_wrap=soft_wrap,
-        )
-        console.print(renderable)
-        self.stdout.write(buffer.getvalue(), ending="")
-        self.stdout.flush()
 
     def _table(self, view: selectors.GateDecisionView, previous: dict[str, int]) -> None:
         sites = [e.site_slug for e in view.eligibilities]

@@ -13,7 +13,6 @@ stopped on exit, on Ctrl-C and on SIGTERM.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import signal
 import threading
@@ -21,20 +20,17 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from django.db.models import Max
 from rest_framework.authtoken.models import Token
-from rich.console import Console
 from rich.table import Table
 
 from audit.models import Checkpoint, LedgerEntry
 from audit.services import checkpoint_create_if_new
 from fedgov import roles
-from fedgov.actors import Actor
 from fedgov.errors import FedgovError
 from sites.models import SiteSteward
 from sites.opennebula.choices import WorkloadState
@@ -55,6 +51,7 @@ from training.flower.supervisor import (
     wait_for_port,
     write_flwr_home,
 )
+from training.management.output import RichOutput, scenario_person
 from training.models import Round
 from training.scenario import (
     Scenario,
@@ -186,7 +183,7 @@ def _ports(text: str) -> tuple[int, int]:
     return first, last
 
 
-class Command(BaseCommand):
+class Command(RichOutput, BaseCommand):
     help = (
         "Run a governed federation from a scenario: gate, approve, provision on the local "
         "OpenNebula stand-in, ticket, train with real Flower processes, record, close and "
@@ -210,7 +207,7 @@ class Command(BaseCommand):
     # -- the run ------------------------------------------------------------------------
 
     def handle(self, *args, scenario: Path, rounds: int, ports: str, **options) -> None:
-        self.width = options["width"]
+        self.console_width = options["width"]
         self.epochs = options["local_epochs"]
         self.round_timeout = options["round_timeout"]
         first, last = _ports(ports)
@@ -225,7 +222,7 @@ class Command(BaseCommand):
             raise CommandError(f"scenario {scenario} has no rounds")
         self.broker = bool(settings.CELERY_BROKER_URL)
         started = time.monotonic()
-        people = {key: self._person(*value) for key, value in PEOPLE.items()}
+        people = {key: scenario_person(*value) for key, value in PEOPLE.items()}
         self.operator = people["operator"]
         self.dpo = people["dpo"]
         self._say(f"[bold]fedgov federate[/] · scenario [cyan]{spec.name}[/] ({scenario})")
@@ -313,7 +310,7 @@ class Command(BaseCommand):
                 one_credentials_ref=standin.zones[zone_id].spec.credentials_ref,
                 one_template_id=0,
             )
-            steward = self._person(f"steward-{slug}", roles.SITE_STEWARD)
+            steward = scenario_person(f"steward-{slug}", roles.SITE_STEWARD)
             SiteSteward.objects.get_or_create(user=steward.user, site=site)
             site_context[slug] = {
                 "FEDGOV_SITE_TOKEN": Token.objects.get_or_create(user=steward.user)[0].key
@@ -603,27 +600,3 @@ class Command(BaseCommand):
         self._say("Verify: manage.py ledger_verify · evidence of each round in " + str(self.var))
         left = Workload.objects.filter(run=self.run, state=WorkloadState.RUNNING).count()
         self._say(f"VMs left running: {left}")
-
-    def _person(self, username: str, role: str) -> Actor:
-        user, created = User.objects.get_or_create(username=username)
-        if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
-        user.groups.add(Group.objects.get(name=role))
-        return Actor.of(user)
-
-    def _say(self, markup: str) -> None:
-        self._emit(markup, soft_wrap=True)
-
-    def _emit(self, renderable, *, soft_wrap: bool = False) -> None:
-        buffer = io.StringIO()
-        console = Console(
-            file=buffer,
-            width=self.width,
-            force_terminal=self.stdout.isatty(),
-            highlight=False,
-            soft_wrap=soft_wrap,
-        )
-        console.print(renderable)
-        self.stdout.write(buffer.getvalue(), ending="")
-        self.stdout.flush()
