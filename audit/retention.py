@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Count, Max, Min, Q
 
 from audit.models import Checkpoint, LedgerEntry, LegalHold
 from audit.services import ledger_append
@@ -177,8 +177,8 @@ def retention_apply(*, actor: Actor, dry_run: bool = False) -> RetentionOutcome:
         eligible = expired.exclude(held_q) if held_q is not None else expired
         awaiting = eligible.filter(seq__gte=covered).count()
         chosen = eligible.filter(seq__lt=covered)
-        span = chosen.aggregate(first=Min("seq"), last=Max("seq"))
-        redacted = chosen.count()
+        span = chosen.aggregate(first=Min("seq"), last=Max("seq"), count=Count("seq"))
+        redacted = span["count"]
         if redacted and not dry_run:
             chosen.update(payload="{}", actor_id=None, actor_repr="", redacted_at=clock.now())
             ledger_append(
