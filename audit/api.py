@@ -28,8 +28,10 @@ from audit.models import LedgerEntry, LegalHold
 from audit.retention import legal_hold_place, legal_hold_release, retention_apply
 from fedgov import roles
 from fedgov.actors import Actor
+from fedgov.api import OutputSerializer
 from fedgov.errors import InvalidInput
 from fedgov.roles import RolePermission
+from fedgov.validation import int_from_text
 
 LEDGER_READERS = (roles.AUDITOR, roles.DPO, roles.LEGAL)
 # Who may suspend retention: the people answerable for litigation and for Art. 17.
@@ -60,14 +62,7 @@ def int_param(request: Request, name: str, *, minimum: int, required: bool = Tru
         if required:
             raise InvalidInput({name: ["this parameter is required"]})
         return None
-    if not raw.isdigit():
-        raise InvalidInput({name: [f"must be a whole number, got {raw!r}"]})
-    value = int(raw)
-    if value < minimum:
-        raise InvalidInput({name: [f"must be at least {minimum}"]})
-    if value > MAX_INT:
-        raise InvalidInput({name: [f"must be at most {MAX_INT}"]})
-    return value
+    return int_from_text(raw, field=name, minimum=minimum, maximum=MAX_INT)
 
 
 class StrictLimitOffsetPagination(LimitOffsetPagination):
@@ -397,7 +392,7 @@ class HoldRelease(_HoldView, APIView):
         return Response(LegalHoldSerializer(released).data)
 
 
-class RetentionPreviewSerializer(serializers.Serializer):
+class RetentionPreviewSerializer(OutputSerializer):
     would_redact = serializers.IntegerField()
     first_seq = serializers.IntegerField(allow_null=True)
     last_seq = serializers.IntegerField(allow_null=True)
@@ -405,7 +400,7 @@ class RetentionPreviewSerializer(serializers.Serializer):
     awaiting_checkpoint = serializers.IntegerField()
 
 
-class RetentionSerializer(serializers.Serializer):
+class RetentionSerializer(OutputSerializer):
     retention_days = serializers.IntegerField()
     minimum_days = serializers.IntegerField()
     cutoff = serializers.DateTimeField()

@@ -124,7 +124,10 @@ def parse_checkpoint(body: str) -> Checkpoint:
     if len(lines) < 3:
         raise NoteError("a checkpoint has an origin, a size and a root hash")
     origin, size_text, root_text, *extensions = lines
-    if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+    # isascii(): "²".isdigit() is true too, and int() would then raise a ValueError.
+    if not (size_text.isascii() and size_text.isdigit()) or (
+        size_text != "0" and size_text.startswith("0")
+    ):
         raise NoteError(f"checkpoint size {size_text!r} is not a decimal number")
     try:
         root = base64.b64decode(root_text, validate=True)

@@ -6,7 +6,6 @@ from typing import Any
 
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 
 class FedgovError(Exception):
@@ -44,6 +43,10 @@ class TemporaryError(FedgovError):
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # Imported here: rest_framework.views resolves DEFAULT_PARSER_CLASSES when it loads,
+    # and fedgov's parser raises InvalidInput from this module.
+    from rest_framework.views import exception_handler
+
     if isinstance(exc, InvalidInput):
         return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, TransitionNotAllowed):

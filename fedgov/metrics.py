@@ -27,7 +27,14 @@ from fedgov import clock
 
 
 class FedgovCollector(Collector):
-    """Rounds by state, gate decisions and failures, ledger size, checkpoint freshness."""
+    """Rounds by state, gate decisions and failures, ledger size, checkpoint freshness.
+
+    With ``show_sites=False`` gate failures are summed per rule under ``site="*"``: which
+    site fails which GDPR rule is not for an anonymous reader.
+    """
+
+    def __init__(self, *, show_sites: bool = True) -> None:
+        self.show_sites = show_sites
 
     def describe(self) -> Iterator[Metric]:
         # Without describe() the registry calls collect() on registration, i.e. queries
@@ -66,14 +73,14 @@ class FedgovCollector(Collector):
             "Failed gate rule results, by rule and site, over all decisions",
             labels=["rule", "site"],
         )
-        rows = (
-            GateResult.objects.filter(ok=False)
-            .order_by()
-            .values_list("rule_id", "site_slug")
-            .annotate(n=Count("id"))
-        )
-        for rule_id, site_slug, n in rows:
-            failures.add_metric([rule_id, site_slug or "(round)"], n)
+        failed = GateResult.objects.filter(ok=False).order_by()
+        if self.show_sites:
+            rows = failed.values_list("rule_id", "site_slug").annotate(n=Count("id"))
+            for rule_id, site_slug, n in rows:
+                failures.add_metric([rule_id, site_slug or "(round)"], n)
+        else:
+            for rule_id, n in failed.values_list("rule_id").annotate(n=Count("id")):
+                failures.add_metric([rule_id, "*"], n)
         yield failures
 
         # The tree head holds the size: one row read, not a count over the whole ledger.
@@ -119,18 +126,33 @@ def register(registry: CollectorRegistry = prometheus_client.REGISTRY) -> Fedgov
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """The Prometheus exposition, behind a bearer token when ``FEDGOV_METRICS_TOKEN`` is set.
+    """The Prometheus exposition, behind the bearer token ``FEDGOV_METRICS_TOKEN``.
+
+    Outside DEBUG the token is required: with none configured, nobody can scrape. Under
+    DEBUG without a token, anyone can, but sees no site slugs.
 
     Under a multi-process server (``PROMETHEUS_MULTIPROC_DIR``) django-prometheus's own
     view would build a fresh registry without fedgov's collector; this one adds it.
     """
     token = getattr(settings, "FEDGOV_METRICS_TOKEN", "") or ""
-    if token:
-        sent = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-            response = HttpResponse("metrics need a bearer token\n", status=401)
-            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-            return response
+    if not token:
+        if not settings.DEBUG:
+            return HttpResponse(
+                "metrics are off: set FEDGOV_METRICS_TOKEN and scrape with that bearer token\n",
+                status=403,
+                content_type="text/plain",
+            )
+        anonymous = CollectorRegistry()
+        anonymous.register(FedgovCollector(show_sites=False))
+        return HttpResponse(
+            prometheus_client.generate_latest(anonymous),
+            content_type=prometheus_client.CONTENT_TYPE_LATEST,
+        )
+    sent = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+        response = HttpResponse("metrics need a bearer token\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -110,7 +110,16 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "fedgov.errors.api_exception_handler",
+    # JSON with a size and depth limit (fedgov/parsers.py); forms keep Django's own limits.
+    "DEFAULT_PARSER_CLASSES": [
+        "fedgov.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+# The largest API body fedgov reads, checked before parsing. 16 MiB holds the biggest
+# consent upload (50,000 events) with room to spare.
+FEDGOV_API_MAX_BODY_BYTES = env_int("FEDGOV_API_MAX_BODY_BYTES", 16 * 1024 * 1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "fedgov API",
     "DESCRIPTION": "Governance, GDPR gating and tamper-evident audit for federated learning.",

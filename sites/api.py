@@ -13,7 +13,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
@@ -21,6 +20,7 @@ from rest_framework.serializers import Serializer
 from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
+from fedgov.parsers import BoundedJSONParser
 from sites import services
 from sites.filters import ConsentEventFilter, ConsentFilter, DatasetFilter, PolicyFilter, SiteFilter
 from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolicy, Site
@@ -207,7 +207,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVi
         detail=True,
         methods=["post"],
         url_path="consent-events",
-        parser_classes=[JSONParser, ConsentCSVParser],
+        parser_classes=[BoundedJSONParser, ConsentCSVParser],
     )
     def consent_events(self, request: Request, pk: str | None = None) -> Response:
         dataset = self.get_object()

@@ -6,6 +6,7 @@ import django_filters
 from django.db.models import Q, QuerySet
 
 from fedgov import clock
+from fedgov.api import IdFilter
 from sites.choices import LawfulBasis, PolicyStatus, SiteStatus
 from sites.models import Consent, ConsentEvent, Dataset, ResidencyPolicy, Site
 
@@ -49,7 +50,7 @@ CONSENT_STATES = (
 class ConsentFilter(django_filters.FilterSet):
     subject = django_filters.CharFilter(field_name="subject_pseudonym")
     purpose = django_filters.CharFilter(field_name="purpose__code")
-    site = django_filters.NumberFilter(field_name="dataset__site")
+    site = IdFilter(field_name="dataset__site")
     state = django_filters.ChoiceFilter(choices=CONSENT_STATES, method="filter_state")
 
     class Meta:
@@ -69,7 +70,7 @@ class ConsentFilter(django_filters.FilterSet):
 class ConsentEventFilter(django_filters.FilterSet):
     subject = django_filters.CharFilter(field_name="subject_pseudonym")
     purpose = django_filters.CharFilter(field_name="purpose__code")
-    site = django_filters.NumberFilter(field_name="dataset__site")
+    site = IdFilter(field_name="dataset__site")
     batch = django_filters.CharFilter(field_name="batch_id")
 
     class Meta:

@@ -13,8 +13,13 @@ from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
+from fedgov.api import OutputSerializer
+from fedgov.errors import InvalidInput
+from fedgov.parsers import read_body
+from fedgov.validation import INT32_MAX
 from sites.choices import AgreementType, Art9Condition, ConsentEventKind, LawfulBasis
 from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolicy, Site
+from sites.services import MAX_CONSENT_BATCH
 
 # ----------------------------------------------------------------------------- sites
 
@@ -61,9 +66,11 @@ class SiteWriteSerializer(serializers.Serializer):
     agreement_valid_until = serializers.DateField()
     compute_country = serializers.CharField(max_length=2, min_length=2)
     one_zone_endpoint = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    one_zone_id = serializers.IntegerField(required=False, min_value=0)
+    one_zone_id = serializers.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
     one_credentials_ref = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    one_template_id = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    one_template_id = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=INT32_MAX
+    )
     supernode_public_key = serializers.CharField(required=False, allow_blank=True)
 
 
@@ -135,7 +142,9 @@ class DatasetWriteSerializer(serializers.Serializer):
     )
     retention_until = serializers.DateField()
     processing_countries = serializers.ListField(child=serializers.CharField(max_length=16))
-    record_count = serializers.IntegerField(required=False, default=0, min_value=0)
+    record_count = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=INT32_MAX
+    )
 
 
 class DatasetUpdateSerializer(DatasetWriteSerializer):
@@ -146,7 +155,7 @@ class DatasetUpdateSerializer(DatasetWriteSerializer):
     art9_condition = serializers.ChoiceField(
         choices=Art9Condition.choices, required=False, allow_blank=True
     )
-    record_count = serializers.IntegerField(required=False, min_value=0)
+    record_count = serializers.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
 
 
 # -------------------------------------------------------------------------- policies
@@ -187,10 +196,10 @@ class PolicyChangesSerializer(serializers.Serializer):
     transfer_mechanisms = serializers.DictField(
         child=serializers.CharField(max_length=16), required=False
     )
-    min_eligible_sites = serializers.IntegerField(required=False)
-    min_records_per_site = serializers.IntegerField(required=False)
+    min_eligible_sites = serializers.IntegerField(required=False, max_value=INT32_MAX)
+    min_records_per_site = serializers.IntegerField(required=False, max_value=INT32_MAX)
     requires_approval = serializers.BooleanField(required=False)
-    approvals_required = serializers.IntegerField(required=False)
+    approvals_required = serializers.IntegerField(required=False, max_value=INT32_MAX)
     requires_controller_dpo_approval = serializers.BooleanField(required=False)
     requires_dpia = serializers.BooleanField(required=False)
     privacy_budget_epsilon = serializers.FloatField(required=False, allow_null=True)
@@ -254,7 +263,7 @@ class ConsentEventInSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
-class ConsentBatchResultSerializer(serializers.Serializer):
+class ConsentBatchResultSerializer(OutputSerializer):
     batch_id = serializers.CharField()
     dataset_id = serializers.IntegerField()
     events = serializers.IntegerField()
@@ -275,8 +284,11 @@ class ConsentCSVParser(BaseParser):
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
+        # Size is checked before reading, rows are counted while parsing: an oversized
+        # upload is refused without being held in memory or parsed in full.
+        raw = read_body(stream, parser_context)
         try:
-            text = stream.read().decode("utf-8-sig")
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise ParseError("CSV must be UTF-8 encoded") from exc
         reader = csv.DictReader(io.StringIO(text))
@@ -291,6 +303,10 @@ class ConsentCSVParser(BaseParser):
         try:
             rows = []
             for row in reader:
+                if len(rows) == MAX_CONSENT_BATCH:
+                    raise InvalidInput(
+                        {"events": [f"at most {MAX_CONSENT_BATCH} events per upload"]}
+                    )
                 if None in row:
                     raise ParseError(f"CSV line {reader.line_num} has more cells than the header")
                 rows.append({k: (v if v != "" else None) for k, v in row.items()})

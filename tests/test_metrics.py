@@ -37,7 +37,16 @@ def keys(settings, tmp_path):
     settings.FEDGOV_SIGNING_KEY_FILE = ""
 
 
+TOKEN = "scrape-token-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def metrics_token(settings):
+    settings.FEDGOV_METRICS_TOKEN = TOKEN
+
+
 def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
+    headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {TOKEN}")
     response = client.get("/metrics", **headers)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
@@ -112,7 +121,7 @@ def test_ledger_size_and_checkpoint_age(client, monkeypatch):
 def test_django_prometheus_request_metrics_are_exposed(client):
     client.get("/admin/login/")
 
-    text = client.get("/metrics").content.decode()
+    text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
 
     assert "django_http_requests_before_middlewares_total" in text
     assert re.search(r'django_http_responses_total_by_status_total\{status="200"\}', text)
@@ -136,7 +145,8 @@ def test_metrics_token_is_required_when_set(client, settings):
 
 def test_grafana_dashboard_queries_only_metrics_that_exist(client):
     client.get("/admin/login/")
-    families = list(text_string_to_metric_families(client.get("/metrics").content.decode()))
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    families = list(text_string_to_metric_families(scraped.content.decode()))
     # A labelled family with no sample yet still declares its type; count its series names.
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
     exposed = {s.name for f in families for s in f.samples} | {
@@ -156,3 +166,38 @@ def test_grafana_dashboard_queries_only_metrics_that_exist(client):
     assert all(
         p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"] if "targets" in p
     )
+
+
+def test_without_a_token_outside_debug_nobody_can_scrape(client, settings):
+    settings.FEDGOV_METRICS_TOKEN = ""
+    settings.DEBUG = False
+    SiteFactory(slug="de-hidden")
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 403
+    assert b"FEDGOV_METRICS_TOKEN" in response.content
+    assert b"de-hidden" not in response.content and b"fedgov_" not in response.content
+
+
+def test_anonymous_scrape_under_debug_shows_no_site(client, settings):
+    settings.DEBUG = True
+    site = SiteFactory(slug="de-secret-site")
+    DatasetFactory(site=site)
+    run = RunFactory(datasets=[])
+    RoundFactory(run=run, number=1, state=RoundState.PLANNED)
+    round_gate(actor=Actor.system("tests"), run=run, round_no=1)
+    # With the token, failures are per site: the series an anonymous reader must not see.
+    assert any(
+        name == "fedgov_gate_failures_total" and dict(labels).get("site") not in (None, "*")
+        for name, labels in scrape(client)
+    )
+
+    settings.FEDGOV_METRICS_TOKEN = ""
+    anonymous = client.get("/metrics")
+
+    assert anonymous.status_code == 200
+    text = anonymous.content.decode()
+    assert "fedgov_gate_failures_total" in text
+    assert "de-secret-site" not in text
+    assert not re.search(r'site="(?!\*")', text), "an anonymous scrape named a site"

@@ -15,6 +15,7 @@ from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
 from fedgov.roles import RolePermission
+from fedgov.validation import INT64_MAX, int_from_text
 from training.report_data import Period, run_ref
 
 REPORT_ROLES = (roles.LEGAL, roles.DPO, roles.AUDITOR)
@@ -53,7 +54,9 @@ class ReportSerializer(serializers.ModelSerializer):
 
 
 class ReportRequest(serializers.Serializer):
-    run = serializers.IntegerField(required=False, allow_null=True)
+    run = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=INT64_MAX
+    )
     period_start = serializers.DateTimeField(required=False, allow_null=True)
     period_end = serializers.DateTimeField(required=False, allow_null=True)
 
@@ -131,12 +134,9 @@ class LineageView(_ReportView, APIView):
         dataset, subject = params.get("dataset"), params.get("subject")
         if bool(dataset) == bool(subject):
             raise InvalidInput({"non_field_errors": ["give exactly one of dataset or subject"]})
-        if dataset is not None and not dataset.isdigit():
-            raise InvalidInput({"dataset": ["must be a dataset id"]})
+        dataset_id = int_from_text(dataset, field="dataset") if dataset else None
         try:
-            found = lineage(
-                dataset_id=int(dataset) if dataset else None, subject_pseudonym=subject or None
-            )
+            found = lineage(dataset_id=dataset_id, subject_pseudonym=subject or None)
         except LookupError as exc:
             raise Http404(str(exc)) from exc
         return Response(asdict(found))

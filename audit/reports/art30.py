@@ -129,12 +129,25 @@ def rows_for(
     return PROCESSOR_COLUMNS, processor_rows(activities, processor=processor)
 
 
+# A cell starting with one of these is read as a formula by Excel, LibreOffice and Google
+# Sheets (OWASP "CSV Injection"); tab and carriage return are how the same start hides.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> str:
+    """``value`` as a cell a spreadsheet shows as text: a leading formula character is
+    preceded by an apostrophe, as OWASP advises. The JSON export keeps the text as typed.
+    """
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def to_csv(columns, rows) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([label for _key, label in columns])
+    writer.writerow([spreadsheet_safe(label) for _key, label in columns])
     for row in rows:
-        writer.writerow([row[key] for key, _label in columns])
+        writer.writerow([spreadsheet_safe(row[key]) for key, _label in columns])
     return out.getvalue().encode("utf-8-sig")  # the BOM lets spreadsheet tools read UTF-8
 
 

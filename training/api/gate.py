@@ -12,8 +12,9 @@ from rest_framework.views import APIView
 
 from fedgov import roles
 from fedgov.actors import Actor
-from fedgov.errors import InvalidInput
+from fedgov.api import OutputSerializer
 from fedgov.roles import RolePermission
+from fedgov.validation import INT32_MAX, int_from_text
 from training import selectors
 from training.models import TrainingRun
 from training.services.gate import round_gate
@@ -26,7 +27,7 @@ class RuleResultSerializer(serializers.Serializer):
     reason = serializers.CharField()
 
 
-class SiteDecisionSerializer(serializers.Serializer):
+class SiteDecisionSerializer(OutputSerializer):
     site_id = serializers.IntegerField()
     slug = serializers.CharField()
     eligible = serializers.BooleanField()
@@ -36,12 +37,12 @@ class SiteDecisionSerializer(serializers.Serializer):
     results = RuleResultSerializer(many=True)
 
 
-class EligibleSiteSerializer(serializers.Serializer):
+class EligibleSiteSerializer(OutputSerializer):
     site_id = serializers.IntegerField()
     slug = serializers.CharField()
 
 
-class GateDecisionSerializer(serializers.Serializer):
+class GateDecisionSerializer(OutputSerializer):
     id = serializers.IntegerField()
     run_id = serializers.IntegerField()
     round_id = serializers.IntegerField()
@@ -87,9 +88,7 @@ def decision_body(view: selectors.GateDecisionView) -> dict:
 
 
 def _round_no(raw: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidInput({"round_no": ["must be a whole number from 1"]})
-    return int(raw)
+    return int_from_text(raw, field="round_no", minimum=1, maximum=INT32_MAX)
 
 
 class RoundGateView(APIView):

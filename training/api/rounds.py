@@ -20,7 +20,7 @@ class ReasonSerializer(serializers.Serializer):
 
 
 class RoundStateSerializer(serializers.ModelSerializer):
-    run = serializers.IntegerField(source="run_id")
+    run = serializers.IntegerField(source="run_id", read_only=True)
 
     class Meta:
         model = Round

@@ -11,6 +11,8 @@ from rest_framework.response import Response
 
 from fedgov import roles
 from fedgov.actors import Actor
+from fedgov.api import IdFilter
+from fedgov.validation import INT32_MAX
 from sites.api import validated
 from sites.models import Dataset, Purpose, ResidencyPolicy
 from sites.permissions import ActionRolePermission
@@ -72,7 +74,7 @@ class RunCreateSerializer(serializers.Serializer):
     datasets = serializers.PrimaryKeyRelatedField(many=True, queryset=Dataset.objects.all())
     policy = serializers.PrimaryKeyRelatedField(queryset=ResidencyPolicy.objects.all())
     aggregator_country = serializers.CharField(max_length=2, min_length=2)
-    num_rounds = serializers.IntegerField(required=False, default=3)
+    num_rounds = serializers.IntegerField(required=False, default=3, max_value=INT32_MAX)
     epsilon_per_round = serializers.FloatField(required=False, allow_null=True, default=None)
     on_refusal = serializers.ChoiceField(
         choices=RefusalAction.choices, required=False, default=RefusalAction.SKIP
@@ -111,7 +113,7 @@ class RoundSerializer(serializers.ModelSerializer):
 class RunFilter(django_filters.FilterSet):
     purpose = django_filters.CharFilter(field_name="purpose__code")
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
-    dataset = django_filters.NumberFilter(field_name="datasets", distinct=True)
+    dataset = IdFilter(field_name="datasets", distinct=True)
 
     class Meta:
         model = TrainingRun
