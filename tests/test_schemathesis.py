@@ -3,7 +3,8 @@
 schemathesis generates requests for every operation the OpenAPI schema describes and sends
 them through Django's real WSGI stack (auth, permissions, services, exception handler),
 authenticated as a DPO by token. The number of examples is bounded so CI stays within a
-couple of minutes; raise ``FEDGOV_SCHEMATHESIS_EXAMPLES`` locally for a deeper search.
+couple of minutes; raise ``FEDGOV_SCHEMATHESIS_EXAMPLES`` (and ``FEDGOV_SCHEMATHESIS_STEPS``
+for the stateful workflows) locally for a deeper search.
 """
 
 from __future__ import annotations
@@ -98,3 +99,38 @@ schema = _load_schema()
 @pytest.mark.django_db
 def test_api_operation_never_fails_and_matches_its_schema(case, dpo_token, seeded):
     case.call_and_validate(headers={"Authorization": f"Token {dpo_token}"}, checks=CHECKS)
+
+
+STEPS = int(os.environ.get("FEDGOV_SCHEMATHESIS_STEPS", "6"))
+
+
+@pytest.mark.django_db
+def test_api_workflows_along_inferred_links_never_fail(dpo_token, seeded):
+    """Stateful: a response's ids feed the next request (create a site, then suspend it...).
+
+    schemathesis infers the links between operations from the schema (a create's ``id``
+    is a detail route's path parameter); a run that found none would test nothing.
+    """
+    from hypothesis.stateful import run_state_machine_as_test
+
+    machine = schema.as_state_machine()
+    assert schema.statistic.transitions.total >= 50, "schemathesis inferred almost no links"
+
+    class AuthenticatedWorkflow(machine):
+        def get_call_kwargs(self, case):
+            return {"headers": {"Authorization": f"Token {dpo_token}"}}
+
+        def validate_response(self, response, case, **kwargs):
+            case.validate_response(response, checks=CHECKS)
+
+    run_state_machine_as_test(
+        AuthenticatedWorkflow,
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=STEPS,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
