@@ -211,3 +211,9 @@ CELERY_BEAT_SCHEDULE["training-sweep-stalled-rounds"] = {
     "task": "training.sweep_stalled_rounds",
     "schedule": timedelta(seconds=env_int("FEDGOV_ROUND_SWEEP_INTERVAL", 60)),
 }
+# Flower processes left by a process that died outright are ended by this beat task too
+# (on the host its worker runs on), besides the watchdog and federate's own start-up.
+CELERY_BEAT_SCHEDULE["training-reap-orphaned-processes"] = {
+    "task": "training.reap_orphaned_processes",
+    "schedule": timedelta(seconds=env_int("FEDGOV_ROUND_SWEEP_INTERVAL", 60)),
+}

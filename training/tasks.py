@@ -14,6 +14,7 @@ from fedgov.tasks import fedgov_task
 from sites.opennebula.errors import OpenNebulaError
 from training.models import Round
 from training.services import orchestrate
+from training.services.processes import orphans_reap
 
 ACTOR = Actor.system("orchestrator")
 
@@ -46,3 +47,9 @@ def sweep_stalled_rounds() -> list[int]:
         actor=ACTOR, older_than_seconds=settings.FEDGOV_ROUND_STALL_SECONDS
     )
     return [r.round_id for r in results if r.moved]
+
+
+@fedgov_task(name="training.reap_orphaned_processes", soft_time_limit=60, time_limit=90)
+def reap_orphaned_processes() -> int:
+    # On the worker's own host: Flower processes whose owner died and whose watchdog did too.
+    return len(orphans_reap(actor=ACTOR))

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedgov.processes import owned_env
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(sys.executable).parent
 APP_DIR = Path(__file__).resolve().parent / "app"
@@ -159,11 +161,17 @@ def federation_specs(
 
 
 class Supervisor:
-    """Starts, stops and reports on named process groups; state in ``<state_dir>``."""
+    """Starts, stops and reports on named process groups; state in ``<state_dir>``.
 
-    def __init__(self, state_dir: Path) -> None:
+    ``owned`` (the default) ties every process to this one's life (``fedgov.processes``):
+    they end when it ends, however it ends. ``manage.py flower up`` without
+    ``--foreground`` starts daemons on purpose and passes ``owned=False``.
+    """
+
+    def __init__(self, state_dir: Path, *, owned: bool = True) -> None:
         self.state_dir = state_dir
         self.log_dir = state_dir / "logs"
+        self.owned = owned
 
     def _pid_file(self, name: str) -> Path:
         return self.state_dir / f"{name}.pid"
@@ -179,7 +187,7 @@ class Supervisor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=flower_env(spec.env),
+                env=self._env(spec),
                 cwd=self.state_dir,
                 start_new_session=True,
             )
@@ -189,6 +197,11 @@ class Supervisor:
             json.dumps({"pid": process.pid, "argv": spec.argv[:1]})
         )
         return process.pid
+
+    def _env(self, spec: ProcessSpec) -> dict[str, str]:
+        env = flower_env(spec.env)
+        # Marked as ours: a watchdog ends it, and all it starts, if we die first.
+        return owned_env(env) if self.owned else env
 
     def pid(self, name: str) -> int | None:
         try:

@@ -21,6 +21,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from fedgov.processes import owned_env
+
 logger = logging.getLogger("fedgov.opennebula.standin")
 
 TERM_GRACE_SECONDS = 5.0
@@ -118,7 +120,8 @@ class ProcessDriver:
             with log_path.open("ab") as log:
                 proc = subprocess.Popen(
                     command,
-                    env=supernode_env(context, cache_dir),
+                    # The stand-in's "VMs" live and die with the process hosting it.
+                    env=owned_env(supernode_env(context, cache_dir)),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

@@ -31,6 +31,7 @@ from rich.table import Table
 from audit.models import Checkpoint, LedgerEntry
 from audit.services import checkpoint_create_if_new
 from fedgov import roles
+from fedgov.actors import Actor
 from fedgov.errors import FedgovError
 from sites.models import SiteSteward
 from sites.opennebula.choices import WorkloadState
@@ -61,6 +62,7 @@ from training.scenario import (
     parse_scenario,
 )
 from training.services import orchestrate
+from training.services.processes import orphans_reap
 from training.services.rounds import round_abort, round_approve
 from training.statemachine import is_terminal
 
@@ -230,6 +232,11 @@ class Command(RichOutput, BaseCommand):
             "  • steps run "
             + (f"on the broker {settings.CELERY_BROKER_URL}" if self.broker else "in-process")
         )
+        # A federate killed outright (kill -9, a lost machine) may have left Flower
+        # processes whose watchdog died with it: end them before starting anew.
+        reaped = orphans_reap(actor=Actor.system("federate"))
+        if reaped:
+            self._say(f"  • ended {len(reaped)} Flower process(es) left by an earlier crash")
         try:
             loaded = load_scenario(
                 spec,

@@ -64,8 +64,9 @@ class Command(BaseCommand):
         run.add_argument("--expected-nodes", type=int, default=0)
 
     def handle(self, *args, **options):
-        supervisor = Supervisor(state_dir())
         action = options["action"]
+        # `up` without --foreground leaves daemons for `down` to stop: not tied to this run.
+        supervisor = Supervisor(state_dir(), owned=bool(options.get("foreground")))
         if action == "down":
             supervisor.stop_all()
             (state_dir() / "admission.json").unlink(missing_ok=True)
