@@ -23,6 +23,7 @@ from audit.services import checkpoint_create
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.locks import exclusive
 from sites.models import Site
 from sites.opennebula.choices import WorkloadState
 from sites.opennebula.errors import OpenNebulaError
@@ -395,11 +396,22 @@ def round_release_later(*, round_id: int, reason: str) -> None:
 def round_advance(*, actor: Actor, round_id: int) -> StepResult:
     """Look at the round's persisted state and perform the next step, if there is one.
 
-    Safe to call twice and after a crash mid-step: each step claims its transition with a
-    conditional update and re-reads the state it acts on. A round waiting for people or
-    for the Flower round comes back unmoved. A terminal round has its VMs released again
+    Safe to call twice and after a crash mid-step: one caller at a time advances a round
+    (a claim in the database that ends with its holder, ``fedgov.locks``), so a second
+    task queued while a step runs comes back unmoved instead of racing it to the next
+    step; each step also claims its transition with a conditional update and re-reads
+    the state it acts on. A round waiting for people or for the Flower round comes back
+    unmoved. A terminal round has its VMs released again
     (idempotent) in case a crash came between the transition and the termination.
     """
+    with exclusive("round-advance", round_id) as claimed:
+        if not claimed:
+            state = _load(round_id).state
+            return StepResult(round_id, state, state, "another worker is advancing this round")
+        return _advance(actor, round_id)
+
+
+def _advance(actor: Actor, round_id: int) -> StepResult:
     round_ = _load(round_id)
     state = round_.state
     actor_note = ""
