@@ -207,6 +207,9 @@ FEDGOV_TICKET_TTL_SECONDS = env_int("FEDGOV_TICKET_TTL_SECONDS", 900)
 # Rounds the orchestrator should have moved but that sat still this long (a worker died
 # mid-step) are advanced by the beat sweep.
 FEDGOV_ROUND_STALL_SECONDS = env_int("FEDGOV_ROUND_STALL_SECONDS", 120)
+# A running round with no aggregate fails once nothing happened to it for this long: no
+# move, no update recorded. A few minutes, never the ticket's lifetime.
+FEDGOV_ROUND_PROGRESS_SECONDS = env_int("FEDGOV_ROUND_PROGRESS_SECONDS", 300)
 CELERY_BEAT_SCHEDULE["training-sweep-stalled-rounds"] = {
     "task": "training.sweep_stalled_rounds",
     "schedule": timedelta(seconds=env_int("FEDGOV_ROUND_SWEEP_INTERVAL", 60)),

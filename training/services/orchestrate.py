@@ -296,7 +296,8 @@ def round_fail(*, actor: Actor, round: Round, reason: str) -> StepResult:
 
 def round_finish(*, actor: Actor, round: Round) -> StepResult:
     """running → aggregated once the Flower round's updates are recorded; failed if the
-    ticket expired with nothing recorded; nothing while the round still trains.
+    ticket expired with nothing recorded, or nothing happened for
+    ``FEDGOV_ROUND_PROGRESS_SECONDS``; nothing while the round still trains.
 
     Ledger: ``round.aggregated`` (with the aggregate hash and update ids) or
     ``round.failed``.
@@ -308,14 +309,27 @@ def round_finish(*, actor: Actor, round: Round) -> StepResult:
     updates = list(round_.updates.order_by("pk"))
     aggregate = next((u for u in updates if u.kind == UpdateKind.AGGREGATE), None)
     accepted = [u for u in updates if u.kind == UpdateKind.SITE and u.accepted]
-    if aggregate is None and not accepted:
-        ticket = flower_services.latest_ticket(round_)
-        if ticket is not None and ticket.expires_at > clock.now():
-            return StepResult(round_.pk, before, before, "waiting for the Flower round")
-        reason = "the round's ticket expired before any update was recorded"
-        return round_fail(actor=actor, round=round_, reason=reason)
     if aggregate is None:
-        reason = "sites reported updates but no aggregate was recorded"
+        now = clock.now()
+        ticket = flower_services.latest_ticket(round_)
+        if not accepted and (ticket is None or ticket.expires_at <= now):
+            reason = "the round's ticket expired before any update was recorded"
+            return round_fail(actor=actor, round=round_, reason=reason)
+        # Progress is the last thing that happened to the round: its move to running, or
+        # an update recorded since. A round that trains keeps recording; one whose Flower
+        # round never started, or died, stops, and fails after the limit, not after the
+        # ticket's whole lifetime.
+        limit = settings.FEDGOV_ROUND_PROGRESS_SECONDS
+        last = max([round_.updated_at, *(u.recorded_at for u in updates)])
+        idle = (now - last).total_seconds()
+        if idle < limit:
+            return StepResult(round_.pk, before, before, "waiting for the Flower round")
+        found = (
+            f"{len(accepted)} site update(s) but no aggregate"
+            if accepted
+            else "no update was recorded"
+        )
+        reason = f"no progress for {int(idle)} s (limit {limit} s): {found}"
         return round_fail(actor=actor, round=round_, reason=reason)
     round_ = _move(
         actor,
