@@ -12,7 +12,10 @@ from sites.opennebula.choices import WorkloadState
 class Workload(models.Model):
     """One site's SuperNode VM for one run, in the site's OpenNebula zone.
 
-    VM ids are per zone, so a VM is keyed by (``zone_id``, ``vm_id``). ``vm_id`` is empty
+    A VM is keyed by its oned's endpoint identity (``zone_endpoint``, normalised by
+    ``identity.endpoint_identity``), the zone id and the VM id: every standalone oned is
+    zone 0, and an oned that lost its database hands out old ids again, so only one
+    *running* row may hold a given VM key. ``vm_id`` is empty
     when provisioning failed before oned gave an id. The placement fields copy the VM's
     last history record and the ``COUNTRY`` labels of its host, cluster and datastore as
     they were when fedgov checked them. Rows are evidence: sites and runs are PROTECTed.
@@ -50,9 +53,9 @@ class Workload(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["zone_id", "vm_id"],
-                condition=Q(vm_id__isnull=False),
-                name="workload_unique_vm_per_zone",
+                fields=["zone_endpoint", "zone_id", "vm_id"],
+                condition=Q(vm_id__isnull=False, state="running"),
+                name="workload_unique_running_vm_per_endpoint",
             ),
             models.UniqueConstraint(
                 fields=["site", "run"],
