@@ -37,6 +37,7 @@ class Faults:
     prolog_failure: bool = False  # PROLOG ends in PROLOG_FAILURE
     stall_in: str = ""  # an LCM state name (PROLOG, BOOT) the VM never leaves by itself
     frozen_shutdown: bool = False  # a soft SHUTDOWN never completes (the guest ignores ACPI)
+    recover_denied: bool = False  # the account lacks ADMIN on VMs: one.vm.recover refused
 
 
 @dataclass

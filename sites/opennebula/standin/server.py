@@ -140,6 +140,11 @@ class Standin:
             self._serve(zone)
         return zone
 
+    def serve_zone(self, zone_id: int) -> None:
+        """Serve a zone that ``kill_zone`` stopped (or ``restart_zone`` left unserved)."""
+        if zone_id not in self._servers:
+            self._serve(self.zones[zone_id])
+
     def stop(self) -> None:
         self._stopping.set()
         for zone_id in list(self._servers):

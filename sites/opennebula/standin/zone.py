@@ -439,6 +439,14 @@ class Zone:
         """
         if operation not in range(6):
             raise Failure(states.ACTION, "Wrong recovery operation code")
+        if self.faults.recover_denied:
+            # oned.conf VM_ADMIN_OPERATIONS lists recover and delete: an account without
+            # ADMIN on the VM is refused (Request::failure_message, AUTHORIZATION).
+            raise Failure(
+                states.AUTHORIZATION,
+                f"User [0] : Not authorized to perform ADMIN VM [{vm_id}].",
+                vm_id,
+            )
         vm = self._vm(vm_id)
         if operation == 3:
             if vm.state == VmState.ACTIVE:
