@@ -156,9 +156,12 @@ class OneClient:
         zone_id: int | None = None,
         timeout: float = 10.0,
         https_verify: bool = True,
+        guard: Any = None,
     ) -> None:
         self.endpoint = endpoint
         self.zone_id = zone_id
+        # The zone's circuit breaker (breaker.Breaker): before_call / record_*.
+        self._guard = guard
         self._secrets = (credentials.session, credentials.password)
         self._server = pyone.server_xrpc.OneServerXRPC(
             endpoint, credentials.session, timeout=None, https_verify=https_verify
@@ -239,10 +242,21 @@ class OneClient:
     # -- error mapping -------------------------------------------------------------------
 
     def _call(self, method: str, call: Callable[[Any], Any], convert: Callable[[Any], T]) -> T:
+        if self._guard is not None:
+            self._guard.before_call(method)
         try:
             raw = call(self._server)
         except Exception as exc:
-            raise self._map(method, exc) from None
+            error = self._map(method, exc)
+            if self._guard is not None:
+                # Only "no answer" counts: a refusal proves the zone alive.
+                if error.code is None and not error.permanent:
+                    self._guard.record_failure(error)
+                else:
+                    self._guard.record_success()
+            raise error from None
+        if self._guard is not None:
+            self._guard.record_success()
         try:
             return convert(raw)
         except (AttributeError, TypeError, ValueError, KeyError) as exc:

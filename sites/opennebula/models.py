@@ -76,3 +76,33 @@ class Workload(models.Model):
     def blocked(self) -> bool:
         """True when the site may not train in this round on this workload."""
         return self.state != WorkloadState.RUNNING
+
+
+class ZoneBreaker(models.Model):
+    """The circuit breaker of one oned zone (endpoint identity + zone id) as fedgov sees it.
+
+    ``consecutive_failures`` counts calls in a row that got no answer (connection refused,
+    timeout, HTTP 5xx); at ``FEDGOV_ONE_BREAKER_THRESHOLD`` the breaker opens until
+    ``open_until`` and every call to the zone fails at once instead of holding a worker.
+    After that one trial call is let through: success closes it, failure reopens it.
+    Kept in the database so every worker, /metrics and the dashboard see the same state.
+    """
+
+    zone_endpoint = models.CharField(max_length=255)
+    zone_id = models.PositiveIntegerField()
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    open_until = models.DateTimeField(null=True, blank=True)
+    times_opened = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["zone_endpoint", "zone_id"], name="zone_breaker_one_per_zone"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"breaker of zone {self.zone_id} at {self.zone_endpoint}"

@@ -20,9 +20,11 @@ from django.conf import settings
 
 from audit import keys
 from sites.opennebula import states, template_syntax
+from sites.opennebula.breaker import Breaker, ZoneUnavailable
 from sites.opennebula.client import OneClient, VmInfo
 from sites.opennebula.credentials import resolve
 from sites.opennebula.errors import OpenNebulaError
+from sites.opennebula.identity import endpoint_identity
 from training.ports import Placement, WorkloadRequest
 
 logger = logging.getLogger("fedgov.opennebula")
@@ -216,15 +218,24 @@ class OpenNebulaProvisioner:
         report = Cleanup(vm_id=vm_id)
         hard_sent = False
         last = "an unknown state"
+        unanswered = 0
         while True:
             try:
                 vm = client.vm_info(vm_id)
+                unanswered = 0
             except OpenNebulaError as exc:
                 if exc.code == states.NO_EXISTS:
                     report.note("one.vm.info: no such VM")
                     report.outcome, report.stopped = "VM no longer exists", True
                     return report
                 report.note(f"one.vm.info failed: {exc.message}")
+                unanswered += 1
+                if isinstance(exc, ZoneUnavailable) or unanswered > int(
+                    settings.FEDGOV_ONE_RETRY_BUDGET
+                ):
+                    # A dead zone must not hold the worker: reconciliation retries later.
+                    report.outcome = f"zone not answering ({exc.message}); reconciliation retries"
+                    return report
                 vm = None
             if vm is not None and ours is not None and not ours(vm):
                 report.note(f"one.vm.info: VM {vm_id} now carries other labels; not touched")
@@ -277,6 +288,7 @@ class OpenNebulaProvisioner:
             zone_id=zone_id,
             timeout=float(settings.FEDGOV_ONE_CALL_TIMEOUT),
             https_verify=settings.FEDGOV_ONE_HTTPS_VERIFY,
+            guard=Breaker(endpoint_identity(endpoint), zone_id),
         )
 
     @staticmethod
@@ -344,11 +356,16 @@ class OpenNebulaProvisioner:
         deadline = time.monotonic() + float(settings.FEDGOV_ONE_RUNNING_DEADLINE)
         delay = float(settings.FEDGOV_ONE_POLL_INITIAL)
         last: VmInfo | None = None
+        unanswered = 0
         while True:
             try:
                 last = client.vm_info(vm_id)
+                unanswered = 0
+            except ZoneUnavailable:
+                raise
             except OpenNebulaError as exc:
-                if exc.permanent:
+                unanswered += 1
+                if exc.permanent or unanswered > int(settings.FEDGOV_ONE_RETRY_BUDGET):
                     raise
                 logger.warning("zone %s VM %s: poll failed, retrying: %s", zone_id, vm_id, exc)
             if last is not None and not ours(last):
