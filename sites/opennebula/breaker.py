@@ -41,6 +41,37 @@ class Breaker:
         row = ZoneBreaker.objects.filter(zone_endpoint=identity, zone_id=zone_id).first()
         self._failures = row.consecutive_failures if row else 0
         self._open_until = row.open_until if row else None
+        self.zone_name = row.zone_name if row else ""
+
+    def check_identity(self, answered_name: str) -> None:
+        """Record the zone's name on first contact; refuse if oned later answers otherwise.
+
+        Raises ``OpenNebulaError`` (permanent) naming both names.
+        """
+        if self.zone_name == answered_name:
+            return
+        if self.zone_name:
+            raise OpenNebulaError(
+                f"{self.identity} now answers for zone {self.zone_id} as {answered_name!r}, "
+                f"recorded as {self.zone_name!r}: another oned? fedgov will not act on it "
+                "until an operator deletes the zone's record",
+                code=None,
+                permanent=True,
+                zone_id=self.zone_id,
+            )
+        with transaction.atomic():
+            row, created = ZoneBreaker.objects.select_for_update().get_or_create(
+                zone_endpoint=self.identity,
+                zone_id=self.zone_id,
+                defaults={"zone_name": answered_name, "updated_at": clock.now()},
+            )
+            if not created and not row.zone_name:
+                row.zone_name = answered_name
+                row.updated_at = clock.now()
+                row.save(update_fields=["zone_name", "updated_at"])
+        self.zone_name = row.zone_name
+        if self.zone_name != answered_name:  # another worker recorded first
+            self.check_identity(answered_name)
 
     def before_call(self, method: str) -> None:
         if self._open_until is None:

@@ -79,7 +79,12 @@ class Workload(models.Model):
 
 
 class ZoneBreaker(models.Model):
-    """The circuit breaker of one oned zone (endpoint identity + zone id) as fedgov sees it.
+    """fedgov's record of one oned zone (endpoint identity + zone id): who answers there,
+    and its circuit breaker.
+
+    ``zone_name`` is the name oned gave for the zone the first time fedgov called it
+    (``one.zone.info``); every later operation checks oned still answers with it, so an
+    endpoint now served by another oned is refused rather than mixed up with the first.
 
     ``consecutive_failures`` counts calls in a row that got no answer (connection refused,
     timeout, HTTP 5xx); at ``FEDGOV_ONE_BREAKER_THRESHOLD`` the breaker opens until
@@ -90,6 +95,7 @@ class ZoneBreaker(models.Model):
 
     zone_endpoint = models.CharField(max_length=255)
     zone_id = models.PositiveIntegerField()
+    zone_name = models.CharField(max_length=128, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     open_until = models.DateTimeField(null=True, blank=True)
     times_opened = models.PositiveIntegerField(default=0)

@@ -282,14 +282,19 @@ class OpenNebulaProvisioner:
     # -- steps ---------------------------------------------------------------------------
 
     def _client(self, endpoint: str, credentials_ref: str, zone_id: int) -> OneClient:
-        return OneClient(
+        """A client for the zone, after checking the endpoint still serves the zone fedgov
+        first met there (``one.zone.info`` name; see ``Breaker.check_identity``)."""
+        breaker = Breaker(endpoint_identity(endpoint), zone_id)
+        client = OneClient(
             endpoint,
             resolve(credentials_ref),
             zone_id=zone_id,
             timeout=float(settings.FEDGOV_ONE_CALL_TIMEOUT),
             https_verify=settings.FEDGOV_ONE_HTTPS_VERIFY,
-            guard=Breaker(endpoint_identity(endpoint), zone_id),
+            guard=breaker,
         )
+        breaker.check_identity(client.zone_name(zone_id))
+        return client
 
     @staticmethod
     def _belongs(vm: VmInfo, request: WorkloadRequest) -> bool:

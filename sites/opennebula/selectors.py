@@ -70,6 +70,7 @@ class ZoneBreakerView:
 
     zone_endpoint: str
     zone_id: int
+    zone_name: str
     open: bool
     consecutive_failures: int
     times_opened: int
@@ -79,12 +80,13 @@ class ZoneBreakerView:
 
 
 def zone_breakers() -> list[ZoneBreakerView]:
-    """Every zone that ever failed to answer, open breakers first."""
+    """Every zone fedgov has called, open breakers first."""
     now = clock.now()
     views = [
         ZoneBreakerView(
             zone_endpoint=b.zone_endpoint,
             zone_id=b.zone_id,
+            zone_name=b.zone_name,
             open=b.open_until is not None and b.open_until > now,
             consecutive_failures=b.consecutive_failures,
             times_opened=b.times_opened,

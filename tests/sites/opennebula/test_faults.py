@@ -380,3 +380,18 @@ def test_the_adapter_never_reads_labels_from_short_pool_bodies(
     assert workloads_reconcile(actor=ACTOR).kept == [(0, workload.vm_id)]
     assert workload_terminate(actor=ACTOR, site=site, run=run, reason="end") == 1
     assert live_vms(standin.zones[0]) == []
+
+
+def test_an_endpoint_now_answering_as_another_zone_is_refused_and_nothing_starts(
+    standin, make_site, run
+):
+    site = make_site(0)
+    first = workload_ensure(actor=ACTOR, site=site, run=run, allowed_countries=EEA)
+    assert first.state == WorkloadState.RUNNING
+    # The endpoint now reaches another oned (DNS moved, a reinstall under a new name).
+    standin.zones[0].spec.name = "someone-elses-oned"
+    later = workload_ensure(actor=ACTOR, site=site, run=RunFactory(), allowed_countries=EEA)
+    assert later.state == WorkloadState.FAILED
+    assert "recorded as 'zone-de'" in later.reason and "someone-elses-oned" in later.reason
+    assert [vm.id for vm in live_vms(standin.zones[0])] == [first.vm_id]
+    assert ledger("workload.failed")[0]["permanent"] is True
