@@ -3,7 +3,11 @@
 It instantiates a site's SuperNode template in the site's zone with the Flower appliance's
 context, asks the scheduler for hosts whose ``COUNTRY`` is allowed, labels the VM so
 fedgov finds it again, waits for RUNNING with a deadline and backoff, and reads where the
-VM really landed. A VM that fails on the way is terminated before the error is raised.
+VM really landed. Labels are read only from full bodies (``one.vmpool.infoextended``,
+``one.vm.info``): oned's ``one.vmpool.info`` serves short bodies without them. A VM that
+fails on the way is taken down (``cleanup``: terminate-hard, or recover delete where oned
+refuses terminate) and waited for until DONE before the error is raised. Every oned
+behaviour this relies on is listed, with its source, in docs/opennebula-behaviour.md.
 """
 
 from __future__ import annotations
