@@ -148,3 +148,40 @@ def test_breakers_are_on_metrics_and_the_dashboard(standin, make_site, breaker_s
     zones = page[page.index('id="zones"') :]
     assert endpoint_identity(standin.endpoint(0)) in zones
     assert "open until" in zones and "cannot connect" in zones
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_workers_count_every_unanswered_call_and_open_the_breaker_once(settings):
+    from django.db import connection
+
+    from sites.opennebula.breaker import Breaker
+    from sites.opennebula.errors import OpenNebulaError
+
+    settings.FEDGOV_ONE_BREAKER_THRESHOLD = 3
+    settings.FEDGOV_ONE_BREAKER_COOLDOWN = 600
+    identity = "http://oned.example:2633/RPC2"
+    workers, start = 8, threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            breaker = Breaker(identity, 0)
+            start.wait()
+            breaker.record_failure(
+                OpenNebulaError("one.vm.info: cannot connect", code=None, permanent=False)
+            )
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    (row,) = ZoneBreaker.objects.all()
+    assert row.consecutive_failures == workers  # no lost update
+    assert row.times_opened == 1  # opened once, not once per worker
