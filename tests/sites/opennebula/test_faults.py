@@ -5,6 +5,7 @@ left running, and the ledger telling it. Runs on SQLite and on PostgreSQL (DATAB
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
@@ -321,7 +322,9 @@ def test_reprovision_right_after_terminate_starts_a_new_vm(standin, make_site, r
 # -- reconciliation -------------------------------------------------------------------------
 
 
-def test_two_reconcile_sweeps_in_a_row_the_second_changes_and_logs_nothing(standin, make_site, run):
+def test_two_reconcile_sweeps_in_a_row_the_second_changes_and_logs_nothing(
+    standin, make_site, run, caplog
+):
     site = make_site(0)
     finished = RunFactory()
     stale = workload_ensure(actor=ACTOR, site=site, run=finished, allowed_countries=EEA)
@@ -344,7 +347,10 @@ def test_two_reconcile_sweeps_in_a_row_the_second_changes_and_logs_nothing(stand
     rows = list(Workload.objects.order_by("id").values())
     entries = LedgerEntry.objects.count()
 
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="fedgov")
     second = workloads_reconcile(actor=ACTOR)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("fedgov")] == []
     assert (second.terminated, second.errors) == ([], [])
     assert second.kept == [(0, kept.vm_id)]
     assert list(Workload.objects.order_by("id").values()) == rows
