@@ -15,6 +15,7 @@ from dashboard.forms import FilterForm
 from dashboard.services import ledger_verification_run
 from fedgov import roles
 from fedgov.actors import Actor
+from sites.opennebula.selectors import zone_breakers
 
 DASHBOARD_ROLES = (roles.DPO, roles.LEGAL, roles.AUDITOR)
 
@@ -48,6 +49,7 @@ class DashboardView(_DashboardAccess, View):
             "coverage": selectors.consent_coverage(filters),
             "health": selectors.ledger_health(),
             "reports": selectors.reports(filters),
+            "zones": zone_breakers(),
             "query": request.GET.urlencode(),
         }
         return render(request, "dashboard/index.html", context)

@@ -45,6 +45,9 @@ class FedgovCollector(Collector):
         yield GaugeMetricFamily("fedgov_ledger_entries", "")
         yield GaugeMetricFamily("fedgov_ledger_unsigned_entries", "")
         yield GaugeMetricFamily("fedgov_checkpoint_age_seconds", "")
+        yield GaugeMetricFamily("fedgov_opennebula_zone_breaker_open", "", labels=ZONE_LABELS)
+        yield GaugeMetricFamily("fedgov_opennebula_zone_unanswered_calls", "", labels=ZONE_LABELS)
+        yield CounterMetricFamily("fedgov_opennebula_zone_breaker_opened", "", labels=ZONE_LABELS)
 
     def collect(self) -> Iterator[Metric]:
         # Imported here: the collector is registered before the app registry is ready.
@@ -103,6 +106,39 @@ class FedgovCollector(Collector):
         )
         age.add_metric([], _checkpoint_age(latest[1] if latest else None))
         yield age
+        yield from _zone_breakers()
+
+
+ZONE_LABELS = ["endpoint", "zone"]
+
+
+def _zone_breakers() -> Iterator[Metric]:
+    """Dead OpenNebula zones (issue 15): sites/opennebula/breaker.py."""
+    from sites.opennebula.selectors import zone_breakers
+
+    is_open = GaugeMetricFamily(
+        "fedgov_opennebula_zone_breaker_open",
+        "1 while the zone's circuit breaker is open (calls fail fast)",
+        labels=ZONE_LABELS,
+    )
+    unanswered = GaugeMetricFamily(
+        "fedgov_opennebula_zone_unanswered_calls",
+        "Calls in a row the zone did not answer",
+        labels=ZONE_LABELS,
+    )
+    opened = CounterMetricFamily(
+        "fedgov_opennebula_zone_breaker_opened",
+        "Times the zone's circuit breaker opened",
+        labels=ZONE_LABELS,
+    )
+    for b in zone_breakers():
+        labels = [b.zone_endpoint, str(b.zone_id)]
+        is_open.add_metric(labels, 1 if b.open else 0)
+        unanswered.add_metric(labels, b.consecutive_failures)
+        opened.add_metric(labels, b.times_opened)
+    yield is_open
+    yield unanswered
+    yield opened
 
 
 def _checkpoint_age(created_at) -> float:

@@ -184,6 +184,15 @@ FEDGOV_ONE_CALL_TIMEOUT = float(env_str("FEDGOV_ONE_CALL_TIMEOUT", "10"))
 FEDGOV_ONE_RUNNING_DEADLINE = float(env_str("FEDGOV_ONE_RUNNING_DEADLINE", "300"))
 FEDGOV_ONE_POLL_INITIAL = float(env_str("FEDGOV_ONE_POLL_INITIAL", "0.5"))
 FEDGOV_ONE_POLL_MAX = float(env_str("FEDGOV_ONE_POLL_MAX", "5"))
+# How long cleanup of a failed VM waits for oned to report it DONE (issue 15).
+FEDGOV_ONE_CLEANUP_DEADLINE = float(env_str("FEDGOV_ONE_CLEANUP_DEADLINE", "60"))
+# Dead zones (sites/opennebula/breaker.py): calls in a row without an answer before a zone's
+# breaker opens, how long it stays open, and how many unanswered polls one provisioning
+# or cleanup tolerates before giving up (so a worker is held for at most about
+# FEDGOV_ONE_RETRY_BUDGET x FEDGOV_ONE_CALL_TIMEOUT by a zone that died mid-way).
+FEDGOV_ONE_BREAKER_THRESHOLD = env_int("FEDGOV_ONE_BREAKER_THRESHOLD", 3)
+FEDGOV_ONE_BREAKER_COOLDOWN = float(env_str("FEDGOV_ONE_BREAKER_COOLDOWN", "60"))
+FEDGOV_ONE_RETRY_BUDGET = env_int("FEDGOV_ONE_RETRY_BUDGET", 3)
 FEDGOV_ONE_HTTPS_VERIFY = env_bool("FEDGOV_ONE_HTTPS_VERIFY", True)
 FEDGOV_ONE_SUPERLINK_ADDRESS = env_str("FEDGOV_ONE_SUPERLINK_ADDRESS", "127.0.0.1:9092")
 # The VM template used for sites without a SuperNode template id in their zone.

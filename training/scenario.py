@@ -27,6 +27,8 @@ from fedgov import clock
 from fedgov.actors import Actor
 from sites.choices import AgreementType, Art9Condition, LawfulBasis, PolicyStatus
 from sites.models import Dataset, Purpose, ResidencyPolicy, Site
+from sites.opennebula.credentials import check_ref
+from sites.opennebula.errors import OpenNebulaError
 from sites.regions import invalid_areas, is_country
 from sites.services import (
     POLICY_DEFAULTS,
@@ -71,11 +73,19 @@ class Host:
 
 @dataclass(frozen=True)
 class Zone:
-    """The site's OpenNebula zone and the hosts (with their country labels) it places on."""
+    """The site's OpenNebula zone and the hosts (with their country labels) it places on.
+
+    ``standin`` says ``manage.py federate`` serves this zone from the local oned stand-in
+    (the demo); otherwise the zone is a real oned at ``endpoint``, reached with the
+    ``credentials`` reference (``env:NAME`` or ``file:/path``) and ``template_id``.
+    """
 
     id: int
     endpoint: str
     hosts: tuple[Host, ...]
+    standin: bool = False
+    credentials: str = ""
+    template_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -310,7 +320,20 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         slug = s.text("slug")
         compute = s.country("compute_country")
         z = s.table("zone")
-        z.only("id", "endpoint", "hosts")
+        z.only("id", "endpoint", "hosts", "standin", "credentials", "template_id")
+        credentials = z.text("credentials", "")
+        if credentials:
+            try:
+                check_ref(credentials)
+            except OpenNebulaError:
+                # Never echo the value: it may be a secret pasted by mistake.
+                raise ScenarioError(
+                    z.key("credentials"),
+                    "must be a reference, env:NAME or file:/absolute/path, not a secret",
+                ) from None
+        template_id = z.get("template_id", int, -1)
+        if template_id < -1:
+            raise ScenarioError(z.key("template_id"), "must be a template id (0 or more)")
         hosts = []
         for h in z.tables("hosts"):
             h.only("name", "country")
@@ -363,7 +386,14 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
                 ),
                 agreement_valid_from=s.date("agreement_valid_from"),
                 agreement_valid_until=s.date("agreement_valid_until"),
-                zone=Zone(id=z.get("id", int), endpoint=z.text("endpoint", ""), hosts=tuple(hosts)),
+                zone=Zone(
+                    id=z.get("id", int),
+                    endpoint=z.text("endpoint", ""),
+                    hosts=tuple(hosts),
+                    standin=z.get("standin", bool, False),
+                    credentials=credentials,
+                    template_id=None if template_id == -1 else template_id,
+                ),
                 dataset=dataset,
             )
         )
@@ -538,6 +568,8 @@ def load_scenario(
                 compute_country=spec.compute_country,
                 one_zone_endpoint=spec.zone.endpoint,
                 one_zone_id=spec.zone.id,
+                one_credentials_ref=spec.zone.credentials,
+                one_template_id=spec.zone.template_id,
             )
         sites[spec.slug] = site
         d = spec.dataset

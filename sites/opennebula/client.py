@@ -73,6 +73,22 @@ class VmInfo:
         return self.state == states.VmState.ACTIVE and self.lcm_state == states.LcmState.RUNNING
 
     @property
+    def is_done(self) -> bool:
+        return self.state == states.VmState.DONE
+
+    @property
+    def is_ending(self) -> bool:
+        """oned is taking the VM down already (SHUTDOWN, EPILOG, CLEANUP_DELETE, ...)."""
+        return self.state == states.VmState.ACTIVE and self.lcm_state in states.ENDING_LCM_STATES
+
+    @property
+    def is_adoptable(self) -> bool:
+        """PENDING, or ACTIVE on the way to (or in) RUNNING: nothing else is ever adopted."""
+        if self.state == states.VmState.PENDING:
+            return True
+        return self.state == states.VmState.ACTIVE and self.lcm_state in states.ADOPTABLE_LCM_STATES
+
+    @property
     def has_failed(self) -> bool:
         if self.state in states.STOPPED_VM_STATES:
             return True
@@ -140,9 +156,12 @@ class OneClient:
         zone_id: int | None = None,
         timeout: float = 10.0,
         https_verify: bool = True,
+        guard: Any = None,
     ) -> None:
         self.endpoint = endpoint
         self.zone_id = zone_id
+        # The zone's circuit breaker (breaker.Breaker): before_call / record_*.
+        self._guard = guard
         self._secrets = (credentials.session, credentials.password)
         self._server = pyone.server_xrpc.OneServerXRPC(
             endpoint, credentials.session, timeout=None, https_verify=https_verify
@@ -179,14 +198,31 @@ class OneClient:
     def vm_action(self, action: str, vm_id: int) -> None:
         self._call("one.vm.action", lambda s: s.vm.action(action, vm_id), int)
 
+    def vm_recover(self, vm_id: int, operation: int) -> None:
+        """``one.vm.recover``; operation 3 is delete (accepted by oned in every state)."""
+        self._call("one.vm.recover", lambda s: s.vm.recover(vm_id, operation), int)
+
     def vm_update(self, vm_id: int, template: str, *, merge: bool = True) -> None:
         self._call("one.vm.update", lambda s: s.vm.update(vm_id, template, 1 if merge else 0), int)
 
     def vm_pool(self) -> list[VmInfo]:
-        """Every VM the account may see that is not DONE (filter -2, state -1)."""
+        """Every VM the account may see that is not DONE (filter -2, state -1), SHORT bodies.
+
+        oned serves ``VirtualMachine::to_xml_short`` here (OpenNebula/one
+        src/vm/VirtualMachine.cc): the user template holds only LABELS, ERROR and the
+        SCHED_* attributes, never fedgov's labels. Use ``vm_pool_extended`` to find VMs.
+        """
         return self._call(
             "one.vmpool.info",
             lambda s: s.vmpool.info(-2, -1, -1, -1),
+            lambda pool: [_vm_from_binding(vm) for vm in (pool.VM or [])],
+        )
+
+    def vm_pool_extended(self) -> list[VmInfo]:
+        """The same VMs with full bodies (``one.vmpool.infoextended``): labels included."""
+        return self._call(
+            "one.vmpool.infoextended",
+            lambda s: s.vmpool.infoextended(-2, -1, -1, -1),
             lambda pool: [_vm_from_binding(vm) for vm in (pool.VM or [])],
         )
 
@@ -206,10 +242,21 @@ class OneClient:
     # -- error mapping -------------------------------------------------------------------
 
     def _call(self, method: str, call: Callable[[Any], Any], convert: Callable[[Any], T]) -> T:
+        if self._guard is not None:
+            self._guard.before_call(method)
         try:
             raw = call(self._server)
         except Exception as exc:
-            raise self._map(method, exc) from None
+            error = self._map(method, exc)
+            if self._guard is not None:
+                # Only "no answer" counts: a refusal proves the zone alive.
+                if error.code is None and not error.permanent:
+                    self._guard.record_failure(error)
+                else:
+                    self._guard.record_success()
+            raise error from None
+        if self._guard is not None:
+            self._guard.record_success()
         try:
             return convert(raw)
         except (AttributeError, TypeError, ValueError, KeyError) as exc:

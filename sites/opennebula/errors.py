@@ -28,6 +28,8 @@ class OpenNebulaError(FedgovError):
         self.permanent = permanent
         self.vm_id = vm_id
         self.zone_id = zone_id
+        # The provisioner's ``Cleanup`` of the VM this error left behind, if there was one.
+        self.cleanup = None
 
     def __str__(self) -> str:
         return self.message

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from fedgov import clock
 from sites.opennebula.choices import WorkloadState
-from sites.opennebula.models import Workload
+from sites.opennebula.models import Workload, ZoneBreaker
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,38 @@ def running_workload(site_id: int, run_id: int) -> WorkloadView | None:
     """The site's verified, running workload for the run, if any."""
     w = Workload.objects.filter(site_id=site_id, run_id=run_id, state=WorkloadState.RUNNING).first()
     return _view(w) if w is not None else None
+
+
+@dataclass(frozen=True)
+class ZoneBreakerView:
+    """One zone's circuit breaker for /metrics and the dashboard."""
+
+    zone_endpoint: str
+    zone_id: int
+    zone_name: str
+    open: bool
+    consecutive_failures: int
+    times_opened: int
+    open_until: datetime | None
+    last_error: str
+    last_failure_at: datetime | None
+
+
+def zone_breakers() -> list[ZoneBreakerView]:
+    """Every zone fedgov has called, open breakers first."""
+    now = clock.now()
+    views = [
+        ZoneBreakerView(
+            zone_endpoint=b.zone_endpoint,
+            zone_id=b.zone_id,
+            zone_name=b.zone_name,
+            open=b.open_until is not None and b.open_until > now,
+            consecutive_failures=b.consecutive_failures,
+            times_opened=b.times_opened,
+            open_until=b.open_until,
+            last_error=b.last_error,
+            last_failure_at=b.last_failure_at,
+        )
+        for b in ZoneBreaker.objects.order_by("zone_endpoint", "zone_id")
+    ]
+    return sorted(views, key=lambda v: not v.open)

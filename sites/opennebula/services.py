@@ -8,6 +8,7 @@ all). A crash between the call and the record leaves a labelled VM without a row
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from sites.models import Site
 from sites.opennebula.choices import WorkloadState
 from sites.opennebula.credentials import check_ref
 from sites.opennebula.errors import OpenNebulaError
+from sites.opennebula.identity import endpoint_identity
 from sites.opennebula.models import Workload
 from sites.opennebula.placement import placement_violations
 from training.choices import RunStatus
@@ -60,6 +62,11 @@ def _request(
     errors: dict[str, list[str]] = {}
     if not site.one_zone_endpoint:
         errors["one_zone_endpoint"] = [f"site {site.slug} has no OpenNebula endpoint"]
+    else:
+        try:
+            endpoint_identity(site.one_zone_endpoint)
+        except ValueError as exc:
+            errors["one_zone_endpoint"] = [str(exc)]
     try:
         check_ref(site.one_credentials_ref)
     except OpenNebulaError as exc:
@@ -157,11 +164,16 @@ def _record_placement(
     cleanup_error: str,
 ) -> Workload:
     now = clock.now()
+    identity = endpoint_identity(request.zone_endpoint)
     with transaction.atomic(durable=True):
-        workload = (
-            Workload.objects.select_for_update()
-            .filter(zone_id=placement.zone_id, vm_id=placement.vm_id)
-            .first()
+        workload = _row_of(identity, placement.zone_id, placement.vm_id, site, run)
+        _retire_reused(
+            actor=actor,
+            identity=identity,
+            zone_id=placement.zone_id,
+            vm_id=placement.vm_id,
+            keep=workload,
+            now=now,
         )
         created = workload is None
         if created:
@@ -170,7 +182,7 @@ def _record_placement(
                 site_slug=site.slug,
                 run=run,
                 zone_id=placement.zone_id,
-                zone_endpoint=request.zone_endpoint,
+                zone_endpoint=identity,
                 vm_id=placement.vm_id,
                 vm_name=f"fedgov-{site.slug}-run{run.pk}",
                 created_at=now,
@@ -230,21 +242,21 @@ def _record_failure(
 ) -> Workload:
     now = clock.now()
     reason = f"provisioning failed: {error}"
+    cleanup = error.cleanup.as_payload() if error.cleanup is not None else None
+    if cleanup is not None:
+        reason += f"; cleanup: {cleanup['outcome']}"
+    identity = endpoint_identity(request.zone_endpoint)
     with transaction.atomic(durable=True):
         workload = None
         if error.vm_id is not None:
-            workload = (
-                Workload.objects.select_for_update()
-                .filter(zone_id=request.zone_id, vm_id=error.vm_id)
-                .first()
-            )
+            workload = _row_of(identity, request.zone_id, error.vm_id, site, run)
         if workload is None:
             workload = Workload(
                 site=site,
                 site_slug=site.slug,
                 run=run,
                 zone_id=request.zone_id,
-                zone_endpoint=request.zone_endpoint,
+                zone_endpoint=identity,
                 vm_id=error.vm_id,
                 created_at=now,
             )
@@ -268,35 +280,82 @@ def _record_failure(
                 "reason": reason,
                 "code": error.code,
                 "permanent": error.permanent,
+                # What fedgov did to take the VM down, each attempt and the outcome.
+                "cleanup": cleanup,
             },
         )
     logger.warning("site %s run %s blocked: %s", site.slug, run.pk, reason)
     return workload
 
 
+def _digest(identity: str) -> str:
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def _row_of(identity: str, zone_id: int, vm_id: int, site: Site, run: TrainingRun):
+    """The live row recording this VM for this site and run, locked; ``None`` if there is none.
+
+    Matching on the endpoint identity too keeps zone 0 of one oned from ever finding a row
+    of zone 0 on another.
+    """
+    return (
+        Workload.objects.select_for_update()
+        .filter(zone_endpoint=identity, zone_id=zone_id, vm_id=vm_id, site=site, run=run)
+        .exclude(state=WorkloadState.TERMINATED)
+        .order_by("-id")
+        .first()
+    )
+
+
+def _retire_reused(
+    *, actor: Actor, identity: str, zone_id: int, vm_id: int, keep: Workload | None, now
+) -> None:
+    """Close running rows of *other* site/run pairs that hold this VM key.
+
+    oned only reuses an id after losing its database; the VM such a row recorded is gone.
+    Closing it keeps its evidence (the row is never overwritten) and frees the key.
+    """
+    stale = (
+        Workload.objects.select_for_update()
+        .filter(zone_endpoint=identity, zone_id=zone_id, vm_id=vm_id, state=WorkloadState.RUNNING)
+        .exclude(pk=keep.pk if keep is not None else None)
+        .order_by("id")
+    )
+    _terminate_rows(
+        actor=actor,
+        workloads=list(stale),
+        reason=f"VM id {vm_id} was given to another VM by oned (its database was reset): "
+        "the VM this row recorded is gone",
+        now=now,
+    )
+
+
+def _terminate_rows(*, actor: Actor, workloads: list[Workload], reason: str, now) -> None:
+    for workload in workloads:
+        workload.state = WorkloadState.TERMINATED
+        workload.reason = reason
+        workload.terminated_at = now
+        workload.updated_at = now
+        workload.actor_name = actor.label
+        workload.save()
+        ledger_append(
+            event_type="workload.terminated",
+            actor=actor,
+            subject_type=SUBJECT,
+            subject_id=workload.pk,
+            payload={
+                "zone_id": workload.zone_id,
+                "vm_id": workload.vm_id,
+                "site_id": workload.site_id,
+                "run_id": workload.run_id,
+                "reason": reason,
+            },
+        )
+
+
 def _mark_terminated(*, actor: Actor, workloads: list[Workload], reason: str) -> None:
-    now = clock.now()
     with transaction.atomic(durable=True):
-        for workload in workloads:
-            workload.state = WorkloadState.TERMINATED
-            workload.reason = reason
-            workload.terminated_at = now
-            workload.updated_at = now
-            workload.actor_name = actor.label
-            workload.save()
-            ledger_append(
-                event_type="workload.terminated",
-                actor=actor,
-                subject_type=SUBJECT,
-                subject_id=workload.pk,
-                payload={
-                    "zone_id": workload.zone_id,
-                    "vm_id": workload.vm_id,
-                    "site_id": workload.site_id,
-                    "run_id": workload.run_id,
-                    "reason": reason,
-                },
-            )
+        _terminate_rows(actor=actor, workloads=workloads, reason=reason, now=clock.now())
 
 
 def workload_terminate(*, actor: Actor, site: Site, run: TrainingRun, reason: str) -> int:
@@ -310,8 +369,16 @@ def workload_terminate(*, actor: Actor, site: Site, run: TrainingRun, reason: st
         raise InvalidInput({"reason": ["a reason is required"]})
     request = _request(site, run, frozenset(), {})
     _provisioner().terminate(request)
+    # Only rows on the endpoint just asked: a row from an earlier binding names a VM this
+    # call did not touch, and is left running for reconciliation rather than mislabelled.
     running = list(
-        Workload.objects.filter(site=site, run=run, state=WorkloadState.RUNNING).order_by("id")
+        Workload.objects.filter(
+            site=site,
+            run=run,
+            state=WorkloadState.RUNNING,
+            zone_endpoint=endpoint_identity(request.zone_endpoint),
+            zone_id=request.zone_id,
+        ).order_by("id")
     )
     if running:
         _mark_terminated(actor=actor, workloads=running, reason=reason.strip())
@@ -343,42 +410,58 @@ def workloads_reconcile(
     """Terminate every fedgov-labelled VM, in every configured zone, no active run wants.
 
     A VM is kept only if its (site id, run id) labels are in ``wanted`` (default: running
-    workloads of active runs) and a running ``Workload`` row records it. A zone that cannot
-    be listed is reported in ``errors`` and skipped; the next sweep retries. Running rows
-    whose VM has vanished from a listed zone are marked terminated too.
+    workloads of active runs) and a running ``Workload`` row records it on the same
+    endpoint, zone and VM id. A VM oned is already taking down (SHUTDOWN, EPILOG, ...) is
+    never terminated again. A zone that cannot be listed is reported in ``errors`` and
+    skipped; the next sweep retries. Running rows whose VM has vanished from a listed zone,
+    or is ending, are marked terminated. A second sweep right after changes and logs nothing.
     Ledger: ``workload.terminated`` for each VM terminated or found gone.
     """
     wanted = _active_wanted() if wanted is None else set(wanted)
     report = ReconcileReport()
     provisioner = _provisioner()
-    zones = (
-        Site.objects.exclude(one_zone_endpoint="")
+    bindings = {
+        (endpoint_identity(endpoint), endpoint, zone_id, ref)
+        for endpoint, zone_id, ref in Site.objects.exclude(one_zone_endpoint="")
         .exclude(one_credentials_ref="")
         .values_list("one_zone_endpoint", "one_zone_id", "one_credentials_ref")
         .distinct()
-    )
-    seen: set[tuple[int, int]] = set()
-    listed_zones: set[int] = set()
-    for endpoint, zone_id, ref in sorted(set(zones)):
+    }
+    seen: set[tuple[str, int, int]] = set()
+    listed_zones: set[tuple[str, int]] = set()
+    for identity, endpoint, zone_id, ref in sorted(bindings):
+        if (identity, zone_id) in listed_zones:
+            continue  # two sites sharing one zone (perhaps spelt differently)
         report.zones += 1
         try:
             vms = provisioner.list_managed(endpoint=endpoint, zone_id=zone_id, credentials_ref=ref)
         except OpenNebulaError as exc:
             report.errors.append(str(exc))
-            logger.warning("reconcile: zone %s not listed: %s", zone_id, exc)
+            logger.warning("reconcile: zone %s at %s not listed: %s", zone_id, identity, exc)
             continue
-        listed_zones.add(zone_id)
+        listed_zones.add((identity, zone_id))
         for vm in vms:
-            key = (vm.zone_id, vm.vm_id)
+            key = (identity, vm.zone_id, vm.vm_id)
             if key in seen:
                 continue
             seen.add(key)
             report.listed += 1
             row = Workload.objects.filter(
-                zone_id=vm.zone_id, vm_id=vm.vm_id, state=WorkloadState.RUNNING
+                zone_endpoint=identity,
+                zone_id=vm.zone_id,
+                vm_id=vm.vm_id,
+                state=WorkloadState.RUNNING,
             ).first()
+            if vm.ending:
+                if row is not None:
+                    _mark_terminated(
+                        actor=actor,
+                        workloads=[row],
+                        reason=f"reconcile: VM is {vm.state} in its zone",
+                    )
+                continue
             if row is not None and (row.site_id, row.run_id) in wanted:
-                report.kept.append(key)
+                report.kept.append((vm.zone_id, vm.vm_id))
                 continue
             if row is None:
                 reason = "reconcile: no running workload records this VM"
@@ -391,19 +474,22 @@ def workloads_reconcile(
             except OpenNebulaError as exc:
                 report.errors.append(str(exc))
                 continue
-            report.terminated.append(key)
-            _record_reconciled(actor=actor, vm=vm, row=row, reason=reason)
+            report.terminated.append((vm.zone_id, vm.vm_id))
+            _record_reconciled(actor=actor, vm=vm, row=row, reason=reason, identity=identity)
     gone = [
         w
-        for w in Workload.objects.filter(state=WorkloadState.RUNNING, zone_id__in=listed_zones)
-        if (w.zone_id, w.vm_id) not in seen
+        for w in Workload.objects.filter(state=WorkloadState.RUNNING)
+        if (w.zone_endpoint, w.zone_id) in listed_zones
+        and (w.zone_endpoint, w.zone_id, w.vm_id) not in seen
     ]
     if gone:
         _mark_terminated(actor=actor, workloads=gone, reason="reconcile: VM no longer in its zone")
     return report
 
 
-def _record_reconciled(*, actor: Actor, vm, row: Workload | None, reason: str) -> None:
+def _record_reconciled(
+    *, actor: Actor, vm, row: Workload | None, reason: str, identity: str
+) -> None:
     if row is not None:
         _mark_terminated(actor=actor, workloads=[row], reason=reason)
         return
@@ -412,8 +498,10 @@ def _record_reconciled(*, actor: Actor, vm, row: Workload | None, reason: str) -
             event_type="workload.terminated",
             actor=actor,
             subject_type="opennebula.vm",
-            subject_id=f"{vm.zone_id}:{vm.vm_id}",
+            # subject_id holds 64 characters: the endpoint goes in as a short digest.
+            subject_id=f"{vm.zone_id}:{vm.vm_id}@{_digest(identity)}",
             payload={
+                "zone_endpoint": identity,
                 "zone_id": vm.zone_id,
                 "vm_id": vm.vm_id,
                 "site_id": vm.site_id,

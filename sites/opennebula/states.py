@@ -30,12 +30,16 @@ class LcmState(IntEnum):
     BOOT = 2
     RUNNING = 3
     MIGRATE = 4
+    EPILOG_STOP = 10
     EPILOG = 11
     SHUTDOWN = 12
-    FAILURE = 14
+    FAILURE = 14  # commented out in current oned; kept so old bodies still read
     CLEANUP_RESUBMIT = 15
     UNKNOWN = 16
+    SHUTDOWN_POWEROFF = 18
     CLEANUP_DELETE = 23
+    SHUTDOWN_UNDEPLOY = 29
+    EPILOG_UNDEPLOY = 30
     BOOT_FAILURE = 36
     BOOT_MIGRATE_FAILURE = 37
     PROLOG_MIGRATE_FAILURE = 38
@@ -53,6 +57,26 @@ class LcmState(IntEnum):
 
 
 FAILURE_LCM_STATES = frozenset(s for s in LcmState if s.name.endswith("FAILURE"))
+
+# ACTIVE LCM states of a VM oned is already taking down: never adopted, never re-terminated
+# (the VM reaches DONE, POWEROFF or UNDEPLOYED by itself; LifeCycleManager, src/lcm/).
+ENDING_LCM_STATES = frozenset(
+    {
+        LcmState.EPILOG_STOP,
+        LcmState.EPILOG,
+        LcmState.SHUTDOWN,
+        LcmState.CLEANUP_RESUBMIT,
+        LcmState.SHUTDOWN_POWEROFF,
+        LcmState.CLEANUP_DELETE,
+        LcmState.SHUTDOWN_UNDEPLOY,
+        LcmState.EPILOG_UNDEPLOY,
+    }
+)
+
+# The only LCM states fedgov adopts a VM in: on its way to RUNNING, or there.
+ADOPTABLE_LCM_STATES = frozenset(
+    {LcmState.LCM_INIT, LcmState.PROLOG, LcmState.BOOT, LcmState.RUNNING}
+)
 
 # VM states from which a SuperNode will not reach RUNNING without a human.
 STOPPED_VM_STATES = frozenset(

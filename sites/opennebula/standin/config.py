@@ -34,6 +34,10 @@ class Faults:
     boot_failure: bool = False  # BOOT ends in BOOT_FAILURE instead of RUNNING
     rogue_host: int | None = None  # the scheduler dispatches here whatever the requirements
     malformed_xml: bool = False  # XML bodies are cut short
+    prolog_failure: bool = False  # PROLOG ends in PROLOG_FAILURE
+    stall_in: str = ""  # an LCM state name (PROLOG, BOOT) the VM never leaves by itself
+    frozen_shutdown: bool = False  # a soft SHUTDOWN never completes (the guest ignores ACPI)
+    recover_denied: bool = False  # the account lacks ADMIN on VMs: one.vm.recover refused
 
 
 @dataclass

@@ -66,14 +66,24 @@ class Standin:
         self._threads: list[threading.Thread] = []
         self.zones: dict[int, Zone] = {}
         for zone_spec in spec.zones:
-            self.zones[zone_spec.id] = Zone(
-                zone_spec,
-                resolve(zone_spec.credentials_ref),
-                federation=lambda: list(spec.zones),
-                on_running=self._vm_running,
-                on_stopped=self._vm_stopped,
-            )
+            self.zones[zone_spec.id] = self._zone(zone_spec)
         self._to_stop: list[tuple[int, int]] = []
+
+    def state_path(self, zone_id: int) -> Path:
+        """Where a zone keeps its VMs across restarts (oned's database)."""
+        return self.var_dir / "state" / f"zone-{zone_id}.json"
+
+    def _zone(self, zone_spec) -> Zone:
+        return Zone(
+            zone_spec,
+            resolve(zone_spec.credentials_ref),
+            federation=lambda: list(self.spec.zones),
+            on_running=self._vm_running,
+            on_stopped=self._vm_stopped,
+            state_path=self.state_path(zone_spec.id),
+            # Driven SuperNodes are child processes: they did not survive a restart.
+            processes_lost=self.driver is not None,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -110,6 +120,30 @@ class Standin:
         if server is not None:
             server.shutdown()
             server.server_close()
+
+    def restart_zone(self, zone_id: int, *, keep_state: bool = True) -> Zone:
+        """Stop one zone's oned and start it again on the same port.
+
+        With ``keep_state`` it reloads its VMs from disk as oned reloads its database;
+        without, the database is gone and VM ids start again at 0 (a reinstalled oned).
+        """
+        old = self.zones[zone_id]
+        was_serving = zone_id in self._servers
+        self.kill_zone(zone_id)
+        with old.lock:
+            old.tick()
+            if not keep_state:
+                self.state_path(zone_id).unlink(missing_ok=True)
+            zone = self._zone(old.spec)
+            self.zones[zone_id] = zone
+        if was_serving:
+            self._serve(zone)
+        return zone
+
+    def serve_zone(self, zone_id: int) -> None:
+        """Serve a zone that ``kill_zone`` stopped (or ``restart_zone`` left unserved)."""
+        if zone_id not in self._servers:
+            self._serve(self.zones[zone_id])
 
     def stop(self) -> None:
         self._stopping.set()

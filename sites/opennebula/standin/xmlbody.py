@@ -31,8 +31,19 @@ VM_TEMPLATE_ORDER = (
     "VCPU",
     "VMID",
 )
-# vm_pool.xsd's shorter TEMPLATE (``one.vmpool.info`` is the non-extended listing).
-POOL_TEMPLATE_ORDER = ("CPU", "MEMORY", "VCPU", "DISK", "NIC", "GRAPHICS")
+# The user-template attributes ``VirtualMachineTemplate::to_xml_short`` emits, in its order
+# (OpenNebula/one src/vm/VirtualMachineTemplate.cc): Sunstone's, then the scheduler's.
+SHORT_USER_TEMPLATE = (
+    "LABELS",
+    "ERROR",
+    "SCHED_MESSAGE",
+    "SCHED_RANK",
+    "SCHED_DS_RANK",
+    "SCHED_REQUIREMENTS",
+    "SCHED_DS_REQUIREMENTS",
+    "USER_PRIORITY",
+    "SCHED_ACTION",
+)
 
 
 def _el(parent: Element, tag: str, text: Any = None) -> Element:
@@ -76,8 +87,10 @@ def _serialise(root: Element) -> str:
     return tostring(root, encoding="unicode")
 
 
-def vm(v: Any) -> str:
-    root = Element("VM")
+def _vm_node(parent: Element | None, v: Any) -> Element:
+    """The full VM body (``VirtualMachine::to_xml_extended`` in OpenNebula/one
+    src/vm/VirtualMachine.cc): every TEMPLATE and USER_TEMPLATE attribute."""
+    root = Element("VM") if parent is None else _el(parent, "VM")
     for tag, value in (
         ("ID", v.id),
         ("UID", v.uid),
@@ -135,10 +148,31 @@ def vm(v: Any) -> str:
     backups = _el(root, "BACKUPS")
     _el(backups, "BACKUP_CONFIG")
     _el(backups, "BACKUP_IDS")
+    return root
+
+
+def vm(v: Any) -> str:
+    """``one.vm.info``: the full body."""
+    return _serialise(_vm_node(None, v))
+
+
+def vm_pool_extended(vms: Iterable[Any]) -> str:
+    """``one.vmpool.infoextended``: full bodies (``PoolSQL::dump_extended`` wraps each VM's
+    ``to_xml_extended``; OpenNebula/one src/rm/api/VirtualMachinePoolAPI.cc ``info_extended``)."""
+    root = Element("VM_POOL")
+    for v in vms:
+        _vm_node(root, v)
     return _serialise(root)
 
 
 def vm_pool(vms: Iterable[Any]) -> str:
+    """``one.vmpool.info``: the SHORT body, ``VirtualMachine::to_xml_short``
+    (OpenNebula/one src/vm/VirtualMachine.cc), which oned stores as ``short_body`` and
+    serves since 5.8. Its TEMPLATE has CPU, MEMORY, VCPU (always, even empty), DISK, NIC and
+    GRAPHICS; its USER_TEMPLATE only what ``VirtualMachineTemplate::to_xml_short``
+    (src/vm/VirtualMachineTemplate.cc) copies (``SHORT_USER_TEMPLATE``): no custom
+    attribute such as ``FEDGOV_SITE_ID`` ever appears here. History records are
+    ``History::to_xml_short`` (src/vm/History.cc)."""
     root = Element("VM_POOL")
     for v in vms:
         node = _el(root, "VM")
@@ -158,9 +192,13 @@ def vm_pool(vms: Iterable[Any]) -> str:
             ("DEPLOY_ID", v.deploy_id),
         ):
             _el(node, tag, value)
-        _attributes(_el(node, "TEMPLATE"), v.template, POOL_TEMPLATE_ORDER)
+        template = _el(node, "TEMPLATE")
+        for key in ("CPU", "MEMORY", "VCPU"):
+            _el(template, key, v.template.get(key, ""))
+        _attributes(template, v.template, ("DISK", "NIC", "GRAPHICS"))
         _el(node, "MONITORING")
-        _attributes(_el(node, "USER_TEMPLATE"), v.user_template, None)
+        short = {k: v.user_template[k] for k in SHORT_USER_TEMPLATE if k in v.user_template}
+        _attributes(_el(node, "USER_TEMPLATE"), short, SHORT_USER_TEMPLATE)
         records = _el(node, "HISTORY_RECORDS")
         for h in v.history:
             record = _el(records, "HISTORY")

@@ -6,12 +6,15 @@ Every method returns oned's response array: ``[True, value, 0]`` on success and
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sites.opennebula import states
@@ -25,8 +28,57 @@ logger = logging.getLogger("fedgov.opennebula.standin")
 
 ONED_VERSION = "7.0.0"
 
-# History ACTION numbers (vm.xsd): what ended each history record.
-ACTION_NONE, ACTION_TERMINATE, ACTION_TERMINATE_HARD = 0, 27, 28
+# History ACTION numbers (VMActions::Action, OpenNebula/one include/VMActions.h).
+ACTION_NONE, ACTION_DELETE, ACTION_TERMINATE, ACTION_TERMINATE_HARD = 0, 13, 27, 28
+
+# Actions ``VirtualMachineAPI::action`` accepts that the stand-in does not model.
+KNOWN_UNMODELLED_ACTIONS = frozenset(
+    {
+        "stop",
+        "suspend",
+        "resume",
+        "reboot",
+        "reboot-hard",
+        "resched",
+        "unresched",
+        "poweroff",
+        "poweroff-hard",
+        "undeploy",
+        "undeploy-hard",
+    }
+)
+
+# LCM states in which ``DispatchManager::terminate`` calls ``lcm->trigger_delete``.
+TERMINATE_DELETES = frozenset(
+    {
+        LcmState.BOOT_FAILURE,
+        LcmState.BOOT_MIGRATE_FAILURE,
+        LcmState.PROLOG_MIGRATE_FAILURE,
+        LcmState.PROLOG_FAILURE,
+        LcmState.EPILOG_FAILURE,
+        LcmState.EPILOG_STOP_FAILURE,
+        LcmState.EPILOG_UNDEPLOY_FAILURE,
+        LcmState.PROLOG_MIGRATE_POWEROFF_FAILURE,
+        LcmState.PROLOG_MIGRATE_SUSPEND_FAILURE,
+        LcmState.BOOT_UNDEPLOY_FAILURE,
+        LcmState.BOOT_STOPPED_FAILURE,
+        LcmState.PROLOG_RESUME_FAILURE,
+        LcmState.PROLOG_UNDEPLOY_FAILURE,
+        LcmState.PROLOG_MIGRATE_UNKNOWN_FAILURE,
+    }
+)
+
+# Methods that change state: the zone file is written after each (see ``_save``).
+_WRITES = frozenset(
+    {
+        "one.template.allocate",
+        "one.template.instantiate",
+        "one.vm.allocate",
+        "one.vm.action",
+        "one.vm.recover",
+        "one.vm.update",
+    }
+)
 
 
 class Failure(Exception):
@@ -87,6 +139,22 @@ def _now() -> int:
     return int(time.time())
 
 
+def _vm_to_json(vm: Vm) -> dict[str, Any]:
+    data = asdict(vm)
+    data["state"], data["lcm_state"] = int(vm.state), int(vm.lcm_state)
+    data["prev_state"], data["prev_lcm_state"] = int(vm.prev_state), int(vm.prev_lcm_state)
+    data.pop("next_step_at")
+    return data
+
+
+def _vm_from_json(data: dict[str, Any]) -> Vm:
+    history = [History(**h) for h in data.pop("history")]
+    vm = Vm(**data, history=history)
+    vm.state, vm.lcm_state = VmState(vm.state), LcmState(vm.lcm_state)
+    vm.prev_state, vm.prev_lcm_state = VmState(vm.prev_state), LcmState(vm.prev_lcm_state)
+    return vm
+
+
 class Zone:
     """State of one zone. All methods hold the zone lock; ``tick`` advances the VMs."""
 
@@ -97,6 +165,8 @@ class Zone:
         federation: Callable[[], list[ZoneSpec]],
         on_running: Callable[[Zone, Vm], None] | None = None,
         on_stopped: Callable[[Zone, Vm], None] | None = None,
+        state_path: Path | None = None,
+        processes_lost: bool = False,
     ) -> None:
         self.spec = spec
         self.faults = spec.faults
@@ -113,6 +183,10 @@ class Zone:
         self.vms: dict[int, Vm] = {}
         self._next_vm_id = 0
         self._next_template_id = max(self.templates, default=-1) + 1
+        self._state_path = state_path
+        self._dirty = False
+        if state_path is not None and state_path.exists():
+            self._load_state(state_path, processes_lost=processes_lost)
 
     @property
     def id(self) -> int:
@@ -134,6 +208,9 @@ class Zone:
             with self.lock:
                 self.tick()
                 value = handler(*params[1:])
+                if method in _WRITES:
+                    self._dirty = True
+                self._save()
         except Failure as exc:
             return [False, f"[{method}] {exc.message}", exc.code, exc.object_id]
         except TypeError:
@@ -162,7 +239,9 @@ class Zone:
             "one.vm.info": self.vm_info,
             "one.vm.action": self.vm_action,
             "one.vm.update": self.vm_update,
+            "one.vm.recover": self.vm_recover,
             "one.vmpool.info": self.vmpool_info,
+            "one.vmpool.infoextended": self.vmpool_infoextended,
         }
 
     def _authenticate(self, session: str) -> None:
@@ -214,8 +293,23 @@ class Zone:
     def vmpool_info(
         self, filter_flag: int, start: int, end: int, state: int = -1, filter_str: str = ""
     ) -> str:
+        """``one.vmpool.info``: the SHORT bodies (``xmlbody.vm_pool``)."""
+        return xmlbody.vm_pool(self._pool(filter_flag, start, end, state, filter_str))
+
+    def vmpool_infoextended(
+        self, filter_flag: int, start: int, end: int, state: int = -1, filter_str: str = ""
+    ) -> str:
+        """``one.vmpool.infoextended``: the same selection with full bodies."""
+        return xmlbody.vm_pool_extended(self._pool(filter_flag, start, end, state, filter_str))
+
+    def _pool(self, filter_flag: int, start: int, end: int, state: int, filter_str: str) -> list:
+        """``VirtualMachinePoolAPI::info`` (src/rm/api/VirtualMachinePoolAPI.cc): state -2
+        is every VM, -1 every VM but DONE (so SHUTDOWN and EPILOG VMs, being ACTIVE, stay
+        listed until DONE), 0..11 exactly that state, anything else RPC_API."""
         if filter_flag < -3:
             raise Failure(states.XML_RPC_API, "Incorrect filter_flag.")
+        if not -2 <= state <= VmState.CLONING_FAILURE:
+            raise Failure(states.XML_RPC_API, f"Incorrect state filter {state}")
         chosen = []
         for vm in sorted(self.vms.values(), key=lambda v: v.id):
             if (start >= 0 and vm.id < start) or (end >= 0 and vm.id > end):
@@ -229,7 +323,7 @@ class Zone:
             if filter_str and not self._matches_filter(vm, filter_str):
                 continue
             chosen.append(vm)
-        return xmlbody.vm_pool(chosen)
+        return chosen
 
     @staticmethod
     def _matches_filter(vm: Vm, filter_str: str) -> bool:
@@ -269,42 +363,155 @@ class Zone:
         return self._create_vm(template, name, hold)
 
     def vm_action(self, action: str, vm_id: int) -> int:
+        """``one.vm.action``: ``VirtualMachineAPI::action`` (OpenNebula/one
+        src/rm/api/VirtualMachineAPI.cc) turns a refusal (``rc == -2``) into ACTION
+        (0x800) ``Error performing action "<action>": <error>`` with the error text of
+        ``DispatchManager::<action>`` (src/dm/DispatchManagerActions.cc); an action it
+        does not know is ACTION ``Action "<action>" is not supported``."""
         vm = self._vm(vm_id)
-        wrong = Failure(
-            states.ACTION,
-            f'Error performing action "{action}": Wrong state to perform action',
-            vm_id,
-        )
         if action in {"terminate", "terminate-hard"}:
-            hard = action == "terminate-hard"
-            if vm.state in {VmState.PENDING, VmState.HOLD, VmState.POWEROFF}:
-                self._finish(vm, ACTION_TERMINATE_HARD if hard else ACTION_TERMINATE)
-            elif vm.state == VmState.ACTIVE and vm.lcm_state == LcmState.RUNNING:
-                vm.set_state(VmState.ACTIVE, LcmState.SHUTDOWN)
-                self._close_history(vm, ACTION_TERMINATE_HARD if hard else ACTION_TERMINATE)
-                vm.next_step_at = time.monotonic() + self.spec.step_seconds
-                self._stopped(vm)
-            elif hard and vm.state == VmState.ACTIVE:
-                # From PROLOG, BOOT or a *_FAILURE state only a hard terminate is accepted.
-                vm.set_state(VmState.ACTIVE, LcmState.EPILOG)
-                self._close_history(vm, ACTION_TERMINATE_HARD)
-                vm.next_step_at = time.monotonic() + self.spec.step_seconds
-                self._stopped(vm)
-            else:
-                raise wrong
+            error = self._terminate(vm, hard=action == "terminate-hard")
         elif action == "hold":
-            if vm.state != VmState.PENDING:
-                raise wrong
-            vm.set_state(VmState.HOLD, LcmState.LCM_INIT)
+            # DispatchManager::hold: PENDING only.
+            error = "" if vm.state == VmState.PENDING else self._not_available(vm)
+            if not error:
+                vm.set_state(VmState.HOLD, LcmState.LCM_INIT)
         elif action == "release":
-            if vm.state != VmState.HOLD:
-                raise wrong
-            vm.set_state(VmState.PENDING, LcmState.LCM_INIT)
+            # DispatchManager::release: HOLD only.
+            error = "" if vm.state == VmState.HOLD else self._not_available(vm)
+            if not error:
+                vm.set_state(VmState.PENDING, LcmState.LCM_INIT)
+        elif action in KNOWN_UNMODELLED_ACTIONS:
+            # A real action the stand-in does not model: fail loudly, never pretend.
+            raise Failure(states.INTERNAL, f'stand-in: action "{action}" is not modelled', vm_id)
+        else:
+            raise Failure(states.ACTION, f'Action "{action}" is not supported')
+        if error:
+            raise Failure(states.ACTION, f'Error performing action "{action}": {error}')
+        self._dirty = True
+        return vm_id
+
+    def _terminate(self, vm: Vm, *, hard: bool) -> str:
+        """``DispatchManager::terminate`` (src/dm/DispatchManagerActions.cc): the error
+        text when oned refuses, else "" after starting the transition oned starts."""
+        action = ACTION_TERMINATE_HARD if hard else ACTION_TERMINATE
+        if vm.state in {VmState.SUSPENDED, VmState.POWEROFF, VmState.STOPPED, VmState.UNDEPLOYED}:
+            # lcm->trigger_shutdown: the VM is not running, so the epilog runs (hard or not).
+            vm.set_state(VmState.ACTIVE, LcmState.EPILOG)
+            self._close_history(vm, action)
+            vm.next_step_at = time.monotonic() + self.spec.step_seconds
+            self._stopped(vm)
+        elif vm.state in {
+            VmState.INIT,
+            VmState.PENDING,
+            VmState.HOLD,
+            VmState.CLONING,
+            VmState.CLONING_FAILURE,
+        }:
+            # free_vm_resources: straight to DONE.
+            self._finish(vm, action)
+        elif vm.state == VmState.DONE:
+            pass  # oned answers success and does nothing.
+        elif vm.lcm_state in {LcmState.RUNNING, LcmState.UNKNOWN} or (
+            hard and vm.lcm_state == LcmState.SHUTDOWN
+        ):
+            # lcm->trigger_shutdown; a hard terminate also overrides a frozen SHUTDOWN.
+            vm.set_state(VmState.ACTIVE, LcmState.SHUTDOWN)
+            self._close_history(vm, action)
+            vm.next_step_at = time.monotonic() + self.spec.step_seconds
+            self._stopped(vm)
+        elif vm.lcm_state in TERMINATE_DELETES:
+            # A *_FAILURE state: lcm->trigger_delete, hard or not.
+            self._delete(vm, action)
+        else:
+            # PROLOG, BOOT, EPILOG, a soft terminate in SHUTDOWN, ...: refused.
+            return f"Could not terminate VM {vm.id}, wrong state {self._state_str(vm)}."
+        return ""
+
+    def vm_recover(self, vm_id: int, operation: int) -> int:
+        """``one.vm.recover``: ``VirtualMachineAPI::recover`` (src/rm/api/VirtualMachineAPI.cc).
+
+        0 failure / 1 success: ``DispatchManager::recover`` (ACTIVE only) then
+        ``LifeCycleManager::recover`` (src/lcm/LifeCycleActions.cc); 3 delete:
+        ``DispatchManager::delete_vm``, accepted in every state (ACTIVE goes through
+        ``LifeCycleManager::trigger_delete``: CLEANUP_DELETE, then DONE). Retry (2),
+        delete-recreate (4) and delete-db (5) are not modelled and fail loudly.
+        """
+        if operation not in range(6):
+            raise Failure(states.ACTION, "Wrong recovery operation code")
+        if self.faults.recover_denied:
+            # oned.conf VM_ADMIN_OPERATIONS lists recover and delete: an account without
+            # ADMIN on the VM is refused (Request::failure_message, AUTHORIZATION).
+            raise Failure(
+                states.AUTHORIZATION,
+                f"User [0] : Not authorized to perform ADMIN VM [{vm_id}].",
+                vm_id,
+            )
+        vm = self._vm(vm_id)
+        if operation == 3:
+            if vm.state == VmState.ACTIVE:
+                self._delete(vm, ACTION_DELETE)
+            elif vm.state != VmState.DONE:
+                self._finish(vm, ACTION_DELETE)
+        elif operation in (0, 1):
+            if vm.state != VmState.ACTIVE:
+                raise Failure(
+                    states.ACTION,
+                    f"Could not perform a recover operation on VM {vm.id}, "
+                    f"wrong state {self._state_str(vm)}.",
+                )
+            self._recover(vm, success=operation == 1)
         else:
             raise Failure(
-                states.ACTION, f'Virtual machine action "{action}" is not supported', vm_id
+                states.INTERNAL, f"stand-in: recover operation {operation} is not modelled", vm_id
             )
+        self._dirty = True
         return vm_id
+
+    def _recover(self, vm: Vm, *, success: bool) -> None:
+        lcm = vm.lcm_state
+        if lcm in {LcmState.LCM_INIT, LcmState.RUNNING}:
+            return
+        if lcm == LcmState.CLEANUP_DELETE:
+            self._finish(vm, None)
+        elif lcm == LcmState.UNKNOWN:
+            vm.set_state(VmState.ACTIVE, LcmState.RUNNING)
+        elif lcm in {LcmState.PROLOG, LcmState.PROLOG_FAILURE}:
+            # trigger_prolog_success / trigger_prolog_failure
+            vm.set_state(VmState.ACTIVE, LcmState.BOOT if success else LcmState.PROLOG_FAILURE)
+            vm.next_step_at = time.monotonic() + self.spec.step_seconds
+        elif lcm in {LcmState.BOOT, LcmState.BOOT_FAILURE}:
+            # trigger_deploy_success / trigger_deploy_failure
+            if success:
+                self._running(vm)
+            else:
+                vm.set_state(VmState.ACTIVE, LcmState.BOOT_FAILURE)
+        elif lcm == LcmState.EPILOG:
+            if success:
+                self._finish(vm, None)
+            else:
+                vm.set_state(VmState.ACTIVE, LcmState.EPILOG_FAILURE)
+        else:
+            raise Failure(
+                states.INTERNAL,
+                f"stand-in: recover from {self._state_str(vm)} is not modelled",
+                vm.id,
+            )
+
+    def _delete(self, vm: Vm, action: int) -> None:
+        # LifeCycleManager::trigger_delete: clean_up_vm (CLEANUP_DELETE), then done.
+        vm.set_state(VmState.ACTIVE, LcmState.CLEANUP_DELETE)
+        self._close_history(vm, action)
+        vm.next_step_at = time.monotonic() + self.spec.step_seconds
+        self._stopped(vm)
+
+    @staticmethod
+    def _state_str(vm: Vm) -> str:
+        # VirtualMachine::state_str (src/vm/VirtualMachine.cc): the LCM name when ACTIVE.
+        return vm.lcm_state.name if vm.state == VmState.ACTIVE else vm.state.name
+
+    def _not_available(self, vm: Vm) -> str:
+        return f"This action is not available for state {self._state_str(vm)}"
 
     def vm_update(self, vm_id: int, text: str, merge: int = 0) -> int:
         vm = self._vm(vm_id)
@@ -330,23 +537,37 @@ class Zone:
                 if vm.state != VmState.ACTIVE:
                     continue
                 step = now + self.spec.step_seconds
+                if vm.lcm_state.name == self.faults.stall_in:
+                    continue  # fault: the driver never answers in this state
                 if vm.lcm_state == LcmState.PROLOG:
-                    vm.set_state(VmState.ACTIVE, LcmState.BOOT)
-                    vm.next_step_at = step
+                    if self.faults.prolog_failure:
+                        vm.set_state(VmState.ACTIVE, LcmState.PROLOG_FAILURE)
+                    else:
+                        vm.set_state(VmState.ACTIVE, LcmState.BOOT)
+                        vm.next_step_at = step
                 elif vm.lcm_state == LcmState.BOOT:
                     if self.faults.boot_failure:
                         vm.set_state(VmState.ACTIVE, LcmState.BOOT_FAILURE)
                     else:
-                        vm.set_state(VmState.ACTIVE, LcmState.RUNNING)
-                        vm.deploy_id = f"one-{vm.id}"
-                        vm.last_poll = _now()
-                        if self._on_running is not None:
-                            self._on_running(self, vm)
+                        self._running(vm)
                 elif vm.lcm_state == LcmState.SHUTDOWN:
+                    if self.faults.frozen_shutdown:
+                        continue
                     vm.set_state(VmState.ACTIVE, LcmState.EPILOG)
                     vm.next_step_at = step
-                elif vm.lcm_state == LcmState.EPILOG:
+                elif vm.lcm_state in {LcmState.EPILOG, LcmState.CLEANUP_DELETE}:
                     self._finish(vm, None)
+                else:
+                    continue
+                self._dirty = True
+            self._save()
+
+    def _running(self, vm: Vm) -> None:
+        vm.set_state(VmState.ACTIVE, LcmState.RUNNING)
+        vm.deploy_id = f"one-{vm.id}"
+        vm.last_poll = _now()
+        if self._on_running is not None:
+            self._on_running(self, vm)
 
     def _schedule(self, vm: Vm) -> None:
         if self.faults.stuck_pending:
@@ -372,6 +593,7 @@ class Zone:
         vm.template["TM_MAD_SYSTEM"] = store.attributes.get("TM_MAD", "ssh")
         vm.set_state(VmState.ACTIVE, LcmState.PROLOG)
         vm.next_step_at = time.monotonic() + self.spec.step_seconds
+        self._dirty = True
 
     def _pick(self, vm: Vm):
         """(host, system datastore) for ``vm``, or the reason none fits."""
@@ -436,6 +658,57 @@ class Zone:
     def _stopped(self, vm: Vm) -> None:
         if self._on_stopped is not None:
             self._on_stopped(self, vm)
+
+    # -- state on disk -------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Write the zone's VMs and id counters, atomically, when something changed.
+
+        oned keeps its pools in a database, so a restart keeps every VM and never hands
+        out an id twice (``PoolSQL::allocate`` continues from the table's last oid).
+        """
+        if not self._dirty or self._state_path is None:
+            return
+        state = {
+            "zone_id": self.id,
+            "next_vm_id": self._next_vm_id,
+            "next_template_id": self._next_template_id,
+            "templates": [
+                {"id": t.id, "name": t.name, "template": t.template}
+                for t in self.templates.values()
+            ],
+            "vms": [_vm_to_json(vm) for vm in self.vms.values()],
+        }
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self._state_path)
+        self._dirty = False
+
+    def _load_state(self, path: Path, *, processes_lost: bool) -> None:
+        try:
+            state = json.loads(path.read_text())
+            if state.get("zone_id") != self.id:
+                raise ValueError(f"it belongs to zone {state.get('zone_id')}")
+            self._next_vm_id = int(state["next_vm_id"])
+            self._next_template_id = max(self._next_template_id, int(state["next_template_id"]))
+            for raw in state["templates"]:
+                spec = TemplateSpec(id=raw["id"], name=raw["name"], template=raw["template"])
+                self.templates.setdefault(spec.id, spec)
+                self.template_regtime.setdefault(spec.id, _now())
+            self.vms = {vm.id: vm for vm in map(_vm_from_json, state["vms"])}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Refuse to start on a broken database rather than reuse VM ids.
+            raise RuntimeError(f"stand-in zone {self.id}: cannot load {path}: {exc}") from None
+        step = time.monotonic() + self.spec.step_seconds
+        for vm in self.vms.values():
+            vm.next_step_at = step
+            if processes_lost and vm.state == VmState.ACTIVE and vm.lcm_state == LcmState.RUNNING:
+                # The SuperNode processes died with the stand-in. oned's monitor reports a
+                # VM missing from its hypervisor as POWEROFF ("VM disappeared").
+                vm.set_state(VmState.POWEROFF, LcmState.LCM_INIT)
+                self._dirty = True
+        self._save()
 
     # -- helpers -------------------------------------------------------------------------
 

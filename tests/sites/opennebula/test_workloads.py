@@ -333,11 +333,16 @@ def test_ledger_contract_of_every_workload_event(standin, make_site, run, settin
         ("placement.rejected", placement_keys | {"reasons", "terminated"}),
         (
             "workload.failed",
-            {"zone_id", "vm_id", "site_id", "run_id", "reason", "code", "permanent"},
+            {"zone_id", "vm_id", "site_id", "run_id", "reason", "code", "permanent", "cleanup"},
         ),
     ]
     entries = list(LedgerEntry.objects.order_by("seq"))
     assert [(e.event_type, set(json.loads(e.payload))) for e in entries] == expected
+    cleanup = json.loads(entries[-1].payload)["cleanup"]
+    assert set(cleanup) == {"vm_id", "attempts", "outcome", "stopped"}
+    # BOOT_FAILURE: oned turns the terminate into a delete (DispatchManager::terminate).
+    assert cleanup["attempts"][0] == "terminate-hard in ACTIVE/BOOT_FAILURE: accepted"
+    assert (cleanup["outcome"], cleanup["stopped"]) == ("DONE", True)
     assert [e.seq for e in entries] == list(range(entries[0].seq, entries[0].seq + 6))
     assert {e.subject_type for e in entries} == {"workload"}
     assert {e.actor_repr for e in entries} == {"system:test"}

@@ -1,8 +1,11 @@
 """manage.py federate: run a whole governed federation from a scenario, round by round.
 
-Loads the scenario through the services, starts the local oned stand-in (one zone per
-site zone of the scenario, with its process driver: each RUNNING VM is a real
-``flower-supernode``), a local SuperLink and fedgov's own API, then drives every round
+Loads the scenario through the services, starts the local oned stand-in for the zones the
+scenario marks ``standin = true`` (one zone per such site zone, with its process driver:
+each RUNNING VM is a real ``flower-supernode``); every other site runs on the OpenNebula
+zone recorded for it (``one_zone_endpoint``, ``one_zone_id``, ``one_credentials_ref``,
+``one_template_id``, from the scenario or set later with ``site_update``). Then it starts
+a local SuperLink and fedgov's own API, and drives every round
 through the orchestrator (gate, approval by a second scripted operator, provisioning and
 placement, ticket, one real Flower round, update records, close and checkpoint). Without
 a broker it calls the services; with ``CELERY_BROKER_URL`` it enqueues
@@ -35,6 +38,9 @@ from fedgov.actors import Actor
 from fedgov.errors import FedgovError
 from sites.models import SiteSteward
 from sites.opennebula.choices import WorkloadState
+from sites.opennebula.credentials import check_ref
+from sites.opennebula.errors import OpenNebulaError
+from sites.opennebula.identity import endpoint_identity
 from sites.opennebula.models import Workload
 from sites.opennebula.standin import config as standin_config
 from sites.opennebula.standin.server import Standin
@@ -114,15 +120,47 @@ class ApiServer:
         self.thread.join(timeout=5)
 
 
+def external_bindings(scenario: Scenario, sites: dict) -> dict[str, str]:
+    """``slug -> "zone N at endpoint"`` for the sites not served by the stand-in.
+
+    Their binding is the one in the database (from the scenario's zone when the site was
+    registered, or set since with ``site_update``). Raises ``CommandError`` naming every
+    such site without an endpoint or a credentials reference, before anything starts.
+    """
+    bindings, problems = {}, []
+    for spec in scenario.sites:
+        if spec.zone.standin:
+            continue
+        site = sites[spec.slug]
+        missing = [f for f in ("one_zone_endpoint", "one_credentials_ref") if not getattr(site, f)]
+        if missing:
+            problems.append(f"{spec.slug} has no {' and no '.join(missing)}")
+            continue
+        try:
+            check_ref(site.one_credentials_ref)
+            identity = endpoint_identity(site.one_zone_endpoint)
+        except (OpenNebulaError, ValueError) as exc:
+            problems.append(f"{spec.slug}: {exc}")
+            continue
+        bindings[spec.slug] = f"zone {site.one_zone_id} at {identity}"
+    if problems:
+        raise CommandError(
+            "sites on a real OpenNebula need a zone binding (the scenario's zone "
+            "endpoint/credentials, or site_update): " + "; ".join(problems)
+        )
+    return bindings
+
+
 def standin_data(scenario: Scenario, var_dir: Path) -> dict:
-    """A stand-in zone per scenario zone, its hosts, clusters and datastores labelled by country.
+    """A stand-in zone per ``standin = true`` scenario zone, its hosts, clusters and
+    datastores labelled by country.
 
     Ports are 0 (the OS picks a free one; sites are bound to the real endpoint after).
     """
     zones: dict[int, dict] = {}
     for site in scenario.sites:
         zone = site.zone
-        if zone.id in zones:
+        if zone.id in zones or not zone.standin:
             continue
         hosts = zone.hosts or ()
         countries = sorted({h.country for h in hosts}) or [site.compute_country]
@@ -291,32 +329,38 @@ class Command(RichOutput, BaseCommand):
         self.stack.callback(api.stop)
         self.api_url = api.url
 
-        standin_spec = standin_config.parse(standin_data(spec, self.var))
-        standin_spec.driver_enabled = True
-        standin_spec.driver_ports = driver_ports
-        standin_config.ensure_local_credentials(standin_spec)
-        standin = Standin(standin_spec, self.var / "oned")
-        for zone_id, zone in standin.zones.items():
-            # A real oned never reuses a VM id; this in-memory zone restarts at 0, so it
-            # continues after the ids earlier runs recorded (workloads are keyed by them).
-            used = Workload.objects.filter(zone_id=zone_id).aggregate(m=Max("vm_id"))["m"]
-            zone._next_vm_id = max(zone._next_vm_id, (used or 0) + 1)
-        standin.start()
-        self.stack.callback(standin.stop)
+        for slug, binding in external_bindings(spec, loaded.sites).items():
+            self._say(f"  • {slug} runs on its own OpenNebula: {binding}")
+        standin = None
+        if any(s.zone.standin for s in spec.sites):
+            standin_spec = standin_config.parse(standin_data(spec, self.var))
+            standin_spec.driver_enabled = True
+            standin_spec.driver_ports = driver_ports
+            standin_config.ensure_local_credentials(standin_spec)
+            standin = Standin(standin_spec, self.var / "oned")
+            for zone_id, zone in standin.zones.items():
+                # The stand-in keeps its VMs on disk (var/federate/<run>/oned/state); an
+                # older var dir may lack them, so continue after the ids rows recorded.
+                used = Workload.objects.filter(zone_id=zone_id).aggregate(m=Max("vm_id"))["m"]
+                zone._next_vm_id = max(zone._next_vm_id, (used or 0) + 1)
+            standin.start()
+            self.stack.callback(standin.stop)
         self.standin = standin
 
         service_token = Token.objects.get_or_create(user=people["service"].user)[0].key
         site_context = {}
         for slug, site in loaded.sites.items():
             zone_id = spec.site(slug).zone.id
-            site_update(
-                actor=people["dpo"],
-                site=site,
-                one_zone_endpoint=standin.endpoint(zone_id),
-                one_zone_id=zone_id,
-                one_credentials_ref=standin.zones[zone_id].spec.credentials_ref,
-                one_template_id=0,
-            )
+            if standin is not None and spec.site(slug).zone.standin:
+                # Only stand-in sites are rebound; the others keep their real zone.
+                site_update(
+                    actor=people["dpo"],
+                    site=site,
+                    one_zone_endpoint=standin.endpoint(zone_id),
+                    one_zone_id=zone_id,
+                    one_credentials_ref=standin.zones[zone_id].spec.credentials_ref,
+                    one_template_id=0,
+                )
             steward = scenario_person(f"steward-{slug}", roles.SITE_STEWARD)
             SiteSteward.objects.get_or_create(user=steward.user, site=site)
             site_context[slug] = {
