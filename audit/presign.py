@@ -5,9 +5,9 @@ would let anyone with write access to the tables have fedgov vouch for their edi
 before a checkpoint is signed, everything since the last checkpoint fedgov signed is
 verified from the rows up:
 
-1. the latest stored checkpoint is signed by a trusted key, states this log's origin and
-   its own size and root, and no checkpoint claims more entries than the tree head
-   (a cut tail);
+1. the latest stored checkpoint is signed by a trusted key within its window, states
+   this log's origin and its own size and root, and no checkpoint claims more entries
+   than the tree head (a cut tail);
 2. the stored perfect subtrees of that checkpoint's tree fold to its signed root, so the
    old part of the tree is the one that was signed;
 3. no entry after it is redacted (retention empties only entries a checkpoint covers);
@@ -61,7 +61,12 @@ class Verified:
     previous: Checkpoint | None
 
 
-def _previous(head_size: int, keys: Mapping[str, Ed25519PublicKey], origin: str):
+def _previous(
+    head_size: int,
+    keys: Mapping[str, Ed25519PublicKey],
+    origin: str,
+    windows: integrity.Windows | None,
+):
     beyond = Checkpoint.objects.filter(size__gt=head_size).order_by("size").first()
     if beyond is not None:
         raise UnverifiedLedger(
@@ -74,10 +79,13 @@ def _previous(head_size: int, keys: Mapping[str, Ed25519PublicKey], origin: str)
         return None, merkle.EMPTY_ROOT
     last = row.size - 1
     try:
-        body, _key_id = note.open_note(row.note, dict(keys), origin)
+        body, key_id = note.open_note(row.note, dict(keys), origin)
         signed = note.parse_checkpoint(body)
     except note.NoteError as exc:
         raise UnverifiedLedger(f"latest checkpoint (size {row.size}): {exc}", seq=last) from exc
+    outside = integrity.window_problem(key_id, signed.time, windows)
+    if outside is not None:
+        raise UnverifiedLedger(f"latest checkpoint (size {row.size}): {outside}", seq=last)
     if signed.origin != origin or signed.size != row.size or signed.root != bytes(row.root):
         raise UnverifiedLedger(
             f"latest checkpoint (size {row.size}) states origin {signed.origin!r}, size "
@@ -153,7 +161,11 @@ def _nothing_past(size: int) -> None:
 
 
 def verify_unsigned(
-    *, head: TreeHead, keys: Mapping[str, Ed25519PublicKey], origin: str
+    *,
+    head: TreeHead,
+    keys: Mapping[str, Ed25519PublicKey],
+    origin: str,
+    windows: integrity.Windows | None = None,
 ) -> Verified:
     """Verify everything since the last signed checkpoint; return the tree to sign.
 
@@ -161,7 +173,7 @@ def verify_unsigned(
     :class:`UnverifiedLedger` on the first thing that does not verify.
     """
     size = head.size
-    previous, previous_root = _previous(size, keys, origin)
+    previous, previous_root = _previous(size, keys, origin, windows)
     start = previous.size if previous is not None else 0
     hashes: list[bytes] = []
     levels: list[int] = []

@@ -23,7 +23,7 @@ def test_evidence_pages_render_read_only(admin_client, append, checkpoint, name)
     checkpoint()
     listing = admin_client.get(f"/admin/audit/{name}/")
     assert listing.status_code == 200
-    pk = 0 if name == "ledgerentry" else 3
+    pk = 0 if name == "ledgerentry" else 4  # 3 events + the key trusted on first use
     page = admin_client.get(f"/admin/audit/{name}/{pk}/change/")
     assert page.status_code == 200
     assert b'name="_save"' not in page.content
@@ -36,11 +36,11 @@ def test_admin_post_cannot_change_or_delete_evidence(admin_client, append, check
     checkpoint()
     before = LedgerEntry.objects.get(seq=1).payload
     admin_client.post("/admin/audit/ledgerentry/1/change/", {"payload": "{}"})
-    admin_client.post("/admin/audit/checkpoint/2/delete/", {"post": "yes"})
+    admin_client.post("/admin/audit/checkpoint/3/delete/", {"post": "yes"})
     bulk = admin_client.post(
         "/admin/audit/ledgerentry/", {"action": "delete_selected", "_selected_action": ["0", "1"]}
     )
     assert bulk.status_code in (200, 302, 403)
     assert LedgerEntry.objects.get(seq=1).payload == before
-    assert LedgerEntry.objects.count() == 2
+    assert LedgerEntry.objects.count() == 3  # 2 events + the key trusted on first use
     assert Checkpoint.objects.count() == 1

@@ -66,7 +66,8 @@ def test_signed_root_is_the_rfc9162_root_of_the_entries_at_every_size(sizes, app
         done = size
         cp = checkpoint()
         leaves = [merkle.leaf_hash(_document(e)) for e in LedgerEntry.objects.order_by("seq")]
-        assert (cp.size, bytes(cp.root)) == (size, merkle.root(leaves))
+        # +1: the first checkpoint trusted its key on first use, a ledger event.
+        assert (cp.size, bytes(cp.root)) == (size + 1, merkle.root(leaves))
 
 
 def test_batches_and_unaligned_previous_checkpoint_verify(monkeypatch, append, checkpoint):
@@ -75,7 +76,7 @@ def test_batches_and_unaligned_previous_checkpoint_verify(monkeypatch, append, c
     checkpoint()
     append(26, start=7)
     cp = checkpoint()
-    assert cp.size == 33
+    assert cp.size == 34  # 33 appended + the first-use key event
     leaves = [bytes(e.leaf_hash) for e in LedgerEntry.objects.order_by("seq")]
     assert bytes(cp.root) == merkle.root(leaves)
 
@@ -177,7 +178,7 @@ def test_old_entry_rewritten_with_all_hashes_recomputed_is_refused(append, check
     with tamper() as db, db.cursor() as cursor:
         _rewrite_everything(cursor, 4, '{"n":"forged"}')
     error = refused(checkpoint)
-    assert "entries 0..9 no longer give the signed root of the checkpoint at size 10" in str(error)
+    assert "entries 0..10 no longer give the signed root of the checkpoint at size 11" in str(error)
 
 
 def test_unchanged_size_with_a_rewritten_tree_is_refused_not_returned(append, checkpoint, tamper):
@@ -185,7 +186,7 @@ def test_unchanged_size_with_a_rewritten_tree_is_refused_not_returned(append, ch
     checkpoint()
     with tamper() as db, db.cursor() as cursor:
         _rewrite_everything(cursor, 2, '{"n":"forged"}')
-    assert "signed root of the checkpoint at size 9" in str(refused(checkpoint))
+    assert "signed root of the checkpoint at size 10" in str(refused(checkpoint))
 
 
 def test_forged_latest_checkpoint_is_refused(append, checkpoint, tamper):
@@ -196,12 +197,12 @@ def test_forged_latest_checkpoint_is_refused(append, checkpoint, tamper):
     stranger = Ed25519PrivateKey.generate()
     with tamper() as db, db.cursor() as cursor:
         cursor.execute(
-            "UPDATE audit_checkpoint SET note = %s WHERE size = 4",
+            "UPDATE audit_checkpoint SET note = %s WHERE size = 5",
             [note.sign(body, settings.FEDGOV_LEDGER_ORIGIN, stranger)],
         )
     error = refused(checkpoint)
-    assert error.seq == 3
-    assert "latest checkpoint (size 4): signed by no trusted key" in str(error)
+    assert error.seq == 4
+    assert "latest checkpoint (size 5): signed by no trusted key" in str(error)
 
 
 def test_checkpoint_row_disagreeing_with_its_note_is_refused(append, checkpoint, tamper):
@@ -209,7 +210,7 @@ def test_checkpoint_row_disagreeing_with_its_note_is_refused(append, checkpoint,
     checkpoint()
     append(1, start=4)
     with tamper() as db, db.cursor() as cursor:
-        cursor.execute("UPDATE audit_checkpoint SET root = %s WHERE size = 4", [bytes(32)])
+        cursor.execute("UPDATE audit_checkpoint SET root = %s WHERE size = 5", [bytes(32)])
     assert "a root that its row does not repeat" in str(refused(checkpoint))
 
 
@@ -222,7 +223,7 @@ def test_truncated_tail_below_a_signed_checkpoint_is_refused(append, checkpoint,
         cursor.execute("UPDATE audit_treehead SET size = 7")
     error = refused(checkpoint)
     assert error.seq == 7
-    assert "checkpoint at size 10 exists but the tree head says 7" in str(error)
+    assert "checkpoint at size 11 exists but the tree head says 7" in str(error)
 
 
 def test_entry_past_the_tree_head_is_refused(append, checkpoint, tamper):
@@ -236,17 +237,17 @@ def test_entry_past_the_tree_head_is_refused(append, checkpoint, tamper):
 
 def test_entry_past_a_consistent_tree_head_is_named(append, checkpoint, tamper):
     append(4)
-    checkpoint()
+    checkpoint()  # size 5: four entries and the first-use key event
     append(1, start=4)
     with tamper() as db, db.cursor() as cursor:
-        # Roll the head back to size 4 with its correct frontier: only the stray row is left.
-        frontier = b"".join(
-            bytes(SubtreeHash.objects.get(level=lv, idx=ix).hash) for lv, ix in [(2, 0)]
+        # Roll the head back to size 5 with its correct frontier: only the stray row is left.
+        frontier = bytes(SubtreeHash.objects.get(level=2, idx=0).hash) + bytes(
+            LedgerEntry.objects.get(seq=4).leaf_hash
         )
-        cursor.execute("UPDATE audit_treehead SET size = 4, frontier = %s WHERE id = 1", [frontier])
+        cursor.execute("UPDATE audit_treehead SET size = 5, frontier = %s WHERE id = 1", [frontier])
     error = refused(checkpoint)
-    assert error.seq == 4
-    assert "entry exists past the tree head's size 4" in str(error)
+    assert error.seq == 5
+    assert "entry exists past the tree head's size 5" in str(error)
 
 
 def test_redacted_entry_no_checkpoint_covers_is_refused(append, checkpoint, tamper):

@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import keys
+from audit import trust
 from audit.integrity import verify_ledger
 
 # Below this many entries the check takes well under a second; a bar would only flicker.
@@ -51,7 +51,7 @@ class Command(BaseCommand):
         bar.add_argument("--no-progress", action="store_true", help="never show it")
 
     def handle(self, *args, **options):
-        trusted = keys.public_keys()
+        trusted = trust.public_keys()
         bar = ProgressBar(self.stderr)
         state = {"bar": None}
 
@@ -65,8 +65,16 @@ class Command(BaseCommand):
                 bar(done, total)
 
         report = verify_ledger(
-            keys=trusted, origin=settings.FEDGOV_LEDGER_ORIGIN, progress=progress
+            keys=trusted,
+            origin=settings.FEDGOV_LEDGER_ORIGIN,
+            progress=progress,
+            windows=trust.windows(),
         )
+        listed = trust.list_problems()
+        for problem in listed:
+            self.stderr.write(f"FAIL trusted keys: {problem}")
+        if report.ok and listed:
+            raise CommandError(f"ledger verification failed; trusted keys: {listed[0]}")
         if not report.ok:
             first = report.problems[0]
             for problem in report.problems:
