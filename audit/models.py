@@ -217,3 +217,30 @@ class TrustedKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} key {self.key_id}"
+
+
+class Cosignature(models.Model):
+    """A witness's C2SP ``cosignature/v1`` over one checkpoint, as returned by the witness.
+
+    ``line`` is the note signature line; the checkpoint with its cosignature lines
+    appended is a signed note any C2SP client can check against the witness's vkey.
+    ``timestamp`` repeats the POSIX time inside the cosignature, for queries.
+    """
+
+    checkpoint = models.ForeignKey(
+        Checkpoint, on_delete=models.PROTECT, related_name="cosignatures"
+    )
+    witness = models.CharField(max_length=255)
+    key_id = models.CharField(max_length=16)
+    timestamp = models.BigIntegerField()
+    line = models.TextField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["checkpoint", "witness"]
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "key_id"], name="one_cosignature_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"cosignature by {self.witness} on size {self.checkpoint_id}"

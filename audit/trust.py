@@ -274,7 +274,11 @@ def signing_key() -> tuple[keys.SigningKey, bool]:
             "rotate it with `manage.py ledger_key rotate`"
         )
     never = not TrustedKey.objects.filter(role=KeyRole.LOG).exists()
-    if never and not LedgerEntry.objects.filter(event_type=EVENT_TRUSTED).exists():
+    # Payloads are canonical JSON (sorted keys, no spaces): the role reads exactly so.
+    log_events = LedgerEntry.objects.filter(
+        event_type=EVENT_TRUSTED, payload__contains=f'"role":"{KeyRole.LOG.value}"'
+    )
+    if never and not log_events.exists():
         return key, True
     raise TransitionNotAllowed(
         f"the active signing key {key.key_id} is not in the trusted list: a key file in "

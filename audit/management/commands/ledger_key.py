@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import keys, note, trust
+from audit import keys, note, trust, witness
 from audit.choices import KeyRole
 from audit.leaf import format_time
 from fedgov.actors import Actor
@@ -34,10 +34,16 @@ def _public_key(spec: str) -> Ed25519PublicKey:
         raw = base64.b64decode(parts[2], validate=True)
     except binascii.Error as exc:
         raise CommandError(f"verifier key {spec!r} is not base64") from exc
-    if len(raw) != 33 or raw[:1] != note.ED25519_TYPE:
-        raise CommandError(f"verifier key {spec!r} is not an Ed25519 key")
+    # 0x01: an Ed25519 signed-note key (a log); 0x04: a cosignature/v1 key (a witness).
+    if len(raw) != 33 or raw[:1] not in (note.ED25519_TYPE, witness.COSIGNATURE_TYPE):
+        raise CommandError(f"verifier key {spec!r} is not an Ed25519 (0x01 or 0x04) key")
     key = Ed25519PublicKey.from_public_bytes(raw[1:])
-    if note.key_hash(parts[0], key).hex() != parts[1]:
+    expected = (
+        note.key_hash(parts[0], key)
+        if raw[:1] == note.ED25519_TYPE
+        else witness.cosigner_key_id(parts[0], key)
+    )
+    if expected.hex() != parts[1]:
         raise CommandError(f"verifier key {spec!r}: its key hash does not match name and key")
     return key
 
@@ -116,7 +122,11 @@ class Command(BaseCommand):
                 else:
                     marker = "witness"
                 until = format_time(view.valid_to) if view.valid_to else "open"
-                vkey = note.verifier_key(view.name, view.public_key)
+                vkey = (
+                    note.verifier_key(view.name, view.public_key)
+                    if view.role == KeyRole.LOG
+                    else witness.cosigner_vkey(view.name, view.public_key)
+                )
                 self.stdout.write(
                     f"{marker} {view.key_id} {vkey} valid {format_time(view.valid_from)} "
                     f"to {until}; {view.reason}"

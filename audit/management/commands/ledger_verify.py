@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit import trust
+from audit import witnessing as witness_checks
 from audit.integrity import verify_ledger
 
 # Below this many entries the check takes well under a second; a bar would only flicker.
@@ -49,6 +50,13 @@ class Command(BaseCommand):
         bar = parser.add_mutually_exclusive_group()
         bar.add_argument("--progress", action="store_true", help="always show the progress bar")
         bar.add_argument("--no-progress", action="store_true", help="never show it")
+        parser.add_argument(
+            "--witness-state",
+            action="append",
+            default=[],
+            help="a witness's state file: fail if the ledger is behind or differs from what "
+            "that witness saw (a rollback)",
+        )
 
     def handle(self, *args, **options):
         trusted = trust.public_keys()
@@ -71,6 +79,11 @@ class Command(BaseCommand):
             windows=trust.windows(),
         )
         listed = trust.list_problems()
+        witnessed = witness_checks.problems(report.size, options["witness_state"])
+        for problem in witnessed:
+            self.stderr.write(f"FAIL witnesses: {problem}")
+        if report.ok and not listed and witnessed:
+            raise CommandError(f"ledger verification failed; {witnessed[0]}")
         for problem in listed:
             self.stderr.write(f"FAIL trusted keys: {problem}")
         if report.ok and listed:
