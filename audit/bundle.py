@@ -16,7 +16,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from audit import keys, merkle, note, selectors
+from audit import keys, merkle, note, selectors, trust, witness
+from audit.choices import KeyRole
 from audit.leaf import actor_pseudonym, format_time, leaf_document
 from audit.models import Checkpoint, LedgerEntry
 from audit.services import checkpoint_create
@@ -158,7 +159,18 @@ def bundle_write(
     files: dict[str, Iterator[str] | str] = {
         "entries.jsonl": _entry_lines(first_seq, last_seq),
         "checkpoints.json": json.dumps(
-            [{"size": cp.size, "note": cp.note} for cp in chosen], indent=2, ensure_ascii=False
+            [
+                {
+                    "size": cp.size,
+                    "note": cp.note,
+                    # The witnesses' cosignature/v1 lines: appended to the note, they make
+                    # a signed note any C2SP client checks with the witnesses' vkeys.
+                    "cosignatures": [c.line for c in cp.cosignatures.order_by("witness")],
+                }
+                for cp in chosen
+            ],
+            indent=2,
+            ensure_ascii=False,
         ),
         "keys.json": json.dumps(_key_records(), indent=2),
         "proofs/inclusion.jsonl": _inclusion_lines(first_seq, last_seq, anchor.size),
@@ -171,6 +183,12 @@ def bundle_write(
         "to_seq": last_seq,
         "anchor_size": anchor.size,
         "created_at": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # Informative only: a verifier pins witness keys itself (--witness-key).
+        "witnesses": [
+            {"name": view.name, "vkey": witness.cosigner_vkey(view.name, view.public_key)}
+            for view in trust.trusted(KeyRole.WITNESS)
+        ],
+        "witness_quorum": settings.FEDGOV_WITNESS_QUORUM,
         "files": {},
     }
     writer = _ZipWriter(out) if out.suffix == ".zip" else _FolderWriter(out)
