@@ -343,6 +343,7 @@ def verify_bundle(
         item = _json(line.encode(), "an inclusion proof")
         proofs[item["seq"]] = item
 
+    damaged = bool(manifest.get("damaged"))
     expected = first
     for line in contents["entries.jsonl"].decode().splitlines():
         entry = _json(line.encode(), "an entry")
@@ -355,13 +356,27 @@ def verify_bundle(
         times[seq] = str(entry.get("time", ""))
         result.redacted += entry.get("redacted") is True
         findings = _check_entry(entry, proofs.get(seq), roots)
-        if not findings:
+        if damaged and seq not in proofs:
+            # The exporter could not prove this entry from a damaged ledger; the damage
+            # itself is a finding below, at the first bad seq it found.
+            findings = [f for f in findings if f.message != "no inclusion proof"]
+        if not findings and seq in proofs:
             ledger.proved[seq] = proofs[seq]["size"]
         result.findings += findings
     if expected <= last and not any(f.seq >= expected for f in result.findings):
         result.findings.append(Finding(expected, "entry is missing (the bundle ends early)"))
     if witnesses is not None:
         result.findings += _witness_findings(witnesses, checkpoint_items, roots, times)
+    damage = manifest.get("damaged")
+    if damage:
+        # The exporter's own finding: it can only add to what is checked above.
+        problems = damage.get("problems") or ["(no detail)"]
+        result.findings.append(
+            Finding(
+                int(damage.get("first_bad_seq", first)),
+                f"exported from a damaged ledger; ledger_verify found: {problems[0]}",
+            )
+        )
     result.findings.sort()
 
     if has_report:
