@@ -243,10 +243,12 @@ def _witness_findings(
                 f"(newest witnessed checkpoint: size {witnessed})",
             )
         )
+    # What the bundle shows of the log: its checkpoints, valid or not (an invalid one is a
+    # finding already), and its entries.
+    newest = max([item["size"] for item in items] + [max(times, default=-1) + 1])
     for where, seen, root in policy.states:
         if seen == 0:
             continue
-        newest = max(roots, default=0)
         if seen in roots and roots[seen] != root:
             findings.append(
                 Finding(
@@ -344,6 +346,13 @@ def verify_bundle(
         proofs[item["seq"]] = item
 
     damaged = bool(manifest.get("damaged"))
+    # Sizes of checkpoints the bundle carries that did not verify (already a finding).
+    invalid_sizes = {item["size"] for item in checkpoint_items} - roots.keys()
+    # A bundle from seq 0 holds every leaf below its checkpoints: their roots are then
+    # recomputed from the entries themselves, as ledger_verify does, which names the
+    # checkpoint the entries no longer give instead of every entry whose proof fails.
+    leaves: list[bytes] = []
+    proof_findings: list[Finding] = []
     expected = first
     for line in contents["entries.jsonl"].decode().splitlines():
         entry = _json(line.encode(), "an entry")
@@ -355,16 +364,31 @@ def verify_bundle(
         result.entries += 1
         times[seq] = str(entry.get("time", ""))
         result.redacted += entry.get("redacted") is True
+        if first == 0 and len(leaves) == seq:
+            leaves.append(_entry_leaf_hash(entry))
         findings = _check_entry(entry, proofs.get(seq), roots)
         if damaged and seq not in proofs:
             # The exporter could not prove this entry from a damaged ledger; the damage
             # itself is a finding below, at the first bad seq it found.
             findings = [f for f in findings if f.message != "no inclusion proof"]
+        if findings and proofs.get(seq, {}).get("size") in invalid_sizes:
+            findings = [f for f in findings if "inclusion proof" not in f.message]
+        if findings and "inclusion proof" in findings[0].message:
+            proof_findings += findings  # judged below, once the roots are recomputed
+            findings = []
         if not findings and seq in proofs:
             ledger.proved[seq] = proofs[seq]["size"]
         result.findings += findings
     if expected <= last and not any(f.seq >= expected for f in result.findings):
         result.findings.append(Finding(expected, "entry is missing (the bundle ends early)"))
+    unlike = _roots_unlike_entries(leaves, roots)
+    result.findings += unlike
+    bad_sizes = {f.seq + 1 for f in unlike}
+    # A proof against a checkpoint whose root the entries do not give is a consequence of
+    # that finding, not an entry of its own at fault.
+    result.findings += [
+        f for f in proof_findings if proofs.get(f.seq, {}).get("size") not in bad_sizes
+    ]
     if witnesses is not None:
         result.findings += _witness_findings(witnesses, checkpoint_items, roots, times)
     damage = manifest.get("damaged")
@@ -387,6 +411,23 @@ def verify_bundle(
                 "SHA-256 is the signed statement's pdf_sha256"
             )
     return result
+
+
+def _entry_leaf_hash(entry: dict) -> bytes:
+    """The leaf hash the entry's own contents give (a redacted entry: the one it carries)."""
+    if entry.get("redacted") is True or "leaf" not in entry:
+        return _b64(entry.get("leaf_hash", ""), f"leaf hash of {entry.get('seq')}")
+    return merkle.leaf_hash(str(entry["leaf"]).encode())
+
+
+def _roots_unlike_entries(leaves: list[bytes], roots: dict[int, bytes]) -> list[Finding]:
+    """Checkpoints whose signed root is not the root of the bundle's entries 0..size-1."""
+    node = merkle.nodes_from_leaves(leaves)
+    return [
+        Finding(size - 1, f"checkpoint at size {size}: signed root is not the entries' root")
+        for size in sorted(roots)
+        if size <= len(leaves) and merkle.root_from_nodes(size, node) != roots[size]
+    ]
 
 
 def _check_entry(entry: dict, proof: dict | None, roots: dict[int, bytes]) -> list[Finding]:
