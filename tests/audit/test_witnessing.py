@@ -162,7 +162,9 @@ def test_ledger_verify_fails_entries_older_than_the_lag_no_witnessed_checkpoint_
     assert "newest witnessed checkpoint is at size 7" in message
     checkpoint()
     witnessing.checkpoint_witness()
-    assert "OK:" in verify()
+    out = verify()
+    assert "OK:" in out
+    assert "newest checkpoint with 2 valid cosignatures is at size 10" in out
 
 
 def test_deleting_every_checkpoint_leaves_old_entries_unwitnessed(

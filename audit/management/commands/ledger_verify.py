@@ -99,6 +99,12 @@ class Command(BaseCommand):
             f"OK: {report.size} entries, {report.checkpoints} checkpoints verified "
             f"against {len(trusted)} trusted key(s)"
         )
+        if settings.FEDGOV_WITNESS_QUORUM:
+            covered, _root = witness_checks.witnessed_size()
+            self.stdout.write(
+                f"witnessed: the newest checkpoint with {settings.FEDGOV_WITNESS_QUORUM} valid "
+                f"cosignatures is at size {covered}"
+            )
         if report.redacted:
             self.stdout.write(
                 f"{report.redacted} entries had their contents removed under retention; "
