@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
+from audit import keys
 from audit.models import Checkpoint, LedgerEntry
 
 pytestmark = pytest.mark.django_db
@@ -17,13 +18,14 @@ def admin_client(client):
     return client
 
 
-@pytest.mark.parametrize("name", ["ledgerentry", "checkpoint"])
+@pytest.mark.parametrize("name", ["ledgerentry", "checkpoint", "trustedkey"])
 def test_evidence_pages_render_read_only(admin_client, append, checkpoint, name):
     append(3)
     checkpoint()
     listing = admin_client.get(f"/admin/audit/{name}/")
     assert listing.status_code == 200
-    pk = 0 if name == "ledgerentry" else 4  # 3 events + the key trusted on first use
+    # 3 events + the key trusted on first use
+    pk = {"ledgerentry": 0, "checkpoint": 4, "trustedkey": keys.active_key().key_id}[name]
     page = admin_client.get(f"/admin/audit/{name}/{pk}/change/")
     assert page.status_code == 200
     assert b'name="_save"' not in page.content
