@@ -20,7 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from audit.models import Checkpoint, LedgerEntry, LegalHold
+from audit.models import Checkpoint, Cosignature, LedgerEntry, LegalHold, TrustedKey
 from audit.retention import legal_hold_place, legal_hold_release
 from fedgov import roles
 from fedgov.actors import Actor
@@ -102,6 +102,29 @@ class CheckpointAdmin(ReadOnlyAdmin):
     @admin.display(description="root hash")
     def root_hex(self, checkpoint: Checkpoint) -> str:
         return bytes(checkpoint.root).hex()
+
+
+@admin.register(TrustedKey)
+class TrustedKeyAdmin(ReadOnlyAdmin):
+    """The trust list, shown only: it changes through `manage.py ledger_key` (ledger events)."""
+
+    list_display = ["key_id", "role", "name", "valid_from", "valid_to", "reason"]
+    list_filter = ["role"]
+    readonly_fields = [
+        "key_id", "role", "name", "public_key_hex", "valid_from", "valid_to", "reason",
+        "end_reason", "added_by",
+    ]  # fmt: skip
+    exclude = ["public_key"]
+
+    @admin.display(description="public key")
+    def public_key_hex(self, key: TrustedKey) -> str:
+        return bytes(key.public_key).hex()
+
+
+@admin.register(Cosignature)
+class CosignatureAdmin(ReadOnlyAdmin):
+    list_display = ["checkpoint", "witness", "key_id", "timestamp", "received_at"]
+    readonly_fields = ["checkpoint", "witness", "key_id", "timestamp", "line", "received_at"]
 
 
 class HoldStatusFilter(admin.SimpleListFilter):

@@ -9,6 +9,8 @@ import base64
 import hashlib
 import itertools
 import json
+import os
+import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from audit import keys, merkle, note, selectors
+from audit import keys, merkle, note, selectors, trust, witness
+from audit.choices import KeyRole
 from audit.leaf import actor_pseudonym, format_time, leaf_document
 from audit.models import Checkpoint, LedgerEntry
 from audit.services import checkpoint_create
@@ -39,6 +42,8 @@ class BundleSummary:
     last_seq: int
     anchor_size: int
     checkpoints: int
+    # The first bad seq ledger_verify found when writing; None for a sound ledger.
+    damaged_seq: int | None = None
 
 
 def _entry_lines(first: int, last: int) -> Iterator[str]:
@@ -86,17 +91,34 @@ def _inclusion_lines(first: int, last: int, size: int) -> Iterator[str]:
     for start in range(first, last + 1, PROOF_BATCH):
         seqs = range(start, min(start + PROOF_BATCH, last + 1))
         wanted = {node for seq in seqs for node in merkle.inclusion_nodes(seq, size)}
-        getter = selectors.fetch_nodes(wanted).__getitem__
-        for seq in seqs:
+        try:
+            shared = selectors.fetch_nodes(wanted).__getitem__
+            getters = dict.fromkeys(seqs, shared)
+        except LookupError:
+            # A damaged ledger lost stored hashes: each entry then gets its proof alone if
+            # its own path survived, else none; the bundle is still written whole.
+            getters = {}
+            for seq in seqs:
+                try:
+                    nodes = merkle.inclusion_nodes(seq, size)
+                    getters[seq] = selectors.fetch_nodes(nodes).__getitem__
+                except LookupError:
+                    continue
+        for seq, getter in getters.items():
             path = merkle.inclusion_proof(seq, size, lambda lv, ix, get=getter: get((lv, ix)))
             record = {"seq": seq, "size": size, "proof": [b64(p) for p in path]}
             yield json.dumps(record, sort_keys=True) + "\n"
 
 
-def _chosen_checkpoints(first: int, last: int, keep: int | None = None) -> list[Checkpoint]:
+def _chosen_checkpoints(
+    first: int, last: int, keep: int | None = None, damaged: bool = False
+) -> list[Checkpoint]:
     anchor = Checkpoint.objects.filter(size__gt=last).order_by("size").first()
-    if anchor is None:
+    if anchor is None and not damaged:
         anchor = checkpoint_create(actor=Actor.system("ledger_export"))
+    if anchor is None:
+        # Never sign a damaged ledger: the bundle carries the checkpoints that exist.
+        return list(Checkpoint.objects.filter(size__gt=first).order_by("size"))
     chosen = list(Checkpoint.objects.filter(size__gt=first, size__lte=anchor.size).order_by("size"))
     latest = Checkpoint.objects.order_by("-size").first()
     if latest is not None and latest.size > anchor.size:
@@ -145,23 +167,39 @@ def bundle_write(
         errors["out"] = [f"{out} already exists; a bundle is never overwritten"]
     if errors:
         raise InvalidInput(errors)
-    chosen = _chosen_checkpoints(first_seq, last_seq, keep_checkpoint)
-    anchor = next(cp for cp in chosen if cp.size > last_seq)
-    consistency = [
-        {
-            "from": a.size,
-            "to": b.size,
-            "proof": [b64(p) for p in selectors.consistency(size1=a.size, size2=b.size).path],
-        }
-        for a, b in itertools.pairwise(chosen)
-    ]
+    damage = _damage()
+    chosen = _chosen_checkpoints(first_seq, last_seq, keep_checkpoint, damaged=bool(damage))
+    anchor = next((cp for cp in chosen if cp.size > last_seq), None)
+    # (last seq proved, tree size): a damaged ledger with no checkpoint covering the
+    # range proves what its newest checkpoint covers, and nothing is signed for the rest.
+    proof_range = (last_seq, anchor.size) if anchor is not None else (-1, 0)
+    if anchor is None and chosen:
+        proof_range = (min(last_seq, chosen[-1].size - 1), chosen[-1].size)
+    consistency = []
+    for a, b in itertools.pairwise(chosen):
+        try:
+            path = selectors.consistency(size1=a.size, size2=b.size).path
+        except LookupError:
+            continue  # stored hashes lost: the verifier reports the unlinked checkpoints
+        consistency.append({"from": a.size, "to": b.size, "proof": [b64(p) for p in path]})
     files: dict[str, Iterator[str] | str] = {
         "entries.jsonl": _entry_lines(first_seq, last_seq),
         "checkpoints.json": json.dumps(
-            [{"size": cp.size, "note": cp.note} for cp in chosen], indent=2, ensure_ascii=False
+            [
+                {
+                    "size": cp.size,
+                    "note": cp.note,
+                    # The witnesses' cosignature/v1 lines: appended to the note, they make
+                    # a signed note any C2SP client checks with the witnesses' vkeys.
+                    "cosignatures": [c.line for c in cp.cosignatures.order_by("witness")],
+                }
+                for cp in chosen
+            ],
+            indent=2,
+            ensure_ascii=False,
         ),
         "keys.json": json.dumps(_key_records(), indent=2),
-        "proofs/inclusion.jsonl": _inclusion_lines(first_seq, last_seq, anchor.size),
+        "proofs/inclusion.jsonl": _inclusion_lines(first_seq, *proof_range),
         "proofs/consistency.json": json.dumps(consistency, indent=2),
     }
     manifest = {
@@ -169,8 +207,16 @@ def bundle_write(
         "origin": settings.FEDGOV_LEDGER_ORIGIN,
         "from_seq": first_seq,
         "to_seq": last_seq,
-        "anchor_size": anchor.size,
+        "anchor_size": anchor.size if anchor is not None else None,
         "created_at": clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # What ledger_verify found when the bundle was written; null when nothing.
+        "damaged": damage,
+        # Informative only: a verifier pins witness keys itself (--witness-key).
+        "witnesses": [
+            {"name": view.name, "vkey": witness.cosigner_vkey(view.name, view.public_key)}
+            for view in trust.trusted(KeyRole.WITNESS)
+        ],
+        "witness_quorum": settings.FEDGOV_WITNESS_QUORUM,
         "files": {},
     }
     writer = _ZipWriter(out) if out.suffix == ".zip" else _FolderWriter(out)
@@ -178,15 +224,43 @@ def bundle_write(
         for name, content in files.items():
             manifest["files"][name] = writer.write(name, content)
         writer.write("manifest.json", json.dumps(manifest, indent=2))
-    finally:
-        writer.close()
-    return BundleSummary(out, first_seq, last_seq, anchor.size, len(chosen))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    return BundleSummary(
+        out,
+        first_seq,
+        last_seq,
+        anchor.size if anchor is not None else 0,
+        len(chosen),
+        damage["first_bad_seq"] if damage else None,
+    )
+
+
+def _damage() -> dict | None:
+    """What a full verification finds wrong with the stored ledger, or None."""
+    from audit.integrity import verify_ledger  # the full check; imported when exporting
+
+    report = verify_ledger(
+        keys=trust.public_keys(), origin=settings.FEDGOV_LEDGER_ORIGIN, windows=trust.windows()
+    )
+    listed = trust.list_problems()
+    if report.ok and not listed:
+        return None
+    problems = [str(p) for p in report.problems] + [f"trusted keys: {p}" for p in listed]
+    first = report.problems[0].seq if report.problems else 0
+    return {"first_bad_seq": first, "problems": problems[:50]}
 
 
 class _FolderWriter:
+    """Writes into a hidden sibling folder, renamed to ``out`` only once complete."""
+
     def __init__(self, out: Path) -> None:
-        out.mkdir(parents=True)
-        self.out = out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.final = out
+        self.out = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        self.out.mkdir()
 
     def write(self, name: str, content: Iterator[str] | str) -> str:
         path = self.out / name
@@ -199,14 +273,25 @@ class _FolderWriter:
                 handle.write(piece)
         return digest.hexdigest()
 
-    def close(self) -> None:
-        pass
+    def commit(self) -> None:
+        if self.final.exists():
+            self.abort()
+            raise InvalidInput({"out": [f"{self.final} appeared meanwhile; nothing written"]})
+        self.out.rename(self.final)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.out, ignore_errors=True)
 
 
 class _ZipWriter:
+    """Writes a hidden sibling zip, linked to ``out`` only once complete: never a partial
+    zip, and never over an existing file (``link`` fails if ``out`` exists)."""
+
     def __init__(self, out: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.archive = zipfile.ZipFile(out, "x", compression=zipfile.ZIP_DEFLATED)
+        self.final = out
+        self.temporary = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        self.archive = zipfile.ZipFile(self.temporary, "x", compression=zipfile.ZIP_DEFLATED)
 
     def write(self, name: str, content: Iterator[str] | str) -> str:
         digest = hashlib.sha256()
@@ -217,5 +302,17 @@ class _ZipWriter:
                 handle.write(data)
         return digest.hexdigest()
 
-    def close(self) -> None:
+    def commit(self) -> None:
         self.archive.close()
+        try:
+            os.link(self.temporary, self.final)
+        except FileExistsError as exc:
+            raise InvalidInput(
+                {"out": [f"{self.final} appeared meanwhile; nothing written"]}
+            ) from exc
+        finally:
+            self.temporary.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        self.archive.close()
+        self.temporary.unlink(missing_ok=True)

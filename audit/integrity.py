@@ -22,8 +22,9 @@ import multiprocessing
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
@@ -399,15 +400,43 @@ class _Higher:
         return []
 
 
+Windows = Mapping[str, tuple[datetime, datetime | None]]
+
+
+def window_problem(key_id: str, signed_time: str, windows: Windows | None) -> str | None:
+    """Why a signature stated at ``signed_time`` by ``key_id`` falls outside the key's
+    trusted window (``audit.trust``), or None when it lies inside or no windows are given."""
+    if windows is None:
+        return None
+    window = windows.get(key_id)
+    if window is None:
+        return f"key {key_id} is not in the trusted list"
+    try:
+        moment = datetime.strptime(signed_time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return f"signed time {signed_time!r} is not RFC 3339 UTC to the second"
+    start, end = window
+    if moment < start or (end is not None and moment >= end):
+        until = end.strftime("%Y-%m-%dT%H:%M:%SZ") if end else "now"
+        return (
+            f"signed at {signed_time} by key {key_id}, outside its trusted window "
+            f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')} to {until}"
+        )
+    return None
+
+
 class _Checkpoints:
     """Signature, stated facts, root and consistency of each checkpoint, in size order.
 
     Roots come from stored nodes, which the chunk pass has already matched to the entries.
     """
 
-    def __init__(self, keys: dict[str, Ed25519PublicKey], origin: str) -> None:
+    def __init__(
+        self, keys: dict[str, Ed25519PublicKey], origin: str, windows: Windows | None = None
+    ) -> None:
         self.keys = keys
         self.origin = origin
+        self.windows = windows
         self.previous: tuple[int, bytes] | None = None
         self.count = 0
 
@@ -463,6 +492,8 @@ class _Checkpoints:
                 f"signed time {signed.time} differs from the stored time",
             ),
         ]
+        outside = window_problem(key_id, signed.time, self.windows)
+        facts.append((outside is None, outside or ""))
         problems = [
             Problem(last, f"checkpoint at size {row.size}: {why}") for ok, why in facts if not ok
         ]
@@ -539,12 +570,15 @@ def verify_ledger(
     origin: str,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    windows: Windows | None = None,
 ) -> Report:
     """Recompute every leaf and subtree hash and check every checkpoint against ``keys``.
 
     ``keys`` are the trusted public keys by id (``audit.keys.public_keys()``): a checkpoint
     signed by any other key is a problem. ``workers`` defaults to ``worker_count()``;
-    short ledgers and in-transaction calls run in this process. Returns a report; raises
+    short ledgers and in-transaction calls run in this process. ``windows`` (key id ->
+    valid from, valid to; ``audit.trust.windows()``) also fails a checkpoint whose stated
+    time lies outside its key's window. Returns a report; raises
     nothing for tampering.
     """
     head = TreeHead.objects.filter(pk=1).first()
@@ -579,7 +613,7 @@ def verify_ledger(
     report.redacted = redacted
     if redacted:
         problems += _early_redactions()
-    checkpoints = _Checkpoints(keys, origin)
+    checkpoints = _Checkpoints(keys, origin, windows)
     problems += checkpoints.check(verified)
     report.checkpoints = checkpoints.count
     if not problems:

@@ -1,8 +1,9 @@
 """fedgov's Ed25519 signing keys: one active key signs, older keys stay for verifying.
 
-Keys live as PEM files in ``FEDGOV_KEY_DIR`` (``var/keys`` by default), created with mode
+Private keys live as PEM files in ``FEDGOV_KEY_DIR`` (``var/keys`` by default), created with mode
 0600 on first use, or the active key comes from ``FEDGOV_SIGNING_KEY_FILE``. A key id is
-the first 8 bytes of SHA-256 over the raw public key, hex encoded.
+the first 8 bytes of SHA-256 over the raw public key, hex encoded. Which public keys are
+*trusted* is not this folder's business: that is the explicit list in ``audit.trust``.
 """
 
 from __future__ import annotations
@@ -111,16 +112,13 @@ def rotate() -> SigningKey:
 
 
 def public_keys() -> dict[str, Ed25519PublicKey]:
-    """Every key fedgov has signed with, active or retired, by key id."""
-    keys: dict[str, Ed25519PublicKey] = {}
-    directory = Path(settings.FEDGOV_KEY_DIR)
-    if directory.is_dir():
-        for path in sorted(directory.glob("*.pem")):
-            public = _load_private(path).public_key()
-            keys[key_id_of(public)] = public
-    active = active_key()
-    keys[active.key_id] = active.public_key
-    return keys
+    """The log keys of the trusted list (``audit.trust``), by key id, ended ones included.
+
+    Not the key folder: a ``*.pem`` dropped there must not become trusted.
+    """
+    from audit import trust  # trust writes through the ledger, which imports this module
+
+    return trust.public_keys()
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,7 @@ class PublicKeyInfo:
 
 
 def key_infos() -> list[PublicKeyInfo]:
-    """Every known public key with whether it signs now; active key first."""
+    """Every trusted log key with whether it signs now; active key first."""
     active = active_key().key_id
     infos = [PublicKeyInfo(key_id, key, key_id == active) for key_id, key in public_keys().items()]
     return sorted(infos, key=lambda info: (not info.active, info.key_id))

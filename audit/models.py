@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from audit.choices import KeyRole
 from audit.expressions import LeafDocument
 
 
@@ -178,3 +179,68 @@ class LegalHold(models.Model):
             end = self.held_until.date().isoformat() if self.held_until else "now"
             parts.append(f"from {start} to {end}")
         return ", ".join(parts)
+
+
+class TrustedKey(models.Model):
+    """A public key fedgov trusts for one role, between ``valid_from`` and ``valid_to``.
+
+    The explicit trust list: a key file appearing in ``FEDGOV_KEY_DIR`` trusts nothing.
+    Rows change only through ``audit.trust`` (trust, rotate, retire, revoke), each change
+    a ledger event (``audit.key_*``), so ``ledger_verify`` can replay the events and find
+    a row written behind the service's back. ``name`` is the signed-note key name: the
+    log's origin for the log key, the witness's name for a witness key.
+    """
+
+    key_id = models.CharField(max_length=16, primary_key=True)
+    role = models.CharField(max_length=16, choices=KeyRole.choices)
+    name = models.CharField(max_length=255)
+    public_key = models.BinaryField(max_length=32)
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField()
+    end_reason = models.TextField(blank=True)
+    added_by = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["role", "valid_from"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(valid_to__isnull=True)
+                | models.Q(valid_to__gte=models.F("valid_from")),
+                name="trusted_key_window_ordered",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=[c.value for c in KeyRole]),
+                name="trusted_key_role_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} key {self.key_id}"
+
+
+class Cosignature(models.Model):
+    """A witness's C2SP ``cosignature/v1`` over one checkpoint, as returned by the witness.
+
+    ``line`` is the note signature line; the checkpoint with its cosignature lines
+    appended is a signed note any C2SP client can check against the witness's vkey.
+    ``timestamp`` repeats the POSIX time inside the cosignature, for queries.
+    """
+
+    checkpoint = models.ForeignKey(
+        Checkpoint, on_delete=models.PROTECT, related_name="cosignatures"
+    )
+    witness = models.CharField(max_length=255)
+    key_id = models.CharField(max_length=16)
+    timestamp = models.BigIntegerField()
+    line = models.TextField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["checkpoint", "witness"]
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "key_id"], name="one_cosignature_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"cosignature by {self.witness} on size {self.checkpoint_id}"

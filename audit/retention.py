@@ -171,7 +171,11 @@ def retention_apply(*, actor: Actor, dry_run: bool = False) -> RetentionOutcome:
         cutoff = clock.now() - timedelta(days=days)
         holds = list(LegalHold.objects.select_for_update().filter(released_at__isnull=True))
         covered = Checkpoint.objects.aggregate(size=Max("size"))["size"] or 0
-        expired = LedgerEntry.objects.filter(redacted_at__isnull=True, created_at__lt=cutoff)
+        # Trusted-key events hold no personal data and must stay replayable
+        # (audit.trust.list_problems): retention leaves them whole.
+        expired = LedgerEntry.objects.filter(
+            redacted_at__isnull=True, created_at__lt=cutoff
+        ).exclude(subject_type="trusted_key")
         held_q = held_filter(holds)
         held = expired.filter(held_q).count() if held_q is not None else 0
         eligible = expired.exclude(held_q) if held_q is not None else expired

@@ -14,7 +14,7 @@ import rfc8785
 from django.conf import settings
 from django.db import connection, transaction
 
-from audit import keys, merkle, note
+from audit import merkle, note, presign
 from audit.leaf import actor_pseudonym, format_time, leaf_document
 from audit.models import Checkpoint, LedgerEntry, SubtreeHash, TreeHead
 from fedgov import clock
@@ -303,25 +303,46 @@ def ledger_append_many(*, actor: Actor, events: Sequence[LedgerEvent]) -> list[L
 def checkpoint_create(*, actor: Actor) -> Checkpoint:
     """Sign a checkpoint of the ledger as it stands, or return the one already at this size.
 
-    Raises ``TransitionNotAllowed`` when the ledger is empty. Writes no ledger event: a
-    checkpoint is itself the evidence, and an event about it would grow the tree it signs.
+    Signs only what it has verified first (``audit.presign``): every entry since the last
+    signed checkpoint rebuilt from its row, every subtree hash completed since, and
+    consistency with that checkpoint. Raises ``presign.UnverifiedLedger`` (a
+    ``TransitionNotAllowed``) naming where the ledger does not verify, and
+    ``TransitionNotAllowed`` when the ledger is empty or the active key is not trusted
+    now (``audit.trust``). Writes no ledger event about the checkpoint: it is itself the
+    evidence, and an event about it would grow the tree it signs. The first checkpoint of
+    a ledger that never trusted a key writes ``audit.key_trusted`` (trust on first use).
     """
+    from audit import trust  # trust appends through this module
+
     with transaction.atomic(durable=True):
-        head = TreeHead.objects.filter(pk=1).first()
+        # Locked while verifying and signing, so the tree signed is the tree verified.
+        head = TreeHead.objects.select_for_update().filter(pk=1).first()
         if head is None or head.size == 0:
             raise TransitionNotAllowed("the ledger is empty: there is nothing to checkpoint")
-        existing = Checkpoint.objects.filter(size=head.size).first()
-        if existing is not None:
-            return existing
-        hashes, _levels = _frontier(head)
-        root = merkle.fold(hashes)
-        now = clock.now().replace(microsecond=0)
         origin = settings.FEDGOV_LEDGER_ORIGIN
-        body = note.Checkpoint(origin, head.size, root, now.strftime("%Y-%m-%dT%H:%M:%SZ")).body()
-        key = keys.active_key()
+        key, first_use = trust.signing_key()
+        if first_use:
+            # No key was ever trusted: checkpoints already stored (from before the trusted
+            # list existed) must verify under the active key alone.
+            trusted, windows = {key.key_id: key.public_key}, None
+        else:
+            trusted, windows = trust.public_keys(), trust.windows()
+        verified = presign.verify_unsigned(head=head, keys=trusted, origin=origin, windows=windows)
+        if first_use:
+            # The trust event is appended to the verified tree under the same lock, and
+            # the grown tree is verified again before it is signed.
+            trust.trust_first_use(actor=actor, key=key)
+            head = TreeHead.objects.get(pk=1)
+            verified = presign.verify_unsigned(head=head, keys=trusted, origin=origin)
+        if verified.previous is not None and verified.previous.size == head.size:
+            return verified.previous
+        now = clock.now().replace(microsecond=0)
+        body = note.Checkpoint(
+            origin, head.size, verified.root, now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        ).body()
         checkpoint = Checkpoint(
             size=head.size,
-            root=root,
+            root=verified.root,
             created_at=now,
             key_id=key.key_id,
             note=note.sign(body, origin, key.private_key),

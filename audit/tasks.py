@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
+from audit.models import Checkpoint
 from audit.retention import retention_apply
 from audit.services import checkpoint_create_if_new
+from audit.witnessing import checkpoint_witness
 from fedgov.actors import Actor
 from fedgov.tasks import fedgov_task
 
@@ -12,9 +16,18 @@ from fedgov.tasks import fedgov_task
 def checkpoint_if_new() -> int | None:
     """Sign a checkpoint when the ledger grew since the last one; returns its size or None.
 
+    Then asks the policy's witnesses (``audit.witnessing``) to cosign the latest
+    checkpoint while any of them has not.
+
     Safe to run twice or concurrently: a second run finds the checkpoint already signed.
     """
     checkpoint = checkpoint_create_if_new(actor=Actor.system("celery-beat"))
+    if settings.FEDGOV_WITNESSES:
+        # After the checkpoint committed: a witness that is down delays witnessing (the
+        # next beat asks again) and blocks nothing.
+        latest = Checkpoint.objects.order_by("-size").first()
+        if latest is not None and latest.cosignatures.count() < len(settings.FEDGOV_WITNESSES):
+            checkpoint_witness(size=latest.size)
     return checkpoint.size if checkpoint is not None else None
 
 

@@ -8,6 +8,13 @@ which proves integrity but not origin. A report's bundle (``report/`` files) is 
 too: its signed statement, its data, the events it cites, its anchor checkpoint and, with
 ``--pdf FILE``, the PDF. Exits 0 when everything checks, 1 on a finding (naming the first
 bad sequence number for the ledger part), 2 when the bundle cannot be read.
+
+Witnesses (``audit/witness.py`` is then needed too): pin their ``cosignature/v1`` keys
+with ``--witness-key`` (the vkey a witness prints) and the verifier also fails an entry
+older than ``--max-lag`` seconds (default 3600, measured at ``--at``, default now) that no
+checkpoint with ``--quorum`` valid cosignatures covers; with ``--witness-state FILE`` (a
+witness's state file) it fails a bundle whose tree is behind, or differs from, what that
+witness cosigned: a rollback or a rewrite.
 """
 
 from __future__ import annotations
@@ -22,13 +29,14 @@ import re
 import sys
 import zipfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit import merkle, note
+from audit import merkle, note, witness
 
 FORMAT = "fedgov-evidence-bundle/1"
 ENTRY_FIELDS = ("actor", "event_type", "payload", "seq", "subject_id", "subject_type", "time")
@@ -167,8 +175,104 @@ def load_trusted_key(spec: str) -> tuple[str, Ed25519PublicKey]:
     return spec, Ed25519PublicKey.from_public_bytes(raw[1:])
 
 
+@dataclass
+class WitnessPolicy:
+    """Pinned witness keys (name -> key), the quorum, the lag, witnesses' states seen."""
+
+    keys: dict[str, Ed25519PublicKey]
+    quorum: int = 1
+    max_lag: int = 3600
+    at: datetime | None = None
+    states: list[tuple[str, int, bytes]] = field(default_factory=list)
+
+
+def load_witness_key(spec: str) -> tuple[str, Ed25519PublicKey]:
+    """A witness's ``name+hex(key ID)+base64(0x04 || key)`` cosignature verifier key."""
+    name, _, rest = spec.partition("+")
+    key_hash, _, encoded = rest.partition("+")
+    raw = _b64(encoded, f"witness key {spec!r}")
+    if len(raw) != 33 or raw[:1] != witness.COSIGNATURE_TYPE:
+        raise BundleError(f"{spec!r} is not a cosignature/v1 (0x04) Ed25519 verifier key")
+    key = Ed25519PublicKey.from_public_bytes(raw[1:])
+    if witness.cosigner_key_id(name, key).hex() != key_hash:
+        raise BundleError(f"witness key {spec!r}: its key ID does not match name and key")
+    return name, key
+
+
+def load_witness_state(path: Path, origin: str) -> tuple[str, int, bytes]:
+    """(file, size, root) a witness's state file holds for ``origin``."""
+    try:
+        entry = json.loads(path.read_text())["logs"][origin]
+        return str(path), int(entry["size"]), _b64(entry["root"], "a witness root")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"witness state {path} holds no state for {origin}: {exc!r}") from exc
+
+
+def _witness_findings(
+    policy: WitnessPolicy,
+    items: list[dict],
+    roots: dict[int, bytes],
+    times: dict[int, str],
+) -> list[Finding]:
+    findings: list[Finding] = []
+    witnessed = 0
+    for item in items:
+        size = item["size"]
+        if size not in roots:
+            continue
+        body = note.split(item["note"])[0]
+        valid = set()
+        for line in item.get("cosignatures", []):
+            for name, key in policy.keys.items():
+                try:
+                    witness.open_cosignature(line, body, name, key)
+                except note.NoteError:
+                    continue
+                valid.add(name)
+        if len(valid) >= policy.quorum:
+            witnessed = max(witnessed, size)
+    now = policy.at or datetime.now(UTC)
+    cutoff = (now - timedelta(seconds=policy.max_lag)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    late = [seq for seq, time in times.items() if seq >= witnessed and time < cutoff]
+    if late:
+        findings.append(
+            Finding(
+                min(late),
+                f"entry written at {times[min(late)]} and no checkpoint with {policy.quorum} "
+                f"valid cosignatures by the pinned witnesses covers it within {policy.max_lag} s "
+                f"(newest witnessed checkpoint: size {witnessed})",
+            )
+        )
+    # What the bundle shows of the log: its checkpoints, valid or not (an invalid one is a
+    # finding already), and its entries.
+    newest = max([item["size"] for item in items] + [max(times, default=-1) + 1])
+    for where, seen, root in policy.states:
+        if seen == 0:
+            continue
+        if seen in roots and roots[seen] != root:
+            findings.append(
+                Finding(
+                    seen - 1,
+                    f"the checkpoint at size {seen} is not the tree the witness ({where}) "
+                    "cosigned: entries below it were rewritten",
+                )
+            )
+        elif newest < seen:
+            findings.append(
+                Finding(
+                    newest,
+                    f"the bundle's newest checkpoint is at size {newest} but the witness "
+                    f"({where}) cosigned size {seen}: rolled back",
+                )
+            )
+    return findings
+
+
 def verify_bundle(
-    path: Path, trusted: dict[str, Ed25519PublicKey] | None = None, pdf: Path | None = None
+    path: Path,
+    trusted: dict[str, Ed25519PublicKey] | None = None,
+    pdf: Path | None = None,
+    witnesses: WitnessPolicy | None = None,
 ) -> Result:
     """Check a bundle, its report if it has one, and ``pdf`` against that report.
 
@@ -206,7 +310,9 @@ def verify_bundle(
         )
 
     roots = ledger.roots
-    for item in _json(contents["checkpoints.json"], "checkpoints.json"):
+    checkpoint_items = _json(contents["checkpoints.json"], "checkpoints.json")
+    times: dict[int, str] = {}
+    for item in checkpoint_items:
         size = item["size"]
         try:
             body, _key_id = note.open_note(item["note"], ledger.keys, origin)
@@ -239,6 +345,14 @@ def verify_bundle(
         item = _json(line.encode(), "an inclusion proof")
         proofs[item["seq"]] = item
 
+    damaged = bool(manifest.get("damaged"))
+    # Sizes of checkpoints the bundle carries that did not verify (already a finding).
+    invalid_sizes = {item["size"] for item in checkpoint_items} - roots.keys()
+    # A bundle from seq 0 holds every leaf below its checkpoints: their roots are then
+    # recomputed from the entries themselves, as ledger_verify does, which names the
+    # checkpoint the entries no longer give instead of every entry whose proof fails.
+    leaves: list[bytes] = []
+    proof_findings: list[Finding] = []
     expected = first
     for line in contents["entries.jsonl"].decode().splitlines():
         entry = _json(line.encode(), "an entry")
@@ -248,13 +362,45 @@ def verify_bundle(
             break
         expected += 1
         result.entries += 1
+        times[seq] = str(entry.get("time", ""))
         result.redacted += entry.get("redacted") is True
+        if first == 0 and len(leaves) == seq:
+            leaves.append(_entry_leaf_hash(entry))
         findings = _check_entry(entry, proofs.get(seq), roots)
-        if not findings:
+        if damaged and seq not in proofs:
+            # The exporter could not prove this entry from a damaged ledger; the damage
+            # itself is a finding below, at the first bad seq it found.
+            findings = [f for f in findings if f.message != "no inclusion proof"]
+        if findings and proofs.get(seq, {}).get("size") in invalid_sizes:
+            findings = [f for f in findings if "inclusion proof" not in f.message]
+        if findings and "inclusion proof" in findings[0].message:
+            proof_findings += findings  # judged below, once the roots are recomputed
+            findings = []
+        if not findings and seq in proofs:
             ledger.proved[seq] = proofs[seq]["size"]
         result.findings += findings
     if expected <= last and not any(f.seq >= expected for f in result.findings):
         result.findings.append(Finding(expected, "entry is missing (the bundle ends early)"))
+    unlike = _roots_unlike_entries(leaves, roots)
+    result.findings += unlike
+    bad_sizes = {f.seq + 1 for f in unlike}
+    # A proof against a checkpoint whose root the entries do not give is a consequence of
+    # that finding, not an entry of its own at fault.
+    result.findings += [
+        f for f in proof_findings if proofs.get(f.seq, {}).get("size") not in bad_sizes
+    ]
+    if witnesses is not None:
+        result.findings += _witness_findings(witnesses, checkpoint_items, roots, times)
+    damage = manifest.get("damaged")
+    if damage:
+        # The exporter's own finding: it can only add to what is checked above.
+        problems = damage.get("problems") or ["(no detail)"]
+        result.findings.append(
+            Finding(
+                int(damage.get("first_bad_seq", first)),
+                f"exported from a damaged ledger; ledger_verify found: {problems[0]}",
+            )
+        )
     result.findings.sort()
 
     if has_report:
@@ -265,6 +411,23 @@ def verify_bundle(
                 "SHA-256 is the signed statement's pdf_sha256"
             )
     return result
+
+
+def _entry_leaf_hash(entry: dict) -> bytes:
+    """The leaf hash the entry's own contents give (a redacted entry: the one it carries)."""
+    if entry.get("redacted") is True or "leaf" not in entry:
+        return _b64(entry.get("leaf_hash", ""), f"leaf hash of {entry.get('seq')}")
+    return merkle.leaf_hash(str(entry["leaf"]).encode())
+
+
+def _roots_unlike_entries(leaves: list[bytes], roots: dict[int, bytes]) -> list[Finding]:
+    """Checkpoints whose signed root is not the root of the bundle's entries 0..size-1."""
+    node = merkle.nodes_from_leaves(leaves)
+    return [
+        Finding(size - 1, f"checkpoint at size {size}: signed root is not the entries' root")
+        for size in sorted(roots)
+        if size <= len(leaves) and merkle.root_from_nodes(size, node) != roots[size]
+    ]
 
 
 def _check_entry(entry: dict, proof: dict | None, roots: dict[int, bytes]) -> list[Finding]:
@@ -620,10 +783,43 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="the report's PDF: check that it is the one the bundle's signed statement names",
     )
+    parser.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        help="a witness's cosignature/v1 verifier key, name+hash+base64 (repeatable)",
+    )
+    parser.add_argument("--quorum", type=int, default=1, help="cosignatures needed (default 1)")
+    parser.add_argument(
+        "--max-lag", type=int, default=3600, help="seconds an entry may stay unwitnessed"
+    )
+    parser.add_argument("--at", help="judge the lag at this UTC time (ISO 8601), not now")
+    parser.add_argument(
+        "--witness-state",
+        action="append",
+        default=[],
+        type=Path,
+        help="a witness's state file: fail a bundle behind or unlike what it cosigned",
+    )
     args = parser.parse_args(argv)
     try:
         trusted = dict(load_trusted_key(spec) for spec in args.trusted_key) or None
-        result = verify_bundle(args.bundle, trusted, pdf=args.pdf)
+        policy = None
+        if args.witness_key or args.witness_state:
+            if not args.witness_key:
+                raise BundleError("--witness-state needs the witnesses' keys (--witness-key)")
+            if not 1 <= args.quorum <= len(args.witness_key):
+                raise BundleError(f"--quorum must be 1..{len(args.witness_key)}")
+            at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
+            origin = _json(_Source(args.bundle).read("manifest.json"), "manifest.json")["origin"]
+            policy = WitnessPolicy(
+                keys=dict(load_witness_key(spec) for spec in args.witness_key),
+                quorum=args.quorum,
+                max_lag=args.max_lag,
+                at=at.astimezone(UTC) if at else None,
+                states=[load_witness_state(path, origin) for path in args.witness_state],
+            )
+        result = verify_bundle(args.bundle, trusted, pdf=args.pdf, witnesses=policy)
     except PdfError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2

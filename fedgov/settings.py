@@ -160,6 +160,26 @@ if FEDGOV_LEDGER_RETENTION_DAYS < FEDGOV_LEDGER_RETENTION_MIN_DAYS:
         f"FEDGOV_LEDGER_RETENTION_DAYS={FEDGOV_LEDGER_RETENTION_DAYS} is below the AI Act's "
         f"six-month minimum for automatic logs ({FEDGOV_LEDGER_RETENTION_MIN_DAYS} days)"
     )
+# Witnesses asked after each checkpoint (audit.witnessing): "name=url" pairs separated by
+# commas, each name pinned with `manage.py ledger_key trust --role witness`. A checkpoint
+# counts as witnessed with FEDGOV_WITNESS_QUORUM valid cosignatures; ledger_verify fails
+# entries older than FEDGOV_WITNESS_MAX_LAG seconds that no witnessed checkpoint covers.
+FEDGOV_WITNESSES = [
+    tuple(item.strip().split("=", 1))
+    for item in env_str("FEDGOV_WITNESSES").split(",")
+    if item.strip()
+]
+FEDGOV_WITNESS_QUORUM = env_int("FEDGOV_WITNESS_QUORUM", 0)
+FEDGOV_WITNESS_MAX_LAG = timedelta(seconds=env_int("FEDGOV_WITNESS_MAX_LAG", 3600))
+FEDGOV_WITNESS_TIMEOUT = env_int("FEDGOV_WITNESS_TIMEOUT_MS", 2000) / 1000
+for _witness in FEDGOV_WITNESSES:
+    if len(_witness) != 2 or not all(_witness):
+        raise ImproperlyConfigured(f"FEDGOV_WITNESSES: {'='.join(_witness)!r} is not name=url")
+if len(FEDGOV_WITNESSES) < FEDGOV_WITNESS_QUORUM:
+    raise ImproperlyConfigured(
+        f"FEDGOV_WITNESS_QUORUM={FEDGOV_WITNESS_QUORUM} exceeds the "
+        f"{len(FEDGOV_WITNESSES)} witnesses in FEDGOV_WITNESSES"
+    )
 CELERY_BEAT_SCHEDULE["ledger-retention"] = {
     "task": "audit.apply_retention",
     "schedule": timedelta(seconds=env_int("FEDGOV_RETENTION_INTERVAL", 24 * 3600)),

@@ -104,9 +104,9 @@ def test_ledger_size_and_checkpoint_age(client, monkeypatch):
     assert samples[("fedgov_ledger_entries", ())] == 0
     assert samples[("fedgov_checkpoint_age_seconds", ())] == -1
 
-    append(3)
-    signed = checkpoint_create(actor=Actor.system("tests"))
-    append(1, start=3)
+    append(2)
+    signed = checkpoint_create(actor=Actor.system("tests"))  # + the key trusted on first use
+    append(1, start=2)
     # Scrape two hours later: the age follows the checkpoint row, not the scrape alone.
     later = signed.created_at + dt.timedelta(hours=2)
     monkeypatch.setattr(clock, "now", lambda: later)

@@ -48,9 +48,9 @@ def run_verifier(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_exported_folder_verifies_offline_without_django(append, checkpoint, tmp_path):
-    append(20)
-    checkpoint()
-    append(5, start=20)
+    append(19)
+    checkpoint()  # 19 events + the key trusted on first use
+    append(5, start=19)
     out = export(3, 22, tmp_path / "bundle")
     result = run_verifier(str(out))
     assert result.returncode == 0, result.stderr
@@ -181,11 +181,11 @@ def test_a_named_checkpoint_is_kept_though_a_nearer_and_a_newer_one_exist(
 ):
     # A report anchored at 12 after the beat signed 10 and someone signed 15 since:
     # the bundle of entries 2..4 must still carry the report's anchor.
-    append(10)
+    append(9)
+    checkpoint()  # 9 events + the key trusted on first use
+    append(2, start=9)
     checkpoint()
-    append(2, start=10)
-    checkpoint()
-    append(3, start=12)
+    append(3, start=11)
     checkpoint()
     summary = bundle_write(first_seq=2, last_seq=4, out=tmp_path / "b", keep_checkpoint=12)
     sizes = [cp["size"] for cp in json.loads((tmp_path / "b" / "checkpoints.json").read_text())]

@@ -8,10 +8,11 @@ import hashlib
 import pytest
 from django.db import transaction
 
-from audit import keys, merkle, note
+from audit import keys, merkle, note, trust
 from audit.models import Checkpoint, LedgerEntry
 from audit.services import checkpoint_create, checkpoint_create_if_new, ledger_append
 from audit.tasks import checkpoint_if_new
+from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +26,7 @@ def test_checkpoint_is_a_c2sp_signed_note_over_size_and_root(settings, append, c
     root = merkle.root(leaves)
     lines = cp.note.split("\n")
     assert lines[0] == "ledger.example.eu/fedgov"
-    assert lines[1] == "5"
+    assert lines[1] == "6"  # five events and the key trusted on first use
     assert lines[2] == base64.b64encode(root).decode()
     assert lines[3] == "time " + cp.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert lines[4] == ""
@@ -39,7 +40,7 @@ def test_checkpoint_is_a_c2sp_signed_note_over_size_and_root(settings, append, c
     assert blob[:4] == expected_hash
     body = "\n".join(lines[:4]) + "\n"
     active.public_key.verify(blob[4:], body.encode())
-    assert (cp.size, bytes(cp.root), cp.key_id) == (5, root, active.key_id)
+    assert (cp.size, bytes(cp.root), cp.key_id) == (6, root, active.key_id)
     assert note.verifier_key("ledger.example.eu/fedgov", active.public_key).startswith(
         f"ledger.example.eu/fedgov+{expected_hash.hex()}+"
     )
@@ -61,7 +62,7 @@ def test_empty_ledger_has_nothing_to_checkpoint(checkpoint):
 def test_beat_task_signs_only_when_the_ledger_grew(append, system_actor):
     assert checkpoint_if_new() is None
     append(2)
-    assert checkpoint_if_new() == 2
+    assert checkpoint_if_new() == 3  # two events and the key trusted on first use
     assert checkpoint_if_new() is None
     with transaction.atomic():
         ledger_append(
@@ -71,14 +72,14 @@ def test_beat_task_signs_only_when_the_ledger_grew(append, system_actor):
             subject_id=9,
             payload={},
         )
-    assert checkpoint_create_if_new(actor=system_actor).size == 3
-    assert list(Checkpoint.objects.values_list("size", flat=True)) == [2, 3]
+    assert checkpoint_create_if_new(actor=system_actor).size == 4
+    assert list(Checkpoint.objects.values_list("size", flat=True)) == [3, 4]
 
 
 def test_checkpoints_after_rotation_are_signed_by_the_new_key(append, checkpoint):
     append(2)
     old = checkpoint()
-    keys.rotate()
+    trust.key_rotate(actor=Actor.system("tests"), reason="yearly rotation")
     append(1, start=2)
     new = checkpoint()
     assert old.key_id != new.key_id == keys.active_key().key_id

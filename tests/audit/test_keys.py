@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.exceptions import ImproperlyConfigured
 
-from audit import keys
+from audit import keys, trust
+from fedgov.actors import Actor
 
 
 def test_first_use_writes_a_private_key_only_its_owner_can_read(key_dir):
@@ -21,10 +22,12 @@ def test_first_use_writes_a_private_key_only_its_owner_can_read(key_dir):
     assert keys.active_key().key_id == key.key_id
 
 
+@pytest.mark.django_db
 def test_rotation_keeps_old_keys_for_verifying(key_dir):
     old = keys.active_key()
     signature = old.sign(b"round ticket")
-    new = keys.rotate()
+    trust.key_trust_active(actor=Actor.system("tests"), reason="first key")
+    new = trust.key_rotate(actor=Actor.system("tests"), reason="yearly rotation")
     assert new.key_id != old.key_id
     assert keys.active_key().key_id == new.key_id
     known = keys.public_keys()
@@ -54,20 +57,21 @@ def test_signing_key_file_setting_wins_and_cannot_be_rotated(settings, tmp_path,
     settings.FEDGOV_SIGNING_KEY_FILE = str(path)
     key = keys.active_key()
     assert key.key_id == keys.key_id_of(private.public_key())
-    assert key.key_id in keys.public_keys()
     assert not (key_dir / "ACTIVE").exists()
     with pytest.raises(ImproperlyConfigured, match="FEDGOV_SIGNING_KEY_FILE"):
         keys.rotate()
 
 
+@pytest.mark.django_db
 def test_key_command_rotates_and_lists(key_dir):
     import io
 
     from django.core.management import call_command
 
     first = keys.active_key().key_id
+    call_command("ledger_key", "trust-active", "--reason", "first key", stdout=io.StringIO())
     out = io.StringIO()
-    call_command("ledger_key", "rotate", stdout=out)
+    call_command("ledger_key", "rotate", "--reason", "yearly rotation", stdout=out)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("new active key ")
     assert any(line.startswith(f"retired {first} ") for line in lines)

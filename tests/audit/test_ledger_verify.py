@@ -35,7 +35,7 @@ def test_clean_ledger_with_checkpoints_verifies(append, checkpoint):
     append(7, start=10)
     checkpoint()
     out, _err = verify()
-    assert "OK: 17 entries, 2 checkpoints" in out
+    assert "OK: 18 entries, 2 checkpoints" in out  # 17 events + the key trusted on first use
 
 
 def test_edited_payload_is_named(append, checkpoint, tamper):
@@ -111,8 +111,8 @@ def test_truncated_tail_after_a_checkpoint_is_named(append, checkpoint, tamper):
 
 
 def test_forged_checkpoint_signature_is_named(append, checkpoint, tamper):
-    append(6)
-    cp = checkpoint()
+    append(5)
+    cp = checkpoint()  # 5 events + the key trusted on first use
     body, signatures = note.split(cp.note)
     sig = signatures[0]
     forged = bytes([sig.signature[0] ^ 1]) + sig.signature[1:]
@@ -128,8 +128,8 @@ def test_forged_checkpoint_signature_is_named(append, checkpoint, tamper):
 
 
 def test_checkpoint_signed_by_an_unknown_key_is_named(append, checkpoint, tamper):
-    append(6)
-    cp = checkpoint()
+    append(5)
+    cp = checkpoint()  # 5 events + the key trusted on first use
     body, _sigs = note.split(cp.note)
     stranger = Ed25519PrivateKey.generate()
     with tamper() as db, db.cursor() as cursor:
@@ -143,16 +143,19 @@ def test_checkpoint_signed_by_an_unknown_key_is_named(append, checkpoint, tamper
 def test_checkpoint_with_a_root_the_entries_do_not_give_is_named(append, tamper, system_actor):
     # A checkpoint that verifies cryptographically but states another root: a lie by the
     # holder of the key must still be caught against the entries.
-    from audit import keys
+    from audit import keys, trust
     from audit.note import Checkpoint as Body
+    from fedgov import clock
 
-    append(4)
+    trust.key_trust_active(actor=system_actor, reason="the key of this test")
+    append(3)
     key = keys.active_key()
-    body = Body(settings.FEDGOV_LEDGER_ORIGIN, 4, bytes(32), "2026-01-01T00:00:00Z").body()
+    stamp = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = Body(settings.FEDGOV_LEDGER_ORIGIN, 4, bytes(32), stamp).body()
     Checkpoint.objects.create(
         size=4,
         root=bytes(32),
-        created_at="2026-01-01T00:00:00Z",
+        created_at=stamp,
         key_id=key.key_id,
         note=note.sign(body, settings.FEDGOV_LEDGER_ORIGIN, key.private_key),
         created_by="forger",

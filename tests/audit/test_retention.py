@@ -79,9 +79,11 @@ def test_old_signed_entries_lose_their_contents_but_keep_their_place(old_ledger)
     assert (old.payload, old.actor_id, old.actor_repr) == ("{}", None, "")
     assert old.redacted_at is not None
     assert (old.event_type, old.subject_id) == ("test.happened", "3")
-    after = {e.seq: bytes(e.leaf_hash) for e in LedgerEntry.objects.filter(seq__lt=15)}
+    # Seq 10 is the key trusted on first use: retention leaves key events whole.
+    after = {e.seq: bytes(e.leaf_hash) for e in LedgerEntry.objects.filter(seq__lt=16)}
     assert after == before
-    assert LedgerEntry.objects.get(seq=12).payload == '{"n":12}'
+    assert LedgerEntry.objects.get(seq=10).redacted_at is None
+    assert LedgerEntry.objects.get(seq=13).payload == '{"n":12}'
     again = selectors.inclusion(seq=3, size=10)
     assert again.path == proof.path
     assert merkle.verify_inclusion(again.leaf_hash, 3, 10, again.path, again.root)
@@ -105,7 +107,7 @@ def test_ledger_verify_says_how_many_entries_were_redacted(old_ledger):
     retention_apply(actor=DPO)
     out = io.StringIO()
     call_command("ledger_verify", stdout=out)
-    assert "OK: 16 entries" in out.getvalue()
+    assert "OK: 17 entries" in out.getvalue()  # 15 events, key trusted, retention run
     assert "10 entries had their contents removed under retention" in out.getvalue()
 
 

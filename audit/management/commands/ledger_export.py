@@ -14,7 +14,9 @@ class Command(BaseCommand):
     help = (
         "Write entries FROM..TO with the checkpoints covering them, their inclusion proofs, "
         "consistency proofs between the checkpoints and the public keys, as a folder or, "
-        "when OUT ends in .zip, a zip file. Verify it with `python -m audit.verify OUT`."
+        "when OUT ends in .zip, a zip file. Verify it with `python -m audit.verify OUT`. "
+        "On a damaged ledger the bundle is still written whole, marked damaged in its "
+        "manifest, and the command exits 1 naming the first bad seq."
     )
 
     def add_arguments(self, parser):
@@ -33,3 +35,9 @@ class Command(BaseCommand):
             f"wrote {summary.path}: entries {summary.first_seq}..{summary.last_seq}, "
             f"{summary.checkpoints} checkpoint(s), proofs against size {summary.anchor_size}"
         )
+        if summary.damaged_seq is not None:
+            # The bundle is complete and says so in its manifest; the exit code says it too.
+            raise CommandError(
+                f"the ledger is damaged (first bad seq {summary.damaged_seq}); the bundle was "
+                "written whole and marked damaged, and no checkpoint was signed"
+            )

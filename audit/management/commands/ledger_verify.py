@@ -7,7 +7,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import keys
+from audit import trust
+from audit import witnessing as witness_checks
 from audit.integrity import verify_ledger
 
 # Below this many entries the check takes well under a second; a bar would only flicker.
@@ -49,9 +50,16 @@ class Command(BaseCommand):
         bar = parser.add_mutually_exclusive_group()
         bar.add_argument("--progress", action="store_true", help="always show the progress bar")
         bar.add_argument("--no-progress", action="store_true", help="never show it")
+        parser.add_argument(
+            "--witness-state",
+            action="append",
+            default=[],
+            help="a witness's state file: fail if the ledger is behind or differs from what "
+            "that witness saw (a rollback)",
+        )
 
     def handle(self, *args, **options):
-        trusted = keys.public_keys()
+        trusted = trust.public_keys()
         bar = ProgressBar(self.stderr)
         state = {"bar": None}
 
@@ -65,8 +73,21 @@ class Command(BaseCommand):
                 bar(done, total)
 
         report = verify_ledger(
-            keys=trusted, origin=settings.FEDGOV_LEDGER_ORIGIN, progress=progress
+            keys=trusted,
+            origin=settings.FEDGOV_LEDGER_ORIGIN,
+            progress=progress,
+            windows=trust.windows(),
         )
+        listed = trust.list_problems()
+        witnessed = witness_checks.problems(report.size, options["witness_state"])
+        for problem in witnessed:
+            self.stderr.write(f"FAIL witnesses: {problem}")
+        if report.ok and not listed and witnessed:
+            raise CommandError(f"ledger verification failed; {witnessed[0]}")
+        for problem in listed:
+            self.stderr.write(f"FAIL trusted keys: {problem}")
+        if report.ok and listed:
+            raise CommandError(f"ledger verification failed; trusted keys: {listed[0]}")
         if not report.ok:
             first = report.problems[0]
             for problem in report.problems:
@@ -78,6 +99,12 @@ class Command(BaseCommand):
             f"OK: {report.size} entries, {report.checkpoints} checkpoints verified "
             f"against {len(trusted)} trusted key(s)"
         )
+        if settings.FEDGOV_WITNESS_QUORUM:
+            covered, _root = witness_checks.witnessed_size()
+            self.stdout.write(
+                f"witnessed: the newest checkpoint with {settings.FEDGOV_WITNESS_QUORUM} valid "
+                f"cosignatures is at size {covered}"
+            )
         if report.redacted:
             self.stdout.write(
                 f"{report.redacted} entries had their contents removed under retention; "
