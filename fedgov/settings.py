@@ -44,6 +44,10 @@ MIDDLEWARE = [
     # django-prometheus: Before must stay first and After last to time whole requests.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # whitenoise serves collected static files itself, so the admin keeps its CSS with
+    # DEBUG off under gunicorn (https://whitenoise.readthedocs.io/en/stable/django.html:
+    # directly after SecurityMiddleware, above everything else).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -97,7 +101,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env_str("FEDGOV_STATIC_ROOT", str(VAR_DIR / "static")))
+# Compressed, without a manifest: a missing manifest would make every template that
+# names a static file fail until collectstatic has run (tests, manage.py commands).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -125,6 +135,21 @@ SPECTACULAR_SETTINGS = {
 # Celery: without a broker the embedded default runs no worker at all; services call
 # each other directly and nothing is enqueued.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: the broker `manage.py serve` uses on the embedded
+    # default, so a worker and beat run with no server. Producer and consumer share one
+    # queue folder (kombu/transport/filesystem.py: data_folder_in/out, control_folder
+    # for fanout, processed_folder when store_processed).
+    _BROKER_DIR = Path(env_str("FEDGOV_BROKER_DIR", str(VAR_DIR / "broker")))
+    for _sub in ("queue", "control", "processed"):
+        (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "control_folder": str(_BROKER_DIR / "control"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
