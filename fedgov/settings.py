@@ -102,6 +102,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("FEDGOV_STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request without it
 # Compressed, without a manifest: a missing manifest would make every template that
 # names a static file fail until collectstatic has run (tests, manage.py commands).
 STORAGES = {
@@ -216,6 +217,9 @@ FEDGOV_REPORT_DIR = Path(env_str("FEDGOV_REPORT_DIR", str(VAR_DIR / "reports")))
 FEDGOV_REPORT_ORGANISATION = env_str("FEDGOV_REPORT_ORGANISATION", "fedgov operator")
 FEDGOV_REPORT_CERT_FILE = env_str("FEDGOV_REPORT_CERT_FILE")
 FEDGOV_REPORT_KEY_FILE = env_str("FEDGOV_REPORT_KEY_FILE")
+
+# Largest consent CSV the admin upload accepts, checked before parsing (sites/admin_steward.py).
+FEDGOV_CONSENT_CSV_MAX_BYTES = env_int("FEDGOV_CONSENT_CSV_MAX_BYTES", 8 * 1024 * 1024)
 
 # Lifetime of a signed round ticket; a site refuses an expired one.
 FEDGOV_TICKET_TTL_SECONDS = env_int("FEDGOV_TICKET_TTL_SECONDS", 900)

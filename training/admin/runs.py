@@ -114,7 +114,7 @@ class DpiaAdmin(ServiceAdmin):
             document_hash=cleaned["document_hash"],
         )
 
-    @admin.action(description="Approve selected DPIAs for one year")
+    @admin.action(description="Approve selected DPIAs for one year", permissions=["change"])
     def approve_dpias(self, request, queryset: QuerySet[Dpia]) -> None:
         actor = Actor.of(request.user)
         until = clock.now().date() + DPIA_DEFAULT_VALIDITY
