@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "fedgov",
     "audit",
@@ -127,6 +128,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Governance, GDPR gating and tamper-evident audit for federated learning.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from this server's static files (drf-spectacular-sidecar), never
+    # a CDN: offline they still work, and a GDPR tool makes no call to a third party.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # fedgov.converters.BoundedIdConverter: ids of at most 18 digits.
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}
