@@ -19,6 +19,29 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY") or local_secret(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
+# Production behind a TLS-terminating proxy: FEDGOV_HTTPS=1 turns on HTTPS-only cookies,
+# the redirect to https, HSTS and trust in the proxy's X-Forwarded-Proto (docs/deployment.md).
+# Off by default so `make serve` works on plain http://localhost.
+FEDGOV_HTTPS = env_bool("FEDGOV_HTTPS", False)
+if FEDGOV_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("FEDGOV_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("FEDGOV_HSTS_INCLUDE_SUBDOMAINS", True)
+    # On by default so `check --deploy` is clean; it only matters once the domain is
+    # submitted to the browsers' preload list, which is the deployer's own step.
+    SECURE_HSTS_PRELOAD = env_bool("FEDGOV_HSTS_PRELOAD", True)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# Idle timeout: a session unused this long ends. Every request renews it, so it measures
+# idleness, not session length. One value for everyone: approvers need it short, and a
+# shorter timeout for the other roles costs them a login at most.
+SESSION_COOKIE_AGE = env_int("FEDGOV_SESSION_IDLE_SECONDS", 30 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -32,6 +55,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_prometheus",
+    "axes",
     "fedgov",
     "audit",
     "sites",
@@ -55,8 +79,26 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # django-axes: counts failed logins and refuses a locked-out username (its docs: last).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# django-axes first: it refuses a locked-out login before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("FEDGOV_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("FEDGOV_LOGIN_LOCKOUT_MINUTES", 15))
+# Either limit locks: per username (another address gets no fresh attempts) and per
+# client address (one address trying many usernames). Behind a reverse proxy the
+# address comes from X-Forwarded-For (fedgov/client_ip.py), or every visitor would share
+# the proxy's address and one attacker would lock everyone out.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+FEDGOV_TRUSTED_PROXIES = env_int("FEDGOV_TRUSTED_PROXIES", 0)
+AXES_CLIENT_IP_CALLABLE = "fedgov.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "fedgov.urls"
 WSGI_APPLICATION = "fedgov.wsgi.application"
