@@ -113,3 +113,12 @@ def test_the_client_address_trusts_only_the_configured_proxies(
     settings.FEDGOV_TRUSTED_PROXIES = proxies
     request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")
     assert client_ip(request) == expected
+
+
+@pytest.mark.parametrize("page", ["/admin/login/", "/dashboard/login/"])
+def test_every_page_carries_a_same_site_content_security_policy(client, page):
+    policy = client.get(page)["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'"  # no inline script, no other host
+    assert "http" not in policy and "*" not in policy

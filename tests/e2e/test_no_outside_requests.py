@@ -82,6 +82,13 @@ def test_no_page_requests_anything_outside_the_site(server):
             context.route("**/*", guard)
             page = context.new_page()
             page.set_default_timeout(30_000)
+            # A CSP refusal means a page tried something the policy forbids (an inline
+            # script that would no longer run, a resource from elsewhere).
+            refusals: list[str] = []
+            page.on(
+                "console",
+                lambda m: refusals.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             page.goto(f"{server}/admin/login/?next=/admin/")
             page.fill("#id_username", "dpo-browser")
             page.fill("#id_password", PASSWORD)
@@ -98,6 +105,11 @@ def test_no_page_requests_anything_outside_the_site(server):
             page.goto(f"{server}/admin/")
             colour = page.eval_on_selector("#header", "e => getComputedStyle(e).backgroundColor")
             assert colour not in ("rgba(0, 0, 0, 0)", "transparent"), colour
+            # The one known refusal: ReDoc's bundle hard-codes its logo from cdn.redoc.ly.
+            unexpected = [
+                r for r in refusals if "https://cdn.redoc.ly/redoc/logo-mini.svg" not in r
+            ]
+            assert unexpected == [], unexpected
         finally:
             browser.close()
     assert outside == [], f"requests to other hosts: {outside}"
