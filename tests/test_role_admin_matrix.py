@@ -78,6 +78,7 @@ ACTIONS = {
     ("sites/residencypolicy", "publish_policies"): {DPO},
     ("sites/residencypolicy", "new_versions"): {DPO},
     ("training/dpia", "approve_dpias"): {DPO},
+    ("training/trainingrun", "start_next_rounds"): {DPO, OPERATOR},
     ("training/round", "approve_rounds"): {DPO, OPERATOR},
     ("training/round", "reject_rounds"): {DPO, OPERATOR},
     ("training/round", "abort_rounds"): {DPO, OPERATOR},

@@ -209,3 +209,43 @@ def test_the_round_admin_offers_re_gate_on_a_blocked_round_and_it_makes_a_new_de
     site_activate(actor=Actor.of(dpo_user), site=sites[0], reason="renewed")
     assert client.post(regate, {"reason": "agreement renewed"}).status_code == 302
     assert GateDecision.objects.filter(round=round_).count() == 2
+
+
+def test_an_operator_starts_the_next_round_in_the_admin_one_at_a_time(
+    client,
+    federation,  # noqa: F811
+    settings,
+    broker,
+):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    run, _sites = federation(num_rounds=1, requires_approval=True)
+    operator = UserFactory(username="op", is_staff=True, roles=[roles.OPERATOR])
+    client.force_login(operator)
+    changelist = "/admin/training/trainingrun/"
+    start = {"action": "start_next_rounds", "_selected_action": [run.pk]}
+
+    client.post(changelist, start)
+    round_ = Round.objects.get(run=run, number=1)
+    # Gated in the request; the worker routed it on: it waits for a second operator.
+    assert broker == [("training.round_drive", (round_.pk,))]
+    assert round_.state == S.AWAITING_APPROVAL
+
+    # Round 1 has not ended: no second round, and the reason is shown.
+    page = client.post(changelist, start, follow=True).content.decode()
+    assert "start the next once it ends" in page
+    assert Round.objects.filter(run=run).count() == 1
+
+    Round.objects.filter(pk=round_.pk).update(state=S.CLOSED)
+    page = client.post(changelist, start, follow=True).content.decode()
+    assert "the run has had all its 1 rounds" in page
+    assert Round.objects.filter(run=run).count() == 1
+
+
+def test_an_auditor_cannot_start_a_round(client, federation):  # noqa: F811
+    run, _sites = federation()
+    client.force_login(UserFactory(username="aud", is_staff=True, roles=[roles.AUDITOR]))
+    client.post(
+        "/admin/training/trainingrun/",
+        {"action": "start_next_rounds", "_selected_action": [run.pk]},
+    )
+    assert not Round.objects.filter(run=run).exists()

@@ -17,8 +17,8 @@ from django.db import transaction
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
 from sites.models import Dataset, ResidencyPolicy
-from training.choices import RoundState
-from training.models import GateDecision, Round
+from training.choices import TERMINAL_ROUND_STATES, RoundState
+from training.models import GateDecision, Round, TrainingRun
 
 S = RoundState
 # Where the worker stops for people. Otherwise it drives on through provisioning into
@@ -95,3 +95,26 @@ def round_regate(*, actor: Actor, round: Round, reason: str) -> GateDecision:
     if Round.objects.get(pk=decision.round_id).state == S.GATED:
         round_drive_later(decision.round_id)  # round_gate has committed: queue it now
     return decision
+
+
+def run_next_round_start(*, actor: Actor, run: TrainingRun) -> Round:
+    """Gate the run's next round now (an operator's "start next round"); the worker drives it.
+
+    The next round is one past the highest existing one. Raises ``InvalidInput`` when
+    the run has had all its rounds, or its latest round has not ended yet (rounds of a
+    run train one after another). Ledger: the gate's ``gate.decided`` and round event.
+    """
+    from training.services.orchestrate import round_start
+
+    latest = run.rounds.order_by("-number").first()
+    if latest is not None and latest.state not in TERMINAL_ROUND_STATES:
+        raise InvalidInput(
+            {"round": [f"round {latest.number} is {latest.state}; start the next once it ends"]}
+        )
+    number = (latest.number if latest else 0) + 1
+    if number > run.num_rounds:
+        raise InvalidInput({"round": [f"the run has had all its {run.num_rounds} rounds"]})
+    round_ = round_start(actor=actor, run=run, round_no=number)
+    if round_.state == S.GATED:
+        round_drive_later(round_.pk)
+    return round_
