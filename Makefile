@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt migrate worker beat venv clean
+.PHONY: demo serve test lint fmt migrate worker beat venv clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ migrate: $(STAMP)
 
 demo: migrate
 	$(PY) manage.py demo
+
+# gunicorn, a Celery worker and beat under honcho (Procfile); Ctrl-C stops all three.
+# FEDGOV_BIND sets the address (127.0.0.1:8000).
+serve: migrate
+	$(PY) manage.py serve
 
 # PYTEST_ARGS lets CI select tests (e.g. skip the end-to-end ones on one of its passes).
 test: $(STAMP)

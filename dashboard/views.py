@@ -17,18 +17,19 @@ from fedgov import roles
 from fedgov.actors import Actor
 from sites.opennebula.selectors import zone_breakers
 
-DASHBOARD_ROLES = (roles.DPO, roles.LEGAL, roles.AUDITOR)
+# Operators watch their rounds here too (issue #18: the dashboard must not 403 them).
+DASHBOARD_ROLES = (roles.DPO, roles.LEGAL, roles.AUDITOR, roles.OPERATOR)
 
 
 class _DashboardAccess(LoginRequiredMixin):
     """Login first (the dashboard's own page: DPOs need not be admin staff), then 403 unless
-    DPO, Legal or Auditor."""
+    DPO, Legal, Auditor or Operator."""
 
     login_url = "dashboard:login"
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if request.user.is_authenticated and not roles.has_role(request.user, *DASHBOARD_ROLES):
-            raise PermissionDenied("the dashboard is for DPO, Legal and Auditor roles")
+            raise PermissionDenied("the dashboard is for DPO, Legal, Auditor and Operator")
         return super().dispatch(request, *args, **kwargs)
 
 

@@ -19,6 +19,29 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY") or local_secret(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 
+# Production behind a TLS-terminating proxy: FEDGOV_HTTPS=1 turns on HTTPS-only cookies,
+# the redirect to https, HSTS and trust in the proxy's X-Forwarded-Proto (docs/deployment.md).
+# Off by default so `make serve` works on plain http://localhost.
+FEDGOV_HTTPS = env_bool("FEDGOV_HTTPS", False)
+if FEDGOV_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("FEDGOV_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("FEDGOV_HSTS_INCLUDE_SUBDOMAINS", True)
+    # On by default so `check --deploy` is clean; it only matters once the domain is
+    # submitted to the browsers' preload list, which is the deployer's own step.
+    SECURE_HSTS_PRELOAD = env_bool("FEDGOV_HSTS_PRELOAD", True)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# Idle timeout: a session unused this long ends. Every request renews it, so it measures
+# idleness, not session length. One value for everyone: approvers need it short, and a
+# shorter timeout for the other roles costs them a login at most.
+SESSION_COOKIE_AGE = env_int("FEDGOV_SESSION_IDLE_SECONDS", 30 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -30,7 +53,10 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
+    "axes",
+    "csp",
     "fedgov",
     "audit",
     "sites",
@@ -44,14 +70,57 @@ MIDDLEWARE = [
     # django-prometheus: Before must stay first and After last to time whole requests.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # whitenoise serves collected static files itself, so the admin keeps its CSS with
+    # DEBUG off under gunicorn (https://whitenoise.readthedocs.io/en/stable/django.html:
+    # directly after SecurityMiddleware, above everything else).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # django-axes: counts failed logins and refuses a locked-out username (its docs: last).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Content-Security-Policy on every page (django-csp): scripts, images, fonts and requests
+# from this site only, so no page can pull anything from elsewhere. Inline style stays
+# allowed (the admin uses style attributes); inline script does not. The API doc pages
+# set their own, equally same-site policy (fedgov/doc_pages.py), which the middleware
+# leaves in place.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# django-axes first: it refuses a locked-out login before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("FEDGOV_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("FEDGOV_LOGIN_LOCKOUT_MINUTES", 15))
+# Either limit locks: per username (another address gets no fresh attempts) and per
+# client address (one address trying many usernames). Behind a reverse proxy the
+# address comes from X-Forwarded-For (fedgov/client_ip.py), or every visitor would share
+# the proxy's address and one attacker would lock everyone out.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+FEDGOV_TRUSTED_PROXIES = env_int("FEDGOV_TRUSTED_PROXIES", 0)
+AXES_CLIENT_IP_CALLABLE = "fedgov.client_ip.client_ip"
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "fedgov.urls"
 WSGI_APPLICATION = "fedgov.wsgi.application"
@@ -97,7 +166,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env_str("FEDGOV_STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request without it
+# Compressed, without a manifest: a missing manifest would make every template that
+# names a static file fail until collectstatic has run (tests, manage.py commands).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -125,6 +201,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Governance, GDPR gating and tamper-evident audit for federated learning.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from this server's static files (drf-spectacular-sidecar), never
+    # a CDN: offline they still work, and a GDPR tool makes no call to a third party.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # fedgov.converters.BoundedIdConverter: ids of at most 18 digits.
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}
@@ -134,6 +215,21 @@ SPECTACULAR_SETTINGS = {
 # Celery: without a broker the embedded default runs no worker at all; services call
 # each other directly and nothing is enqueued.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: the broker `manage.py serve` uses on the embedded
+    # default, so a worker and beat run with no server. Producer and consumer share one
+    # queue folder (kombu/transport/filesystem.py: data_folder_in/out, control_folder
+    # for fanout, processed_folder when store_processed).
+    _BROKER_DIR = Path(env_str("FEDGOV_BROKER_DIR", str(VAR_DIR / "broker")))
+    for _sub in ("queue", "control", "processed"):
+        (_BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "control_folder": str(_BROKER_DIR / "control"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -229,6 +325,9 @@ FEDGOV_REPORT_DIR = Path(env_str("FEDGOV_REPORT_DIR", str(VAR_DIR / "reports")))
 FEDGOV_REPORT_ORGANISATION = env_str("FEDGOV_REPORT_ORGANISATION", "fedgov operator")
 FEDGOV_REPORT_CERT_FILE = env_str("FEDGOV_REPORT_CERT_FILE")
 FEDGOV_REPORT_KEY_FILE = env_str("FEDGOV_REPORT_KEY_FILE")
+
+# Largest consent CSV the admin upload accepts, checked before parsing (sites/admin_steward.py).
+FEDGOV_CONSENT_CSV_MAX_BYTES = env_int("FEDGOV_CONSENT_CSV_MAX_BYTES", 8 * 1024 * 1024)
 
 # Lifetime of a signed round ticket; a site refuses an expired one.
 FEDGOV_TICKET_TTL_SECONDS = env_int("FEDGOV_TICKET_TTL_SECONDS", 900)

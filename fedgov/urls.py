@@ -2,9 +2,14 @@
 
 from django.contrib import admin
 from django.urls import include, path, register_converter
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from fedgov.converters import BoundedIdConverter
+from fedgov.doc_pages import same_site_only
 from fedgov.metrics import metrics_view
 
 # Registered before the includes below import their route modules.
@@ -15,6 +20,18 @@ urlpatterns = [
     path("api/v1/", include("fedgov.api_urls")),
     path("dashboard/", include("dashboard.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        same_site_only(SpectacularSwaggerView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
+    # Our template: the packaged one links Google Fonts.
+    path(
+        "api/redoc/",
+        same_site_only(
+            SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html")
+        ),
+        name="api-redoc",
+    ),
     path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]

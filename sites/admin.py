@@ -19,6 +19,7 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import FedgovError, InvalidInput
 from sites import services
+from sites.admin_steward import ConsentUploadMixin, SiteScopedAdmin
 from sites.choices import PolicyStatus
 from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolicy, Site, SiteSteward
 
@@ -98,7 +99,8 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Site)
-class SiteAdmin(ServiceAdmin):
+class SiteAdmin(SiteScopedAdmin, ServiceAdmin):
+    site_field = "pk"
     list_display = [
         "slug",
         "organisation",
@@ -132,7 +134,7 @@ class SiteAdmin(ServiceAdmin):
         fields = {n: cleaned[n] for n in changed if n in services.SITE_UPDATABLE}
         return services.site_update(actor=actor, site=obj, **fields)
 
-    @admin.action(description="Suspend selected sites")
+    @admin.action(description="Suspend selected sites", permissions=["change"])
     def suspend_sites(self, request, queryset: QuerySet[Site]) -> None:
         actor = Actor.of(request.user)
         for site in queryset:
@@ -144,7 +146,7 @@ class SiteAdmin(ServiceAdmin):
                 ),
             )
 
-    @admin.action(description="Re-activate selected sites")
+    @admin.action(description="Re-activate selected sites", permissions=["change"])
     def activate_sites(self, request, queryset: QuerySet[Site]) -> None:
         actor = Actor.of(request.user)
         for site in queryset:
@@ -190,7 +192,7 @@ DATASET_FORM_FIELDS = ("site", *services.DATASET_UPDATABLE)
 
 
 @admin.register(Dataset)
-class DatasetAdmin(ServiceAdmin):
+class DatasetAdmin(SiteScopedAdmin, ServiceAdmin):
     list_display = [
         "name",
         "site",
@@ -230,7 +232,7 @@ class DatasetAdmin(ServiceAdmin):
         fields = {n: values[n] for n in changed if n in services.DATASET_UPDATABLE}
         return services.dataset_update(actor=actor, dataset=obj, **fields)
 
-    @admin.action(description="Withdraw selected datasets from federation")
+    @admin.action(description="Withdraw selected datasets from federation", permissions=["change"])
     def withdraw_datasets(self, request, queryset: QuerySet[Dataset]) -> None:
         actor = Actor.of(request.user)
         for dataset in queryset:
@@ -300,7 +302,7 @@ class ResidencyPolicyAdmin(ServiceAdmin):
         changes = {n: fields[n] for n in changed if n in fields}
         return services.policy_update_draft(actor=actor, policy=obj, **changes)
 
-    @admin.action(description="Publish selected drafts")
+    @admin.action(description="Publish selected drafts", permissions=["change"])
     def publish_policies(self, request, queryset: QuerySet[ResidencyPolicy]) -> None:
         actor = Actor.of(request.user)
         for policy in queryset:
@@ -310,7 +312,9 @@ class ResidencyPolicyAdmin(ServiceAdmin):
                 lambda policy=policy: services.policy_publish(actor=actor, policy=policy),
             )
 
-    @admin.action(description="Start a new draft version from each selected policy")
+    @admin.action(
+        description="Start a new draft version from each selected policy", permissions=["change"]
+    )
     def new_versions(self, request, queryset: QuerySet[ResidencyPolicy]) -> None:
         actor = Actor.of(request.user)
         for policy in queryset:
@@ -321,7 +325,7 @@ class ResidencyPolicyAdmin(ServiceAdmin):
             )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(SiteScopedAdmin):
     """Rows that change only through the API's services: view, never add/change/delete."""
 
     def has_add_permission(self, request, obj=None):
@@ -354,6 +358,7 @@ class ConsentStateFilter(admin.SimpleListFilter):
 
 @admin.register(Consent)
 class ConsentAdmin(ReadOnlyAdmin):
+    site_field = "dataset__site"
     list_display = [
         "subject_pseudonym",
         "dataset",
@@ -369,7 +374,8 @@ class ConsentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(ReadOnlyAdmin):
+class ConsentEventAdmin(ConsentUploadMixin, ReadOnlyAdmin):
+    site_field = "dataset__site"
     list_display = [
         "subject_pseudonym",
         "kind",

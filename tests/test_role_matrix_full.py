@@ -63,7 +63,8 @@ RECORD_READERS = frozenset({DPO, LEGAL, AUDITOR, OPERATOR})
 LEDGER_READERS = frozenset({AUDITOR, DPO, LEGAL})  # issue 3: read-only API
 HOLD_KEEPERS = frozenset({LEGAL, DPO})  # issue 7: place and release legal holds
 REPORT_ROLES = frozenset({LEGAL, DPO, AUDITOR})  # issue 7: reports, Art. 30, lineage
-DASHBOARD_ROLES = frozenset({DPO, LEGAL, AUDITOR})
+# Operators open the dashboard too (issue #18).
+DASHBOARD_ROLES = frozenset({DPO, LEGAL, AUDITOR, OPERATOR})
 ROUND_DECIDERS = frozenset({OPERATOR, DPO})
 
 PURPOSE = "topic-classification"  # tests.factories.PurposeFactory's code

@@ -18,6 +18,9 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.PLACEMENT_VERIFIED: frozenset({S.RUNNING, S.FAILED, S.ABORTED}),
     S.RUNNING: frozenset({S.AGGREGATED, S.FAILED, S.ABORTED}),
     S.AGGREGATED: frozenset({S.CLOSED, S.FAILED}),
+    # Re-gating once the facts changed (training/services/handoff.py): the old decision
+    # stays, a new one is made from planned. Blocked is otherwise an end state.
+    S.BLOCKED: frozenset({S.PLANNED}),
 }
 
 # States in which a round may still be aborted by an operator.

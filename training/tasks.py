@@ -12,8 +12,9 @@ from fedgov.actors import Actor
 from fedgov.errors import TemporaryError
 from fedgov.tasks import fedgov_task
 from sites.opennebula.errors import OpenNebulaError
-from training.models import Round
+from training.models import Round, TrainingRun
 from training.services import orchestrate
+from training.services.handoff import HAND_OFF
 from training.services.processes import orphans_reap
 
 ACTOR = Actor.system("orchestrator")
@@ -53,3 +54,23 @@ def sweep_stalled_rounds() -> list[int]:
 def reap_orphaned_processes() -> int:
     # On the worker's own host: Flower processes whose owner died and whose watchdog did too.
     return len(orphans_reap(actor=ACTOR))
+
+
+@fedgov_task(name="training.run_start", soft_time_limit=900, time_limit=960)
+def run_start(run_id: int, round_no: int) -> dict:
+    """Gate round ``round_no`` of a run a person just created, then drive it to a hand-off."""
+    run = TrainingRun.objects.get(pk=run_id)
+    round_ = orchestrate.round_start(actor=ACTOR, run=run, round_no=round_no)
+    return round_drive(round_.pk)
+
+
+@fedgov_task(name="training.round_drive", soft_time_limit=900, time_limit=960)
+def round_drive(round_id: int) -> dict:
+    """Move a round until people (approval) or Flower (training) must act, or it ends."""
+    try:
+        round_ = orchestrate.round_drive(actor=ACTOR, round_id=round_id, until=HAND_OFF)
+    except OpenNebulaError as exc:
+        if exc.permanent:
+            raise
+        raise ZoneUnavailable(str(exc)) from exc
+    return {"round_id": round_.pk, "state": round_.state}

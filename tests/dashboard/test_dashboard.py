@@ -10,7 +10,7 @@ from fedgov import roles
 URL = "/dashboard/"
 
 
-@pytest.mark.parametrize("role", [roles.DPO, roles.LEGAL, roles.AUDITOR])
+@pytest.mark.parametrize("role", [roles.DPO, roles.LEGAL, roles.AUDITOR, roles.OPERATOR])
 def test_dashboard_renders_every_panel_for_each_allowed_role(browser_for, two_runs, role):
     response = browser_for(role).get(URL)
 
@@ -22,7 +22,8 @@ def test_dashboard_renders_every_panel_for_each_allowed_role(browser_for, two_ru
     assert "governed" in page and "orphan" in page
 
 
-@pytest.mark.parametrize("role", [roles.OPERATOR, roles.SITE_STEWARD, roles.SERVICE])
+# Issue #18: operators open the dashboard too (tests/test_role_admin_matrix.py).
+@pytest.mark.parametrize("role", [roles.SITE_STEWARD, roles.SERVICE])
 def test_dashboard_refuses_other_roles(browser_for, role):
     client = browser_for(role)
 

@@ -42,9 +42,11 @@ def _awaiting_round(requester, **policy_fields):
 
 
 def test_no_transition_leaves_a_terminal_state():
-    for terminal in ("blocked", "rejected", "closed", "failed", "aborted"):
+    for terminal in ("rejected", "closed", "failed", "aborted"):
         assert terminal not in ALLOWED_TRANSITIONS
         assert not can_transition(terminal, "running")
+    # Issue #18: a blocked round may only be re-gated (back to planned, a new decision).
+    assert ALLOWED_TRANSITIONS["blocked"] == {"planned"}
 
 
 def test_approval_by_second_operator_approves_round(make_user):

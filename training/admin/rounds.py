@@ -30,6 +30,7 @@ from fedgov.actors import Actor
 from fedgov.errors import FedgovError
 from training.choices import ApprovalDecision, RoundState
 from training.models import GateDecision, Round
+from training.services.handoff import round_regate
 from training.services.rounds import (
     approvals_missing,
     round_abort,
@@ -106,6 +107,17 @@ DECISIONS = {
         roles=ABORT_ROLES,
         call=round_abort,
         button_class="fail",
+    ),
+    # A blocked round whose facts changed (consent, DPIA, agreement) is gated again:
+    # a new decision, the old one kept (training/services/handoff.py).
+    "regate": Decision(
+        name="regate",
+        verb="Re-gate",
+        title="Gate blocked round again",
+        allowed_states=frozenset({RoundState.BLOCKED}),
+        roles=DECIDE_ROLES,
+        call=round_regate,
+        button_class="ok",
     ),
 }
 
@@ -296,7 +308,7 @@ class RoundAdmin(admin.ModelAdmin):
                 for d in DECISIONS.values()
                 if round_.state in d.allowed_states
                 and roles.has_role(request.user, *d.roles)
-                and not (is_requester and d.roles == DECIDE_ROLES)
+                and not (is_requester and d.name in ("approve", "reject"))
             ]
         return super().change_view(request, object_id, form_url, extra_context=extra)
 

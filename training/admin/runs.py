@@ -21,6 +21,7 @@ from sites.services import HEX64
 from training.choices import DpiaStatus
 from training.models import Dpia, TrainingRun
 from training.services import runs as services
+from training.services.handoff import run_next_round_start
 
 RUN_FIELDS = (
     "name",
@@ -54,8 +55,24 @@ class TrainingRunAdmin(ServiceAdmin):
     fields = [*RUN_FIELDS, "status", "requested_by_name", "created_at"]
     readonly_fields = ["status", "requested_by_name", "created_at"]
 
+    actions = ["start_next_rounds"]
+
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)
+
+    def has_start_permission(self, request) -> bool:
+        # Those who may request a run may start its rounds (operators, the DPO).
+        return request.user.has_perm("training.add_trainingrun")
+
+    @admin.action(description="Start the next round of selected runs", permissions=["start"])
+    def start_next_rounds(self, request, queryset: QuerySet[TrainingRun]) -> None:
+        actor = Actor.of(request.user)
+        for run in queryset:
+            self.run_service(
+                request,
+                f"start next round of {run.name}",
+                lambda run=run: run_next_round_start(actor=actor, run=run),
+            )
 
     def validate(self, cleaned, obj):
         # The service checks the rest in its own transaction; catch the common slip early.
@@ -114,7 +131,7 @@ class DpiaAdmin(ServiceAdmin):
             document_hash=cleaned["document_hash"],
         )
 
-    @admin.action(description="Approve selected DPIAs for one year")
+    @admin.action(description="Approve selected DPIAs for one year", permissions=["change"])
     def approve_dpias(self, request, queryset: QuerySet[Dpia]) -> None:
         actor = Actor.of(request.user)
         until = clock.now().date() + DPIA_DEFAULT_VALIDITY

@@ -152,6 +152,12 @@ def approvals_missing(round_: Round, at: datetime) -> list[str]:
     return missing
 
 
+def round_drive_later(round_id: int) -> None:
+    from training.services.handoff import round_drive_later as later
+
+    later(round_id)
+
+
 def round_approve(*, actor: Actor, round: Round, reason: str) -> Approval:
     """Record one approval; approve the round once the policy's approvals are complete.
 
@@ -205,6 +211,9 @@ def round_approve(*, actor: Actor, round: Round, reason: str) -> Approval:
                     event_type="round.approved",
                     payload={"approval_ids": [a.pk for a in valid_approvals(round_, now)]},
                 )
+                # No service role needed: once this commits a worker moves the round on.
+                round_id = round_.pk
+                transaction.on_commit(lambda: round_drive_later(round_id))
             return approval
     except IntegrityError as exc:
         raise InvalidInput({"approver": ["you have already decided on this round"]}) from exc

@@ -21,6 +21,7 @@ from sites.regions import is_country
 from sites.services import HEX64, unique_or_invalid
 from training.choices import DpiaStatus, RefusalAction
 from training.models import Dpia, TrainingRun
+from training.services.handoff import run_policy_problems, run_start_later
 
 
 def _errors_or_none(errors: dict[str, list[str]]) -> None:
@@ -90,6 +91,9 @@ def run_create(
             fail("datasets", f"withdrawn from federation: {', '.join(map(str, withdrawn))}")
         if TrainingRun.objects.filter(name=name.strip()).exists():
             fail("name", f"a run named {name.strip()!r} already exists")
+        # A run that can never pass its policy is refused now, not blocked round by round.
+        for problem in run_policy_problems(policy=policy, datasets=rows):
+            fail("policy", problem)
         _errors_or_none(errors)
         with unique_or_invalid("name", f"a run named {name.strip()!r} already exists"):
             run = TrainingRun.objects.create(
@@ -122,6 +126,9 @@ def run_create(
                 "on_refusal": on_refusal,
             },
         )
+        # A worker gates round 1 once the run is committed (no-op without a broker).
+        run_id = run.pk
+        transaction.on_commit(lambda: run_start_later(run_id))
     return run
 
 

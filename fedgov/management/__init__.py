@@ -1,0 +1,1 @@
+"""fedgov's own management commands."""

@@ -1,0 +1,108 @@
+"""Consent CSV files from a site's own tools: comma or semicolon, errors by CSV line.
+
+Spreadsheets in much of the EEA (de, es, fr, pl locales) save "CSV" with semicolons
+because the comma is their decimal mark, so both separators are accepted. The separator
+is taken from the header line: it is the one that splits the header into fedgov's
+column names, which is stricter than guessing from the data (csv.Sniffer can pick a
+character that happens to be in pseudonyms or dates).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from fedgov.errors import InvalidInput
+
+COLUMNS = ("subject_pseudonym", "purpose", "kind", "occurred_at", "expires_at")
+REQUIRED = COLUMNS[:4]
+DELIMITERS = (",", ";")
+MAX_REPORTED = 50
+
+
+@dataclass(frozen=True)
+class ParsedCsv:
+    events: list[dict]
+    lines: list[int]  # the CSV line each event came from, for the service's row errors
+    delimiter: str
+
+
+def _detect_delimiter(header_line: str) -> str:
+    fits = []
+    for delimiter in DELIMITERS:
+        names = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter))]
+        if set(REQUIRED) <= set(names) and set(names) <= set(COLUMNS):
+            fits.append(delimiter)
+    if len(fits) != 1:
+        raise InvalidInput(
+            {
+                "file": [
+                    f"line 1: the header must name {', '.join(REQUIRED)} (and optionally "
+                    "expires_at), separated by commas or by semicolons"
+                ]
+            }
+        )
+    return fits[0]
+
+
+def parse_consent_csv(data: bytes, *, max_bytes: int) -> ParsedCsv:
+    """Parse an upload into consent events; raise InvalidInput naming the CSV line.
+
+    ``max_bytes`` is checked first, before any decoding or parsing, so an oversized file
+    costs nothing but its length.
+    """
+    if len(data) > max_bytes:
+        raise InvalidInput({"file": [f"the file is {len(data)} bytes; the limit is {max_bytes}"]})
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidInput({"file": [f"line {line}: the file must be UTF-8 encoded"]}) from exc
+    if not text.strip():
+        raise InvalidInput({"file": ["the file is empty"]})
+    header_line = text.splitlines()[0]
+    delimiter = _detect_delimiter(header_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    errors: list[str] = []
+    events: list[dict] = []
+    lines: list[int] = []
+    try:
+        header = [name.strip() for name in next(reader)]
+        for cells in reader:
+            line = reader.line_num
+            if not cells or all(not cell.strip() for cell in cells):
+                continue  # blank lines, e.g. a trailing one from a spreadsheet
+            if len(cells) != len(header):
+                errors.append(f"line {line}: {len(cells)} cells, the header has {len(header)}")
+                continue
+            row = {name: (cell.strip() or None) for name, cell in zip(header, cells, strict=True)}
+            missing = [name for name in REQUIRED if not row.get(name)]
+            if missing:
+                errors.append(f"line {line}: empty {', '.join(missing)}")
+                continue
+            events.append(row)
+            lines.append(line)
+    except csv.Error as exc:
+        errors.append(f"line {reader.line_num}: {exc}")
+    if errors:
+        shown = errors[:MAX_REPORTED]
+        more = len(errors) - len(shown)
+        raise InvalidInput({"file": shown + ([f"… and {more} more"] if more else [])})
+    if not events:
+        raise InvalidInput({"file": ["the file has a header but no events"]})
+    return ParsedCsv(events, lines, delimiter)
+
+
+def row_errors_by_line(exc: InvalidInput, lines: list[int]) -> list[str]:
+    """The service's per-row refusals (keyed by event index) as "line N: field: reason"."""
+    rows = exc.errors.get("events")
+    if not isinstance(rows, dict):
+        return [str(exc)]
+    messages = []
+    for index, fields in rows.items():
+        line = lines[int(index)] if str(index).isdigit() and int(index) < len(lines) else index
+        for field, reasons in fields.items():
+            for reason in reasons if isinstance(reasons, list) else [reasons]:
+                messages.append(f"line {line}: {field}: {reason}")
+    return messages
