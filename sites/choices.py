@@ -50,3 +50,36 @@ class PolicyStatus(models.TextChoices):
 class ConsentEventKind(models.TextChoices):
     GRANT = "grant", "Granted"
     WITHDRAW = "withdraw", "Withdrawn"
+
+
+class PartyRole(models.TextChoices):
+    """Who an organisation is for the federation's processing (Art. 4(7), 4(8), 26)."""
+
+    CONTROLLER = "controller", "Controller"
+    JOINT_CONTROLLER = "joint_controller", "Joint controller (Art. 26)"
+    PROCESSOR = "processor", "Processor (Art. 28)"
+
+
+class SafeguardMechanism(models.TextChoices):
+    """A ground for a transfer other than an adequacy decision (Art. 46, 47, 49)."""
+
+    SCC = "scc", "Standard contractual clauses, Decision (EU) 2021/914 (Art. 46(2)(c))"
+    BCR = "bcr", "Binding corporate rules (Art. 46(2)(b), 47)"
+    DEROGATION = "derogation", "Derogation for a specific situation (Art. 49), exceptional"
+
+
+class Art49Ground(models.TextChoices):
+    EXPLICIT_CONSENT = "49(1)(a)", "Art. 49(1)(a) explicit consent"
+    CONTRACT_WITH_SUBJECT = "49(1)(b)", "Art. 49(1)(b) contract with the data subject"
+    CONTRACT_IN_INTEREST = "49(1)(c)", "Art. 49(1)(c) contract in the subject's interest"
+    PUBLIC_INTEREST = "49(1)(d)", "Art. 49(1)(d) important reasons of public interest"
+    LEGAL_CLAIMS = "49(1)(e)", "Art. 49(1)(e) legal claims"
+    VITAL_INTERESTS = "49(1)(f)", "Art. 49(1)(f) vital interests"
+    PUBLIC_REGISTER = "49(1)(g)", "Art. 49(1)(g) public register"
+
+
+class CertificationScheme(models.TextChoices):
+    """The qualifying fact a scoped adequacy decision needs from its recipient."""
+
+    DPF = "dpf", "EU-US Data Privacy Framework List (decision C(2023) 4745)"
+    PIPEDA = "pipeda", "Subject to Canada's PIPEDA (decision 2002/2/EC)"

@@ -30,6 +30,11 @@ class SiteRow:
     agreement_document_hash: str
     agreement_valid_from: date | None
     agreement_valid_until: date | None
+    organisation: str
+    agreement_type: str
+    zone_operator: str
+    zone_operator_country: str
+    zone_operator_role: str
 
 
 @dataclass(frozen=True)

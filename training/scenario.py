@@ -25,7 +25,15 @@ from typing import Any
 
 from fedgov import clock
 from fedgov.actors import Actor
-from sites.choices import AgreementType, Art9Condition, LawfulBasis, PolicyStatus
+from sites.choices import (
+    AgreementType,
+    Art9Condition,
+    CertificationScheme,
+    LawfulBasis,
+    PartyRole,
+    PolicyStatus,
+    SafeguardMechanism,
+)
 from sites.models import Dataset, Purpose, ResidencyPolicy, Site
 from sites.regions import invalid_areas, is_country
 from sites.services import (
@@ -52,6 +60,12 @@ POLICY_KEYS = (
     "requires_controller_dpo_approval",
     "requires_dpia",
     "privacy_budget_epsilon",
+    "model_updates_personal_data",
+    "aggregator_operator",
+    "host_operator",
+    "transfer_safeguards",
+    "recipient_certifications",
+    "dpf_listing_max_age_days",
 )
 
 
@@ -106,6 +120,8 @@ class SiteSpec:
     agreement_valid_until: dt.date
     zone: Zone
     dataset: DatasetSpec
+    # (organisation, country, role) of whoever operates the zone; None: not recorded.
+    zone_operator: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +264,67 @@ class _Reader:
             raise ScenarioError(self.key(unknown[0]), "unknown key")
 
 
+def _party(r: _Reader) -> tuple[str, str, str]:
+    r.only("organisation", "country", "role")
+    return (r.text("organisation"), r.country("country"), r.choice("role", PartyRole.values))
+
+
+def _transfer_register(pol: _Reader, fields: dict[str, Any], slugs: list[str]) -> None:
+    """The policy's Chapter V facts; the policy service checks the rest when it is written."""
+    if "model_updates_personal_data" in pol.data:
+        fields["model_updates_personal_data"] = pol.get("model_updates_personal_data", bool)
+    if "dpf_listing_max_age_days" in pol.data:
+        fields["dpf_listing_max_age_days"] = pol.get("dpf_listing_max_age_days", int)
+    for key in ("aggregator_operator", "host_operator"):
+        if key in pol.data:
+            organisation, country, role = _party(pol.table(key))
+            fields[key] = {"organisation": organisation, "country": country, "role": role}
+    safeguards = []
+    for g in pol.tables("transfer_safeguards") if "transfer_safeguards" in pol.data else []:
+        g.only(
+            "exporter",
+            "importer",
+            "mechanism",
+            "scc_module",
+            "signed_on",
+            "reference",
+            "tia_reference",
+            "ground",
+            "reason",
+        )
+        entry: dict[str, Any] = {
+            "exporter": g.choice("exporter", slugs),
+            "importer": g.text("importer"),
+            "mechanism": g.choice("mechanism", SafeguardMechanism.values),
+        }
+        if "scc_module" in g.data:
+            entry["scc_module"] = g.get("scc_module", int)
+        if "signed_on" in g.data:
+            entry["signed_on"] = g.date("signed_on").isoformat()
+        for key in ("reference", "tia_reference", "ground", "reason"):
+            if key in g.data:
+                entry[key] = g.text(key)
+        safeguards.append(entry)
+    if safeguards:
+        fields["transfer_safeguards"] = safeguards
+    certifications = []
+    for c in (
+        pol.tables("recipient_certifications") if "recipient_certifications" in pol.data else []
+    ):
+        c.only("organisation", "country", "scheme", "listing", "checked_on")
+        certifications.append(
+            {
+                "organisation": c.text("organisation"),
+                "country": c.country("country"),
+                "scheme": c.choice("scheme", CertificationScheme.values),
+                "listing": c.text("listing"),
+                "checked_on": c.date("checked_on").isoformat(),
+            }
+        )
+    if certifications:
+        fields["recipient_certifications"] = certifications
+
+
 def _kind_names(kinds: tuple[type, ...]) -> str:
     names = {
         str: "text",
@@ -305,6 +382,7 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             "agreement_valid_from",
             "agreement_valid_until",
             "zone",
+            "zone_operator",
             "dataset",
         )
         slug = s.text("slug")
@@ -365,6 +443,9 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
                 agreement_valid_until=s.date("agreement_valid_until"),
                 zone=Zone(id=z.get("id", int), endpoint=z.text("endpoint", ""), hosts=tuple(hosts)),
                 dataset=dataset,
+                zone_operator=(
+                    _party(s.table("zone_operator")) if "zone_operator" in s.data else None
+                ),
             )
         )
     if not sites:
@@ -389,6 +470,7 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             fields[key] = pol.get(key, bool)
     if "privacy_budget_epsilon" in pol.data:
         fields["privacy_budget_epsilon"] = float(pol.get("privacy_budget_epsilon", (int, float)))
+    _transfer_register(pol, fields, slugs)
     policy = PolicySpec(name=pol.text("name"), fields=fields)
 
     con = top.table("consent")
@@ -538,6 +620,7 @@ def load_scenario(
                 compute_country=spec.compute_country,
                 one_zone_endpoint=spec.zone.endpoint,
                 one_zone_id=spec.zone.id,
+                **_zone_operator_fields(spec),
             )
         sites[spec.slug] = site
         d = spec.dataset
@@ -616,6 +699,17 @@ def load_scenario(
         reused=reused,
         withdrawn={s.slug: set() for s in scenario.sites},
     )
+
+
+def _zone_operator_fields(spec: SiteSpec) -> dict[str, str]:
+    if spec.zone_operator is None:
+        return {}
+    organisation, country, role = spec.zone_operator
+    return {
+        "zone_operator": organisation,
+        "zone_operator_country": country,
+        "zone_operator_role": role,
+    }
 
 
 def _policy(spec: PolicySpec, *, actor: Actor, reused: list[str]) -> ResidencyPolicy:

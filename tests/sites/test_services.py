@@ -290,6 +290,13 @@ def test_policy_versions_count_up_and_publish_sets_content_hash():
             "requires_controller_dpo_approval": False,
             "requires_dpia": True,
             "privacy_budget_epsilon": 8.0,
+            # The transfer register is part of what a published version fixes.
+            "model_updates_personal_data": True,
+            "aggregator_operator": {},
+            "host_operator": {},
+            "transfer_safeguards": [],
+            "recipient_certifications": [],
+            "dpf_listing_max_age_days": 90,
         }
     )
     import hashlib

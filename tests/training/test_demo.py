@@ -31,7 +31,11 @@ def test_demo_blocks_the_us_site_and_drops_records_after_withdrawal():
     output = run_demo()
 
     assert "nl-media · residency (Art. 44 + policy): compute in US is outside" in output
-    assert "nl-media · transfer (Art. 44-46): US → DE" in output
+    # nl-media's zone is run by an uncertified US processor: the DPF decision does not
+    # cover it (Art. 45, C(2023) 4745), and no SCC is recorded (Art. 46).
+    assert "nl-media · transfer (Art. 44-49): site data to the zone operator" in output
+    assert "→ Atlantic Cloud Hosting Inc. (US, processor): transfer" in output
+    assert "no DPF listing of Atlantic Cloud Hosting Inc. is recorded" in output
     # Round 2: five es-blogs subjects and three pl-news subjects withdrew.
     assert "115 (was 120)" in output and "117 (was 120)" in output
     # Round 3: the whole pl-news dataset withdrew.

@@ -42,7 +42,6 @@ def sites(draw):
             compute_country=draw(COUNTRIES),
             agreement_valid_from=draw(DATES),
             agreement_valid_until=draw(DATES),
-            transfer_mechanism=draw(st.sampled_from([None, "scc", "bcr", "adequacy"])),
             datasets=draw(st.lists(datasets, max_size=3)),
         )
         for i in range(n)

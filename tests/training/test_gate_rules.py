@@ -105,27 +105,9 @@ CASES = [
     ),
     ("residency", C(policy=policy_facts(status="draft")), False, "not published"),
     ("residency", C(policy=policy_facts(allowed_areas=())), False, "outside"),
-    # transfer: Art. 44-46
-    ("transfer", C(), True, "within the EEA"),
-    ("transfer", C(sites=[site(compute_country="US")]), False, "no SCC or BCR"),
-    ("transfer", C(sites=[site(compute_country="US", transfer_mechanism="scc")]), True, "SCC"),
-    ("transfer", C(sites=[site(compute_country="US", transfer_mechanism="bcr")]), True, "BCR"),
-    (
-        "transfer",
-        C(sites=[site(compute_country="US", transfer_mechanism="adequacy")]),
-        False,
-        "no SCC or BCR",
-    ),
-    (
-        "transfer",
-        C(
-            sites=[site(compute_country="IN")],
-            run=replace(C().run, aggregator_country="CH"),
-        ),
-        True,
-        "adequacy decision",
-    ),
-    ("transfer", C(run=replace(C().run, aggregator_country="")), False, "unknown"),
+    # transfer: Art. 44-49 (the full table is tests/training/test_gate_transfer.py)
+    ("transfer", C(), True, "not a transfer, same organisation"),
+    ("transfer", C(sites=[site(zone_operator=None)]), False, "not recorded"),
     # privacy-budget: Art. 25/32
     ("privacy-budget", C(), True, "no privacy budget"),
     (
@@ -219,8 +201,9 @@ def test_a_site_failing_one_rule_is_not_eligible_and_the_round_may_still_pass():
     verdict = evaluate(ctx)
     assert verdict.outcome == "allowed"
     assert verdict.eligible_site_ids == (1,)
-    assert verdict.sites[1].failed_rules == ("residency", "transfer")
-    assert "nl-media (residency, transfer)" in verdict.reason
+    # The site's own servers abroad: a residency question, not a transfer (EDPB 05/2021).
+    assert verdict.sites[1].failed_rules == ("residency",)
+    assert "nl-media (residency)" in verdict.reason
 
 
 def test_round_blocked_below_min_sites_makes_no_site_eligible():

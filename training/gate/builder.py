@@ -1,9 +1,9 @@
 """Builds the gate's frozen context from the database with a fixed number of queries.
 
-Six reads whatever the size of the federation: the run (with purpose, policy and DPIA),
+Seven reads whatever the size of the federation: the run (with purpose, policy and DPIA),
 its dataset ids, the datasets with their sites, their purposes, one aggregate of consent
-per dataset (counts and excluded pseudonyms), and the count of earlier rounds that spent
-privacy budget.
+per dataset (counts and excluded pseudonyms), the count of earlier rounds that spent
+privacy budget, and the adequacy list in force.
 """
 
 from __future__ import annotations
@@ -12,15 +12,21 @@ from collections import defaultdict
 from datetime import datetime
 
 from sites import selectors as site_selectors
+from sites.adequacy import AdequacyList, current_adequacy
 from sites.regions import region_countries
 from training import selectors
 from training.gate.context import (
     REGIONS_IN_CONTEXT,
+    AdequacyDecisionFacts,
+    AdequacyFacts,
+    CertificationFacts,
     DatasetFacts,
     DpiaFacts,
     GateContext,
+    PartyFacts,
     PolicyFacts,
     RunFacts,
+    SafeguardFacts,
     SiteFacts,
     exclusion_digest,
     instant,
@@ -69,13 +75,23 @@ def build_context(
         SiteFacts(
             id=site.id,
             slug=site.slug,
+            organisation=site.organisation,
             country=site.country,
+            role=site.agreement_type,
             compute_country=site.compute_country,
+            zone_operator=(
+                PartyFacts(
+                    organisation=site.zone_operator,
+                    country=site.zone_operator_country,
+                    role=site.zone_operator_role,
+                )
+                if site.zone_operator
+                else None
+            ),
             status=site.status,
             agreement_document_hash=site.agreement_document_hash,
             agreement_valid_from=iso(site.agreement_valid_from),
             agreement_valid_until=iso(site.agreement_valid_until),
-            transfer_mechanism=run.policy.transfer_mechanisms.get(site.slug),
             exclusion_digest=exclusion_digest(sorted(pseudonyms[site.id])),
             datasets=tuple(by_site[site.id]),
         )
@@ -104,6 +120,19 @@ def build_context(
             min_records_per_site=policy.min_records_per_site,
             requires_dpia=policy.requires_dpia,
             privacy_budget_epsilon=policy.privacy_budget_epsilon,
+            model_updates_personal_data=policy.model_updates_personal_data,
+            aggregator_operator=_party(policy.aggregator_operator),
+            host_operator=_party(policy.host_operator),
+            safeguards=tuple(
+                SafeguardFacts(**entry)
+                for entry in sorted(
+                    policy.transfer_safeguards, key=lambda e: (e["exporter"], e["importer"])
+                )
+            ),
+            certifications=tuple(
+                CertificationFacts(**entry) for entry in policy.recipient_certifications
+            ),
+            dpf_listing_max_age_days=policy.dpf_listing_max_age_days,
         ),
         dpia=(
             DpiaFacts(
@@ -115,6 +144,31 @@ def build_context(
             else None
         ),
         sites=site_facts,
+        adequacy=adequacy_facts(current_adequacy()),
         regions={name: tuple(sorted(region_countries(name))) for name in REGIONS_IN_CONTEXT},
     )
     return ctx, {site_id: sorted(names) for site_id, names in pseudonyms.items()}
+
+
+def _party(data: dict[str, str]) -> PartyFacts | None:
+    if not data:
+        return None
+    return PartyFacts(organisation=data["organisation"], country=data["country"], role=data["role"])
+
+
+def adequacy_facts(adequacy: AdequacyList) -> AdequacyFacts:
+    return AdequacyFacts(
+        version=adequacy.version,
+        sha256=adequacy.sha256,
+        decisions=tuple(
+            AdequacyDecisionFacts(
+                country=d.country,
+                reference=d.reference,
+                adopted_on=d.adopted_on,
+                scope=d.scope,
+                review_due=d.review_due,
+                expires_on=d.expires_on,
+            )
+            for d in adequacy.decisions
+        ),
+    )
