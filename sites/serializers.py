@@ -36,6 +36,9 @@ class SiteSerializer(serializers.ModelSerializer):
             "agreement_valid_from",
             "agreement_valid_until",
             "compute_country",
+            "zone_operator",
+            "zone_operator_country",
+            "zone_operator_role",
             "one_zone_endpoint",
             "one_zone_id",
             "one_credentials_ref",
@@ -65,6 +68,10 @@ class SiteWriteSerializer(serializers.Serializer):
     one_credentials_ref = serializers.CharField(max_length=255, required=False, allow_blank=True)
     one_template_id = serializers.IntegerField(required=False, allow_null=True, min_value=0)
     supernode_public_key = serializers.CharField(required=False, allow_blank=True)
+    # Who operates the zone (Chapter V); all three or none, checked by the service.
+    zone_operator = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    zone_operator_country = serializers.CharField(max_length=2, required=False, allow_blank=True)
+    zone_operator_role = serializers.CharField(max_length=16, required=False, allow_blank=True)
 
 
 class SiteUpdateSerializer(SiteWriteSerializer):
@@ -169,6 +176,12 @@ class PolicySerializer(serializers.ModelSerializer):
             "requires_controller_dpo_approval",
             "requires_dpia",
             "privacy_budget_epsilon",
+            "model_updates_personal_data",
+            "aggregator_operator",
+            "host_operator",
+            "transfer_safeguards",
+            "recipient_certifications",
+            "dpf_listing_max_age_days",
             "content_hash",
             "created_at",
             "created_by_name",
@@ -194,6 +207,14 @@ class PolicyChangesSerializer(serializers.Serializer):
     requires_controller_dpo_approval = serializers.BooleanField(required=False)
     requires_dpia = serializers.BooleanField(required=False)
     privacy_budget_epsilon = serializers.FloatField(required=False, allow_null=True)
+    # The transfer register; its shape is checked field by field in policy_validate, so a
+    # 400 names the entry and the reason (``transfer_safeguards[0].tia_reference``).
+    model_updates_personal_data = serializers.BooleanField(required=False)
+    aggregator_operator = serializers.JSONField(required=False)
+    host_operator = serializers.JSONField(required=False)
+    transfer_safeguards = serializers.JSONField(required=False)
+    recipient_certifications = serializers.JSONField(required=False)
+    dpf_listing_max_age_days = serializers.IntegerField(required=False)
 
 
 class PolicyCreateSerializer(PolicyChangesSerializer):
