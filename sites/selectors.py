@@ -60,14 +60,27 @@ class ConsentState:
 
     ``eligible``: granted at or before the instant, neither expired nor withdrawn then.
     ``excluded``: the sorted pseudonyms whose consent was withdrawn or had expired.
+    ``allowed``: the sorted pseudonyms of the eligible subjects, the only ones a site may
+    train on (Art. 6(1)(a), 7): a subject without a consent row is in no list at all.
     """
 
     eligible: int = 0
     excluded: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ()
 
 
 def _lapsed(at: datetime) -> Q:
     return Q(withdrawn_at__lte=at) | Q(expires_at__lte=at)
+
+
+def _valid(at: datetime) -> Q:
+    """Consent valid at ``at``: granted at or before it; expiry and withdrawal are
+    exclusive ends, so consent that expires or is withdrawn exactly at ``at`` is not."""
+    return (
+        Q(granted_at__lte=at)
+        & (Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+        & (Q(withdrawn_at__isnull=True) | Q(withdrawn_at__gt=at))
+    )
 
 
 _SITE_COLUMNS = tuple(f"site__{name}" for name in SiteRow.__dataclass_fields__)
@@ -139,7 +152,7 @@ def consent_states(
 
     One query, one pass over the consent rows whatever the number of datasets and
     subjects: per dataset the total, the rows that are not current (granted later,
-    withdrawn or expired) and the lapsed pseudonyms as a JSON array.
+    withdrawn or expired), the lapsed pseudonyms and the allowed ones as JSON arrays.
     """
     lapsed = _lapsed(at)
     rows = (
@@ -151,13 +164,15 @@ def consent_states(
             total=Count("pk"),
             not_current=Count("pk", filter=Q(granted_at__gt=at) | lapsed),
             lapsed=_JsonList("subject_pseudonym", filter=lapsed),
+            allowed=_JsonList("subject_pseudonym", filter=_valid(at)),
         )
-        .values_list("dataset_id", "total", "not_current", "lapsed")
+        .values_list("dataset_id", "total", "not_current", "lapsed", "allowed")
     )
     return {
         dataset_id: ConsentState(
             eligible=total - not_current,
             excluded=_names(names),
+            allowed=_names(allowed),
         )
-        for dataset_id, total, not_current, names in rows
+        for dataset_id, total, not_current, names, allowed in rows
     }

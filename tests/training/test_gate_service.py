@@ -99,6 +99,7 @@ def test_gate_writes_gate_decided_ledger_event_without_pseudonyms():
         "failed_rules",
         "round_failed_rules",
         "exclusion_digests",
+        "allowed_digests",
     }
     assert payload["snapshot_hash"] == decision.snapshot_hash
     assert payload["outcome"] == "allowed"

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sites import selectors as site_selectors
 from sites.adequacy import AdequacyList, current_adequacy
+from sites.choices import LawfulBasis
 from sites.regions import region_countries
 from training import selectors
 from training.gate.context import (
@@ -36,8 +37,9 @@ from training.gate.context import (
 
 def build_context(
     *, run_id: int, round_no: int, at: datetime
-) -> tuple[GateContext, dict[int, list[str]]]:
-    """The context for ``round_no`` at instant ``at``, and per site its excluded pseudonyms.
+) -> tuple[GateContext, dict[int, list[str]], dict[int, list[str]]]:
+    """The context for ``round_no`` at instant ``at``, and per site its excluded and its
+    allowed pseudonyms (sorted).
 
     Raises ``TrainingRun.DoesNotExist``.
     """
@@ -51,6 +53,8 @@ def build_context(
 
     by_site: dict[int, list[DatasetFacts]] = defaultdict(list)
     pseudonyms: dict[int, set[str]] = defaultdict(set)
+    allowed: dict[int, set[str]] = defaultdict(set)
+    consent_sites: set[int] = set()
     for ds in datasets:
         consent = consents.get(ds.id, site_selectors.ConsentState())
         by_site[ds.site_id].append(
@@ -70,6 +74,9 @@ def build_context(
             )
         )
         pseudonyms[ds.site_id].update(consent.excluded)
+        if ds.lawful_basis == LawfulBasis.CONSENT and ds.withdrawn_at is None:
+            consent_sites.add(ds.site_id)
+            allowed[ds.site_id].update(consent.allowed)
 
     site_facts = tuple(
         SiteFacts(
@@ -94,6 +101,10 @@ def build_context(
             agreement_valid_until=iso(site.agreement_valid_until),
             exclusion_digest=exclusion_digest(sorted(pseudonyms[site.id])),
             datasets=tuple(by_site[site.id]),
+            allowed_count=len(allowed[site.id]),
+            allowed_digest=(
+                exclusion_digest(sorted(allowed[site.id])) if site.id in consent_sites else ""
+            ),
         )
         for site in sites
     )
@@ -147,7 +158,11 @@ def build_context(
         adequacy=adequacy_facts(current_adequacy()),
         regions={name: tuple(sorted(region_countries(name))) for name in REGIONS_IN_CONTEXT},
     )
-    return ctx, {site_id: sorted(names) for site_id, names in pseudonyms.items()}
+    return (
+        ctx,
+        {site_id: sorted(names) for site_id, names in pseudonyms.items()},
+        {site_id: sorted(names) for site_id, names in allowed.items()},
+    )
 
 
 def _party(data: dict[str, str]) -> PartyFacts | None:

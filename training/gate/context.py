@@ -113,6 +113,10 @@ class SiteFacts:
     agreement_valid_until: str | None
     exclusion_digest: str
     datasets: tuple[DatasetFacts, ...]
+    # The subjects the site may train on (consent valid at the round's instant, over its
+    # consent-based datasets): their count and digest; "" when no dataset is consent-based.
+    allowed_count: int = 0
+    allowed_digest: str = ""
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,15 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
             if not elig.site.flower_node_id:
                 without_node.append(elig.site_id)
                 continue
+            allowed_digest = ""
+            if elig.allowed_digest:
+                # The ticket's digest is computed from the stored list, and must equal the
+                # digest the gate recorded: a list changed since the gate is not signed.
+                allowed_digest = exclusion_digest(elig.allowed_pseudonyms)
+                if allowed_digest != elig.allowed_digest:
+                    raise TransitionNotAllowed(
+                        f"the allow-list of {elig.site.slug} no longer matches the gate's digest"
+                    )
             sites.append(
                 TicketSite(
                     site_id=elig.site_id,
@@ -91,6 +100,8 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                     node_id=elig.site.flower_node_id,
                     exclusion_digest=exclusion_digest(elig.excluded_pseudonyms),
                     excluded_count=len(elig.excluded_pseudonyms),
+                    allowed_digest=allowed_digest,
+                    allowed_count=len(elig.allowed_pseudonyms) if allowed_digest else 0,
                 )
             )
         if not sites:
@@ -168,6 +179,29 @@ def round_exclusions(*, round: Round, site: Site) -> ExclusionList:
     if elig is None:
         raise InvalidInput({"site": [f"site {site.slug} was not a candidate of this round"]})
     pseudonyms = sorted(elig.excluded_pseudonyms)
+    return ExclusionList(
+        site_slug=site.slug,
+        round_id=round.pk,
+        digest=exclusion_digest(pseudonyms),
+        pseudonyms=pseudonyms,
+    )
+
+
+def round_allowed(*, round: Round, site: Site) -> ExclusionList:
+    """The only subjects the site may train on in the round (its allow-list; read only).
+
+    Raises ``InvalidInput`` when the round has no decision, the site was not a candidate,
+    or the gate did not let it train (a refused site has no list, so it trains nobody).
+    """
+    decision = latest_decision(round)
+    if decision is None:
+        raise InvalidInput({"round": ["the round has not been gated"]})
+    elig = SiteEligibility.objects.filter(decision=decision, site=site).first()
+    if elig is None:
+        raise InvalidInput({"site": [f"site {site.slug} was not a candidate of this round"]})
+    if not elig.eligible or not elig.allowed_digest:
+        raise InvalidInput({"site": [f"site {site.slug} has no allow-list in this round"]})
+    pseudonyms = sorted(elig.allowed_pseudonyms)
     return ExclusionList(
         site_slug=site.slug,
         round_id=round.pk,
