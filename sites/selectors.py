@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db.models import Aggregate, Count, Q, TextField
 
+from sites.choices import LawfulBasis
 from sites.models import Consent, Dataset
 
 
@@ -67,6 +68,14 @@ class ConsentState:
     eligible: int = 0
     excluded: tuple[str, ...] = ()
     allowed: tuple[str, ...] = ()
+    # Consent rows for the purpose, and those withdrawn by the instant: when they are
+    # equal and non-zero, every subject withdrew and the dataset counts as withdrawn.
+    total: int = 0
+    withdrawn: int = 0
+
+    @property
+    def all_withdrawn(self) -> bool:
+        return self.total > 0 and self.withdrawn == self.total
 
 
 def _lapsed(at: datetime) -> Q:
@@ -163,16 +172,34 @@ def consent_states(
         .annotate(
             total=Count("pk"),
             not_current=Count("pk", filter=Q(granted_at__gt=at) | lapsed),
+            withdrawn=Count("pk", filter=Q(withdrawn_at__lte=at)),
             lapsed=_JsonList("subject_pseudonym", filter=lapsed),
             allowed=_JsonList("subject_pseudonym", filter=_valid(at)),
         )
-        .values_list("dataset_id", "total", "not_current", "lapsed", "allowed")
+        .values_list("dataset_id", "total", "not_current", "withdrawn", "lapsed", "allowed")
     )
     return {
         dataset_id: ConsentState(
             eligible=total - not_current,
             excluded=_names(names),
             allowed=_names(allowed),
+            total=total,
+            withdrawn=withdrawn,
         )
-        for dataset_id, total, not_current, names, allowed in rows
+        for dataset_id, total, not_current, withdrawn, names, allowed in rows
     }
+
+
+def datasets_all_withdrawn(*, dataset_ids: list[int], at: datetime) -> set[int]:
+    """The consent-based datasets whose every consent row was withdrawn by ``at`` (one
+    query): Art. 7(3) leaves them no subject, so they count as withdrawn from federation."""
+    rows = (
+        Consent.objects.filter(
+            dataset_id__in=dataset_ids, dataset__lawful_basis=LawfulBasis.CONSENT
+        )
+        .order_by()
+        .values("dataset_id")
+        .annotate(total=Count("pk"), withdrawn=Count("pk", filter=Q(withdrawn_at__lte=at)))
+        .values_list("dataset_id", "total", "withdrawn")
+    )
+    return {dataset_id for dataset_id, total, withdrawn in rows if total and total == withdrawn}

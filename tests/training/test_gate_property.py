@@ -28,6 +28,7 @@ datasets = st.builds(
     withdrawn_at=st.sampled_from([None, "2026-01-01T00:00:00.000000Z"]),
     consent_eligible=st.integers(0, 200),
     consent_excluded=st.integers(0, 50),
+    all_subjects_withdrawn=st.booleans(),
 )
 
 

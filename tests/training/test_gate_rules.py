@@ -31,6 +31,12 @@ CASES = [
         False,
         "withdrawn from federation",
     ),
+    (
+        "lawful-basis",
+        C(sites=[site(datasets=[dataset(all_subjects_withdrawn=True, consent_eligible=0)])]),
+        False,
+        "every subject withdrew consent (Art. 7(3))",
+    ),
     # special-category: Art. 9(2)
     ("special-category", C(), True, "no special-category"),
     (

@@ -180,7 +180,8 @@ def test_gate_blocks_round_when_every_subject_of_a_site_withdraws():
             "rule_id", flat=True
         )
     )
-    assert failed == {"consent", "min-records"}
+    # Every subject withdrew: the dataset itself counts as withdrawn (Art. 7(3)).
+    assert failed == {"lawful-basis", "consent", "min-records"}
 
 
 def test_replay_of_stored_snapshot_reproduces_the_stored_verdict():

@@ -71,10 +71,14 @@ def build_context(
                 withdrawn_at=instant(ds.withdrawn_at) if ds.withdrawn_at else None,
                 consent_eligible=consent.eligible,
                 consent_excluded=len(consent.excluded),
+                all_subjects_withdrawn=(
+                    ds.lawful_basis == LawfulBasis.CONSENT and consent.all_withdrawn
+                ),
             )
         )
         pseudonyms[ds.site_id].update(consent.excluded)
-        if ds.lawful_basis == LawfulBasis.CONSENT and ds.withdrawn_at is None:
+        withdrawn = ds.withdrawn_at is not None or consent.all_withdrawn
+        if ds.lawful_basis == LawfulBasis.CONSENT and not withdrawn:
             consent_sites.add(ds.site_id)
             allowed[ds.site_id].update(consent.allowed)
 

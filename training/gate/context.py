@@ -37,6 +37,9 @@ class DatasetFacts:
     withdrawn_at: str | None
     consent_eligible: int
     consent_excluded: int
+    # Every subject withdrew consent by the round's instant (Art. 7(3)): the dataset is
+    # then withdrawn, exactly as if the DPO had withdrawn it.
+    all_subjects_withdrawn: bool = False
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ class RoundRule(Protocol):
 
 def dataset_records(ds: DatasetFacts) -> int:
     """Records a dataset may contribute: current consents, or its declared size."""
-    if ds.withdrawn_at is not None:
+    if ds.withdrawn_at is not None or ds.all_subjects_withdrawn:
         return 0
     if ds.lawful_basis == LawfulBasis.CONSENT:
         return ds.consent_eligible
@@ -130,6 +130,8 @@ class LawfulBasisRule(_DatasetRule):
     def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
         if ds.withdrawn_at is not None and ds.withdrawn_at <= ctx.gate.at:
             return False, f"withdrawn from federation at {ds.withdrawn_at}"
+        if ds.all_subjects_withdrawn:
+            return False, "withdrawn from federation: every subject withdrew consent (Art. 7(3))"
         if ds.lawful_basis not in LawfulBasis.values:
             return False, "no Art. 6(1) lawful basis recorded"
         return True, f"Art. {ds.lawful_basis}"

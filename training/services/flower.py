@@ -23,6 +23,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from sites import selectors as site_selectors
 from sites.choices import SiteStatus
 from sites.models import Site
 from training.choices import GateOutcome, RoundState, UpdateKind
@@ -492,10 +493,14 @@ def supernodes_reconcile(*, actor: Actor, run: TrainingRun, superlink=None) -> l
     """Unregister the SuperNodes of the run's sites that can no longer train at all.
 
     A site is locked out when it is suspended or every dataset it holds in the run was
-    withdrawn from federation. Each unregistration is its own transaction and writes
+    withdrawn from federation, by the DPO or because every subject withdrew consent
+    (Art. 7(3)). Each unregistration is its own transaction and writes
     ``supernode.unregistered``. Returns the sites it unregistered.
     """
     datasets = list(run.datasets.select_related("site"))
+    emptied = site_selectors.datasets_all_withdrawn(
+        dataset_ids=[d.pk for d in datasets], at=clock.now()
+    )
     by_site: dict[int, list] = {}
     for dataset in datasets:
         by_site.setdefault(dataset.site_id, []).append(dataset)
@@ -506,7 +511,7 @@ def supernodes_reconcile(*, actor: Actor, run: TrainingRun, superlink=None) -> l
             continue
         if site.status == SiteStatus.SUSPENDED:
             reason = f"site {site.slug} is suspended"
-        elif all(d.withdrawn_at is not None for d in held):
+        elif all(d.withdrawn_at is not None or d.pk in emptied for d in held):
             reason = f"every dataset of site {site.slug} in run {run.pk} was withdrawn"
         else:
             continue
