@@ -36,6 +36,32 @@ class Art9Condition(models.TextChoices):
     RESEARCH = "9(2)(j)", "Art. 9(2)(j) archiving, research or statistics"
 
 
+# Art. 9(1)'s special categories as data-category names: any of them makes a dataset
+# special-category whatever its flag says.
+ART9_CATEGORIES = {
+    "racial-or-ethnic-origin": "racial or ethnic origin",
+    "political-opinions": "political opinions",
+    "religious-or-philosophical-beliefs": "religious or philosophical beliefs",
+    "trade-union-membership": "trade-union membership",
+    "genetic": "genetic data",
+    "biometric-identification": "biometric data for uniquely identifying a person",
+    "health": "data concerning health",
+    "sex-life-or-sexual-orientation": "sex life or sexual orientation",
+}
+# Art. 10: personal data relating to criminal convictions and offences (court decisions
+# contain them).
+CRIMINAL_CATEGORY = "criminal-convictions-and-offences"
+
+
+class Art10Basis(models.TextChoices):
+    """What Art. 10 allows criminal-conviction data to be processed under."""
+
+    NONE = "", "None recorded"
+    OFFICIAL_AUTHORITY = "official_authority", "Under the control of official authority"
+    UNION_LAW = "union_law", "Authorised by Union law with appropriate safeguards"
+    MEMBER_STATE_LAW = "member_state_law", "Authorised by Member State law with safeguards"
+
+
 class TransferMechanism(models.TextChoices):
     ADEQUACY = "adequacy", "Adequacy decision (Art. 45)"
     SCC = "scc", "Standard contractual clauses (Art. 46(2)(c))"

@@ -9,6 +9,7 @@ from django.db.models import Q
 from sites.choices import (
     AgreementType,
     Art9Condition,
+    Art10Basis,
     ConsentEventKind,
     LawfulBasis,
     PartyRole,
@@ -131,6 +132,11 @@ class Dataset(models.Model):
         max_length=16, choices=Art9Condition.choices, blank=True, default=Art9Condition.NONE
     )
     lawful_basis = models.CharField(max_length=16, choices=LawfulBasis.choices)
+    # Art. 10: the ground for criminal-conviction data, and the act or law it rests on.
+    art10_basis = models.CharField(
+        max_length=32, choices=Art10Basis.choices, blank=True, default=Art10Basis.NONE
+    )
+    art10_reference = models.CharField(max_length=300, blank=True)
     purposes = models.ManyToManyField(Purpose, related_name="datasets")
     retention_until = models.DateField()
     processing_countries = models.JSONField(default=list)

@@ -48,6 +48,9 @@ class DatasetRow:
     lawful_basis: str
     special_category: bool
     art9_condition: str
+    data_categories: tuple[str, ...]
+    art10_basis: str
+    art10_reference: str
     purposes: tuple[str, ...]
     retention_until: date | None
     processing_countries: tuple[str, ...]
@@ -100,6 +103,9 @@ _DATASET_COLUMNS = (
     "lawful_basis",
     "special_category",
     "art9_condition",
+    "data_categories",
+    "art10_basis",
+    "art10_reference",
     "retention_until",
     "processing_countries",
     "record_count",
@@ -127,6 +133,7 @@ def datasets_with_sites(*, dataset_ids: list[int]) -> tuple[list[DatasetRow], li
     for record in records:
         ds = dict(zip(_DATASET_COLUMNS, record[:split], strict=True))
         ds["art9_condition"] = ds["art9_condition"] or ""
+        ds["data_categories"] = tuple(ds["data_categories"] or ())
         ds["processing_countries"] = tuple(ds["processing_countries"] or ())
         ds["purposes"] = tuple(sorted(purposes[ds["id"]]))
         rows.append(DatasetRow(**ds))

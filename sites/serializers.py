@@ -115,6 +115,8 @@ class DatasetSerializer(serializers.ModelSerializer):
             "data_categories",
             "special_category",
             "art9_condition",
+            "art10_basis",
+            "art10_reference",
             "lawful_basis",
             "purposes",
             "retention_until",
@@ -137,6 +139,8 @@ class DatasetWriteSerializer(serializers.Serializer):
         choices=Art9Condition.choices, required=False, allow_blank=True, default=""
     )
     lawful_basis = serializers.ChoiceField(choices=LawfulBasis.choices)
+    art10_basis = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    art10_reference = serializers.CharField(max_length=300, required=False, allow_blank=True)
     purposes = serializers.SlugRelatedField(
         slug_field="code", many=True, queryset=Purpose.objects.all()
     )

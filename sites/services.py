@@ -32,8 +32,11 @@ from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from sites.adequacy import parse_adequacy, shipped_adequacy
 from sites.choices import (
+    ART9_CATEGORIES,
+    CRIMINAL_CATEGORY,
     AgreementType,
     Art9Condition,
+    Art10Basis,
     Art49Ground,
     CertificationScheme,
     ConsentEventKind,
@@ -98,6 +101,8 @@ DATASET_UPDATABLE = (
     "retention_until",
     "processing_countries",
     "record_count",
+    "art10_basis",
+    "art10_reference",
 )
 POLICY_FIELDS = (
     "allowed_areas",
@@ -569,6 +574,28 @@ def dataset_validate(
     else:
         v["data_categories"] = [c.strip() for c in categories]
     _check_bool(errors, "special_category", v.get("special_category"))
+    special = sorted(set(v.get("data_categories") or ()) & ART9_CATEGORIES.keys())
+    if special and v.get("special_category") is False:
+        # Art. 9(1) decides by what the data is, not by a flag.
+        errors.add(
+            "special_category",
+            f"must be true: {', '.join(special)} are special categories under Art. 9(1)",
+        )
+    art10 = v.get("art10_basis") or ""
+    v["art10_basis"] = art10
+    _check_choice(errors, "art10_basis", art10, Art10Basis)
+    reference = v.get("art10_reference") or ""
+    if not isinstance(reference, str) or len(reference) > 300:
+        errors.add("art10_reference", "must be text of at most 300 characters")
+        reference = ""
+    v["art10_reference"] = reference.strip()
+    if CRIMINAL_CATEGORY in (v.get("data_categories") or ()):
+        if not art10:
+            errors.add("art10_basis", "criminal-conviction data needs its Art. 10 ground")
+        if not v["art10_reference"]:
+            errors.add("art10_reference", "name the authority's act or the law (Art. 10)")
+    elif art10 or v["art10_reference"]:
+        errors.add("art10_basis", f"only data with {CRIMINAL_CATEGORY!r} carries an Art. 10 ground")
     art9 = v.get("art9_condition") or ""
     v["art9_condition"] = art9
     _check_choice(errors, "art9_condition", art9, Art9Condition)
@@ -609,6 +636,7 @@ def _dataset_payload(dataset: Dataset, purposes: list[Purpose]) -> dict[str, Any
         "data_categories": list(dataset.data_categories),
         "special_category": dataset.special_category,
         "art9_condition": dataset.art9_condition,
+        "art10_basis": dataset.art10_basis,
         "record_count": dataset.record_count,
     }
 
@@ -627,6 +655,8 @@ def dataset_register(
     special_category: bool = False,
     art9_condition: str = "",
     record_count: int = 0,
+    art10_basis: str = "",
+    art10_reference: str = "",
 ) -> Dataset:
     """Register a dataset held at an active site. Ledger: ``dataset.registered``.
 

@@ -28,6 +28,7 @@ from fedgov.actors import Actor
 from sites.choices import (
     AgreementType,
     Art9Condition,
+    Art10Basis,
     CertificationScheme,
     LawfulBasis,
     PartyRole,
@@ -105,6 +106,8 @@ class DatasetSpec:
     special_category: bool
     art9_condition: str
     record_count: int
+    art10_basis: str = ""
+    art10_reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -409,6 +412,8 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             "processing_countries",
             "special_category",
             "art9_condition",
+            "art10_basis",
+            "art10_reference",
             "record_count",
         )
         ds_purposes = d.strings("purposes", tuple(codes))
@@ -426,6 +431,8 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             processing_countries=d.areas("processing_countries"),
             special_category=d.get("special_category", bool, False),
             art9_condition=d.choice("art9_condition", Art9Condition.values, ""),
+            art10_basis=d.choice("art10_basis", Art10Basis.values, ""),
+            art10_reference=d.text("art10_reference", ""),
             record_count=d.get("record_count", int, 0),
         )
         sites.append(
@@ -641,6 +648,8 @@ def load_scenario(
                 special_category=d.special_category,
                 art9_condition=d.art9_condition,
                 record_count=d.record_count,
+                art10_basis=d.art10_basis,
+                art10_reference=d.art10_reference,
             )
             fresh.add(spec.slug)
         datasets[spec.slug] = dataset

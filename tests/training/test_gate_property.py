@@ -29,6 +29,11 @@ datasets = st.builds(
     consent_eligible=st.integers(0, 200),
     consent_excluded=st.integers(0, 50),
     all_subjects_withdrawn=st.booleans(),
+    data_categories=st.sampled_from(
+        [(), ("text",), ("health",), ("criminal-convictions-and-offences",)]
+    ),
+    art10_basis=st.sampled_from(["", "member_state_law"]),
+    art10_reference=st.sampled_from(["", "§ 1"]),
 )
 
 

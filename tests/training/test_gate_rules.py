@@ -51,6 +51,78 @@ CASES = [
         False,
         "without a recorded Art. 9(2) condition",
     ),
+    # special-category: Art. 9(1) categories make the data special whatever the flag says
+    (
+        "special-category",
+        C(sites=[site(datasets=[dataset(data_categories=("text", "health"))])]),
+        False,
+        "special-category data (health) without a recorded Art. 9(2) condition",
+    ),
+    (
+        "special-category",
+        C(
+            sites=[
+                site(
+                    datasets=[
+                        dataset(
+                            data_categories=("trade-union-membership",), art9_condition="9(2)(d)"
+                        )
+                    ]
+                )
+            ]
+        ),
+        True,
+        "(trade-union-membership) under Art. 9(2)(d)",
+    ),
+    (
+        "special-category",
+        C(sites=[site(datasets=[dataset(data_categories=("text", "author-pseudonym"))])]),
+        True,
+        "no special-category data",
+    ),
+    # criminal-data: Art. 10
+    ("criminal-data", C(), True, "no criminal-conviction data"),
+    (
+        "criminal-data",
+        C(sites=[site(datasets=[dataset(data_categories=("criminal-convictions-and-offences",))])]),
+        False,
+        "without a recorded Art. 10 ground",
+    ),
+    (
+        "criminal-data",
+        C(
+            sites=[
+                site(
+                    datasets=[
+                        dataset(
+                            data_categories=("criminal-convictions-and-offences",),
+                            art10_basis="member_state_law",
+                        )
+                    ]
+                )
+            ]
+        ),
+        False,
+        "without its reference",
+    ),
+    (
+        "criminal-data",
+        C(
+            sites=[
+                site(
+                    datasets=[
+                        dataset(
+                            data_categories=("criminal-convictions-and-offences",),
+                            art10_basis="member_state_law",
+                            art10_reference="§ 1 Gesetz X",
+                        )
+                    ]
+                )
+            ]
+        ),
+        True,
+        "member_state_law, § 1 Gesetz X",
+    ),
     # purpose-limitation: Art. 5(1)(b)
     ("purpose-limitation", C(), True, "permitted"),
     (
@@ -179,11 +251,12 @@ def test_min_sites_rule_counts_sites_that_pass_everything(passing, needed, ok):
     assert (result.rule_id, result.article, result.ok) == ("min-sites", "policy", ok)
 
 
-def test_the_gate_has_the_twelve_rules_in_order():
+def test_the_gate_has_the_thirteen_rules_in_order():
     assert RULE_IDS == (
         "site-active",
         "lawful-basis",
         "special-category",
+        "criminal-data",
         "purpose-limitation",
         "retention",
         "consent",

@@ -68,8 +68,8 @@ def test_gate_stores_results_eligibility_snapshot_and_moves_round_to_gated():
     assert decision.outcome == "allowed"
     assert decision.snapshot_hash == hashlib.sha256(decision.snapshot.encode()).hexdigest()
     assert len(decision.eligible_sites) == 2
-    # 11 site rules × 2 sites, plus min-sites for the round.
-    assert GateResult.objects.filter(decision=decision, site__isnull=False).count() == 22
+    # 12 site rules × 2 sites (criminal-data, Art. 10, is new), plus min-sites for the round.
+    assert GateResult.objects.filter(decision=decision, site__isnull=False).count() == 24
     (round_rule,) = GateResult.objects.filter(decision=decision, site__isnull=True)
     assert round_rule.rule_id == "min-sites" and round_rule.ok
     eligibilities = SiteEligibility.objects.filter(decision=decision)

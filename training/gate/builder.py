@@ -71,6 +71,9 @@ def build_context(
                 withdrawn_at=instant(ds.withdrawn_at) if ds.withdrawn_at else None,
                 consent_eligible=consent.eligible,
                 consent_excluded=len(consent.excluded),
+                data_categories=ds.data_categories,
+                art10_basis=ds.art10_basis,
+                art10_reference=ds.art10_reference,
                 all_subjects_withdrawn=(
                     ds.lawful_basis == LawfulBasis.CONSENT and consent.all_withdrawn
                 ),

@@ -40,6 +40,9 @@ class DatasetFacts:
     # Every subject withdrew consent by the round's instant (Art. 7(3)): the dataset is
     # then withdrawn, exactly as if the DPO had withdrawn it.
     all_subjects_withdrawn: bool = False
+    data_categories: tuple[str, ...] = ()
+    art10_basis: str = ""
+    art10_reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ def from_snapshot(data: dict[str, Any]) -> GateContext:
                                 **ds,
                                 "purposes": tuple(ds["purposes"]),
                                 "processing_countries": tuple(ds["processing_countries"]),
+                                "data_categories": tuple(ds["data_categories"]),
                             }
                         )
                         for ds in site["datasets"]

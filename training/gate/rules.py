@@ -14,7 +14,10 @@ from datetime import date
 from typing import Protocol
 
 from sites.choices import (
+    ART9_CATEGORIES,
+    CRIMINAL_CATEGORY,
     Art9Condition,
+    Art10Basis,
     Art49Ground,
     LawfulBasis,
     PartyRole,
@@ -32,6 +35,7 @@ from training.gate.context import (
 
 PUBLISHED = "published"
 _ART9_CONDITIONS = frozenset(v for v in Art9Condition.values if v)
+_ART10_BASES = frozenset(v for v in Art10Basis.values if v)
 
 
 @dataclass(frozen=True)
@@ -138,14 +142,34 @@ class LawfulBasisRule(_DatasetRule):
 
 
 class SpecialCategory(_DatasetRule):
+    """Art. 9(1) decides by the data's categories; the flag can add, never take away."""
+
     rule_id, article = "special-category", "Art. 9(2)"
 
     def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
-        if not ds.special_category:
+        named = sorted(set(ds.data_categories) & ART9_CATEGORIES.keys())
+        if not ds.special_category and not named:
             return True, "no special-category data"
+        what = f"special-category data ({', '.join(named)})" if named else "special-category data"
         if ds.art9_condition in _ART9_CONDITIONS:
-            return True, f"special category under Art. {ds.art9_condition}"
-        return False, "special-category data without a recorded Art. 9(2) condition"
+            return True, f"{what} under Art. {ds.art9_condition}"
+        return False, f"{what} without a recorded Art. 9(2) condition"
+
+
+class CriminalData(_DatasetRule):
+    """Art. 10: only under official authority or when Union or Member State law authorises
+    it, with the act or law recorded."""
+
+    rule_id, article = "criminal-data", "Art. 10"
+
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+        if CRIMINAL_CATEGORY not in ds.data_categories:
+            return True, "no criminal-conviction data"
+        if ds.art10_basis not in _ART10_BASES:
+            return False, "criminal-conviction data without a recorded Art. 10 ground"
+        if not ds.art10_reference.strip():
+            return False, f"Art. 10 ground {ds.art10_basis} without its reference"
+        return True, f"criminal-conviction data: {ds.art10_basis}, {ds.art10_reference}"
 
 
 class PurposeLimitation(_DatasetRule):
@@ -464,6 +488,7 @@ SITE_RULES: tuple[SiteRule, ...] = (
     SiteActive(),
     LawfulBasisRule(),
     SpecialCategory(),
+    CriminalData(),
     PurposeLimitation(),
     Retention(),
     ConsentRule(),
