@@ -4,20 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sites', '0003_transfer_register_and_adequacy_list'),
+        ("sites", "0003_transfer_register_and_adequacy_list"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='dataset',
-            name='art10_basis',
-            field=models.CharField(blank=True, choices=[('', 'None recorded'), ('official_authority', 'Under the control of official authority'), ('union_law', 'Authorised by Union law with appropriate safeguards'), ('member_state_law', 'Authorised by Member State law with safeguards')], default='', max_length=32),
+            model_name="dataset",
+            name="art10_basis",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "None recorded"),
+                    ("official_authority", "Under the control of official authority"),
+                    ("union_law", "Authorised by Union law with appropriate safeguards"),
+                    ("member_state_law", "Authorised by Member State law with safeguards"),
+                ],
+                default="",
+                max_length=32,
+            ),
         ),
         migrations.AddField(
-            model_name='dataset',
-            name='art10_reference',
+            model_name="dataset",
+            name="art10_reference",
             field=models.CharField(blank=True, max_length=300),
         ),
     ]
