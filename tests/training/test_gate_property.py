@@ -105,3 +105,47 @@ def test_no_site_with_a_failed_rule_is_ever_eligible(ctx):
 def test_replay_of_any_snapshot_gives_the_same_verdict(ctx):
     stored = json.loads(rfc8785.dumps(to_snapshot(ctx)))
     assert replay(stored) == evaluate(ctx)
+
+
+# Residency (Art. 28(3)(a), 44 and the policy): whatever else holds, a site whose
+# processing location is outside any of its datasets' countries or the policy's areas is
+# never allowed. Every other fact is drawn so that the site would otherwise pass.
+AREAS = st.sampled_from([("EEA",), ("DE",), ("FR",), ("DE", "ES"), ("EEA", "CH"), ("US",)])
+LOCATIONS = st.sampled_from(["DE", "FR", "ES", "CH", "US", "IN", "NO"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    where=LOCATIONS,
+    policy_areas=AREAS,
+    dataset_areas=st.lists(AREAS, min_size=1, max_size=3),
+)
+def test_the_gate_never_allows_a_site_processing_outside_its_datasets_or_policy(
+    where, policy_areas, dataset_areas
+):
+    from tests.training.gate_facts import REGIONS
+
+    ctx = context(
+        sites=[
+            site(
+                compute_country=where,
+                datasets=[
+                    dataset(id=i + 1, name=f"ds{i}", processing_countries=areas)
+                    for i, areas in enumerate(dataset_areas)
+                ],
+            )
+        ],
+        policy=policy_facts(allowed_areas=policy_areas),
+    )
+    verdict = evaluate(ctx)
+
+    def expand(areas):
+        return {c for a in areas for c in REGIONS.get(a, (a,))}
+
+    inside = where in expand(policy_areas) and all(where in expand(a) for a in dataset_areas)
+    if not inside:
+        assert verdict.eligible_site_ids == ()
+        assert "residency" in verdict.sites[0].failed_rules
+    else:
+        # Nothing else is wrong with the site: residency is the only thing deciding.
+        assert verdict.outcome == "allowed", verdict.reason
