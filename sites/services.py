@@ -616,8 +616,8 @@ def dataset_validate(
     retention = _as_date(v.get("retention_until"))
     if retention is None:
         errors.add("retention_until", "must be a date (YYYY-MM-DD)")
-    elif retention <= clock.now().date():
-        errors.add("retention_until", "must be in the future: data past retention cannot train")
+    # A retention date already past is a fact a DPO must be able to record (the gate then
+    # refuses the dataset); the ledger event flags it as recorded late.
     v["retention_until"] = retention
     _check_areas(errors, "processing_countries", v.get("processing_countries"))
     _check_int(errors, "record_count", v.get("record_count"), minimum=0)
@@ -676,7 +676,10 @@ def dataset_register(
             actor=actor,
             subject_type="dataset",
             subject_id=dataset.pk,
-            payload=_dataset_payload(dataset, purposes),
+            payload={
+                **_dataset_payload(dataset, purposes),
+                "recorded_late": _recorded_late(dataset, ["retention_until"]),
+            },
         )
     return dataset
 
@@ -707,9 +710,22 @@ def dataset_update(*, actor: Actor, dataset: Dataset, **fields: Any) -> Dataset:
             actor=actor,
             subject_type="dataset",
             subject_id=dataset.pk,
-            payload={**_dataset_payload(dataset, purposes), "changed": changed},
+            payload={
+                **_dataset_payload(dataset, purposes),
+                "changed": changed,
+                "recorded_late": _recorded_late(dataset, changed),
+            },
         )
     return dataset
+
+
+def _recorded_late(dataset: Dataset, fields: list[str]) -> list[str]:
+    """The written date fields that already lay in the past when recorded (the ledger
+    entry itself says who recorded them and when)."""
+    today = clock.now().date()
+    return [
+        name for name in ("retention_until",) if name in fields and getattr(dataset, name) < today
+    ]
 
 
 def dataset_withdraw(*, actor: Actor, dataset: Dataset, reason: str) -> Dataset:
