@@ -41,6 +41,7 @@ from sites.services import (
     POLICY_DEFAULTS,
     consent_record_batch,
     dataset_register,
+    dataset_withdraw,
     policy_content,
     policy_create_draft,
     policy_publish,
@@ -169,6 +170,8 @@ class Withdrawal:
 class RoundSpec:
     number: int
     withdrawals: tuple[Withdrawal, ...] = ()
+    # Whole datasets the site withdraws from federation before the round: (site, reason).
+    dataset_withdrawals: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -524,7 +527,7 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
 
     rounds = []
     for i, rd in enumerate(top.tables("rounds")):
-        rd.only("number", "withdraw")
+        rd.only("number", "withdraw", "withdraw_dataset")
         number = rd.get("number", int)
         if number != i + 1 or number > run.num_rounds:
             raise ScenarioError(
@@ -549,7 +552,16 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
                         w.key("subjects"), f"{pseudonym!r} is not a subject of {site}"
                     )
             withdrawals.append(Withdrawal(site, tuple(chosen)))
-        rounds.append(RoundSpec(number=number, withdrawals=tuple(withdrawals)))
+        whole = []
+        for w in rd.tables("withdraw_dataset") if "withdraw_dataset" in rd.data else []:
+            w.only("site", "reason")
+            site = w.choice("site", slugs)
+            whole.append((site, w.text("reason")))
+        rounds.append(
+            RoundSpec(
+                number=number, withdrawals=tuple(withdrawals), dataset_withdrawals=tuple(whole)
+            )
+        )
     if not rounds:
         raise ScenarioError("rounds", "must list at least one round")
 
@@ -750,9 +762,15 @@ def _free_run_name(base: str) -> str:
 def apply_round_events(
     scenario: Scenario, loaded: Loaded, round_spec: RoundSpec, *, actor: Actor
 ) -> dict[str, int]:
-    """Record the round's withdrawals (as the sites would upload them); counts per site."""
+    """Record the round's withdrawals (as the sites would upload them) and its whole-dataset
+    withdrawals (as the DPO records them); subject counts per site."""
     counts: dict[str, int] = {}
     now = clock.now()
+    for slug, reason in round_spec.dataset_withdrawals:
+        dataset = loaded.datasets[slug]
+        dataset.refresh_from_db(fields=["withdrawn_at"])
+        if dataset.withdrawn_at is None:
+            dataset_withdraw(actor=actor, dataset=dataset, reason=reason)
     for w in round_spec.withdrawals:
         spec = scenario.site(w.site)
         done = loaded.withdrawn.setdefault(w.site, set())
