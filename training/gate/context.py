@@ -206,6 +206,11 @@ def exclusion_digest(pseudonyms: list[str] | tuple[str, ...]) -> str:
     return hashlib.sha256("\n".join(sorted(pseudonyms)).encode("utf-8")).hexdigest()
 
 
+def sorted_digest(pseudonyms: list[str]) -> str:
+    """``exclusion_digest`` of a list the caller already sorted and de-duplicated."""
+    return hashlib.sha256("\n".join(pseudonyms).encode("utf-8")).hexdigest()
+
+
 def to_snapshot(ctx: GateContext) -> dict[str, Any]:
     """Plain JSON data (lists, not tuples) for RFC 8785 hashing and storage."""
     return _plain(ctx)
