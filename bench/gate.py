@@ -1,7 +1,11 @@
-"""Benchmark: round_gate's query count and median latency, small vs large federation.
+"""Benchmark: round_gate's query count and latency against the cost of reading its consent.
 
-Prints one JSON line. Target: the same query count at both sizes, and
-median(large) / median(small) <= 10. Both federations are seeded into one throw-away
+Prints one JSON line. ``ratio`` = median(gate of the large federation) / median(one
+``SELECT dataset_id, count(*) ... GROUP BY dataset_id`` over the same consent rows, timed
+in the same run): the gate reads every consent row it needs once, in SQL, to build each
+site's allow-list (Art. 6(1)(a), 7), so it may cost a small multiple of one pass over
+those rows. Target: the same query count at both sizes, and ratio <= 3. The small/large
+latency ratio is reported too. Both federations are seeded into one throw-away
 test database (a temporary SQLite file, or ``test_<name>`` on the PostgreSQL named by
 ``DATABASE_URL``), as runs share one consent table in production; their gates are then
 timed alternately so that both see the same machine load.
@@ -30,6 +34,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.db.models import Count  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -55,6 +60,8 @@ def seed(*, tag: str, sites: int, datasets: int, subjects: int, rounds: int):
         published_at=now,
         created_by_name="bench",
         content_hash="0" * 64,
+        aggregator_operator={"organisation": "Coordinator", "country": "DE", "role": "controller"},
+        host_operator={"organisation": "Host GmbH", "country": "DE", "role": "processor"},
     )
     site_rows = Site.objects.bulk_create(
         Site(
@@ -67,6 +74,10 @@ def seed(*, tag: str, sites: int, datasets: int, subjects: int, rounds: int):
             agreement_document_hash="a" * 64,
             agreement_valid_from=today - dt.timedelta(days=30),
             agreement_valid_until=today + dt.timedelta(days=365),
+            # Each site runs its own zone: no transfer for its data (Chapter V).
+            zone_operator=f"Org {i}",
+            zone_operator_country="DE",
+            zone_operator_role="joint_controller",
         )
         for i in range(sites)
     )
@@ -154,6 +165,32 @@ def time_rounds(runs: dict[str, object], repeats: int) -> dict[str, float]:
     return {label: statistics.median(values) for label, values in timings.items()}
 
 
+def time_group_by(run, repeats: int) -> float:
+    """Median seconds of one GROUP BY count over the run's consent rows for its purpose."""
+    from sites.models import Consent
+    from training.models import TrainingRun
+
+    dataset_ids = list(
+        TrainingRun.datasets.through.objects.filter(trainingrun_id=run.pk).values_list(
+            "dataset_id", flat=True
+        )
+    )
+    query = (
+        Consent.objects.filter(dataset_id__in=dataset_ids, purpose_id=run.purpose_id)
+        .order_by()
+        .values("dataset_id")
+        .annotate(n=Count("pk"))
+        .values_list("dataset_id", "n")
+    )
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        rows = list(query.all())  # a fresh clone: a queryset caches its rows
+        timings.append(time.perf_counter() - start)
+    assert len(rows) == len(dataset_ids)
+    return statistics.median(timings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds")
@@ -186,6 +223,7 @@ def main() -> None:
                 cursor.execute("VACUUM ANALYZE")
         queries = {label: count_queries(run) for label, run in runs.items()}
         medians = time_rounds(runs, repeats)
+        group_by = time_group_by(runs["large"], repeats)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         if tmp_db is not None and tmp_db.exists():
@@ -193,14 +231,16 @@ def main() -> None:
 
     (q_small, l_small, o_small), (q_large, l_large, o_large) = queries["small"], queries["large"]
     t_small, t_large = medians["small"], medians["large"]
-    ratio = t_large / t_small
+    ratio = t_large / group_by
     print(
         json.dumps(
             {
                 "bench": "gate",
                 "ratio": round(ratio, 3),
-                "target": "same query count; ratio <= 10",
-                "ok": q_small == q_large and ratio <= 10,
+                "target": "same query count; ratio <= 3",
+                "ok": q_small == q_large and ratio <= 3,
+                "median_ms_group_by": round(group_by * 1000, 2),
+                "large_over_small": round(t_large / t_small, 3),
                 "queries_small": q_small,
                 "queries_large": q_large,
                 "ledger_queries": [l_small, l_large],

@@ -19,9 +19,19 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import FedgovError, InvalidInput
 from sites import services
+from sites.adequacy import parse_adequacy
 from sites.admin_steward import ConsentUploadMixin, SiteScopedAdmin
 from sites.choices import PolicyStatus
-from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolicy, Site, SiteSteward
+from sites.models import (
+    AdequacyListVersion,
+    Consent,
+    ConsentEvent,
+    Dataset,
+    Purpose,
+    ResidencyPolicy,
+    Site,
+    SiteSteward,
+)
 
 
 def _add_errors(form: Any, exc: InvalidInput) -> None:
@@ -389,3 +399,26 @@ class ConsentEventAdmin(ConsentUploadMixin, ReadOnlyAdmin):
     search_fields = ["subject_pseudonym", "batch_id"]
     list_select_related = ["dataset__site", "purpose"]
     show_full_result_count = False
+
+
+@admin.register(AdequacyListVersion)
+class AdequacyListVersionAdmin(ServiceAdmin):
+    """A DPO records a new version of the adequacy list (Art. 45); versions never change."""
+
+    list_display = ["version", "sha256", "recorded_at", "recorded_by_name"]
+    search_fields = ["version", "sha256"]
+    fields = ["content", "version", "sha256", "recorded_at", "recorded_by_name"]
+    readonly_fields = ["version", "sha256", "recorded_at", "recorded_by_name"]
+
+    def has_change_permission(self, request, obj=None):
+        # A recorded version is evidence cited by gate snapshots: view only.
+        return obj is None and super().has_change_permission(request, obj)
+
+    def validate(self, cleaned, obj):
+        try:
+            parse_adequacy(cleaned.get("content") or "")
+        except ValueError as exc:
+            raise InvalidInput({"content": [str(exc)]}) from None
+
+    def save_with_service(self, actor, cleaned, changed, obj):
+        return services.adequacy_list_record(actor=actor, content=cleaned["content"])

@@ -36,6 +36,32 @@ class Art9Condition(models.TextChoices):
     RESEARCH = "9(2)(j)", "Art. 9(2)(j) archiving, research or statistics"
 
 
+# Art. 9(1)'s special categories as data-category names: any of them makes a dataset
+# special-category whatever its flag says.
+ART9_CATEGORIES = {
+    "racial-or-ethnic-origin": "racial or ethnic origin",
+    "political-opinions": "political opinions",
+    "religious-or-philosophical-beliefs": "religious or philosophical beliefs",
+    "trade-union-membership": "trade-union membership",
+    "genetic": "genetic data",
+    "biometric-identification": "biometric data for uniquely identifying a person",
+    "health": "data concerning health",
+    "sex-life-or-sexual-orientation": "sex life or sexual orientation",
+}
+# Art. 10: personal data relating to criminal convictions and offences (court decisions
+# contain them).
+CRIMINAL_CATEGORY = "criminal-convictions-and-offences"
+
+
+class Art10Basis(models.TextChoices):
+    """What Art. 10 allows criminal-conviction data to be processed under."""
+
+    NONE = "", "None recorded"
+    OFFICIAL_AUTHORITY = "official_authority", "Under the control of official authority"
+    UNION_LAW = "union_law", "Authorised by Union law with appropriate safeguards"
+    MEMBER_STATE_LAW = "member_state_law", "Authorised by Member State law with safeguards"
+
+
 class TransferMechanism(models.TextChoices):
     ADEQUACY = "adequacy", "Adequacy decision (Art. 45)"
     SCC = "scc", "Standard contractual clauses (Art. 46(2)(c))"
@@ -50,3 +76,36 @@ class PolicyStatus(models.TextChoices):
 class ConsentEventKind(models.TextChoices):
     GRANT = "grant", "Granted"
     WITHDRAW = "withdraw", "Withdrawn"
+
+
+class PartyRole(models.TextChoices):
+    """Who an organisation is for the federation's processing (Art. 4(7), 4(8), 26)."""
+
+    CONTROLLER = "controller", "Controller"
+    JOINT_CONTROLLER = "joint_controller", "Joint controller (Art. 26)"
+    PROCESSOR = "processor", "Processor (Art. 28)"
+
+
+class SafeguardMechanism(models.TextChoices):
+    """A ground for a transfer other than an adequacy decision (Art. 46, 47, 49)."""
+
+    SCC = "scc", "Standard contractual clauses, Decision (EU) 2021/914 (Art. 46(2)(c))"
+    BCR = "bcr", "Binding corporate rules (Art. 46(2)(b), 47)"
+    DEROGATION = "derogation", "Derogation for a specific situation (Art. 49), exceptional"
+
+
+class Art49Ground(models.TextChoices):
+    EXPLICIT_CONSENT = "49(1)(a)", "Art. 49(1)(a) explicit consent"
+    CONTRACT_WITH_SUBJECT = "49(1)(b)", "Art. 49(1)(b) contract with the data subject"
+    CONTRACT_IN_INTEREST = "49(1)(c)", "Art. 49(1)(c) contract in the subject's interest"
+    PUBLIC_INTEREST = "49(1)(d)", "Art. 49(1)(d) important reasons of public interest"
+    LEGAL_CLAIMS = "49(1)(e)", "Art. 49(1)(e) legal claims"
+    VITAL_INTERESTS = "49(1)(f)", "Art. 49(1)(f) vital interests"
+    PUBLIC_REGISTER = "49(1)(g)", "Art. 49(1)(g) public register"
+
+
+class CertificationScheme(models.TextChoices):
+    """The qualifying fact a scoped adequacy decision needs from its recipient."""
+
+    DPF = "dpf", "EU-US Data Privacy Framework List (decision C(2023) 4745)"
+    PIPEDA = "pipeda", "Subject to Canada's PIPEDA (decision 2002/2/EC)"

@@ -9,8 +9,10 @@ from django.db.models import Q
 from sites.choices import (
     AgreementType,
     Art9Condition,
+    Art10Basis,
     ConsentEventKind,
     LawfulBasis,
+    PartyRole,
     PolicyStatus,
     SiteStatus,
 )
@@ -36,6 +38,20 @@ class Site(models.Model):
     compute_country = models.CharField(
         max_length=2,
         help_text="Country where the site's OpenNebula zone declares its compute runs",
+    )
+    # Who operates the zone decides whether sending data to it is a transfer (EDPB
+    # Guidelines 05/2021, criterion 2): the site itself (its own servers, even abroad, are
+    # no transfer) or another organisation. Blank means unknown, and the gate denies.
+    zone_operator = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Organisation operating the OpenNebula zone (the site's own name if its own)",
+    )
+    zone_operator_country = models.CharField(
+        max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code of the zone operator"
+    )
+    zone_operator_role = models.CharField(
+        max_length=16, choices=PartyRole.choices, blank=True, help_text="The operator's role"
     )
     one_zone_endpoint = models.URLField(blank=True, help_text="XML-RPC endpoint, …:2633/RPC2")
     one_zone_id = models.PositiveIntegerField(default=0)
@@ -116,6 +132,11 @@ class Dataset(models.Model):
         max_length=16, choices=Art9Condition.choices, blank=True, default=Art9Condition.NONE
     )
     lawful_basis = models.CharField(max_length=16, choices=LawfulBasis.choices)
+    # Art. 10: the ground for criminal-conviction data, and the act or law it rests on.
+    art10_basis = models.CharField(
+        max_length=32, choices=Art10Basis.choices, blank=True, default=Art10Basis.NONE
+    )
+    art10_reference = models.CharField(max_length=300, blank=True)
     purposes = models.ManyToManyField(Purpose, related_name="datasets")
     retention_until = models.DateField()
     processing_countries = models.JSONField(default=list)
@@ -152,6 +173,17 @@ class ResidencyPolicy(models.Model):
     )
     allowed_areas = models.JSONField(default=list, help_text="ISO codes and region names")
     transfer_mechanisms = models.JSONField(default=dict, blank=True)
+    # The transfer register (Chapter V), see docs/legal-model.md: who operates the
+    # aggregator and fedgov's host, the Art. 46/47/49 grounds per (exporter, importer),
+    # and the recipients' qualifying facts for scoped adequacy decisions.
+    model_updates_personal_data = models.BooleanField(
+        default=True, help_text="The controller's DPIA reading: model updates are personal data"
+    )
+    aggregator_operator = models.JSONField(default=dict, blank=True)
+    host_operator = models.JSONField(default=dict, blank=True)
+    transfer_safeguards = models.JSONField(default=list, blank=True)
+    recipient_certifications = models.JSONField(default=list, blank=True)
+    dpf_listing_max_age_days = models.PositiveIntegerField(default=90)
     min_eligible_sites = models.PositiveIntegerField(default=1)
     min_records_per_site = models.PositiveIntegerField(default=1)
     requires_approval = models.BooleanField(default=True)
@@ -245,3 +277,26 @@ class ConsentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject_pseudonym} @ {self.occurred_at:%Y-%m-%d}"
+
+
+class AdequacyListVersion(models.Model):
+    """A version of the adequacy list (Art. 45) a DPO recorded; the newest one is in force.
+
+    Append-only: a correction is a new version. Without any row, the list shipped in
+    ``sites/data/adequacy.json`` is in force.
+    """
+
+    version = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64)
+    content = models.TextField()
+    recorded_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    recorded_by_name = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"adequacy list {self.version}"

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db.models import Aggregate, Count, Q, TextField
 
+from sites.choices import LawfulBasis
 from sites.models import Consent, Dataset
 
 
@@ -30,6 +31,11 @@ class SiteRow:
     agreement_document_hash: str
     agreement_valid_from: date | None
     agreement_valid_until: date | None
+    organisation: str
+    agreement_type: str
+    zone_operator: str
+    zone_operator_country: str
+    zone_operator_role: str
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,9 @@ class DatasetRow:
     lawful_basis: str
     special_category: bool
     art9_condition: str
+    data_categories: tuple[str, ...]
+    art10_basis: str
+    art10_reference: str
     purposes: tuple[str, ...]
     retention_until: date | None
     processing_countries: tuple[str, ...]
@@ -55,14 +64,35 @@ class ConsentState:
 
     ``eligible``: granted at or before the instant, neither expired nor withdrawn then.
     ``excluded``: the sorted pseudonyms whose consent was withdrawn or had expired.
+    ``allowed``: the sorted pseudonyms of the eligible subjects, the only ones a site may
+    train on (Art. 6(1)(a), 7): a subject without a consent row is in no list at all.
     """
 
     eligible: int = 0
     excluded: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ()
+    # Consent rows for the purpose, and those withdrawn by the instant: when they are
+    # equal and non-zero, every subject withdrew and the dataset counts as withdrawn.
+    total: int = 0
+    withdrawn: int = 0
+
+    @property
+    def all_withdrawn(self) -> bool:
+        return self.total > 0 and self.withdrawn == self.total
 
 
 def _lapsed(at: datetime) -> Q:
     return Q(withdrawn_at__lte=at) | Q(expires_at__lte=at)
+
+
+def _valid(at: datetime) -> Q:
+    """Consent valid at ``at``: granted at or before it; expiry and withdrawal are
+    exclusive ends, so consent that expires or is withdrawn exactly at ``at`` is not."""
+    return (
+        Q(granted_at__lte=at)
+        & (Q(expires_at__isnull=True) | Q(expires_at__gt=at))
+        & (Q(withdrawn_at__isnull=True) | Q(withdrawn_at__gt=at))
+    )
 
 
 _SITE_COLUMNS = tuple(f"site__{name}" for name in SiteRow.__dataclass_fields__)
@@ -73,6 +103,9 @@ _DATASET_COLUMNS = (
     "lawful_basis",
     "special_category",
     "art9_condition",
+    "data_categories",
+    "art10_basis",
+    "art10_reference",
     "retention_until",
     "processing_countries",
     "record_count",
@@ -100,6 +133,7 @@ def datasets_with_sites(*, dataset_ids: list[int]) -> tuple[list[DatasetRow], li
     for record in records:
         ds = dict(zip(_DATASET_COLUMNS, record[:split], strict=True))
         ds["art9_condition"] = ds["art9_condition"] or ""
+        ds["data_categories"] = tuple(ds["data_categories"] or ())
         ds["processing_countries"] = tuple(ds["processing_countries"] or ())
         ds["purposes"] = tuple(sorted(purposes[ds["id"]]))
         rows.append(DatasetRow(**ds))
@@ -134,7 +168,7 @@ def consent_states(
 
     One query, one pass over the consent rows whatever the number of datasets and
     subjects: per dataset the total, the rows that are not current (granted later,
-    withdrawn or expired) and the lapsed pseudonyms as a JSON array.
+    withdrawn or expired), the lapsed pseudonyms and the allowed ones as JSON arrays.
     """
     lapsed = _lapsed(at)
     rows = (
@@ -145,14 +179,34 @@ def consent_states(
         .annotate(
             total=Count("pk"),
             not_current=Count("pk", filter=Q(granted_at__gt=at) | lapsed),
+            withdrawn=Count("pk", filter=Q(withdrawn_at__lte=at)),
             lapsed=_JsonList("subject_pseudonym", filter=lapsed),
+            allowed=_JsonList("subject_pseudonym", filter=_valid(at)),
         )
-        .values_list("dataset_id", "total", "not_current", "lapsed")
+        .values_list("dataset_id", "total", "not_current", "withdrawn", "lapsed", "allowed")
     )
     return {
         dataset_id: ConsentState(
             eligible=total - not_current,
             excluded=_names(names),
+            allowed=_names(allowed),
+            total=total,
+            withdrawn=withdrawn,
         )
-        for dataset_id, total, not_current, names in rows
+        for dataset_id, total, not_current, withdrawn, names, allowed in rows
     }
+
+
+def datasets_all_withdrawn(*, dataset_ids: list[int], at: datetime) -> set[int]:
+    """The consent-based datasets whose every consent row was withdrawn by ``at`` (one
+    query): Art. 7(3) leaves them no subject, so they count as withdrawn from federation."""
+    rows = (
+        Consent.objects.filter(
+            dataset_id__in=dataset_ids, dataset__lawful_basis=LawfulBasis.CONSENT
+        )
+        .order_by()
+        .values("dataset_id")
+        .annotate(total=Count("pk"), withdrawn=Count("pk", filter=Q(withdrawn_at__lte=at)))
+        .values_list("dataset_id", "total", "withdrawn")
+    )
+    return {dataset_id for dataset_id, total, withdrawn in rows if total and total == withdrawn}

@@ -41,6 +41,9 @@ class SiteSerializer(serializers.ModelSerializer):
             "agreement_valid_from",
             "agreement_valid_until",
             "compute_country",
+            "zone_operator",
+            "zone_operator_country",
+            "zone_operator_role",
             "one_zone_endpoint",
             "one_zone_id",
             "one_credentials_ref",
@@ -72,6 +75,10 @@ class SiteWriteSerializer(serializers.Serializer):
         required=False, allow_null=True, min_value=0, max_value=INT32_MAX
     )
     supernode_public_key = serializers.CharField(required=False, allow_blank=True)
+    # Who operates the zone (Chapter V); all three or none, checked by the service.
+    zone_operator = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    zone_operator_country = serializers.CharField(max_length=2, required=False, allow_blank=True)
+    zone_operator_role = serializers.CharField(max_length=16, required=False, allow_blank=True)
 
 
 class SiteUpdateSerializer(SiteWriteSerializer):
@@ -115,6 +122,8 @@ class DatasetSerializer(serializers.ModelSerializer):
             "data_categories",
             "special_category",
             "art9_condition",
+            "art10_basis",
+            "art10_reference",
             "lawful_basis",
             "purposes",
             "retention_until",
@@ -137,6 +146,8 @@ class DatasetWriteSerializer(serializers.Serializer):
         choices=Art9Condition.choices, required=False, allow_blank=True, default=""
     )
     lawful_basis = serializers.ChoiceField(choices=LawfulBasis.choices)
+    art10_basis = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    art10_reference = serializers.CharField(max_length=300, required=False, allow_blank=True)
     purposes = serializers.SlugRelatedField(
         slug_field="code", many=True, queryset=Purpose.objects.all()
     )
@@ -178,6 +189,12 @@ class PolicySerializer(serializers.ModelSerializer):
             "requires_controller_dpo_approval",
             "requires_dpia",
             "privacy_budget_epsilon",
+            "model_updates_personal_data",
+            "aggregator_operator",
+            "host_operator",
+            "transfer_safeguards",
+            "recipient_certifications",
+            "dpf_listing_max_age_days",
             "content_hash",
             "created_at",
             "created_by_name",
@@ -203,6 +220,14 @@ class PolicyChangesSerializer(serializers.Serializer):
     requires_controller_dpo_approval = serializers.BooleanField(required=False)
     requires_dpia = serializers.BooleanField(required=False)
     privacy_budget_epsilon = serializers.FloatField(required=False, allow_null=True)
+    # The transfer register; its shape is checked field by field in policy_validate, so a
+    # 400 names the entry and the reason (``transfer_safeguards[0].tia_reference``).
+    model_updates_personal_data = serializers.BooleanField(required=False)
+    aggregator_operator = serializers.JSONField(required=False)
+    host_operator = serializers.JSONField(required=False)
+    transfer_safeguards = serializers.JSONField(required=False)
+    recipient_certifications = serializers.JSONField(required=False)
+    dpf_listing_max_age_days = serializers.IntegerField(required=False)
 
 
 class PolicyCreateSerializer(PolicyChangesSerializer):

@@ -30,16 +30,32 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from sites.adequacy import parse_adequacy, shipped_adequacy
 from sites.choices import (
+    ART9_CATEGORIES,
+    CRIMINAL_CATEGORY,
     AgreementType,
     Art9Condition,
+    Art10Basis,
+    Art49Ground,
+    CertificationScheme,
     ConsentEventKind,
     LawfulBasis,
+    PartyRole,
     PolicyStatus,
+    SafeguardMechanism,
     SiteStatus,
     TransferMechanism,
 )
-from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolicy, Site
+from sites.models import (
+    AdequacyListVersion,
+    Consent,
+    ConsentEvent,
+    Dataset,
+    Purpose,
+    ResidencyPolicy,
+    Site,
+)
 from sites.regions import invalid_areas, is_country
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -68,6 +84,9 @@ SITE_FIELDS = (
     "one_credentials_ref",
     "one_template_id",
     "supernode_public_key",
+    "zone_operator",
+    "zone_operator_country",
+    "zone_operator_role",
 )
 # Everything but the slug (policies name sites by slug) and the status (own services).
 SITE_UPDATABLE = (*SITE_FIELDS[1:], "flower_node_id")
@@ -82,6 +101,8 @@ DATASET_UPDATABLE = (
     "retention_until",
     "processing_countries",
     "record_count",
+    "art10_basis",
+    "art10_reference",
 )
 POLICY_FIELDS = (
     "allowed_areas",
@@ -93,6 +114,12 @@ POLICY_FIELDS = (
     "requires_controller_dpo_approval",
     "requires_dpia",
     "privacy_budget_epsilon",
+    "model_updates_personal_data",
+    "aggregator_operator",
+    "host_operator",
+    "transfer_safeguards",
+    "recipient_certifications",
+    "dpf_listing_max_age_days",
 )
 POLICY_DEFAULTS: dict[str, Any] = {
     "allowed_areas": [],
@@ -104,7 +131,15 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "requires_controller_dpo_approval": False,
     "requires_dpia": True,
     "privacy_budget_epsilon": None,
+    "model_updates_personal_data": True,
+    "aggregator_operator": {},
+    "host_operator": {},
+    "transfer_safeguards": [],
+    "recipient_certifications": [],
+    "dpf_listing_max_age_days": 90,
 }
+# DPF certifications are renewed yearly; a listing checked longer ago proves nothing current.
+MAX_DPF_LISTING_AGE_DAYS = 366
 
 
 # --------------------------------------------------------------------------- helpers
@@ -307,8 +342,35 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
     v["supernode_public_key"] = key
     if len(v.get("flower_node_id") or "") > 32:
         errors.add("flower_node_id", "must be at most 32 characters")
+    _check_zone_operator(errors, v)
     errors.raise_if_any()
     return v
+
+
+_ZONE_OPERATOR_FIELDS = ("zone_operator", "zone_operator_country", "zone_operator_role")
+
+
+def _check_zone_operator(errors: _Errors, v: dict[str, Any]) -> None:
+    """All three zone-operator facts, or none (unknown: the gate then denies the site)."""
+    for name in _ZONE_OPERATOR_FIELDS:
+        value = v.get(name) or ""
+        if not isinstance(value, str):
+            errors.add(name, "must be text")
+            return
+        v[name] = value.strip()
+    if not any(v[name] for name in _ZONE_OPERATOR_FIELDS):
+        return
+    _check_text(errors, "zone_operator", v["zone_operator"], max_length=200)
+    _check_country(errors, "zone_operator_country", v["zone_operator_country"])
+    _check_choice(errors, "zone_operator_role", v["zone_operator_role"], PartyRole)
+    own = v["zone_operator"] == (v.get("organisation") or "").strip()
+    if own and v["zone_operator_country"] != v.get("country"):
+        # One organisation, one establishment: the site's own name with another country
+        # is a typo or another legal entity, and either way ambiguous for Art. 44.
+        errors.add(
+            "zone_operator_country",
+            "the site itself operates the zone, so this must be the site's country",
+        )
 
 
 def _site_payload(site: Site) -> dict[str, Any]:
@@ -323,6 +385,9 @@ def _site_payload(site: Site) -> dict[str, Any]:
         "agreement_valid_until": site.agreement_valid_until.isoformat(),
         "one_zone_id": site.one_zone_id,
         "status": site.status,
+        "zone_operator_sha256": sha256_text(site.zone_operator) if site.zone_operator else "",
+        "zone_operator_country": site.zone_operator_country,
+        "zone_operator_role": site.zone_operator_role,
     }
 
 
@@ -343,6 +408,9 @@ def site_register(
     one_credentials_ref: str = "",
     one_template_id: int | None = None,
     supernode_public_key: str = "",
+    zone_operator: str = "",
+    zone_operator_country: str = "",
+    zone_operator_role: str = "",
 ) -> Site:
     """Register a federation participant with its Art. 26/28 agreement.
 
@@ -506,6 +574,28 @@ def dataset_validate(
     else:
         v["data_categories"] = [c.strip() for c in categories]
     _check_bool(errors, "special_category", v.get("special_category"))
+    special = sorted(set(v.get("data_categories") or ()) & ART9_CATEGORIES.keys())
+    if special and v.get("special_category") is False:
+        # Art. 9(1) decides by what the data is, not by a flag.
+        errors.add(
+            "special_category",
+            f"must be true: {', '.join(special)} are special categories under Art. 9(1)",
+        )
+    art10 = v.get("art10_basis") or ""
+    v["art10_basis"] = art10
+    _check_choice(errors, "art10_basis", art10, Art10Basis)
+    reference = v.get("art10_reference") or ""
+    if not isinstance(reference, str) or len(reference) > 300:
+        errors.add("art10_reference", "must be text of at most 300 characters")
+        reference = ""
+    v["art10_reference"] = reference.strip()
+    if CRIMINAL_CATEGORY in (v.get("data_categories") or ()):
+        if not art10:
+            errors.add("art10_basis", "criminal-conviction data needs its Art. 10 ground")
+        if not v["art10_reference"]:
+            errors.add("art10_reference", "name the authority's act or the law (Art. 10)")
+    elif art10 or v["art10_reference"]:
+        errors.add("art10_basis", f"only data with {CRIMINAL_CATEGORY!r} carries an Art. 10 ground")
     art9 = v.get("art9_condition") or ""
     v["art9_condition"] = art9
     _check_choice(errors, "art9_condition", art9, Art9Condition)
@@ -526,8 +616,8 @@ def dataset_validate(
     retention = _as_date(v.get("retention_until"))
     if retention is None:
         errors.add("retention_until", "must be a date (YYYY-MM-DD)")
-    elif retention <= clock.now().date():
-        errors.add("retention_until", "must be in the future: data past retention cannot train")
+    # A retention date already past is a fact a DPO must be able to record (the gate then
+    # refuses the dataset); the ledger event flags it as recorded late.
     v["retention_until"] = retention
     _check_areas(errors, "processing_countries", v.get("processing_countries"))
     _check_int(errors, "record_count", v.get("record_count"), minimum=0)
@@ -546,6 +636,7 @@ def _dataset_payload(dataset: Dataset, purposes: list[Purpose]) -> dict[str, Any
         "data_categories": list(dataset.data_categories),
         "special_category": dataset.special_category,
         "art9_condition": dataset.art9_condition,
+        "art10_basis": dataset.art10_basis,
         "record_count": dataset.record_count,
     }
 
@@ -564,6 +655,8 @@ def dataset_register(
     special_category: bool = False,
     art9_condition: str = "",
     record_count: int = 0,
+    art10_basis: str = "",
+    art10_reference: str = "",
 ) -> Dataset:
     """Register a dataset held at an active site. Ledger: ``dataset.registered``.
 
@@ -583,7 +676,10 @@ def dataset_register(
             actor=actor,
             subject_type="dataset",
             subject_id=dataset.pk,
-            payload=_dataset_payload(dataset, purposes),
+            payload={
+                **_dataset_payload(dataset, purposes),
+                "recorded_late": _recorded_late(dataset, ["retention_until"]),
+            },
         )
     return dataset
 
@@ -614,9 +710,22 @@ def dataset_update(*, actor: Actor, dataset: Dataset, **fields: Any) -> Dataset:
             actor=actor,
             subject_type="dataset",
             subject_id=dataset.pk,
-            payload={**_dataset_payload(dataset, purposes), "changed": changed},
+            payload={
+                **_dataset_payload(dataset, purposes),
+                "changed": changed,
+                "recorded_late": _recorded_late(dataset, changed),
+            },
         )
     return dataset
+
+
+def _recorded_late(dataset: Dataset, fields: list[str]) -> list[str]:
+    """The written date fields that already lay in the past when recorded (the ledger
+    entry itself says who recorded them and when)."""
+    today = clock.now().date()
+    return [
+        name for name in ("retention_until",) if name in fields and getattr(dataset, name) < today
+    ]
 
 
 def dataset_withdraw(*, actor: Actor, dataset: Dataset, reason: str) -> Dataset:
@@ -684,8 +793,130 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
             errors.add("privacy_budget_epsilon", "must be a positive, finite number")
         else:
             v["privacy_budget_epsilon"] = float(budget)
+    _check_bool(errors, "model_updates_personal_data", v.get("model_updates_personal_data"))
+    for name in ("aggregator_operator", "host_operator"):
+        v[name] = _checked_party(errors, name, v.get(name))
+    v["transfer_safeguards"] = _checked_safeguards(errors, v.get("transfer_safeguards"))
+    v["recipient_certifications"] = _checked_certifications(
+        errors, v.get("recipient_certifications")
+    )
+    max_age = v.get("dpf_listing_max_age_days")
+    _check_int(errors, "dpf_listing_max_age_days", max_age, minimum=1)
+    if isinstance(max_age, int) and max_age > MAX_DPF_LISTING_AGE_DAYS:
+        errors.add("dpf_listing_max_age_days", f"must be at most {MAX_DPF_LISTING_AGE_DAYS}")
     errors.raise_if_any()
     return v
+
+
+def _checked_keys(
+    errors: _Errors, field: str, value: Any, required: set[str], optional: set[str]
+) -> bool:
+    if not isinstance(value, dict):
+        errors.add(field, "must be an object")
+        return False
+    missing, unknown = required - value.keys(), value.keys() - required - optional
+    if missing:
+        errors.add(field, f"missing {', '.join(sorted(missing))}")
+    if unknown:
+        errors.add(field, f"unknown field(s) {', '.join(sorted(unknown))}")
+    return not missing and not unknown
+
+
+def _checked_party(errors: _Errors, field: str, value: Any) -> dict[str, str]:
+    """An operator: {organisation, country, role}, or {} for not recorded (the gate denies)."""
+    if value in (None, {}):
+        return {}
+    if not _checked_keys(errors, field, value, {"organisation", "country", "role"}, set()):
+        return {}
+    _check_text(errors, f"{field}.organisation", value["organisation"], max_length=200)
+    _check_country(errors, f"{field}.country", value["country"])
+    _check_choice(errors, f"{field}.role", value["role"], PartyRole)
+    organisation = value["organisation"]
+    return {**value, "organisation": organisation.strip() if isinstance(organisation, str) else ""}
+
+
+def _checked_safeguards(errors: _Errors, value: Any) -> list[dict[str, Any]]:
+    """Art. 46/47/49 grounds, at most one per (exporter site slug, importer organisation)."""
+    field = "transfer_safeguards"
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        errors.add(field, "must be a list of safeguards")
+        return []
+    slugs = [e.get("exporter") for e in value if isinstance(e, dict)]
+    known = set(
+        Site.objects.filter(slug__in=[s for s in slugs if isinstance(s, str)]).values_list(
+            "slug", flat=True
+        )
+    )
+    result: list[dict[str, Any]] = []
+    seen: set[tuple[Any, Any]] = set()
+    optional = {"scc_module", "signed_on", "reference", "tia_reference", "ground", "reason"}
+    for i, raw in enumerate(value):
+        where = f"{field}[{i}]"
+        if not _checked_keys(errors, where, raw, {"exporter", "importer", "mechanism"}, optional):
+            continue
+        entry = dict(raw)
+        if entry["exporter"] not in known:
+            errors.add(where, f"exporter {entry['exporter']!r} is not a registered site")
+        _check_text(errors, f"{where}.importer", entry["importer"], max_length=200)
+        key = (entry["exporter"], entry["importer"])
+        if key in seen:
+            errors.add(where, f"{key[0]} → {key[1]} is listed twice")
+        seen.add(key)
+        mechanism = entry["mechanism"]
+        _check_choice(errors, f"{where}.mechanism", mechanism, SafeguardMechanism)
+        if mechanism == SafeguardMechanism.SCC:
+            module = entry.get("scc_module")
+            if isinstance(module, bool) or module not in (1, 2, 3, 4):
+                errors.add(f"{where}.scc_module", "must be the SCC module: 1, 2, 3 or 4")
+            signed = _as_date(entry.get("signed_on"))
+            if signed is None:
+                errors.add(f"{where}.signed_on", "must be the date the SCCs were signed")
+            else:
+                entry["signed_on"] = signed.isoformat()
+        if mechanism == SafeguardMechanism.BCR:
+            # Art. 47(1): BCRs bind only once the competent supervisory authority approved.
+            _check_text(errors, f"{where}.reference", entry.get("reference"), max_length=200)
+        if mechanism in (SafeguardMechanism.SCC, SafeguardMechanism.BCR):
+            # EDPB Recommendations 01/2020, step 3: assess the law and practice of the
+            # importer's country; the assessment's reference is the evidence.
+            _check_text(
+                errors, f"{where}.tia_reference", entry.get("tia_reference"), max_length=200
+            )
+        if mechanism == SafeguardMechanism.DEROGATION:
+            _check_choice(errors, f"{where}.ground", entry.get("ground"), Art49Ground)
+            _check_text(errors, f"{where}.reason", entry.get("reason"), max_length=2000)
+        result.append(entry)
+    return result
+
+
+def _checked_certifications(errors: _Errors, value: Any) -> list[dict[str, Any]]:
+    """Qualifying facts of recipients for scoped adequacy decisions (DPF, PIPEDA)."""
+    field = "recipient_certifications"
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        errors.add(field, "must be a list of certifications")
+        return []
+    result: list[dict[str, Any]] = []
+    required = {"organisation", "country", "scheme", "listing", "checked_on"}
+    for i, raw in enumerate(value):
+        where = f"{field}[{i}]"
+        if not _checked_keys(errors, where, raw, required, set()):
+            continue
+        entry = dict(raw)
+        _check_text(errors, f"{where}.organisation", entry["organisation"], max_length=200)
+        _check_country(errors, f"{where}.country", entry["country"])
+        _check_choice(errors, f"{where}.scheme", entry["scheme"], CertificationScheme)
+        _check_text(errors, f"{where}.listing", entry["listing"], max_length=500)
+        checked = _as_date(entry["checked_on"])
+        if checked is None:
+            errors.add(f"{where}.checked_on", "must be the date the listing was checked")
+        else:
+            entry["checked_on"] = checked.isoformat()
+        result.append(entry)
+    return result
 
 
 def policy_content(policy: ResidencyPolicy) -> dict[str, Any]:
@@ -1129,3 +1360,50 @@ def consent_record_batch(
         digest=digest,
         ledger_seq=entry.seq,
     )
+
+
+# ------------------------------------------------------------------ adequacy list
+
+
+def adequacy_list_record(*, actor: Actor, content: str) -> AdequacyListVersion:
+    """Record a new version of the adequacy list (Art. 45); it is in force from now on.
+
+    ``content`` is the JSON text in the shape of ``sites/data/adequacy.json``. Raises
+    ``InvalidInput`` (bad JSON or entry, a version already recorded or shipped).
+    Ledger: ``adequacy.updated`` with the version, the text's SHA-256 and the countries.
+    """
+    if not isinstance(content, str):
+        raise InvalidInput({"content": ["must be the JSON text of an adequacy list"]})
+    try:
+        parsed = parse_adequacy(content)
+    except ValueError as exc:
+        raise InvalidInput({"content": [str(exc)]}) from None
+    with transaction.atomic(durable=True):
+        known = set(AdequacyListVersion.objects.values_list("version", flat=True))
+        if parsed.version in known or parsed.version == shipped_adequacy().version:
+            # A version names one content forever; snapshots cite it.
+            raise InvalidInput({"content": [f"version {parsed.version} is already recorded"]})
+        with unique_or_invalid("content", f"version {parsed.version} is already recorded"):
+            row = AdequacyListVersion.objects.create(
+                version=parsed.version,
+                sha256=parsed.sha256,
+                content=content,
+                recorded_at=clock.now(),
+                recorded_by=actor.user,
+                recorded_by_name=actor.label,
+            )
+        ledger_append(
+            event_type="adequacy.updated",
+            actor=actor,
+            subject_type="adequacy_list",
+            subject_id=row.pk,
+            payload={
+                "version": parsed.version,
+                "sha256": parsed.sha256,
+                "decisions": [
+                    {"country": d.country, "scope": d.scope, "adopted_on": d.adopted_on}
+                    for d in parsed.decisions
+                ],
+            },
+        )
+    return row

@@ -42,6 +42,10 @@ class SiteFactory(factory.django.DjangoModelFactory):
     organisation = factory.LazyAttribute(lambda o: f"Organisation of {o.slug}")
     country = "DE"
     compute_country = factory.LazyAttribute(lambda o: o.country)
+    # The site runs its own zone unless a test says otherwise: no transfer for its data.
+    zone_operator = factory.LazyAttribute(lambda o: o.organisation)
+    zone_operator_country = factory.LazyAttribute(lambda o: o.country)
+    zone_operator_role = factory.LazyAttribute(lambda o: o.agreement_type)
     contact_email = factory.LazyAttribute(lambda o: f"dpo@{o.slug}.example")
     agreement_type = AgreementType.JOINT_CONTROLLER
     agreement_document_hash = factory.LazyAttribute(lambda o: sha(o.slug))
@@ -90,6 +94,12 @@ class PolicyFactory(factory.django.DjangoModelFactory):
     min_records_per_site = 1
     requires_approval = False
     requires_dpia = True
+    aggregator_operator = factory.LazyFunction(
+        lambda: {"organisation": "Koordinierungsstelle GmbH", "country": "DE", "role": "controller"}
+    )
+    host_operator = factory.LazyFunction(
+        lambda: {"organisation": "Rechenzentrum Nord GmbH", "country": "DE", "role": "processor"}
+    )
     published_at = factory.LazyFunction(timezone.now)
     created_by_name = "factory"
     published_by_name = "factory"

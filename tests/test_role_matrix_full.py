@@ -231,6 +231,14 @@ MATRIX = [
         {SERVICE, STEWARD, DPO},
         special={STEWARD: 403},
     ),
+    # The allow-list (issue 12): the same readers, a steward only its own site's.
+    row("get", "/runs/{run}/rounds/1/allowed?site={site_slug}", {SERVICE, STEWARD, DPO}),
+    row(
+        "get",
+        "/runs/{run}/rounds/1/allowed?site={other_site_slug}",
+        {SERVICE, STEWARD, DPO},
+        special={STEWARD: 403},
+    ),
     row("post", "/sites/{site_slug}/supernode", {SERVICE, OPERATOR}, {"node_id": "4242"}),
     row("delete", "/sites/{site_slug}/supernode", {SERVICE, OPERATOR}, REASON),
     row("get", "/flower/public-key", PEOPLE | {SERVICE}),

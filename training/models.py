@@ -168,6 +168,10 @@ class SiteEligibility(models.Model):
     eligible_records = models.PositiveIntegerField(default=0)
     excluded_pseudonyms = models.JSONField(default=list)
     exclusion_digest = models.CharField(max_length=64)
+    # The allow-list (Art. 6(1)(a), 7): the only subjects the site may train on, and the
+    # digest its ticket carries. Blank digest: no consent-based dataset, no list.
+    allowed_pseudonyms = models.JSONField(default=list)
+    allowed_digest = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         constraints = [

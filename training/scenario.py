@@ -25,7 +25,16 @@ from typing import Any
 
 from fedgov import clock
 from fedgov.actors import Actor
-from sites.choices import AgreementType, Art9Condition, LawfulBasis, PolicyStatus
+from sites.choices import (
+    AgreementType,
+    Art9Condition,
+    Art10Basis,
+    CertificationScheme,
+    LawfulBasis,
+    PartyRole,
+    PolicyStatus,
+    SafeguardMechanism,
+)
 from sites.models import Dataset, Purpose, ResidencyPolicy, Site
 from sites.opennebula.credentials import check_ref
 from sites.opennebula.errors import OpenNebulaError
@@ -34,6 +43,7 @@ from sites.services import (
     POLICY_DEFAULTS,
     consent_record_batch,
     dataset_register,
+    dataset_withdraw,
     policy_content,
     policy_create_draft,
     policy_publish,
@@ -54,6 +64,12 @@ POLICY_KEYS = (
     "requires_controller_dpo_approval",
     "requires_dpia",
     "privacy_budget_epsilon",
+    "model_updates_personal_data",
+    "aggregator_operator",
+    "host_operator",
+    "transfer_safeguards",
+    "recipient_certifications",
+    "dpf_listing_max_age_days",
 )
 
 
@@ -101,6 +117,8 @@ class DatasetSpec:
     special_category: bool
     art9_condition: str
     record_count: int
+    art10_basis: str = ""
+    art10_reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,8 @@ class SiteSpec:
     agreement_valid_until: dt.date
     zone: Zone
     dataset: DatasetSpec
+    # (organisation, country, role) of whoever operates the zone; None: not recorded.
+    zone_operator: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +180,8 @@ class Withdrawal:
 class RoundSpec:
     number: int
     withdrawals: tuple[Withdrawal, ...] = ()
+    # Whole datasets the site withdraws from federation before the round: (site, reason).
+    dataset_withdrawals: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,6 +280,67 @@ class _Reader:
             raise ScenarioError(self.key(unknown[0]), "unknown key")
 
 
+def _party(r: _Reader) -> tuple[str, str, str]:
+    r.only("organisation", "country", "role")
+    return (r.text("organisation"), r.country("country"), r.choice("role", PartyRole.values))
+
+
+def _transfer_register(pol: _Reader, fields: dict[str, Any], slugs: list[str]) -> None:
+    """The policy's Chapter V facts; the policy service checks the rest when it is written."""
+    if "model_updates_personal_data" in pol.data:
+        fields["model_updates_personal_data"] = pol.get("model_updates_personal_data", bool)
+    if "dpf_listing_max_age_days" in pol.data:
+        fields["dpf_listing_max_age_days"] = pol.get("dpf_listing_max_age_days", int)
+    for key in ("aggregator_operator", "host_operator"):
+        if key in pol.data:
+            organisation, country, role = _party(pol.table(key))
+            fields[key] = {"organisation": organisation, "country": country, "role": role}
+    safeguards = []
+    for g in pol.tables("transfer_safeguards") if "transfer_safeguards" in pol.data else []:
+        g.only(
+            "exporter",
+            "importer",
+            "mechanism",
+            "scc_module",
+            "signed_on",
+            "reference",
+            "tia_reference",
+            "ground",
+            "reason",
+        )
+        entry: dict[str, Any] = {
+            "exporter": g.choice("exporter", slugs),
+            "importer": g.text("importer"),
+            "mechanism": g.choice("mechanism", SafeguardMechanism.values),
+        }
+        if "scc_module" in g.data:
+            entry["scc_module"] = g.get("scc_module", int)
+        if "signed_on" in g.data:
+            entry["signed_on"] = g.date("signed_on").isoformat()
+        for key in ("reference", "tia_reference", "ground", "reason"):
+            if key in g.data:
+                entry[key] = g.text(key)
+        safeguards.append(entry)
+    if safeguards:
+        fields["transfer_safeguards"] = safeguards
+    certifications = []
+    for c in (
+        pol.tables("recipient_certifications") if "recipient_certifications" in pol.data else []
+    ):
+        c.only("organisation", "country", "scheme", "listing", "checked_on")
+        certifications.append(
+            {
+                "organisation": c.text("organisation"),
+                "country": c.country("country"),
+                "scheme": c.choice("scheme", CertificationScheme.values),
+                "listing": c.text("listing"),
+                "checked_on": c.date("checked_on").isoformat(),
+            }
+        )
+    if certifications:
+        fields["recipient_certifications"] = certifications
+
+
 def _kind_names(kinds: tuple[type, ...]) -> str:
     names = {
         str: "text",
@@ -315,6 +398,7 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             "agreement_valid_from",
             "agreement_valid_until",
             "zone",
+            "zone_operator",
             "dataset",
         )
         slug = s.text("slug")
@@ -354,6 +438,8 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             "processing_countries",
             "special_category",
             "art9_condition",
+            "art10_basis",
+            "art10_reference",
             "record_count",
         )
         ds_purposes = d.strings("purposes", tuple(codes))
@@ -371,6 +457,8 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             processing_countries=d.areas("processing_countries"),
             special_category=d.get("special_category", bool, False),
             art9_condition=d.choice("art9_condition", Art9Condition.values, ""),
+            art10_basis=d.choice("art10_basis", Art10Basis.values, ""),
+            art10_reference=d.text("art10_reference", ""),
             record_count=d.get("record_count", int, 0),
         )
         sites.append(
@@ -395,6 +483,9 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
                     template_id=None if template_id == -1 else template_id,
                 ),
                 dataset=dataset,
+                zone_operator=(
+                    _party(s.table("zone_operator")) if "zone_operator" in s.data else None
+                ),
             )
         )
     if not sites:
@@ -419,6 +510,7 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             fields[key] = pol.get(key, bool)
     if "privacy_budget_epsilon" in pol.data:
         fields["privacy_budget_epsilon"] = float(pol.get("privacy_budget_epsilon", (int, float)))
+    _transfer_register(pol, fields, slugs)
     policy = PolicySpec(name=pol.text("name"), fields=fields)
 
     con = top.table("consent")
@@ -465,7 +557,7 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
 
     rounds = []
     for i, rd in enumerate(top.tables("rounds")):
-        rd.only("number", "withdraw")
+        rd.only("number", "withdraw", "withdraw_dataset")
         number = rd.get("number", int)
         if number != i + 1 or number > run.num_rounds:
             raise ScenarioError(
@@ -490,7 +582,16 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
                         w.key("subjects"), f"{pseudonym!r} is not a subject of {site}"
                     )
             withdrawals.append(Withdrawal(site, tuple(chosen)))
-        rounds.append(RoundSpec(number=number, withdrawals=tuple(withdrawals)))
+        whole = []
+        for w in rd.tables("withdraw_dataset") if "withdraw_dataset" in rd.data else []:
+            w.only("site", "reason")
+            site = w.choice("site", slugs)
+            whole.append((site, w.text("reason")))
+        rounds.append(
+            RoundSpec(
+                number=number, withdrawals=tuple(withdrawals), dataset_withdrawals=tuple(whole)
+            )
+        )
     if not rounds:
         raise ScenarioError("rounds", "must list at least one round")
 
@@ -570,6 +671,7 @@ def load_scenario(
                 one_zone_id=spec.zone.id,
                 one_credentials_ref=spec.zone.credentials,
                 one_template_id=spec.zone.template_id,
+                **_zone_operator_fields(spec),
             )
         sites[spec.slug] = site
         d = spec.dataset
@@ -590,6 +692,8 @@ def load_scenario(
                 special_category=d.special_category,
                 art9_condition=d.art9_condition,
                 record_count=d.record_count,
+                art10_basis=d.art10_basis,
+                art10_reference=d.art10_reference,
             )
             fresh.add(spec.slug)
         datasets[spec.slug] = dataset
@@ -650,6 +754,17 @@ def load_scenario(
     )
 
 
+def _zone_operator_fields(spec: SiteSpec) -> dict[str, str]:
+    if spec.zone_operator is None:
+        return {}
+    organisation, country, role = spec.zone_operator
+    return {
+        "zone_operator": organisation,
+        "zone_operator_country": country,
+        "zone_operator_role": role,
+    }
+
+
 def _policy(spec: PolicySpec, *, actor: Actor, reused: list[str]) -> ResidencyPolicy:
     latest = (
         ResidencyPolicy.objects.filter(name=spec.name, status=PolicyStatus.PUBLISHED)
@@ -679,9 +794,15 @@ def _free_run_name(base: str) -> str:
 def apply_round_events(
     scenario: Scenario, loaded: Loaded, round_spec: RoundSpec, *, actor: Actor
 ) -> dict[str, int]:
-    """Record the round's withdrawals (as the sites would upload them); counts per site."""
+    """Record the round's withdrawals (as the sites would upload them) and its whole-dataset
+    withdrawals (as the DPO records them); subject counts per site."""
     counts: dict[str, int] = {}
     now = clock.now()
+    for slug, reason in round_spec.dataset_withdrawals:
+        dataset = loaded.datasets[slug]
+        dataset.refresh_from_db(fields=["withdrawn_at"])
+        if dataset.withdrawn_at is None:
+            dataset_withdraw(actor=actor, dataset=dataset, reason=reason)
     for w in round_spec.withdrawals:
         spec = scenario.site(w.site)
         done = loaded.withdrawn.setdefault(w.site, set())

@@ -26,6 +26,12 @@ class PolicyRow:
     content_hash: str
     allowed_areas: tuple[str, ...]
     transfer_mechanisms: dict[str, str]
+    model_updates_personal_data: bool
+    aggregator_operator: dict[str, str]
+    host_operator: dict[str, str]
+    transfer_safeguards: list[dict]
+    recipient_certifications: list[dict]
+    dpf_listing_max_age_days: int
     min_eligible_sites: int
     min_records_per_site: int
     requires_dpia: bool
@@ -78,6 +84,12 @@ def run_for_gate(*, run_id: int) -> RunGateRow:
             content_hash=policy.content_hash,
             allowed_areas=tuple(policy.allowed_areas or ()),
             transfer_mechanisms=dict(policy.transfer_mechanisms or {}),
+            model_updates_personal_data=policy.model_updates_personal_data,
+            aggregator_operator=dict(policy.aggregator_operator or {}),
+            host_operator=dict(policy.host_operator or {}),
+            transfer_safeguards=list(policy.transfer_safeguards or []),
+            recipient_certifications=list(policy.recipient_certifications or []),
+            dpf_listing_max_age_days=policy.dpf_listing_max_age_days,
             min_eligible_sites=policy.min_eligible_sites,
             min_records_per_site=policy.min_records_per_site,
             requires_dpia=policy.requires_dpia,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.urls import reverse
@@ -115,6 +116,14 @@ def test_draft_policy_changes_and_publishes_through_services(admin_client_):
         "requires_approval": "on",
         "requires_dpia": "on",
         "privacy_budget_epsilon": "",
+        "model_updates_personal_data": "on",
+        "aggregator_operator": json.dumps(
+            {"organisation": "Koord GmbH", "country": "DE", "role": "controller"}
+        ),
+        "host_operator": "{}",
+        "transfer_safeguards": "[]",
+        "recipient_certifications": "[]",
+        "dpf_listing_max_age_days": 90,
     }
     response = admin_client_.post(url, form)
     assert response.status_code == 302, response.content[:2000]

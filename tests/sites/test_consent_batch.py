@@ -275,3 +275,76 @@ def test_splitting_a_history_into_batches_gives_the_same_state_as_one_batch(leng
         _, withdrawn_at = final_state(whole)[f"p{n}"]
         # Odd-length histories end on a grant; even-length ones on a withdrawal.
         assert (withdrawn_at is None) == (length % 2 == 1)
+
+
+# ------------------------------------------- every subject withdrew: dataset withdrawn
+
+
+def _consented(subjects, **dataset_fields):
+    purpose = PurposeFactory(code="topics")
+    ds = DatasetFactory(purposes=[purpose], **dataset_fields)
+    services.consent_record_batch(actor=SITE, dataset=ds, events=[grant(s) for s in subjects])
+    return ds
+
+
+def _withdraw_all(ds, subjects, at=None):
+    at = at or T0 + dt.timedelta(days=1)
+    services.consent_record_batch(
+        actor=SITE, dataset=ds, events=[withdraw(s, at) for s in subjects]
+    )
+
+
+def test_a_dataset_whose_every_subject_withdrew_is_refused_and_its_supernode_unregistered():
+    """Art. 6(1)(a), 7(3): with no subject left, the dataset has no lawful basis; the effect
+    is the DPO's withdrawal: refused by the gate, SuperNode unregistered, absent next round."""
+    from fedgov.actors import Actor
+    from tests.factories import DpiaFactory, PolicyFactory, RunFactory
+    from training.services.flower import supernodes_reconcile
+    from training.services.gate import round_gate
+
+    ds = _consented(["a", "b"])
+    ds.site.flower_node_id = "1234"
+    ds.site.save()
+    run = RunFactory(purpose=ds.purposes.get(), policy=PolicyFactory(), datasets=[ds])
+    DpiaFactory(run=run)
+    actor = Actor.system("t")
+    assert round_gate(actor=actor, run=run, round_no=1).outcome == "allowed"
+    assert supernodes_reconcile(actor=actor, run=run) == []
+
+    _withdraw_all(ds, ["a"])
+    assert round_gate(actor=actor, run=run, round_no=2).outcome == "allowed"  # b consents
+    assert supernodes_reconcile(actor=actor, run=run) == []
+
+    _withdraw_all(ds, ["b"], T0 + dt.timedelta(days=2))
+    decision = round_gate(actor=actor, run=run, round_no=3)
+    assert decision.outcome == "blocked"
+    assert "lawful-basis" in decision.reason
+    result = decision.results.get(rule_id="lawful-basis")
+    assert "every subject withdrew consent (Art. 7(3))" in result.reason
+    (site,) = supernodes_reconcile(actor=actor, run=run)
+    assert site.flower_node_id == ""
+
+
+def test_a_dataset_on_another_basis_is_not_withdrawn_by_consent_withdrawals():
+    from sites.selectors import datasets_all_withdrawn
+
+    ds = _consented(["a"], lawful_basis="6(1)(e)")
+    _withdraw_all(ds, ["a"])
+    assert datasets_all_withdrawn(dataset_ids=[ds.pk], at=clock.now()) == set()
+
+
+def test_all_withdrawn_is_judged_at_the_instant_not_by_batch_boundaries():
+    from sites.selectors import datasets_all_withdrawn
+
+    ds = _consented(["a"])
+    _withdraw_all(ds, ["a"], T0 + dt.timedelta(days=1))
+    at = T0 + dt.timedelta(days=1)
+    assert datasets_all_withdrawn(dataset_ids=[ds.pk], at=at) == {ds.pk}
+    assert (
+        datasets_all_withdrawn(dataset_ids=[ds.pk], at=at - dt.timedelta(microseconds=1)) == set()
+    )
+    # A new grant brings the subject, and the dataset, back (the site may re-ask consent).
+    services.consent_record_batch(
+        actor=SITE, dataset=ds, events=[grant("a", at + dt.timedelta(hours=1))]
+    )
+    assert datasets_all_withdrawn(dataset_ids=[ds.pk], at=clock.now()) == set()

@@ -220,7 +220,7 @@ def test_dataset_register_refuses_a_suspended_site():
         ({"art9_condition": "9(2)(a)"}, "art9_condition"),
         ({"processing_countries": ["EEA", "ZZ"]}, "processing_countries"),
         ({"processing_countries": []}, "processing_countries"),
-        ({"retention_until": TODAY - dt.timedelta(days=1)}, "retention_until"),
+        ({"retention_until": "not a date"}, "retention_until"),
         ({"lawful_basis": "6(1)(z)"}, "lawful_basis"),
         ({"purposes": []}, "purposes"),
         ({"data_categories": []}, "data_categories"),
@@ -233,6 +233,24 @@ def test_dataset_register_refuses_inconsistent_facts(overrides, field):
         services.dataset_register(actor=SYSTEM, **dataset_kwargs(site, **overrides))
     assert field in exc.value.errors
     assert not Dataset.objects.exists()
+
+
+def test_a_past_retention_date_is_recorded_and_flagged_late_in_the_ledger():
+    """Facts about the past: a DPO records a retention that already ended (Art. 5(1)(e));
+    the gate refuses the dataset, and the ledger says the date was recorded late."""
+    past = TODAY - dt.timedelta(days=1)
+    dataset = services.dataset_register(
+        actor=SYSTEM, **dataset_kwargs(SiteFactory(), retention_until=past)
+    )
+    assert dataset.retention_until == past
+    entry = LedgerEntry.objects.filter(event_type="dataset.registered").last()
+    assert json.loads(entry.payload)["recorded_late"] == ["retention_until"]
+    assert entry.actor_repr and entry.created_at  # who recorded it, and when
+    services.dataset_update(
+        actor=SYSTEM, dataset=dataset, retention_until=TODAY + dt.timedelta(days=9)
+    )
+    entry = LedgerEntry.objects.filter(event_type="dataset.updated").last()
+    assert json.loads(entry.payload)["recorded_late"] == []
 
 
 def test_dataset_register_accepts_special_category_with_condition():
@@ -290,6 +308,13 @@ def test_policy_versions_count_up_and_publish_sets_content_hash():
             "requires_controller_dpo_approval": False,
             "requires_dpia": True,
             "privacy_budget_epsilon": 8.0,
+            # The transfer register is part of what a published version fixes.
+            "model_updates_personal_data": True,
+            "aggregator_operator": {},
+            "host_operator": {},
+            "transfer_safeguards": [],
+            "recipient_certifications": [],
+            "dpf_listing_max_age_days": 90,
         }
     )
     import hashlib

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from sites.adequacy import shipped_adequacy
 from sites.regions import region_countries
+from training.gate.builder import adequacy_facts
 from training.gate.context import (
     DatasetFacts,
     DpiaFacts,
     GateContext,
+    PartyFacts,
     PolicyFacts,
     RunFacts,
     SiteFacts,
@@ -16,6 +19,8 @@ from training.gate.context import (
 )
 
 AT = "2026-06-15T12:00:00.000000Z"
+ORG = "Rechtsdokumentation Leipzig e.V."
+ADEQUACY = adequacy_facts(shipped_adequacy())
 REGIONS = {name: tuple(sorted(region_countries(name))) for name in ("EEA", "ADEQUACY")}
 
 
@@ -41,13 +46,16 @@ def site(id: int = 1, slug: str = "de-legal", datasets=None, **changes) -> SiteF
     base = SiteFacts(
         id=id,
         slug=slug,
+        organisation=ORG,
         country="DE",
+        role="joint_controller",
         compute_country="DE",
+        # By default the site runs its own zone: no transfer for its data.
+        zone_operator=party(ORG, "DE", "joint_controller"),
         status="active",
         agreement_document_hash="a" * 64,
         agreement_valid_from="2026-01-01",
         agreement_valid_until="2026-12-31",
-        transfer_mechanism=None,
         exclusion_digest=exclusion_digest([]),
         datasets=tuple(datasets) if datasets is not None else (dataset(id=id),),
     )
@@ -72,6 +80,7 @@ def context(sites=None, run=None, policy=None, dpia="default", **changes) -> Gat
         if dpia == "default"
         else dpia,
         sites=tuple(sites) if sites is not None else (site(),),
+        adequacy=changes.pop("adequacy", ADEQUACY),
         regions=REGIONS,
     )
 
@@ -88,5 +97,11 @@ def policy_facts(**changes) -> PolicyFacts:
         min_records_per_site=1,
         requires_dpia=True,
         privacy_budget_epsilon=None,
+        aggregator_operator=party("Koordinierungsstelle GmbH", "DE", "controller"),
+        host_operator=party("Rechenzentrum Nord GmbH", "DE", "processor"),
     )
     return replace(base, **changes)
+
+
+def party(organisation: str, country: str, role: str) -> PartyFacts:
+    return PartyFacts(organisation=organisation, country=country, role=role)

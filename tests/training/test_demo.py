@@ -31,7 +31,11 @@ def test_demo_blocks_the_us_site_and_drops_records_after_withdrawal():
     output = run_demo()
 
     assert "nl-media · residency (Art. 44 + policy): compute in US is outside" in output
-    assert "nl-media · transfer (Art. 44-46): US → DE" in output
+    # nl-media's zone is run by an uncertified US processor: the DPF decision does not
+    # cover it (Art. 45, C(2023) 4745), and no SCC is recorded (Art. 46).
+    assert "nl-media · transfer (Art. 44-49): site data to the zone operator" in output
+    assert "→ Atlantic Cloud Hosting Inc. (US, processor): transfer" in output
+    assert "no DPF listing of Atlantic Cloud Hosting Inc. is recorded" in output
     # Round 2: five es-blogs subjects and three pl-news subjects withdrew.
     assert "115 (was 120)" in output and "117 (was 120)" in output
     # Round 3: the whole pl-news dataset withdrew.
@@ -127,6 +131,27 @@ def _mutate(old: str, new: str) -> str:
         ("number = 3", "number = 4", "rounds[2].number"),
         ('purpose = "topic-classification"', 'purpose = "ads"', "run.purpose"),
         ("subjects_per_site = 120", "", "consent.subjects_per_site"),
+        # The transfer register and the Art. 10 ground (issue 12) name their keys too.
+        (
+            'country = "PL", role = "processor" }',
+            'country = "PL", role = "owner" }',
+            "sites[2].zone_operator.role",
+        ),
+        (
+            "transfer_safeguards = []",
+            'transfer_safeguards = [{ exporter = "xx", importer = "Y", mechanism = "scc" }]',
+            "policy.transfer_safeguards[0].exporter",
+        ),
+        (
+            'art10_basis = "member_state_law"',
+            'art10_basis = "tradition"',
+            "sites[0].dataset.art10_basis",
+        ),
+        (
+            "number = 3\n",
+            'number = 3\nwithdraw_dataset = [{ site = "fr-x", reason = "r" }]\n',
+            "rounds[2].withdraw_dataset[0].site",
+        ),
     ],
 )
 def test_bad_scenario_is_refused_naming_the_key(old, new, key):
@@ -138,3 +163,23 @@ def test_bad_scenario_is_refused_naming_the_key(old, new, key):
 def test_scenario_that_is_not_toml_is_refused():
     with pytest.raises(ScenarioError, match="not valid TOML"):
         parse_scenario("name = ", today=TODAY)
+
+
+@pytest.mark.django_db
+def test_scenario_expresses_a_whole_dataset_withdrawal_and_the_gate_refuses_it(tmp_path):
+    """Round 2 withdraws es-blogs' whole dataset: es-blogs is refused from round 2 on."""
+    path = tmp_path / "withdraw.toml"
+    path.write_text(
+        _mutate(
+            "number = 2\n",
+            'number = 2\nwithdraw_dataset = [{ site = "es-blogs", reason = "the site leaves" }]\n',
+        )
+    )
+    scenario = parse_scenario(path, today=TODAY)
+    assert scenario.rounds[1].dataset_withdrawals == (("es-blogs", "the site leaves"),)
+    output = run_demo("--scenario", str(path))
+    assert "es-blogs · lawful-basis (Art. 6(1)): blog-posts: withdrawn from federation" in output
+    run = TrainingRun.objects.get(name="virt8ra")
+    es = SiteEligibility.objects.filter(decision__round__run=run, site__slug="es-blogs")
+    eligible = dict(es.values_list("decision__round__number", "eligible"))
+    assert eligible[1] is True and eligible[2] is False and eligible[3] is False

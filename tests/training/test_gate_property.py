@@ -28,6 +28,12 @@ datasets = st.builds(
     withdrawn_at=st.sampled_from([None, "2026-01-01T00:00:00.000000Z"]),
     consent_eligible=st.integers(0, 200),
     consent_excluded=st.integers(0, 50),
+    all_subjects_withdrawn=st.booleans(),
+    data_categories=st.sampled_from(
+        [(), ("text",), ("health",), ("criminal-convictions-and-offences",)]
+    ),
+    art10_basis=st.sampled_from(["", "member_state_law"]),
+    art10_reference=st.sampled_from(["", "§ 1"]),
 )
 
 
@@ -42,7 +48,6 @@ def sites(draw):
             compute_country=draw(COUNTRIES),
             agreement_valid_from=draw(DATES),
             agreement_valid_until=draw(DATES),
-            transfer_mechanism=draw(st.sampled_from([None, "scc", "bcr", "adequacy"])),
             datasets=draw(st.lists(datasets, max_size=3)),
         )
         for i in range(n)
@@ -100,3 +105,47 @@ def test_no_site_with_a_failed_rule_is_ever_eligible(ctx):
 def test_replay_of_any_snapshot_gives_the_same_verdict(ctx):
     stored = json.loads(rfc8785.dumps(to_snapshot(ctx)))
     assert replay(stored) == evaluate(ctx)
+
+
+# Residency (Art. 28(3)(a), 44 and the policy): whatever else holds, a site whose
+# processing location is outside any of its datasets' countries or the policy's areas is
+# never allowed. Every other fact is drawn so that the site would otherwise pass.
+AREAS = st.sampled_from([("EEA",), ("DE",), ("FR",), ("DE", "ES"), ("EEA", "CH"), ("US",)])
+LOCATIONS = st.sampled_from(["DE", "FR", "ES", "CH", "US", "IN", "NO"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    where=LOCATIONS,
+    policy_areas=AREAS,
+    dataset_areas=st.lists(AREAS, min_size=1, max_size=3),
+)
+def test_the_gate_never_allows_a_site_processing_outside_its_datasets_or_policy(
+    where, policy_areas, dataset_areas
+):
+    from tests.training.gate_facts import REGIONS
+
+    ctx = context(
+        sites=[
+            site(
+                compute_country=where,
+                datasets=[
+                    dataset(id=i + 1, name=f"ds{i}", processing_countries=areas)
+                    for i, areas in enumerate(dataset_areas)
+                ],
+            )
+        ],
+        policy=policy_facts(allowed_areas=policy_areas),
+    )
+    verdict = evaluate(ctx)
+
+    def expand(areas):
+        return {c for a in areas for c in REGIONS.get(a, (a,))}
+
+    inside = where in expand(policy_areas) and all(where in expand(a) for a in dataset_areas)
+    if not inside:
+        assert verdict.eligible_site_ids == ()
+        assert "residency" in verdict.sites[0].failed_rules
+    else:
+        # Nothing else is wrong with the site: residency is the only thing deciding.
+        assert verdict.outcome == "allowed", verdict.reason

@@ -31,6 +31,12 @@ CASES = [
         False,
         "withdrawn from federation",
     ),
+    (
+        "lawful-basis",
+        C(sites=[site(datasets=[dataset(all_subjects_withdrawn=True, consent_eligible=0)])]),
+        False,
+        "every subject withdrew consent (Art. 7(3))",
+    ),
     # special-category: Art. 9(2)
     ("special-category", C(), True, "no special-category"),
     (
@@ -44,6 +50,78 @@ CASES = [
         C(sites=[site(datasets=[dataset(special_category=True, art9_condition="")])]),
         False,
         "without a recorded Art. 9(2) condition",
+    ),
+    # special-category: Art. 9(1) categories make the data special whatever the flag says
+    (
+        "special-category",
+        C(sites=[site(datasets=[dataset(data_categories=("text", "health"))])]),
+        False,
+        "special-category data (health) without a recorded Art. 9(2) condition",
+    ),
+    (
+        "special-category",
+        C(
+            sites=[
+                site(
+                    datasets=[
+                        dataset(
+                            data_categories=("trade-union-membership",), art9_condition="9(2)(d)"
+                        )
+                    ]
+                )
+            ]
+        ),
+        True,
+        "(trade-union-membership) under Art. 9(2)(d)",
+    ),
+    (
+        "special-category",
+        C(sites=[site(datasets=[dataset(data_categories=("text", "author-pseudonym"))])]),
+        True,
+        "no special-category data",
+    ),
+    # criminal-data: Art. 10
+    ("criminal-data", C(), True, "no criminal-conviction data"),
+    (
+        "criminal-data",
+        C(sites=[site(datasets=[dataset(data_categories=("criminal-convictions-and-offences",))])]),
+        False,
+        "without a recorded Art. 10 ground",
+    ),
+    (
+        "criminal-data",
+        C(
+            sites=[
+                site(
+                    datasets=[
+                        dataset(
+                            data_categories=("criminal-convictions-and-offences",),
+                            art10_basis="member_state_law",
+                        )
+                    ]
+                )
+            ]
+        ),
+        False,
+        "without its reference",
+    ),
+    (
+        "criminal-data",
+        C(
+            sites=[
+                site(
+                    datasets=[
+                        dataset(
+                            data_categories=("criminal-convictions-and-offences",),
+                            art10_basis="member_state_law",
+                            art10_reference="§ 1 Gesetz X",
+                        )
+                    ]
+                )
+            ]
+        ),
+        True,
+        "member_state_law, § 1 Gesetz X",
     ),
     # purpose-limitation: Art. 5(1)(b)
     ("purpose-limitation", C(), True, "permitted"),
@@ -105,27 +183,9 @@ CASES = [
     ),
     ("residency", C(policy=policy_facts(status="draft")), False, "not published"),
     ("residency", C(policy=policy_facts(allowed_areas=())), False, "outside"),
-    # transfer: Art. 44-46
-    ("transfer", C(), True, "within the EEA"),
-    ("transfer", C(sites=[site(compute_country="US")]), False, "no SCC or BCR"),
-    ("transfer", C(sites=[site(compute_country="US", transfer_mechanism="scc")]), True, "SCC"),
-    ("transfer", C(sites=[site(compute_country="US", transfer_mechanism="bcr")]), True, "BCR"),
-    (
-        "transfer",
-        C(sites=[site(compute_country="US", transfer_mechanism="adequacy")]),
-        False,
-        "no SCC or BCR",
-    ),
-    (
-        "transfer",
-        C(
-            sites=[site(compute_country="IN")],
-            run=replace(C().run, aggregator_country="CH"),
-        ),
-        True,
-        "adequacy decision",
-    ),
-    ("transfer", C(run=replace(C().run, aggregator_country="")), False, "unknown"),
+    # transfer: Art. 44-49 (the full table is tests/training/test_gate_transfer.py)
+    ("transfer", C(), True, "not a transfer, same organisation"),
+    ("transfer", C(sites=[site(zone_operator=None)]), False, "not recorded"),
     # privacy-budget: Art. 25/32
     ("privacy-budget", C(), True, "no privacy budget"),
     (
@@ -191,11 +251,12 @@ def test_min_sites_rule_counts_sites_that_pass_everything(passing, needed, ok):
     assert (result.rule_id, result.article, result.ok) == ("min-sites", "policy", ok)
 
 
-def test_the_gate_has_the_twelve_rules_in_order():
+def test_the_gate_has_the_thirteen_rules_in_order():
     assert RULE_IDS == (
         "site-active",
         "lawful-basis",
         "special-category",
+        "criminal-data",
         "purpose-limitation",
         "retention",
         "consent",
@@ -219,8 +280,9 @@ def test_a_site_failing_one_rule_is_not_eligible_and_the_round_may_still_pass():
     verdict = evaluate(ctx)
     assert verdict.outcome == "allowed"
     assert verdict.eligible_site_ids == (1,)
-    assert verdict.sites[1].failed_rules == ("residency", "transfer")
-    assert "nl-media (residency, transfer)" in verdict.reason
+    # The site's own servers abroad: a residency question, not a transfer (EDPB 05/2021).
+    assert verdict.sites[1].failed_rules == ("residency",)
+    assert "nl-media (residency)" in verdict.reason
 
 
 def test_round_blocked_below_min_sites_makes_no_site_eligible():

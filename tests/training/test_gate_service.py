@@ -68,8 +68,8 @@ def test_gate_stores_results_eligibility_snapshot_and_moves_round_to_gated():
     assert decision.outcome == "allowed"
     assert decision.snapshot_hash == hashlib.sha256(decision.snapshot.encode()).hexdigest()
     assert len(decision.eligible_sites) == 2
-    # 11 site rules × 2 sites, plus min-sites for the round.
-    assert GateResult.objects.filter(decision=decision, site__isnull=False).count() == 22
+    # 12 site rules × 2 sites (criminal-data, Art. 10, is new), plus min-sites for the round.
+    assert GateResult.objects.filter(decision=decision, site__isnull=False).count() == 24
     (round_rule,) = GateResult.objects.filter(decision=decision, site__isnull=True)
     assert round_rule.rule_id == "min-sites" and round_rule.ok
     eligibilities = SiteEligibility.objects.filter(decision=decision)
@@ -99,6 +99,7 @@ def test_gate_writes_gate_decided_ledger_event_without_pseudonyms():
         "failed_rules",
         "round_failed_rules",
         "exclusion_digests",
+        "allowed_digests",
     }
     assert payload["snapshot_hash"] == decision.snapshot_hash
     assert payload["outcome"] == "allowed"
@@ -179,7 +180,8 @@ def test_gate_blocks_round_when_every_subject_of_a_site_withdraws():
             "rule_id", flat=True
         )
     )
-    assert failed == {"consent", "min-records"}
+    # Every subject withdrew: the dataset itself counts as withdrawn (Art. 7(3)).
+    assert failed == {"lawful-basis", "consent", "min-records"}
 
 
 def test_replay_of_stored_snapshot_reproduces_the_stored_verdict():

@@ -443,3 +443,61 @@ def clock_now():
     from fedgov import clock
 
     return clock.now()
+
+
+# ------------------------------------------------ residency at placement (Art. 28(3)(a))
+
+
+@pytest.mark.parametrize(
+    ("processing", "policy_areas", "kept"),
+    [
+        # The dataset is DE-only: its French host is outside, though the policy says EEA.
+        (["DE"], ["EEA"], ["de-legal", "pl-news"]),
+        # The dataset allows the EEA but the policy only DE and ES: FR is still outside.
+        (["EEA"], ["DE", "ES"], ["de-legal", "pl-news"]),
+        (["EEA"], ["EEA"], ["de-legal", "es-blogs", "pl-news"]),
+        # Declared, allowed and placed in FR: accepted.
+        (["FR"], ["EEA"], ["de-legal", "es-blogs", "pl-news"]),
+    ],
+    ids=["de-only-dataset", "de-es-policy", "both-eea", "fr-dataset"],
+)
+def test_a_vm_is_accepted_only_in_both_the_datasets_countries_and_the_policys_areas(
+    federation,
+    standin,  # noqa: F811
+    processing,
+    policy_areas,
+    kept,
+):
+    run, sites = federation(allowed_areas=policy_areas)
+    es = sites[1]  # its zone's hosts, cluster and datastore are in FR
+    es.datasets.update(processing_countries=processing)
+    if processing == ["FR"]:
+        es.compute_country = "FR"
+        es.save()
+    round_ = round_start(actor=ACTOR, run=run, round_no=1)
+    if "es-blogs" not in kept and policy_areas == ["EEA"]:
+        # The gate alone cannot see it: the site declares compute in DE.
+        assert round_.state == S.GATED
+    round_ = round_drive(actor=ACTOR, round_id=round_.pk)
+    verified = events("round.placement_verified")[0]
+    assert sorted(s.slug for s in sites if s.pk in verified["site_ids"]) == kept
+    if "es-blogs" not in kept:
+        # The scheduling requirements name only the allowed countries, so the zone's
+        # scheduler finds no host and the VM never runs; the site is blocked.
+        assert "es-blogs" in verified["blocked_sites"]
+        assert live_vms(standin.zones[101]) == []
+        es.refresh_from_db()
+        assert es.flower_node_id == ""
+
+
+def test_a_site_whose_datasets_and_policy_share_no_country_is_not_provisioned(
+    federation,
+    standin,  # noqa: F811
+):
+    run, sites = federation()
+    sites[1].datasets.update(processing_countries=["US"])
+    round_ = round_start(actor=ACTOR, run=run, round_no=1)
+    # The gate refuses it already (residency); placement never asks its zone for a VM.
+    round_ = round_drive(actor=ACTOR, round_id=round_.pk)
+    assert live_vms(standin.zones[101]) == []
+    assert round_.state in (S.RUNNING, S.BLOCKED)

@@ -203,6 +203,32 @@ class RoundExclusionsView(APIView):
         )
 
 
+class RoundAllowedView(RoundExclusionsView):
+    """GET ?site=<slug>: the only subjects that site may train on in round n."""
+
+    def get(self, request: Request, run_id: int, number: int) -> Response:
+        slug = request.query_params.get("site", "")
+        if not slug:
+            raise InvalidInput({"site": ["name the site by its slug"]})
+        site = Site.objects.filter(slug=slug).first()
+        if site is None:
+            raise InvalidInput({"site": [f"no site {slug!r}"]})
+        if not roles.has_role(request.user, roles.SERVICE, roles.DPO):
+            own = SiteSteward.objects.filter(user=request.user).values_list("site_id", flat=True)
+            if site.pk not in set(own):
+                raise PermissionDenied("a site steward reads only its own site's allow-list")
+        listing = flower_services.round_allowed(round=_round_of(run_id, number), site=site)
+        return Response(
+            {
+                "site": listing.site_slug,
+                "round": number,
+                "digest": listing.digest,
+                "count": len(listing.pseudonyms),
+                "pseudonyms": listing.pseudonyms,
+            }
+        )
+
+
 class SupernodeView(APIView):
     """POST: bind a site to its Flower node id; DELETE: unbind it (with a reason)."""
 

@@ -20,6 +20,11 @@ urlpatterns = [
         flower.RoundExclusionsView.as_view(),
         name="flower-round-exclusions",
     ),
+    path(
+        "runs/<id:run_id>/rounds/<id:number>/allowed",
+        flower.RoundAllowedView.as_view(),
+        name="flower-round-allowed",
+    ),
     path("sites/<slug:slug>/supernode", flower.SupernodeView.as_view(), name="flower-supernode"),
     path("flower/public-key", flower.PublicKeyView.as_view(), name="flower-public-key"),
 ]

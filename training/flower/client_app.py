@@ -51,7 +51,9 @@ def _train_arrays(arrays: dict, data, epochs: int) -> tuple[dict, float]:
 
 def train(msg: Message, context: Context) -> Message:
     grant = current_grant()
-    data = load_site_data(grant.site_slug, grant.excluded, _data_dir(context))
+    data = load_site_data(
+        grant.site_slug, grant.excluded, _data_dir(context), allowed=grant.allowed
+    )
     grant.count(used=data.records_used, excluded=data.records_excluded)
     epochs = int(msg.content["config"].get("local-epochs", 20))
     arrays, loss = _train_arrays(arrays_of(msg.content["arrays"]), data, epochs)
@@ -69,7 +71,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     from training.flower.model import accuracy_numpy
 
     grant = current_grant()
-    data = load_site_data(grant.site_slug, grant.excluded, _data_dir(context))
+    data = load_site_data(
+        grant.site_slug, grant.excluded, _data_dir(context), allowed=grant.allowed
+    )
     grant.count(used=data.records_used, excluded=data.records_excluded)
     metrics = {
         "accuracy": accuracy_numpy(arrays_of(msg.content["arrays"]), data.features, data.labels),

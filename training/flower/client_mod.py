@@ -2,9 +2,11 @@
 
 It runs on the ClientApp before any handler, so before any local data is read. It checks
 the ticket's Ed25519 signature against fedgov's public key, the run, the round, the expiry
-and that the ticket names this site; it then loads the round's exclusion list (fetched
-from fedgov with the site's token only when the ticket's digest changed) and hands the
-handler a ``Grant``. A refused message gets an error reply and the handler never runs.
+and that the ticket names this site; it then loads the round's exclusion list and, when
+the ticket carries one, the allow-list of the only subjects it may train on (each fetched
+from fedgov with the site's token only when the ticket's digest changed, and refused when
+it does not match the signed digest and count), and hands the handler a ``Grant``. A
+refused message gets an error reply and the handler never runs.
 
 Node config keys (``flower-supernode --node-config``), each also readable from the env:
 ``fedgov-site-id`` / ``FEDGOV_SITE_ID``, ``fedgov-site`` / ``FEDGOV_SITE``,
@@ -48,12 +50,14 @@ _grant: contextvars.ContextVar[Grant | None] = contextvars.ContextVar("fedgov_gr
 
 @dataclass
 class Grant:
-    """What a verified ticket lets the handler do: which site, which subjects to leave out."""
+    """What a verified ticket lets the handler do: which site, which subjects to leave out
+    and, for consent-based data, the only subjects it may use (``allowed``; None: no list)."""
 
     ticket: Ticket
     site_id: int
     site_slug: str
     excluded: frozenset[str]
+    allowed: frozenset[str] | None = None
     records_used: int = 0
     records_excluded: int = 0
     counted: bool = field(default=False, repr=False)
@@ -80,6 +84,9 @@ def _setting(context: Context, key: str, env: str, default: str = "") -> str:
 class ExclusionFetcher:
     """Fetches a round's exclusion list from fedgov and caches it by digest on disk."""
 
+    # The API path segment, the cache file prefix and the refusal codes' prefix.
+    LIST = "exclusions"
+
     def __init__(self, api_url: str, token: str, cache_dir: Path, timeout: float = 60.0) -> None:
         self.api_url = api_url.rstrip("/")
         self.token = token
@@ -88,7 +95,7 @@ class ExclusionFetcher:
         self.fetches = 0
 
     def _cached(self, digest: str) -> frozenset[str] | None:
-        path = self.cache_dir / f"exclusions-{digest}.txt"
+        path = self.cache_dir / f"{self.LIST}-{digest}.txt"
         if not path.exists():
             return None
         names = path.read_text(encoding="utf-8").splitlines()
@@ -102,10 +109,10 @@ class ExclusionFetcher:
         if cached is not None:
             return cached
         if not self.api_url or not self.token:
-            raise TicketRefused("exclusions_unavailable", "no fedgov API or site token set")
+            raise TicketRefused(f"{self.LIST}_unavailable", "no fedgov API or site token set")
         try:
             response = requests.get(
-                f"{self.api_url}/api/v1/runs/{run_id}/rounds/{round_no}/exclusions",
+                f"{self.api_url}/api/v1/runs/{run_id}/rounds/{round_no}/{self.LIST}",
                 params={"site": slug},
                 headers={"Authorization": f"Token {self.token}"},
                 timeout=self.timeout,
@@ -114,19 +121,25 @@ class ExclusionFetcher:
             names = list(response.json()["pseudonyms"])
         except (requests.RequestException, KeyError, ValueError, TypeError) as exc:
             raise TicketRefused(
-                "exclusions_unavailable", f"cannot fetch exclusions: {exc}"
+                f"{self.LIST}_unavailable", f"cannot fetch {self.LIST}: {exc}"
             ) from exc
         self.fetches += 1
         if exclusion_digest(names) != digest:
-            raise TicketRefused("exclusions_mismatch", "fetched list does not match the ticket")
+            raise TicketRefused(f"{self.LIST}_mismatch", "fetched list does not match the ticket")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Write then rename: a crash never leaves a half list that a later round trusts.
         with tempfile.NamedTemporaryFile(
             "w", dir=self.cache_dir, delete=False, encoding="utf-8"
         ) as handle:
             handle.write("\n".join(sorted(names)))
-        os.replace(handle.name, self.cache_dir / f"exclusions-{digest}.txt")
+        os.replace(handle.name, self.cache_dir / f"{self.LIST}-{digest}.txt")
         return frozenset(names)
+
+
+class AllowListFetcher(ExclusionFetcher):
+    """Fetches a round's allow-list: the only subjects the site may train on."""
+
+    LIST = "allowed"
 
 
 def _refuse(msg: Message, code: str, reason: str) -> Message:
@@ -138,6 +151,7 @@ def make_governance_mod(
     *,
     public_keys: Mapping | None = None,
     fetcher: ExclusionFetcher | None = None,
+    allowed_fetcher: ExclusionFetcher | None = None,
     now: Callable[[], datetime] | None = None,
 ) -> Callable[[Message, Context, Callable[[Message, Context], Message]], Message]:
     """Build the mod; arguments override node config (tests pass keys and a clock)."""
@@ -181,24 +195,47 @@ def make_governance_mod(
             assert named is not None  # verify_ticket checked it
             if site_slug and named.slug != site_slug:
                 raise TicketRefused("site_not_named", f"ticket names {named.slug}, not {site_slug}")
-            source = fetcher or ExclusionFetcher(
-                _setting(context, "fedgov-api", "FEDGOV_API"),
-                _site_token(context),
+            api_url = _setting(context, "fedgov-api", "FEDGOV_API")
+            cache = (
                 Path(_setting(context, "fedgov-cache-dir", "FEDGOV_CACHE_DIR", "var/site-cache"))
-                / named.slug,
+                / named.slug
             )
+            source = fetcher or ExclusionFetcher(api_url, _site_token(context), cache)
             excluded = source.get(
                 run_id=ticket.run_id,
                 round_no=ticket.round_no,
                 slug=named.slug,
                 digest=named.exclusion_digest,
             )
+            allowed = None
+            if named.allowed_digest:
+                allowed_source = allowed_fetcher or AllowListFetcher(
+                    api_url, _site_token(context), cache
+                )
+                allowed = allowed_source.get(
+                    run_id=ticket.run_id,
+                    round_no=ticket.round_no,
+                    slug=named.slug,
+                    digest=named.allowed_digest,
+                )
+                if len(allowed) != named.allowed_count:
+                    raise TicketRefused(
+                        "allowed_mismatch",
+                        f"the allow-list has {len(allowed)} subjects, the ticket "
+                        f"{named.allowed_count}",
+                    )
         except TicketRefused as refused:
             return _refuse(msg, refused.code, str(refused))
         except (ValueError, TypeError) as exc:
             return _refuse(msg, "malformed", str(exc))
 
-        grant = Grant(ticket=ticket, site_id=site_id, site_slug=named.slug, excluded=excluded)
+        grant = Grant(
+            ticket=ticket,
+            site_id=site_id,
+            site_slug=named.slug,
+            excluded=excluded,
+            allowed=allowed,
+        )
         token = _grant.set(grant)
         try:
             reply = call_next(msg, context)

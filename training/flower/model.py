@@ -56,11 +56,19 @@ def labels_of(records: list[dict]) -> np.ndarray:
 
 
 def load_site_data(
-    slug: str, excluded: frozenset[str] | set[str], data_dir: Path = DATA_DIR
+    slug: str,
+    excluded: frozenset[str] | set[str],
+    data_dir: Path = DATA_DIR,
+    allowed: frozenset[str] | set[str] | None = None,
 ) -> SiteData:
-    """The site's records minus every record of an excluded subject pseudonym."""
+    """The site's records minus every record of an excluded subject pseudonym and, when an
+    allow-list is given, minus every record of a subject not on it (Art. 6(1)(a), 7)."""
     records = read_jsonl(data_dir / f"{slug}.jsonl")
-    kept = [r for r in records if r["subject"] not in excluded]
+    kept = [
+        r
+        for r in records
+        if r["subject"] not in excluded and (allowed is None or r["subject"] in allowed)
+    ]
     return SiteData(
         features=featurize(r["text"] for r in kept),
         labels=labels_of(kept),

@@ -20,7 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-TICKET_SCHEMA = 1
+# 2: each site also carries the digest and size of its allow-list (Art. 6(1)(a), 7).
+TICKET_SCHEMA = 2
 
 # Keys of the ticket inside a Flower ConfigRecord (flat str values travel unchanged).
 CONFIG_BODY = "fedgov.ticket.body"
@@ -38,13 +39,20 @@ class TicketRefused(Exception):
 
 @dataclass(frozen=True)
 class TicketSite:
-    """One site the ticket lets train, with its Flower node and its exclusion digest."""
+    """One site the ticket lets train, with its Flower node and its subject lists' digests.
+
+    ``allowed_digest`` is the SHA-256 of the only subjects the site may train on (consent
+    valid at the round's instant); "" when none of its datasets is consent-based, and then
+    no allow-list applies.
+    """
 
     site_id: int
     slug: str
     node_id: str
     exclusion_digest: str
     excluded_count: int
+    allowed_digest: str = ""
+    allowed_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,8 @@ def ticket_body(
                 "node_id": s.node_id,
                 "exclusion_digest": s.exclusion_digest,
                 "excluded_count": s.excluded_count,
+                "allowed_digest": s.allowed_digest,
+                "allowed_count": s.allowed_count,
             }
             for s in sorted(sites, key=lambda s: s.site_id)
         ],
@@ -159,6 +169,8 @@ def _parse(body: str, signature: str, key_id: str) -> Ticket:
                 node_id=str(s["node_id"]),
                 exclusion_digest=str(s["exclusion_digest"]),
                 excluded_count=int(s["excluded_count"]),
+                allowed_digest=str(s["allowed_digest"]),
+                allowed_count=int(s["allowed_count"]),
             )
             for s in data["sites"]
         )

@@ -1,37 +1,47 @@
 """Builds the gate's frozen context from the database with a fixed number of queries.
 
-Six reads whatever the size of the federation: the run (with purpose, policy and DPIA),
+Seven reads whatever the size of the federation: the run (with purpose, policy and DPIA),
 its dataset ids, the datasets with their sites, their purposes, one aggregate of consent
-per dataset (counts and excluded pseudonyms), and the count of earlier rounds that spent
-privacy budget.
+per dataset (counts and excluded pseudonyms), the count of earlier rounds that spent
+privacy budget, and the adequacy list in force.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from itertools import chain
 
 from sites import selectors as site_selectors
+from sites.adequacy import AdequacyList, current_adequacy
+from sites.choices import LawfulBasis
 from sites.regions import region_countries
 from training import selectors
 from training.gate.context import (
     REGIONS_IN_CONTEXT,
+    AdequacyDecisionFacts,
+    AdequacyFacts,
+    CertificationFacts,
     DatasetFacts,
     DpiaFacts,
     GateContext,
+    PartyFacts,
     PolicyFacts,
     RunFacts,
+    SafeguardFacts,
     SiteFacts,
     exclusion_digest,
     instant,
     iso,
+    sorted_digest,
 )
 
 
 def build_context(
     *, run_id: int, round_no: int, at: datetime
-) -> tuple[GateContext, dict[int, list[str]]]:
-    """The context for ``round_no`` at instant ``at``, and per site its excluded pseudonyms.
+) -> tuple[GateContext, dict[int, list[str]], dict[int, list[str]]]:
+    """The context for ``round_no`` at instant ``at``, and per site its excluded and its
+    allowed pseudonyms (sorted).
 
     Raises ``TrainingRun.DoesNotExist``.
     """
@@ -45,6 +55,9 @@ def build_context(
 
     by_site: dict[int, list[DatasetFacts]] = defaultdict(list)
     pseudonyms: dict[int, set[str]] = defaultdict(set)
+    # Per site, the per-dataset allowed lists (each already sorted by the selector).
+    allowed_runs: dict[int, list[tuple[str, ...]]] = defaultdict(list)
+    consent_sites: set[int] = set()
     for ds in datasets:
         consent = consents.get(ds.id, site_selectors.ConsentState())
         by_site[ds.site_id].append(
@@ -61,23 +74,48 @@ def build_context(
                 withdrawn_at=instant(ds.withdrawn_at) if ds.withdrawn_at else None,
                 consent_eligible=consent.eligible,
                 consent_excluded=len(consent.excluded),
+                data_categories=ds.data_categories,
+                art10_basis=ds.art10_basis,
+                art10_reference=ds.art10_reference,
+                all_subjects_withdrawn=(
+                    ds.lawful_basis == LawfulBasis.CONSENT and consent.all_withdrawn
+                ),
             )
         )
         pseudonyms[ds.site_id].update(consent.excluded)
+        withdrawn = ds.withdrawn_at is not None or consent.all_withdrawn
+        if ds.lawful_basis == LawfulBasis.CONSENT and not withdrawn:
+            consent_sites.add(ds.site_id)
+            allowed_runs[ds.site_id].append(consent.allowed)
 
+    allowed = {site_id: _merge_sorted(runs) for site_id, runs in allowed_runs.items()}
     site_facts = tuple(
         SiteFacts(
             id=site.id,
             slug=site.slug,
+            organisation=site.organisation,
             country=site.country,
+            role=site.agreement_type,
             compute_country=site.compute_country,
+            zone_operator=(
+                PartyFacts(
+                    organisation=site.zone_operator,
+                    country=site.zone_operator_country,
+                    role=site.zone_operator_role,
+                )
+                if site.zone_operator
+                else None
+            ),
             status=site.status,
             agreement_document_hash=site.agreement_document_hash,
             agreement_valid_from=iso(site.agreement_valid_from),
             agreement_valid_until=iso(site.agreement_valid_until),
-            transfer_mechanism=run.policy.transfer_mechanisms.get(site.slug),
             exclusion_digest=exclusion_digest(sorted(pseudonyms[site.id])),
             datasets=tuple(by_site[site.id]),
+            allowed_count=len(allowed.get(site.id, ())),
+            allowed_digest=(
+                sorted_digest(allowed.get(site.id, [])) if site.id in consent_sites else ""
+            ),
         )
         for site in sites
     )
@@ -104,6 +142,19 @@ def build_context(
             min_records_per_site=policy.min_records_per_site,
             requires_dpia=policy.requires_dpia,
             privacy_budget_epsilon=policy.privacy_budget_epsilon,
+            model_updates_personal_data=policy.model_updates_personal_data,
+            aggregator_operator=_party(policy.aggregator_operator),
+            host_operator=_party(policy.host_operator),
+            safeguards=tuple(
+                SafeguardFacts(**entry)
+                for entry in sorted(
+                    policy.transfer_safeguards, key=lambda e: (e["exporter"], e["importer"])
+                )
+            ),
+            certifications=tuple(
+                CertificationFacts(**entry) for entry in policy.recipient_certifications
+            ),
+            dpf_listing_max_age_days=policy.dpf_listing_max_age_days,
         ),
         dpia=(
             DpiaFacts(
@@ -115,6 +166,42 @@ def build_context(
             else None
         ),
         sites=site_facts,
+        adequacy=adequacy_facts(current_adequacy()),
         regions={name: tuple(sorted(region_countries(name))) for name in REGIONS_IN_CONTEXT},
     )
-    return ctx, {site_id: sorted(names) for site_id, names in pseudonyms.items()}
+    return (
+        ctx,
+        {site_id: sorted(names) for site_id, names in pseudonyms.items()},
+        allowed,
+    )
+
+
+def _merge_sorted(runs: list[tuple[str, ...]]) -> list[str]:
+    """The sorted union of already-sorted lists. Timsort finds the runs, so this costs a
+    merge, not a fresh sort of a million pseudonyms (bench/gate.py)."""
+    merged = sorted(chain.from_iterable(runs)) if len(runs) > 1 else list(runs[0])
+    return [name for i, name in enumerate(merged) if i == 0 or name != merged[i - 1]]
+
+
+def _party(data: dict[str, str]) -> PartyFacts | None:
+    if not data:
+        return None
+    return PartyFacts(organisation=data["organisation"], country=data["country"], role=data["role"])
+
+
+def adequacy_facts(adequacy: AdequacyList) -> AdequacyFacts:
+    return AdequacyFacts(
+        version=adequacy.version,
+        sha256=adequacy.sha256,
+        decisions=tuple(
+            AdequacyDecisionFacts(
+                country=d.country,
+                reference=d.reference,
+                adopted_on=d.adopted_on,
+                scope=d.scope,
+                review_due=d.review_due,
+                expires_on=d.expires_on,
+            )
+            for d in adequacy.decisions
+        ),
+    )

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-SNAPSHOT_SCHEMA = 1
+# 2: the transfer register (operators, safeguards, certifications, adequacy list) replaced
+# the per-site transfer mechanism; a schema-1 snapshot is refused rather than misread.
+SNAPSHOT_SCHEMA = 2
 REGIONS_IN_CONTEXT = ("EEA", "ADEQUACY")
 
 
@@ -35,6 +37,69 @@ class DatasetFacts:
     withdrawn_at: str | None
     consent_eligible: int
     consent_excluded: int
+    # Every subject withdrew consent by the round's instant (Art. 7(3)): the dataset is
+    # then withdrawn, exactly as if the DPO had withdrawn it.
+    all_subjects_withdrawn: bool = False
+    data_categories: tuple[str, ...] = ()
+    art10_basis: str = ""
+    art10_reference: str = ""
+
+
+@dataclass(frozen=True)
+class PartyFacts:
+    """An organisation data goes to or from: who it is, where, and its role (Art. 4, 26, 28)."""
+
+    organisation: str
+    country: str
+    role: str
+
+
+@dataclass(frozen=True)
+class SafeguardFacts:
+    """An Art. 46/47/49 ground recorded for one (exporter site, importer organisation)."""
+
+    exporter: str
+    importer: str
+    mechanism: str
+    scc_module: int | None = None
+    signed_on: str | None = None
+    reference: str = ""
+    tia_reference: str = ""
+    ground: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CertificationFacts:
+    """A recipient's qualifying fact for a scoped adequacy decision (DPF listing, PIPEDA)."""
+
+    organisation: str
+    country: str
+    scheme: str
+    listing: str
+    checked_on: str
+
+
+@dataclass(frozen=True)
+class AdequacyDecisionFacts:
+    country: str
+    reference: str
+    adopted_on: str
+    scope: str
+    review_due: str
+    expires_on: str | None = None
+
+
+@dataclass(frozen=True)
+class AdequacyFacts:
+    """The adequacy list in force at the round (Art. 45): its version, hash and decisions."""
+
+    version: str
+    sha256: str
+    decisions: tuple[AdequacyDecisionFacts, ...]
+
+    def decision(self, country: str) -> AdequacyDecisionFacts | None:
+        return next((d for d in self.decisions if d.country == country), None)
 
 
 @dataclass(frozen=True)
@@ -43,15 +108,21 @@ class SiteFacts:
 
     id: int
     slug: str
+    organisation: str
     country: str
+    role: str
     compute_country: str
+    zone_operator: PartyFacts | None
     status: str
     agreement_document_hash: str
     agreement_valid_from: str | None
     agreement_valid_until: str | None
-    transfer_mechanism: str | None
     exclusion_digest: str
     datasets: tuple[DatasetFacts, ...]
+    # The subjects the site may train on (consent valid at the round's instant, over its
+    # consent-based datasets): their count and digest; "" when no dataset is consent-based.
+    allowed_count: int = 0
+    allowed_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +151,12 @@ class PolicyFacts:
     min_records_per_site: int
     requires_dpia: bool
     privacy_budget_epsilon: float | None
+    model_updates_personal_data: bool = True
+    aggregator_operator: PartyFacts | None = None
+    host_operator: PartyFacts | None = None
+    safeguards: tuple[SafeguardFacts, ...] = ()
+    certifications: tuple[CertificationFacts, ...] = ()
+    dpf_listing_max_age_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -101,6 +178,9 @@ class GateContext:
     policy: PolicyFacts
     dpia: DpiaFacts | None
     sites: tuple[SiteFacts, ...]
+    # The adequacy list is evidence like the regions: None means none was read, and no
+    # adequacy decision can then be relied on.
+    adequacy: AdequacyFacts | None = None
     # Region lists are part of the evidence: a later change of the EEA or adequacy list
     # must not change the replay of an old decision.
     regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -124,6 +204,11 @@ class GateContext:
 def exclusion_digest(pseudonyms: list[str] | tuple[str, ...]) -> str:
     """SHA-256 hex of the sorted pseudonyms joined by newlines (empty list → hash of b"")."""
     return hashlib.sha256("\n".join(sorted(pseudonyms)).encode("utf-8")).hexdigest()
+
+
+def sorted_digest(pseudonyms: list[str]) -> str:
+    """``exclusion_digest`` of a list the caller already sorted and de-duplicated."""
+    return hashlib.sha256("\n".join(pseudonyms).encode("utf-8")).hexdigest()
 
 
 def to_snapshot(ctx: GateContext) -> dict[str, Any]:
@@ -157,12 +242,14 @@ def from_snapshot(data: dict[str, Any]) -> GateContext:
             SiteFacts(
                 **{
                     **site,
+                    "zone_operator": _party(site["zone_operator"]),
                     "datasets": tuple(
                         DatasetFacts(
                             **{
                                 **ds,
                                 "purposes": tuple(ds["purposes"]),
                                 "processing_countries": tuple(ds["processing_countries"]),
+                                "data_categories": tuple(ds["data_categories"]),
                             }
                         )
                         for ds in site["datasets"]
@@ -176,14 +263,37 @@ def from_snapshot(data: dict[str, Any]) -> GateContext:
             round_no=data["round_no"],
             at=data["at"],
             run=RunFacts(**data["run"]),
-            policy=PolicyFacts(**{**policy, "allowed_areas": tuple(policy["allowed_areas"])}),
+            policy=PolicyFacts(
+                **{
+                    **policy,
+                    "allowed_areas": tuple(policy["allowed_areas"]),
+                    "aggregator_operator": _party(policy["aggregator_operator"]),
+                    "host_operator": _party(policy["host_operator"]),
+                    "safeguards": tuple(SafeguardFacts(**x) for x in policy["safeguards"]),
+                    "certifications": tuple(
+                        CertificationFacts(**x) for x in policy["certifications"]
+                    ),
+                }
+            ),
             dpia=DpiaFacts(**data["dpia"]) if data["dpia"] is not None else None,
             sites=sites,
+            adequacy=_adequacy(data["adequacy"]),
             regions={k: tuple(v) for k, v in data["regions"].items()},
             schema=data["schema"],
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a gate snapshot: {exc}") from exc
+
+
+def _party(data: dict[str, Any] | None) -> PartyFacts | None:
+    return PartyFacts(**data) if data is not None else None
+
+
+def _adequacy(data: dict[str, Any] | None) -> AdequacyFacts | None:
+    if data is None:
+        return None
+    decisions = tuple(AdequacyDecisionFacts(**d) for d in data["decisions"])
+    return AdequacyFacts(version=data["version"], sha256=data["sha256"], decisions=decisions)
 
 
 def iso(value: Any) -> str | None:

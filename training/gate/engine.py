@@ -30,6 +30,8 @@ class SiteVerdict:
     eligible_records: int
     exclusion_digest: str
     results: tuple[RuleResult, ...]
+    allowed_count: int = 0
+    allowed_digest: str = ""
 
     @property
     def failed_rules(self) -> tuple[str, ...]:
@@ -68,6 +70,8 @@ def evaluate(ctx: GateContext) -> GateVerdict:
             eligible_records=site_records(site),
             exclusion_digest=site.exclusion_digest,
             results=results,
+            allowed_count=site.allowed_count,
+            allowed_digest=site.allowed_digest,
         )
         for site, results, ok in site_verdicts
     )

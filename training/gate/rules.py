@@ -10,15 +10,32 @@ of evaluation and display.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol
 
-from sites.choices import Art9Condition, LawfulBasis, SiteStatus, TransferMechanism
+from sites.choices import (
+    ART9_CATEGORIES,
+    CRIMINAL_CATEGORY,
+    Art9Condition,
+    Art10Basis,
+    Art49Ground,
+    LawfulBasis,
+    PartyRole,
+    SafeguardMechanism,
+    SiteStatus,
+)
 from training.choices import DpiaStatus
-from training.gate.context import DatasetFacts, GateContext, SiteFacts
+from training.gate.context import (
+    DatasetFacts,
+    GateContext,
+    PartyFacts,
+    SafeguardFacts,
+    SiteFacts,
+)
 
 PUBLISHED = "published"
 _ART9_CONDITIONS = frozenset(v for v in Art9Condition.values if v)
-_ART46_MECHANISMS = frozenset({TransferMechanism.SCC.value, TransferMechanism.BCR.value})
+_ART10_BASES = frozenset(v for v in Art10Basis.values if v)
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,7 @@ class RoundRule(Protocol):
 
 def dataset_records(ds: DatasetFacts) -> int:
     """Records a dataset may contribute: current consents, or its declared size."""
-    if ds.withdrawn_at is not None:
+    if ds.withdrawn_at is not None or ds.all_subjects_withdrawn:
         return 0
     if ds.lawful_basis == LawfulBasis.CONSENT:
         return ds.consent_eligible
@@ -117,20 +134,42 @@ class LawfulBasisRule(_DatasetRule):
     def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
         if ds.withdrawn_at is not None and ds.withdrawn_at <= ctx.gate.at:
             return False, f"withdrawn from federation at {ds.withdrawn_at}"
+        if ds.all_subjects_withdrawn:
+            return False, "withdrawn from federation: every subject withdrew consent (Art. 7(3))"
         if ds.lawful_basis not in LawfulBasis.values:
             return False, "no Art. 6(1) lawful basis recorded"
         return True, f"Art. {ds.lawful_basis}"
 
 
 class SpecialCategory(_DatasetRule):
+    """Art. 9(1) decides by the data's categories; the flag can add, never take away."""
+
     rule_id, article = "special-category", "Art. 9(2)"
 
     def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
-        if not ds.special_category:
+        named = sorted(set(ds.data_categories) & ART9_CATEGORIES.keys())
+        if not ds.special_category and not named:
             return True, "no special-category data"
+        what = f"special-category data ({', '.join(named)})" if named else "special-category data"
         if ds.art9_condition in _ART9_CONDITIONS:
-            return True, f"special category under Art. {ds.art9_condition}"
-        return False, "special-category data without a recorded Art. 9(2) condition"
+            return True, f"{what} under Art. {ds.art9_condition}"
+        return False, f"{what} without a recorded Art. 9(2) condition"
+
+
+class CriminalData(_DatasetRule):
+    """Art. 10: only under official authority or when Union or Member State law authorises
+    it, with the act or law recorded."""
+
+    rule_id, article = "criminal-data", "Art. 10"
+
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+        if CRIMINAL_CATEGORY not in ds.data_categories:
+            return True, "no criminal-conviction data"
+        if ds.art10_basis not in _ART10_BASES:
+            return False, "criminal-conviction data without a recorded Art. 10 ground"
+        if not ds.art10_reference.strip():
+            return False, f"Art. 10 ground {ds.art10_basis} without its reference"
+        return True, f"criminal-conviction data: {ds.art10_basis}, {ds.art10_reference}"
 
 
 class PurposeLimitation(_DatasetRule):
@@ -217,28 +256,206 @@ class Residency(_Rule):
 
 
 class Transfer(_Rule):
-    rule_id, article = "transfer", "Art. 44-46"
+    """Chapter V, leg by leg, with the EDPB's three cumulative criteria (Guidelines 05/2021).
+
+    Criterion 1 (exporter subject to the GDPR) is taken as met for every site: a site in
+    this federation processes for an EEA controller, and assuming it is the stricter
+    reading. Criterion 2: the importer is another organisation (a site's own servers are
+    no transfer, only a residency question). Criterion 3: the importer is outside the EEA.
+    A transfer then needs a ground: an adequacy decision in force whose scope covers the
+    importer (Art. 45), else an Art. 46/47 safeguard or an explicit Art. 49 derogation
+    recorded for that exporter and importer. Deny by default.
+    """
+
+    rule_id, article = "transfer", "Art. 44-49"
 
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
-        gate, site = ctx.gate, ctx.site
-        source, target = site.compute_country, gate.run.aggregator_country
-        if not source or not target:
-            return self.result(False, "the compute or aggregator country is unknown")
-        flow = f"{source} → {target}"
-        eea = gate.region("EEA")
-        if source in eea and target in eea:
-            return self.result(True, f"{flow} stays within the EEA")
-        if target in gate.region("ADEQUACY"):
-            return self.result(True, f"{flow}: {target} has an adequacy decision (Art. 45)")
-        mechanism = site.transfer_mechanism
-        if mechanism in _ART46_MECHANISMS:
-            return self.result(True, f"{flow} covered by {mechanism.upper()} (Art. 46/47)")
-        outside = " and ".join(c for c in dict.fromkeys((source, target)) if c not in eea)
-        return self.result(
-            False,
-            f"{flow}: {outside} outside the EEA, no adequacy decision covers {target}, "
-            f"and no SCC or BCR is recorded for {site.slug}",
+        verdicts = [leg_verdict(ctx.gate, ctx.site, leg) for leg in transfer_legs(ctx)]
+        return self.result(all(ok for ok, _ in verdicts), "; ".join(text for _, text in verdicts))
+
+
+@dataclass(frozen=True)
+class TransferLeg:
+    """One flow of a round: what goes from the site to which operator."""
+
+    data: str
+    recipient: str
+    exporter: PartyFacts
+    importer: PartyFacts | None
+    personal: bool
+
+
+def transfer_legs(ctx: SiteCheck) -> tuple[TransferLeg, ...]:
+    """The site's data to its zone's operator; updates and consent lists to the aggregator's
+    operator and to fedgov's host."""
+    gate, site = ctx.gate, ctx.site
+    exporter = PartyFacts(organisation=site.organisation, country=site.country, role=site.role)
+    # Consent lists are pseudonymised subject lists, personal data under Recital 26 whatever
+    # the controller thinks of model updates.
+    consent_lists = any(ds.lawful_basis == LawfulBasis.CONSENT for ds in site.datasets)
+    updates = gate.policy.model_updates_personal_data or consent_lists
+    return (
+        TransferLeg("site data", "the zone operator", exporter, site.zone_operator, True),
+        TransferLeg(
+            "model updates and consent lists",
+            "the aggregator operator",
+            exporter,
+            gate.policy.aggregator_operator,
+            updates,
+        ),
+        TransferLeg(
+            "model updates and consent lists",
+            "fedgov's host",
+            exporter,
+            gate.policy.host_operator,
+            updates,
+        ),
+    )
+
+
+def _as_controller_or_processor(role: str) -> str:
+    # SCC modules distinguish controllers from processors; a joint controller is a
+    # controller (Art. 26).
+    return "processor" if role == PartyRole.PROCESSOR else "controller"
+
+
+def _days_between(start: str, end: str) -> int:
+    return (date.fromisoformat(end) - date.fromisoformat(start)).days
+
+
+def leg_verdict(gate: GateContext, site: SiteFacts, leg: TransferLeg) -> tuple[bool, str]:
+    head = f"{leg.data} to {leg.recipient}"
+    if not leg.personal:
+        return True, (
+            f"{head}: no personal data (the policy reads model updates as not personal "
+            "data, and no dataset is consent-based)"
         )
+    importer, exporter = leg.importer, leg.exporter
+    if importer is None:
+        return False, (
+            f"{head}: who operates it is not recorded, so the Art. 44 criteria cannot be applied"
+        )
+    flow = (
+        f"{exporter.organisation} ({exporter.country}) → "
+        f"{importer.organisation} ({importer.country}, {importer.role})"
+    )
+    if importer.organisation == exporter.organisation:
+        where = (
+            f"; compute in {site.compute_country} is a residency question"
+            if (leg.recipient == "the zone operator")
+            else ""
+        )
+        return True, f"{head}: {flow}: not a transfer, same organisation{where}"
+    if importer.country in gate.region("EEA"):
+        return True, f"{head}: {flow}: not a transfer, the importer is in the EEA"
+    today = gate.today
+    ok, why = _adequacy(gate, importer)
+    if ok:
+        return True, f"{head}: {flow}: {why}"
+    safeguard = next(
+        (
+            s
+            for s in gate.policy.safeguards
+            if s.exporter == site.slug and s.importer == importer.organisation
+        ),
+        None,
+    )
+    if safeguard is not None:
+        ok, text = _safeguard(safeguard, exporter, importer, today)
+        if ok:
+            return True, f"{head}: {flow}: {text}"
+        why = f"{why}; {text}"
+    else:
+        why = f"{why}; no Art. 46 safeguard or Art. 49 derogation is recorded"
+    return False, f"{head}: {flow}: transfer to a third country without a ground: {why}"
+
+
+def _adequacy(gate: GateContext, importer: PartyFacts) -> tuple[bool, str]:
+    """Whether an adequacy decision in force covers this importer, and why (not)."""
+    adequacy, today, country = gate.adequacy, gate.today, importer.country
+    decision = adequacy.decision(country) if adequacy is not None else None
+    if decision is None:
+        return False, f"no adequacy decision for {country}"
+    cite = f"{decision.reference} of {decision.adopted_on}"
+    if today < decision.adopted_on:
+        return False, f"{cite} was not yet adopted"
+    if decision.expires_on is not None and today >= decision.expires_on:
+        return False, f"{cite} ceased to apply on {decision.expires_on}"
+    if decision.scope == "country":
+        return True, f"adequacy decision {cite} (Art. 45)"
+    scheme = decision.scope
+    cert = next(
+        (
+            c
+            for c in gate.policy.certifications
+            if c.organisation == importer.organisation
+            and c.country == country
+            and c.scheme == scheme
+        ),
+        None,
+    )
+    label = "DPF listing" if scheme == "dpf" else "PIPEDA applicability"
+    if cert is None:
+        return False, (
+            f"{cite} covers only qualifying recipients ({scheme}), and no {label} of "
+            f"{importer.organisation} is recorded"
+        )
+    if cert.checked_on > today:
+        return False, f"the {label} of {importer.organisation} is dated after the round"
+    if scheme == "dpf":
+        age, limit = _days_between(cert.checked_on, today), gate.policy.dpf_listing_max_age_days
+        if age > limit:
+            return False, (
+                f"{cite} covers only certified recipients; the DPF listing of "
+                f"{importer.organisation} was checked on {cert.checked_on}, {age} days ago, "
+                f"more than the policy's {limit}"
+            )
+    return True, (
+        f"adequacy decision {cite} (Art. 45) for {importer.organisation}: {label} "
+        f"{cert.listing}, checked on {cert.checked_on}"
+    )
+
+
+def _safeguard(
+    s: SafeguardFacts, exporter: PartyFacts, importer: PartyFacts, today: str
+) -> tuple[bool, str]:
+    if s.mechanism == SafeguardMechanism.SCC:
+        roles = (
+            _as_controller_or_processor(exporter.role),
+            _as_controller_or_processor(importer.role),
+        )
+        module = SCC_MODULE_FOR_ROLES[roles]
+        if s.scc_module != module:
+            return False, (
+                f"the SCCs recorded are module {s.scc_module}, but {roles[0]} to {roles[1]} "
+                f"needs module {module} (Decision (EU) 2021/914)"
+            )
+        if not s.signed_on or s.signed_on > today:
+            return False, f"the SCCs are signed on {s.signed_on or 'an unknown date'}"
+        if not s.tia_reference:
+            return False, "the SCCs have no transfer impact assessment recorded"
+        return True, (
+            f"SCC module {module} signed on {s.signed_on}, TIA {s.tia_reference} (Art. 46(2)(c))"
+        )
+    if s.mechanism == SafeguardMechanism.BCR:
+        if not s.reference or not s.tia_reference:
+            return False, "the BCR lacks its approval reference or transfer impact assessment"
+        return True, f"BCR {s.reference}, TIA {s.tia_reference} (Art. 46(2)(b), 47)"
+    if s.mechanism == SafeguardMechanism.DEROGATION:
+        if s.ground not in Art49Ground.values or not s.reason.strip():
+            return False, "the Art. 49 derogation lacks its ground or reason"
+        return True, f"EXCEPTIONAL: Art. {s.ground} derogation: {s.reason.strip()}"
+    return False, f"{s.mechanism!r} is not a transfer ground"
+
+
+# Decision (EU) 2021/914: module 1 controller to controller, 2 controller to processor,
+# 3 processor to processor, 4 processor to controller.
+SCC_MODULE_FOR_ROLES = {
+    ("controller", "controller"): 1,
+    ("controller", "processor"): 2,
+    ("processor", "processor"): 3,
+    ("processor", "controller"): 4,
+}
 
 
 class PrivacyBudget(_Rule):
@@ -271,6 +488,7 @@ SITE_RULES: tuple[SiteRule, ...] = (
     SiteActive(),
     LawfulBasisRule(),
     SpecialCategory(),
+    CriminalData(),
     PurposeLimitation(),
     Retention(),
     ConsentRule(),

@@ -23,6 +23,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from sites import selectors as site_selectors
 from sites.choices import SiteStatus
 from sites.models import Site
 from training.choices import GateOutcome, RoundState, UpdateKind
@@ -84,6 +85,15 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
             if not elig.site.flower_node_id:
                 without_node.append(elig.site_id)
                 continue
+            allowed_digest = ""
+            if elig.allowed_digest:
+                # The ticket's digest is computed from the stored list, and must equal the
+                # digest the gate recorded: a list changed since the gate is not signed.
+                allowed_digest = exclusion_digest(elig.allowed_pseudonyms)
+                if allowed_digest != elig.allowed_digest:
+                    raise TransitionNotAllowed(
+                        f"the allow-list of {elig.site.slug} no longer matches the gate's digest"
+                    )
             sites.append(
                 TicketSite(
                     site_id=elig.site_id,
@@ -91,6 +101,8 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                     node_id=elig.site.flower_node_id,
                     exclusion_digest=exclusion_digest(elig.excluded_pseudonyms),
                     excluded_count=len(elig.excluded_pseudonyms),
+                    allowed_digest=allowed_digest,
+                    allowed_count=len(elig.allowed_pseudonyms) if allowed_digest else 0,
                 )
             )
         if not sites:
@@ -168,6 +180,29 @@ def round_exclusions(*, round: Round, site: Site) -> ExclusionList:
     if elig is None:
         raise InvalidInput({"site": [f"site {site.slug} was not a candidate of this round"]})
     pseudonyms = sorted(elig.excluded_pseudonyms)
+    return ExclusionList(
+        site_slug=site.slug,
+        round_id=round.pk,
+        digest=exclusion_digest(pseudonyms),
+        pseudonyms=pseudonyms,
+    )
+
+
+def round_allowed(*, round: Round, site: Site) -> ExclusionList:
+    """The only subjects the site may train on in the round (its allow-list; read only).
+
+    Raises ``InvalidInput`` when the round has no decision, the site was not a candidate,
+    or the gate did not let it train (a refused site has no list, so it trains nobody).
+    """
+    decision = latest_decision(round)
+    if decision is None:
+        raise InvalidInput({"round": ["the round has not been gated"]})
+    elig = SiteEligibility.objects.filter(decision=decision, site=site).first()
+    if elig is None:
+        raise InvalidInput({"site": [f"site {site.slug} was not a candidate of this round"]})
+    if not elig.eligible or not elig.allowed_digest:
+        raise InvalidInput({"site": [f"site {site.slug} has no allow-list in this round"]})
+    pseudonyms = sorted(elig.allowed_pseudonyms)
     return ExclusionList(
         site_slug=site.slug,
         round_id=round.pk,
@@ -458,10 +493,14 @@ def supernodes_reconcile(*, actor: Actor, run: TrainingRun, superlink=None) -> l
     """Unregister the SuperNodes of the run's sites that can no longer train at all.
 
     A site is locked out when it is suspended or every dataset it holds in the run was
-    withdrawn from federation. Each unregistration is its own transaction and writes
+    withdrawn from federation, by the DPO or because every subject withdrew consent
+    (Art. 7(3)). Each unregistration is its own transaction and writes
     ``supernode.unregistered``. Returns the sites it unregistered.
     """
     datasets = list(run.datasets.select_related("site"))
+    emptied = site_selectors.datasets_all_withdrawn(
+        dataset_ids=[d.pk for d in datasets], at=clock.now()
+    )
     by_site: dict[int, list] = {}
     for dataset in datasets:
         by_site.setdefault(dataset.site_id, []).append(dataset)
@@ -472,7 +511,7 @@ def supernodes_reconcile(*, actor: Actor, run: TrainingRun, superlink=None) -> l
             continue
         if site.status == SiteStatus.SUSPENDED:
             reason = f"site {site.slug} is suspended"
-        elif all(d.withdrawn_at is not None for d in held):
+        elif all(d.withdrawn_at is not None or d.pk in emptied for d in held):
             reason = f"every dataset of site {site.slug} in run {run.pk} was withdrawn"
         else:
             continue

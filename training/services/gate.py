@@ -33,6 +33,8 @@ _ELIGIBILITY_COLUMNS = (
     ("eligible_records", "integer"),
     ("excluded_pseudonyms", "jsonb"),
     ("exclusion_digest", "text"),
+    ("allowed_pseudonyms", "jsonb"),
+    ("allowed_digest", "text"),
 )
 
 
@@ -107,7 +109,9 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
                 "round can be gated"
             )
         at = clock.now()
-        ctx, excluded = build_context(run_id=locked_run.pk, round_no=round_no, at=at)
+        ctx, excluded, allowed_subjects = build_context(
+            run_id=locked_run.pk, round_no=round_no, at=at
+        )
         verdict = evaluate(ctx)
         snapshot = rfc8785.dumps(to_snapshot(ctx))
         snapshot_hash = hashlib.sha256(snapshot).hexdigest()
@@ -159,6 +163,11 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
                     "eligible_records": site.eligible_records,
                     "excluded_pseudonyms": excluded.get(site.site_id, []),
                     "exclusion_digest": site.exclusion_digest,
+                    # Only an eligible site gets a list: the others train on nobody.
+                    "allowed_pseudonyms": (
+                        allowed_subjects.get(site.site_id, []) if site.eligible else []
+                    ),
+                    "allowed_digest": site.allowed_digest if site.eligible else "",
                 }
                 for site in verdict.sites
             ],
@@ -194,6 +203,11 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
                 "round_failed_rules": [r.rule_id for r in verdict.round_results if not r.ok],
                 "exclusion_digests": {
                     str(site.site_id): site.exclusion_digest for site in verdict.sites
+                },
+                "allowed_digests": {
+                    str(site.site_id): site.allowed_digest
+                    for site in verdict.sites
+                    if site.eligible
                 },
             },
         )

@@ -29,6 +29,7 @@ from sites.opennebula.choices import WorkloadState
 from sites.opennebula.errors import OpenNebulaError
 from sites.opennebula.models import Workload
 from sites.opennebula.services import workload_ensure, workload_terminate
+from sites.regions import expand
 from training.choices import GateOutcome, RoundState, UpdateKind
 from training.models import Round, SiteEligibility, TrainingRun
 from training.services import flower as flower_services
@@ -65,6 +66,25 @@ class StepResult:
 
 def _load(round_id: int) -> Round:
     return Round.objects.select_related("run__policy").get(pk=round_id)
+
+
+def _placement_countries(run: TrainingRun, policy_areas: list[str]) -> dict[int, list[str]]:
+    """Per site, the countries its SuperNode VM may land in (host, cluster and datastore).
+
+    Both the controller's instruction and the policy bind the processor: the countries
+    must lie in every one of the site's datasets' processing countries (Art. 28(3)(a),
+    Art. 29) and in the policy's areas. A DE-only dataset may not run on a French host,
+    even under an EEA policy. One query for the run's datasets.
+    """
+    allowed_by_policy = expand(policy_areas)
+    per_site: dict[int, frozenset[str]] = {}
+    rows = run.datasets.filter(withdrawn_at__isnull=True).values_list(
+        "site_id", "processing_countries"
+    )
+    for site_id, processing in rows:
+        countries = expand(list(processing or []))
+        per_site[site_id] = per_site.get(site_id, allowed_by_policy) & countries
+    return {site_id: sorted(countries) for site_id, countries in per_site.items()}
 
 
 def _eligible_sites(round_: Round) -> list[Site]:
@@ -155,13 +175,22 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
     placements, kept, blocked = [], [], {}
     eligible = _eligible_sites(round_)
     _release_ineligible(actor, round_, {site.pk for site in eligible})
+    countries = _placement_countries(run, policy.allowed_areas)
     for site in eligible:
+        allowed = countries.get(site.pk, [])
+        if not allowed:
+            reason = (
+                "no country lies in both its datasets' processing countries and the policy's areas"
+            )
+            blocked[site.slug] = reason
+            placements.append({"site": site.slug, "state": "unprovisioned", "reason": reason})
+            continue
         try:
             workload = workload_ensure(
                 actor=actor,
                 site=site,
                 run=run,
-                allowed_countries=policy.allowed_areas,
+                allowed_countries=allowed,
                 context=_supernode_context(site),
             )
         except InvalidInput as exc:

@@ -100,6 +100,8 @@ class FakeGovernance:
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     reports: list[dict] = field(default_factory=list)
     excluded: dict[str, list[str]] = field(default_factory=dict)
+    # Allow-lists by site slug; a site not named here gets no list (no consent-based data).
+    allowed: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def public_key_b64(self) -> str:
@@ -115,8 +117,17 @@ class FakeGovernance:
         chosen = []
         for s in sites or self.sites:
             names = self.excluded.get(s.slug, [])
+            allowed = self.allowed.get(s.slug)
             chosen.append(
-                TicketSite(s.site_id, s.slug, s.node_id, exclusion_digest(names), len(names))
+                TicketSite(
+                    s.site_id,
+                    s.slug,
+                    s.node_id,
+                    exclusion_digest(names),
+                    len(names),
+                    allowed_digest=exclusion_digest(allowed) if allowed is not None else "",
+                    allowed_count=len(allowed) if allowed is not None else 0,
+                )
             )
         body = rfc8785.dumps(
             ticket_body(
