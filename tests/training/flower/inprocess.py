@@ -100,6 +100,7 @@ class FakeGovernance:
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     reports: list[dict] = field(default_factory=list)
     excluded: dict[str, list[str]] = field(default_factory=dict)
+    dp: dict | None = None
 
     @property
     def public_key_b64(self) -> str:
@@ -126,6 +127,7 @@ class FakeGovernance:
                 expires_at=now + ttl,
                 decision_hash="d" * 64,
                 sites=chosen,
+                dp=self.dp,
             )
         )
         signature = base64.b64encode(self.key.sign(body)).decode()
@@ -145,7 +147,7 @@ class FakeGovernance:
         return RoundGrant(ticket=self.sign(round_no), on_refusal=self.on_refusal)
 
     def report_round(
-        self, *, run_id, round_no, updates: list[UpdateRecord], rejected, aggregate_hash
+        self, *, run_id, round_no, updates: list[UpdateRecord], rejected, aggregate_hash, dp=None
     ):
         self.reports.append(
             {
@@ -153,6 +155,7 @@ class FakeGovernance:
                 "updates": updates,
                 "rejected": rejected,
                 "aggregate": aggregate_hash,
+                "dp": dp,
             }
         )
 
