@@ -169,6 +169,9 @@ class PolicySerializer(serializers.ModelSerializer):
             "requires_controller_dpo_approval",
             "requires_dpia",
             "privacy_budget_epsilon",
+            "privacy_budget_delta",
+            "dp_neighbouring_relation",
+            "dp_required_mechanism",
             "content_hash",
             "created_at",
             "created_by_name",
@@ -194,6 +197,9 @@ class PolicyChangesSerializer(serializers.Serializer):
     requires_controller_dpo_approval = serializers.BooleanField(required=False)
     requires_dpia = serializers.BooleanField(required=False)
     privacy_budget_epsilon = serializers.FloatField(required=False, allow_null=True)
+    privacy_budget_delta = serializers.FloatField(required=False, allow_null=True)
+    dp_neighbouring_relation = serializers.CharField(max_length=20, required=False)
+    dp_required_mechanism = serializers.CharField(max_length=20, required=False, allow_blank=True)
 
 
 class PolicyCreateSerializer(PolicyChangesSerializer):

@@ -115,6 +115,9 @@ def test_draft_policy_changes_and_publishes_through_services(admin_client_):
         "requires_approval": "on",
         "requires_dpia": "on",
         "privacy_budget_epsilon": "",
+        "privacy_budget_delta": "",
+        "dp_neighbouring_relation": "add-or-remove-one",
+        "dp_required_mechanism": "",
     }
     response = admin_client_.post(url, form)
     assert response.status_code == 302, response.content[:2000]

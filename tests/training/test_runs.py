@@ -43,7 +43,6 @@ def run_kwargs(**overrides):
         "policy": PolicyFactory(status=PolicyStatus.PUBLISHED),
         "aggregator_country": "DE",
         "num_rounds": 3,
-        "epsilon_per_round": 1.5,
     }
     values.update(overrides)
     return values
@@ -69,7 +68,15 @@ def test_run_create_records_requester_and_writes_run_created(operator):
     [
         ({"aggregator_country": "XX"}, "aggregator_country"),
         ({"num_rounds": 0}, "num_rounds"),
-        ({"epsilon_per_round": -0.5}, "epsilon_per_round"),
+        ({"dp_mechanism": "laplace"}, "dp_mechanism"),
+        ({"dp_mechanism": "central", "dp_noise_multiplier": 1.0}, "dp_clipping_norm"),
+        ({"dp_mechanism": "central", "dp_clipping_norm": 1.0}, "dp_noise_multiplier"),
+        (
+            {"dp_mechanism": "central", "dp_clipping_norm": -1.0, "dp_noise_multiplier": 1.0},
+            "dp_clipping_norm",
+        ),
+        ({"dp_clipping_norm": 1.0}, "dp_clipping_norm"),
+        ({"dp_target_epsilon": float("inf")}, "dp_target_epsilon"),
         ({"on_refusal": "panic"}, "on_refusal"),
         ({"datasets": []}, "datasets"),
         ({"name": ""}, "name"),

@@ -203,7 +203,7 @@ def derive_noise_multiplier(spec: AccountingSpec, target_epsilon: float, rounds:
         low, high = high, high * 2
         if high > 1e6:
             raise DpError(f"no noise multiplier reaches ε={target:g} in {rounds} rounds")
-    for _ in range(40):
+    while high - low > 2e-5:
         mid = (low + high) / 2
         low, high = (mid, high) if epsilon(mid) > target else (low, mid)
     z = math.ceil(high * 10_000) / 10_000
