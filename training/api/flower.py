@@ -156,6 +156,7 @@ class RoundUpdatesView(APIView):
             rejected=flower_services.parse_update_reports(data.get("rejected", [])),
             aggregate_hash=aggregate,
             dp=data.get("dp"),
+            site_refusals=data.get("site_refusals"),
         )
         return Response(
             [

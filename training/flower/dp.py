@@ -242,6 +242,31 @@ class DpPlan:
         except KeyError as exc:
             raise DpError(f"ticket dp lacks {exc}") from exc
 
+    @classmethod
+    def from_run_config(cls, config) -> DpPlan | None:
+        """The plan from a ``flwr run`` config (``dp-mechanism``, ``dp-clipping-norm``,
+        ``dp-noise-multiplier``, ``dp-delta``); None without a mechanism."""
+        mechanism = str(config.get("dp-mechanism", "none") or "none")
+        if mechanism == Mechanism.NONE:
+            return None
+        try:
+            return cls(
+                mechanism=mechanism,
+                clipping_norm=float(config["dp-clipping-norm"]),
+                noise_multiplier=float(config["dp-noise-multiplier"]),
+                delta=float(config["dp-delta"]),
+            )
+        except KeyError as exc:
+            raise DpError(f"run config lacks {exc} for the {mechanism} mechanism") from exc
+
+    def to_run_config(self) -> dict[str, str | float]:
+        return {
+            "dp-mechanism": self.mechanism,
+            "dp-clipping-norm": float(self.clipping_norm),
+            "dp-noise-multiplier": float(self.noise_multiplier),
+            "dp-delta": float(self.delta),
+        }
+
     def same_as(self, other: DpPlan | None) -> bool:
         return other is not None and (
             self.mechanism,

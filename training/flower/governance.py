@@ -75,10 +75,12 @@ class GovernancePort(Protocol):
         rejected: list[UpdateRecord],
         aggregate_hash: str | None,
         dp: dict[str, Any] | None = None,
+        site_refusals: list[dict[str, Any]] | None = None,
     ) -> None:
         """Record the round's accepted and refused updates and its aggregate hash.
 
-        ``dp`` is the ``DpRelease`` the strategy applied (absent: no noise was added).
+        ``dp`` is the ``DpRelease`` the strategy applied (absent: no noise was added);
+        ``site_refusals`` are the sites that refused the ticket themselves.
         """
 
 
@@ -130,6 +132,7 @@ class RestGovernance:
         rejected: list[UpdateRecord],
         aggregate_hash: str | None,
         dp: dict[str, Any] | None = None,
+        site_refusals: list[dict[str, Any]] | None = None,
     ) -> None:
         payload: dict[str, Any] = {
             "updates": [u.as_json() for u in updates],
@@ -138,4 +141,6 @@ class RestGovernance:
         }
         if dp is not None:
             payload["dp"] = dp
+        if site_refusals:
+            payload["site_refusals"] = site_refusals
         self._post(f"/api/v1/runs/{run_id}/rounds/{round_no}/updates", payload)

@@ -36,6 +36,15 @@ COUNT_KEYS = ("num-examples", "records-used", "records-excluded")
 DP_WEIGHT_KEY = "fedgov-dp-weight"
 
 
+def site_refusal(msg: Message) -> dict | None:
+    """A site mod's refusal (``fedgov:<code>: reason``) as ``{node_id, code, reason}``."""
+    reason = str(msg.error.reason or "")
+    if not reason.startswith("fedgov:"):
+        return None
+    code, _, text = reason[len("fedgov:") :].partition(": ")
+    return {"node_id": str(msg.metadata.src_node_id), "code": code[:64], "reason": text[:500]}
+
+
 class RunStopped(RuntimeError):
     """fedgov refused a round and the run's policy says stop."""
 
@@ -50,6 +59,8 @@ class RoundEvidence:
     accepted: list[UpdateRecord] = field(default_factory=list)
     rejected: list[UpdateRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Sites' own refusals (``fedgov:<code>: reason`` error replies), reported to fedgov.
+    refusals: list[dict] = field(default_factory=list)
     aggregate_hash: str | None = None
     # Under central DP: the plain average before Flower's wrapper added noise.
     aggregate_hash_before_noise: str | None = None
@@ -209,6 +220,9 @@ class GovernedFedAvg(FedAvg):
         for msg in replies:
             if msg.has_error():
                 evidence.errors.append(f"node {msg.metadata.src_node_id}: {msg.error.reason}")
+                refusal = site_refusal(msg)
+                if refusal is not None:
+                    evidence.refusals.append(refusal)
                 continue
             record = self._record_of(msg)
             if msg.metadata.src_node_id not in allowed:
@@ -258,7 +272,9 @@ class GovernedFedAvg(FedAvg):
             evidence.aggregate_hash = update_hash(arrays)
         if evidence.ticket is not None:
             started = time.perf_counter()
-            extra = {"dp": evidence.dp.as_json()} if evidence.dp is not None else {}
+            extra: dict = {"dp": evidence.dp.as_json()} if evidence.dp is not None else {}
+            if evidence.refusals:
+                extra["site_refusals"] = evidence.refusals
             self.governance.report_round(
                 run_id=self.run_id,
                 round_no=server_round,

@@ -262,6 +262,7 @@ def model_updates_record(
     aggregate_hash: str | None,
     rejected: list[UpdateReport] | None = None,
     dp: Any = None,
+    site_refusals: Any = None,
 ) -> list[ModelUpdate]:
     """Record each site's update hash and the round's aggregate, against the latest ticket.
 
@@ -271,7 +272,8 @@ def model_updates_record(
     has records, ``InvalidInput`` for a malformed aggregate hash or a ``dp`` release that
     is not the ticket's plan. Writes ``update.recorded`` per accepted update,
     ``update.rejected`` per refused one, ``aggregate.recorded`` and, for a run under DP
-    or a budget, ``privacy.accounted`` (``training.services.privacy``).
+    or a budget, ``privacy.accounted`` (``training.services.privacy``), and
+    ``site.refused`` per site whose own mod refused the ticket (e.g. its ε limit).
     """
     if aggregate_hash is not None and not _HEX64.match(aggregate_hash):
         raise InvalidInput({"aggregate_hash": ["must be 64 lowercase hex digits"]})
@@ -286,6 +288,7 @@ def model_updates_record(
         release = privacy_services.parse_release(
             dp, ticket_plan=allowed.dp, aggregate_hash=aggregate_hash
         )
+        refusals = privacy_services.parse_site_refusals(site_refusals, ticket=allowed)
         now = clock.now()
         recorded: list[ModelUpdate] = []
         refused = [(r, "the strategy refused it") for r in rejected or []]
@@ -376,6 +379,20 @@ def model_updates_record(
                     "ticket_id": ticket.pk,
                     "update_hash": aggregate_hash,
                     "site_update_ids": [r.pk for r in recorded if r.accepted and r.site_id],
+                },
+            )
+        for refusal in refusals:
+            ledger_append(
+                event_type="site.refused",
+                actor=actor,
+                subject_type="round",
+                subject_id=round_.pk,
+                payload={
+                    "round_id": round_.pk,
+                    "run_id": round_.run_id,
+                    "round_number": round_.number,
+                    "ticket_id": ticket.pk,
+                    **refusal,
                 },
             )
         privacy_services.round_privacy_record(

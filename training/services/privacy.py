@@ -50,6 +50,18 @@ def ticket_dp_plan(*, run: TrainingRun, decision: GateDecision) -> dict[str, Any
     }
 
 
+def dp_run_config(run: TrainingRun) -> dict[str, str | float]:
+    """The ``flwr run`` config keys that give the ServerApp the run's DP plan (read only)."""
+    if run.dp_mechanism == DpMechanism.NONE:
+        return {}
+    return {
+        "dp-mechanism": run.dp_mechanism,
+        "dp-clipping-norm": float(run.dp_clipping_norm),
+        "dp-noise-multiplier": float(run.dp_noise_multiplier),
+        "dp-delta": float(run.policy.privacy_budget_delta),
+    }
+
+
 def _number(dp: dict, key: str, errors: dict[str, list[str]], *, whole=False) -> Any:
     value = dp.get(key)
     kinds = (int,) if whole else (int, float)
@@ -96,6 +108,44 @@ def parse_release(dp: Any, *, ticket_plan: dict | None, aggregate_hash: str | No
         if clean["aggregate_hash"] != aggregate_hash:
             errors.setdefault("dp.aggregate_hash", []).append(
                 "is not the aggregate hash reported with it"
+            )
+    if errors:
+        raise InvalidInput(errors)
+    return clean
+
+
+_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+def parse_site_refusals(items: Any, *, ticket) -> list[dict[str, Any]]:
+    """Validate the sites' own refusals a report carries. Raises ``InvalidInput``.
+
+    Each names a node of the ticket, a refusal code and the site mod's reason; the
+    reason is machine text from the site's mod (no personal data), kept to 500 chars.
+    """
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise InvalidInput({"site_refusals": ["must be a list"]})
+    errors: dict[str, list[str]] = {}
+    clean = []
+    for i, item in enumerate(items):
+        where = f"site_refusals[{i}]"
+        if not isinstance(item, dict):
+            errors[where] = ["must be an object"]
+            continue
+        node_id, code = str(item.get("node_id", "")), item.get("code")
+        reason = item.get("reason", "")
+        named = ticket.site_by_node(node_id)
+        if named is None:
+            errors.setdefault(where, []).append(f"node {node_id!r} is not named in the ticket")
+        if not isinstance(code, str) or not _CODE.match(code):
+            errors.setdefault(where, []).append("code must be a refusal code (a-z, 0-9, _)")
+        if not isinstance(reason, str) or len(reason) > 500:
+            errors.setdefault(where, []).append("reason must be text of at most 500 characters")
+        if named is not None:
+            clean.append(
+                {"site_id": named.site_id, "node_id": node_id, "code": code, "reason": reason}
             )
     if errors:
         raise InvalidInput(errors)

@@ -147,7 +147,15 @@ class FakeGovernance:
         return RoundGrant(ticket=self.sign(round_no), on_refusal=self.on_refusal)
 
     def report_round(
-        self, *, run_id, round_no, updates: list[UpdateRecord], rejected, aggregate_hash, dp=None
+        self,
+        *,
+        run_id,
+        round_no,
+        updates: list[UpdateRecord],
+        rejected,
+        aggregate_hash,
+        dp=None,
+        site_refusals=None,
     ):
         self.reports.append(
             {
@@ -156,6 +164,7 @@ class FakeGovernance:
                 "rejected": rejected,
                 "aggregate": aggregate_hash,
                 "dp": dp,
+                "site_refusals": site_refusals or [],
             }
         )
 

@@ -341,3 +341,56 @@ def test_ticket_carries_the_signed_plan():
     assert DpPlan.from_ticket(parse_unverified(ticket.body).dp) == plan()
     assert isinstance(governed_dp(GovernedFedAvg(governance=governance, run_id=1, dp_plan=plan())),
                       GovernedServerSideDp)  # fmt: skip
+
+
+# --- the site's own limit ---------------------------------------------------------------
+
+
+def limited_federation(signed: DpPlan | None, planned_epsilon: float | None, **node_config):
+    """es-blogs (node 1001) carries ``node_config``; the ticket plans ``planned_epsilon``."""
+    governance, grid, governed = dp_federation(signed, signed)
+    if governance.dp is not None:
+        governance.dp["planned_epsilon"] = planned_epsilon
+    grid.contexts[1001].node_config.update(node_config)
+    return governance, grid, governed
+
+
+def test_a_site_refuses_a_ticket_beyond_its_own_epsilon_limit():
+    governance, grid, governed = limited_federation(
+        plan(), planned_epsilon=2.5, **{"fedgov-max-epsilon": 2.0}
+    )
+    start(governed_dp(governed), grid, 1)
+    report = governance.reports[0]
+    assert [u.node_id for u in report["updates"]] == ["1000", "1002"]
+    [refusal] = report["site_refusals"]
+    assert refusal["node_id"] == "1001" and refusal["code"] == "site_epsilon_limit"
+    assert "ε=2.5 exceeds this site's limit 2" in refusal["reason"]
+    # Only the sites that trained count: the noise is calibrated to 2 updates.
+    assert report["dp"]["sampled_clients"] == 2
+
+
+@pytest.mark.parametrize(
+    ("signed", "planned", "config", "code"),
+    [
+        (plan(), 2.0, {"fedgov-max-epsilon": 2.0}, None),  # exactly at the limit trains
+        (None, None, {"fedgov-max-epsilon": 5.0}, "site_epsilon_limit"),  # no DP, no ε
+        (plan(), None, {"fedgov-max-epsilon": 5.0}, "site_epsilon_limit"),
+        (plan(), 1.0, {"fedgov-max-epsilon": "lots"}, "site_config"),
+        (plan("central"), 1.0, {"fedgov-dp-mechanism": "client-clipping"}, "site_dp_mechanism"),
+        (plan("client-clipping"), 1.0, {"fedgov-dp-mechanism": "client-clipping"}, None),
+    ],
+)
+def test_site_limits(signed, planned, config, code):
+    governance, grid, governed = limited_federation(signed, planned, **config)
+    start(governed_dp(governed), grid, 1)
+    refusals = governance.reports[0]["site_refusals"]
+    assert [r["code"] for r in refusals] == ([code] if code else [])
+
+
+def test_the_env_sets_the_site_limit_when_node_config_does_not(monkeypatch):
+    monkeypatch.setenv("FEDGOV_MAX_EPSILON", "0.5")
+    governance, grid, governed = limited_federation(plan(), planned_epsilon=1.0)
+    start(governed_dp(governed), grid, 1)
+    # Every site reads the env here: all refuse, nothing is aggregated or released.
+    assert {r["code"] for r in governance.reports[0]["site_refusals"]} == {"site_epsilon_limit"}
+    assert governance.reports[0]["aggregate"] is None and governance.reports[0]["dp"] is None

@@ -198,3 +198,41 @@ def test_a_run_without_budget_or_mechanism_writes_no_privacy_record(api, service
     assert report(api, service, run, 1).status_code == 201
     assert not RoundPrivacy.objects.exists()
     assert not LedgerEntry.objects.filter(event_type="privacy.accounted").exists()
+
+
+def test_a_sites_own_refusal_reaches_the_ledger(api, service):
+    run = dp_scenario(budget=1000.0)
+    ticket(api, service, run, 1)
+    body = {
+        "updates": [{"node_id": "1000", "update_hash": "00" * 32, "num_examples": 9}],
+        "aggregate_hash": AGG,
+        "dp": release(sampled_clients=1),
+        "site_refusals": [
+            {"node_id": "1001", "code": "site_epsilon_limit",
+             "reason": "planned cumulative ε=1.2 exceeds this site's limit 1"},
+        ],
+    }  # fmt: skip
+    url = f"/api/v1/runs/{run.pk}/rounds/1/updates"
+    assert api(service).post(url, body, format="json").status_code == 201
+    event = LedgerEntry.objects.get(event_type="site.refused")
+    payload = json.loads(event.payload)
+    assert payload["code"] == "site_epsilon_limit" and payload["node_id"] == "1001"
+    assert payload["round_number"] == 1 and "limit 1" in payload["reason"]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        {"node_id": "777", "code": "site_epsilon_limit", "reason": "x"},
+        {"node_id": "1001", "code": "DROP TABLE", "reason": "x"},
+        {"node_id": "1001", "code": "site_epsilon_limit", "reason": "x" * 501},
+    ],
+)
+def test_malformed_site_refusals_get_400(api, service, refusal):
+    run = dp_scenario(budget=1000.0)
+    ticket(api, service, run, 1)
+    before = LedgerEntry.objects.count()
+    body = {"updates": [], "aggregate_hash": None, "site_refusals": [refusal]}
+    response = api(service).post(f"/api/v1/runs/{run.pk}/rounds/1/updates", body, format="json")
+    assert response.status_code == 400 and "site_refusals[0]" in response.json()
+    assert LedgerEntry.objects.count() == before

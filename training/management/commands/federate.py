@@ -61,6 +61,7 @@ from training.scenario import (
     parse_scenario,
 )
 from training.services import orchestrate
+from training.services.privacy import dp_run_config
 from training.services.rounds import round_abort, round_approve
 from training.statemachine import is_terminal
 
@@ -470,6 +471,7 @@ class Command(RichOutput, BaseCommand):
                 "expected-nodes": running,
                 "evidence-dir": str(evidence),
                 "initial-arrays": carried,
+                **dp_run_config(self.run),
             },
         )
         deadline = time.monotonic() + self.round_timeout
@@ -558,11 +560,28 @@ class Command(RichOutput, BaseCommand):
             self._say(f"  Aggregate: {aggregate.update_hash[:12]}")
         if accuracy is not None:
             self._say(f"  Held-out accuracy: {accuracy:.3f}")
+        self._say_privacy(round_)
         checkpoint = Checkpoint.objects.order_by("-size").first()
         if checkpoint is not None and round_.state == S.CLOSED:
             self._say(
                 f"  Checkpoint: size {checkpoint.size}, root {bytes(checkpoint.root).hex()[:16]}…"
             )
+
+    def _say_privacy(self, round_: Round) -> None:
+        """The round's privacy record: mechanism, parameters and the accountant's ε."""
+        from training.models import RoundPrivacy
+
+        p = RoundPrivacy.objects.filter(round=round_).first()
+        if p is None:
+            return
+        if not p.private:
+            self._say("  Privacy: [red]aggregate released without noise — no ε can be claimed[/]")
+            return
+        self._say(
+            f"  Privacy: {p.mechanism} DP, C={p.clipping_norm:g}, z={p.noise_multiplier:g}, "
+            f"{p.sampled_clients}/{p.total_clients} sites, noise σ={p.noise_std:.3g}; "
+            f"ε spent {p.epsilon:.3f} of {p.epsilon_limit:g} at δ={p.delta:g} (Flower RDP)"
+        )
 
     def _report(self) -> None:
         """Ask for the run's signed audit report (PDF and evidence bundle) and say where."""
