@@ -394,3 +394,20 @@ def test_the_env_sets_the_site_limit_when_node_config_does_not(monkeypatch):
     # Every site reads the env here: all refuse, nothing is aggregated or released.
     assert {r["code"] for r in governance.reports[0]["site_refusals"]} == {"site_epsilon_limit"}
     assert governance.reports[0]["aggregate"] is None and governance.reports[0]["dp"] is None
+
+
+# --- accuracy with and without DP on the same seeds -------------------------------------
+
+
+def test_dp_comparison_is_seeded_and_noise_costs_accuracy():
+    from training.flower.dp_eval import compare
+
+    noisy = plan("central", clipping_norm=1.0, noise_multiplier=2.5)
+    first = compare(noisy, rounds=2, local_epochs=5, seed=3)
+    assert compare(noisy, rounds=2, local_epochs=5, seed=3) == first
+    # Without DP the federation learns; with this much noise it stays near chance.
+    assert first["without_dp"][-1] > 0.7
+    assert first["with_dp"][-1] < first["without_dp"][-1] - 0.2
+    # Next to no noise and no clipping: the DP path is plain (uniform) averaging again.
+    faint = compare(plan("central", 1e9, 1e-12), rounds=2, local_epochs=5, seed=3)
+    assert faint["with_dp"][-1] == pytest.approx(faint["without_dp"][-1], abs=0.05)

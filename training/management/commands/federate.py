@@ -567,6 +567,24 @@ class Command(RichOutput, BaseCommand):
                 f"  Checkpoint: size {checkpoint.size}, root {bytes(checkpoint.root).hex()[:16]}…"
             )
 
+    def _dp_comparison(self) -> None:
+        """Held-out accuracy with and without the run's DP on the same seeds (in-process)."""
+        config = dp_run_config(self.run)
+        if not config:
+            return
+        from training.flower.dp import DpPlan
+        from training.flower.dp_eval import compare
+
+        plan = DpPlan.from_run_config(config)
+        result = compare(plan, rounds=self.run.num_rounds, local_epochs=self.epochs)
+        without = " → ".join(f"{a:.3f}" for a in result["without_dp"])
+        with_dp = " → ".join(f"{a:.3f}" for a in result["with_dp"])
+        self._say(
+            f"Accuracy on the same seeds (in-process, all EEA sites, {result['rounds']} rounds): "
+            f"without DP {without}; with {plan.mechanism} DP (C={plan.clipping_norm:g}, "
+            f"z={plan.noise_multiplier:g}) {with_dp}"
+        )
+
     def _say_privacy(self, round_: Round) -> None:
         """The round's privacy record: mechanism, parameters and the accountant's ε."""
         from training.models import RoundPrivacy
@@ -617,5 +635,6 @@ class Command(RichOutput, BaseCommand):
             path.write_text(checkpoint.note)
             self._say(f"Latest checkpoint: size {checkpoint.size}, signed note in {path}")
         self._say("Verify: manage.py ledger_verify · evidence of each round in " + str(self.var))
+        self._dp_comparison()
         left = Workload.objects.filter(run=self.run, state=WorkloadState.RUNNING).count()
         self._say(f"VMs left running: {left}")
