@@ -102,3 +102,38 @@ def test_pdf_shows_the_privacy_section(dp_run, tmp_path):
         "1e-05",
     ):
         assert needle in text, needle
+
+
+def test_round_admin_and_dashboard_show_the_same_figures(dp_run, client):
+    from django.test import Client
+
+    from fedgov import roles
+    from tests.training.test_round_admin import change_url, staff
+
+    eps2 = privacy_spent(AccountingSpec(DELTA, 3), [Z] * 2).epsilon
+    client.force_login(staff("bea", roles.OPERATOR))
+    html = client.get(change_url(Round.objects.get(run=dp_run, number=2))).content.decode()
+    assert "Differential privacy" in html and "Central DP, server-side clipping" in html
+    assert f"ε={eps2:.4f}" in html and "2 of 3 site(s)" in html and "at δ=1e-05" in html
+
+    dpo = Client()
+    dpo.force_login(UserFactory(username="dora", roles=[roles.DPO]))
+    page = dpo.get("/dashboard/").content.decode()
+    assert f"central · ε {eps2:.3f} of 9 at δ=1e-05" in page
+
+
+def test_dashboard_says_unbounded_after_a_release_without_noise(db):
+    from django.test import Client
+
+    from fedgov import roles
+
+    run, _sites, _ = governed_scenario(subjects=10, num_rounds=3)
+    ResidencyPolicy.objects.filter(pk=run.policy_id).update(
+        privacy_budget_epsilon=9.0, privacy_budget_delta=DELTA
+    )
+    run.dp_mechanism, run.dp_clipping_norm, run.dp_noise_multiplier = "central", C, Z
+    run.save()
+    play_dp_round(run, 1, noise=False)
+    dpo = Client()
+    dpo.force_login(UserFactory(username="dora", roles=[roles.DPO]))
+    assert "ε unbounded: released without noise" in dpo.get("/dashboard/").content.decode()
