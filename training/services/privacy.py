@@ -109,6 +109,15 @@ def parse_release(dp: Any, *, ticket_plan: dict | None, aggregate_hash: str | No
             errors.setdefault("dp.aggregate_hash", []).append(
                 "is not the aggregate hash reported with it"
             )
+        # Server-side noise changes the aggregate: the same hash before and after (or no
+        # hash before) means none was added, whatever the report claims.
+        if clean["mechanism"] != "local" and clean["aggregate_hash_before_noise"] in (
+            None,
+            clean["aggregate_hash"],
+        ):
+            errors.setdefault("dp.aggregate_hash_before_noise", []).append(
+                "must be the aggregate's hash before noise, and differ from it after"
+            )
     if errors:
         raise InvalidInput(errors)
     return clean

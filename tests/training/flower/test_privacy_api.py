@@ -172,6 +172,8 @@ def test_a_round_where_nothing_adds_noise_claims_no_budget(api, service):
         (release(sampled_clients=4), "dp.sampled_clients"),
         (release(aggregate_hash="00" * 32), "dp.aggregate_hash"),
         (release(noise_std="lots"), "dp.noise_std"),
+        (release(aggregate_hash_before_noise=AGG), "dp.aggregate_hash_before_noise"),
+        (release(aggregate_hash_before_noise=None), "dp.aggregate_hash_before_noise"),
         ("noise", "dp"),
     ],
 )
