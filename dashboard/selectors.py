@@ -17,7 +17,15 @@ from dashboard.models import LedgerVerification
 from fedgov import clock
 from sites.models import Dataset, Site
 from training.choices import TERMINAL_ROUND_STATES, RoundState
-from training.models import Approval, GateDecision, GateResult, Round, SiteEligibility, TrainingRun
+from training.models import (
+    Approval,
+    GateDecision,
+    GateResult,
+    Round,
+    RoundPrivacy,
+    SiteEligibility,
+    TrainingRun,
+)
 from training.report_data import ConsentCount, consent_counts
 
 # A page a person reads, not an export: the newest rows of each panel are enough.
@@ -73,10 +81,27 @@ class RunRow:
     blocked: int
     in_flight: int
     last_activity: datetime | None
+    # The same figures as the report and the round admin: mechanism and the accountant's
+    # latest cumulative ε against the budget at δ ("unbounded" after a release without noise).
+    privacy: str = "—"
+
+
+def _privacy_label(run: TrainingRun, latest) -> str:
+    policy = run.policy
+    budget = (
+        f" of {policy.privacy_budget_epsilon:g} at δ={policy.privacy_budget_delta:g}"
+        if policy.privacy_budget_epsilon is not None and policy.privacy_budget_delta is not None
+        else ""
+    )
+    if latest is None:
+        return f"{run.dp_mechanism} · ε 0{budget}" if run.dp_mechanism != "none" else "none"
+    if not latest.private:
+        return "ε unbounded: released without noise"
+    return f"{latest.mechanism} · ε {latest.epsilon:.3f}{budget}"
 
 
 def runs(filters: Filters) -> list[RunRow]:
-    """Every run in scope with its rounds counted by outcome (two queries)."""
+    """Every run in scope with its rounds counted by outcome and its ε (three queries)."""
     period_rounds = _rounds(filters)
     counted = (
         period_rounds.order_by()
@@ -90,9 +115,15 @@ def runs(filters: Filters) -> list[RunRow]:
         )
     )
     counts = {row["run_id"]: row for row in counted}
-    rows = _runs(filters).select_related("purpose").order_by("-created_at", "-pk")
+    rows = _runs(filters).select_related("purpose", "policy").order_by("-created_at", "-pk")
     if filters.start is not None or filters.end is not None:
         rows = rows.filter(pk__in=list(counts))
+    latest = {
+        p.round.run_id: p
+        for p in RoundPrivacy.objects.filter(round__run__in=rows)
+        .select_related("round")
+        .order_by("round__number")
+    }
     labels = dict(TrainingRun._meta.get_field("status").choices)
     result = []
     for run in rows:
@@ -110,6 +141,7 @@ def runs(filters: Filters) -> list[RunRow]:
                 blocked=c.get("blocked", 0),
                 in_flight=c.get("total", 0) - c.get("ended", 0),
                 last_activity=c.get("last"),
+                privacy=_privacy_label(run, latest.get(run.pk)),
             )
         )
     return result

@@ -109,3 +109,19 @@ class CertificationScheme(models.TextChoices):
 
     DPF = "dpf", "EU-US Data Privacy Framework List (decision C(2023) 4745)"
     PIPEDA = "pipeda", "Subject to Canada's PIPEDA (decision 2002/2/EC)"
+
+
+class NeighbouringRelation(models.TextChoices):
+    """Which client-level datasets differential privacy treats as neighbours (Flower's terms)."""
+
+    ADD_OR_REMOVE_ONE = "add-or-remove-one", "Add or remove one client"
+    REPLACE_ONE = "replace-one", "Replace one client"
+
+
+class RequiredDpMechanism(models.TextChoices):
+    """The DP mechanism a policy demands of every run under it ("" = any that adds noise)."""
+
+    ANY = "", "Any mechanism that adds noise"
+    CENTRAL = "central", "Central DP, server-side clipping"
+    CLIENT_CLIPPING = "client-clipping", "Central DP, clipping at the sites"
+    LOCAL = "local", "Local DP at the sites"

@@ -12,8 +12,10 @@ from sites.choices import (
     Art10Basis,
     ConsentEventKind,
     LawfulBasis,
+    NeighbouringRelation,
     PartyRole,
     PolicyStatus,
+    RequiredDpMechanism,
     SiteStatus,
 )
 
@@ -191,6 +193,16 @@ class ResidencyPolicy(models.Model):
     requires_controller_dpo_approval = models.BooleanField(default=False)
     requires_dpia = models.BooleanField(default=True)
     privacy_budget_epsilon = models.FloatField(null=True, blank=True)
+    # The δ at which Flower's accountant reports ε, and the neighbouring relation it uses.
+    privacy_budget_delta = models.FloatField(null=True, blank=True)
+    dp_neighbouring_relation = models.CharField(
+        max_length=20,
+        choices=NeighbouringRelation.choices,
+        default=NeighbouringRelation.ADD_OR_REMOVE_ONE,
+    )
+    dp_required_mechanism = models.CharField(
+        max_length=20, choices=RequiredDpMechanism.choices, default="", blank=True
+    )
     content_hash = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
@@ -218,6 +230,11 @@ class ResidencyPolicy(models.Model):
             models.CheckConstraint(
                 condition=Q(privacy_budget_epsilon__isnull=True) | Q(privacy_budget_epsilon__gt=0),
                 name="policy_budget_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(privacy_budget_delta__isnull=True)
+                | (Q(privacy_budget_delta__gt=0) & Q(privacy_budget_delta__lt=1)),
+                name="policy_budget_delta_probability",
             ),
         ]
 

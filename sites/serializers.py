@@ -195,6 +195,9 @@ class PolicySerializer(serializers.ModelSerializer):
             "transfer_safeguards",
             "recipient_certifications",
             "dpf_listing_max_age_days",
+            "privacy_budget_delta",
+            "dp_neighbouring_relation",
+            "dp_required_mechanism",
             "content_hash",
             "created_at",
             "created_by_name",
@@ -227,7 +230,10 @@ class PolicyChangesSerializer(serializers.Serializer):
     host_operator = serializers.JSONField(required=False)
     transfer_safeguards = serializers.JSONField(required=False)
     recipient_certifications = serializers.JSONField(required=False)
-    dpf_listing_max_age_days = serializers.IntegerField(required=False)
+    dpf_listing_max_age_days = serializers.IntegerField(required=False, max_value=INT32_MAX)
+    privacy_budget_delta = serializers.FloatField(required=False, allow_null=True)
+    dp_neighbouring_relation = serializers.CharField(max_length=20, required=False)
+    dp_required_mechanism = serializers.CharField(max_length=20, required=False, allow_blank=True)
 
 
 class PolicyCreateSerializer(PolicyChangesSerializer):

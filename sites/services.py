@@ -41,8 +41,10 @@ from sites.choices import (
     CertificationScheme,
     ConsentEventKind,
     LawfulBasis,
+    NeighbouringRelation,
     PartyRole,
     PolicyStatus,
+    RequiredDpMechanism,
     SafeguardMechanism,
     SiteStatus,
     TransferMechanism,
@@ -120,6 +122,16 @@ POLICY_FIELDS = (
     "transfer_safeguards",
     "recipient_certifications",
     "dpf_listing_max_age_days",
+    "privacy_budget_delta",
+    "dp_neighbouring_relation",
+    "dp_required_mechanism",
+)
+# Fields added after versions were published: they enter a version's content (and hash)
+# only when set away from their default, so hashes published before them stay valid.
+POLICY_FIELDS_IF_SET = (
+    "privacy_budget_delta",
+    "dp_neighbouring_relation",
+    "dp_required_mechanism",
 )
 POLICY_DEFAULTS: dict[str, Any] = {
     "allowed_areas": [],
@@ -137,6 +149,9 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "transfer_safeguards": [],
     "recipient_certifications": [],
     "dpf_listing_max_age_days": 90,
+    "privacy_budget_delta": None,
+    "dp_neighbouring_relation": NeighbouringRelation.ADD_OR_REMOVE_ONE.value,
+    "dp_required_mechanism": "",
 }
 # DPF certifications are renewed yearly; a listing checked longer ago proves nothing current.
 MAX_DPF_LISTING_AGE_DAYS = 366
@@ -804,6 +819,7 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
     _check_int(errors, "dpf_listing_max_age_days", max_age, minimum=1)
     if isinstance(max_age, int) and max_age > MAX_DPF_LISTING_AGE_DAYS:
         errors.add("dpf_listing_max_age_days", f"must be at most {MAX_DPF_LISTING_AGE_DAYS}")
+    _check_dp_policy(errors, v)
     errors.raise_if_any()
     return v
 
@@ -919,9 +935,37 @@ def _checked_certifications(errors: _Errors, value: Any) -> list[dict[str, Any]]
     return result
 
 
+def _check_dp_policy(errors, v: dict[str, Any]) -> None:
+    """δ, neighbouring relation and required mechanism of the privacy budget (issue #17)."""
+    delta = v.get("privacy_budget_delta")
+    if delta is not None:
+        if isinstance(delta, bool) or not isinstance(delta, int | float):
+            errors.add("privacy_budget_delta", "must be a number or empty")
+        elif not math.isfinite(delta) or not 0 < delta < 1:
+            errors.add("privacy_budget_delta", "must be strictly between 0 and 1")
+        else:
+            v["privacy_budget_delta"] = float(delta)
+    # A budget ε without δ is accepted here but fails the gate's privacy-budget rule:
+    # (ε, δ) together are the guarantee, and an unknown fact fails its rule.
+    if v.get("dp_neighbouring_relation") not in NeighbouringRelation.values:
+        errors.add(
+            "dp_neighbouring_relation",
+            f"must be one of {', '.join(NeighbouringRelation.values)}",
+        )
+    if v.get("dp_required_mechanism") not in RequiredDpMechanism.values:
+        errors.add(
+            "dp_required_mechanism",
+            f"must be empty or one of {', '.join(m for m in RequiredDpMechanism.values if m)}",
+        )
+
+
 def policy_content(policy: ResidencyPolicy) -> dict[str, Any]:
     """The fields a published version's ``content_hash`` covers, as plain JSON data."""
-    content = {name: _json_value(getattr(policy, name)) for name in POLICY_FIELDS}
+    content = {
+        name: _json_value(getattr(policy, name))
+        for name in POLICY_FIELDS
+        if name not in POLICY_FIELDS_IF_SET or getattr(policy, name) != POLICY_DEFAULTS[name]
+    }
     return {"name": policy.name, "version": policy.version, **content}
 
 

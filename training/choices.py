@@ -60,3 +60,12 @@ class ApprovalDecision(models.TextChoices):
 class UpdateKind(models.TextChoices):
     SITE = "site", "Site update"
     AGGREGATE = "aggregate", "Aggregate"
+
+
+class DpMechanism(models.TextChoices):
+    """The differential-privacy mechanism a run applies (``training.flower.dp``)."""
+
+    NONE = "none", "None (no noise: no ε can be claimed)"
+    CENTRAL = "central", "Central DP, server-side clipping"
+    CLIENT_CLIPPING = "client-clipping", "Central DP, clipping at the sites"
+    LOCAL = "local", "Local DP at the sites"

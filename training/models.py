@@ -10,6 +10,7 @@ from sites.models import Dataset, Purpose, ResidencyPolicy, Site
 from training.choices import (
     ApprovalDecision,
     DpiaStatus,
+    DpMechanism,
     GateOutcome,
     RefusalAction,
     RoundState,
@@ -21,8 +22,10 @@ from training.choices import (
 class TrainingRun(models.Model):
     """A federated training run: one purpose, a set of datasets, one policy version.
 
-    ``epsilon_per_round`` is the differential-privacy cost the run declares for each
-    round it trains; the privacy-budget rule adds it up against the policy's budget.
+    ``dp_mechanism`` is the differential-privacy mechanism every round applies, with its
+    clipping norm C and noise multiplier z; z is given or derived from
+    ``dp_target_epsilon`` over ``num_rounds`` with Flower's accountant. ε is never
+    declared: the gate and the ledger compute it from the releases actually applied.
     """
 
     name = models.CharField(max_length=200, unique=True)
@@ -31,7 +34,12 @@ class TrainingRun(models.Model):
     policy = models.ForeignKey(ResidencyPolicy, on_delete=models.PROTECT, related_name="runs")
     aggregator_country = models.CharField(max_length=2)
     num_rounds = models.PositiveIntegerField(default=3)
-    epsilon_per_round = models.FloatField(null=True, blank=True)
+    dp_mechanism = models.CharField(
+        max_length=20, choices=DpMechanism.choices, default=DpMechanism.NONE
+    )
+    dp_clipping_norm = models.FloatField(null=True, blank=True)
+    dp_noise_multiplier = models.FloatField(null=True, blank=True)
+    dp_target_epsilon = models.FloatField(null=True, blank=True)
     on_refusal = models.CharField(
         max_length=8, choices=RefusalAction.choices, default=RefusalAction.SKIP
     )
@@ -46,6 +54,11 @@ class TrainingRun(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(num_rounds__gte=1), name="run_has_rounds"),
+            models.CheckConstraint(
+                condition=Q(dp_mechanism="none")
+                | (Q(dp_clipping_norm__gt=0) & Q(dp_noise_multiplier__gt=0)),
+                name="run_dp_mechanism_has_parameters",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -252,3 +265,42 @@ class ModelUpdate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.update_hash[:12]}"
+
+
+class RoundPrivacy(models.Model):
+    """What one round released, as differential privacy: the mechanism actually applied and
+    the cumulative ε Flower's RDP accountant gives at δ after it.
+
+    ``private`` says the run's cumulative ε is bounded after this round. It is False when
+    this round, or an earlier one, released an aggregate without noise: then no ε exists
+    (``epsilon`` is null) and every later figure of the run is unbounded.
+    """
+
+    round = models.OneToOneField(Round, on_delete=models.PROTECT, related_name="privacy")
+    private = models.BooleanField()
+    mechanism = models.CharField(max_length=20, choices=DpMechanism.choices)
+    clipping_norm = models.FloatField(null=True)
+    noise_multiplier = models.FloatField(null=True)
+    sampled_clients = models.PositiveIntegerField()
+    total_clients = models.PositiveIntegerField()
+    noise_std = models.FloatField(null=True)
+    aggregate_hash_before_noise = models.CharField(max_length=64, blank=True)
+    aggregate_hash = models.CharField(max_length=64, blank=True)
+    epsilon = models.FloatField(null=True)
+    delta = models.FloatField(null=True)
+    epsilon_limit = models.FloatField(null=True)
+    accounting = models.JSONField(default=dict)
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "round privacy"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(private=False, epsilon__isnull=True)
+                | Q(private=True, epsilon__gte=0, noise_multiplier__gt=0),
+                name="round_privacy_epsilon_only_when_private",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"privacy of round {self.round_id}"

@@ -26,6 +26,7 @@ from training.models import (
     GateResult,
     ModelUpdate,
     Round,
+    RoundPrivacy,
     SiteEligibility,
     TrainingRun,
 )
@@ -92,6 +93,48 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class PrivacyRound:
+    """One round's privacy record: what was applied and the accountant's cumulative ε."""
+
+    number: int
+    private: bool
+    mechanism: str
+    sampled_clients: int
+    total_clients: int
+    noise_std: float | None
+    epsilon: float | None
+    aggregate_hash_before_noise: str
+    aggregate_hash: str
+
+
+@dataclass(frozen=True)
+class SiteRefusal:
+    """A site whose own client mod refused a round's ticket (e.g. its ε limit)."""
+
+    number: int
+    site_id: int | None
+    node_id: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunPrivacy:
+    """The run's differential privacy: mechanism, parameters, budget and ε per round."""
+
+    mechanism: str
+    clipping_norm: float | None
+    noise_multiplier: float | None
+    target_epsilon: float | None
+    limit: float | None
+    delta: float | None
+    relation: str
+    required_mechanism: str
+    rounds: tuple[PrivacyRound, ...]
+    refusals: tuple[SiteRefusal, ...]
+
+
+@dataclass(frozen=True)
 class RunHeader:
     """Cover facts and the legal frame of one run."""
 
@@ -110,6 +153,7 @@ class RunHeader:
     policy: PolicyFacts
     transfers: tuple[Transfer, ...]
     ledger_seqs: tuple[int, ...]
+    privacy: RunPrivacy | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +339,52 @@ def run_header(*, run_id: int) -> RunHeader:
             for s in sorted(sites.values(), key=lambda s: s.slug)
         ),
         ledger_seqs=tuple(sorted(seqs)),
+        privacy=run_privacy(run=run),
+    )
+
+
+def run_privacy(*, run: TrainingRun) -> RunPrivacy:
+    """The run's DP facts: one query for the records, one per round for sites' refusals."""
+    policy = run.policy
+    records = RoundPrivacy.objects.filter(round__run=run).select_related("round")
+    rounds = tuple(
+        PrivacyRound(
+            number=p.round.number,
+            private=p.private,
+            mechanism=p.mechanism,
+            sampled_clients=p.sampled_clients,
+            total_clients=p.total_clients,
+            noise_std=p.noise_std,
+            epsilon=p.epsilon,
+            aggregate_hash_before_noise=p.aggregate_hash_before_noise,
+            aggregate_hash=p.aggregate_hash,
+        )
+        for p in sorted(records, key=lambda p: p.round.number)
+    )
+    refusals = []
+    for round_ in run.rounds.order_by("number"):
+        for event in ledger.events_for(subject_type="round", subject_id=round_.pk):
+            if event.event_type == "site.refused":
+                refusals.append(
+                    SiteRefusal(
+                        number=round_.number,
+                        site_id=event.payload.get("site_id"),
+                        node_id=str(event.payload.get("node_id", "")),
+                        code=str(event.payload.get("code", "")),
+                        reason=str(event.payload.get("reason", "")),
+                    )
+                )
+    return RunPrivacy(
+        mechanism=run.dp_mechanism,
+        clipping_norm=run.dp_clipping_norm,
+        noise_multiplier=run.dp_noise_multiplier,
+        target_epsilon=run.dp_target_epsilon,
+        limit=policy.privacy_budget_epsilon,
+        delta=policy.privacy_budget_delta,
+        relation=policy.dp_neighbouring_relation,
+        required_mechanism=policy.dp_required_mechanism,
+        rounds=rounds,
+        refusals=tuple(refusals),
     )
 
 

@@ -70,6 +70,9 @@ POLICY_KEYS = (
     "transfer_safeguards",
     "recipient_certifications",
     "dpf_listing_max_age_days",
+    "privacy_budget_delta",
+    "dp_neighbouring_relation",
+    "dp_required_mechanism",
 )
 
 
@@ -164,7 +167,10 @@ class RunSpec:
     purpose: str
     aggregator_country: str
     num_rounds: int
-    epsilon_per_round: float | None
+    dp_mechanism: str
+    dp_clipping_norm: float | None
+    dp_noise_multiplier: float | None
+    dp_target_epsilon: float | None
     dpia_reference: str
     dpia_document_hash: str
     dpia_valid_until: dt.date
@@ -508,8 +514,12 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
     for key in ("requires_approval", "requires_controller_dpo_approval", "requires_dpia"):
         if key in pol.data:
             fields[key] = pol.get(key, bool)
-    if "privacy_budget_epsilon" in pol.data:
-        fields["privacy_budget_epsilon"] = float(pol.get("privacy_budget_epsilon", (int, float)))
+    for key in ("privacy_budget_epsilon", "privacy_budget_delta"):
+        if key in pol.data:
+            fields[key] = float(pol.get(key, (int, float)))
+    for key in ("dp_neighbouring_relation", "dp_required_mechanism"):
+        if key in pol.data:
+            fields[key] = pol.get(key, str)
     _transfer_register(pol, fields, slugs)
     policy = PolicySpec(name=pol.text("name"), fields=fields)
 
@@ -526,12 +536,21 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
     consent = ConsentSpec(subjects_per_site=subjects, granted=granted, expires=expires)
 
     r = top.table("run")
+    if "epsilon_per_round" in r.data:
+        raise ScenarioError(
+            r.key("epsilon_per_round"),
+            "ε is no longer declared: set dp_mechanism, dp_clipping_norm and "
+            "dp_target_epsilon (or dp_noise_multiplier); the accountant computes ε",
+        )
     r.only(
         "name",
         "purpose",
         "aggregator_country",
         "num_rounds",
-        "epsilon_per_round",
+        "dp_mechanism",
+        "dp_clipping_norm",
+        "dp_noise_multiplier",
+        "dp_target_epsilon",
         "dpia_reference",
         "dpia_document_hash",
         "dpia_valid_until",
@@ -539,7 +558,10 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
     run_purpose = r.text("purpose")
     if run_purpose not in codes:
         raise ScenarioError(r.key("purpose"), f"{run_purpose!r} is not a scenario purpose")
-    epsilon = r.get("epsilon_per_round", (int, float), None)
+    dp_numbers = {
+        key: (float(r.get(key, (int, float))) if key in r.data else None)
+        for key in ("dp_clipping_norm", "dp_noise_multiplier", "dp_target_epsilon")
+    }
     default_until = today + dt.timedelta(days=180)
     dpia_until = r.date("dpia_valid_until") if "dpia_valid_until" in r.data else default_until
     run = RunSpec(
@@ -547,7 +569,8 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         purpose=run_purpose,
         aggregator_country=r.country("aggregator_country"),
         num_rounds=r.get("num_rounds", int),
-        epsilon_per_round=float(epsilon) if epsilon is not None else None,
+        dp_mechanism=r.get("dp_mechanism", str, "none"),
+        **dp_numbers,
         dpia_reference=r.text("dpia_reference"),
         dpia_document_hash=r.text("dpia_document_hash", _sha(f"{name}/dpia")),
         dpia_valid_until=dpia_until,
@@ -731,7 +754,10 @@ def load_scenario(
         policy=policy,
         aggregator_country=scenario.run.aggregator_country,
         num_rounds=scenario.run.num_rounds,
-        epsilon_per_round=scenario.run.epsilon_per_round,
+        dp_mechanism=scenario.run.dp_mechanism,
+        dp_clipping_norm=scenario.run.dp_clipping_norm,
+        dp_noise_multiplier=scenario.run.dp_noise_multiplier,
+        dp_target_epsilon=scenario.run.dp_target_epsilon,
     )
     dpia = dpia_record(
         actor=operator,

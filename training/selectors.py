@@ -36,6 +36,9 @@ class PolicyRow:
     min_records_per_site: int
     requires_dpia: bool
     privacy_budget_epsilon: float | None
+    privacy_budget_delta: float | None = None
+    dp_neighbouring_relation: str = "add-or-remove-one"
+    dp_required_mechanism: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,12 @@ class RunGateRow:
     purpose_id: int
     purpose_code: str
     aggregator_country: str
-    epsilon_per_round: float | None
     num_rounds: int
     policy: PolicyRow
     dpia: DpiaRow | None
+    dp_mechanism: str = "none"
+    dp_clipping_norm: float | None = None
+    dp_noise_multiplier: float | None = None
 
 
 def run_for_gate(*, run_id: int) -> RunGateRow:
@@ -74,8 +79,10 @@ def run_for_gate(*, run_id: int) -> RunGateRow:
         purpose_id=run.purpose_id,
         purpose_code=run.purpose.code,
         aggregator_country=run.aggregator_country,
-        epsilon_per_round=run.epsilon_per_round,
         num_rounds=run.num_rounds,
+        dp_mechanism=run.dp_mechanism,
+        dp_clipping_norm=run.dp_clipping_norm,
+        dp_noise_multiplier=run.dp_noise_multiplier,
         policy=PolicyRow(
             id=policy.pk,
             name=policy.name,
@@ -94,6 +101,9 @@ def run_for_gate(*, run_id: int) -> RunGateRow:
             min_records_per_site=policy.min_records_per_site,
             requires_dpia=policy.requires_dpia,
             privacy_budget_epsilon=policy.privacy_budget_epsilon,
+            privacy_budget_delta=policy.privacy_budget_delta,
+            dp_neighbouring_relation=policy.dp_neighbouring_relation,
+            dp_required_mechanism=policy.dp_required_mechanism,
         ),
         dpia=(
             DpiaRow(reference=dpia.reference, status=dpia.status, valid_until=dpia.valid_until)
@@ -115,6 +125,56 @@ def rounds_past_gate(*, run_id: int, before_round: int) -> int:
         .exclude(state__in=_NOT_SPENT)
         .count()
     )
+
+
+@dataclass(frozen=True)
+class PastRelease:
+    """One earlier round as differential privacy sees it (``privacy_history``)."""
+
+    round_no: int
+    private: bool
+    noise_multiplier: float | None
+    recorded: bool
+
+
+def privacy_history(*, run_id: int, before_round: int) -> list[PastRelease]:
+    """Earlier rounds of the run that released, or may have released, an aggregate.
+
+    A recorded ``RoundPrivacy`` says what was applied. A round with a ticket and no
+    update record yet may still release one: it is charged as its ticket planned (no
+    plan: without noise). A recorded aggregate without a ``RoundPrivacy`` was released
+    without noise. Recorded updates without an aggregate released nothing. Four queries.
+    """
+    import json
+
+    from training.choices import UpdateKind
+    from training.models import RoundPrivacy
+
+    recorded = {
+        p.round.number: p
+        for p in RoundPrivacy.objects.filter(
+            round__run_id=run_id, round__number__lt=before_round
+        ).select_related("round")
+    }
+    history = [
+        PastRelease(n, p.private, p.noise_multiplier, True) for n, p in sorted(recorded.items())
+    ]
+    others = (
+        Round.objects.filter(run_id=run_id, number__lt=before_round, tickets__isnull=False)
+        .exclude(number__in=list(recorded))
+        .distinct()
+        .prefetch_related("tickets", "updates")
+    )
+    for round_ in others:
+        kinds = {u.kind for u in round_.updates.all()}
+        if UpdateKind.AGGREGATE in kinds:
+            history.append(PastRelease(round_.number, False, None, True))
+        elif not kinds:
+            ticket = max(round_.tickets.all(), key=lambda t: (t.issued_at, t.pk))
+            dp = json.loads(ticket.body).get("dp")
+            z = float(dp["noise_multiplier"]) if dp else None
+            history.append(PastRelease(round_.number, dp is not None, z, False))
+    return sorted(history, key=lambda r: r.round_no)
 
 
 @dataclass(frozen=True)

@@ -468,6 +468,91 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     )
 
 
+def epsilon_chart(numbers: list[int], epsilons: list[float | None], limit: float | None):
+    """Cumulative ε per round (Flower's RDP accountant) against the policy's limit."""
+    drawing = _chart_frame("Cumulative ε per round against the budget")
+    known = [e for e in epsilons if e is not None]
+    top = max([*known, limit or 0.0, 1e-9]) * 1.15
+    chart = HorizontalLineChart()
+    chart.x, chart.y, chart.width, chart.height = 12 * mm, 8 * mm, BODY_W - 16 * mm, 44 * mm
+    # A round without ε (released without noise) is drawn at the top: unbounded.
+    chart.data = [[e if e is not None else top for e in epsilons] or [0.0]]
+    if limit is not None:
+        chart.data.append([limit] * max(len(epsilons), 1))
+    chart.categoryAxis.categoryNames = _labels(numbers) or [""]
+    chart.categoryAxis.labels.fontSize = 6.5
+    chart.valueAxis.labels.fontSize = 7
+    chart.valueAxis.valueMin = 0
+    chart.valueAxis.valueMax = top
+    chart.lines[0].strokeColor = ACCENT
+    chart.lines[0].strokeWidth = 1.5
+    if limit is not None:
+        chart.lines[1].strokeColor = colors.HexColor("#b5523b")
+        chart.lines[1].strokeDashArray = (3, 2)
+    drawing.add(chart)
+    return drawing
+
+
+def _privacy(header: RunHeader) -> Iterator[Flowable]:
+    """Mechanism, parameters, ε per round against the limit, δ, and sites' own refusals."""
+    p = header.privacy
+    if p is None:
+        return
+    yield Heading("Differential privacy", 1)
+    if p.mechanism == "none" and p.limit is None and not p.rounds:
+        yield Paragraph(
+            "The run applies no differential-privacy mechanism and its policy sets no "
+            "privacy budget: this report claims no ε.",
+            S["body"],
+        )
+        return
+    yield _facts_box(
+        [
+            ("Mechanism", p.mechanism),
+            ("Clipping norm C", p.clipping_norm),
+            ("Noise multiplier z", p.noise_multiplier),
+            ("Target ε (derivation)", p.target_epsilon),
+            ("Budget ε", p.limit),
+            ("δ", p.delta),
+            ("Neighbouring relation", p.relation),
+            ("Mechanism required by policy", p.required_mechanism or "any that adds noise"),
+            ("Accountant", "Flower RDP accountant (flwr.supercore.privacy_accounting)"),
+        ]
+    )
+    if not p.rounds:
+        yield Paragraph("No round has released an aggregate yet: no ε is spent.", S["body"])
+    else:
+        yield Spacer(1, 2 * mm)
+        yield data_table(
+            ["round", "mechanism", "sites", "noise σ", "cumulative ε", "aggregate: before → after"],
+            [
+                [
+                    r.number,
+                    r.mechanism,
+                    f"{r.sampled_clients}/{r.total_clients}",
+                    f"{r.noise_std:.4g}" if r.noise_std is not None else "—",
+                    f"{r.epsilon:.4f}" if r.private else "unbounded (no noise)",
+                    f"{_short(r.aggregate_hash_before_noise or '—')} → {_short(r.aggregate_hash)}",
+                ]
+                for r in p.rounds
+            ],
+            [w * mm for w in (12, 24, 14, 18, 32)] + [BODY_W - 100 * mm],
+            mono=(5,),
+        )
+        yield epsilon_chart(
+            [r.number for r in p.rounds],
+            [r.epsilon if r.private else None for r in p.rounds],
+            p.limit,
+        )
+    if p.refusals:
+        yield Paragraph("Sites that refused a ticket under their own limits:", S["body"])
+        yield data_table(
+            ["round", "site", "node", "code", "reason"],
+            [[r.number, r.site_id, r.node_id, r.code, r.reason] for r in p.refusals],
+            [w * mm for w in (12, 12, 30, 30)] + [BODY_W - 84 * mm],
+        )
+
+
 def _legal(header: RunHeader) -> Iterator[Flowable]:
     yield PageBreak()
     yield Heading(f"Run {header.name}: legal frame", 1)
@@ -789,6 +874,7 @@ def story(doc: ReportInput) -> Iterator[Flowable]:
         header = section.header
         doc.cited.extend(header.ledger_seqs)
         yield from _summary(header, section.series)
+        yield from _privacy(header)
         yield from _legal(header)
         yield PageBreak()
         yield Heading(f"Run {header.name}: rounds", 0)

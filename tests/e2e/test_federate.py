@@ -90,6 +90,14 @@ def test_federate_runs_two_governed_rounds_of_virt8ra_and_leaves_nothing_behind(
     assert "nl-media" in text and "compute in US" in text
     assert "approved by demo-operator-2 (four-eyes)" in text
     assert "Held-out accuracy" in text
+    # The scenario's budget is spent by noise actually added, round by round.
+    assert "Privacy: central DP, C=1" in text and "of 3 at δ=1e-05 (Flower RDP)" in text
+    accounted = [
+        json.loads(e.payload) for e in LedgerEntry.objects.filter(event_type="privacy.accounted")
+    ]
+    assert [p["private"] for p in accounted] == [True, True]
+    assert 0 < accounted[0]["epsilon"] < accounted[1]["epsilon"] <= 3.0
+    assert "with central DP" in text and "without DP" in text
     assert f"Evidence bundle: {tmp_path / 'reports'}" in text
     for event in ("round.provisioning", "round.placement_verified", "round.running"):
         assert LedgerEntry.objects.filter(event_type=event).count() == 2, event

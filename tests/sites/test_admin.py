@@ -124,6 +124,9 @@ def test_draft_policy_changes_and_publishes_through_services(admin_client_):
         "transfer_safeguards": "[]",
         "recipient_certifications": "[]",
         "dpf_listing_max_age_days": 90,
+        "privacy_budget_delta": "",
+        "dp_neighbouring_relation": "add-or-remove-one",
+        "dp_required_mechanism": "",
     }
     response = admin_client_.post(url, form)
     assert response.status_code == 302, response.content[:2000]

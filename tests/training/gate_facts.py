@@ -13,6 +13,7 @@ from training.gate.context import (
     GateContext,
     PartyFacts,
     PolicyFacts,
+    PrivacyFacts,
     RunFacts,
     SiteFacts,
     exclusion_digest,
@@ -72,7 +73,7 @@ def context(sites=None, run=None, policy=None, dpia="default", **changes) -> Gat
             name="run",
             purpose="topic-classification",
             aggregator_country="DE",
-            epsilon_per_round=1.0,
+            epsilon_per_round=None,
             rounds_past_gate=0,
         ),
         policy=policy or policy_facts(),
@@ -82,6 +83,7 @@ def context(sites=None, run=None, policy=None, dpia="default", **changes) -> Gat
         sites=tuple(sites) if sites is not None else (site(),),
         adequacy=changes.pop("adequacy", ADEQUACY),
         regions=REGIONS,
+        privacy=changes.pop("privacy", None),
     )
 
 
@@ -105,3 +107,24 @@ def policy_facts(**changes) -> PolicyFacts:
 
 def party(organisation: str, country: str, role: str) -> PartyFacts:
     return PartyFacts(organisation=organisation, country=country, role=role)
+
+
+def privacy_facts(**changes) -> PrivacyFacts:
+    """A run under central DP with budget figures from the accountant (tests set them)."""
+    base = PrivacyFacts(
+        mechanism="central",
+        clipping_norm=1.0,
+        noise_multiplier=2.0,
+        required_mechanism="",
+        relation="add-or-remove-one",
+        delta=1e-5,
+        limit=3.0,
+        population_size=3,
+        releases=(2.0,),
+        unprotected_rounds=(),
+        spent=1.4,
+        after=2.2,
+        would_exceed=False,
+        accounting_method="rdp",
+    )
+    return replace(base, **changes)

@@ -63,7 +63,7 @@ contexts = st.builds(
         name=st.just("run"),
         purpose=st.sampled_from(["topic-classification", "marketing"]),
         aggregator_country=COUNTRIES,
-        epsilon_per_round=st.sampled_from([None, 0.1, 0.5, 1.0]),
+        epsilon_per_round=st.none(),
         rounds_past_gate=st.integers(0, 5),
     ),
     policy=st.builds(

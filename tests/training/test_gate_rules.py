@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
-from tests.training.gate_facts import context, dataset, policy_facts, site
+from tests.training.gate_facts import context, dataset, policy_facts, privacy_facts, site
 from training.gate import RULE_IDS, evaluate
 from training.gate.context import DpiaFacts
 from training.gate.rules import ROUND_RULES, SITE_RULES, RoundCheck, SiteCheck
@@ -186,43 +184,78 @@ CASES = [
     # transfer: Art. 44-49 (the full table is tests/training/test_gate_transfer.py)
     ("transfer", C(), True, "not a transfer, same organisation"),
     ("transfer", C(sites=[site(zone_operator=None)]), False, "not recorded"),
-    # privacy-budget: Art. 25/32
+    # privacy-budget: Art. 25/32 — ε only from Flower's accountant (``GateContext.privacy``)
     ("privacy-budget", C(), True, "no privacy budget"),
     (
         "privacy-budget",
+        C(policy=policy_facts(privacy_budget_epsilon=3.0)),
+        False,
+        "no accountant figures",
+    ),
+    (
+        "privacy-budget",
+        C(policy=policy_facts(privacy_budget_epsilon=3.0), privacy=privacy_facts()),
+        True,
+        "spent ε=1.4 + this round 0.8 = 2.2 of 3 at δ=1e-05 (rdp, add-or-remove-one, z=2)",
+    ),
+    (
+        "privacy-budget",
         C(
             policy=policy_facts(privacy_budget_epsilon=3.0),
-            run=replace(C().run, epsilon_per_round=1.0, rounds_past_gate=2),
+            privacy=privacy_facts(after=3.2, would_exceed=True),
         ),
-        True,
-        "= 3 of 3",
+        False,
+        "spent ε=1.4 + this round 1.8 = 3.2 of 3 at δ=1e-05",
+    ),
+    # Nothing adds noise: a budget can never be met by a declaration.
+    (
+        "privacy-budget",
+        C(
+            policy=policy_facts(privacy_budget_epsilon=3.0),
+            privacy=privacy_facts(
+                mechanism="none", noise_multiplier=None, spent=None, after=None, would_exceed=None
+            ),
+        ),
+        False,
+        "no mechanism that adds noise: no ε can be claimed",
     ),
     (
         "privacy-budget",
         C(
             policy=policy_facts(privacy_budget_epsilon=3.0),
-            run=replace(C().run, epsilon_per_round=1.0, rounds_past_gate=3),
+            privacy=privacy_facts(
+                unprotected_rounds=(2,), spent=None, after=None, would_exceed=None
+            ),
         ),
         False,
-        "= 4 of 3",
+        "round(s) 2 released an aggregate without noise: ε is unbounded",
+    ),
+    (
+        "privacy-budget",
+        C(policy=policy_facts(privacy_budget_epsilon=3.0), privacy=privacy_facts(delta=None)),
+        False,
+        "without its δ",
     ),
     (
         "privacy-budget",
         C(
-            policy=policy_facts(privacy_budget_epsilon=0.3),
-            run=replace(C().run, epsilon_per_round=0.1, rounds_past_gate=2),
+            policy=policy_facts(privacy_budget_epsilon=3.0),
+            privacy=privacy_facts(spent=None, after=None, would_exceed=None),
         ),
+        False,
+        "no figures",
+    ),
+    (
+        "privacy-budget",
+        C(privacy=privacy_facts(required_mechanism="local", limit=None)),
+        False,
+        "the policy requires local DP; the run applies central",
+    ),
+    (
+        "privacy-budget",
+        C(privacy=privacy_facts(mechanism="none", limit=None)),
         True,
-        "",
-    ),
-    (
-        "privacy-budget",
-        C(
-            policy=policy_facts(privacy_budget_epsilon=1.0),
-            run=replace(C().run, epsilon_per_round=None),
-        ),
-        False,
-        "declares no ε",
+        "no privacy budget (mechanism none)",
     ),
 ]
 

@@ -26,8 +26,17 @@ from tests.factories import (
     SiteFactory,
 )
 from training.choices import RoundState
+from training.flower.dp import AccountingSpec, privacy_spent
 from training.gate import replay
-from training.models import GateDecision, GateResult, Round, SiteEligibility
+from training.models import (
+    GateDecision,
+    GateResult,
+    ModelUpdate,
+    Round,
+    RoundPrivacy,
+    RoundTicket,
+    SiteEligibility,
+)
 from training.services.gate import decision_snapshot, round_gate
 
 pytestmark = pytest.mark.django_db
@@ -247,23 +256,86 @@ def test_gate_uses_an_existing_planned_round():
     assert decision.round_id == existing.pk
 
 
-def test_privacy_budget_counts_earlier_rounds_that_passed_the_gate():
-    run = federation(1, privacy_budget_epsilon=2.0)
-    run.epsilon_per_round = 1.0
+def dp_run(budget: float, **policy):
+    run = federation(1, privacy_budget_epsilon=budget, privacy_budget_delta=1e-5, **policy)
+    run.dp_mechanism, run.dp_clipping_norm, run.dp_noise_multiplier = "central", 1.0, 2.0
+    run.num_rounds = 5
     run.save()
-    RoundFactory(run=run, number=1, state=RoundState.CLOSED)
-    RoundFactory(run=run, number=2, state=RoundState.BLOCKED)
-    assert round_gate(actor=ACTOR, run=run, round_no=3).outcome == "allowed"
+    return run
 
-    run2 = federation(1, prefix="t", privacy_budget_epsilon=2.0)
-    run2.epsilon_per_round = 1.0
-    run2.save()
-    RoundFactory(run=run2, number=1, state=RoundState.CLOSED)
-    RoundFactory(run=run2, number=2, state=RoundState.GATED)
-    decision = round_gate(actor=ACTOR, run=run2, round_no=3)
+
+def released(run, number: int, *, private=True, z=2.0, epsilon=1.0):
+    round_ = RoundFactory(run=run, number=number, state=RoundState.CLOSED)
+    RoundPrivacy.objects.create(
+        round=round_,
+        private=private,
+        mechanism="central" if private else "none",
+        noise_multiplier=z if private else None,
+        sampled_clients=1,
+        total_clients=1,
+        epsilon=epsilon if private else None,
+        recorded_at=timezone.now(),
+    )
+    return round_
+
+
+def test_privacy_budget_is_flowers_accountant_over_recorded_releases():
+    spec = AccountingSpec(delta=1e-5, population_size=1)
+    two, three = (privacy_spent(spec, [2.0] * n).epsilon for n in (2, 3))
+    run = dp_run(budget=(two + three) / 2)
+    released(run, 1)
+    # A round that passed the gate but released nothing spends nothing: only releases count.
+    RoundFactory(run=run, number=2, state=RoundState.FAILED)
+    decision = round_gate(actor=ACTOR, run=run, round_no=3)
+    assert decision.outcome == "allowed"
+    ok = GateResult.objects.get(decision=decision, rule_id="privacy-budget")
+    assert f"= {two:.4g} of {(two + three) / 2:g} at δ=1e-05" in ok.reason
+
+    released(run, 4)
+    decision = round_gate(actor=ACTOR, run=run, round_no=5)
     assert decision.outcome == "blocked"
     failed = GateResult.objects.get(decision=decision, rule_id="privacy-budget")
-    assert not failed.ok and "= 3 of 2" in failed.reason
+    assert not failed.ok and f"spent ε={two:.4g}" in failed.reason
+    assert f"= {three:.4g} of" in failed.reason and "δ=1e-05" in failed.reason
+
+
+def test_a_release_without_noise_makes_the_budget_unbounded():
+    run = dp_run(budget=1000.0)
+    released(run, 1, private=False)
+    decision = round_gate(actor=ACTOR, run=run, round_no=2)
+    assert decision.outcome == "blocked"
+    failed = GateResult.objects.get(decision=decision, rule_id="privacy-budget")
+    assert "round(s) 1 released an aggregate without noise" in failed.reason
+
+
+def test_an_aggregate_recorded_without_privacy_record_counts_as_released_without_noise():
+    run = dp_run(budget=1000.0)
+    round_ = RoundFactory(run=run, number=1, state=RoundState.CLOSED)
+    RoundTicket.objects.create(
+        round=round_, body='{"dp": null}', signature="s", key_id="k",
+        issued_at=timezone.now(), expires_at=timezone.now(),
+    )  # fmt: skip
+    ModelUpdate.objects.create(
+        round=round_, kind="aggregate", update_hash="a" * 64, num_examples=1,
+        recorded_at=timezone.now(),
+    )  # fmt: skip
+    decision = round_gate(actor=ACTOR, run=run, round_no=2)
+    failed = GateResult.objects.get(decision=decision, rule_id="privacy-budget")
+    assert not failed.ok and "without noise" in failed.reason
+
+
+def test_a_budget_without_a_mechanism_blocks_whatever_is_declared():
+    run = federation(1, privacy_budget_epsilon=1000.0, privacy_budget_delta=1e-5)
+    decision = round_gate(actor=ACTOR, run=run, round_no=1)
+    failed = GateResult.objects.get(decision=decision, rule_id="privacy-budget")
+    assert not failed.ok and "no ε can be claimed" in failed.reason
+
+
+def test_the_policy_can_require_a_mechanism():
+    run = dp_run(budget=1000.0, dp_required_mechanism="local")
+    decision = round_gate(actor=ACTOR, run=run, round_no=1)
+    failed = GateResult.objects.get(decision=decision, rule_id="privacy-budget")
+    assert not failed.ok and "requires local DP; the run applies central" in failed.reason
 
 
 def _gate_queries(n_sites: int, prefix: str) -> int:

@@ -43,7 +43,6 @@ def run_kwargs(**overrides):
         "policy": PolicyFactory(status=PolicyStatus.PUBLISHED),
         "aggregator_country": "DE",
         "num_rounds": 3,
-        "epsilon_per_round": 1.5,
     }
     values.update(overrides)
     return values
@@ -69,7 +68,15 @@ def test_run_create_records_requester_and_writes_run_created(operator):
     [
         ({"aggregator_country": "XX"}, "aggregator_country"),
         ({"num_rounds": 0}, "num_rounds"),
-        ({"epsilon_per_round": -0.5}, "epsilon_per_round"),
+        ({"dp_mechanism": "laplace"}, "dp_mechanism"),
+        ({"dp_mechanism": "central", "dp_noise_multiplier": 1.0}, "dp_clipping_norm"),
+        ({"dp_mechanism": "central", "dp_clipping_norm": 1.0}, "dp_noise_multiplier"),
+        (
+            {"dp_mechanism": "central", "dp_clipping_norm": -1.0, "dp_noise_multiplier": 1.0},
+            "dp_clipping_norm",
+        ),
+        ({"dp_clipping_norm": 1.0}, "dp_clipping_norm"),
+        ({"dp_target_epsilon": float("inf")}, "dp_target_epsilon"),
         ({"on_refusal": "panic"}, "on_refusal"),
         ({"datasets": []}, "datasets"),
         ({"name": ""}, "name"),
@@ -202,3 +209,79 @@ def test_rounds_are_listed_read_only_and_filter_by_run(api, operator):
     assert [r["id"] for r in response.json()["results"]] == [first.pk]
     # Permission runs before method dispatch: no role may write here (403).
     assert client.post("/api/v1/rounds", {}, format="json").status_code == 403
+
+
+def dp_policy(**changes):
+    values = {"privacy_budget_epsilon": 3.0, "privacy_budget_delta": 1e-5, **changes}
+    return PolicyFactory(status=PolicyStatus.PUBLISHED, **values)
+
+
+def test_run_create_derives_the_noise_multiplier_from_a_target_epsilon(operator):
+    from training.flower.dp import AccountingSpec, privacy_spent
+
+    run = run_create(
+        actor=Actor.of(operator),
+        **run_kwargs(
+            policy=dp_policy(),
+            dp_mechanism="central",
+            dp_clipping_norm=1.0,
+            dp_target_epsilon=3.0,
+        ),
+    )
+    # Two datasets on two sites: the accountant's population is 2.
+    spec = AccountingSpec(delta=1e-5, population_size=2)
+    z = run.dp_noise_multiplier
+    assert privacy_spent(spec, [z] * 3).epsilon <= 3.0 < privacy_spent(spec, [z - 1e-4] * 3).epsilon
+    payload = json.loads(last_event().payload)
+    assert payload["dp_mechanism"] == "central" and payload["dp_noise_multiplier"] == z
+    assert payload["dp_target_epsilon"] == 3.0 and "epsilon_per_round" not in payload
+
+
+@pytest.mark.parametrize(
+    ("policy_changes", "run_changes", "field", "reason"),
+    [
+        ({"privacy_budget_delta": None, "privacy_budget_epsilon": None},
+         {"dp_noise_multiplier": 1.0}, "dp_mechanism", "sets no δ"),
+        ({"privacy_budget_delta": None, "privacy_budget_epsilon": None},
+         {"dp_target_epsilon": 1.0}, "dp_target_epsilon", "sets no δ"),
+        ({}, {"dp_target_epsilon": 1.0, "dp_noise_multiplier": 1.0}, "dp_noise_multiplier",
+         "exactly one"),
+    ],
+)  # fmt: skip
+def test_run_create_refuses_dp_it_cannot_account(
+    operator, policy_changes, run_changes, field, reason
+):
+    with pytest.raises(InvalidInput) as exc:
+        run_create(
+            actor=Actor.of(operator),
+            **run_kwargs(
+                policy=dp_policy(**policy_changes),
+                dp_mechanism="central",
+                dp_clipping_norm=1.0,
+                **run_changes,
+            ),
+        )
+    assert any(reason in r for r in exc.value.errors[field])
+    assert not TrainingRun.objects.exists()
+
+
+def test_run_api_creates_a_dp_run_and_names_a_bad_mechanism(api, make_user):
+    operator = make_user(roles.OPERATOR)
+    kwargs = run_kwargs(policy=dp_policy())
+    body = {
+        "name": "api-dp",
+        "purpose": kwargs["purpose"].code,
+        "datasets": [d.pk for d in kwargs["datasets"]],
+        "policy": kwargs["policy"].pk,
+        "aggregator_country": "DE",
+        "num_rounds": 3,
+        "dp_mechanism": "gaussian-ish",
+        "dp_clipping_norm": 1.0,
+        "dp_noise_multiplier": 1.0,
+    }
+    response = api(operator).post("/api/v1/runs", body, format="json")
+    assert response.status_code == 400 and "dp_mechanism" in response.json()
+    body["dp_mechanism"] = "local"
+    response = api(operator).post("/api/v1/runs", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["dp_mechanism"] == "local"

@@ -68,7 +68,10 @@ def test_run_added_in_admin_goes_through_run_create(admin_client_):
         "policy": policy.pk,
         "aggregator_country": "DE",
         "num_rounds": 2,
-        "epsilon_per_round": "",
+        "dp_mechanism": "none",
+        "dp_clipping_norm": "",
+        "dp_noise_multiplier": "",
+        "dp_target_epsilon": "",
         "on_refusal": "skip",
     }
     response = admin_client_.post(reverse("admin:training_trainingrun_add"), form)

@@ -29,7 +29,7 @@ from fedgov import clock, roles
 from fedgov.actors import Actor
 from fedgov.errors import FedgovError
 from training.choices import ApprovalDecision, RoundState
-from training.models import GateDecision, Round
+from training.models import GateDecision, Round, RoundPrivacy
 from training.services.handoff import round_regate
 from training.services.rounds import (
     approvals_missing,
@@ -374,4 +374,6 @@ def round_evidence(round_: Round) -> dict[str, Any]:
         "ledger_history": list(history[:200]),
         "state_css": STATE_COLOURS.get(round_.state, "neutral"),
         "now": now,
+        "privacy": RoundPrivacy.objects.filter(round=round_).first(),
+        "run_dp": round_.run,
     }

@@ -30,7 +30,10 @@ RUN_FIELDS = (
     "policy",
     "aggregator_country",
     "num_rounds",
-    "epsilon_per_round",
+    "dp_mechanism",
+    "dp_clipping_norm",
+    "dp_noise_multiplier",
+    "dp_target_epsilon",
     "on_refusal",
 )
 DPIA_DEFAULT_VALIDITY = dt.timedelta(days=365)

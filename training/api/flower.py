@@ -155,6 +155,8 @@ class RoundUpdatesView(APIView):
             updates=flower_services.parse_update_reports(data.get("updates")),
             rejected=flower_services.parse_update_reports(data.get("rejected", [])),
             aggregate_hash=aggregate,
+            dp=data.get("dp"),
+            site_refusals=data.get("site_refusals"),
         )
         return Response(
             [

@@ -58,7 +58,10 @@ class RunSerializer(serializers.ModelSerializer):
             "policy_version",
             "aggregator_country",
             "num_rounds",
-            "epsilon_per_round",
+            "dp_mechanism",
+            "dp_clipping_norm",
+            "dp_noise_multiplier",
+            "dp_target_epsilon",
             "on_refusal",
             "status",
             "requested_by_name",
@@ -75,7 +78,11 @@ class RunCreateSerializer(serializers.Serializer):
     policy = serializers.PrimaryKeyRelatedField(queryset=ResidencyPolicy.objects.all())
     aggregator_country = serializers.CharField(max_length=2, min_length=2)
     num_rounds = serializers.IntegerField(required=False, default=3, max_value=INT32_MAX)
-    epsilon_per_round = serializers.FloatField(required=False, allow_null=True, default=None)
+    # Validated by ``run_create`` (a 400 names the field and the reason).
+    dp_mechanism = serializers.CharField(max_length=20, required=False, default="none")
+    dp_clipping_norm = serializers.FloatField(required=False, allow_null=True, default=None)
+    dp_noise_multiplier = serializers.FloatField(required=False, allow_null=True, default=None)
+    dp_target_epsilon = serializers.FloatField(required=False, allow_null=True, default=None)
     on_refusal = serializers.ChoiceField(
         choices=RefusalAction.choices, required=False, default=RefusalAction.SKIP
     )

@@ -13,6 +13,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from training.flower.client_mod import current_grant, governance_mod
+from training.flower.dp_mod import dp_mod
 from training.flower.model import DATA_DIR, load_site_data
 
 
@@ -117,7 +118,8 @@ def build_app(mod=governance_mod, *, ungoverned_baseline: bool = False) -> Clien
     ``FEDGOV_BENCH_UNGOVERNED=1`` and no real site ever should.
     """
     client = ClientApp()
-    client.train(mods=[mod])(train)
+    # dp_mod runs inside the governance mod: only a verified ticket's DP plan is applied.
+    client.train(mods=[mod, dp_mod])(train)
     client.evaluate(mods=[mod])(evaluate)
     client.query("identify")(identify)
     if ungoverned_baseline:

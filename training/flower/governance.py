@@ -74,8 +74,14 @@ class GovernancePort(Protocol):
         updates: list[UpdateRecord],
         rejected: list[UpdateRecord],
         aggregate_hash: str | None,
+        dp: dict[str, Any] | None = None,
+        site_refusals: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Record the round's accepted and refused updates and its aggregate hash."""
+        """Record the round's accepted and refused updates and its aggregate hash.
+
+        ``dp`` is the ``DpRelease`` the strategy applied (absent: no noise was added);
+        ``site_refusals`` are the sites that refused the ticket themselves.
+        """
 
 
 class RestGovernance:
@@ -125,12 +131,16 @@ class RestGovernance:
         updates: list[UpdateRecord],
         rejected: list[UpdateRecord],
         aggregate_hash: str | None,
+        dp: dict[str, Any] | None = None,
+        site_refusals: list[dict[str, Any]] | None = None,
     ) -> None:
-        self._post(
-            f"/api/v1/runs/{run_id}/rounds/{round_no}/updates",
-            {
-                "updates": [u.as_json() for u in updates],
-                "rejected": [u.as_json() for u in rejected],
-                "aggregate_hash": aggregate_hash,
-            },
-        )
+        payload: dict[str, Any] = {
+            "updates": [u.as_json() for u in updates],
+            "rejected": [u.as_json() for u in rejected],
+            "aggregate_hash": aggregate_hash,
+        }
+        if dp is not None:
+            payload["dp"] = dp
+        if site_refusals:
+            payload["site_refusals"] = site_refusals
+        self._post(f"/api/v1/runs/{run_id}/rounds/{round_no}/updates", payload)

@@ -4,6 +4,8 @@ Run config (``training/flower/app/pyproject.toml``): ``fedgov-api`` (fedgov's ba
 ``fedgov-run-id``, ``num-server-rounds``, ``local-epochs``, ``sample-timeout``,
 ``evidence-dir`` (optional: where to write the received arrays and round evidence),
 ``expected-nodes`` (ask that many nodes which site they serve and bind them in fedgov),
+``dp-mechanism``/``dp-clipping-norm``/``dp-noise-multiplier``/``dp-delta`` (the run's
+differential-privacy plan, ``training.flower.dp.DpPlan``; absent: no DP),
 ``mode`` (``governed``, or ``interleaved`` for ``bench/round_overhead.py``). The
 service token comes from ``FEDGOV_SERVICE_TOKEN`` or the file in
 ``FEDGOV_SERVICE_TOKEN_FILE``, never from the run config, which Flower logs.
@@ -21,6 +23,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from training.flower.dp import DpPlan
+from training.flower.dp_strategy import governed_dp
 from training.flower.governance import RestGovernance
 from training.flower.strategy import GovernedFedAvg, RunStopped, TimedFedAvg
 
@@ -61,6 +65,8 @@ def write_evidence(
             "rejected": [u.as_json() for u in evidence.rejected],
             "errors": evidence.errors,
             "aggregate_hash": evidence.aggregate_hash,
+            "aggregate_hash_before_noise": evidence.aggregate_hash_before_noise,
+            "dp": evidence.dp.as_json() if evidence.dp else None,
             "seconds_governance": evidence.seconds_governance,
         }
     (directory / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
@@ -109,6 +115,8 @@ def main(grid: Grid, context: Context) -> None:
         # ``manage.py federate`` runs one fedgov round per ``flwr run``: its number is
         # Flower's plus this offset, and the model carries over in ``initial-arrays``.
         round_offset=int(config.get("round-offset", 0)),
+        # The mechanism fedgov accounts for; each ticket must sign the same plan.
+        dp_plan=DpPlan.from_run_config(config),
     )
     rounds = int(config.get("num-server-rounds", 2))
     train_config = ConfigRecord({"local-epochs": int(config.get("local-epochs", 20))})
@@ -132,7 +140,7 @@ def main(grid: Grid, context: Context) -> None:
         if str(config.get("mode", "governed")) == "interleaved":
             timings = _interleaved(grid, strategy, initial, rounds, train_config, expected)
         else:
-            result = strategy.start(
+            result = governed_dp(strategy).start(
                 grid,
                 initial,
                 num_rounds=rounds,

@@ -18,6 +18,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
+from training.flower.dp import DpPlan, DpRelease
 from training.flower.governance import (
     GovernancePort,
     RoundGrant,
@@ -31,6 +32,17 @@ log = logging.getLogger("fedgov.flower.strategy")
 
 # Metric keys the site reports that are evidence, not model quality.
 COUNT_KEYS = ("num-examples", "records-used", "records-excluded")
+# The server-set weight under DP (uniform averaging); never read from a site.
+DP_WEIGHT_KEY = "fedgov-dp-weight"
+
+
+def site_refusal(msg: Message) -> dict | None:
+    """A site mod's refusal (``fedgov:<code>: reason``) as ``{node_id, code, reason}``."""
+    reason = str(msg.error.reason or "")
+    if not reason.startswith("fedgov:"):
+        return None
+    code, _, text = reason[len("fedgov:") :].partition(": ")
+    return {"node_id": str(msg.metadata.src_node_id), "code": code[:64], "reason": text[:500]}
 
 
 class RunStopped(RuntimeError):
@@ -47,7 +59,12 @@ class RoundEvidence:
     accepted: list[UpdateRecord] = field(default_factory=list)
     rejected: list[UpdateRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Sites' own refusals (``fedgov:<code>: reason`` error replies), reported to fedgov.
+    refusals: list[dict] = field(default_factory=list)
     aggregate_hash: str | None = None
+    # Under central DP: the plain average before Flower's wrapper added noise.
+    aggregate_hash_before_noise: str | None = None
+    dp: DpRelease | None = None
     received: dict[str, ArrayRecord] = field(default_factory=dict)
     seconds_governance: float = 0.0
 
@@ -98,6 +115,7 @@ class GovernedFedAvg(FedAvg):
         keep_arrays: bool = False,
         round_offset: int = 0,
         sleep: Callable[[float], None] = time.sleep,
+        dp_plan: DpPlan | None = None,
         **fedavg_kwargs,
     ) -> None:
         fedavg_kwargs.setdefault("fraction_evaluate", 0.0)
@@ -114,6 +132,11 @@ class GovernedFedAvg(FedAvg):
         self.round_offset = round_offset
         self.evidence: dict[int, RoundEvidence] = {}
         self.round_seconds: list[float] = []
+        # The mechanism the run applies (None: no DP). Central and client-side clipping
+        # run inside Flower's wrappers (``training.flower.dp_strategy``), which set
+        # ``inside_dp_wrapper``; local DP runs at the sites and needs no wrapper.
+        self.dp_plan = dp_plan
+        self.inside_dp_wrapper = False
 
     # --- before the round ------------------------------------------------------------
 
@@ -152,6 +175,7 @@ class GovernedFedAvg(FedAvg):
         assert isinstance(answer, RoundGrant)
         ticket = answer.ticket
         evidence.ticket = ticket
+        self.check_dp_plan(server_round, ticket)
         wanted = frozenset(int(node) for node in ticket.node_ids)
         present = self._wait_for_nodes(grid, wanted)
         missing = sorted(wanted - present)
@@ -183,10 +207,12 @@ class GovernedFedAvg(FedAvg):
             },
         )
 
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        server_round += self.round_offset
+    def admit_replies(self, server_round: int, replies: Iterable[Message]) -> list[Message]:
+        """Hash every reply as received, refuse nodes outside the ticket, keep the evidence.
+
+        ``server_round`` is fedgov's number (offset applied). The hash is taken before any
+        server-side clipping or noise: it is the update the site sent.
+        """
         evidence = self.evidence.setdefault(server_round, RoundEvidence(round_no=server_round))
         ticket = evidence.ticket
         allowed = {int(n) for n in ticket.node_ids} if ticket else set()
@@ -194,6 +220,9 @@ class GovernedFedAvg(FedAvg):
         for msg in replies:
             if msg.has_error():
                 evidence.errors.append(f"node {msg.metadata.src_node_id}: {msg.error.reason}")
+                refusal = site_refusal(msg)
+                if refusal is not None:
+                    evidence.refusals.append(refusal)
                 continue
             record = self._record_of(msg)
             if msg.metadata.src_node_id not in allowed:
@@ -207,19 +236,101 @@ class GovernedFedAvg(FedAvg):
             accepted_msgs.append(msg)
         for reason in evidence.errors:
             log.warning("round %s: site refused or failed: %s", server_round, reason)
-        arrays, metrics = super().aggregate_train(server_round, accepted_msgs)
+        return accepted_msgs
+
+    def average(
+        self, server_round: int, replies: list[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """FedAvg of admitted replies; uniform (1/n each) while a DP plan is in force.
+
+        Under DP the noise is calibrated to a sensitivity of C/n, which holds only if no
+        update weighs more than 1/n; example counts come from the sites and would let one
+        site's weight (and so its influence) grow. The weight is set here, server-side.
+        """
+        if self.dp_plan is not None:
+            for msg in replies:
+                metrics = msg.content.metric_records.get("metrics") or MetricRecord()
+                metrics[DP_WEIGHT_KEY] = 1
+                msg.content["metrics"] = metrics
+            saved, self.weighted_by_key = self.weighted_by_key, DP_WEIGHT_KEY
+            try:
+                arrays, metrics = super().aggregate_train(server_round, replies)
+            finally:
+                self.weighted_by_key = saved
+            if metrics is not None and DP_WEIGHT_KEY in metrics:
+                del metrics[DP_WEIGHT_KEY]
+        else:
+            arrays, metrics = super().aggregate_train(server_round, replies)
+        evidence = self.evidence.setdefault(server_round, RoundEvidence(round_no=server_round))
+        evidence.aggregate_hash_before_noise = update_hash(arrays) if arrays is not None else None
+        return arrays, metrics
+
+    def finish_round(self, server_round: int, arrays: ArrayRecord | None) -> None:
+        """Hash the aggregate the round releases and report the round to fedgov."""
+        evidence = self.evidence.setdefault(server_round, RoundEvidence(round_no=server_round))
         if arrays is not None:
             evidence.aggregate_hash = update_hash(arrays)
-        if ticket is not None:
+        if evidence.ticket is not None:
             started = time.perf_counter()
+            extra: dict = {"dp": evidence.dp.as_json()} if evidence.dp is not None else {}
+            if evidence.refusals:
+                extra["site_refusals"] = evidence.refusals
             self.governance.report_round(
                 run_id=self.run_id,
                 round_no=server_round,
                 updates=evidence.accepted,
                 rejected=evidence.rejected,
                 aggregate_hash=evidence.aggregate_hash,
+                **extra,
             )
             evidence.seconds_governance += time.perf_counter() - started
         if hasattr(self, "_round_started"):
             self.round_seconds.append(time.perf_counter() - self._round_started)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        server_round += self.round_offset
+        if self.inside_dp_wrapper:
+            # The DP wrapper admitted and hashed the replies and will report the round.
+            return self.average(server_round, list(replies))
+        accepted_msgs = self.admit_replies(server_round, replies)
+        arrays, metrics = self.average(server_round, accepted_msgs)
+        evidence = self.evidence[server_round]
+        if self.dp_plan is not None and self.dp_plan.mechanism == "local" and accepted_msgs:
+            # Local DP: each site's LocalDpMod clipped and noised its update before it
+            # left the site; the aggregate carries no further noise.
+            evidence.dp = DpRelease(
+                mechanism=self.dp_plan.mechanism,
+                clipping_norm=self.dp_plan.clipping_norm,
+                noise_multiplier=self.dp_plan.noise_multiplier,
+                sampled_clients=len(accepted_msgs),
+                total_clients=self.dp_population(server_round),
+                noise_std=self.dp_plan.aggregate_noise_std(len(accepted_msgs)),
+                aggregate_hash_before_noise=None,
+                aggregate_hash=update_hash(arrays) if arrays is not None else None,
+            )
+        self.finish_round(server_round, arrays)
         return arrays, metrics
+
+    def check_dp_plan(self, server_round: int, ticket: Ticket) -> None:
+        """The mechanism this strategy applies must be the one fedgov signed and accounted.
+
+        A ticket with a DP plan run by a strategy without one (or another one) would let
+        fedgov's ledger claim noise that was never added; the round does not start.
+        """
+        signed = DpPlan.from_ticket(ticket.dp)
+        if signed is None and self.dp_plan is None:
+            return
+        if self.dp_plan is None or not self.dp_plan.same_as(signed):
+            raise RunStopped(
+                f"round {server_round}: the ticket's DP plan {ticket.dp} is not the one "
+                f"this strategy applies ({self.dp_plan})"
+            )
+
+    def dp_population(self, server_round: int) -> int:
+        """Total clients of the run as the ticket's DP plan states it (sampled ones at least)."""
+        evidence = self.evidence.get(server_round)
+        ticket = evidence.ticket if evidence else None
+        stated = int((ticket.dp or {}).get("population_size", 0)) if ticket else 0
+        return max(stated, len(ticket.sites) if ticket else 0)

@@ -68,6 +68,9 @@ class Ticket:
     body: str
     signature: str
     key_id: str
+    # The differential-privacy plan fedgov accounted for this round (``training.flower.dp``
+    # reads it); None when the run applies no mechanism.
+    dp: dict | None = None
 
     def site(self, site_id: int) -> TicketSite | None:
         return next((s for s in self.sites if s.site_id == site_id), None)
@@ -109,9 +112,15 @@ def ticket_body(
     expires_at: datetime,
     decision_hash: str,
     sites: Iterable[TicketSite],
+    dp: dict | None = None,
 ) -> dict:
-    """The JSON object fedgov canonicalises (RFC 8785) and signs."""
-    return {
+    """The JSON object fedgov canonicalises (RFC 8785) and signs.
+
+    ``dp`` (mechanism, clipping norm, noise multiplier, planned cumulative ε, ...) is
+    signed with the rest, so a site can hold the aggregator to it; it is left out when
+    the run applies no mechanism, keeping such bodies as they were.
+    """
+    body = {
         "schema": TICKET_SCHEMA,
         "run_id": run_id,
         "round": round_no,
@@ -132,6 +141,9 @@ def ticket_body(
             for s in sorted(sites, key=lambda s: s.site_id)
         ],
     }
+    if dp is not None:
+        body["dp"] = dict(dp)
+    return body
 
 
 def load_public_key(text: str | bytes) -> Ed25519PublicKey:
@@ -176,6 +188,9 @@ def _parse(body: str, signature: str, key_id: str) -> Ticket:
         )
         if data["schema"] != TICKET_SCHEMA:
             raise TicketRefused("malformed", f"unknown ticket schema {data['schema']!r}")
+        dp = data.get("dp")
+        if dp is not None and not isinstance(dp, dict):
+            raise TicketRefused("malformed", "dp is not an object")
         return Ticket(
             run_id=int(data["run_id"]),
             round_no=int(data["round"]),
@@ -186,6 +201,7 @@ def _parse(body: str, signature: str, key_id: str) -> Ticket:
             body=body,
             signature=signature,
             key_id=key_id,
+            dp=dp,
         )
     except (ValueError, KeyError, TypeError) as exc:
         if isinstance(exc, TicketRefused):

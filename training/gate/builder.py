@@ -2,8 +2,9 @@
 
 Seven reads whatever the size of the federation: the run (with purpose, policy and DPIA),
 its dataset ids, the datasets with their sites, their purposes, one aggregate of consent
-per dataset (counts and excluded pseudonyms), the count of earlier rounds that spent
-privacy budget, and the adequacy list in force.
+per dataset (counts and excluded pseudonyms), the count of earlier rounds past the gate,
+the earlier rounds' privacy releases (``selectors.privacy_history``) for the accountant,
+and the adequacy list in force.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from training.gate.context import (
     iso,
     sorted_digest,
 )
+from training.gate.privacy import privacy_facts
 
 
 def build_context(
@@ -52,6 +54,7 @@ def build_context(
         dataset_ids=dataset_ids, purpose_id=run.purpose_id, at=at
     )
     spent_rounds = selectors.rounds_past_gate(run_id=run_id, before_round=round_no)
+    history = selectors.privacy_history(run_id=run_id, before_round=round_no)
 
     by_site: dict[int, list[DatasetFacts]] = defaultdict(list)
     pseudonyms: dict[int, set[str]] = defaultdict(set)
@@ -128,7 +131,7 @@ def build_context(
             name=run.name,
             purpose=run.purpose_code,
             aggregator_country=run.aggregator_country,
-            epsilon_per_round=run.epsilon_per_round,
+            epsilon_per_round=None,
             rounds_past_gate=spent_rounds,
         ),
         policy=PolicyFacts(
@@ -168,6 +171,10 @@ def build_context(
         sites=site_facts,
         adequacy=adequacy_facts(current_adequacy()),
         regions={name: tuple(sorted(region_countries(name))) for name in REGIONS_IN_CONTEXT},
+        # The run's clients are its sites: the accountant's population.
+        privacy=privacy_facts(
+            run=run, policy=run.policy, history=history, population_size=len(site_facts)
+        ),
     )
     return (
         ctx,

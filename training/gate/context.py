@@ -133,8 +133,36 @@ class RunFacts:
     name: str
     purpose: str
     aggregator_country: str
+    # Legacy: the declared ε of snapshots taken before issue #17, kept so they still
+    # load; always None now (ε comes from the accountant, ``GateContext.privacy``).
     epsilon_per_round: float | None
     rounds_past_gate: int
+
+
+@dataclass(frozen=True)
+class PrivacyFacts:
+    """The run's differential privacy at this round, as Flower's RDP accountant computes it.
+
+    ``releases`` are the noise multipliers of the run's earlier rounds that released an
+    aggregate with noise (or may have: ticketed, nothing recorded yet);
+    ``unprotected_rounds`` released one without noise. ``spent``/``after`` are ε at
+    ``delta`` before and after this round; None when no budget or no mechanism applies.
+    """
+
+    mechanism: str
+    clipping_norm: float | None
+    noise_multiplier: float | None
+    required_mechanism: str
+    relation: str
+    delta: float | None
+    limit: float | None
+    population_size: int
+    releases: tuple[float, ...]
+    unprotected_rounds: tuple[int, ...]
+    spent: float | None
+    after: float | None
+    would_exceed: bool | None
+    accounting_method: str
 
 
 @dataclass(frozen=True)
@@ -185,6 +213,8 @@ class GateContext:
     # must not change the replay of an old decision.
     regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     schema: int = SNAPSHOT_SCHEMA
+    # None only in snapshots taken before the accountant (issue #17).
+    privacy: PrivacyFacts | None = None
 
     @property
     def today(self) -> str:
@@ -280,6 +310,7 @@ def from_snapshot(data: dict[str, Any]) -> GateContext:
             adequacy=_adequacy(data["adequacy"]),
             regions={k: tuple(v) for k, v in data["regions"].items()},
             schema=data["schema"],
+            privacy=_privacy_from(data.get("privacy")),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a gate snapshot: {exc}") from exc
@@ -294,6 +325,18 @@ def _adequacy(data: dict[str, Any] | None) -> AdequacyFacts | None:
         return None
     decisions = tuple(AdequacyDecisionFacts(**d) for d in data["decisions"])
     return AdequacyFacts(version=data["version"], sha256=data["sha256"], decisions=decisions)
+
+
+def _privacy_from(data: dict[str, Any] | None) -> PrivacyFacts | None:
+    if data is None:
+        return None
+    return PrivacyFacts(
+        **{
+            **data,
+            "releases": tuple(data["releases"]),
+            "unprotected_rounds": tuple(data["unprotected_rounds"]),
+        }
+    )
 
 
 def iso(value: Any) -> str | None:

@@ -459,20 +459,50 @@ SCC_MODULE_FOR_ROLES = {
 
 
 class PrivacyBudget(_Rule):
+    """ε and δ from Flower's RDP accountant over the releases actually applied.
+
+    A round passes only if the run's mechanism adds noise and the accountant says the
+    round keeps cumulative ε within the policy's limit at its δ (``would_exceed``).
+    A release without noise has no ε: it makes every later figure unbounded.
+    """
+
     rule_id, article = "privacy-budget", "Art. 25/32"
 
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
+        p = ctx.gate.privacy
         budget = ctx.gate.policy.privacy_budget_epsilon
+        if p is None:
+            if budget is None:
+                return self.result(True, "the policy sets no privacy budget")
+            return self.result(False, f"budget ε={budget:g} set but no accountant figures")
+        if p.required_mechanism and p.mechanism != p.required_mechanism:
+            return self.result(
+                False, f"the policy requires {p.required_mechanism} DP; the run applies "
+                f"{p.mechanism}",
+            )  # fmt: skip
         if budget is None:
-            return self.result(True, "the policy sets no privacy budget")
-        eps = ctx.gate.run.epsilon_per_round
-        if eps is None:
-            return self.result(False, f"budget ε={budget:g} set but the run declares no ε")
-        spent = eps * ctx.gate.run.rounds_past_gate
-        # Rounding absorbs float noise (0.1 × 3) without ever letting a real excess pass.
-        total = round(spent + eps, 9)
-        verdict = f"spent ε={spent:g} + this round {eps:g} = {total:g} of {budget:g}"
-        return self.result(total <= budget, verdict)
+            return self.result(True, f"the policy sets no privacy budget (mechanism {p.mechanism})")
+        if p.delta is None:
+            return self.result(False, f"budget ε={budget:g} set without its δ")
+        if p.mechanism == "none" or not p.noise_multiplier:
+            return self.result(
+                False, f"budget ε={budget:g} at δ={p.delta:g} set but the run applies no "
+                "mechanism that adds noise: no ε can be claimed",
+            )  # fmt: skip
+        if p.unprotected_rounds:
+            rounds = ", ".join(map(str, p.unprotected_rounds))
+            return self.result(
+                False, f"round(s) {rounds} released an aggregate without noise: ε is "
+                f"unbounded against the budget ε={budget:g}",
+            )  # fmt: skip
+        if p.spent is None or p.after is None or p.would_exceed is None:
+            return self.result(False, "the accountant gave no figures for this round")
+        verdict = (
+            f"spent ε={p.spent:.4g} + this round {p.after - p.spent:.4g} = {p.after:.4g} "
+            f"of {p.limit:g} at δ={p.delta:g} ({p.accounting_method}, {p.relation}, "
+            f"z={p.noise_multiplier:g})"
+        )
+        return self.result(not p.would_exceed, verdict)
 
 
 class MinSites(_Rule):

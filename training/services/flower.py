@@ -36,6 +36,7 @@ from training.models import (
     SiteEligibility,
     TrainingRun,
 )
+from training.services import privacy as privacy_services
 
 # A ticket may be used while the round is cleared to run; provisioning is optional for a
 # local deployment whose SuperNodes already run, so an approved round can take one.
@@ -112,6 +113,7 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
             )
         issued_at = clock.now().replace(microsecond=0)
         expires_at = issued_at + ticket_ttl()
+        dp_plan = privacy_services.ticket_dp_plan(run=round_.run, decision=decision)
         body = rfc8785.dumps(
             ticket_body(
                 run_id=round_.run_id,
@@ -120,6 +122,7 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                 expires_at=expires_at,
                 decision_hash=decision.snapshot_hash,
                 sites=sites,
+                dp=dp_plan,
             )
         )
         key = active_key()
@@ -149,6 +152,7 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                 "node_ids": [s.node_id for s in sites],
                 "sites_without_node": without_node,
                 "expires_at": expires_at.isoformat(),
+                "dp_plan": dp_plan,
             },
         )
     return ticket
@@ -292,14 +296,19 @@ def model_updates_record(
     updates: list[UpdateReport],
     aggregate_hash: str | None,
     rejected: list[UpdateReport] | None = None,
+    dp: Any = None,
+    site_refusals: Any = None,
 ) -> list[ModelUpdate]:
     """Record each site's update hash and the round's aggregate, against the latest ticket.
 
     An update from a node outside the ticket is stored as not accepted and logged
     (``update.rejected``); the strategy may also report replies it refused itself in
     ``rejected``. Raises ``TransitionNotAllowed`` when the round has no ticket or already
-    has records, ``InvalidInput`` for a malformed aggregate hash. Writes ``update.recorded``
-    per accepted update, ``update.rejected`` per refused one and ``aggregate.recorded``.
+    has records, ``InvalidInput`` for a malformed aggregate hash or a ``dp`` release that
+    is not the ticket's plan. Writes ``update.recorded`` per accepted update,
+    ``update.rejected`` per refused one, ``aggregate.recorded`` and, for a run under DP
+    or a budget, ``privacy.accounted`` (``training.services.privacy``), and
+    ``site.refused`` per site whose own mod refused the ticket (e.g. its ε limit).
     """
     if aggregate_hash is not None and not _HEX64.match(aggregate_hash):
         raise InvalidInput({"aggregate_hash": ["must be 64 lowercase hex digits"]})
@@ -311,6 +320,10 @@ def model_updates_record(
         if round_.updates.filter(accepted=True).exists():
             raise TransitionNotAllowed(f"round {round_.pk} already has its updates recorded")
         allowed = parse_unverified(ticket.body)
+        release = privacy_services.parse_release(
+            dp, ticket_plan=allowed.dp, aggregate_hash=aggregate_hash
+        )
+        refusals = privacy_services.parse_site_refusals(site_refusals, ticket=allowed)
         now = clock.now()
         recorded: list[ModelUpdate] = []
         refused = [(r, "the strategy refused it") for r in rejected or []]
@@ -403,6 +416,29 @@ def model_updates_record(
                     "site_update_ids": [r.pk for r in recorded if r.accepted and r.site_id],
                 },
             )
+        for refusal in refusals:
+            ledger_append(
+                event_type="site.refused",
+                actor=actor,
+                subject_type="round",
+                subject_id=round_.pk,
+                payload={
+                    "round_id": round_.pk,
+                    "run_id": round_.run_id,
+                    "round_number": round_.number,
+                    "ticket_id": ticket.pk,
+                    **refusal,
+                },
+            )
+        privacy_services.round_privacy_record(
+            actor=actor,
+            round_=round_,
+            ticket=ticket,
+            ticket_plan=allowed.dp,
+            release=release,
+            aggregate_hash=aggregate_hash,
+            sampled_clients=sum(1 for r in recorded if r.accepted and r.site_id),
+        )
     return recorded
 
 

@@ -19,7 +19,7 @@ from sites.choices import PolicyStatus
 from sites.models import Dataset, Purpose, ResidencyPolicy
 from sites.regions import is_country
 from sites.services import HEX64, unique_or_invalid
-from training.choices import DpiaStatus, RefusalAction
+from training.choices import DpiaStatus, DpMechanism, RefusalAction
 from training.models import Dpia, TrainingRun
 from training.services.handoff import run_policy_problems, run_start_later
 
@@ -38,7 +38,10 @@ def run_create(
     policy: ResidencyPolicy,
     aggregator_country: str,
     num_rounds: int = 3,
-    epsilon_per_round: float | None = None,
+    dp_mechanism: str = DpMechanism.NONE,
+    dp_clipping_norm: float | None = None,
+    dp_noise_multiplier: float | None = None,
+    dp_target_epsilon: float | None = None,
     on_refusal: str = "skip",
 ) -> TrainingRun:
     """Create a run over datasets under one published policy version.
@@ -46,6 +49,11 @@ def run_create(
     Whether each dataset may train is the gate's question, round by round; here only
     the run's own facts are checked. Raises ``InvalidInput`` (draft policy, unknown
     country, withdrawn or repeated dataset, taken name, ...). Ledger: ``run.created``.
+
+    Differential privacy: ``dp_mechanism`` with its clipping norm and either a noise
+    multiplier or a target ε over ``num_rounds``, from which the noise multiplier is
+    derived with Flower's accountant at the policy's δ and neighbouring relation, the
+    run's sites being the population (``training.flower.dp.derive_noise_multiplier``).
     """
     errors: dict[str, list[str]] = {}
 
@@ -70,13 +78,33 @@ def run_create(
         fail("aggregator_country", f"{aggregator_country!r} is not an ISO 3166-1 alpha-2 code")
     if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
         fail("num_rounds", "must be a whole number of at least 1")
-    if epsilon_per_round is not None and (
-        isinstance(epsilon_per_round, bool)
-        or not isinstance(epsilon_per_round, int | float)
-        or not math.isfinite(epsilon_per_round)
-        or epsilon_per_round <= 0
+    if dp_mechanism not in DpMechanism.values:
+        fail("dp_mechanism", f"must be one of {', '.join(DpMechanism.values)}")
+    for field_name, value in (
+        ("dp_clipping_norm", dp_clipping_norm),
+        ("dp_noise_multiplier", dp_noise_multiplier),
+        ("dp_target_epsilon", dp_target_epsilon),
     ):
-        fail("epsilon_per_round", "must be a positive, finite number or empty")
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            fail(field_name, "must be a positive, finite number or empty")
+    if dp_mechanism == DpMechanism.NONE:
+        for field_name, value in (
+            ("dp_clipping_norm", dp_clipping_norm),
+            ("dp_noise_multiplier", dp_noise_multiplier),
+            ("dp_target_epsilon", dp_target_epsilon),
+        ):
+            if value is not None:
+                fail(field_name, "needs a DP mechanism; with none nothing adds noise")
+    elif dp_mechanism in DpMechanism.values:
+        if dp_clipping_norm is None:
+            fail("dp_clipping_norm", f"the {dp_mechanism} mechanism needs a clipping norm")
+        if (dp_noise_multiplier is None) == (dp_target_epsilon is None):
+            fail("dp_noise_multiplier", "give a noise multiplier or a target ε, exactly one")
     if on_refusal not in RefusalAction.values:
         fail("on_refusal", f"must be one of {', '.join(RefusalAction.values)}")
     _errors_or_none(errors)
@@ -94,6 +122,20 @@ def run_create(
         # A run that can never pass its policy is refused now, not blocked round by round.
         for problem in run_policy_problems(policy=policy, datasets=rows):
             fail("policy", problem)
+        if (
+            dp_mechanism != DpMechanism.NONE
+            and dp_mechanism in DpMechanism.values
+            and policy.privacy_budget_delta is None
+        ):
+            fail(
+                "dp_mechanism",
+                f"policy {policy.name} v{policy.version} sets no δ: the mechanism's "
+                "guarantee (and the sites' local DP) needs one",
+            )
+        if dp_target_epsilon is not None and dp_noise_multiplier is None:
+            dp_noise_multiplier = _derive_noise_multiplier(
+                policy, rows, dp_target_epsilon, num_rounds, fail
+            )
         _errors_or_none(errors)
         with unique_or_invalid("name", f"a run named {name.strip()!r} already exists"):
             run = TrainingRun.objects.create(
@@ -102,7 +144,10 @@ def run_create(
                 policy=policy,
                 aggregator_country=aggregator_country,
                 num_rounds=num_rounds,
-                epsilon_per_round=float(epsilon_per_round) if epsilon_per_round else None,
+                dp_mechanism=dp_mechanism,
+                dp_clipping_norm=_float_or_none(dp_clipping_norm),
+                dp_noise_multiplier=_float_or_none(dp_noise_multiplier),
+                dp_target_epsilon=_float_or_none(dp_target_epsilon),
                 on_refusal=on_refusal,
                 requested_by=actor.user,
                 requested_by_name=actor.label,
@@ -122,7 +167,10 @@ def run_create(
                 "policy_content_hash": policy.content_hash,
                 "aggregator_country": aggregator_country,
                 "num_rounds": num_rounds,
-                "epsilon_per_round": run.epsilon_per_round,
+                "dp_mechanism": run.dp_mechanism,
+                "dp_clipping_norm": run.dp_clipping_norm,
+                "dp_noise_multiplier": run.dp_noise_multiplier,
+                "dp_target_epsilon": run.dp_target_epsilon,
                 "on_refusal": on_refusal,
             },
         )
@@ -130,6 +178,30 @@ def run_create(
         run_id = run.pk
         transaction.on_commit(lambda: run_start_later(run_id))
     return run
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _derive_noise_multiplier(policy, datasets, target: float, rounds: int, fail) -> float | None:
+    """z for ``target`` ε over ``rounds`` by Flower's accountant, or None after ``fail``."""
+    from training.flower.dp import AccountingSpec, DpError, derive_noise_multiplier
+
+    if policy.privacy_budget_delta is None:
+        fail("dp_target_epsilon", f"policy {policy.name} v{policy.version} sets no δ")
+        return None
+    population = len({d.site_id for d in datasets}) or 1
+    try:
+        spec = AccountingSpec(
+            delta=policy.privacy_budget_delta,
+            population_size=population,
+            relation=policy.dp_neighbouring_relation,
+        )
+        return derive_noise_multiplier(spec, target, rounds)
+    except DpError as exc:
+        fail("dp_target_epsilon", str(exc))
+        return None
 
 
 def dpia_record(*, actor: Actor, run: TrainingRun, reference: str, document_hash: str) -> Dpia:

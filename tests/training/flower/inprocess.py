@@ -102,6 +102,7 @@ class FakeGovernance:
     excluded: dict[str, list[str]] = field(default_factory=dict)
     # Allow-lists by site slug; a site not named here gets no list (no consent-based data).
     allowed: dict[str, list[str]] = field(default_factory=dict)
+    dp: dict | None = None
 
     @property
     def public_key_b64(self) -> str:
@@ -137,6 +138,7 @@ class FakeGovernance:
                 expires_at=now + ttl,
                 decision_hash="d" * 64,
                 sites=chosen,
+                dp=self.dp,
             )
         )
         signature = base64.b64encode(self.key.sign(body)).decode()
@@ -156,7 +158,15 @@ class FakeGovernance:
         return RoundGrant(ticket=self.sign(round_no), on_refusal=self.on_refusal)
 
     def report_round(
-        self, *, run_id, round_no, updates: list[UpdateRecord], rejected, aggregate_hash
+        self,
+        *,
+        run_id,
+        round_no,
+        updates: list[UpdateRecord],
+        rejected,
+        aggregate_hash,
+        dp=None,
+        site_refusals=None,
     ):
         self.reports.append(
             {
@@ -164,6 +174,8 @@ class FakeGovernance:
                 "updates": updates,
                 "rejected": rejected,
                 "aggregate": aggregate_hash,
+                "dp": dp,
+                "site_refusals": site_refusals or [],
             }
         )
 

@@ -68,6 +68,7 @@ from training.scenario import (
     parse_scenario,
 )
 from training.services import orchestrate
+from training.services.privacy import dp_run_config
 from training.services.processes import orphans_reap
 from training.services.rounds import round_abort, round_approve
 from training.statemachine import is_terminal
@@ -521,6 +522,7 @@ class Command(RichOutput, BaseCommand):
                 "expected-nodes": running,
                 "evidence-dir": str(evidence),
                 "initial-arrays": carried,
+                **dp_run_config(self.run),
             },
         )
         deadline = time.monotonic() + self.round_timeout
@@ -609,11 +611,46 @@ class Command(RichOutput, BaseCommand):
             self._say(f"  Aggregate: {aggregate.update_hash[:12]}")
         if accuracy is not None:
             self._say(f"  Held-out accuracy: {accuracy:.3f}")
+        self._say_privacy(round_)
         checkpoint = Checkpoint.objects.order_by("-size").first()
         if checkpoint is not None and round_.state == S.CLOSED:
             self._say(
                 f"  Checkpoint: size {checkpoint.size}, root {bytes(checkpoint.root).hex()[:16]}…"
             )
+
+    def _dp_comparison(self) -> None:
+        """Held-out accuracy with and without the run's DP on the same seeds (in-process)."""
+        config = dp_run_config(self.run)
+        if not config:
+            return
+        from training.flower.dp import DpPlan
+        from training.flower.dp_eval import compare
+
+        plan = DpPlan.from_run_config(config)
+        result = compare(plan, rounds=self.run.num_rounds, local_epochs=self.epochs)
+        without = " → ".join(f"{a:.3f}" for a in result["without_dp"])
+        with_dp = " → ".join(f"{a:.3f}" for a in result["with_dp"])
+        self._say(
+            f"Accuracy on the same seeds (in-process, all EEA sites, {result['rounds']} rounds): "
+            f"without DP {without}; with {plan.mechanism} DP (C={plan.clipping_norm:g}, "
+            f"z={plan.noise_multiplier:g}) {with_dp}"
+        )
+
+    def _say_privacy(self, round_: Round) -> None:
+        """The round's privacy record: mechanism, parameters and the accountant's ε."""
+        from training.models import RoundPrivacy
+
+        p = RoundPrivacy.objects.filter(round=round_).first()
+        if p is None:
+            return
+        if not p.private:
+            self._say("  Privacy: [red]aggregate released without noise — no ε can be claimed[/]")
+            return
+        self._say(
+            f"  Privacy: {p.mechanism} DP, C={p.clipping_norm:g}, z={p.noise_multiplier:g}, "
+            f"{p.sampled_clients}/{p.total_clients} sites, noise σ={p.noise_std:.3g}; "
+            f"ε spent {p.epsilon:.3f} of {p.epsilon_limit:g} at δ={p.delta:g} (Flower RDP)"
+        )
 
     def _report(self) -> None:
         """Ask for the run's signed audit report (PDF and evidence bundle) and say where."""
@@ -649,5 +686,6 @@ class Command(RichOutput, BaseCommand):
             path.write_text(checkpoint.note)
             self._say(f"Latest checkpoint: size {checkpoint.size}, signed note in {path}")
         self._say("Verify: manage.py ledger_verify · evidence of each round in " + str(self.var))
+        self._dp_comparison()
         left = Workload.objects.filter(run=self.run, state=WorkloadState.RUNNING).count()
         self._say(f"VMs left running: {left}")
