@@ -1,4 +1,4 @@
-"""Migration training/0002: a declared ε per round becomes a target ε, never a mechanism."""
+"""Migration training/0003: a declared ε per round becomes a target ε, never a mechanism."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ def test_declared_epsilon_becomes_a_target_and_the_mechanism_stays_none():
     from django.db.migrations.executor import MigrationExecutor
     from django.utils import timezone
 
-    before = [("training", "0001_initial"), ("sites", "0003_policy_dp_delta_relation_mechanism")]
+    before = [
+        ("training", "0002_site_eligibility_allow_list"),
+        ("sites", "0005_policy_dp_delta_relation_mechanism"),
+    ]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     old = executor.loader.project_state(before).apps

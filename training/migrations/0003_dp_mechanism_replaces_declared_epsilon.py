@@ -21,8 +21,8 @@ def target_to_declared_epsilon(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sites", "0003_policy_dp_delta_relation_mechanism"),
-        ("training", "0001_initial"),
+        ("sites", "0005_policy_dp_delta_relation_mechanism"),
+        ("training", "0002_site_eligibility_allow_list"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sites", "0002_status_reason_and_withdrawal_reason"),
+        ("sites", "0004_dataset_art10_ground"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
