@@ -55,6 +55,9 @@ VIEW = {
     "reports/report": READ_ALL,
     "dashboard/ledgerverification": READ_ALL,
     "opennebula/workload": READ_ALL | {OPERATOR},
+    "sites/adequacylistversion": READ_ALL,
+    "audit/trustedkey": READ_ALL | {OPERATOR},
+    "audit/cosignature": READ_ALL | {OPERATOR},
     "auth/user": set(),
     "auth/group": set(),
     "authtoken/tokenproxy": set(),
@@ -69,6 +72,7 @@ ADD = {
     "training/trainingrun": {DPO, OPERATOR},
     "training/dpia": {DPO},
     "audit/legalhold": {DPO, LEGAL},
+    "sites/adequacylistversion": {DPO},
 }
 # (admin page, action) → roles offered the action
 ACTIONS = {
@@ -204,6 +208,7 @@ def test_the_operator_adds_a_training_run_in_the_admin(client, world):
             "policy": world["policy"].pk,
             "aggregator_country": "DE",
             "num_rounds": 2,
+            "dp_mechanism": "none",
             "on_refusal": "skip",
         },
     )
