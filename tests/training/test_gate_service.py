@@ -352,7 +352,9 @@ def test_gate_query_count_does_not_grow_with_sites():
     small = _gate_queries(2, "a")
     large = _gate_queries(12, "b")
     assert small == large
-    assert small <= 20
+    # 19 reads for the gate's facts (issue 12) plus the privacy history the accountant
+    # replays (issue 17); what matters is that the count is flat in the number of sites.
+    assert small <= 21
 
 
 @pytest.mark.postgres

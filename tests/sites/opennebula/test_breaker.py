@@ -132,7 +132,8 @@ def test_breakers_are_on_metrics_and_the_dashboard(standin, make_site, breaker_s
     standin.kill_zone(0)
     for _ in range(3):
         workload_ensure(actor=ACTOR, site=site, run=RunFactory(), allowed_countries=EEA)
-    body = client.get("/metrics").content.decode()
+    breaker_settings.FEDGOV_METRICS_TOKEN = "breaker-test-token"
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer breaker-test-token").content.decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(body)
