@@ -4,18 +4,56 @@ from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
 
-def ensure_roles(sender, using="default", **kwargs) -> None:
-    """Recreate the role groups after a flush, as Django does for content types.
+def role_permissions() -> dict[str, list[str]]:
+    """Each role's permissions as fedgov's data migrations left them, in their order.
 
-    ``flush`` (every transactional test, a reset demo) empties auth_group, but migrations
-    do not run again; without this every later role check would fail.
+    The migrations hold the tables (a change of who may do what is a new migration);
+    this reads them rather than keeping a second copy that could drift.
     """
-    from django.contrib.auth.models import Group
+    import importlib
+
+    merged: dict[str, list[str]] = {}
+    for module, table in (
+        ("fedgov.migrations.0002_role_permissions", "ROLE_PERMISSIONS"),
+        ("fedgov.migrations.0003_role_permissions_for_new_records", "ADDED"),
+    ):
+        for role, names in getattr(importlib.import_module(module), table).items():
+            merged.setdefault(role, []).extend(names)
+    return merged
+
+
+def ensure_roles(sender, using="default", **kwargs) -> None:
+    """Recreate the role groups and their permissions after a flush, as Django does for
+    content types and permissions.
+
+    ``flush`` (every transactional test, a reset demo) empties auth_group and its
+    permission links, but migrations do not run again; without this every later role
+    check would fail, or an admin page would refuse a DPO. A group that already holds
+    permissions is left as it is (a deployment may have changed them on purpose).
+    """
+    from django.apps import apps as registry
+    from django.contrib.auth.management import create_permissions
+    from django.contrib.auth.models import Group, Permission
 
     from fedgov.roles import ALL_ROLES
 
+    table = role_permissions()
+    # Permissions of apps later in INSTALLED_APPS than auth are made by their own
+    # post_migrate, which may not have run yet: make them now (idempotent).
+    for app_config in registry.get_app_configs():
+        create_permissions(app_config, verbosity=0, using=using)
     for name in ALL_ROLES:
-        Group.objects.using(using).get_or_create(name=name)
+        group, _ = Group.objects.using(using).get_or_create(name=name)
+        if group.permissions.exists() or not table.get(name):
+            continue
+        wanted = [tuple(p.split(".", 1)) for p in table[name]]
+        perms = Permission.objects.using(using).filter(
+            content_type__app_label__in={a for a, _ in wanted},
+            codename__in={c for _, c in wanted},
+        )
+        group.permissions.set(
+            [p for p in perms if (p.content_type.app_label, p.codename) in wanted]
+        )
 
 
 class FedgovConfig(AppConfig):
