@@ -536,7 +536,8 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
                 ]
                 for r in p.rounds
             ],
-            [w * mm for w in (12, 24, 14, 18, 32)] + [BODY_W - 100 * mm],
+            # "round" needs 14 mm at the header's size, or it breaks as "roun / d".
+            [w * mm for w in (14, 24, 14, 18, 30)] + [BODY_W - 100 * mm],
             mono=(5,),
         )
         yield epsilon_chart(
@@ -549,7 +550,7 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
         yield data_table(
             ["round", "site", "node", "code", "reason"],
             [[r.number, r.site_id, r.node_id, r.code, r.reason] for r in p.refusals],
-            [w * mm for w in (12, 12, 30, 30)] + [BODY_W - 84 * mm],
+            [w * mm for w in (14, 12, 30, 30)] + [BODY_W - 86 * mm],
         )
 
 
