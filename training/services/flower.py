@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -111,9 +112,14 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                 f"round {round_.run.name}#{round_.number}: no eligible site has a "
                 "registered SuperNode"
             )
+        dp_plan = privacy_services.ticket_dp_plan(run=round_.run, decision=decision)
+        reusable = _reusable_ticket(round_, decision.snapshot_hash, sites, dp_plan)
+        if reusable is not None:
+            # One ticket per round and site set: a repeated or concurrent request (the
+            # round row is locked above) gets the same signed ticket and writes nothing.
+            return reusable
         issued_at = clock.now().replace(microsecond=0)
         expires_at = issued_at + ticket_ttl()
-        dp_plan = privacy_services.ticket_dp_plan(run=round_.run, decision=decision)
         body = rfc8785.dumps(
             ticket_body(
                 run_id=round_.run_id,
@@ -160,6 +166,31 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
 
 def latest_ticket(round_: Round) -> RoundTicket | None:
     return round_.tickets.order_by("-issued_at", "-pk").first()
+
+
+def _reusable_ticket(
+    round_: Round, decision_hash: str, sites: list[TicketSite], dp_plan: Any
+) -> RoundTicket | None:
+    """The round's latest ticket, if it says exactly what a new one would and has at least
+    half its lifetime left; a ticket near its end is renewed rather than handed out."""
+    latest = latest_ticket(round_)
+    if latest is None or latest.expires_at - clock.now() < ticket_ttl() / 2:
+        return None
+    signed = json.loads(latest.body)
+    wanted = json.loads(
+        rfc8785.dumps(
+            ticket_body(
+                run_id=round_.run_id,
+                round_no=round_.number,
+                issued_at=latest.issued_at,
+                expires_at=latest.expires_at,
+                decision_hash=decision_hash,
+                sites=sites,
+                dp=dp_plan,
+            )
+        )
+    )
+    return latest if signed == wanted else None
 
 
 @dataclass(frozen=True)
