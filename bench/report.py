@@ -3,7 +3,7 @@
 Prints one JSON line. Targets: time(signed report) / time(plain table) <= 3 (medians, run
 alternately in one process) and the report's peak RSS < 400 MB at 500 rounds × 50 sites,
 measured in a child process that builds only the report. The data are plain dataclasses
-(``training.report_data``), so no database of that size is needed; the ledger anchor and
+(``reports.data``), so no database of that size is needed; the ledger anchor and
 proofs are synthetic hashes of the real shapes. ``--quick`` runs 5 rounds × 5 sites.
 """
 
@@ -34,8 +34,8 @@ from django.conf import settings  # noqa: E402
 from reportlab.lib.pagesizes import A4  # noqa: E402
 from reportlab.platypus import LongTable, SimpleDocTemplate  # noqa: E402
 
-from audit.reports.pdf import Anchor, CitedProof, ReportInput, RunSection, render  # noqa: E402
-from audit.reports.signing import sign_pdf, signing_identity  # noqa: E402
+from reports.pdf import Anchor, CitedProof, ReportInput, RunSection, render  # noqa: E402
+from reports.signing import sign_pdf, signing_identity  # noqa: E402
 from training import report_data as rd  # noqa: E402
 
 RULES = [

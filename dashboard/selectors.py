@@ -11,10 +11,11 @@ from django.db.models import Count, Max, Q, QuerySet
 
 from audit import selectors as ledger
 from audit.models import LedgerEntry, LegalHold
-from audit.reports.choices import ReportStatus
-from audit.reports.models import Report
 from dashboard.models import LedgerVerification
 from fedgov import clock
+from reports.choices import ReportStatus
+from reports.data import ConsentCount, consent_counts
+from reports.models import Report
 from sites.models import Dataset, Site
 from training.choices import TERMINAL_ROUND_STATES, RoundState
 from training.models import (
@@ -26,7 +27,6 @@ from training.models import (
     SiteEligibility,
     TrainingRun,
 )
-from training.report_data import ConsentCount, consent_counts
 
 # A page a person reads, not an export: the newest rows of each panel are enough.
 TIMELINE_LIMIT = 100

@@ -15,7 +15,7 @@ from dashboard.forms import FilterForm
 from dashboard.services import ledger_verification_run
 from fedgov import roles
 from fedgov.actors import Actor
-from sites.opennebula.selectors import zone_breakers
+from opennebula.selectors import zone_breakers
 
 # Operators watch their rounds here too (issue #18: the dashboard must not 403 them).
 DASHBOARD_ROLES = (roles.DPO, roles.LEGAL, roles.AUDITOR, roles.OPERATOR)

@@ -10,5 +10,5 @@ urlpatterns = [
     path("", include("sites.urls")),
     path("", include("training.urls")),
     path("", include("audit.urls")),
-    path("", include("audit.reports.urls")),
+    path("", include("reports.urls")),
 ]

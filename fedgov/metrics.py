@@ -113,8 +113,8 @@ ZONE_LABELS = ["endpoint", "zone"]
 
 
 def _zone_breakers() -> Iterator[Metric]:
-    """Dead OpenNebula zones (issue 15): sites/opennebula/breaker.py."""
-    from sites.opennebula.selectors import zone_breakers
+    """Dead OpenNebula zones (issue 15): opennebula/breaker.py."""
+    from opennebula.selectors import zone_breakers
 
     is_open = GaugeMetricFamily(
         "fedgov_opennebula_zone_breaker_open",

@@ -60,9 +60,9 @@ INSTALLED_APPS = [
     "fedgov",
     "audit",
     "sites",
-    "sites.opennebula",
+    "opennebula",
     "training",
-    "audit.reports",
+    "reports",
     "dashboard",
 ]
 
@@ -290,11 +290,9 @@ LOGGING = logging_config(env_str("LOG_FORMAT", "plain"), env_str("LOG_LEVEL", "W
 FEDGOV_METRICS_TOKEN = env_str("FEDGOV_METRICS_TOKEN")
 
 # Adapters behind training's ports, by dotted path (see training/ports.py).
-FEDGOV_PROVISIONER = env_str(
-    "FEDGOV_PROVISIONER", "sites.opennebula.provisioner.OpenNebulaProvisioner"
-)
+FEDGOV_PROVISIONER = env_str("FEDGOV_PROVISIONER", "opennebula.provisioner.OpenNebulaProvisioner")
 
-# OpenNebula (sites/opennebula): per-call timeout, how long a VM may take to reach RUNNING,
+# OpenNebula (opennebula): per-call timeout, how long a VM may take to reach RUNNING,
 # the poll backoff, and the Flower appliance's SuperLink address put into each VM's context.
 FEDGOV_ONE_CALL_TIMEOUT = float(env_str("FEDGOV_ONE_CALL_TIMEOUT", "10"))
 FEDGOV_ONE_RUNNING_DEADLINE = float(env_str("FEDGOV_ONE_RUNNING_DEADLINE", "300"))
@@ -302,7 +300,7 @@ FEDGOV_ONE_POLL_INITIAL = float(env_str("FEDGOV_ONE_POLL_INITIAL", "0.5"))
 FEDGOV_ONE_POLL_MAX = float(env_str("FEDGOV_ONE_POLL_MAX", "5"))
 # How long cleanup of a failed VM waits for oned to report it DONE (issue 15).
 FEDGOV_ONE_CLEANUP_DEADLINE = float(env_str("FEDGOV_ONE_CLEANUP_DEADLINE", "60"))
-# Dead zones (sites/opennebula/breaker.py): calls in a row without an answer before a zone's
+# Dead zones (opennebula/breaker.py): calls in a row without an answer before a zone's
 # breaker opens, how long it stays open, and how many unanswered polls one provisioning
 # or cleanup tolerates before giving up (so a worker is held for at most about
 # FEDGOV_ONE_RETRY_BUDGET x FEDGOV_ONE_CALL_TIMEOUT by a zone that died mid-way).
@@ -318,7 +316,7 @@ CELERY_BEAT_SCHEDULE["opennebula-reconcile"] = {
     "schedule": timedelta(seconds=env_int("FEDGOV_ONE_RECONCILE_INTERVAL", 60)),
 }
 
-# Reports (audit/reports): where signed PDFs and evidence bundles are stored, the
+# Reports (reports): where signed PDFs and evidence bundles are stored, the
 # organisation named on them, and its X.509 signing certificate and key (PEM). Without
 # them fedgov makes its own organisation CA and signing certificate in the report folder.
 FEDGOV_REPORT_DIR = Path(env_str("FEDGOV_REPORT_DIR", str(VAR_DIR / "reports")))

@@ -37,16 +37,16 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit import selectors as ledger_selectors
-from audit.reports.services import report_build, report_generate
 from audit.retention import legal_hold_place
 from audit.services import checkpoint_create
 from fedgov import roles
 from fedgov.actors import Actor
+from reports.services import report_build, report_generate
 from sites.choices import PolicyStatus, SiteStatus
 from sites.models import Consent, ConsentEvent, ResidencyPolicy, SiteSteward
 from sites.services import consent_record_batch
-from tests.audit.reports.conftest import play_round
 from tests.factories import DpiaFactory, PolicyFactory, RunFactory, SiteFactory, UserFactory
+from tests.reports.conftest import play_round
 from tests.training.flower.conftest import governed_scenario
 from training.choices import DpiaStatus, RoundState
 from training.models import Round

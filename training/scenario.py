@@ -25,6 +25,8 @@ from typing import Any
 
 from fedgov import clock
 from fedgov.actors import Actor
+from opennebula.credentials import check_ref
+from opennebula.errors import OpenNebulaError
 from sites.choices import (
     AgreementType,
     Art9Condition,
@@ -36,8 +38,6 @@ from sites.choices import (
     SafeguardMechanism,
 )
 from sites.models import Dataset, Purpose, ResidencyPolicy, Site
-from sites.opennebula.credentials import check_ref
-from sites.opennebula.errors import OpenNebulaError
 from sites.regions import invalid_areas, is_country
 from sites.services import (
     POLICY_DEFAULTS,

@@ -11,7 +11,7 @@ from django.conf import settings
 from fedgov.actors import Actor
 from fedgov.errors import TemporaryError
 from fedgov.tasks import fedgov_task
-from sites.opennebula.errors import OpenNebulaError
+from opennebula.errors import OpenNebulaError
 from training.models import Round, TrainingRun
 from training.services import orchestrate
 from training.services.handoff import HAND_OFF

@@ -9,8 +9,8 @@ from django.test import Client
 
 from fedgov.actors import Actor
 from sites.models import Dataset, ResidencyPolicy
-from tests.audit.reports.conftest import play_round
 from tests.factories import DatasetFactory, RunFactory, SiteFactory, UserFactory
+from tests.reports.conftest import play_round
 from tests.training.flower.conftest import governed_scenario
 from training.models import Round
 from training.services.gate import round_gate

@@ -165,8 +165,8 @@ def test_consent_withdrawal_shows_in_the_next_round(browser_for, two_runs):
 
     from fedgov.actors import Actor
     from sites.services import consent_record_batch
-    from tests.audit.reports.conftest import play_round
     from tests.factories import UserFactory
+    from tests.reports.conftest import play_round
 
     governed, _orphan, _sites = two_runs
     es = governed.datasets.get(name="es-blogs-corpus")
@@ -201,8 +201,8 @@ def test_consent_withdrawal_shows_in_the_next_round(browser_for, two_runs):
 
 
 def test_reports_panel_links_finished_reports_to_the_download_api(browser_for, two_runs):
-    from audit.reports.models import Report
     from fedgov import clock
+    from reports.models import Report
 
     governed, _orphan, _sites = two_runs
     done = Report.objects.create(

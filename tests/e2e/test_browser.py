@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from audit.reports.services import report_build, report_generate
 from fedgov import roles
 from fedgov.actors import Actor
+from reports.services import report_build, report_generate
 from sites.models import ResidencyPolicy
-from tests.audit.reports.conftest import play_round
 from tests.factories import UserFactory
+from tests.reports.conftest import play_round
 from tests.training.flower.conftest import governed_scenario
 from training.choices import ApprovalDecision, RoundState
 from training.models import Approval, Round

@@ -27,9 +27,9 @@ from django.core.management import call_command
 from django.db import connection, connections, transaction
 
 from audit.models import LedgerEntry, TreeHead
-from sites.opennebula.choices import WorkloadState
-from sites.opennebula.models import Workload
-from tests.sites.opennebula.conftest import (  # noqa: F401 - fixtures used by name
+from opennebula.choices import WorkloadState
+from opennebula.models import Workload
+from tests.opennebula.conftest import (  # noqa: F401 - fixtures used by name
     SECRET,
     ZONES,
     live_vms,

@@ -22,8 +22,8 @@ from django.conf import settings
 from django.core.management import call_command
 
 from audit.models import Checkpoint, LedgerEntry
-from sites.opennebula.choices import WorkloadState
-from sites.opennebula.models import Workload
+from opennebula.choices import WorkloadState
+from opennebula.models import Workload
 from training.choices import RoundState, UpdateKind
 from training.models import ModelUpdate, Round
 
@@ -151,7 +151,7 @@ def test_ctrl_c_in_the_middle_of_a_round_aborts_it_and_stops_every_process(tmp_p
     assert verify.returncode == 0, verify.stdout + verify.stderr
     state = subprocess.run(
         [*manage, "shell", "-c",
-         "from training.models import Round; from sites.opennebula.models import Workload; "
+         "from training.models import Round; from opennebula.models import Workload; "
          "print([r.state for r in Round.objects.all()], "
          "Workload.objects.filter(state='running').count())"],
         env=env, capture_output=True, text=True, check=True,

@@ -15,7 +15,7 @@ from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from sites.services import site_activate, site_suspend
 from tests.factories import DatasetFactory, PolicyFactory, PurposeFactory, SiteFactory, UserFactory
-from tests.sites.opennebula.conftest import (  # noqa: F401 - fixtures used by name
+from tests.opennebula.conftest import (  # noqa: F401 - fixtures used by name
     live_vms,
     one_settings,
     standin,

@@ -16,11 +16,11 @@ from audit.models import Checkpoint, LedgerEntry
 from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
-from sites.opennebula.choices import WorkloadState
-from sites.opennebula.errors import OpenNebulaError
-from sites.opennebula.models import Workload
+from opennebula.choices import WorkloadState
+from opennebula.errors import OpenNebulaError
+from opennebula.models import Workload
 from tests.factories import UserFactory, sha
-from tests.sites.opennebula.conftest import (  # noqa: F401 - fixtures used by name
+from tests.opennebula.conftest import (  # noqa: F401 - fixtures used by name
     ZONES,
     live_vms,
     one_settings,

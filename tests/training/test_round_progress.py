@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import sha
-from tests.sites.opennebula.conftest import one_settings, standin  # noqa: F401
+from tests.opennebula.conftest import one_settings, standin  # noqa: F401
 from tests.training.test_orchestrate import ACTOR, all_live_vms, federation  # noqa: F401
 from training.choices import RoundState
 from training.flower.ticket import parse_unverified

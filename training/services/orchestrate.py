@@ -24,11 +24,11 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.locks import exclusive
+from opennebula.choices import WorkloadState
+from opennebula.errors import OpenNebulaError
+from opennebula.models import Workload
+from opennebula.services import workload_ensure, workload_terminate
 from sites.models import Site
-from sites.opennebula.choices import WorkloadState
-from sites.opennebula.errors import OpenNebulaError
-from sites.opennebula.models import Workload
-from sites.opennebula.services import workload_ensure, workload_terminate
 from sites.regions import expand
 from training.choices import GateOutcome, RoundState, UpdateKind
 from training.models import Round, SiteEligibility, TrainingRun

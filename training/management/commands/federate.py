@@ -36,14 +36,14 @@ from audit.services import checkpoint_create_if_new
 from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import FedgovError
+from opennebula.choices import WorkloadState
+from opennebula.credentials import check_ref
+from opennebula.errors import OpenNebulaError
+from opennebula.identity import endpoint_identity
+from opennebula.models import Workload
+from opennebula.standin import config as standin_config
+from opennebula.standin.server import Standin
 from sites.models import SiteSteward
-from sites.opennebula.choices import WorkloadState
-from sites.opennebula.credentials import check_ref
-from sites.opennebula.errors import OpenNebulaError
-from sites.opennebula.identity import endpoint_identity
-from sites.opennebula.models import Workload
-from sites.opennebula.standin import config as standin_config
-from sites.opennebula.standin.server import Standin
 from sites.services import site_update
 from training import selectors
 from training.choices import RoundState, UpdateKind
@@ -655,8 +655,8 @@ class Command(RichOutput, BaseCommand):
     def _report(self) -> None:
         """Ask for the run's signed audit report (PDF and evidence bundle) and say where."""
         try:
-            from audit.reports.choices import ReportStatus
-            from audit.reports.services import report_file, report_generate
+            from reports.choices import ReportStatus
+            from reports.services import report_file, report_generate
         except ImportError:  # the reports app is optional for this command
             return
         report = report_generate(actor=self.dpo, run=self.run)

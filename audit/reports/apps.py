@@ -1,9 +1,0 @@
-"""App config for audit reports."""
-
-from django.apps import AppConfig
-
-
-class ReportsConfig(AppConfig):
-    name = "audit.reports"
-    label = "reports"
-    verbose_name = "Audit reports"

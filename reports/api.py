@@ -1,0 +1,178 @@
+"""REST API of reports: list, request and download (Legal, DPO, Auditor)."""
+
+from __future__ import annotations
+
+from django.http import FileResponse, Http404, HttpResponse
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fedgov import roles
+from fedgov.actors import Actor
+from fedgov.errors import InvalidInput
+from fedgov.roles import RolePermission
+from fedgov.validation import INT64_MAX, int_from_text
+from reports.choices import ReportFile
+from reports.data import Period, run_ref
+from reports.models import Report
+from reports.services import report_file, report_generate
+
+REPORT_ROLES = (roles.LEGAL, roles.DPO, roles.AUDITOR)
+
+
+class ReportSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    run = serializers.IntegerField(source="run_id", read_only=True, allow_null=True)
+    downloads = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Report
+        fields = [
+            "id",
+            "run",
+            "run_name",
+            "period_start",
+            "period_end",
+            "status",
+            "progress",
+            "error",
+            "pdf_sha256",
+            "bundle_sha256",
+            "anchor_size",
+            "requested_by_name",
+            "created_at",
+            "finished_at",
+            "downloads",
+        ]
+
+    def get_downloads(self, obj: Report) -> dict[str, str]:
+        if obj.status != "done":
+            return {}
+        base = f"/api/v1/reports/{obj.public_id}/download"
+        return {kind: f"{base}?file={kind}" for kind in ReportFile.values}
+
+
+class ReportRequest(serializers.Serializer):
+    run = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=INT64_MAX
+    )
+    period_start = serializers.DateTimeField(required=False, allow_null=True)
+    period_end = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class _ReportView:
+    permission_classes = [RolePermission]
+    read_roles = REPORT_ROLES
+    write_roles = REPORT_ROLES
+
+
+class ReportList(_ReportView, generics.ListCreateAPIView):
+    """Reports, newest first; POST {run} or {period_start, period_end} queues one."""
+
+    serializer_class = ReportSerializer
+    queryset = Report.objects.all()
+
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        body = ReportRequest(data=request.data)
+        if not body.is_valid():
+            raise InvalidInput(body.errors)
+        data = body.validated_data
+        run = None
+        if data.get("run") is not None:
+            try:
+                run = run_ref(run_id=data["run"])
+            except LookupError as exc:
+                raise InvalidInput({"run": [str(exc)]}) from exc
+        start, end = data.get("period_start"), data.get("period_end")
+        if (start is None) != (end is None):
+            raise InvalidInput({"period": ["give both period_start and period_end"]})
+        period = Period(start, end) if start is not None else None
+        report = report_generate(actor=Actor.of(request.user), run=run, period=period)
+        return Response(ReportSerializer(report).data, status=202)
+
+
+class ReportDetail(_ReportView, generics.RetrieveAPIView):
+    serializer_class = ReportSerializer
+    queryset = Report.objects.all()
+    lookup_field = "public_id"
+
+
+class ReportDownload(_ReportView, APIView):
+    """The signed PDF (``?file=pdf``, default) or the evidence bundle (``?file=bundle``)."""
+
+    def get(self, request: Request, public_id) -> FileResponse:
+        kind = request.query_params.get("file", ReportFile.PDF)
+        if kind not in ReportFile.values:
+            raise InvalidInput({"file": [f"must be one of {', '.join(ReportFile.values)}"]})
+        report = Report.objects.filter(public_id=public_id).first()
+        if report is None:
+            raise Http404("no such report")
+        path = report_file(report=report, kind=kind)
+        if not path.is_file():
+            raise Http404("the report's file is missing from storage")
+        content_type = "application/pdf" if kind == ReportFile.PDF else "application/zip"
+        return FileResponse(
+            path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type
+        )
+
+
+class LineageView(_ReportView, APIView):
+    """Art. 17 support: ``?dataset=ID`` or ``?subject=PSEUDONYM`` (exactly one)."""
+
+    write_roles = ()
+
+    def get(self, request: Request) -> Response:
+        from dataclasses import asdict
+
+        from reports.data import lineage
+
+        params = request.query_params
+        unknown = sorted(set(params) - {"dataset", "subject", "format"})
+        if unknown:
+            raise InvalidInput({name: ["unknown query parameter"] for name in unknown})
+        dataset, subject = params.get("dataset"), params.get("subject")
+        if bool(dataset) == bool(subject):
+            raise InvalidInput({"non_field_errors": ["give exactly one of dataset or subject"]})
+        dataset_id = int_from_text(dataset, field="dataset") if dataset else None
+        try:
+            found = lineage(dataset_id=dataset_id, subject_pseudonym=subject or None)
+        except LookupError as exc:
+            raise Http404(str(exc)) from exc
+        return Response(asdict(found))
+
+
+class Art30View(_ReportView, APIView):
+    """GDPR Art. 30 record: ``?view=controller|processor&output=csv|json|pdf``."""
+
+    write_roles = ()
+
+    def get(self, request: Request) -> HttpResponse:
+        from django.conf import settings
+
+        from fedgov import clock
+        from reports import art30
+        from reports.data import processing_activities
+
+        params = request.query_params
+        unknown = sorted(set(params) - {"view", "output"})
+        if unknown:
+            raise InvalidInput({name: ["unknown query parameter"] for name in unknown})
+        view, output = params.get("view", "controller"), params.get("output", "json")
+        errors = {}
+        if view not in art30.VIEWS:
+            errors["view"] = [f"must be one of {', '.join(art30.VIEWS)}"]
+        if output not in art30.FORMATS:
+            errors["output"] = [f"must be one of {', '.join(art30.FORMATS)}"]
+        if errors:
+            raise InvalidInput(errors)
+        body, content_type, name = art30.render(
+            view,
+            output,
+            processing_activities(),
+            generated_at=clock.now(),
+            processor=settings.FEDGOV_REPORT_ORGANISATION,
+        )
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response

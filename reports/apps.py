@@ -1,0 +1,9 @@
+"""App config for audit reports."""
+
+from django.apps import AppConfig
+
+
+class ReportsConfig(AppConfig):
+    name = "reports"
+    label = "reports"
+    verbose_name = "Audit reports"

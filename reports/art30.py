@@ -1,0 +1,240 @@
+"""The GDPR Art. 30 record of processing activities as CSV, JSON and PDF.
+
+Two views: the controller's record (Art. 30(1): one row per dataset and purpose, with
+joint controllers, lawful basis, categories, recipients, transfers and retention) and
+the processor's record (Art. 30(2): fedgov's operator processing on behalf of each
+controller). Built from ``reports.data.processing_activities``; no ORM here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from reportlab.lib.pagesizes import A4, landscape
+from reportlab.lib.units import mm
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+
+from reports.data import ProcessingActivity
+from reports.pdf import S, data_table, escape
+
+VIEWS = ("controller", "processor")
+FORMATS = ("csv", "json", "pdf")
+SECURITY = (
+    "Federated learning: personal data stay at each site; only model updates leave. "
+    "Training is allowed per round by a GDPR gate and an Ed25519-signed round ticket the "
+    "site checks; every decision and update hash is kept in an append-only, signed Merkle "
+    "ledger; subjects appear only as pseudonyms computed by the site."
+)
+
+CONTROLLER_COLUMNS = [
+    ("controller", "Controller"),
+    ("country", "Country"),
+    ("contact", "Contact"),
+    ("joint_controllers", "Joint controllers (Art. 26)"),
+    ("purpose", "Purpose"),
+    ("dataset", "Dataset"),
+    ("lawful_basis", "Lawful basis"),
+    ("art9_condition", "Art. 9 condition"),
+    ("data_categories", "Categories of personal data"),
+    ("data_subjects", "Categories of data subjects"),
+    ("recipients", "Recipients"),
+    ("transfers", "Transfers to third countries and safeguards"),
+    ("retention_until", "Erasure time limit"),
+    ("processing_countries", "Where processed"),
+    ("security", "Security measures (Art. 32)"),
+]
+PROCESSOR_COLUMNS = [
+    ("processor", "Processor"),
+    ("controller", "On behalf of (controller)"),
+    ("contact", "Controller contact"),
+    ("processing", "Categories of processing"),
+    ("transfers", "Transfers to third countries and safeguards"),
+    ("security", "Security measures (Art. 32)"),
+]
+
+
+def _transfers(a: ProcessingActivity) -> str:
+    return "; ".join(f"{src} → {dst}: {mech}" for src, dst, mech in a.transfers) or "none"
+
+
+def controller_rows(activities: Sequence[ProcessingActivity]) -> list[dict[str, str]]:
+    return [
+        {
+            "controller": a.organisation,
+            "country": a.country,
+            "contact": a.contact,
+            "joint_controllers": ", ".join(a.joint_controllers) or "—",
+            "purpose": f"{a.purpose_name} [{a.purpose_code}]",
+            "dataset": f"{a.site_slug}/{a.dataset}" + (" (withdrawn)" if a.withdrawn else ""),
+            "lawful_basis": f"Art. {a.lawful_basis}",
+            "art9_condition": f"Art. {a.art9_condition}" if a.art9_condition else "—",
+            "data_categories": ", ".join(a.data_categories)
+            + (" (special category)" if a.special_category else ""),
+            "data_subjects": "subjects who consented"
+            if a.lawful_basis == "6(1)(a)"
+            else f"subjects of {a.dataset}",
+            "recipients": (
+                "federation aggregator in "
+                + ", ".join(a.aggregator_countries)
+                + " (model updates only)"
+            )
+            if a.aggregator_countries
+            else "none: not used by any run",
+            "transfers": _transfers(a),
+            "retention_until": a.retention_until.isoformat() if a.retention_until else "—",
+            "processing_countries": ", ".join(a.processing_countries),
+            "security": SECURITY,
+        }
+        for a in activities
+    ]
+
+
+def processor_rows(
+    activities: Sequence[ProcessingActivity], *, processor: str
+) -> list[dict[str, str]]:
+    by_controller: dict[str, list[ProcessingActivity]] = {}
+    for a in activities:
+        by_controller.setdefault(a.organisation, []).append(a)
+    rows = []
+    for controller, items in sorted(by_controller.items()):
+        runs = sorted({r for a in items for r in a.runs})
+        purposes = sorted({a.purpose_code for a in items})
+        rows.append(
+            {
+                "processor": processor,
+                "controller": controller,
+                "contact": items[0].contact,
+                "processing": (
+                    "Gate checks over consent pseudonyms, signing of round tickets, "
+                    "aggregation and hashing of model updates for purposes "
+                    + ", ".join(purposes)
+                    + (f"; runs {', '.join(runs)}" if runs else "; no run yet")
+                ),
+                "transfers": "; ".join(sorted({_transfers(a) for a in items})),
+                "security": SECURITY,
+            }
+        )
+    return rows
+
+
+def rows_for(
+    view: str, activities: Sequence[ProcessingActivity], *, processor: str
+) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+    if view == "controller":
+        return CONTROLLER_COLUMNS, controller_rows(activities)
+    return PROCESSOR_COLUMNS, processor_rows(activities, processor=processor)
+
+
+# A cell starting with one of these is read as a formula by Excel, LibreOffice and Google
+# Sheets (OWASP "CSV Injection"); tab and carriage return are how the same start hides.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> str:
+    """``value`` as a cell a spreadsheet shows as text: a leading formula character is
+    preceded by an apostrophe, as OWASP advises. The JSON export keeps the text as typed.
+    """
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def to_csv(columns, rows) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([spreadsheet_safe(label) for _key, label in columns])
+    for row in rows:
+        writer.writerow([spreadsheet_safe(row[key]) for key, _label in columns])
+    return out.getvalue().encode("utf-8-sig")  # the BOM lets spreadsheet tools read UTF-8
+
+
+def to_json(view: str, columns, rows, *, generated_at: datetime, processor: str) -> bytes:
+    document = {
+        "record": "GDPR Art. 30 record of processing activities",
+        "view": view,
+        "article": "30(1)" if view == "controller" else "30(2)",
+        "generated_at": generated_at.isoformat(),
+        "issued_by": processor,
+        "columns": {key: label for key, label in columns},
+        "activities": rows,
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False).encode()
+
+
+def to_pdf(view: str, columns, rows, *, generated_at: datetime, processor: str) -> bytes:
+    out = io.BytesIO()
+    page = landscape(A4)
+    width = page[0] - 24 * mm
+    doc = SimpleDocTemplate(
+        out,
+        pagesize=page,
+        leftMargin=12 * mm,
+        rightMargin=12 * mm,
+        topMargin=12 * mm,
+        bottomMargin=12 * mm,
+        title="Art. 30 record of processing activities",
+        author=processor,
+        invariant=1,
+    )
+    article = "Art. 30(1), controller" if view == "controller" else "Art. 30(2), processor"
+    # The security text is the same on every row: state it once above the table.
+    shown = [(k, label) for k, label in columns if k != "security"]
+    story = [
+        Paragraph("Record of processing activities", S["title"]),
+        Paragraph(
+            escape(
+                f"GDPR {article} view · issued by {processor} · {generated_at:%Y-%m-%d %H:%M} UTC"
+            ),
+            S["subtitle"],
+        ),
+        Spacer(1, 4 * mm),
+        Paragraph("<b>Security measures (Art. 32).</b> " + escape(SECURITY), S["body"]),
+        Spacer(1, 4 * mm),
+    ]
+    weights = {
+        "country": 0.6,
+        "lawful_basis": 0.8,
+        "art9_condition": 0.8,
+        "transfers": 1.4,
+        "processing": 3.0,
+        "purpose": 1.3,
+        "contact": 1.5,
+        "joint_controllers": 1.2,
+        "data_categories": 1.2,
+        "data_subjects": 1.2,
+        "recipients": 1.4,
+        "controller": 1.2,
+    }
+    total = sum(weights.get(k, 1.0) for k, _ in shown)
+    widths = [width * weights.get(k, 1.0) / total for k, _ in shown]
+    story.append(
+        data_table(
+            [label for _k, label in shown],
+            [[row[k] for k, _ in shown] for row in rows]
+            or [["no processing recorded"] + [""] * (len(shown) - 1)],
+            widths,
+            long=True,
+        )
+    )
+    doc.build(story)
+    return out.getvalue()
+
+
+def render(view: str, output: str, activities, *, generated_at: datetime, processor: str):
+    """``(bytes, content type, file name)`` of the record. ``ValueError`` on a bad choice."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}")
+    if output not in FORMATS:
+        raise ValueError(f"output must be one of {', '.join(FORMATS)}")
+    columns, rows = rows_for(view, activities, processor=processor)
+    name = f"art30-{view}-{generated_at:%Y%m%d}.{output}"
+    if output == "csv":
+        return to_csv(columns, rows), "text/csv; charset=utf-8", name
+    if output == "json":
+        body = to_json(view, columns, rows, generated_at=generated_at, processor=processor)
+        return body, "application/json", name
+    body = to_pdf(view, columns, rows, generated_at=generated_at, processor=processor)
+    return body, "application/pdf", name

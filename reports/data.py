@@ -1,0 +1,880 @@
+"""Read-only report data: a run's legal frame and, streamed, what happened in each round.
+
+Everything here returns frozen dataclasses; the report builder in ``reports`` never
+touches the ORM. Rounds come from :func:`report_rounds` as an iterator that reads them in
+chunks with a fixed number of queries per chunk, so a run of 500 rounds × 50 sites never
+sits in memory at once. Consent appears only as counts, never as pseudonyms.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db.models import Count, Q
+
+from audit import selectors as ledger
+from opennebula.selectors import workloads_of_run
+from sites.models import Consent, Dataset
+from training.choices import UpdateKind
+from training.models import (
+    Approval,
+    Dpia,
+    GateDecision,
+    GateResult,
+    ModelUpdate,
+    Round,
+    RoundPrivacy,
+    SiteEligibility,
+    TrainingRun,
+)
+
+CHUNK = 25
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open interval of time [start, end) for period reports."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class Controller:
+    site_slug: str
+    organisation: str
+    country: str
+    agreement_type: str
+    agreement_document_hash: str
+
+
+@dataclass(frozen=True)
+class DatasetLegal:
+    dataset_id: int
+    site_slug: str
+    name: str
+    lawful_basis: str
+    special_category: bool
+    art9_condition: str
+    retention_until: date | None
+    processing_countries: tuple[str, ...]
+    withdrawn_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DpiaFacts:
+    reference: str
+    status: str
+    document_hash: str
+    approved_at: datetime | None
+    valid_until: date | None
+
+
+@dataclass(frozen=True)
+class PolicyFacts:
+    name: str
+    version: int
+    status: str
+    content_hash: str
+    published_at: datetime | None
+    min_eligible_sites: int
+    requires_approval: bool
+
+
+@dataclass(frozen=True)
+class Transfer:
+    site_slug: str
+    site_country: str
+    aggregator_country: str
+    mechanism: str
+
+
+@dataclass(frozen=True)
+class PrivacyRound:
+    """One round's privacy record: what was applied and the accountant's cumulative ε."""
+
+    number: int
+    private: bool
+    mechanism: str
+    sampled_clients: int
+    total_clients: int
+    noise_std: float | None
+    epsilon: float | None
+    aggregate_hash_before_noise: str
+    aggregate_hash: str
+
+
+@dataclass(frozen=True)
+class SiteRefusal:
+    """A site whose own client mod refused a round's ticket (e.g. its ε limit)."""
+
+    number: int
+    site_id: int | None
+    node_id: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunPrivacy:
+    """The run's differential privacy: mechanism, parameters, budget and ε per round."""
+
+    mechanism: str
+    clipping_norm: float | None
+    noise_multiplier: float | None
+    target_epsilon: float | None
+    limit: float | None
+    delta: float | None
+    relation: str
+    required_mechanism: str
+    rounds: tuple[PrivacyRound, ...]
+    refusals: tuple[SiteRefusal, ...]
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """Cover facts and the legal frame of one run."""
+
+    run_id: int
+    name: str
+    purpose_code: str
+    purpose_name: str
+    status: str
+    aggregator_country: str
+    num_rounds: int
+    requested_by: str
+    created_at: datetime
+    controllers: tuple[Controller, ...]
+    datasets: tuple[DatasetLegal, ...]
+    dpia: DpiaFacts | None
+    policy: PolicyFacts
+    transfers: tuple[Transfer, ...]
+    ledger_seqs: tuple[int, ...]
+    privacy: RunPrivacy | None = None
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    site_slug: str  # empty for round-level rules
+    rule_id: str
+    article: str
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    decision: str
+    approver: str
+    at: datetime
+    expires_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlacementRow:
+    site_slug: str
+    zone_id: int
+    vm_id: int | None
+    host: str
+    host_country: str
+    cluster_country: str
+    datastore_country: str
+    state: str
+
+
+@dataclass(frozen=True)
+class SiteRecords:
+    site_slug: str
+    eligible: bool
+    eligible_records: int
+    excluded_records: int
+    records_used: int
+
+
+@dataclass(frozen=True)
+class UpdateRow:
+    site_slug: str
+    node_id: str
+    update_hash: str
+    num_examples: int
+    accepted: bool
+    rejection_reason: str
+
+
+@dataclass(frozen=True)
+class ConsentCount:
+    dataset_id: int
+    dataset: str
+    granted: int
+    withdrawn: int
+    expired: int
+
+
+@dataclass(frozen=True)
+class RoundFacts:
+    """One round as the report shows it."""
+
+    run_id: int
+    round_id: int
+    number: int
+    state: str
+    state_reason: str
+    created_at: datetime
+    gate_outcome: str  # empty when the round never reached the gate
+    gate_reason: str
+    gate_at: datetime | None
+    snapshot_hash: str
+    rules: tuple[RuleRow, ...]
+    approvals: tuple[ApprovalRow, ...]
+    placements: tuple[PlacementRow, ...]
+    records: tuple[SiteRecords, ...]
+    updates: tuple[UpdateRow, ...]
+    aggregate_hash: str
+    accuracy: float | None
+    consent: tuple[ConsentCount, ...]
+    ledger_seqs: tuple[int, ...]
+
+    @property
+    def eligible_sites(self) -> int:
+        return sum(1 for r in self.records if r.eligible)
+
+    @property
+    def excluded_records(self) -> int:
+        return sum(r.excluded_records for r in self.records)
+
+
+def report_run_ids(*, run_id: int | None = None, period: Period | None = None) -> list[int]:
+    """The runs a report covers: the one named, or every run with a round in the period.
+
+    Raises ``LookupError`` when the run does not exist.
+    """
+    if run_id is not None:
+        if not TrainingRun.objects.filter(pk=run_id).exists():
+            raise LookupError(f"training run {run_id} does not exist")
+        return [run_id]
+    rounds = Round.objects.all()
+    if period is not None:
+        rounds = rounds.filter(created_at__gte=period.start, created_at__lt=period.end)
+    return sorted(set(rounds.values_list("run_id", flat=True)))
+
+
+def run_header(*, run_id: int) -> RunHeader:
+    """Cover facts and legal frame of a run (a handful of queries)."""
+    run = TrainingRun.objects.select_related("purpose", "policy").get(pk=run_id)
+    datasets = list(
+        Dataset.objects.filter(runs=run).select_related("site").order_by("site__slug", "pk")
+    )
+    sites = {ds.site.pk: ds.site for ds in datasets}
+    policy = run.policy
+    mechanisms = policy.transfer_mechanisms or {}
+    dpia = Dpia.objects.filter(run=run).first()
+    seqs = [e.seq for e in ledger.events_for(subject_type="run", subject_id=run.pk)]
+    if dpia is not None:
+        seqs += [e.seq for e in ledger.events_for(subject_type="dpia", subject_id=dpia.pk)]
+    seqs += [e.seq for e in ledger.events_for(subject_type="policy", subject_id=policy.pk)]
+    return RunHeader(
+        run_id=run.pk,
+        name=run.name,
+        purpose_code=run.purpose.code,
+        purpose_name=run.purpose.name,
+        status=run.status,
+        aggregator_country=run.aggregator_country,
+        num_rounds=run.num_rounds,
+        requested_by=run.requested_by_name,
+        created_at=run.created_at,
+        controllers=tuple(
+            Controller(
+                site_slug=s.slug,
+                organisation=s.organisation,
+                country=s.country,
+                agreement_type=s.agreement_type,
+                agreement_document_hash=s.agreement_document_hash,
+            )
+            for s in sorted(sites.values(), key=lambda s: s.slug)
+        ),
+        datasets=tuple(
+            DatasetLegal(
+                dataset_id=ds.pk,
+                site_slug=ds.site.slug,
+                name=ds.name,
+                lawful_basis=ds.lawful_basis,
+                special_category=ds.special_category,
+                art9_condition=ds.art9_condition or "",
+                retention_until=ds.retention_until,
+                processing_countries=tuple(ds.processing_countries or ()),
+                withdrawn_at=ds.withdrawn_at,
+            )
+            for ds in datasets
+        ),
+        dpia=None
+        if dpia is None
+        else DpiaFacts(
+            reference=dpia.reference,
+            status=dpia.status,
+            document_hash=dpia.document_hash,
+            approved_at=dpia.approved_at,
+            valid_until=dpia.valid_until,
+        ),
+        policy=PolicyFacts(
+            name=policy.name,
+            version=policy.version,
+            status=policy.status,
+            content_hash=policy.content_hash,
+            published_at=policy.published_at,
+            min_eligible_sites=policy.min_eligible_sites,
+            requires_approval=policy.requires_approval,
+        ),
+        transfers=tuple(
+            Transfer(
+                site_slug=s.slug,
+                site_country=s.country,
+                aggregator_country=run.aggregator_country,
+                # Deny by default: a site with no recorded mechanism shows as "none recorded".
+                mechanism=str(mechanisms.get(s.slug, "")),
+            )
+            for s in sorted(sites.values(), key=lambda s: s.slug)
+        ),
+        ledger_seqs=tuple(sorted(seqs)),
+        privacy=run_privacy(run=run),
+    )
+
+
+def run_privacy(*, run: TrainingRun) -> RunPrivacy:
+    """The run's DP facts: one query for the records, one per round for sites' refusals."""
+    policy = run.policy
+    records = RoundPrivacy.objects.filter(round__run=run).select_related("round")
+    rounds = tuple(
+        PrivacyRound(
+            number=p.round.number,
+            private=p.private,
+            mechanism=p.mechanism,
+            sampled_clients=p.sampled_clients,
+            total_clients=p.total_clients,
+            noise_std=p.noise_std,
+            epsilon=p.epsilon,
+            aggregate_hash_before_noise=p.aggregate_hash_before_noise,
+            aggregate_hash=p.aggregate_hash,
+        )
+        for p in sorted(records, key=lambda p: p.round.number)
+    )
+    refusals = []
+    for round_ in run.rounds.order_by("number"):
+        for event in ledger.events_for(subject_type="round", subject_id=round_.pk):
+            if event.event_type == "site.refused":
+                refusals.append(
+                    SiteRefusal(
+                        number=round_.number,
+                        site_id=event.payload.get("site_id"),
+                        node_id=str(event.payload.get("node_id", "")),
+                        code=str(event.payload.get("code", "")),
+                        reason=str(event.payload.get("reason", "")),
+                    )
+                )
+    return RunPrivacy(
+        mechanism=run.dp_mechanism,
+        clipping_norm=run.dp_clipping_norm,
+        noise_multiplier=run.dp_noise_multiplier,
+        target_epsilon=run.dp_target_epsilon,
+        limit=policy.privacy_budget_epsilon,
+        delta=policy.privacy_budget_delta,
+        relation=policy.dp_neighbouring_relation,
+        required_mechanism=policy.dp_required_mechanism,
+        rounds=rounds,
+        refusals=tuple(refusals),
+    )
+
+
+def report_rounds(*, run_id: int, period: Period | None = None) -> Iterator[RoundFacts]:
+    """The run's rounds in order, read CHUNK at a time (about nine queries per chunk)."""
+    run = TrainingRun.objects.only("pk", "purpose_id").get(pk=run_id)
+    dataset_names = {
+        pk: f"{slug}/{name}"
+        for pk, slug, name in Dataset.objects.filter(runs=run).values_list(
+            "pk", "site__slug", "name"
+        )
+    }
+    placements = tuple(
+        PlacementRow(
+            site_slug=w.site_slug,
+            zone_id=w.zone_id,
+            vm_id=w.vm_id,
+            host=w.host,
+            host_country=w.host_country,
+            cluster_country=w.cluster_country,
+            datastore_country=w.datastore_country,
+            state=w.state,
+        )
+        for w in sorted(workloads_of_run(run_id), key=lambda w: (w.site_slug, w.id))
+    )
+    rounds = Round.objects.filter(run_id=run_id).order_by("number")
+    if period is not None:
+        rounds = rounds.filter(created_at__gte=period.start, created_at__lt=period.end)
+    last = 0
+    while True:
+        chunk = list(rounds.filter(number__gt=last)[:CHUNK])
+        if not chunk:
+            return
+        last = chunk[-1].number
+        yield from _chunk_facts(chunk, run.purpose_id, dataset_names, placements)
+
+
+def _chunk_facts(chunk, purpose_id, dataset_names, placements) -> Iterator[RoundFacts]:
+    ids = [r.pk for r in chunk]
+    latest: dict[int, GateDecision] = {}
+    for decision in GateDecision.objects.filter(round_id__in=ids).order_by("evaluated_at", "pk"):
+        latest[decision.round_id] = decision  # the last one wins
+    decision_ids = [d.pk for d in latest.values()]
+    rules: dict[int, list[RuleRow]] = defaultdict(list)
+    for r in GateResult.objects.filter(decision_id__in=decision_ids).order_by(
+        "decision_id", "site_slug", "position"
+    ):
+        rules[r.decision_id].append(RuleRow(r.site_slug, r.rule_id, r.article, r.ok, r.reason))
+    eligibility: dict[int, list[tuple]] = defaultdict(list)
+    for row in (
+        SiteEligibility.objects.filter(decision_id__in=decision_ids)
+        .order_by("site__slug")
+        .values_list("decision_id", "site_id", "site__slug", "eligible", "eligible_records")
+    ):
+        eligibility[row[0]].append(row[1:])
+    # Only counts leave this module: the report never names an excluded subject.
+    excluded_counts = _excluded_counts(decision_ids)
+    approvals: dict[int, list[ApprovalRow]] = defaultdict(list)
+    for a in Approval.objects.filter(round_id__in=ids).order_by("created_at", "pk"):
+        approvals[a.round_id].append(
+            ApprovalRow(a.decision, a.approver_name, a.created_at, a.expires_at, a.reason)
+        )
+    updates: dict[int, list[ModelUpdate]] = defaultdict(list)
+    for u in (
+        ModelUpdate.objects.filter(round_id__in=ids)
+        .select_related("site")
+        .order_by("round_id", "kind", "site__slug", "pk")
+    ):
+        updates[u.round_id].append(u)
+    seqs = _round_seqs(ids)
+    for round_ in chunk:
+        decision = latest.get(round_.pk)
+        site_updates = [u for u in updates[round_.pk] if u.kind == UpdateKind.SITE]
+        aggregate = next((u for u in updates[round_.pk] if u.kind == UpdateKind.AGGREGATE), None)
+        used = {u.site_id: u.records_used for u in site_updates if u.accepted}
+        records = ()
+        if decision is not None:
+            records = tuple(
+                SiteRecords(
+                    site_slug=slug,
+                    eligible=eligible,
+                    eligible_records=count,
+                    excluded_records=excluded_counts.get((decision.pk, site_id), 0),
+                    records_used=used.get(site_id, 0),
+                )
+                for site_id, slug, eligible, count in eligibility[decision.pk]
+            )
+        at = decision.evaluated_at if decision is not None else round_.created_at
+        yield RoundFacts(
+            run_id=round_.run_id,
+            round_id=round_.pk,
+            number=round_.number,
+            state=round_.state,
+            state_reason=round_.state_reason,
+            created_at=round_.created_at,
+            gate_outcome=decision.outcome if decision else "",
+            gate_reason=decision.reason if decision else "",
+            gate_at=decision.evaluated_at if decision else None,
+            snapshot_hash=decision.snapshot_hash if decision else "",
+            rules=tuple(rules[decision.pk]) if decision else (),
+            approvals=tuple(approvals[round_.pk]),
+            placements=placements,
+            records=records,
+            updates=tuple(
+                UpdateRow(
+                    site_slug=u.site.slug if u.site else "",
+                    node_id=u.node_id,
+                    update_hash=u.update_hash,
+                    num_examples=u.num_examples,
+                    accepted=u.accepted,
+                    rejection_reason=u.rejection_reason,
+                )
+                for u in site_updates
+            ),
+            aggregate_hash=aggregate.update_hash if aggregate else "",
+            accuracy=_accuracy(site_updates),
+            consent=consent_counts(dataset_names=dataset_names, purpose_id=purpose_id, at=at),
+            ledger_seqs=tuple(seqs.get(round_.pk, ())),
+        )
+
+
+def _excluded_counts(decision_ids: list[int]) -> dict[tuple[int, int], int]:
+    counts = {}
+    for decision_id, site_id, pseudonyms in SiteEligibility.objects.filter(
+        decision_id__in=decision_ids
+    ).values_list("decision_id", "site_id", "excluded_pseudonyms"):
+        counts[(decision_id, site_id)] = len(pseudonyms or ())
+    return counts
+
+
+def _round_seqs(round_ids: list[int]) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = {}
+    for round_id in round_ids:
+        found[round_id] = [
+            e.seq for e in ledger.events_for(subject_type="round", subject_id=round_id)
+        ]
+    return found
+
+
+def _accuracy(site_updates: list[ModelUpdate]) -> float | None:
+    """The example-weighted mean of the sites' reported accuracy, if any reported it."""
+    total = weight = 0.0
+    for u in site_updates:
+        value = (u.metrics or {}).get("accuracy")
+        if u.accepted and isinstance(value, int | float) and u.num_examples > 0:
+            total += float(value) * u.num_examples
+            weight += u.num_examples
+    return round(total / weight, 4) if weight else None
+
+
+def consent_counts(
+    *, dataset_names: dict[int, str], purpose_id: int, at: datetime
+) -> tuple[ConsentCount, ...]:
+    """Per dataset, consents granted (current), withdrawn and expired at ``at``: one query.
+
+    A subject whose consent both expired and was withdrawn counts as withdrawn.
+    """
+    withdrawn = Q(withdrawn_at__lte=at)
+    expired = Q(expires_at__lte=at) & ~withdrawn
+    current = Q(granted_at__lte=at) & ~withdrawn & ~Q(expires_at__lte=at)
+    rows = (
+        Consent.objects.filter(dataset_id__in=list(dataset_names), purpose_id=purpose_id)
+        .order_by()
+        .values("dataset_id")
+        .annotate(
+            granted=Count("pk", filter=current),
+            withdrawn=Count("pk", filter=withdrawn),
+            expired=Count("pk", filter=expired),
+        )
+    )
+    found = {r["dataset_id"]: r for r in rows}
+    return tuple(
+        ConsentCount(
+            dataset_id=pk,
+            dataset=name,
+            granted=found.get(pk, {}).get("granted", 0),
+            withdrawn=found.get(pk, {}).get("withdrawn", 0),
+            expired=found.get(pk, {}).get("expired", 0),
+        )
+        for pk, name in sorted(dataset_names.items(), key=lambda item: item[1])
+    )
+
+
+@dataclass(frozen=True)
+class RoundPoint:
+    """The few figures per round the report's summary and charts need."""
+
+    number: int
+    state: str
+    gate_outcome: str
+    eligible_sites: int
+    sites: int
+    excluded_records: int
+    accuracy: float | None
+
+
+def round_series(*, run_id: int, period: Period | None = None) -> list[RoundPoint]:
+    """Per round: outcome, eligible sites, excluded records and accuracy (five queries).
+
+    Small enough to hold for 500 rounds; the report draws its charts from it before the
+    rounds themselves stream past.
+    """
+    rounds = Round.objects.filter(run_id=run_id).order_by("number")
+    if period is not None:
+        rounds = rounds.filter(created_at__gte=period.start, created_at__lt=period.end)
+    rows = list(rounds.values_list("pk", "number", "state"))
+    ids = [pk for pk, _n, _s in rows]
+    latest: dict[int, tuple[int, str]] = {}
+    for pk, round_id, outcome in (
+        GateDecision.objects.filter(round_id__in=ids)
+        .order_by("evaluated_at", "pk")
+        .values_list("pk", "round_id", "outcome")
+    ):
+        latest[round_id] = (pk, outcome)
+    decision_round = {pk: round_id for round_id, (pk, _o) in latest.items()}
+    eligible: dict[int, int] = defaultdict(int)
+    sites: dict[int, int] = defaultdict(int)
+    excluded: dict[int, int] = defaultdict(int)
+    for decision_id, ok, pseudonyms in SiteEligibility.objects.filter(
+        decision_id__in=list(decision_round)
+    ).values_list("decision_id", "eligible", "excluded_pseudonyms"):
+        round_id = decision_round[decision_id]
+        sites[round_id] += 1
+        eligible[round_id] += int(ok)
+        excluded[round_id] += len(pseudonyms or ())
+    updates: dict[int, list[ModelUpdate]] = defaultdict(list)
+    for u in ModelUpdate.objects.filter(round_id__in=ids, kind=UpdateKind.SITE).only(
+        "round_id", "metrics", "num_examples", "accepted"
+    ):
+        updates[u.round_id].append(u)
+    return [
+        RoundPoint(
+            number=number,
+            state=state,
+            gate_outcome=latest.get(pk, (0, ""))[1],
+            eligible_sites=eligible[pk],
+            sites=sites[pk],
+            excluded_records=excluded[pk],
+            accuracy=_accuracy(updates[pk]),
+        )
+        for pk, number, state in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One round a dataset (or a subject) contributed to, through its site's update."""
+
+    run_id: int
+    run_name: str
+    round_number: int
+    dataset_id: int
+    update_hash: str
+    aggregate_hash: str
+
+
+@dataclass(frozen=True)
+class ExclusionPoint:
+    """The first round, after a withdrawal, whose gate left the dataset or subject out."""
+
+    dataset_id: int
+    withdrawn_at: datetime
+    run_id: int | None
+    run_name: str
+    round_number: int | None  # None: no round has been gated since the withdrawal
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Art. 17 support: where a dataset's or a subject's data went, and when it stopped."""
+
+    dataset_ids: tuple[int, ...]
+    contributions: tuple[Contribution, ...]
+    final_models: tuple[tuple[int, str, str], ...]  # (run id, run name, last aggregate hash)
+    exclusions: tuple[ExclusionPoint, ...]
+
+
+def lineage(*, dataset_id: int | None = None, subject_pseudonym: str | None = None) -> Lineage:
+    """The runs, rounds, update and final model hashes a dataset or subject contributed to.
+
+    A subject contributed to a round when its site's update was accepted and the
+    pseudonym was not among that round's excluded subjects. Raises ``LookupError`` for an
+    unknown dataset or pseudonym and ``ValueError`` unless exactly one is given.
+    """
+    if (dataset_id is None) == (subject_pseudonym is None):
+        raise ValueError("give a dataset or a subject pseudonym, not both")
+    if dataset_id is not None:
+        dataset = Dataset.objects.filter(pk=dataset_id).first()
+        if dataset is None:
+            raise LookupError(f"dataset {dataset_id} does not exist")
+        withdrawals = {dataset.pk: dataset.withdrawn_at}
+        datasets = [dataset]
+    else:
+        consents = list(
+            Consent.objects.filter(subject_pseudonym=subject_pseudonym).select_related("dataset")
+        )
+        if not consents:
+            raise LookupError("no consent is recorded for that pseudonym")
+        datasets = list({c.dataset_id: c.dataset for c in consents}.values())
+        withdrawals = {}
+        for c in consents:
+            stop = min((t for t in (c.withdrawn_at, c.dataset.withdrawn_at) if t), default=None)
+            withdrawals[c.dataset_id] = stop
+    contributions: list[Contribution] = []
+    exclusions: list[ExclusionPoint] = []
+    finals: dict[int, tuple[int, str, str]] = {}
+    for ds in datasets:
+        site_updates = (
+            ModelUpdate.objects.filter(
+                site_id=ds.site_id, kind=UpdateKind.SITE, accepted=True, round__run__datasets=ds
+            )
+            .select_related("round__run")
+            .order_by("round__run_id", "round__number")
+        )
+        aggregates = dict(
+            ModelUpdate.objects.filter(
+                kind=UpdateKind.AGGREGATE, round__run__datasets=ds
+            ).values_list("round_id", "update_hash")
+        )
+        excluded_in = (
+            _excluded_rounds(ds.site_id, subject_pseudonym) if subject_pseudonym else set()
+        )
+        for u in site_updates:
+            if u.round_id in excluded_in:
+                continue
+            contributions.append(
+                Contribution(
+                    run_id=u.round.run_id,
+                    run_name=u.round.run.name,
+                    round_number=u.round.number,
+                    dataset_id=ds.pk,
+                    update_hash=u.update_hash,
+                    aggregate_hash=aggregates.get(u.round_id, ""),
+                )
+            )
+        for run_id, name in TrainingRun.objects.filter(datasets=ds).values_list("pk", "name"):
+            last = (
+                ModelUpdate.objects.filter(kind=UpdateKind.AGGREGATE, round__run_id=run_id)
+                .order_by("-round__number")
+                .values_list("update_hash", flat=True)
+                .first()
+            )
+            if last and any(c.run_id == run_id for c in contributions):
+                finals[run_id] = (run_id, name, last)
+        if withdrawals.get(ds.pk):
+            exclusions.append(_first_exclusion(ds, withdrawals[ds.pk], subject_pseudonym))
+    return Lineage(
+        dataset_ids=tuple(d.pk for d in datasets),
+        contributions=tuple(contributions),
+        final_models=tuple(finals[k] for k in sorted(finals)),
+        exclusions=tuple(exclusions),
+    )
+
+
+def _excluded_rounds(site_id: int, pseudonym: str) -> set[int]:
+    rounds = set()
+    for round_id, names in SiteEligibility.objects.filter(site_id=site_id).values_list(
+        "decision__round_id", "excluded_pseudonyms"
+    ):
+        if pseudonym in (names or ()):
+            rounds.add(round_id)
+    return rounds
+
+
+def _first_exclusion(ds: Dataset, since: datetime, pseudonym: str | None) -> ExclusionPoint:
+    rows = (
+        SiteEligibility.objects.filter(
+            site_id=ds.site_id,
+            decision__evaluated_at__gte=since,
+            decision__round__run__datasets=ds,
+        )
+        .select_related("decision__round__run")
+        .order_by("decision__evaluated_at", "pk")
+    )
+    for e in rows:
+        left_out = not e.eligible or (pseudonym is not None and pseudonym in e.excluded_pseudonyms)
+        if pseudonym is None:
+            left_out = left_out or ds.withdrawn_at is not None
+        if left_out:
+            round_ = e.decision.round
+            return ExclusionPoint(ds.pk, since, round_.run_id, round_.run.name, round_.number)
+    return ExclusionPoint(ds.pk, since, None, "", None)
+
+
+@dataclass(frozen=True)
+class ProcessingActivity:
+    """One processing activity for the Art. 30 record: a dataset used for a purpose.
+
+    ``transfers`` lists (from country, to country, mechanism) for each run that sends the
+    dataset's model updates to an aggregator in another country.
+    """
+
+    site_slug: str
+    organisation: str
+    country: str
+    contact: str
+    agreement_type: str
+    joint_controllers: tuple[str, ...]
+    dataset: str
+    purpose_code: str
+    purpose_name: str
+    lawful_basis: str
+    art9_condition: str
+    special_category: bool
+    data_categories: tuple[str, ...]
+    retention_until: date | None
+    processing_countries: tuple[str, ...]
+    runs: tuple[str, ...]
+    aggregator_countries: tuple[str, ...]
+    transfers: tuple[tuple[str, str, str], ...]
+    withdrawn: bool
+
+
+def processing_activities() -> list[ProcessingActivity]:
+    """Every (dataset, purpose) pair with its site, runs and transfers (five queries)."""
+    datasets = list(Dataset.objects.select_related("site").order_by("site__slug", "name"))
+    purposes: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for dataset_id, code, name in Dataset.purposes.through.objects.values_list(
+        "dataset_id", "purpose__code", "purpose__name"
+    ):
+        purposes[dataset_id].append((code, name))
+    runs: dict[int, list[tuple[str, str, str, dict]]] = defaultdict(list)
+    for (
+        dataset_id,
+        name,
+        purpose,
+        country,
+        mechanisms,
+    ) in TrainingRun.datasets.through.objects.values_list(
+        "dataset_id",
+        "trainingrun__name",
+        "trainingrun__purpose__code",
+        "trainingrun__aggregator_country",
+        "trainingrun__policy__transfer_mechanisms",
+    ):
+        runs[dataset_id].append((name, purpose, country, mechanisms or {}))
+    joint: dict[str, set[str]] = defaultdict(set)
+    for ds in datasets:
+        if ds.site.agreement_type == "joint_controller":
+            for code, _name in purposes[ds.pk]:
+                joint[code].add(ds.site.organisation)
+    activities = []
+    for ds in datasets:
+        site = ds.site
+        for code, name in sorted(purposes[ds.pk]):
+            used = [r for r in runs[ds.pk] if r[1] == code]
+            transfers = sorted(
+                {
+                    (site.country, country, str(mechs.get(site.slug, "")) or "none recorded")
+                    for _run, _p, country, mechs in used
+                    if country != site.country
+                }
+            )
+            activities.append(
+                ProcessingActivity(
+                    site_slug=site.slug,
+                    organisation=site.organisation,
+                    country=site.country,
+                    contact=site.contact_email,
+                    agreement_type=site.agreement_type,
+                    joint_controllers=tuple(sorted(joint[code] - {site.organisation})),
+                    dataset=ds.name,
+                    purpose_code=code,
+                    purpose_name=name,
+                    lawful_basis=ds.lawful_basis,
+                    art9_condition=ds.art9_condition or "",
+                    special_category=ds.special_category,
+                    data_categories=tuple(ds.data_categories or ()),
+                    retention_until=ds.retention_until,
+                    processing_countries=tuple(ds.processing_countries or ()),
+                    runs=tuple(sorted(r[0] for r in used)),
+                    aggregator_countries=tuple(sorted({r[2] for r in used})),
+                    transfers=tuple(transfers),
+                    withdrawn=ds.withdrawn_at is not None,
+                )
+            )
+    return activities
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run as a report request names it."""
+
+    pk: int
+    name: str
+
+
+def run_ref(*, run_id: int) -> RunRef:
+    """Raises ``LookupError`` when the run does not exist."""
+    row = TrainingRun.objects.filter(pk=run_id).values_list("pk", "name").first()
+    if row is None:
+        raise LookupError(f"training run {run_id} does not exist")
+    return RunRef(*row)

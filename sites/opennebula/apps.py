@@ -1,9 +1,0 @@
-"""App config for the OpenNebula adapter (its own app so it owns its models and migrations)."""
-
-from django.apps import AppConfig
-
-
-class OpenNebulaConfig(AppConfig):
-    name = "sites.opennebula"
-    label = "opennebula"
-    verbose_name = "OpenNebula workloads"

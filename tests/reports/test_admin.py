@@ -1,0 +1,33 @@
+"""Reports admin: listed with download links for Legal, DPO and Auditor; never edited."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedgov import roles
+from fedgov.actors import Actor
+from reports.services import report_build, report_generate
+from tests.factories import UserFactory
+
+
+@pytest.mark.django_db
+def test_admin_lists_reports_with_download_links_for_legal(played_run, client):
+    run, *_ = played_run
+    report = report_generate(actor=Actor.system("tests"), run=run)
+    report_build(actor=Actor.system("tests"), report_id=report.pk)
+    legal = UserFactory(roles=[roles.LEGAL], is_staff=True)
+    client.force_login(legal)
+
+    page = client.get("/admin/reports/report/")
+    add = client.get("/admin/reports/report/add/")
+
+    assert page.status_code == 200
+    assert f"/api/v1/reports/{report.public_id}/download?file=pdf" in page.content.decode()
+    assert add.status_code == 403
+
+
+@pytest.mark.django_db
+def test_admin_hides_reports_from_operators(client):
+    client.force_login(UserFactory(roles=[roles.OPERATOR], is_staff=True))
+
+    assert client.get("/admin/reports/report/").status_code == 403
