@@ -1,0 +1,319 @@
+"""Consent batches from sites: parsed, checked in full, then written in one transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+import rfc8785
+from django.db import transaction
+
+from audit.services import ledger_append
+from fedgov import clock
+from fedgov.actors import Actor
+from fedgov.errors import InvalidInput
+from sites.choices import (
+    ConsentEventKind,
+)
+from sites.models import (
+    Consent,
+    ConsentEvent,
+    Dataset,
+    Purpose,
+)
+from sites.services._kit import (
+    CLOCK_SKEW,
+    IN_CHUNK,
+    MAX_CONSENT_BATCH,
+    MAX_REPORTED_ROW_ERRORS,
+    PSEUDONYM,
+    _as_aware_datetime,
+)
+
+# --------------------------------------------------------------------------- consent
+
+
+@dataclass(frozen=True)
+class ConsentBatchResult:
+    """What one consent upload did: counts, and the digest the ledger event carries."""
+
+    batch_id: str
+    dataset_id: int
+    events: int
+    granted: int
+    withdrawn: int
+    consents_created: int
+    consents_updated: int
+    digest: str
+    ledger_seq: int
+
+
+@dataclass
+class _ConsentState:
+    granted_at: dt.datetime
+    expires_at: dt.datetime | None
+    withdrawn_at: dt.datetime | None
+    row: Consent | None  # None until written: created in this batch
+
+
+@dataclass(frozen=True)
+class _Row:
+    index: int
+    subject: str
+    purpose: str
+    kind: str
+    occurred_at: dt.datetime
+    expires_at: dt.datetime | None
+
+
+def _parse_consent_rows(
+    events: list[dict], purposes: dict[str, Purpose], now: dt.datetime
+) -> tuple[list[_Row], dict[str, dict[str, list[str]]]]:
+    rows: list[_Row] = []
+    bad: dict[str, dict[str, list[str]]] = {}
+    seen: dict[tuple, int] = {}
+    fields = {"subject_pseudonym", "purpose", "kind", "occurred_at", "expires_at"}
+    for index, event in enumerate(events):
+        problems: dict[str, list[str]] = {}
+
+        def fail(field: str, reason: str, problems=problems) -> None:
+            problems.setdefault(field, []).append(reason)
+
+        if not isinstance(event, dict):
+            bad[str(index)] = {"non_field_errors": ["must be an object with the event's fields"]}
+            continue
+        for extra in sorted(set(event) - fields):
+            fail(extra, "unknown field")
+        subject = event.get("subject_pseudonym")
+        if not isinstance(subject, str) or not subject:
+            fail("subject_pseudonym", "must not be empty")
+        elif not PSEUDONYM.fullmatch(subject):
+            fail(
+                "subject_pseudonym",
+                "must be the site's pseudonym (at most 128 of A-Z a-z 0-9 . _ : + / = -), "
+                "never an identity such as an e-mail address",
+            )
+        code = event.get("purpose")
+        if code not in purposes:
+            fail("purpose", f"{code!r} is not a purpose of this dataset")
+        kind = event.get("kind")
+        if kind not in ConsentEventKind.values:
+            fail("kind", "must be grant or withdraw")
+        occurred, reason = _as_aware_datetime(event.get("occurred_at"))
+        if occurred is None:
+            fail("occurred_at", reason)
+        elif occurred > now + CLOCK_SKEW:
+            fail("occurred_at", "is in the future")
+        raw_expiry = event.get("expires_at")
+        expires = None
+        if raw_expiry not in (None, ""):
+            expires, reason = _as_aware_datetime(raw_expiry)
+            if expires is None:
+                fail("expires_at", reason)
+            elif kind == ConsentEventKind.WITHDRAW:
+                fail("expires_at", "a withdrawal has no expiry")
+            elif occurred is not None and expires <= occurred:
+                fail("expires_at", "must be after occurred_at (the consent was granted then)")
+        if not problems:
+            key = (subject, code, kind, occurred)
+            if key in seen:
+                fail("non_field_errors", f"repeats row {seen[key]}")
+            seen[key] = index
+        if problems:
+            bad[str(index)] = problems
+        else:
+            rows.append(_Row(index, subject, code, kind, occurred, expires))
+    return rows, bad
+
+
+def _batch_digest(rows: list[_Row]) -> str:
+    canonical = [
+        {
+            "subject_pseudonym": r.subject,
+            "purpose": r.purpose,
+            "kind": r.kind,
+            "occurred_at": r.occurred_at.isoformat(),
+            "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+        }
+        for r in rows
+    ]
+    return hashlib.sha256(rfc8785.dumps(canonical)).hexdigest()
+
+
+def _refuse_rows(bad: dict[str, dict[str, list[str]]], total: int) -> None:
+    shown = dict(list(bad.items())[:MAX_REPORTED_ROW_ERRORS])
+    first = next(iter(bad))
+    field = next(iter(bad[first]))
+    raise InvalidInput(
+        {
+            "events": shown,
+            "non_field_errors": [
+                f"{len(bad)} of {total} rows refused (first: row {first}, {field}); "
+                "nothing was recorded"
+            ],
+        }
+    )
+
+
+def consent_record_batch(
+    *, actor: Actor, dataset: Dataset, events: list[dict]
+) -> ConsentBatchResult:
+    """Record a site's consent grants and withdrawals, all or nothing.
+
+    Each event: ``subject_pseudonym``, ``purpose`` (code), ``kind`` (grant|withdraw),
+    ``occurred_at`` and optional ``expires_at`` (aware datetimes or ISO 8601 with an
+    offset). Events apply in ``occurred_at`` order. A withdrawal is a ``ConsentEvent``
+    and sets ``Consent.withdrawn_at``; nothing is ever deleted. Withdrawals are accepted
+    even for a suspended site or a withdrawn dataset (Art. 7(3): withdrawing must stay
+    possible); grants to a withdrawn dataset are refused.
+
+    Raises ``InvalidInput`` naming each bad row (``{"events": {"<index>": {field:
+    [reason]}}}``): unknown purpose, bad dates, expiry before grant, withdrawing a
+    consent that does not exist or is already withdrawn, an event older than the
+    subject's last recorded one. Ledger: ``consent.batch_recorded`` with the batch id,
+    counts and the SHA-256 of the canonical batch (never the pseudonyms).
+    """
+    if not isinstance(events, list | tuple) or not events:
+        raise InvalidInput({"events": ["must be a non-empty list of consent events"]})
+    if len(events) > MAX_CONSENT_BATCH:
+        raise InvalidInput({"events": [f"at most {MAX_CONSENT_BATCH} events per upload"]})
+    now = clock.now()
+    batch_id = uuid.uuid4().hex
+    with transaction.atomic(durable=True):
+        # Locks the dataset: two uploads for one dataset apply one after the other.
+        dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        purposes = {p.code: p for p in dataset.purposes.all()}
+        code_of = {p.pk: code for code, p in purposes.items()}
+        rows, bad = _parse_consent_rows(list(events), purposes, now)
+        rows.sort(key=lambda r: (r.occurred_at, r.index))
+
+        state: dict[tuple[str, str], _ConsentState] = {}
+        subjects = sorted({r.subject for r in rows})
+        for start in range(0, len(subjects), IN_CHUNK):
+            chunk = subjects[start : start + IN_CHUNK]
+            for consent in Consent.objects.filter(dataset=dataset, subject_pseudonym__in=chunk):
+                code = code_of.get(consent.purpose_id)
+                if code is None:
+                    continue  # a consent for a purpose the dataset no longer lists
+                state[(consent.subject_pseudonym, code)] = _ConsentState(
+                    consent.granted_at, consent.expires_at, consent.withdrawn_at, consent
+                )
+
+        granted = withdrawn = 0
+        for row in rows:
+            key = (row.subject, row.purpose)
+            current = state.get(key)
+            last_change = None
+            if current is not None:
+                last_change = max(current.granted_at, current.withdrawn_at or current.granted_at)
+            if last_change is not None and row.occurred_at < last_change:
+                bad[str(row.index)] = {
+                    "occurred_at": [
+                        f"is before this subject's last recorded change ({last_change.isoformat()})"
+                    ]
+                }
+                continue
+            if row.kind == ConsentEventKind.GRANT:
+                if dataset.withdrawn_at is not None:
+                    bad[str(row.index)] = {
+                        "kind": ["the dataset was withdrawn from federation; no new grants"]
+                    }
+                    continue
+                if current is None:
+                    state[key] = _ConsentState(row.occurred_at, row.expires_at, None, None)
+                else:
+                    current.granted_at, current.expires_at = row.occurred_at, row.expires_at
+                    current.withdrawn_at = None
+                granted += 1
+            else:
+                if current is None:
+                    bad[str(row.index)] = {
+                        "subject_pseudonym": [
+                            f"has no consent for purpose {row.purpose!r} to withdraw"
+                        ]
+                    }
+                    continue
+                if current.withdrawn_at is not None:
+                    bad[str(row.index)] = {
+                        "kind": [f"consent already withdrawn at {current.withdrawn_at.isoformat()}"]
+                    }
+                    continue
+                current.withdrawn_at = row.occurred_at
+                withdrawn += 1
+        if bad:
+            _refuse_rows(dict(sorted(bad.items(), key=lambda kv: int(kv[0]))), len(events))
+
+        touched = {(r.subject, r.purpose) for r in rows}
+        to_create: list[Consent] = []
+        to_update: list[Consent] = []
+        for subject, code in touched:
+            s = state[(subject, code)]
+            if s.row is None:
+                to_create.append(
+                    Consent(
+                        dataset=dataset,
+                        purpose=purposes[code],
+                        subject_pseudonym=subject,
+                        granted_at=s.granted_at,
+                        expires_at=s.expires_at,
+                        withdrawn_at=s.withdrawn_at,
+                        updated_at=now,
+                    )
+                )
+            else:
+                s.row.granted_at, s.row.expires_at = s.granted_at, s.expires_at
+                s.row.withdrawn_at, s.row.updated_at = s.withdrawn_at, now
+                to_update.append(s.row)
+        Consent.objects.bulk_create(to_create, batch_size=1000)
+        Consent.objects.bulk_update(
+            to_update,
+            ["granted_at", "expires_at", "withdrawn_at", "updated_at"],
+            batch_size=500,
+        )
+        ConsentEvent.objects.bulk_create(
+            [
+                ConsentEvent(
+                    dataset=dataset,
+                    purpose=purposes[r.purpose],
+                    subject_pseudonym=r.subject,
+                    kind=r.kind,
+                    occurred_at=r.occurred_at,
+                    expires_at=r.expires_at,
+                    batch_id=batch_id,
+                    recorded_by_name=actor.label,
+                )
+                for r in rows
+            ],
+            batch_size=1000,
+        )
+        digest = _batch_digest(rows)
+        entry = ledger_append(
+            event_type="consent.batch_recorded",
+            actor=actor,
+            subject_type="dataset",
+            subject_id=dataset.pk,
+            payload={
+                "batch_id": batch_id,
+                "dataset_id": dataset.pk,
+                "site_id": dataset.site_id,
+                "events": len(rows),
+                "granted": granted,
+                "withdrawn": withdrawn,
+                "consents_created": len(to_create),
+                "consents_updated": len(to_update),
+                "batch_sha256": digest,
+            },
+        )
+    return ConsentBatchResult(
+        batch_id=batch_id,
+        dataset_id=dataset.pk,
+        events=len(rows),
+        granted=granted,
+        withdrawn=withdrawn,
+        consents_created=len(to_create),
+        consents_updated=len(to_update),
+        digest=digest,
+        ledger_seq=entry.seq,
+    )

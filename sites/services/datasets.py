@@ -1,0 +1,270 @@
+"""Datasets: registration, updates, withdrawal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import transaction
+
+from audit.services import ledger_append
+from fedgov import clock
+from fedgov.actors import Actor
+from fedgov.errors import TransitionNotAllowed
+from sites.choices import (
+    ART9_CATEGORIES,
+    CRIMINAL_CATEGORY,
+    Art9Condition,
+    Art10Basis,
+    LawfulBasis,
+    SiteStatus,
+)
+from sites.models import (
+    Dataset,
+    Purpose,
+    Site,
+)
+from sites.services._kit import (
+    _as_date,
+    _check_areas,
+    _check_bool,
+    _check_choice,
+    _check_int,
+    _check_text,
+    _Errors,
+    _unknown_fields,
+    sha256_text,
+    unique_or_invalid,
+)
+
+DATASET_UPDATABLE = (
+    "name",
+    "description",
+    "data_categories",
+    "special_category",
+    "art9_condition",
+    "lawful_basis",
+    "purposes",
+    "retention_until",
+    "processing_countries",
+    "record_count",
+    "art10_basis",
+    "art10_reference",
+)
+
+
+def dataset_validate(
+    values: dict[str, Any], *, site: Site, instance: Dataset | None = None
+) -> dict[str, Any]:
+    """Check a full set of dataset fields; return them normalised. Raises ``InvalidInput``."""
+    errors = _Errors()
+    v = dict(values)
+    if instance is None and site.status != SiteStatus.ACTIVE:
+        errors.add("site", f"site {site.slug} is {site.status}; datasets need an active site")
+    name = v.get("name")
+    _check_text(errors, "name", name, max_length=200)
+    if isinstance(name, str) and name.strip():
+        v["name"] = name.strip()
+        clash = Dataset.objects.filter(site=site, name=v["name"])
+        if instance is not None:
+            clash = clash.exclude(pk=instance.pk)
+        if clash.exists():
+            errors.add("name", f"site {site.slug} already has a dataset {v['name']!r}")
+    if not isinstance(v.get("description", ""), str):
+        errors.add("description", "must be text")
+    categories = v.get("data_categories")
+    if (
+        not isinstance(categories, list | tuple)
+        or not categories
+        or not all(isinstance(c, str) and c.strip() for c in categories)
+    ):
+        errors.add("data_categories", "must be a non-empty list of category names")
+    else:
+        v["data_categories"] = [c.strip() for c in categories]
+    _check_bool(errors, "special_category", v.get("special_category"))
+    special = sorted(set(v.get("data_categories") or ()) & ART9_CATEGORIES.keys())
+    if special and v.get("special_category") is False:
+        # Art. 9(1) decides by what the data is, not by a flag.
+        errors.add(
+            "special_category",
+            f"must be true: {', '.join(special)} are special categories under Art. 9(1)",
+        )
+    art10 = v.get("art10_basis") or ""
+    v["art10_basis"] = art10
+    _check_choice(errors, "art10_basis", art10, Art10Basis)
+    reference = v.get("art10_reference") or ""
+    if not isinstance(reference, str) or len(reference) > 300:
+        errors.add("art10_reference", "must be text of at most 300 characters")
+        reference = ""
+    v["art10_reference"] = reference.strip()
+    if CRIMINAL_CATEGORY in (v.get("data_categories") or ()):
+        if not art10:
+            errors.add("art10_basis", "criminal-conviction data needs its Art. 10 ground")
+        if not v["art10_reference"]:
+            errors.add("art10_reference", "name the authority's act or the law (Art. 10)")
+    elif art10 or v["art10_reference"]:
+        errors.add("art10_basis", f"only data with {CRIMINAL_CATEGORY!r} carries an Art. 10 ground")
+    art9 = v.get("art9_condition") or ""
+    v["art9_condition"] = art9
+    _check_choice(errors, "art9_condition", art9, Art9Condition)
+    if v.get("special_category") is True and not art9:
+        errors.add("art9_condition", "special-category data needs its Art. 9(2) condition recorded")
+    if v.get("special_category") is False and art9:
+        errors.add("art9_condition", "only special-category data carries an Art. 9(2) condition")
+    _check_choice(errors, "lawful_basis", v.get("lawful_basis"), LawfulBasis)
+    purposes = v.get("purposes")
+    if (
+        not isinstance(purposes, list | tuple)
+        or not purposes
+        or not all(isinstance(p, Purpose) and p.pk for p in purposes)
+    ):
+        errors.add("purposes", "must list at least one registered purpose")
+    elif len({p.pk for p in purposes}) != len(purposes):
+        errors.add("purposes", "lists a purpose twice")
+    retention = _as_date(v.get("retention_until"))
+    if retention is None:
+        errors.add("retention_until", "must be a date (YYYY-MM-DD)")
+    # A retention date already past is a fact a DPO must be able to record (the gate then
+    # refuses the dataset); the ledger event flags it as recorded late.
+    v["retention_until"] = retention
+    _check_areas(errors, "processing_countries", v.get("processing_countries"))
+    _check_int(errors, "record_count", v.get("record_count"), minimum=0)
+    errors.raise_if_any()
+    return v
+
+
+def _dataset_payload(dataset: Dataset, purposes: list[Purpose]) -> dict[str, Any]:
+    return {
+        "dataset_id": dataset.pk,
+        "site_id": dataset.site_id,
+        "lawful_basis": dataset.lawful_basis,
+        "purposes": sorted(p.code for p in purposes),
+        "retention_until": dataset.retention_until.isoformat(),
+        "processing_countries": list(dataset.processing_countries),
+        "data_categories": list(dataset.data_categories),
+        "special_category": dataset.special_category,
+        "art9_condition": dataset.art9_condition,
+        "art10_basis": dataset.art10_basis,
+        "record_count": dataset.record_count,
+    }
+
+
+def dataset_register(
+    *,
+    actor: Actor,
+    site: Site,
+    name: str,
+    lawful_basis: str,
+    purposes: list[Purpose],
+    retention_until: dt.date | str,
+    processing_countries: list[str],
+    data_categories: list[str],
+    description: str = "",
+    special_category: bool = False,
+    art9_condition: str = "",
+    record_count: int = 0,
+    art10_basis: str = "",
+    art10_reference: str = "",
+) -> Dataset:
+    """Register a dataset held at an active site. Ledger: ``dataset.registered``.
+
+    Raises ``InvalidInput`` (suspended site, bad basis or Art. 9 condition, unknown areas,
+    retention in the past, ...).
+    """
+    values = {k: v for k, v in locals().items() if k not in ("actor", "site")}
+    with transaction.atomic(durable=True):
+        site = Site.objects.select_for_update().get(pk=site.pk)
+        values = dataset_validate(values, site=site)
+        purposes = list(values.pop("purposes"))
+        with unique_or_invalid("name", f"site {site.slug} already has this dataset name"):
+            dataset = Dataset.objects.create(site=site, **values)
+        dataset.purposes.set(purposes)
+        ledger_append(
+            event_type="dataset.registered",
+            actor=actor,
+            subject_type="dataset",
+            subject_id=dataset.pk,
+            payload={
+                **_dataset_payload(dataset, purposes),
+                "recorded_late": _recorded_late(dataset, ["retention_until"]),
+            },
+        )
+    return dataset
+
+
+def dataset_update(*, actor: Actor, dataset: Dataset, **fields: Any) -> Dataset:
+    """Change a dataset's facts. Ledger: ``dataset.updated``.
+
+    Raises ``InvalidInput`` (bad field), ``TransitionNotAllowed`` (dataset withdrawn).
+    """
+    _unknown_fields(fields, DATASET_UPDATABLE)
+    with transaction.atomic(durable=True):
+        dataset = Dataset.objects.select_for_update().select_related("site").get(pk=dataset.pk)
+        if dataset.withdrawn_at is not None:
+            raise TransitionNotAllowed(f"dataset {dataset} was withdrawn and cannot change")
+        current = {name: getattr(dataset, name) for name in DATASET_UPDATABLE if name != "purposes"}
+        current["purposes"] = list(dataset.purposes.order_by("code"))
+        values = dataset_validate({**current, **fields}, site=dataset.site, instance=dataset)
+        changed = sorted(name for name in fields if values[name] != current[name])
+        purposes = list(values.pop("purposes"))
+        for name in changed:
+            if name != "purposes":
+                setattr(dataset, name, values[name])
+        dataset.save()
+        if "purposes" in changed:
+            dataset.purposes.set(purposes)
+        ledger_append(
+            event_type="dataset.updated",
+            actor=actor,
+            subject_type="dataset",
+            subject_id=dataset.pk,
+            payload={
+                **_dataset_payload(dataset, purposes),
+                "changed": changed,
+                "recorded_late": _recorded_late(dataset, changed),
+            },
+        )
+    return dataset
+
+
+def _recorded_late(dataset: Dataset, fields: list[str]) -> list[str]:
+    """The written date fields that already lay in the past when recorded (the ledger
+    entry itself says who recorded them and when)."""
+    today = clock.now().date()
+    return [
+        name for name in ("retention_until",) if name in fields and getattr(dataset, name) < today
+    ]
+
+
+def dataset_withdraw(*, actor: Actor, dataset: Dataset, reason: str) -> Dataset:
+    """Take a whole dataset out of federation, for good. Ledger: ``dataset.withdrawn``.
+
+    The row and its consents stay as evidence. Raises ``InvalidInput`` (empty reason),
+    ``TransitionNotAllowed`` (already withdrawn).
+    """
+    errors = _Errors()
+    _check_text(errors, "reason", reason, max_length=2000)
+    errors.raise_if_any()
+    with transaction.atomic(durable=True):
+        dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+        if dataset.withdrawn_at is not None:
+            raise TransitionNotAllowed(f"dataset {dataset.pk} is already withdrawn")
+        dataset.withdrawn_at = clock.now()
+        dataset.withdrawal_reason = reason.strip()
+        dataset.save(update_fields=["withdrawn_at", "withdrawal_reason"])
+        ledger_append(
+            event_type="dataset.withdrawn",
+            actor=actor,
+            subject_type="dataset",
+            subject_id=dataset.pk,
+            payload={
+                "dataset_id": dataset.pk,
+                "site_id": dataset.site_id,
+                "withdrawn_at": dataset.withdrawn_at.isoformat(),
+                "reason_sha256": sha256_text(reason),
+            },
+        )
+    return dataset
+
+
+# -------------------------------------------------------------------------- policies

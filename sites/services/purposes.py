@@ -1,0 +1,64 @@
+"""Purposes of processing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
+from django.db import transaction
+
+from audit.services import ledger_append
+from fedgov.actors import Actor
+from sites.models import (
+    Purpose,
+)
+from sites.services._kit import (
+    _check_text,
+    _Errors,
+    sha256_text,
+    unique_or_invalid,
+)
+
+
+def purpose_validate(values: dict[str, Any], *, instance: Purpose | None = None) -> None:
+    errors = _Errors()
+    code = values.get("code")
+    try:
+        validate_slug(code or "")
+    except ValidationError:
+        errors.add("code", "must be letters, digits, hyphens or underscores")
+    else:
+        clash = Purpose.objects.filter(code=code)
+        if instance is not None:
+            clash = clash.exclude(pk=instance.pk)
+        if len(code) > 64:
+            errors.add("code", "must be at most 64 characters")
+        elif clash.exists():
+            errors.add("code", f"a purpose {code!r} already exists")
+    _check_text(errors, "name", values.get("name"), max_length=200)
+    if not isinstance(values.get("description", ""), str):
+        errors.add("description", "must be text")
+    errors.raise_if_any()
+
+
+def purpose_create(*, actor: Actor, code: str, name: str, description: str = "") -> Purpose:
+    """Name a processing purpose (Art. 5(1)(b)). Ledger: ``purpose.created``.
+
+    Raises ``InvalidInput`` (bad or taken code, empty name).
+    """
+    with transaction.atomic(durable=True):
+        purpose_validate({"code": code, "name": name, "description": description})
+        with unique_or_invalid("code", f"a purpose {code!r} already exists"):
+            purpose = Purpose.objects.create(code=code, name=name.strip(), description=description)
+        ledger_append(
+            event_type="purpose.created",
+            actor=actor,
+            subject_type="purpose",
+            subject_id=purpose.pk,
+            payload={"purpose_id": purpose.pk, "code": code, "name_sha256": sha256_text(name)},
+        )
+    return purpose
+
+
+# -------------------------------------------------------------------------- datasets
