@@ -43,6 +43,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from reports import fonts
 from reports.data import RoundFacts, RoundPoint, RunHeader
 
 INK = colors.HexColor("#1f2a37")
@@ -161,6 +162,10 @@ class LazyStory:
 # --- styles and small helpers ------------------------------------------------------------------
 
 _base = getSampleStyleSheet()
+for _style in _base.byName.values():
+    # Every inherited style prints in the shipped fonts (see reports/fonts).
+    if hasattr(_style, "fontName"):
+        _style.fontName = fonts.STANDARD_TO_SHIPPED.get(_style.fontName, fonts.SANS)
 S = {
     "title": ParagraphStyle(
         "title", parent=_base["Title"], fontSize=26, leading=31, textColor=INK, alignment=0
@@ -188,7 +193,7 @@ S = {
         fontSize=8,
         leading=10,
         textColor=colors.white,
-        fontName="Helvetica-Bold",
+        fontName=fonts.SANS_BOLD,
     ),
     "mono": ParagraphStyle(
         "mono", parent=_base["Code"], fontSize=6.5, leading=8, textColor=INK, leftIndent=0
@@ -202,7 +207,7 @@ S = {
         fontSize=20,
         leading=24,
         textColor=ACCENT,
-        fontName="Helvetica-Bold",
+        fontName=fonts.SANS_BOLD,
     ),
 }
 
@@ -239,7 +244,7 @@ def _cell(value: Any, width: float) -> Any:
     if isinstance(value, Flowable | Mono):
         return value
     text = _fmt(value)
-    return P(text) if stringWidth(text, "Helvetica", 8) > width - 7 else text
+    return P(text) if stringWidth(text, fonts.SANS, 8) > width - 7 else text
 
 
 def data_table(
@@ -266,7 +271,7 @@ def data_table(
     ]
     for col in mono:
         style += [
-            ("FONTNAME", (col, 1), (col, -1), "Courier"),
+            ("FONTNAME", (col, 1), (col, -1), fonts.MONO),
             ("FONTSIZE", (col, 1), (col, -1), mono_size),
             ("LEADING", (col, 1), (col, -1), mono_size + 1.2),
         ]
@@ -305,7 +310,7 @@ class Heading(Paragraph):
 
 def _chart_frame(title: str) -> Drawing:
     drawing = Drawing(BODY_W, 62 * mm)
-    drawing.add(String(0, 58 * mm, title, fontName="Helvetica-Bold", fontSize=9, fillColor=INK))
+    drawing.add(String(0, 58 * mm, title, fontName=fonts.SANS_BOLD, fontSize=9, fillColor=INK))
     return drawing
 
 
@@ -321,7 +326,9 @@ def bar_chart(title: str, numbers: list[int], values: list[float], color) -> Dra
     chart.data = [values or [0]]
     chart.categoryAxis.categoryNames = _labels(numbers) or [""]
     chart.categoryAxis.labels.fontSize = 6.5
+    chart.categoryAxis.labels.fontName = fonts.SANS
     chart.valueAxis.labels.fontSize = 7
+    chart.valueAxis.labels.fontName = fonts.SANS
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = max([*values, 1]) * 1.15
     chart.bars[0].fillColor = color
@@ -339,7 +346,9 @@ def line_chart(title: str, numbers: list[int], values: list[float | None]) -> Dr
     chart.data = [points or [0.0]]
     chart.categoryAxis.categoryNames = _labels(numbers) or [""]
     chart.categoryAxis.labels.fontSize = 6.5
+    chart.categoryAxis.labels.fontName = fonts.SANS
     chart.valueAxis.labels.fontSize = 7
+    chart.valueAxis.labels.fontName = fonts.SANS
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = 1
     chart.valueAxis.valueStep = 0.2
@@ -352,6 +361,7 @@ def line_chart(title: str, numbers: list[int], values: list[float | None]) -> Dr
                 BODY_W / 2,
                 30 * mm,
                 "no accuracy was reported",
+                fontName=fonts.SANS,
                 fontSize=8,
                 fillColor=MUTED,
                 textAnchor="middle",
@@ -393,7 +403,7 @@ def _cover(doc: ReportInput, headers: list[RunHeader]) -> Iterator[Flowable]:
     yield Paragraph(
         "This report is signed electronically (PAdES). A JSON evidence bundle with the same "
         "content, the cited ledger entries, their inclusion proofs and the public keys is "
-        "delivered beside it and can be checked offline with <font face='Courier'>python -m "
+        "delivered beside it and can be checked offline with <font face='FedgovMono'>python -m "
         "audit.verify</font>. Consent is reported as counts only; no data subject is named.",
         S["small"],
     )
@@ -481,7 +491,9 @@ def epsilon_chart(numbers: list[int], epsilons: list[float | None], limit: float
         chart.data.append([limit] * max(len(epsilons), 1))
     chart.categoryAxis.categoryNames = _labels(numbers) or [""]
     chart.categoryAxis.labels.fontSize = 6.5
+    chart.categoryAxis.labels.fontName = fonts.SANS
     chart.valueAxis.labels.fontSize = 7
+    chart.valueAxis.labels.fontName = fonts.SANS
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = top
     chart.lines[0].strokeColor = ACCENT
@@ -955,7 +967,7 @@ class _ReportTemplate(BaseDocTemplate):
         canvas.setFillColor(ACCENT)
         canvas.rect(0, PAGE_H - 14 * mm, PAGE_W, 14 * mm, stroke=0, fill=1)
         canvas.setFillColor(colors.white)
-        canvas.setFont("Helvetica-Bold", 10)
+        canvas.setFont(fonts.SANS_BOLD, 10)
         canvas.drawString(MARGIN, PAGE_H - 9 * mm, "fedgov · federated learning governance")
         canvas.restoreState()
 
@@ -964,7 +976,7 @@ class _ReportTemplate(BaseDocTemplate):
         canvas.setStrokeColor(RULE)
         canvas.setLineWidth(0.5)
         canvas.line(MARGIN, PAGE_H - MARGIN + 1 * mm, PAGE_W - MARGIN, PAGE_H - MARGIN + 1 * mm)
-        canvas.setFont("Helvetica", 7.5)
+        canvas.setFont(fonts.SANS, 7.5)
         canvas.setFillColor(MUTED)
         canvas.drawString(MARGIN, PAGE_H - MARGIN + 2.5 * mm, self.report.title)
         canvas.drawRightString(
