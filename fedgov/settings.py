@@ -75,9 +75,14 @@ MIDDLEWARE = [
     # directly after SecurityMiddleware, above everything else).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Language: cookie, then Accept-Language (Django's order); after the session, before
+    # CommonMiddleware, as Django's i18n docs require.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in user's own language choice overrides the browser's.
+    "fedgov.i18n.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -135,6 +140,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
             ],
         },
     },
@@ -160,7 +166,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-gb"
+LANGUAGE_CODE = "en"
+# The federation's languages (issue 19). A user's own choice (their profile) wins, then
+# the language cookie the switcher sets, then Accept-Language, then English.
+LANGUAGES = [
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("es", "Español"),
+    ("pl", "Polski"),
+    ("fr", "Français"),
+]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Our own date formats win over Django's per language: always a 24-hour clock with the
+# time zone shown (Django's English default prints "10:58 p.m." with no zone).
+FORMAT_MODULE_PATH = ["fedgov.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

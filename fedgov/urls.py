@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path, register_converter
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -10,13 +11,18 @@ from drf_spectacular.views import (
 
 from fedgov.converters import BoundedIdConverter
 from fedgov.doc_pages import same_site_only
+from fedgov.i18n import set_language
 from fedgov.metrics import metrics_view
+
+admin.site.site_header = _("fedgov administration")
+admin.site.site_title = "fedgov"
 
 # Registered before the includes below import their route modules.
 register_converter(BoundedIdConverter, "id")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("i18n/setlang/", set_language, name="set_language"),
     path("api/v1/", include("fedgov.api_urls")),
     path("dashboard/", include("dashboard.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,54 @@
+"""The reader's language: their profile first, then the switcher's cookie, then the browser.
+
+Django's LocaleMiddleware already reads the cookie and ``Accept-Language``; this adds the
+signed-in user's own choice on top, and a switcher view that remembers it on the profile.
+Only what people read is translated. The ledger, the evidence bundle and every hash keep
+the language-neutral form.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+from django.views.decorators.http import require_POST
+from django.views.i18n import set_language as django_set_language
+
+from fedgov.models import Profile
+
+SUPPORTED = {code for code, _name in settings.LANGUAGES}
+
+
+def user_language(user) -> str:
+    """The language a user chose for themselves, or "" to follow their browser."""
+    if not getattr(user, "is_authenticated", False):
+        return ""
+    profile = Profile.objects.filter(user=user).only("language").first()
+    return profile.language if profile and profile.language in SUPPORTED else ""
+
+
+class UserLanguageMiddleware:
+    """Activates a signed-in user's chosen language (after AuthenticationMiddleware)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        chosen = user_language(getattr(request, "user", None))
+        if chosen:
+            translation.activate(chosen)
+            request.LANGUAGE_CODE = chosen
+        response = self.get_response(request)
+        if chosen:
+            response.headers.setdefault("Content-Language", chosen)
+        return response
+
+
+@require_POST
+def set_language(request: HttpRequest) -> HttpResponse:
+    """Django's switcher (cookie, safe redirect), plus the choice kept on the profile."""
+    response = django_set_language(request)
+    code = request.POST.get("language", "")
+    if code in SUPPORTED and request.user.is_authenticated:
+        Profile.objects.update_or_create(user=request.user, defaults={"language": code})
+    return response
