@@ -14,7 +14,7 @@ import rfc8785
 from django.conf import settings
 from django.db import connection, transaction
 
-from audit import merkle, note, presign
+from audit import events, merkle, note, presign
 from audit.leaf import actor_pseudonym, format_time, leaf_document
 from audit.models import Checkpoint, LedgerEntry, SubtreeHash, TreeHead
 from fedgov import clock
@@ -114,6 +114,7 @@ def _prepare(event: LedgerEvent) -> tuple[str, str, str, str]:
     subject_id = _checked_text("subject_id", str(event.subject_id), None)
     if not isinstance(event.payload, Mapping):
         raise ValueError("ledger payload must be a JSON object (a mapping)")
+    events.check(event_type, event.payload)
     body = canonical_json(event.payload)
     if len(body) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"ledger payload is {len(body)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
@@ -285,7 +286,9 @@ def ledger_append(
     Must run inside ``transaction.atomic``: the event commits or rolls back with the
     change it records; the tree head's row lock orders concurrent writers. Raises
     ``RuntimeError`` outside a transaction and ``ValueError`` for a malformed event type,
-    subject, a payload that is not canonical JSON, over 64 KiB, or holds an e-mail address.
+    subject, a payload that is not canonical JSON, over 64 KiB, or holds an e-mail address;
+    ``events.UnknownEvent`` (a ``ValueError``) for an event type not in the catalogue
+    (``audit/events.py``) or a payload without one of its required keys.
     """
     return _append(actor, [LedgerEvent(event_type, subject_type, subject_id, payload)])[0]
 
