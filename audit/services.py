@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import rfc8785
@@ -56,7 +57,7 @@ def _plain(value: Any) -> bool:
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
-        return -_SAFE_INT <= value <= _SAFE_INT
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
     if kind is dict:
         return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
     if kind is list:
@@ -214,7 +215,7 @@ _INSERT_NODE = "INSERT INTO audit_subtreehash (level, idx, hash) VALUES "
 _ROWS_PER_STATEMENT = 100
 
 
-def _insert_rows(cursor, head: str, rows: list[tuple]) -> None:
+def _insert_rows(cursor: Any, head: str, rows: list[tuple[Any, ...]]) -> None:
     for lo in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[lo : lo + _ROWS_PER_STATEMENT]
         marks = "(" + ", ".join(["%s"] * len(chunk[0])) + ")"
@@ -232,13 +233,13 @@ _COPY_NODE = "COPY audit_subtreehash (level, idx, hash) FROM STDIN"
 _COPY_FROM = 8
 
 
-def _copy_rows(cursor, statement: str, rows: list[tuple]) -> None:
+def _copy_rows(cursor: Any, statement: str, rows: list[tuple[Any, ...]]) -> None:
     with cursor.cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 
 
-def _insert(entries: list[LedgerEntry], nodes: list[SubtreeHash], now) -> None:
+def _insert(entries: list[LedgerEntry], nodes: list[SubtreeHash], now: datetime) -> None:
     """Insert the rows with multi-row INSERTs of fixed columns, or COPY for a batch on
     PostgreSQL: the ORM's per-field preparation in bulk_create costs more than
     everything else an append does."""

@@ -31,6 +31,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -147,7 +148,7 @@ def _b64(text: str, what: str) -> bytes:
         raise BundleError(f"{what} is not base64") from exc
 
 
-def _json(raw: bytes, what: str):
+def _json(raw: bytes, what: str) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -210,7 +211,7 @@ def load_witness_state(path: Path, origin: str) -> tuple[str, int, bytes]:
 
 def _witness_findings(
     policy: WitnessPolicy,
-    items: list[dict],
+    items: list[dict[str, Any]],
     roots: dict[int, bytes],
     times: dict[int, str],
 ) -> list[Finding]:
@@ -413,7 +414,7 @@ def verify_bundle(
     return result
 
 
-def _entry_leaf_hash(entry: dict) -> bytes:
+def _entry_leaf_hash(entry: dict[str, Any]) -> bytes:
     """The leaf hash the entry's own contents give (a redacted entry: the one it carries)."""
     if entry.get("redacted") is True or "leaf" not in entry:
         return _b64(entry.get("leaf_hash", ""), f"leaf hash of {entry.get('seq')}")
@@ -430,7 +431,9 @@ def _roots_unlike_entries(leaves: list[bytes], roots: dict[int, bytes]) -> list[
     ]
 
 
-def _check_entry(entry: dict, proof: dict | None, roots: dict[int, bytes]) -> list[Finding]:
+def _check_entry(
+    entry: dict[str, Any], proof: dict[str, Any] | None, roots: dict[int, bytes]
+) -> list[Finding]:
     seq = entry["seq"]
     if entry.get("redacted") is True:
         # Retention removed the contents: the leaf hash cannot be recomputed, only shown
@@ -507,7 +510,7 @@ def canonical_problem(raw: bytes) -> tuple[object, str | None]:
     return value, None
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
@@ -554,7 +557,7 @@ def _beyond_checked_json(value: object, path: str) -> str | None:
 
 def _check_report(
     source: _Source,
-    manifest: dict,
+    manifest: dict[str, Any],
     contents: dict[str, bytes],
     ledger: _Ledger,
     pdf_sha256: str | None,
@@ -597,7 +600,9 @@ def _check_report(
     return report
 
 
-def _check_statement(raw: bytes, declared: dict, report: ReportResult) -> dict | None:
+def _check_statement(
+    raw: bytes, declared: dict[str, Any], report: ReportResult
+) -> dict[str, Any] | None:
     """The statement when its members are well typed (a finding per problem otherwise)."""
     value, problem = canonical_problem(raw)
     if problem is not None:
@@ -650,13 +655,13 @@ def _check_signature(raw: bytes, statement: bytes, ledger: _Ledger, report: Repo
     if value.get("signed_file") != REPORT_STATEMENT:
         report.findings.append(f"{REPORT_SIGNATURE}: signed_file must be {REPORT_STATEMENT}")
     try:
-        signature = base64.b64decode(value.get("signature"), validate=True)
+        signature = base64.b64decode(value.get("signature"), validate=True)  # type: ignore[arg-type]  # None or a non-string is refused by the TypeError below
     except (TypeError, ValueError):
         signature = b""
     if len(signature) != 64:
         report.findings.append(f"{REPORT_SIGNATURE}: signature is not a base64 Ed25519 signature")
         return
-    key = {key_id_of(k): k for k in ledger.keys.values()}.get(key_id)
+    key = {key_id_of(k): k for k in ledger.keys.values()}.get(str(key_id))
     if key is None:
         where = "the pinned keys (--trusted-key)" if ledger.pinned else "the bundle's keys.json"
         report.findings.append(f"{REPORT_SIGNATURE}: key {key_id!r} is not among {where}")
@@ -670,7 +675,7 @@ def _check_signature(raw: bytes, statement: bytes, ledger: _Ledger, report: Repo
         )
 
 
-def _check_data(raw: bytes, statement: dict | None, report: ReportResult) -> None:
+def _check_data(raw: bytes, statement: dict[str, Any] | None, report: ReportResult) -> None:
     if statement is not None:
         actual = hashlib.sha256(raw).hexdigest()
         if actual != statement["data_sha256"]:
@@ -703,7 +708,7 @@ def _check_data(raw: bytes, statement: dict | None, report: ReportResult) -> Non
         )
 
 
-def _check_citations(statement: dict, ledger: _Ledger, report: ReportResult) -> None:
+def _check_citations(statement: dict[str, Any], ledger: _Ledger, report: ReportResult) -> None:
     anchor, cited = statement["anchor_size"], statement["cited_seqs"]
     report.anchor_size, report.cited = anchor, len(cited)
     if anchor not in ledger.roots:
