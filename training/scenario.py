@@ -16,7 +16,6 @@ and the run gets the next free name (``virt8ra``, ``virt8ra-2``, ...).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from fedgov import clock
 from fedgov.actors import Actor
+from fedgov.validation import sha256_text
 from opennebula.credentials import check_ref
 from opennebula.errors import OpenNebulaError
 from sites.choices import (
@@ -360,10 +360,6 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _scenario_text(source: str | Path) -> str:
     if not isinstance(source, Path):
         return source
@@ -478,7 +474,7 @@ def _site(site: _Reader, scenario_name: str, codes: list[str]) -> SiteSpec:
         contact_email=site.text("contact_email"),
         agreement_type=site.choice("agreement_type", AgreementType.values),
         agreement_document_hash=site.text(
-            "agreement_document_hash", _sha(f"{scenario_name}/{slug}/agreement")
+            "agreement_document_hash", sha256_text(f"{scenario_name}/{slug}/agreement")
         ),
         agreement_valid_from=site.date("agreement_valid_from"),
         agreement_valid_until=site.date("agreement_valid_until"),
@@ -585,7 +581,7 @@ def _run(top: _Reader, scenario_name: str, codes: list[str], today: dt.date) -> 
         dp_mechanism=table.get("dp_mechanism", str, "none"),
         **dp_numbers,
         dpia_reference=table.text("dpia_reference"),
-        dpia_document_hash=table.text("dpia_document_hash", _sha(f"{scenario_name}/dpia")),
+        dpia_document_hash=table.text("dpia_document_hash", sha256_text(f"{scenario_name}/dpia")),
         dpia_valid_until=dpia_until,
     )
     if run.num_rounds < 1:

@@ -17,19 +17,13 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.validation import Errors, check_hash, check_text, unique_or_invalid
 from sites.choices import PolicyStatus
 from sites.models import Dataset, Purpose, ResidencyPolicy
 from sites.regions import is_country
-from sites.services import HEX64, unique_or_invalid
 from training.choices import DpiaStatus, DpMechanism, RefusalAction
 from training.models import Dpia, TrainingRun
 from training.services.handoff import run_policy_problems, run_start_later
-
-
-def _errors_or_none(errors: dict[str, list[str]]) -> None:
-    if errors:
-        raise InvalidInput(errors)
-
 
 Fail = Callable[[str, str], None]
 
@@ -125,10 +119,8 @@ def run_create(
     derived with Flower's accountant at the policy's δ and neighbouring relation, the
     run's sites being the population (``training.flower.dp.derive_noise_multiplier``).
     """
-    errors: dict[str, list[str]] = {}
-
-    def fail(field: str, reason: str) -> None:
-        errors.setdefault(field, []).append(reason)
+    errors = Errors()
+    fail = errors.add
 
     _check_run_facts(
         fail,
@@ -142,7 +134,7 @@ def run_create(
     _check_dp_plan(fail, dp_mechanism, dp_clipping_norm, dp_noise_multiplier, dp_target_epsilon)
     if on_refusal not in RefusalAction.values:
         fail("on_refusal", f"must be one of {', '.join(RefusalAction.values)}")
-    _errors_or_none(errors)
+    errors.raise_if_any()
 
     with transaction.atomic(durable=True):
         policy = ResidencyPolicy.objects.get(pk=policy.pk)
@@ -171,7 +163,7 @@ def run_create(
             dp_noise_multiplier = _derive_noise_multiplier(
                 policy, rows, dp_target_epsilon, num_rounds, fail
             )
-        _errors_or_none(errors)
+        errors.raise_if_any()
         with unique_or_invalid("name", f"a run named {name.strip()!r} already exists"):
             run = TrainingRun.objects.create(
                 name=name.strip(),
@@ -246,14 +238,10 @@ def dpia_record(*, actor: Actor, run: TrainingRun, reference: str, document_hash
     hash), ``TransitionNotAllowed`` (the run's DPIA is already approved).
     Ledger: ``dpia.recorded``.
     """
-    errors: dict[str, list[str]] = {}
-    if not isinstance(reference, str) or not reference.strip():
-        errors["reference"] = ["must not be empty"]
-    elif len(reference) > 200:
-        errors["reference"] = ["must be at most 200 characters"]
-    if not isinstance(document_hash, str) or not HEX64.match(document_hash):
-        errors["document_hash"] = ["must be a SHA-256 digest: 64 hexadecimal characters"]
-    _errors_or_none(errors)
+    errors = Errors()
+    check_text(errors, "reference", reference, max_length=200)
+    check_hash(errors, "document_hash", document_hash)
+    errors.raise_if_any()
     with transaction.atomic(durable=True):
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         dpia = Dpia.objects.filter(run=run).first()
