@@ -26,16 +26,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_pg)
 
 
-@pytest.fixture
-def shared_dir() -> Path:
-    if not SHARED_DIR.is_dir():
-        message = f"../shared is absent ({SHARED_DIR}); conformance data cannot be read"
+def require_shared(folder: Path = SHARED_DIR) -> Path:
+    """``folder`` when it exists; else skip, or fail when the ``CI`` variable is set."""
+    if not folder.is_dir():
+        message = f"../shared is absent ({folder}); conformance data cannot be read"
         if os.environ.get("CI"):
             # In CI a missing checkout of the conformance data is a broken build, not a
             # reason to pass without checking the Merkle vectors and OpenNebula schemas.
             pytest.fail(message)
         pytest.skip(message)
-    return SHARED_DIR
+    return folder
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    return require_shared()
 
 
 # Event types the ledger tests append to exercise the ledger itself, not a domain event;
