@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint fmt migrate worker beat venv clean
+.PHONY: demo serve test lint fmt migrate worker beat venv clean events-doc
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+	$(PY) -m audit.events | diff -u docs/events.md - \
+		|| (echo "docs/events.md is stale: make events-doc"; exit 1)
+
+# docs/events.md from the ledger's event catalogue (audit/events.py).
+events-doc:
+	$(PY) -m audit.events > docs/events.md
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -31,13 +31,13 @@ from fedgov.actors import Actor
 from fedgov.api import OutputSerializer
 from fedgov.errors import InvalidInput
 from fedgov.roles import RolePermission
-from fedgov.validation import int_from_text
+from fedgov.validation import INT64_MAX, int_from_text
 
 LEDGER_READERS = (roles.AUDITOR, roles.DPO, roles.LEGAL)
 # Who may suspend retention: the people answerable for litigation and for Art. 17.
 HOLD_KEEPERS = (roles.LEGAL, roles.DPO)
 # Sequence numbers and sizes are 64-bit in the database; larger numbers are bad input.
-MAX_INT = 2**63 - 1
+MAX_INT = INT64_MAX
 
 
 def _b64(data: bytes) -> str:

@@ -12,9 +12,10 @@ import json
 import os
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -105,7 +106,7 @@ def _inclusion_lines(first: int, last: int, size: int) -> Iterator[str]:
                 except LookupError:
                     continue
         for seq, getter in getters.items():
-            path = merkle.inclusion_proof(seq, size, lambda lv, ix, get=getter: get((lv, ix)))
+            path = merkle.inclusion_proof(seq, size, _node_getter(getter))
             record = {"seq": seq, "size": size, "proof": [b64(p) for p in path]}
             yield json.dumps(record, sort_keys=True) + "\n"
 
@@ -131,7 +132,14 @@ def _chosen_checkpoints(
     return chosen
 
 
-def _key_records() -> list[dict[str, str]]:
+def _node_getter(
+    get: Callable[[tuple[int, int]], bytes],
+) -> Callable[[int, int], bytes]:
+    # One closure per seq: a lambda in the loop would see only the last getter.
+    return lambda level, index: get((level, index))
+
+
+def _key_records() -> list[dict[str, Any]]:
     origin = settings.FEDGOV_LEDGER_ORIGIN
     return [
         {
@@ -202,7 +210,7 @@ def bundle_write(
         "proofs/inclusion.jsonl": _inclusion_lines(first_seq, *proof_range),
         "proofs/consistency.json": json.dumps(consistency, indent=2),
     }
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "origin": settings.FEDGOV_LEDGER_ORIGIN,
         "from_seq": first_seq,
@@ -220,9 +228,10 @@ def bundle_write(
         "files": {},
     }
     writer = _ZipWriter(out) if out.suffix == ".zip" else _FolderWriter(out)
+    written: dict[str, Any] = manifest["files"]
     try:
         for name, content in files.items():
-            manifest["files"][name] = writer.write(name, content)
+            written[name] = writer.write(name, content)
         writer.write("manifest.json", json.dumps(manifest, indent=2))
     except BaseException:
         writer.abort()
@@ -238,7 +247,7 @@ def bundle_write(
     )
 
 
-def _damage() -> dict | None:
+def _damage() -> dict[str, Any] | None:
     """What a full verification finds wrong with the stored ledger, or None."""
     from audit.integrity import verify_ledger  # the full check; imported when exporting
 

@@ -16,6 +16,8 @@ compares them over generated inputs.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, NoReturn
+
 from django.db.models import F, Func, TextField
 
 LEAF_COLUMNS = (
@@ -64,6 +66,11 @@ _SQLITE_TEMPLATE = (
 )
 
 
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models.sql.compiler import SQLCompiler
+
+
 class LeafDocument(Func):
     """The canonical leaf document of a ledger row, computed by the database."""
 
@@ -72,7 +79,7 @@ class LeafDocument(Func):
     def __init__(self) -> None:
         super().__init__(*(F(name) for name in LEAF_COLUMNS))
 
-    def _columns(self, compiler, connection) -> dict[str, str]:
+    def _columns(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> dict[str, str]:
         columns = {}
         for name, expression in zip(LEAF_COLUMNS, self.get_source_expressions(), strict=True):
             sql, params = compiler.compile(expression)
@@ -81,12 +88,24 @@ class LeafDocument(Func):
             columns[name] = sql
         return columns
 
-    def as_sqlite(self, compiler, connection, **extra):
-        return _SQLITE_TEMPLATE.format(**self._columns(compiler, connection)), []
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, tuple[str | int, ...]]:
+        return _SQLITE_TEMPLATE.format(**self._columns(compiler, connection)), ()
 
-    def as_postgresql(self, compiler, connection, **extra):
+    def as_postgresql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, tuple[str | int, ...]]:
         columns = self._columns(compiler, connection)
-        return f"{PG_FUNCTION}({', '.join(columns[name] for name in LEAF_COLUMNS)})", []
+        return f"{PG_FUNCTION}({', '.join(columns[name] for name in LEAF_COLUMNS)})", ()
 
-    def as_sql(self, compiler, connection, **extra):
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> NoReturn:
         raise NotImplementedError(f"no leaf expression for {connection.vendor}")

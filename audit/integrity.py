@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
@@ -80,7 +81,7 @@ class _Cursor:
     aggregated hashes then arrive as raw bytes, not hex text to decode.
     """
 
-    def __init__(self, raw_connection, vendor: str) -> None:
+    def __init__(self, raw_connection: Any, vendor: str) -> None:
         self.vendor = vendor
         if vendor == "postgresql":
             import psycopg
@@ -89,7 +90,7 @@ class _Cursor:
         else:
             self.cursor = raw_connection.cursor()
 
-    def rows(self, sql: str, params: list) -> list[tuple]:
+    def rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         if self.vendor == "postgresql":
             self.cursor.execute(sql, params, binary=True)
         else:
@@ -100,7 +101,7 @@ class _Cursor:
         self.cursor.close()
 
 
-def _blob(value) -> bytes:
+def _blob(value: Any) -> bytes:
     """An aggregated hash column: hex text from SQLite, bytes from PostgreSQL."""
     if value is None:
         return b""
@@ -336,7 +337,8 @@ def _can_fork(chunks: int, workers: int) -> bool:
         return False
     if connection.in_atomic_block:
         return False  # other processes would not see this transaction's rows
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+    # is_in_memory_db is the SQLite backend's own method, absent from the base stubs.
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():  # type: ignore[attr-defined]
         return False
     if connection.vendor not in ("sqlite", "postgresql"):
         return False

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 SIGNATURE_PREFIX = "— "
 ED25519_TYPE = b"\x01"
@@ -64,7 +64,7 @@ class Signature:
     signature: bytes
 
 
-def sign(body: str, name: str, private_key) -> str:
+def sign(body: str, name: str, private_key: Ed25519PrivateKey) -> str:
     """The signed note: ``body``, a blank line, and one signature line by ``private_key``."""
     if not body.endswith("\n") or "\n\n" in body:
         raise NoteError("a note body ends with one newline and has no blank line")

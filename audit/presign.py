@@ -66,7 +66,7 @@ def _previous(
     keys: Mapping[str, Ed25519PublicKey],
     origin: str,
     windows: integrity.Windows | None,
-):
+) -> tuple[Checkpoint | None, bytes]:
     beyond = Checkpoint.objects.filter(size__gt=head_size).order_by("size").first()
     if beyond is not None:
         raise UnverifiedLedger(

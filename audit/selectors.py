@@ -66,7 +66,7 @@ def fetch_nodes(nodes: Iterable[merkle.Node]) -> dict[merkle.Node, bytes]:
     wanted = set(nodes)
     inner = [node for node in wanted if node[0] > 0]
     leaves = [index for level, index in wanted if level == 0]
-    queries = []
+    queries: list[Any] = []
     if inner:
         queries.append(
             SubtreeHash.objects.filter(pk__in=inner).order_by().values_list("level", "idx", "hash")

@@ -8,13 +8,14 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import rfc8785
 from django.conf import settings
 from django.db import connection, transaction
 
-from audit import merkle, note, presign
+from audit import events, merkle, note, presign
 from audit.leaf import actor_pseudonym, format_time, leaf_document
 from audit.models import Checkpoint, LedgerEntry, SubtreeHash, TreeHead
 from fedgov import clock
@@ -56,7 +57,7 @@ def _plain(value: Any) -> bool:
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
-        return -_SAFE_INT <= value <= _SAFE_INT
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
     if kind is dict:
         return all(type(k) is str and k.isascii() and _plain(v) for k, v in value.items())
     if kind is list:
@@ -114,6 +115,7 @@ def _prepare(event: LedgerEvent) -> tuple[str, str, str, str]:
     subject_id = _checked_text("subject_id", str(event.subject_id), None)
     if not isinstance(event.payload, Mapping):
         raise ValueError("ledger payload must be a JSON object (a mapping)")
+    events.check(event_type, event.payload)
     body = canonical_json(event.payload)
     if len(body) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"ledger payload is {len(body)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
@@ -213,7 +215,7 @@ _INSERT_NODE = "INSERT INTO audit_subtreehash (level, idx, hash) VALUES "
 _ROWS_PER_STATEMENT = 100
 
 
-def _insert_rows(cursor, head: str, rows: list[tuple]) -> None:
+def _insert_rows(cursor: Any, head: str, rows: list[tuple[Any, ...]]) -> None:
     for lo in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[lo : lo + _ROWS_PER_STATEMENT]
         marks = "(" + ", ".join(["%s"] * len(chunk[0])) + ")"
@@ -231,13 +233,13 @@ _COPY_NODE = "COPY audit_subtreehash (level, idx, hash) FROM STDIN"
 _COPY_FROM = 8
 
 
-def _copy_rows(cursor, statement: str, rows: list[tuple]) -> None:
+def _copy_rows(cursor: Any, statement: str, rows: list[tuple[Any, ...]]) -> None:
     with cursor.cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
 
 
-def _insert(entries: list[LedgerEntry], nodes: list[SubtreeHash], now) -> None:
+def _insert(entries: list[LedgerEntry], nodes: list[SubtreeHash], now: datetime) -> None:
     """Insert the rows with multi-row INSERTs of fixed columns, or COPY for a batch on
     PostgreSQL: the ORM's per-field preparation in bulk_create costs more than
     everything else an append does."""
@@ -285,7 +287,9 @@ def ledger_append(
     Must run inside ``transaction.atomic``: the event commits or rolls back with the
     change it records; the tree head's row lock orders concurrent writers. Raises
     ``RuntimeError`` outside a transaction and ``ValueError`` for a malformed event type,
-    subject, a payload that is not canonical JSON, over 64 KiB, or holds an e-mail address.
+    subject, a payload that is not canonical JSON, over 64 KiB, or holds an e-mail address;
+    ``events.UnknownEvent`` (a ``ValueError``) for an event type not in the catalogue
+    (``audit/events.py``) or a payload without one of its required keys.
     """
     return _append(actor, [LedgerEvent(event_type, subject_type, subject_id, payload)])[0]
 

@@ -10,6 +10,8 @@ ledger is still caught by ``ledger_verify`` against its signed checkpoints.
 
 from __future__ import annotations
 
+from typing import Any
+
 TABLES = ("audit_ledgerentry", "audit_subtreehash", "audit_checkpoint")
 
 _PG_FUNCTION = """
@@ -47,7 +49,7 @@ $$
 """
 
 
-def install(connection, *, redaction: bool = True) -> None:
+def install(connection: Any, *, redaction: bool = True) -> None:
     """Create the triggers on ``connection`` (idempotent).
 
     ``redaction=False`` gives the guards of the schema before retention existed, for the
@@ -86,7 +88,7 @@ def install(connection, *, redaction: bool = True) -> None:
             raise NotImplementedError(f"no append-only triggers for {connection.vendor}")
 
 
-def uninstall(connection) -> None:
+def uninstall(connection: Any) -> None:
     """Drop the triggers (tamper tests, the SQLite flush); ``install`` puts them back."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -100,7 +102,7 @@ def uninstall(connection) -> None:
                     cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
 
 
-def installed(connection) -> bool:
+def installed(connection: Any) -> bool:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
@@ -112,4 +114,4 @@ def installed(connection) -> bool:
                 "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = %s",
                 ["audit_ledgerentry_no_update"],
             )
-        return cursor.fetchone()[0] > 0
+        return bool(cursor.fetchone()[0] > 0)

@@ -24,6 +24,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.db import transaction
@@ -98,7 +99,13 @@ def _second(moment: datetime) -> datetime:
 
 
 def _trust(
-    *, actor: Actor, role: str, name: str, public_key: Ed25519PublicKey, reason: str, since
+    *,
+    actor: Actor,
+    role: str,
+    name: str,
+    public_key: Ed25519PublicKey,
+    reason: str,
+    since: datetime,
 ) -> TrustedKey:
     key_id = keys.key_id_of(public_key)
     if role not in KeyRole.values:
@@ -307,7 +314,7 @@ def trust_first_use(*, actor: Actor, key: keys.SigningKey) -> TrustedKey:
 
 def list_problems() -> list[str]:
     """Differences between the trusted-key rows and the replay of their ledger events."""
-    replayed: dict[str, dict] = {}
+    replayed: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     events = LedgerEntry.objects.filter(event_type__in=[EVENT_TRUSTED, EVENT_ENDED]).order_by("seq")
     for entry in events.only("seq", "event_type", "payload", "redacted_at"):

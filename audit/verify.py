@@ -31,6 +31,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -147,7 +148,7 @@ def _b64(text: str, what: str) -> bytes:
         raise BundleError(f"{what} is not base64") from exc
 
 
-def _json(raw: bytes, what: str):
+def _json(raw: bytes, what: str) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -210,7 +211,7 @@ def load_witness_state(path: Path, origin: str) -> tuple[str, int, bytes]:
 
 def _witness_findings(
     policy: WitnessPolicy,
-    items: list[dict],
+    items: list[dict[str, Any]],
     roots: dict[int, bytes],
     times: dict[int, str],
 ) -> list[Finding]:
@@ -268,25 +269,10 @@ def _witness_findings(
     return findings
 
 
-def verify_bundle(
-    path: Path,
-    trusted: dict[str, Ed25519PublicKey] | None = None,
-    pdf: Path | None = None,
-    witnesses: WitnessPolicy | None = None,
-) -> Result:
-    """Check a bundle, its report if it has one, and ``pdf`` against that report.
-
-    Ledger findings come sorted by seq, report findings in ``result.report``. Raises
-    ``BundleError`` if the bundle is unreadable, ``PdfError`` if ``pdf`` is.
-    """
-    pdf_sha256 = _file_sha256(pdf) if pdf is not None else None
-    source = _Source(path)
-    result = Result()
-    manifest = _json(source.read("manifest.json"), "manifest.json")
-    if manifest.get("format") != FORMAT:
-        raise BundleError(f"unknown bundle format {manifest.get('format')!r}")
-    origin, first, last = manifest["origin"], manifest["from_seq"], manifest["to_seq"]
-    has_report = "report" in manifest or source.has(REPORT_STATEMENT)
+def _read_contents(
+    source: _Source, manifest: dict[str, Any], first: int, result: Result
+) -> dict[str, bytes]:
+    """Every file the manifest lists, each checked against its hash (a finding if not)."""
     contents = {}
     for name, digest in manifest["files"].items():
         if name in REPORT_FILES and not source.has(name):
@@ -294,9 +280,13 @@ def verify_bundle(
         contents[name] = source.read(name)
         if hashlib.sha256(contents[name]).hexdigest() != digest:
             result.findings.append(Finding(first, f"{name} does not match its manifest hash"))
-    if result.findings:
-        return result
+    return contents
 
+
+def _ledger_keys(
+    contents: dict[str, bytes], trusted: dict[str, Ed25519PublicKey] | None, result: Result
+) -> _Ledger:
+    """The keys checkpoints must be signed with: the pinned ones, else the bundle's own."""
     ledger = _Ledger(keys=trusted or {}, pinned=trusted is not None)
     if trusted is None:
         ledger.keys = {
@@ -308,11 +298,14 @@ def verify_bundle(
         result.notes.append(
             "trusting the public keys shipped in the bundle; pin them with --trusted-key"
         )
+    return ledger
 
-    roots = ledger.roots
-    checkpoint_items = _json(contents["checkpoints.json"], "checkpoints.json")
-    times: dict[int, str] = {}
-    for item in checkpoint_items:
+
+def _check_checkpoints(
+    items: list[dict[str, Any]], ledger: _Ledger, origin: str, result: Result
+) -> None:
+    """Record the root of every checkpoint whose signature and statement verify."""
+    for item in items:
         size = item["size"]
         try:
             body, _key_id = note.open_note(item["note"], ledger.keys, origin)
@@ -325,9 +318,13 @@ def verify_bundle(
                 Finding(size - 1, f"checkpoint at size {size} states {signed.origin} {signed.size}")
             )
             continue
-        roots[size] = signed.root
+        ledger.roots[size] = signed.root
         result.checkpoints += 1
 
+
+def _check_consistency(contents: dict[str, bytes], ledger: _Ledger, result: Result) -> None:
+    """RFC 9162 consistency between the verified checkpoints the bundle links."""
+    roots = ledger.roots
     for item in _json(contents["proofs/consistency.json"], "proofs/consistency.json"):
         size1, size2 = item["from"], item["to"]
         if size1 not in roots or size2 not in roots:
@@ -340,67 +337,146 @@ def verify_bundle(
                 Finding(size1 - 1, f"checkpoints at sizes {size1} and {size2} are not consistent")
             )
 
+
+def _inclusion_proofs(contents: dict[str, bytes]) -> dict[int, dict[str, Any]]:
     proofs = {}
     for line in contents["proofs/inclusion.jsonl"].decode().splitlines():
         item = _json(line.encode(), "an inclusion proof")
         proofs[item["seq"]] = item
+    return proofs
 
-    damaged = bool(manifest.get("damaged"))
-    # Sizes of checkpoints the bundle carries that did not verify (already a finding).
-    invalid_sizes = {item["size"] for item in checkpoint_items} - roots.keys()
+
+@dataclass
+class _EntryWalk:
+    """What the walk over the entries found, for the checks that need every entry."""
+
+    expected: int  # the seq after the last entry read in order
+    times: dict[int, str] = field(default_factory=dict)
+    leaves: list[bytes] = field(default_factory=list)
+    # Inclusion-proof findings, judged once the roots are recomputed from the leaves.
+    proof_findings: list[Finding] = field(default_factory=list)
+
+
+def _entry_findings(
+    entry: dict[str, Any],
+    proofs: dict[int, dict[str, Any]],
+    ledger: _Ledger,
+    damaged: bool,
+    invalid_sizes: set[int],
+    walk: _EntryWalk,
+) -> list[Finding]:
+    seq = entry["seq"]
+    findings = _check_entry(entry, proofs.get(seq), ledger.roots)
+    if damaged and seq not in proofs:
+        # The exporter could not prove this entry from a damaged ledger; the damage
+        # itself is a finding below, at the first bad seq it found.
+        findings = [f for f in findings if f.message != "no inclusion proof"]
+    if findings and proofs.get(seq, {}).get("size") in invalid_sizes:
+        findings = [f for f in findings if "inclusion proof" not in f.message]
+    if findings and "inclusion proof" in findings[0].message:
+        walk.proof_findings += findings  # judged below, once the roots are recomputed
+        findings = []
+    if not findings and seq in proofs:
+        ledger.proved[seq] = proofs[seq]["size"]
+    return findings
+
+
+def _check_entries(
+    contents: dict[str, bytes],
+    proofs: dict[int, dict[str, Any]],
+    ledger: _Ledger,
+    first: int,
+    damaged: bool,
+    invalid_sizes: set[int],
+    result: Result,
+) -> _EntryWalk:
+    """Each entry in seq order: its leaf hash and its inclusion proof."""
     # A bundle from seq 0 holds every leaf below its checkpoints: their roots are then
     # recomputed from the entries themselves, as ledger_verify does, which names the
     # checkpoint the entries no longer give instead of every entry whose proof fails.
-    leaves: list[bytes] = []
-    proof_findings: list[Finding] = []
-    expected = first
+    walk = _EntryWalk(expected=first)
     for line in contents["entries.jsonl"].decode().splitlines():
         entry = _json(line.encode(), "an entry")
         seq = entry.get("seq")
-        if seq != expected:
-            result.findings.append(Finding(expected, f"entry is missing (next entry is {seq})"))
+        if seq != walk.expected:
+            result.findings.append(
+                Finding(walk.expected, f"entry is missing (next entry is {seq})")
+            )
             break
-        expected += 1
+        walk.expected += 1
         result.entries += 1
-        times[seq] = str(entry.get("time", ""))
+        walk.times[seq] = str(entry.get("time", ""))
         result.redacted += entry.get("redacted") is True
-        if first == 0 and len(leaves) == seq:
-            leaves.append(_entry_leaf_hash(entry))
-        findings = _check_entry(entry, proofs.get(seq), roots)
-        if damaged and seq not in proofs:
-            # The exporter could not prove this entry from a damaged ledger; the damage
-            # itself is a finding below, at the first bad seq it found.
-            findings = [f for f in findings if f.message != "no inclusion proof"]
-        if findings and proofs.get(seq, {}).get("size") in invalid_sizes:
-            findings = [f for f in findings if "inclusion proof" not in f.message]
-        if findings and "inclusion proof" in findings[0].message:
-            proof_findings += findings  # judged below, once the roots are recomputed
-            findings = []
-        if not findings and seq in proofs:
-            ledger.proved[seq] = proofs[seq]["size"]
-        result.findings += findings
-    if expected <= last and not any(f.seq >= expected for f in result.findings):
-        result.findings.append(Finding(expected, "entry is missing (the bundle ends early)"))
-    unlike = _roots_unlike_entries(leaves, roots)
+        if first == 0 and len(walk.leaves) == seq:
+            walk.leaves.append(_entry_leaf_hash(entry))
+        result.findings += _entry_findings(entry, proofs, ledger, damaged, invalid_sizes, walk)
+    return walk
+
+
+def _damage_finding(manifest: dict[str, Any], first: int) -> Finding | None:
+    """The exporter's own finding: it can only add to what is checked above."""
+    damage = manifest.get("damaged")
+    if not damage:
+        return None
+    problems = damage.get("problems") or ["(no detail)"]
+    return Finding(
+        int(damage.get("first_bad_seq", first)),
+        f"exported from a damaged ledger; ledger_verify found: {problems[0]}",
+    )
+
+
+def verify_bundle(
+    path: Path,
+    trusted: dict[str, Ed25519PublicKey] | None = None,
+    pdf: Path | None = None,
+    witnesses: WitnessPolicy | None = None,
+) -> Result:
+    """Check a bundle, its report if it has one, and ``pdf`` against that report.
+
+    Ledger findings come sorted by seq, report findings in ``result.report``. Raises
+    ``BundleError`` if the bundle is unreadable, ``PdfError`` if ``pdf`` is.
+
+    In order: every file against the manifest's hashes; each checkpoint's signature;
+    consistency between checkpoints; each entry's leaf hash and inclusion proof; the
+    roots the entries themselves give; the witnesses' cosignatures (when pinned); and
+    last the signed report and the PDF.
+    """
+    pdf_sha256 = _file_sha256(pdf) if pdf is not None else None
+    source = _Source(path)
+    result = Result()
+    manifest = _json(source.read("manifest.json"), "manifest.json")
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"unknown bundle format {manifest.get('format')!r}")
+    origin, first, last = manifest["origin"], manifest["from_seq"], manifest["to_seq"]
+    has_report = "report" in manifest or source.has(REPORT_STATEMENT)
+    contents = _read_contents(source, manifest, first, result)
+    if result.findings:
+        return result
+
+    ledger = _ledger_keys(contents, trusted, result)
+    checkpoint_items = _json(contents["checkpoints.json"], "checkpoints.json")
+    _check_checkpoints(checkpoint_items, ledger, origin, result)
+    _check_consistency(contents, ledger, result)
+    proofs = _inclusion_proofs(contents)
+    # Sizes of checkpoints the bundle carries that did not verify (already a finding).
+    invalid_sizes = {item["size"] for item in checkpoint_items} - ledger.roots.keys()
+    damaged = bool(manifest.get("damaged"))
+    walk = _check_entries(contents, proofs, ledger, first, damaged, invalid_sizes, result)
+    if walk.expected <= last and not any(f.seq >= walk.expected for f in result.findings):
+        result.findings.append(Finding(walk.expected, "entry is missing (the bundle ends early)"))
+    unlike = _roots_unlike_entries(walk.leaves, ledger.roots)
     result.findings += unlike
     bad_sizes = {f.seq + 1 for f in unlike}
     # A proof against a checkpoint whose root the entries do not give is a consequence of
     # that finding, not an entry of its own at fault.
     result.findings += [
-        f for f in proof_findings if proofs.get(f.seq, {}).get("size") not in bad_sizes
+        f for f in walk.proof_findings if proofs.get(f.seq, {}).get("size") not in bad_sizes
     ]
     if witnesses is not None:
-        result.findings += _witness_findings(witnesses, checkpoint_items, roots, times)
-    damage = manifest.get("damaged")
-    if damage:
-        # The exporter's own finding: it can only add to what is checked above.
-        problems = damage.get("problems") or ["(no detail)"]
-        result.findings.append(
-            Finding(
-                int(damage.get("first_bad_seq", first)),
-                f"exported from a damaged ledger; ledger_verify found: {problems[0]}",
-            )
-        )
+        result.findings += _witness_findings(witnesses, checkpoint_items, ledger.roots, walk.times)
+    damage = _damage_finding(manifest, first)
+    if damage is not None:
+        result.findings.append(damage)
     result.findings.sort()
 
     if has_report:
@@ -413,7 +489,7 @@ def verify_bundle(
     return result
 
 
-def _entry_leaf_hash(entry: dict) -> bytes:
+def _entry_leaf_hash(entry: dict[str, Any]) -> bytes:
     """The leaf hash the entry's own contents give (a redacted entry: the one it carries)."""
     if entry.get("redacted") is True or "leaf" not in entry:
         return _b64(entry.get("leaf_hash", ""), f"leaf hash of {entry.get('seq')}")
@@ -430,7 +506,9 @@ def _roots_unlike_entries(leaves: list[bytes], roots: dict[int, bytes]) -> list[
     ]
 
 
-def _check_entry(entry: dict, proof: dict | None, roots: dict[int, bytes]) -> list[Finding]:
+def _check_entry(
+    entry: dict[str, Any], proof: dict[str, Any] | None, roots: dict[int, bytes]
+) -> list[Finding]:
     seq = entry["seq"]
     if entry.get("redacted") is True:
         # Retention removed the contents: the leaf hash cannot be recomputed, only shown
@@ -507,7 +585,7 @@ def canonical_problem(raw: bytes) -> tuple[object, str | None]:
     return value, None
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 
 
@@ -554,7 +632,7 @@ def _beyond_checked_json(value: object, path: str) -> str | None:
 
 def _check_report(
     source: _Source,
-    manifest: dict,
+    manifest: dict[str, Any],
     contents: dict[str, bytes],
     ledger: _Ledger,
     pdf_sha256: str | None,
@@ -597,7 +675,9 @@ def _check_report(
     return report
 
 
-def _check_statement(raw: bytes, declared: dict, report: ReportResult) -> dict | None:
+def _check_statement(
+    raw: bytes, declared: dict[str, Any], report: ReportResult
+) -> dict[str, Any] | None:
     """The statement when its members are well typed (a finding per problem otherwise)."""
     value, problem = canonical_problem(raw)
     if problem is not None:
@@ -650,13 +730,13 @@ def _check_signature(raw: bytes, statement: bytes, ledger: _Ledger, report: Repo
     if value.get("signed_file") != REPORT_STATEMENT:
         report.findings.append(f"{REPORT_SIGNATURE}: signed_file must be {REPORT_STATEMENT}")
     try:
-        signature = base64.b64decode(value.get("signature"), validate=True)
+        signature = base64.b64decode(value.get("signature"), validate=True)  # type: ignore[arg-type]  # None or a non-string is refused by the TypeError below
     except (TypeError, ValueError):
         signature = b""
     if len(signature) != 64:
         report.findings.append(f"{REPORT_SIGNATURE}: signature is not a base64 Ed25519 signature")
         return
-    key = {key_id_of(k): k for k in ledger.keys.values()}.get(key_id)
+    key = {key_id_of(k): k for k in ledger.keys.values()}.get(str(key_id))
     if key is None:
         where = "the pinned keys (--trusted-key)" if ledger.pinned else "the bundle's keys.json"
         report.findings.append(f"{REPORT_SIGNATURE}: key {key_id!r} is not among {where}")
@@ -670,7 +750,7 @@ def _check_signature(raw: bytes, statement: bytes, ledger: _Ledger, report: Repo
         )
 
 
-def _check_data(raw: bytes, statement: dict | None, report: ReportResult) -> None:
+def _check_data(raw: bytes, statement: dict[str, Any] | None, report: ReportResult) -> None:
     if statement is not None:
         actual = hashlib.sha256(raw).hexdigest()
         if actual != statement["data_sha256"]:
@@ -703,7 +783,7 @@ def _check_data(raw: bytes, statement: dict | None, report: ReportResult) -> Non
         )
 
 
-def _check_citations(statement: dict, ledger: _Ledger, report: ReportResult) -> None:
+def _check_citations(statement: dict[str, Any], ledger: _Ledger, report: ReportResult) -> None:
     anchor, cited = statement["anchor_size"], statement["cited_seqs"]
     report.anchor_size, report.cited = anchor, len(cited)
     if anchor not in ledger.roots:

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -300,7 +301,9 @@ class Witness:
             self._log_refusal(refusal, origin, old, size)
             raise
 
-    def _log_refusal(self, refusal: Refusal, origin, old, size) -> None:
+    def _log_refusal(
+        self, refusal: Refusal, origin: str | None, old: int | None, size: int | None
+    ) -> None:
         record = {
             "time": int(self.clock()),
             "status": refusal.status,
@@ -355,7 +358,7 @@ def make_handler(witness: Witness, prefix: str = "") -> type[BaseHTTPRequestHand
                 return
             self._send(200, line)
 
-        def log_message(self, format: str, *args) -> None:
+        def log_message(self, format: str, *args: Any) -> None:
             logger.info("%s %s", self.address_string(), format % args)
 
     return Handler
@@ -376,10 +379,10 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         return key
     if path.stat().st_mode & 0o077:
         raise SystemExit(f"{path} is readable by others; a witness key must be 0600")
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
         raise SystemExit(f"{path} does not hold an Ed25519 private key")
-    return key
+    return loaded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         (host or "127.0.0.1", int(port)), make_handler(witness, args.prefix)
     )
     # The bound address on its own line, so a parent process can read the port.
-    print(f"listening http://{server.server_address[0]}:{server.server_address[1]}", flush=True)
+    host, port = server.server_address[:2]
+    print(f"listening http://{host!s}:{port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -106,7 +106,9 @@ def _exchange(url: str, body: bytes, timeout: float) -> tuple[int, str]:
         return 0, f"unreachable: {exc}"
 
 
-def _reply(name: str, pinned, status: int, text: str, body: str) -> WitnessReply:
+def _reply(
+    name: str, pinned: trust.TrustedKeyView, status: int, text: str, body: str
+) -> WitnessReply:
     if status == 0:
         return WitnessReply(name, False, text)
     if status != 200:

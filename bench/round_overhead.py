@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 5)
 
-    from training.flower import benchkit
+    import benchkit  # bench/benchkit.py, beside the benchmarks (this folder is on sys.path)
 
     with tempfile.TemporaryDirectory(prefix="fedgov-bench-overhead-") as tmp:
         state = Path(tmp)

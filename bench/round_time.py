@@ -58,7 +58,8 @@ def main() -> None:
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
 
-    from training.flower import benchkit
+    import benchkit  # bench/benchkit.py, beside the benchmarks (this folder is on sys.path)
+
     from training.flower.supervisor import tuned_env
 
     results = {}

@@ -34,9 +34,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  
 from django.conf import settings  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 
-from audit import keys, note, trust, witnessing  # noqa: E402
+from audit import events, keys, note, trust, witnessing  # noqa: E402
 from audit.services import LedgerEvent, checkpoint_create, ledger_append_many  # noqa: E402
 from fedgov.actors import Actor  # noqa: E402
+
+events.register(events.EventType("bench.happened", "A benchmark's filler event.", required=("i",)))
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_MS = 50.0

@@ -3,6 +3,14 @@
 from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
+# Every fedgov migration that grants roles permissions, with the table it grants them in.
+# A new one must be added here, or ensure_roles would not restore its grants after a flush
+# (tests/fedgov/test_role_permission_migrations.py checks that none is missing).
+ROLE_PERMISSION_TABLES: tuple[tuple[str, str], ...] = (
+    ("fedgov.migrations.0002_role_permissions", "ROLE_PERMISSIONS"),
+    ("fedgov.migrations.0003_role_permissions_for_new_records", "ADDED"),
+)
+
 
 def role_permissions() -> dict[str, list[str]]:
     """Each role's permissions as fedgov's data migrations left them, in their order.
@@ -13,10 +21,7 @@ def role_permissions() -> dict[str, list[str]]:
     import importlib
 
     merged: dict[str, list[str]] = {}
-    for module, table in (
-        ("fedgov.migrations.0002_role_permissions", "ROLE_PERMISSIONS"),
-        ("fedgov.migrations.0003_role_permissions_for_new_records", "ADDED"),
-    ):
+    for module, table in ROLE_PERMISSION_TABLES:
         for role, names in getattr(importlib.import_module(module), table).items():
             merged.setdefault(role, []).extend(names)
     return merged

@@ -310,6 +310,8 @@ FEDGOV_METRICS_TOKEN = env_str("FEDGOV_METRICS_TOKEN")
 
 # Adapters behind training's ports, by dotted path (see training/ports.py).
 FEDGOV_PROVISIONER = env_str("FEDGOV_PROVISIONER", "opennebula.provisioner.OpenNebulaProvisioner")
+# The adapter behind training's workload port (training.ports.Workloads).
+FEDGOV_WORKLOADS = env_str("FEDGOV_WORKLOADS", "opennebula.workloads.OpenNebulaWorkloads")
 
 # OpenNebula (opennebula): per-call timeout, how long a VM may take to reach RUNNING,
 # the poll backoff, and the Flower appliance's SuperLink address put into each VM's context.

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings as django_settings
+from django.utils.module_loading import import_string
+
 from fedgov.celery import app
 from fedgov.errors import TemporaryError
 
@@ -45,3 +48,20 @@ def fedgov_task(*, name: str, **options: Any) -> Callable[[Callable[..., Any]], 
         return app.task(**settings)(func)
 
     return decorate
+
+
+def enqueue(task: str, *args: Any, inline: bool = False) -> bool:
+    """Hand task ``task`` (dotted path of a task object) to a worker, or run it here.
+
+    With ``CELERY_BROKER_URL`` set the task is queued and True returned. Without one (the
+    embedded default runs no worker) it runs in this process when ``inline`` is set, and
+    is skipped otherwise; False is returned either way. Services name their task by path
+    and import it only when called, so a service module and the tasks module that calls
+    it never import each other.
+    """
+    if django_settings.CELERY_BROKER_URL:
+        import_string(task).delay(*args)
+        return True
+    if inline:
+        import_string(task)(*args)
+    return False

@@ -1,4 +1,9 @@
-"""Small checks shared by the API, the services and the loaders.
+"""The validation kit shared by the services, the loaders and the API.
+
+Services collect every field error first (``Errors``) so one 400 names all of them,
+with the typed checks below; ``unknown_fields`` refuses fields a service does not take;
+``unique_or_invalid`` turns a unique-index race into the same 400. Nothing here knows
+an app: checks that need one (countries and regions) live with it (``sites.services``).
 
 Integers that arrive as text (paths, query strings) are read here so every endpoint
 refuses the same things the same way: ``str.isdigit()`` accepts "²" (which ``int()``
@@ -7,6 +12,16 @@ unbounded integer overflows the database column (SQLite refuses beyond 64 bits, 
 """
 
 from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils.dateparse import parse_date, parse_datetime
 
 from fedgov.errors import InvalidInput
 
@@ -31,4 +46,122 @@ def int_from_text(text: str, *, field: str, minimum: int = 0, maximum: int = INT
     value = int(text)
     if value < minimum:
         raise InvalidInput({field: [f"must be at least {minimum}"]})
+    return value
+
+
+HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def sha256_text(text: str) -> str:
+    """SHA-256 hex of ``text`` in UTF-8: how free text (a reason) enters a ledger payload."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Errors:
+    """Collects every field error first, so one 400 names all of them."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, list[str]] = {}
+
+    def add(self, field: str, reason: str) -> None:
+        self.errors.setdefault(field, []).append(reason)
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise InvalidInput(self.errors)
+
+
+def as_date(value: Any) -> dt.date | None:
+    """A date (or ISO 8601 date text) as a date; None for anything else, a datetime too."""
+    if isinstance(value, dt.datetime):
+        return None
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_date(value)
+        except ValueError:
+            return None
+    return None
+
+
+def as_aware_datetime(value: Any) -> tuple[dt.datetime | None, str]:
+    """Parse an aware datetime or an ISO 8601 string with an offset; else a reason."""
+    parsed: dt.datetime | None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str) and value.strip():
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            return None, f"{value!r} is not an ISO 8601 date-time"
+    else:
+        return None, "must be an ISO 8601 date-time"
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        return None, "needs a time zone offset (e.g. 2026-01-31T09:00:00Z)"
+    return parsed.astimezone(dt.UTC), ""
+
+
+def check_text(errors: Errors, field: str, value: Any, *, max_length: int) -> None:
+    if not isinstance(value, str) or not value.strip():
+        errors.add(field, "must not be empty")
+    elif len(value) > max_length:
+        errors.add(field, f"must be at most {max_length} characters")
+
+
+def check_hash(errors: Errors, field: str, value: Any) -> None:
+    if not isinstance(value, str) or not HEX64.match(value):
+        errors.add(field, "must be a SHA-256 digest: 64 hexadecimal characters")
+
+
+def check_choice(errors: Errors, field: str, value: Any, choices: Any) -> None:
+    """``value`` must be one of a ``TextChoices``' values."""
+    if value not in choices.values:
+        allowed = ", ".join(repr(v) for v in choices.values if v)
+        errors.add(field, f"{value!r} is not one of {allowed}")
+
+
+def check_int(errors: Errors, field: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.add(field, "must be a whole number")
+    elif value < minimum:
+        errors.add(field, f"must be at least {minimum}")
+
+
+def check_bool(errors: Errors, field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        errors.add(field, "must be true or false")
+
+
+def unknown_fields(fields: Iterable[str], allowed: Iterable[str]) -> None:
+    """Refuse, all at once, the fields a service does not take."""
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise InvalidInput({name: ["cannot be set here"] for name in unknown})
+
+
+@contextmanager
+def unique_or_invalid(field: str, message: str) -> Iterator[None]:
+    """Turn a unique-constraint race (two writers, one name) into a clear 400.
+
+    The validation read cannot see a row another transaction has not committed yet; the
+    database's unique index can. The savepoint keeps the outer transaction usable.
+    """
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        raise InvalidInput({field: [message]}) from exc
+
+
+def json_value(value: Any) -> Any:
+    """A value as it goes into a ledger payload or a content hash."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
     return value

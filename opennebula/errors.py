@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fedgov.errors import FedgovError
+from training.ports import WorkloadError
 
 
-class OpenNebulaError(FedgovError):
+class OpenNebulaError(WorkloadError):
     """A call to an OpenNebula zone failed, or a VM did not reach RUNNING.
 
     ``code`` is oned's error code (0x100 authentication … 0x2000 internal) when oned sent

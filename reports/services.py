@@ -15,6 +15,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.tasks import enqueue
 from reports import bundle as report_bundle
 from reports import data as report_data
 from reports.assemble import report_input
@@ -85,10 +86,7 @@ def _enqueue(report_id: int) -> None:
     The embedded default runs no worker (see settings): there the report is built in
     the requesting process, and a failure is recorded on the report, not raised.
     """
-    from reports.tasks import report_build_task
-
-    if settings.CELERY_BROKER_URL:
-        report_build_task.delay(report_id)
+    if enqueue("reports.tasks.report_build_task", report_id):
         return
     try:
         report_build(actor=Actor.system("reports"), report_id=report_id)

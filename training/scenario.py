@@ -16,7 +16,6 @@ and the run gets the next free name (``virt8ra``, ``virt8ra-2``, ...).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 
 from fedgov import clock
 from fedgov.actors import Actor
+from fedgov.validation import sha256_text
 from opennebula.credentials import check_ref
 from opennebula.errors import OpenNebulaError
 from sites.choices import (
@@ -360,146 +360,150 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scenario:
-    """Read and validate a scenario file (or TOML text). Raises ``ScenarioError``."""
-    today = today or clock.now().date()
-    if isinstance(source, Path):
-        try:
-            text = source.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ScenarioError("", f"cannot read {source}: {exc.strerror}") from None
-    else:
-        text = source
+def _scenario_text(source: str | Path) -> str:
+    if not isinstance(source, Path):
+        return source
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError("", f"not valid TOML: {exc}") from None
+        return source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError("", f"cannot read {source}: {exc.strerror}") from None
 
-    top = _Reader(raw, "", today)
-    top.only("name", "description", "purposes", "policy", "sites", "consent", "run", "rounds")
-    name = top.text("name")
 
+def _purposes(top: _Reader) -> list[PurposeSpec]:
     purposes = []
-    for p in top.tables("purposes"):
-        p.only("code", "name", "description")
-        purposes.append(PurposeSpec(p.text("code"), p.text("name"), p.text("description", "")))
+    for table in top.tables("purposes"):
+        table.only("code", "name", "description")
+        purposes.append(
+            PurposeSpec(table.text("code"), table.text("name"), table.text("description", ""))
+        )
     if not purposes:
         raise ScenarioError("purposes", "must list at least one purpose")
-    codes = [p.code for p in purposes]
+    return purposes
 
-    sites = []
-    for s in top.tables("sites"):
-        s.only(
-            "slug",
-            "organisation",
-            "country",
-            "compute_country",
-            "contact_email",
-            "agreement_type",
-            "agreement_document_hash",
-            "agreement_valid_from",
-            "agreement_valid_until",
-            "zone",
-            "zone_operator",
-            "dataset",
-        )
-        slug = s.text("slug")
-        compute = s.country("compute_country")
-        z = s.table("zone")
-        z.only("id", "endpoint", "hosts", "standin", "credentials", "template_id")
-        credentials = z.text("credentials", "")
-        if credentials:
-            try:
-                check_ref(credentials)
-            except OpenNebulaError:
-                # Never echo the value: it may be a secret pasted by mistake.
-                raise ScenarioError(
-                    z.key("credentials"),
-                    "must be a reference, env:NAME or file:/absolute/path, not a secret",
-                ) from None
-        template_id = z.get("template_id", int, -1)
-        if template_id < -1:
-            raise ScenarioError(z.key("template_id"), "must be a template id (0 or more)")
-        hosts = []
-        for h in z.tables("hosts"):
-            h.only("name", "country")
-            hosts.append(Host(h.text("name"), h.country("country")))
-        if hosts and compute not in {h.country for h in hosts}:
+
+def _zone(site: _Reader, compute: str) -> tuple[_Reader, str, int | None, tuple[Host, ...]]:
+    """The zone table's credentials, template and hosts, checked; the rest is read later."""
+    zone = site.table("zone")
+    zone.only("id", "endpoint", "hosts", "standin", "credentials", "template_id")
+    credentials = zone.text("credentials", "")
+    if credentials:
+        try:
+            check_ref(credentials)
+        except OpenNebulaError:
+            # Never echo the value: it may be a secret pasted by mistake.
             raise ScenarioError(
-                s.key("compute_country"), f"{compute} is not the country of any host of the zone"
-            )
-        d = s.table("dataset")
-        d.only(
-            "name",
-            "description",
-            "corpus",
-            "data_categories",
-            "lawful_basis",
-            "purposes",
-            "retention_until",
-            "processing_countries",
-            "special_category",
-            "art9_condition",
-            "art10_basis",
-            "art10_reference",
-            "record_count",
+                zone.key("credentials"),
+                "must be a reference, env:NAME or file:/absolute/path, not a secret",
+            ) from None
+    template_id = zone.get("template_id", int, -1)
+    if template_id < -1:
+        raise ScenarioError(zone.key("template_id"), "must be a template id (0 or more)")
+    hosts = []
+    for host in zone.tables("hosts"):
+        host.only("name", "country")
+        hosts.append(Host(host.text("name"), host.country("country")))
+    if hosts and compute not in {h.country for h in hosts}:
+        raise ScenarioError(
+            site.key("compute_country"), f"{compute} is not the country of any host of the zone"
         )
-        ds_purposes = d.strings("purposes", tuple(codes))
-        for code in ds_purposes:
-            if code not in codes:
-                raise ScenarioError(d.key("purposes"), f"{code!r} is not a scenario purpose")
-        dataset = DatasetSpec(
-            name=d.text("name"),
-            description=d.text("description", ""),
-            corpus=d.text("corpus", ""),
-            data_categories=d.strings("data_categories", ("text",)),
-            lawful_basis=d.choice("lawful_basis", LawfulBasis.values),
-            purposes=ds_purposes,
-            retention_until=d.date("retention_until"),
-            processing_countries=d.areas("processing_countries"),
-            special_category=d.get("special_category", bool, False),
-            art9_condition=d.choice("art9_condition", Art9Condition.values, ""),
-            art10_basis=d.choice("art10_basis", Art10Basis.values, ""),
-            art10_reference=d.text("art10_reference", ""),
-            record_count=d.get("record_count", int, 0),
-        )
-        sites.append(
-            SiteSpec(
-                slug=slug,
-                organisation=s.text("organisation"),
-                country=s.country("country"),
-                compute_country=compute,
-                contact_email=s.text("contact_email"),
-                agreement_type=s.choice("agreement_type", AgreementType.values),
-                agreement_document_hash=s.text(
-                    "agreement_document_hash", _sha(f"{name}/{slug}/agreement")
-                ),
-                agreement_valid_from=s.date("agreement_valid_from"),
-                agreement_valid_until=s.date("agreement_valid_until"),
-                zone=Zone(
-                    id=z.get("id", int),
-                    endpoint=z.text("endpoint", ""),
-                    hosts=tuple(hosts),
-                    standin=z.get("standin", bool, False),
-                    credentials=credentials,
-                    template_id=None if template_id == -1 else template_id,
-                ),
-                dataset=dataset,
-                zone_operator=(
-                    _party(s.table("zone_operator")) if "zone_operator" in s.data else None
-                ),
-            )
-        )
+    return zone, credentials, None if template_id == -1 else template_id, tuple(hosts)
+
+
+def _dataset(site: _Reader, codes: list[str]) -> DatasetSpec:
+    table = site.table("dataset")
+    table.only(
+        "name",
+        "description",
+        "corpus",
+        "data_categories",
+        "lawful_basis",
+        "purposes",
+        "retention_until",
+        "processing_countries",
+        "special_category",
+        "art9_condition",
+        "art10_basis",
+        "art10_reference",
+        "record_count",
+    )
+    purposes = table.strings("purposes", tuple(codes))
+    for code in purposes:
+        if code not in codes:
+            raise ScenarioError(table.key("purposes"), f"{code!r} is not a scenario purpose")
+    return DatasetSpec(
+        name=table.text("name"),
+        description=table.text("description", ""),
+        corpus=table.text("corpus", ""),
+        data_categories=table.strings("data_categories", ("text",)),
+        lawful_basis=table.choice("lawful_basis", LawfulBasis.values),
+        purposes=purposes,
+        retention_until=table.date("retention_until"),
+        processing_countries=table.areas("processing_countries"),
+        special_category=table.get("special_category", bool, False),
+        art9_condition=table.choice("art9_condition", Art9Condition.values, ""),
+        art10_basis=table.choice("art10_basis", Art10Basis.values, ""),
+        art10_reference=table.text("art10_reference", ""),
+        record_count=table.get("record_count", int, 0),
+    )
+
+
+def _site(site: _Reader, scenario_name: str, codes: list[str]) -> SiteSpec:
+    site.only(
+        "slug",
+        "organisation",
+        "country",
+        "compute_country",
+        "contact_email",
+        "agreement_type",
+        "agreement_document_hash",
+        "agreement_valid_from",
+        "agreement_valid_until",
+        "zone",
+        "zone_operator",
+        "dataset",
+    )
+    slug = site.text("slug")
+    compute = site.country("compute_country")
+    zone, credentials, template_id, hosts = _zone(site, compute)
+    dataset = _dataset(site, codes)
+    return SiteSpec(
+        slug=slug,
+        organisation=site.text("organisation"),
+        country=site.country("country"),
+        compute_country=compute,
+        contact_email=site.text("contact_email"),
+        agreement_type=site.choice("agreement_type", AgreementType.values),
+        agreement_document_hash=site.text(
+            "agreement_document_hash", sha256_text(f"{scenario_name}/{slug}/agreement")
+        ),
+        agreement_valid_from=site.date("agreement_valid_from"),
+        agreement_valid_until=site.date("agreement_valid_until"),
+        zone=Zone(
+            id=zone.get("id", int),
+            endpoint=zone.text("endpoint", ""),
+            hosts=hosts,
+            standin=zone.get("standin", bool, False),
+            credentials=credentials,
+            template_id=template_id,
+        ),
+        dataset=dataset,
+        zone_operator=(
+            _party(site.table("zone_operator")) if "zone_operator" in site.data else None
+        ),
+    )
+
+
+def _sites(top: _Reader, scenario_name: str, codes: list[str]) -> list[SiteSpec]:
+    sites = [_site(table, scenario_name, codes) for table in top.tables("sites")]
     if not sites:
         raise ScenarioError("sites", "must list at least one site")
     slugs = [s.slug for s in sites]
     if len(set(slugs)) != len(slugs):
         raise ScenarioError("sites", "lists a slug twice")
+    return sites
 
+
+def _policy_spec(top: _Reader, slugs: list[str]) -> PolicySpec:
     pol = top.table("policy")
     pol.only("name", *POLICY_KEYS)
     fields: dict[str, Any] = {"allowed_areas": list(pol.areas("allowed_areas"))}
@@ -508,21 +512,22 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         if slug not in slugs:
             raise ScenarioError(pol.key("transfer_mechanisms"), f"{slug!r} is not a scenario site")
     fields["transfer_mechanisms"] = dict(mechanisms)
-    for key in ("min_eligible_sites", "min_records_per_site", "approvals_required"):
-        if key in pol.data:
-            fields[key] = pol.get(key, int)
-    for key in ("requires_approval", "requires_controller_dpo_approval", "requires_dpia"):
-        if key in pol.data:
-            fields[key] = pol.get(key, bool)
-    for key in ("privacy_budget_epsilon", "privacy_budget_delta"):
-        if key in pol.data:
-            fields[key] = float(pol.get(key, (int, float)))
-    for key in ("dp_neighbouring_relation", "dp_required_mechanism"):
-        if key in pol.data:
-            fields[key] = pol.get(key, str)
+    typed: tuple[tuple[tuple[str, ...], Any], ...] = (
+        (("min_eligible_sites", "min_records_per_site", "approvals_required"), int),
+        (("requires_approval", "requires_controller_dpo_approval", "requires_dpia"), bool),
+        (("privacy_budget_epsilon", "privacy_budget_delta"), (int, float)),
+        (("dp_neighbouring_relation", "dp_required_mechanism"), str),
+    )
+    for keys, kind in typed:
+        for key in keys:
+            if key in pol.data:
+                value = pol.get(key, kind)
+                fields[key] = float(value) if kind == (int, float) else value
     _transfer_register(pol, fields, slugs)
-    policy = PolicySpec(name=pol.text("name"), fields=fields)
+    return PolicySpec(name=pol.text("name"), fields=fields)
 
+
+def _consent(top: _Reader) -> ConsentSpec:
     con = top.table("consent")
     con.only("subjects_per_site", "granted", "expires")
     subjects = con.get("subjects_per_site", int)
@@ -533,16 +538,18 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
     expires = dt.datetime.combine(con.date("expires"), midnight) if "expires" in con.data else None
     if expires is not None and expires <= granted:
         raise ScenarioError(con.key("expires"), "must be after consent.granted")
-    consent = ConsentSpec(subjects_per_site=subjects, granted=granted, expires=expires)
+    return ConsentSpec(subjects_per_site=subjects, granted=granted, expires=expires)
 
-    r = top.table("run")
-    if "epsilon_per_round" in r.data:
+
+def _run(top: _Reader, scenario_name: str, codes: list[str], today: dt.date) -> RunSpec:
+    table = top.table("run")
+    if "epsilon_per_round" in table.data:
         raise ScenarioError(
-            r.key("epsilon_per_round"),
+            table.key("epsilon_per_round"),
             "ε is no longer declared: set dp_mechanism, dp_clipping_norm and "
             "dp_target_epsilon (or dp_noise_multiplier); the accountant computes ε",
         )
-    r.only(
+    table.only(
         "name",
         "purpose",
         "aggregator_country",
@@ -555,58 +562,65 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         "dpia_document_hash",
         "dpia_valid_until",
     )
-    run_purpose = r.text("purpose")
-    if run_purpose not in codes:
-        raise ScenarioError(r.key("purpose"), f"{run_purpose!r} is not a scenario purpose")
+    purpose = table.text("purpose")
+    if purpose not in codes:
+        raise ScenarioError(table.key("purpose"), f"{purpose!r} is not a scenario purpose")
     dp_numbers = {
-        key: (float(r.get(key, (int, float))) if key in r.data else None)
+        key: (float(table.get(key, (int, float))) if key in table.data else None)
         for key in ("dp_clipping_norm", "dp_noise_multiplier", "dp_target_epsilon")
     }
     default_until = today + dt.timedelta(days=180)
-    dpia_until = r.date("dpia_valid_until") if "dpia_valid_until" in r.data else default_until
+    dpia_until = (
+        table.date("dpia_valid_until") if "dpia_valid_until" in table.data else default_until
+    )
     run = RunSpec(
-        name=r.text("name"),
-        purpose=run_purpose,
-        aggregator_country=r.country("aggregator_country"),
-        num_rounds=r.get("num_rounds", int),
-        dp_mechanism=r.get("dp_mechanism", str, "none"),
+        name=table.text("name"),
+        purpose=purpose,
+        aggregator_country=table.country("aggregator_country"),
+        num_rounds=table.get("num_rounds", int),
+        dp_mechanism=table.get("dp_mechanism", str, "none"),
         **dp_numbers,
-        dpia_reference=r.text("dpia_reference"),
-        dpia_document_hash=r.text("dpia_document_hash", _sha(f"{name}/dpia")),
+        dpia_reference=table.text("dpia_reference"),
+        dpia_document_hash=table.text("dpia_document_hash", sha256_text(f"{scenario_name}/dpia")),
         dpia_valid_until=dpia_until,
     )
     if run.num_rounds < 1:
-        raise ScenarioError(r.key("num_rounds"), "must be at least 1")
+        raise ScenarioError(table.key("num_rounds"), "must be at least 1")
+    return run
 
+
+def _withdrawal(table: _Reader, slugs: list[str], subjects: int) -> Withdrawal:
+    table.only("site", "subjects")
+    site = table.text("site")
+    if site not in slugs:
+        raise ScenarioError(table.key("site"), f"{site!r} is not a scenario site")
+    chosen = table.get("subjects", (str, list))
+    if isinstance(chosen, str):
+        if chosen != ALL:
+            raise ScenarioError(table.key("subjects"), 'must be a list of pseudonyms or "all"')
+        return Withdrawal(site, ALL)
+    known = {f"{site}-s{n:04d}" for n in range(1, subjects + 1)}
+    for pseudonym in chosen:
+        if pseudonym not in known:
+            raise ScenarioError(table.key("subjects"), f"{pseudonym!r} is not a subject of {site}")
+    return Withdrawal(site, tuple(chosen))
+
+
+def _rounds(top: _Reader, slugs: list[str], subjects: int, num_rounds: int) -> list[RoundSpec]:
     rounds = []
-    for i, rd in enumerate(top.tables("rounds")):
-        rd.only("number", "withdraw", "withdraw_dataset")
-        number = rd.get("number", int)
-        if number != i + 1 or number > run.num_rounds:
+    for i, table in enumerate(top.tables("rounds")):
+        table.only("number", "withdraw", "withdraw_dataset")
+        number = table.get("number", int)
+        if number != i + 1 or number > num_rounds:
             raise ScenarioError(
-                rd.key("number"), f"must be {i + 1} (rounds in order, at most run.num_rounds)"
+                table.key("number"), f"must be {i + 1} (rounds in order, at most run.num_rounds)"
             )
-        withdrawals = []
-        for w in rd.tables("withdraw") if "withdraw" in rd.data else []:
-            w.only("site", "subjects")
-            site = w.text("site")
-            if site not in slugs:
-                raise ScenarioError(w.key("site"), f"{site!r} is not a scenario site")
-            chosen = w.get("subjects", (str, list))
-            if isinstance(chosen, str):
-                if chosen != ALL:
-                    raise ScenarioError(w.key("subjects"), 'must be a list of pseudonyms or "all"')
-                withdrawals.append(Withdrawal(site, ALL))
-                continue
-            known = {f"{site}-s{n:04d}" for n in range(1, subjects + 1)}
-            for pseudonym in chosen:
-                if pseudonym not in known:
-                    raise ScenarioError(
-                        w.key("subjects"), f"{pseudonym!r} is not a subject of {site}"
-                    )
-            withdrawals.append(Withdrawal(site, tuple(chosen)))
+        withdrawals = [
+            _withdrawal(w, slugs, subjects)
+            for w in (table.tables("withdraw") if "withdraw" in table.data else [])
+        ]
         whole = []
-        for w in rd.tables("withdraw_dataset") if "withdraw_dataset" in rd.data else []:
+        for w in table.tables("withdraw_dataset") if "withdraw_dataset" in table.data else []:
             w.only("site", "reason")
             site = w.choice("site", slugs)
             whole.append((site, w.text("reason")))
@@ -617,7 +631,29 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         )
     if not rounds:
         raise ScenarioError("rounds", "must list at least one round")
+    return rounds
 
+
+def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scenario:
+    """Read and validate a scenario file (or TOML text). Raises ``ScenarioError``."""
+    today = today or clock.now().date()
+    text = _scenario_text(source)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError("", f"not valid TOML: {exc}") from None
+
+    top = _Reader(raw, "", today)
+    top.only("name", "description", "purposes", "policy", "sites", "consent", "run", "rounds")
+    name = top.text("name")
+    purposes = _purposes(top)
+    codes = [p.code for p in purposes]
+    sites = _sites(top, name, codes)
+    slugs = [s.slug for s in sites]
+    policy = _policy_spec(top, slugs)
+    consent = _consent(top)
+    run = _run(top, name, codes, today)
+    rounds = _rounds(top, slugs, consent.subjects_per_site, run.num_rounds)
     return Scenario(
         name=name,
         description=top.text("description", ""),

@@ -11,8 +11,8 @@ from django.conf import settings
 from fedgov.actors import Actor
 from fedgov.errors import TemporaryError
 from fedgov.tasks import fedgov_task
-from opennebula.errors import OpenNebulaError
 from training.models import Round, TrainingRun
+from training.ports import WorkloadError
 from training.services import orchestrate
 from training.services.handoff import HAND_OFF
 from training.services.processes import orphans_reap
@@ -29,7 +29,7 @@ class ZoneUnavailable(TemporaryError):
 def round_advance(round_id: int) -> dict:
     try:
         result = orchestrate.round_advance(actor=ACTOR, round_id=round_id)
-    except OpenNebulaError as exc:
+    except WorkloadError as exc:
         if exc.permanent:
             raise
         raise ZoneUnavailable(str(exc)) from exc
@@ -69,7 +69,7 @@ def round_drive(round_id: int) -> dict:
     """Move a round until people (approval) or Flower (training) must act, or it ends."""
     try:
         round_ = orchestrate.round_drive(actor=ACTOR, round_id=round_id, until=HAND_OFF)
-    except OpenNebulaError as exc:
+    except WorkloadError as exc:
         if exc.permanent:
             raise
         raise ZoneUnavailable(str(exc)) from exc

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import rfc8785
 from django.db import transaction
@@ -157,6 +158,88 @@ def _refuse_rows(bad: dict[str, dict[str, list[str]]], total: int) -> None:
     )
 
 
+def _consent_state(
+    dataset: Dataset, rows: list[Any], code_of: dict[int, str]
+) -> dict[tuple[str, str], _ConsentState]:
+    """The stored consent of each (subject, purpose code) the batch touches."""
+    state: dict[tuple[str, str], _ConsentState] = {}
+    subjects = sorted({r.subject for r in rows})
+    for start in range(0, len(subjects), IN_CHUNK):
+        chunk = subjects[start : start + IN_CHUNK]
+        for consent in Consent.objects.filter(dataset=dataset, subject_pseudonym__in=chunk):
+            code = code_of.get(consent.purpose_id)
+            if code is None:
+                continue  # a consent for a purpose the dataset no longer lists
+            state[(consent.subject_pseudonym, code)] = _ConsentState(
+                consent.granted_at, consent.expires_at, consent.withdrawn_at, consent
+            )
+    return state
+
+
+def _apply_consent_row(
+    row: Any, state: dict[tuple[str, str], _ConsentState], dataset: Dataset
+) -> dict[str, list[str]] | None:
+    """Apply one event to ``state``; the row's errors instead when it cannot apply."""
+    key = (row.subject, row.purpose)
+    current = state.get(key)
+    last_change = None
+    if current is not None:
+        last_change = max(current.granted_at, current.withdrawn_at or current.granted_at)
+    if last_change is not None and row.occurred_at < last_change:
+        return {
+            "occurred_at": [
+                f"is before this subject's last recorded change ({last_change.isoformat()})"
+            ]
+        }
+    if row.kind == ConsentEventKind.GRANT:
+        if dataset.withdrawn_at is not None:
+            return {"kind": ["the dataset was withdrawn from federation; no new grants"]}
+        if current is None:
+            state[key] = _ConsentState(row.occurred_at, row.expires_at, None, None)
+        else:
+            current.granted_at, current.expires_at = row.occurred_at, row.expires_at
+            current.withdrawn_at = None
+        return None
+    if current is None:
+        return {"subject_pseudonym": [f"has no consent for purpose {row.purpose!r} to withdraw"]}
+    if current.withdrawn_at is not None:
+        return {"kind": [f"consent already withdrawn at {current.withdrawn_at.isoformat()}"]}
+    current.withdrawn_at = row.occurred_at
+    return None
+
+
+def _consent_rows(
+    rows: list[Any],
+    state: dict[tuple[str, str], _ConsentState],
+    dataset: Dataset,
+    purposes: dict[str, Any],
+    now: Any,
+) -> tuple[list[Consent], list[Consent]]:
+    """The Consent rows to create and to update for what the batch touched."""
+    touched = {(r.subject, r.purpose) for r in rows}
+    to_create: list[Consent] = []
+    to_update: list[Consent] = []
+    for subject, code in touched:
+        consent = state[(subject, code)]
+        if consent.row is None:
+            to_create.append(
+                Consent(
+                    dataset=dataset,
+                    purpose=purposes[code],
+                    subject_pseudonym=subject,
+                    granted_at=consent.granted_at,
+                    expires_at=consent.expires_at,
+                    withdrawn_at=consent.withdrawn_at,
+                    updated_at=now,
+                )
+            )
+        else:
+            consent.row.granted_at, consent.row.expires_at = consent.granted_at, consent.expires_at
+            consent.row.withdrawn_at, consent.row.updated_at = consent.withdrawn_at, now
+            to_update.append(consent.row)
+    return to_create, to_update
+
+
 def consent_record_batch(
     *, actor: Actor, dataset: Dataset, events: list[dict]
 ) -> ConsentBatchResult:
@@ -189,83 +272,20 @@ def consent_record_batch(
         rows, bad = _parse_consent_rows(list(events), purposes, now)
         rows.sort(key=lambda r: (r.occurred_at, r.index))
 
-        state: dict[tuple[str, str], _ConsentState] = {}
-        subjects = sorted({r.subject for r in rows})
-        for start in range(0, len(subjects), IN_CHUNK):
-            chunk = subjects[start : start + IN_CHUNK]
-            for consent in Consent.objects.filter(dataset=dataset, subject_pseudonym__in=chunk):
-                code = code_of.get(consent.purpose_id)
-                if code is None:
-                    continue  # a consent for a purpose the dataset no longer lists
-                state[(consent.subject_pseudonym, code)] = _ConsentState(
-                    consent.granted_at, consent.expires_at, consent.withdrawn_at, consent
-                )
-
+        state = _consent_state(dataset, rows, code_of)
         granted = withdrawn = 0
         for row in rows:
-            key = (row.subject, row.purpose)
-            current = state.get(key)
-            last_change = None
-            if current is not None:
-                last_change = max(current.granted_at, current.withdrawn_at or current.granted_at)
-            if last_change is not None and row.occurred_at < last_change:
-                bad[str(row.index)] = {
-                    "occurred_at": [
-                        f"is before this subject's last recorded change ({last_change.isoformat()})"
-                    ]
-                }
-                continue
-            if row.kind == ConsentEventKind.GRANT:
-                if dataset.withdrawn_at is not None:
-                    bad[str(row.index)] = {
-                        "kind": ["the dataset was withdrawn from federation; no new grants"]
-                    }
-                    continue
-                if current is None:
-                    state[key] = _ConsentState(row.occurred_at, row.expires_at, None, None)
-                else:
-                    current.granted_at, current.expires_at = row.occurred_at, row.expires_at
-                    current.withdrawn_at = None
+            problem = _apply_consent_row(row, state, dataset)
+            if problem is not None:
+                bad[str(row.index)] = problem
+            elif row.kind == ConsentEventKind.GRANT:
                 granted += 1
             else:
-                if current is None:
-                    bad[str(row.index)] = {
-                        "subject_pseudonym": [
-                            f"has no consent for purpose {row.purpose!r} to withdraw"
-                        ]
-                    }
-                    continue
-                if current.withdrawn_at is not None:
-                    bad[str(row.index)] = {
-                        "kind": [f"consent already withdrawn at {current.withdrawn_at.isoformat()}"]
-                    }
-                    continue
-                current.withdrawn_at = row.occurred_at
                 withdrawn += 1
         if bad:
             _refuse_rows(dict(sorted(bad.items(), key=lambda kv: int(kv[0]))), len(events))
 
-        touched = {(r.subject, r.purpose) for r in rows}
-        to_create: list[Consent] = []
-        to_update: list[Consent] = []
-        for subject, code in touched:
-            s = state[(subject, code)]
-            if s.row is None:
-                to_create.append(
-                    Consent(
-                        dataset=dataset,
-                        purpose=purposes[code],
-                        subject_pseudonym=subject,
-                        granted_at=s.granted_at,
-                        expires_at=s.expires_at,
-                        withdrawn_at=s.withdrawn_at,
-                        updated_at=now,
-                    )
-                )
-            else:
-                s.row.granted_at, s.row.expires_at = s.granted_at, s.expires_at
-                s.row.withdrawn_at, s.row.updated_at = s.withdrawn_at, now
-                to_update.append(s.row)
+        to_create, to_update = _consent_rows(rows, state, dataset, purposes, now)
         Consent.objects.bulk_create(to_create, batch_size=1000)
         Consent.objects.bulk_update(
             to_update,

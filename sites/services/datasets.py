@@ -11,6 +11,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
+from fedgov.updates import model_update
 from sites.choices import (
     ART9_CATEGORIES,
     CRIMINAL_CATEGORY,
@@ -205,12 +206,14 @@ def dataset_update(*, actor: Actor, dataset: Dataset, **fields: Any) -> Dataset:
         current = {name: getattr(dataset, name) for name in DATASET_UPDATABLE if name != "purposes"}
         current["purposes"] = list(dataset.purposes.order_by("code"))
         values = dataset_validate({**current, **fields}, site=dataset.site, instance=dataset)
-        changed = sorted(name for name in fields if values[name] != current[name])
+        changed = model_update(
+            instance=dataset,
+            fields=fields,
+            current=current,
+            values=values,
+            not_attributes={"purposes"},
+        )
         purposes = list(values.pop("purposes"))
-        for name in changed:
-            if name != "purposes":
-                setattr(dataset, name, values[name])
-        dataset.save()
         if "purposes" in changed:
             dataset.purposes.set(purposes)
         ledger_append(

@@ -15,6 +15,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.updates import model_update
 from sites.adequacy import parse_adequacy, shipped_adequacy
 from sites.choices import (
     Art49Ground,
@@ -375,10 +376,7 @@ def policy_update_draft(*, actor: Actor, policy: ResidencyPolicy, **fields: Any)
             )
         current = {name: getattr(policy, name) for name in POLICY_FIELDS}
         values = policy_validate({**current, **fields})
-        changed = sorted(name for name in fields if values[name] != current[name])
-        for name in changed:
-            setattr(policy, name, values[name])
-        policy.save()
+        changed = model_update(instance=policy, fields=fields, current=current, values=values)
         ledger_append(
             event_type="policy.draft_updated",
             actor=actor,

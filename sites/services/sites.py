@@ -14,6 +14,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
+from fedgov.updates import model_update
 from sites.choices import (
     AgreementType,
     PartyRole,
@@ -226,10 +227,7 @@ def site_update(*, actor: Actor, site: Site, **fields: Any) -> Site:
         site = Site.objects.select_for_update().get(pk=site.pk)
         current = {name: getattr(site, name) for name in (*SITE_FIELDS, "flower_node_id")}
         values = site_validate({**current, **fields}, instance=site)
-        changed = sorted(name for name in fields if values[name] != current[name])
-        for name in changed:
-            setattr(site, name, values[name])
-        site.save()
+        changed = model_update(instance=site, fields=fields, current=current, values=values)
         ledger_append(
             event_type="site.updated",
             actor=actor,

@@ -47,10 +47,10 @@ def test_ledger_api_accepts_no_writes(api, auditor, dpo):
 
 
 def test_entries_filter_by_type_subject_and_time(api, auditor, append):
-    append(3, event_type="site.registered")
-    append(2, event_type="consent.withdrawn", start=3)
+    append(3, event_type="test.happened")
+    append(2, event_type="test.leaf", start=3)
     client = api(auditor)
-    body = client.get("/api/v1/ledger/entries", {"event_type": "consent.withdrawn"}).json()
+    body = client.get("/api/v1/ledger/entries", {"event_type": "test.leaf"}).json()
     assert [row["seq"] for row in body["results"]] == [3, 4]
     assert body["results"][0]["payload"]["n"] == 3
     body = client.get("/api/v1/ledger/entries", {"subject_type": "thing", "subject_id": "1"}).json()

@@ -26,14 +26,14 @@ def _leaves():
 def test_append_writes_consecutive_seqs_and_canonical_payload(system_actor):
     with transaction.atomic():
         first = ledger_append(
-            event_type="site.registered",
+            event_type="test.happened",
             actor=system_actor,
             subject_type="site",
             subject_id=7,
             payload={"z": 1, "a": [3, 2], "country": "DE"},
         )
         second = ledger_append(
-            event_type="site.suspended",
+            event_type="test.after",
             actor=system_actor,
             subject_type="site",
             subject_id="7",
@@ -51,7 +51,7 @@ def test_leaf_hash_covers_every_column_of_the_entry():
     user = UserFactory(username="alice")
     with transaction.atomic():
         entry = ledger_append(
-            event_type="consent.withdrawn",
+            event_type="test.leaf",
             actor=Actor.of(user),
             subject_type="consent",
             subject_id="c-1",
@@ -60,7 +60,7 @@ def test_leaf_hash_covers_every_column_of_the_entry():
     entry.refresh_from_db()
     document = leaf_document(
         seq=0,
-        event_type="consent.withdrawn",
+        event_type="test.leaf",
         actor=f"user:{user.pk}",
         subject_type="consent",
         subject_id="c-1",
@@ -113,7 +113,7 @@ def test_batches_and_single_appends_build_the_same_tree(append, system_actor):
 def test_append_outside_a_transaction_is_refused(system_actor):
     with pytest.raises(RuntimeError, match="inside the transaction"):
         ledger_append(
-            event_type="site.registered",
+            event_type="test.happened",
             actor=system_actor,
             subject_type="site",
             subject_id=1,
@@ -138,7 +138,7 @@ def test_append_outside_a_transaction_is_refused(system_actor):
 )
 def test_malformed_events_are_refused_and_nothing_is_written(system_actor, field, value, reason):
     event = {
-        "event_type": "site.registered",
+        "event_type": "test.happened",
         "subject_type": "site",
         "subject_id": "1",
         "payload": {"ok": True},
@@ -147,7 +147,7 @@ def test_malformed_events_are_refused_and_nothing_is_written(system_actor, field
     with pytest.raises(ValueError, match=reason), transaction.atomic():
         ledger_append_many(
             actor=system_actor,
-            events=[LedgerEvent("site.registered", "site", 0, {}), LedgerEvent(**event)],
+            events=[LedgerEvent("test.happened", "site", 0, {}), LedgerEvent(**event)],
         )
     assert not LedgerEntry.objects.exists()
     assert not TreeHead.objects.filter(size__gt=0).exists()
@@ -157,7 +157,7 @@ def test_a_rolled_back_change_takes_its_event_with_it(append, system_actor):
     append(3)
     with pytest.raises(ZeroDivisionError), transaction.atomic():
         ledger_append(
-            event_type="site.registered",
+            event_type="test.happened",
             actor=system_actor,
             subject_type="site",
             subject_id=1,
@@ -174,7 +174,7 @@ def test_one_append_costs_a_fixed_number_of_queries(append, system_actor):
     append(1023)
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         ledger_append(
-            event_type="site.registered",
+            event_type="test.happened",
             actor=system_actor,
             subject_type="site",
             subject_id=1,
@@ -190,7 +190,7 @@ def test_long_payloads_are_scanned_for_addresses_at_any_place(system_actor):
     # an address at the very end of a long payload still is.
     with transaction.atomic():
         ledger_append(
-            event_type="site.registered",
+            event_type="test.happened",
             actor=system_actor,
             subject_type="site",
             subject_id="1",
@@ -198,7 +198,7 @@ def test_long_payloads_are_scanned_for_addresses_at_any_place(system_actor):
         )
     with pytest.raises(ValueError, match=r"e-mail address at payload\.tail"), transaction.atomic():
         ledger_append(
-            event_type="site.registered",
+            event_type="test.happened",
             actor=system_actor,
             subject_type="site",
             subject_id="2",

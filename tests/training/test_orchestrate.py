@@ -16,6 +16,7 @@ from audit.models import Checkpoint, LedgerEntry
 from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
+from opennebula import services as opennebula_services
 from opennebula.choices import WorkloadState
 from opennebula.errors import OpenNebulaError
 from opennebula.models import Workload
@@ -370,7 +371,7 @@ def test_abort_while_vms_are_starting_leaves_no_vm_once_provisioning_stops(
     round_ = round_start(actor=ACTOR, run=run, round_no=1)
     round_advance(actor=ACTOR, round_id=round_.pk)  # → approved
     operator = UserFactory(username="op-abort-early", roles=[roles.OPERATOR])
-    real_ensure = orchestrate.workload_ensure
+    real_ensure = opennebula_services.workload_ensure
 
     def ensure_then_abort(**kwargs):
         workload = real_ensure(**kwargs)
@@ -380,7 +381,7 @@ def test_abort_while_vms_are_starting_leaves_no_vm_once_provisioning_stops(
             round_abort(actor=Actor.of(operator), round=current, reason="wrong dataset")
         return workload
 
-    monkeypatch.setattr(orchestrate, "workload_ensure", ensure_then_abort)
+    monkeypatch.setattr(opennebula_services, "workload_ensure", ensure_then_abort)
     result = round_advance(actor=ACTOR, round_id=round_.pk)
 
     assert result.after == S.ABORTED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from rest_framework import status
@@ -174,6 +176,33 @@ class RoundUpdatesView(APIView):
         )
 
 
+def _site_listing(request: Request, run_id: int, number: int, *, kind: str, read: Any) -> Response:
+    """One site's subject list for round n (``kind`` names it in the steward's refusal).
+
+    ``?site=<slug>`` names the site; a steward reads only its own site's list.
+    """
+    slug = request.query_params.get("site", "")
+    if not slug:
+        raise InvalidInput({"site": ["name the site by its slug"]})
+    site = Site.objects.filter(slug=slug).first()
+    if site is None:
+        raise InvalidInput({"site": [f"no site {slug!r}"]})
+    if not roles.has_role(request.user, roles.SERVICE, roles.DPO):
+        own = SiteSteward.objects.filter(user=request.user).values_list("site_id", flat=True)
+        if site.pk not in set(own):
+            raise PermissionDenied(f"a site steward reads only its own site's {kind}")
+    listing = read(round=_round_of(run_id, number), site=site)
+    return Response(
+        {
+            "site": listing.site_slug,
+            "round": number,
+            "digest": listing.digest,
+            "count": len(listing.pseudonyms),
+            "pseudonyms": listing.pseudonyms,
+        }
+    )
+
+
 class RoundExclusionsView(APIView):
     """GET ?site=<slug>: the subjects that site must leave out of round n."""
 
@@ -182,26 +211,8 @@ class RoundExclusionsView(APIView):
     write_roles = ()
 
     def get(self, request: Request, run_id: int, number: int) -> Response:
-        slug = request.query_params.get("site", "")
-        if not slug:
-            raise InvalidInput({"site": ["name the site by its slug"]})
-        site = Site.objects.filter(slug=slug).first()
-        if site is None:
-            raise InvalidInput({"site": [f"no site {slug!r}"]})
-        if not roles.has_role(request.user, roles.SERVICE, roles.DPO):
-            # A steward sees only its own site's list.
-            own = SiteSteward.objects.filter(user=request.user).values_list("site_id", flat=True)
-            if site.pk not in set(own):
-                raise PermissionDenied("a site steward reads only its own site's exclusions")
-        listing = flower_services.round_exclusions(round=_round_of(run_id, number), site=site)
-        return Response(
-            {
-                "site": listing.site_slug,
-                "round": number,
-                "digest": listing.digest,
-                "count": len(listing.pseudonyms),
-                "pseudonyms": listing.pseudonyms,
-            }
+        return _site_listing(
+            request, run_id, number, kind="exclusions", read=flower_services.round_exclusions
         )
 
 
@@ -209,25 +220,8 @@ class RoundAllowedView(RoundExclusionsView):
     """GET ?site=<slug>: the only subjects that site may train on in round n."""
 
     def get(self, request: Request, run_id: int, number: int) -> Response:
-        slug = request.query_params.get("site", "")
-        if not slug:
-            raise InvalidInput({"site": ["name the site by its slug"]})
-        site = Site.objects.filter(slug=slug).first()
-        if site is None:
-            raise InvalidInput({"site": [f"no site {slug!r}"]})
-        if not roles.has_role(request.user, roles.SERVICE, roles.DPO):
-            own = SiteSteward.objects.filter(user=request.user).values_list("site_id", flat=True)
-            if site.pk not in set(own):
-                raise PermissionDenied("a site steward reads only its own site's allow-list")
-        listing = flower_services.round_allowed(round=_round_of(run_id, number), site=site)
-        return Response(
-            {
-                "site": listing.site_slug,
-                "round": number,
-                "digest": listing.digest,
-                "count": len(listing.pseudonyms),
-                "pseudonyms": listing.pseudonyms,
-            }
+        return _site_listing(
+            request, run_id, number, kind="allow-list", read=flower_services.round_allowed
         )
 
 

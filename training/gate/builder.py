@@ -1,10 +1,12 @@
 """Builds the gate's frozen context from the database with a fixed number of queries.
 
-Seven reads whatever the size of the federation: the run (with purpose, policy and DPIA),
-its dataset ids, the datasets with their sites, their purposes, one aggregate of consent
-per dataset (counts and excluded pseudonyms), the count of earlier rounds past the gate,
-the earlier rounds' privacy releases (``selectors.privacy_history``) for the accountant,
-and the adequacy list in force.
+The count does not grow with the federation: the whole gate, its own writes included,
+issues at most 21 statements besides the ledger's (tests/training/test_gate_service.py).
+Among the reads: the run (with purpose, policy and DPIA), its dataset ids, the datasets
+with their sites, their purposes, one aggregate of consent per dataset (counts and
+excluded pseudonyms), the count of earlier rounds past the gate, the earlier rounds'
+privacy releases (``selectors.privacy_history``) for the accountant, and the adequacy
+list in force.
 """
 
 from __future__ import annotations

@@ -243,11 +243,12 @@ def sorted_digest(pseudonyms: list[str]) -> str:
 
 def to_snapshot(ctx: GateContext) -> dict[str, Any]:
     """Plain JSON data (lists, not tuples) for RFC 8785 hashing and storage."""
-    return _plain(ctx)
+    plain: dict[str, Any] = _plain(ctx)
+    return plain
 
 
 @cache
-def _field_names(cls: type) -> tuple[str, ...]:
+def _field_names(cls: Any) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
@@ -255,7 +256,8 @@ def _plain(value: Any) -> Any:
     # ``dataclasses.asdict`` deep-copies every leaf; at 1,000 datasets that alone costs
     # more than the gate's SQL, and the leaves here are immutable anyway.
     if is_dataclass(value):
-        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+        kind: Any = type(value)
+        return {name: _plain(getattr(value, name)) for name in _field_names(kind)}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -7,6 +7,8 @@ the accountant's figure over the releases actually applied (``training.flower.dp
 
 from __future__ import annotations
 
+from typing import cast
+
 from training.gate.context import PrivacyFacts
 from training.selectors import PastRelease, PolicyRow, RunGateRow
 
@@ -18,7 +20,8 @@ def privacy_facts(
     # Imported here: flwr loads only when a gate runs, not with every Django process.
     from training.flower.dp import ACCOUNTING_METHOD, AccountingSpec, DpError, budget_check
 
-    releases = tuple(float(r.noise_multiplier) for r in history if r.private)
+    # A private release always names its multiplier (the privacy row's constraint).
+    releases = tuple(float(cast(float, r.noise_multiplier)) for r in history if r.private)
     unprotected = tuple(r.round_no for r in history if not r.private)
     spent = after = exceed = None
     limit, delta = policy.privacy_budget_epsilon, policy.privacy_budget_delta

@@ -530,5 +530,6 @@ SITE_RULES: tuple[SiteRule, ...] = (
 )
 ROUND_RULES: tuple[RoundRule, ...] = (MinSites(),)
 
-RULE_IDS: tuple[str, ...] = tuple(r.rule_id for r in (*SITE_RULES, *ROUND_RULES))
-ARTICLES: dict[str, str] = {r.rule_id: r.article for r in (*SITE_RULES, *ROUND_RULES)}
+_ALL_RULES: tuple[SiteRule | RoundRule, ...] = (*SITE_RULES, *ROUND_RULES)
+RULE_IDS: tuple[str, ...] = tuple(r.rule_id for r in _ALL_RULES)
+ARTICLES: dict[str, str] = {r.rule_id: r.article for r in _ALL_RULES}

@@ -320,6 +320,21 @@ def parse_update_reports(items: Any) -> list[UpdateReport]:
     return reports
 
 
+def _update_record(
+    *, actor: Actor, round_: Round, event_type: str, row: dict[str, Any], payload: dict[str, Any]
+) -> ModelUpdate:
+    """Create one ModelUpdate row of the round and append its event, naming the row."""
+    update = ModelUpdate.objects.create(round=round_, **row)
+    ledger_append(
+        event_type=event_type,
+        actor=actor,
+        subject_type="round",
+        subject_id=round_.pk,
+        payload={"update_id": update.pk, **payload},
+    )
+    return update
+
+
 def model_updates_record(
     *,
     actor: Actor,
@@ -365,87 +380,82 @@ def model_updates_record(
                     (report, f"node {report.node_id} is not named in ticket {ticket.pk}")
                 )
                 continue
-            row = ModelUpdate.objects.create(
-                round=round_,
-                kind=UpdateKind.SITE,
-                site_id=named.site_id,
-                node_id=report.node_id,
-                update_hash=report.update_hash,
-                num_examples=report.num_examples,
-                records_used=report.records_used,
-                records_excluded=report.records_excluded,
-                metrics=report.metrics,
-                recorded_at=now,
-            )
-            recorded.append(row)
-            ledger_append(
-                event_type="update.recorded",
-                actor=actor,
-                subject_type="round",
-                subject_id=round_.pk,
-                payload={
-                    "update_id": row.pk,
-                    "round_id": round_.pk,
-                    "run_id": round_.run_id,
-                    "round_number": round_.number,
-                    "ticket_id": ticket.pk,
-                    "site_id": named.site_id,
-                    "node_id": report.node_id,
-                    "update_hash": report.update_hash,
-                    "num_examples": report.num_examples,
-                    "records_used": report.records_used,
-                    "records_excluded": report.records_excluded,
-                },
+            recorded.append(
+                _update_record(
+                    actor=actor,
+                    round_=round_,
+                    event_type="update.recorded",
+                    row={
+                        "kind": UpdateKind.SITE,
+                        "site_id": named.site_id,
+                        "node_id": report.node_id,
+                        "update_hash": report.update_hash,
+                        "num_examples": report.num_examples,
+                        "records_used": report.records_used,
+                        "records_excluded": report.records_excluded,
+                        "metrics": report.metrics,
+                        "recorded_at": now,
+                    },
+                    payload={
+                        "round_id": round_.pk,
+                        "run_id": round_.run_id,
+                        "round_number": round_.number,
+                        "ticket_id": ticket.pk,
+                        "site_id": named.site_id,
+                        "node_id": report.node_id,
+                        "update_hash": report.update_hash,
+                        "num_examples": report.num_examples,
+                        "records_used": report.records_used,
+                        "records_excluded": report.records_excluded,
+                    },
+                )
             )
         for report, reason in refused:
-            row = ModelUpdate.objects.create(
-                round=round_,
-                kind=UpdateKind.SITE,
-                node_id=report.node_id,
-                update_hash=report.update_hash,
-                num_examples=report.num_examples,
-                accepted=False,
-                rejection_reason=reason,
-                recorded_at=now,
-            )
-            recorded.append(row)
-            ledger_append(
-                event_type="update.rejected",
-                actor=actor,
-                subject_type="round",
-                subject_id=round_.pk,
-                payload={
-                    "update_id": row.pk,
-                    "round_id": round_.pk,
-                    "ticket_id": ticket.pk,
-                    "node_id": report.node_id,
-                    "update_hash": report.update_hash,
-                    "reason": reason,
-                },
+            recorded.append(
+                _update_record(
+                    actor=actor,
+                    round_=round_,
+                    event_type="update.rejected",
+                    row={
+                        "kind": UpdateKind.SITE,
+                        "node_id": report.node_id,
+                        "update_hash": report.update_hash,
+                        "num_examples": report.num_examples,
+                        "accepted": False,
+                        "rejection_reason": reason,
+                        "recorded_at": now,
+                    },
+                    payload={
+                        "round_id": round_.pk,
+                        "ticket_id": ticket.pk,
+                        "node_id": report.node_id,
+                        "update_hash": report.update_hash,
+                        "reason": reason,
+                    },
+                )
             )
         if aggregate_hash is not None:
-            row = ModelUpdate.objects.create(
-                round=round_,
-                kind=UpdateKind.AGGREGATE,
-                update_hash=aggregate_hash,
-                num_examples=sum(r.num_examples for r in updates),
-                recorded_at=now,
-            )
-            recorded.append(row)
-            ledger_append(
-                event_type="aggregate.recorded",
-                actor=actor,
-                subject_type="round",
-                subject_id=round_.pk,
-                payload={
-                    "update_id": row.pk,
-                    "round_id": round_.pk,
-                    "run_id": round_.run_id,
-                    "round_number": round_.number,
-                    "ticket_id": ticket.pk,
-                    "update_hash": aggregate_hash,
-                    "site_update_ids": [r.pk for r in recorded if r.accepted and r.site_id],
-                },
+            site_update_ids = [r.pk for r in recorded if r.accepted and r.site_id]
+            recorded.append(
+                _update_record(
+                    actor=actor,
+                    round_=round_,
+                    event_type="aggregate.recorded",
+                    row={
+                        "kind": UpdateKind.AGGREGATE,
+                        "update_hash": aggregate_hash,
+                        "num_examples": sum(r.num_examples for r in updates),
+                        "recorded_at": now,
+                    },
+                    payload={
+                        "round_id": round_.pk,
+                        "run_id": round_.run_id,
+                        "round_number": round_.number,
+                        "ticket_id": ticket.pk,
+                        "update_hash": aggregate_hash,
+                        "site_update_ids": site_update_ids,
+                    },
+                )
             )
         for refusal in refusals:
             ledger_append(

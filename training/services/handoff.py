@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.conf import settings
 from django.db import transaction
 
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
+from fedgov.tasks import enqueue
 from sites.models import Dataset, ResidencyPolicy
 from training.choices import TERMINAL_ROUND_STATES, RoundState
 from training.models import GateDecision, Round, TrainingRun
+from training.services.gate import round_gate
+from training.services.orchestrate import round_start
+from training.services.rounds import _claim, round_drive_later
 
 S = RoundState
 # Where the worker stops for people. Otherwise it drives on through provisioning into
@@ -42,28 +45,13 @@ def run_policy_problems(*, policy: ResidencyPolicy, datasets: Iterable[Dataset])
     return problems
 
 
-def _broker() -> bool:
-    return bool(settings.CELERY_BROKER_URL)
-
-
 def run_start_later(run_id: int) -> None:
     """After a run's creation commits: a worker gates its first round and drives it on.
 
     Without a broker nothing is queued; whoever drives the embedded default (the demo,
     ``manage.py federate``) gates the round itself.
     """
-    if _broker():
-        from training.tasks import run_start
-
-        run_start.delay(run_id, 1)
-
-
-def round_drive_later(round_id: int) -> None:
-    """After an approval or a re-gate commits: a worker moves the round on as far as it goes."""
-    if _broker():
-        from training.tasks import round_drive
-
-        round_drive.delay(round_id)
+    enqueue("training.tasks.run_start", run_id, 1)
 
 
 def round_regate(*, actor: Actor, round: Round, reason: str) -> GateDecision:
@@ -75,8 +63,6 @@ def round_regate(*, actor: Actor, round: Round, reason: str) -> GateDecision:
     or someone re-gated it first). Ledger: ``round.regate_requested``, then the gate's
     ``gate.decided`` and round event.
     """
-    from training.services.gate import round_gate
-    from training.services.rounds import _claim
 
     if not reason or not reason.strip():
         raise InvalidInput({"reason": ["a reason is required"]})
@@ -104,8 +90,6 @@ def run_next_round_start(*, actor: Actor, run: TrainingRun) -> Round:
     the run has had all its rounds, or its latest round has not ended yet (rounds of a
     run train one after another). Ledger: the gate's ``gate.decided`` and round event.
     """
-    from training.services.orchestrate import round_start
-
     latest = run.rounds.order_by("-number").first()
     if latest is not None and latest.state not in TERMINAL_ROUND_STATES:
         raise InvalidInput(

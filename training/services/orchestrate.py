@@ -24,14 +24,11 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.locks import exclusive
-from opennebula.choices import WorkloadState
-from opennebula.errors import OpenNebulaError
-from opennebula.models import Workload
-from opennebula.services import workload_ensure, workload_terminate
 from sites.models import Site
 from sites.regions import expand
 from training.choices import GateOutcome, RoundState, UpdateKind
 from training.models import Round, SiteEligibility, TrainingRun
+from training.ports import WorkloadError, WorkloadStatus, workloads
 from training.services import flower as flower_services
 from training.services.gate import round_gate
 from training.services.rounds import (
@@ -146,11 +143,12 @@ def round_start(*, actor: Actor, run: TrainingRun, round_no: int) -> Round:
 def round_provision(*, actor: Actor, round: Round) -> StepResult:
     """approved → provisioning → placement_verified, or blocked when too few sites remain.
 
-    For each eligible site ``workload_ensure`` runs the site's SuperNode VM (outside any
-    transaction) and reads where it landed; a site whose placement breaks residency or
-    whose VM failed is blocked for this round, with the reason, and loses its SuperNode
-    binding so no ticket names it. If fewer sites than the policy's ``min_eligible_sites``
-    remain, the round is blocked and its VMs terminated.
+    For each eligible site the workload port (``training.ports.Workloads``) runs the
+    site's SuperNode VM (outside any transaction) and reads where it landed; a site whose
+    placement breaks residency or whose VM failed is blocked for this round, with the
+    reason, and loses its SuperNode binding so no ticket names it. If fewer sites than
+    the policy's ``min_eligible_sites`` remain, the round is blocked and its VMs
+    terminated.
 
     Raises ``TransitionNotAllowed`` when the round is neither approved nor provisioning.
     Ledger: ``round.provisioning``, the workload events, ``round.placement_verified`` or
@@ -186,7 +184,7 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
             placements.append({"site": site.slug, "state": "unprovisioned", "reason": reason})
             continue
         try:
-            workload = workload_ensure(
+            workload = workloads().ensure(
                 actor=actor,
                 site=site,
                 run=run,
@@ -236,24 +234,20 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
 
 def _release_ineligible(actor: Actor, round_: Round, eligible_ids: set[int]) -> None:
     """Terminate the run's VMs of sites the gate no longer allows (e.g. consent withdrawn)."""
-    running = (
-        Workload.objects.filter(run=round_.run, state=WorkloadState.RUNNING)
-        .exclude(site_id__in=eligible_ids)
-        .values_list("site_id", flat=True)
-    )
-    for site in Site.objects.filter(pk__in=list(running)).order_by("pk"):
+    running = set(workloads().running_site_ids(run=round_.run)) - eligible_ids
+    for site in Site.objects.filter(pk__in=running).order_by("pk"):
         try:
-            workload_terminate(
+            workloads().terminate(
                 actor=actor,
                 site=site,
                 run=round_.run,
                 reason=f"site {site.slug} is not eligible for round {round_.number}",
             )
-        except OpenNebulaError as exc:
+        except WorkloadError as exc:
             logger.warning("run %s site %s: terminate failed: %s", round_.run_id, site.slug, exc)
 
 
-def _placement_row(site: Site, workload: Workload) -> dict:
+def _placement_row(site: Site, workload: WorkloadStatus) -> dict:
     return {
         "site": site.slug,
         "state": workload.state,
@@ -402,35 +396,16 @@ def round_release_workloads(*, actor: Actor, round: Round, reason: str) -> int:
     Ledger: ``workload.terminated`` per VM.
     """
     run = round.run
-    site_ids = (
-        Workload.objects.filter(run=run, state=WorkloadState.RUNNING)
-        .values_list("site_id", flat=True)
-        .distinct()
-    )
+    site_ids = workloads().running_site_ids(run=run)
     count = 0
-    for site in Site.objects.filter(pk__in=list(site_ids)).order_by("pk"):
+    for site in Site.objects.filter(pk__in=site_ids).order_by("pk"):
         try:
-            count += workload_terminate(
+            count += workloads().terminate(
                 actor=actor, site=site, run=run, reason=reason or "round ended"
             )
-        except OpenNebulaError as exc:
+        except WorkloadError as exc:
             logger.warning("run %s site %s: terminate failed: %s", run.pk, site.slug, exc)
     return count
-
-
-def round_release_later(*, round_id: int, reason: str) -> None:
-    """Release the run's VMs after an abort: on the broker when there is one, else now.
-
-    ``round_abort`` schedules this with ``transaction.on_commit``, so the abort is durable
-    before any VM is touched; a failure here is left to ``workloads_reconcile``.
-    """
-    if settings.CELERY_BROKER_URL:
-        from training.tasks import round_release_workloads as task
-
-        task.delay(round_id, reason)
-        return
-    round_ = Round.objects.select_related("run").get(pk=round_id)
-    round_release_workloads(actor=Actor.system("orchestrator"), round=round_, reason=reason)
 
 
 # --- the driver ----------------------------------------------------------------------
@@ -539,6 +514,6 @@ def rounds_sweep_stalled(*, actor: Actor, older_than_seconds: int) -> list[StepR
     for round_id in ids:
         try:
             results.append(round_advance(actor=actor, round_id=round_id))
-        except (TransitionNotAllowed, InvalidInput, OpenNebulaError) as exc:
+        except (TransitionNotAllowed, InvalidInput, WorkloadError) as exc:
             logger.warning("sweep: round %s not advanced: %s", round_id, exc)
     return results

@@ -17,6 +17,7 @@ from audit.services import ledger_append
 from fedgov import clock, roles
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.tasks import enqueue
 from sites.models import SiteSteward
 from training.choices import ApprovalDecision, RoundState
 from training.models import Approval, Round
@@ -153,9 +154,11 @@ def approvals_missing(round_: Round, at: datetime) -> list[str]:
 
 
 def round_drive_later(round_id: int) -> None:
-    from training.services.handoff import round_drive_later as later
+    """After an approval or a re-gate commits: a worker moves the round on as far as it goes.
 
-    later(round_id)
+    Without a broker nothing is queued; whoever drives the embedded default moves it.
+    """
+    enqueue("training.tasks.round_drive", round_id)
 
 
 def round_approve(*, actor: Actor, round: Round, reason: str) -> Approval:
@@ -291,11 +294,15 @@ def round_abort(*, actor: Actor, round: Round, reason: str) -> Round:
             event_type="round.aborted",
             sources=ABORTABLE,
         )
-        # The run's SuperNode VMs go once the abort is durable (issue 6).
-        from training.services.orchestrate import round_release_later
-
+        # The run's SuperNode VMs go once the abort is durable (issue 6): on a worker, or
+        # here without a broker; a failure is left to workloads_reconcile.
         transaction.on_commit(
-            lambda: round_release_later(round_id=aborted.pk, reason=aborted.state_reason),
+            lambda: enqueue(
+                "training.tasks.round_release_workloads",
+                aborted.pk,
+                aborted.state_reason,
+                inline=True,
+            ),
             robust=True,
         )
         return aborted

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
+from typing import Any
 
 from django.db import transaction
 
@@ -15,18 +17,80 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.validation import Errors, check_hash, check_text, unique_or_invalid
 from sites.choices import PolicyStatus
 from sites.models import Dataset, Purpose, ResidencyPolicy
 from sites.regions import is_country
-from sites.services import HEX64, unique_or_invalid
 from training.choices import DpiaStatus, DpMechanism, RefusalAction
 from training.models import Dpia, TrainingRun
 from training.services.handoff import run_policy_problems, run_start_later
 
+Fail = Callable[[str, str], None]
 
-def _errors_or_none(errors: dict[str, list[str]]) -> None:
-    if errors:
-        raise InvalidInput(errors)
+
+def _check_run_facts(
+    fail: Fail,
+    *,
+    name: Any,
+    purpose: Any,
+    datasets: Any,
+    policy: Any,
+    aggregator_country: Any,
+    num_rounds: Any,
+) -> None:
+    """The run's own facts, before anything is read from the database."""
+    if not isinstance(name, str) or not name.strip():
+        fail("name", "must not be empty")
+    elif len(name) > 200:
+        fail("name", "must be at most 200 characters")
+    if not isinstance(purpose, Purpose) or purpose.pk is None:
+        fail("purpose", "must be a registered purpose")
+    if not isinstance(datasets, list | tuple) or not datasets:
+        fail("datasets", "must list at least one dataset")
+    elif not all(isinstance(d, Dataset) and d.pk for d in datasets):
+        fail("datasets", "must be registered datasets")
+    elif len({d.pk for d in datasets}) != len(datasets):
+        fail("datasets", "lists a dataset twice")
+    if not isinstance(policy, ResidencyPolicy) or policy.pk is None:
+        fail("policy", "must be a policy version")
+    if not is_country(aggregator_country):
+        fail("aggregator_country", f"{aggregator_country!r} is not an ISO 3166-1 alpha-2 code")
+    if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
+        fail("num_rounds", "must be a whole number of at least 1")
+
+
+def _check_dp_plan(
+    fail: Fail,
+    dp_mechanism: Any,
+    dp_clipping_norm: Any,
+    dp_noise_multiplier: Any,
+    dp_target_epsilon: Any,
+) -> None:
+    """A DP mechanism with its clipping norm and one of noise multiplier or target ε."""
+    if dp_mechanism not in DpMechanism.values:
+        fail("dp_mechanism", f"must be one of {', '.join(DpMechanism.values)}")
+    numbers = (
+        ("dp_clipping_norm", dp_clipping_norm),
+        ("dp_noise_multiplier", dp_noise_multiplier),
+        ("dp_target_epsilon", dp_target_epsilon),
+    )
+    for field_name, value in numbers:
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            fail(field_name, "must be a positive, finite number or empty")
+    if dp_mechanism == DpMechanism.NONE:
+        for field_name, value in numbers:
+            if value is not None:
+                fail(field_name, "needs a DP mechanism; with none nothing adds noise")
+    elif dp_mechanism in DpMechanism.values:
+        if dp_clipping_norm is None:
+            fail("dp_clipping_norm", f"the {dp_mechanism} mechanism needs a clipping norm")
+        if (dp_noise_multiplier is None) == (dp_target_epsilon is None):
+            fail("dp_noise_multiplier", "give a noise multiplier or a target ε, exactly one")
 
 
 def run_create(
@@ -55,59 +119,22 @@ def run_create(
     derived with Flower's accountant at the policy's δ and neighbouring relation, the
     run's sites being the population (``training.flower.dp.derive_noise_multiplier``).
     """
-    errors: dict[str, list[str]] = {}
+    errors = Errors()
+    fail = errors.add
 
-    def fail(field: str, reason: str) -> None:
-        errors.setdefault(field, []).append(reason)
-
-    if not isinstance(name, str) or not name.strip():
-        fail("name", "must not be empty")
-    elif len(name) > 200:
-        fail("name", "must be at most 200 characters")
-    if not isinstance(purpose, Purpose) or purpose.pk is None:
-        fail("purpose", "must be a registered purpose")
-    if not isinstance(datasets, list | tuple) or not datasets:
-        fail("datasets", "must list at least one dataset")
-    elif not all(isinstance(d, Dataset) and d.pk for d in datasets):
-        fail("datasets", "must be registered datasets")
-    elif len({d.pk for d in datasets}) != len(datasets):
-        fail("datasets", "lists a dataset twice")
-    if not isinstance(policy, ResidencyPolicy) or policy.pk is None:
-        fail("policy", "must be a policy version")
-    if not is_country(aggregator_country):
-        fail("aggregator_country", f"{aggregator_country!r} is not an ISO 3166-1 alpha-2 code")
-    if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
-        fail("num_rounds", "must be a whole number of at least 1")
-    if dp_mechanism not in DpMechanism.values:
-        fail("dp_mechanism", f"must be one of {', '.join(DpMechanism.values)}")
-    for field_name, value in (
-        ("dp_clipping_norm", dp_clipping_norm),
-        ("dp_noise_multiplier", dp_noise_multiplier),
-        ("dp_target_epsilon", dp_target_epsilon),
-    ):
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            fail(field_name, "must be a positive, finite number or empty")
-    if dp_mechanism == DpMechanism.NONE:
-        for field_name, value in (
-            ("dp_clipping_norm", dp_clipping_norm),
-            ("dp_noise_multiplier", dp_noise_multiplier),
-            ("dp_target_epsilon", dp_target_epsilon),
-        ):
-            if value is not None:
-                fail(field_name, "needs a DP mechanism; with none nothing adds noise")
-    elif dp_mechanism in DpMechanism.values:
-        if dp_clipping_norm is None:
-            fail("dp_clipping_norm", f"the {dp_mechanism} mechanism needs a clipping norm")
-        if (dp_noise_multiplier is None) == (dp_target_epsilon is None):
-            fail("dp_noise_multiplier", "give a noise multiplier or a target ε, exactly one")
+    _check_run_facts(
+        fail,
+        name=name,
+        purpose=purpose,
+        datasets=datasets,
+        policy=policy,
+        aggregator_country=aggregator_country,
+        num_rounds=num_rounds,
+    )
+    _check_dp_plan(fail, dp_mechanism, dp_clipping_norm, dp_noise_multiplier, dp_target_epsilon)
     if on_refusal not in RefusalAction.values:
         fail("on_refusal", f"must be one of {', '.join(RefusalAction.values)}")
-    _errors_or_none(errors)
+    errors.raise_if_any()
 
     with transaction.atomic(durable=True):
         policy = ResidencyPolicy.objects.get(pk=policy.pk)
@@ -136,7 +163,7 @@ def run_create(
             dp_noise_multiplier = _derive_noise_multiplier(
                 policy, rows, dp_target_epsilon, num_rounds, fail
             )
-        _errors_or_none(errors)
+        errors.raise_if_any()
         with unique_or_invalid("name", f"a run named {name.strip()!r} already exists"):
             run = TrainingRun.objects.create(
                 name=name.strip(),
@@ -211,14 +238,10 @@ def dpia_record(*, actor: Actor, run: TrainingRun, reference: str, document_hash
     hash), ``TransitionNotAllowed`` (the run's DPIA is already approved).
     Ledger: ``dpia.recorded``.
     """
-    errors: dict[str, list[str]] = {}
-    if not isinstance(reference, str) or not reference.strip():
-        errors["reference"] = ["must not be empty"]
-    elif len(reference) > 200:
-        errors["reference"] = ["must be at most 200 characters"]
-    if not isinstance(document_hash, str) or not HEX64.match(document_hash):
-        errors["document_hash"] = ["must be a SHA-256 digest: 64 hexadecimal characters"]
-    _errors_or_none(errors)
+    errors = Errors()
+    check_text(errors, "reference", reference, max_length=200)
+    check_hash(errors, "document_hash", document_hash)
+    errors.raise_if_any()
     with transaction.atomic(durable=True):
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         dpia = Dpia.objects.filter(run=run).first()
