@@ -904,7 +904,7 @@ def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
         [
             c.witness,
             Mono(c.key_id),
-            c.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            Paragraph(c.time.strftime("%Y-%m-%d<br/>%H:%M:%S UTC"), S["cell"]),
             str(c.size),
             # Broken every 56 characters: a signature line has no spaces to wrap at.
             Mono("\n".join(c.line[i : i + 56] for i in range(0, len(c.line), 56))),
@@ -914,7 +914,7 @@ def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
     yield data_table(
         ["Witness", "Key id", "Cosigned at", "Size", "Cosignature line"],
         rows,
-        [28 * mm, 18 * mm, 30 * mm, 12 * mm, BODY_W - 88 * mm],
+        [36 * mm, 22 * mm, 24 * mm, 10 * mm, BODY_W - 92 * mm],
         mono=(1, 4),
         mono_size=5.2,
     )
