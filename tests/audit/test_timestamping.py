@@ -221,3 +221,13 @@ def test_offline_verifier_refuses_a_cosignature_older_than_its_checkpoint(
     _rehash(bundle, "checkpoints.json")
     result = run_verifier(str(bundle), *args, "--max-lag", "999999999")
     assert result.returncode == 0, result.stderr
+
+
+def test_ledger_verify_without_a_pinned_tsa_says_the_tokens_went_unchecked(
+    append, checkpoint, tsa_dir, settings
+):
+    append(3)
+    timestamping.checkpoint_timestamp(size=checkpoint().size)
+    settings.FEDGOV_TSA_URL, settings.FEDGOV_TSA_CERT_FILES = "", []
+    out, err = _ledger_verify()
+    assert "trusted time not checked: 1 checkpoint timestamp(s) stored" in out, err

@@ -744,7 +744,9 @@ class Command(RichOutput, BaseCommand):
             path.write_text(checkpoint.note)
             self._say(f"Latest checkpoint: size {checkpoint.size}, signed note in {path}")
             self._say_witnessed(checkpoint)
-        self._say("Verify: manage.py ledger_verify · evidence of each round in " + str(self.var))
+        pinned = ",".join(str(path) for path in settings.FEDGOV_TSA_CERT_FILES)
+        verify = f"FEDGOV_TSA_CERT_FILES={pinned} " if pinned else ""
+        self._say(f"Verify: {verify}manage.py ledger_verify · evidence of each round in {self.var}")
         self._dp_comparison()
         left = Workload.objects.filter(run=self.run, state=WorkloadState.RUNNING).count()
         self._say(f"VMs left running: {left}")
