@@ -914,7 +914,7 @@ def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
     yield data_table(
         ["Witness", "Key id", "Cosigned at", "Size", "Cosignature line"],
         rows,
-        [36 * mm, 22 * mm, 24 * mm, 10 * mm, BODY_W - 92 * mm],
+        [46 * mm, 22 * mm, 22 * mm, 10 * mm, BODY_W - 100 * mm],
         mono=(1, 4),
         mono_size=5.2,
     )
