@@ -6,6 +6,7 @@ The format is documented in docs/evidence-bundle.md; ``audit.verify`` reads it o
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -22,8 +23,9 @@ from django.conf import settings
 from audit import keys, merkle, note, selectors, trust, witness
 from audit.choices import KeyRole
 from audit.leaf import actor_pseudonym, format_time, leaf_document
-from audit.models import Checkpoint, LedgerEntry
+from audit.models import Checkpoint, CheckpointTimestamp, LedgerEntry
 from audit.services import checkpoint_create
+from audit.timestamping import checkpoint_timestamp
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
@@ -117,6 +119,7 @@ def _chosen_checkpoints(
     anchor = Checkpoint.objects.filter(size__gt=last).order_by("size").first()
     if anchor is None and not damaged:
         anchor = checkpoint_create(actor=Actor.system("ledger_export"))
+        checkpoint_timestamp(size=anchor.size)
     if anchor is None:
         # Never sign a damaged ledger: the bundle carries the checkpoints that exist.
         return list(Checkpoint.objects.filter(size__gt=first).order_by("size"))
@@ -139,8 +142,15 @@ def _node_getter(
     return lambda level, index: get((level, index))
 
 
+def _time(moment: dt.datetime | None) -> str | None:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+
+
 def _key_records() -> list[dict[str, Any]]:
     origin = settings.FEDGOV_LEDGER_ORIGIN
+    # The trusted list's validity windows: the offline verifier refuses a checkpoint whose
+    # stated time falls outside its key's window (a key revoked, or not yet trusted).
+    windows = trust.windows()
     return [
         {
             "key_id": info.key_id,
@@ -149,9 +159,16 @@ def _key_records() -> list[dict[str, Any]]:
             "public_key": b64(note.raw_public(info.public_key)),
             "vkey": note.verifier_key(origin, info.public_key),
             "active": info.active,
+            "valid_from": _time(windows[info.key_id][0]) if info.key_id in windows else None,
+            "valid_to": _time(windows[info.key_id][1]) if info.key_id in windows else None,
         }
         for info in keys.key_infos()
     ]
+
+
+def _timestamp_of(checkpoint: Checkpoint) -> str | None:
+    stamp = CheckpointTimestamp.objects.filter(checkpoint=checkpoint).first()
+    return b64(bytes(stamp.token)) if stamp is not None else None
 
 
 def bundle_write(
@@ -200,6 +217,8 @@ def bundle_write(
                     # The witnesses' cosignature/v1 lines: appended to the note, they make
                     # a signed note any C2SP client checks with the witnesses' vkeys.
                     "cosignatures": [c.line for c in cp.cosignatures.order_by("witness")],
+                    # RFC 3161 token (DER, base64) over the UTF-8 note; null: no trusted time.
+                    "timestamp": _timestamp_of(cp),
                 }
                 for cp in chosen
             ],
@@ -210,6 +229,12 @@ def bundle_write(
         "proofs/inclusion.jsonl": _inclusion_lines(first_seq, *proof_range),
         "proofs/consistency.json": json.dumps(consistency, indent=2),
     }
+    if settings.FEDGOV_TSA_CERT_FILES:
+        # Informative, as keys.json: a verifier pins the TSA it trusts (--tsa-cert) and
+        # may take this file for it only after comparing it with the TSA's published one.
+        files["tsa/certs.pem"] = "".join(
+            Path(path).read_text() for path in settings.FEDGOV_TSA_CERT_FILES
+        )
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "origin": settings.FEDGOV_LEDGER_ORIGIN,

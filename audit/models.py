@@ -244,3 +244,24 @@ class Cosignature(models.Model):
 
     def __str__(self) -> str:
         return f"cosignature by {self.witness} on size {self.checkpoint_id}"
+
+
+class CheckpointTimestamp(models.Model):
+    """An RFC 3161 timestamp token from the configured TSA over one signed checkpoint note.
+
+    ``token`` is the DER ``TimeStampToken`` whose message imprint is SHA-256 of the
+    checkpoint's ``note`` (UTF-8); it proves the note existed at ``gen_time`` to anyone
+    who pins the TSA's certificate, independently of fedgov's own clock. ``gen_time``
+    repeats the time inside the token, for queries.
+    """
+
+    checkpoint = models.OneToOneField(
+        Checkpoint, on_delete=models.PROTECT, primary_key=True, related_name="timestamp"
+    )
+    token = models.BinaryField()
+    gen_time = models.DateTimeField()
+    tsa_url = models.CharField(max_length=255)
+    received_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"RFC 3161 timestamp of size {self.checkpoint_id} at {self.gen_time}"

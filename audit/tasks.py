@@ -7,6 +7,7 @@ from django.conf import settings
 from audit.models import Checkpoint
 from audit.retention import retention_apply
 from audit.services import checkpoint_create_if_new
+from audit.timestamping import checkpoint_timestamp, configured
 from audit.witnessing import checkpoint_witness
 from fedgov.actors import Actor
 from fedgov.tasks import fedgov_task
@@ -16,12 +17,17 @@ from fedgov.tasks import fedgov_task
 def checkpoint_if_new() -> int | None:
     """Sign a checkpoint when the ledger grew since the last one; returns its size or None.
 
-    Then asks the policy's witnesses (``audit.witnessing``) to cosign the latest
+    Then asks the TSA to date the latest checkpoint (``audit.timestamping``) and the
+    policy's witnesses (``audit.witnessing``) to cosign the latest
     checkpoint while any of them has not.
 
     Safe to run twice or concurrently: a second run finds the checkpoint already signed.
     """
     checkpoint = checkpoint_create_if_new(actor=Actor.system("celery-beat"))
+    if configured():
+        # Also after the commit, and as forgiving: a TSA that is down is asked again by the
+        # next beat (for the latest checkpoint) and blocks nothing.
+        checkpoint_timestamp()
     if settings.FEDGOV_WITNESSES:
         # After the checkpoint committed: a witness that is down delays witnessing (the
         # next beat asks again) and blocks nothing.

@@ -14,7 +14,15 @@ with ``--witness-key`` (the vkey a witness prints) and the verifier also fails a
 older than ``--max-lag`` seconds (default 3600, measured at ``--at``, default now) that no
 checkpoint with ``--quorum`` valid cosignatures covers; with ``--witness-state FILE`` (a
 witness's state file) it fails a bundle whose tree is behind, or differs from, what that
-witness cosigned: a rollback or a rewrite.
+witness cosigned: a rollback or a rewrite. A cosignature dated before the checkpoint it
+signs is refused, and so is a checkpoint signed outside its key's validity window in
+``keys.json``.
+
+Trusted time: with ``--tsa-cert FILE`` (the TSA's CA or certificate, PEM) each
+checkpoint's RFC 3161 token is checked: its imprint is SHA-256 of the checkpoint note,
+its signature chains to the pinned certificate, and it is not older than the time the
+checkpoint states. This check (only) needs pyHanko and ``audit/tsa.py``. A bundle without
+tokens is reported as "no trusted time".
 """
 
 from __future__ import annotations
@@ -112,6 +120,9 @@ class _Ledger:
     proved: dict[int, int] = field(default_factory=dict)
     # (from, to) sizes of the consistency proofs that verified
     links: set[tuple[int, int]] = field(default_factory=set)
+    # size -> the time its valid checkpoint states; size -> a checked RFC 3161 time
+    checkpoint_times: dict[int, str] = field(default_factory=dict)
+    timestamped: dict[int, datetime] = field(default_factory=dict)
 
 
 class _Source:
@@ -222,12 +233,25 @@ def _witness_findings(
         if size not in roots:
             continue
         body = note.split(item["note"])[0]
+        signed_at = _posix(note.parse_checkpoint(body).time)
         valid = set()
         for line in item.get("cosignatures", []):
             for name, key in policy.keys.items():
                 try:
-                    witness.open_cosignature(line, body, name, key)
+                    cosigned = witness.open_cosignature(line, body, name, key)
                 except note.NoteError:
+                    continue
+                if signed_at is not None and cosigned.timestamp < signed_at:
+                    # A witness cannot cosign a checkpoint before it was signed: the line
+                    # was made for another note, or the checkpoint's time is forged.
+                    findings.append(
+                        Finding(
+                            size - 1,
+                            f"cosignature by {name} on size {size} is dated "
+                            f"{cosigned.timestamp}, before the checkpoint's own time "
+                            f"({signed_at}): refused",
+                        )
+                    )
                     continue
                 valid.add(name)
         if len(valid) >= policy.quorum:
@@ -269,6 +293,85 @@ def _witness_findings(
     return findings
 
 
+def _key_windows(
+    records: list[dict[str, Any]],
+) -> dict[bytes, tuple[str | None, str | None]]:
+    """Raw public key -> (valid_from, valid_to) from keys.json, where it states them."""
+    windows: dict[bytes, tuple[str | None, str | None]] = {}
+    for record in records:
+        if "valid_from" in record or "valid_to" in record:
+            raw = _b64(record["public_key"], "a public key")
+            windows[raw] = (record.get("valid_from"), record.get("valid_to"))
+    return windows
+
+
+def _outside(moment: str, window: tuple[str | None, str | None] | None) -> str | None:
+    """Why a checkpoint signed at ``moment`` falls outside its key's validity window."""
+    if window is None:
+        return None
+    valid_from, valid_to = window
+    if valid_from is None:
+        return "its key is not on the trusted list (keys.json states no validity window)"
+    # All times here are RFC 3339 UTC in one form ("...Z", whole seconds), so they sort.
+    if moment < valid_from:
+        return f"signed at {moment}, before its key was trusted ({valid_from})"
+    if valid_to is not None and moment >= valid_to:
+        return f"signed at {moment}, after its key's trust ended ({valid_to})"
+    return None
+
+
+def _posix(moment: str) -> int | None:
+    try:
+        return int(datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def _timestamp_findings(
+    items: list[dict[str, Any]], ledger: _Ledger, pinned: list[Path] | None, notes: list[str]
+) -> list[Finding]:
+    """Check each checkpoint's RFC 3161 token against the pinned TSA certificates."""
+    stamped = [item for item in items if item.get("timestamp") and item["size"] in ledger.roots]
+    if not stamped:
+        notes.append("no trusted time: no checkpoint in the bundle carries an RFC 3161 timestamp")
+        return []
+    if not pinned:
+        notes.append(
+            f"{len(stamped)} RFC 3161 timestamp(s) not checked: pin the TSA with --tsa-cert"
+        )
+        return []
+    # pyHanko is needed for this check only; the rest of the verifier runs without it.
+    from audit import tsa
+
+    certs = tsa.load_pinned(pinned)
+    findings: list[Finding] = []
+    for item in stamped:
+        size = item["size"]
+        check = tsa.check_token(
+            _b64(item["timestamp"], "a timestamp"), item["note"].encode(), certs
+        )
+        signed_at = _posix(ledger.checkpoint_times[size])
+        if not check.ok:
+            findings.append(Finding(size - 1, f"timestamp of checkpoint {size}: {check.problem}"))
+        elif signed_at is not None and check.time.timestamp() < signed_at:
+            findings.append(
+                Finding(
+                    size - 1,
+                    f"timestamp of checkpoint {size} ({check.time:%Y-%m-%dT%H:%M:%SZ}) is "
+                    f"older than the time the checkpoint states",
+                )
+            )
+        else:
+            ledger.timestamped[size] = check.time
+    if ledger.timestamped:
+        newest = max(ledger.timestamped)
+        notes.append(
+            f"trusted time: {len(ledger.timestamped)} checkpoint(s) timestamped by the pinned "
+            f"TSA; size {newest} existed by {ledger.timestamped[newest]:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    return findings
+
+
 def _read_contents(
     source: _Source, manifest: dict[str, Any], first: int, result: Result
 ) -> dict[str, bytes]:
@@ -302,13 +405,18 @@ def _ledger_keys(
 
 
 def _check_checkpoints(
-    items: list[dict[str, Any]], ledger: _Ledger, origin: str, result: Result
+    items: list[dict[str, Any]],
+    ledger: _Ledger,
+    origin: str,
+    windows: dict[bytes, tuple[str | None, str | None]],
+    result: Result,
 ) -> None:
-    """Record the root of every checkpoint whose signature and statement verify."""
+    """Record the root of every checkpoint whose signature, statement and key window
+    verify."""
     for item in items:
         size = item["size"]
         try:
-            body, _key_id = note.open_note(item["note"], ledger.keys, origin)
+            body, key_id = note.open_note(item["note"], ledger.keys, origin)
             signed = note.parse_checkpoint(body)
         except note.NoteError as exc:
             result.findings.append(Finding(size - 1, f"checkpoint at size {size}: {exc}"))
@@ -318,7 +426,12 @@ def _check_checkpoints(
                 Finding(size - 1, f"checkpoint at size {size} states {signed.origin} {signed.size}")
             )
             continue
+        outside = _outside(signed.time, windows.get(note.raw_public(ledger.keys[key_id])))
+        if outside:
+            result.findings.append(Finding(size - 1, f"checkpoint at size {size}: {outside}"))
+            continue
         ledger.roots[size] = signed.root
+        ledger.checkpoint_times[size] = signed.time
         result.checkpoints += 1
 
 
@@ -430,6 +543,7 @@ def verify_bundle(
     trusted: dict[str, Ed25519PublicKey] | None = None,
     pdf: Path | None = None,
     witnesses: WitnessPolicy | None = None,
+    tsa_certs: list[Path] | None = None,
 ) -> Result:
     """Check a bundle, its report if it has one, and ``pdf`` against that report.
 
@@ -455,7 +569,9 @@ def verify_bundle(
 
     ledger = _ledger_keys(contents, trusted, result)
     checkpoint_items = _json(contents["checkpoints.json"], "checkpoints.json")
-    _check_checkpoints(checkpoint_items, ledger, origin, result)
+    windows = _key_windows(_json(contents["keys.json"], "keys.json"))
+    _check_checkpoints(checkpoint_items, ledger, origin, windows, result)
+    result.findings += _timestamp_findings(checkpoint_items, ledger, tsa_certs, result.notes)
     _check_consistency(contents, ledger, result)
     proofs = _inclusion_proofs(contents)
     # Sizes of checkpoints the bundle carries that did not verify (already a finding).
@@ -881,6 +997,14 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="a witness's state file: fail a bundle behind or unlike what it cosigned",
     )
+    parser.add_argument(
+        "--tsa-cert",
+        action="append",
+        default=[],
+        type=Path,
+        help="the timestamp authority's CA or certificate (PEM): check the checkpoints' "
+        "RFC 3161 timestamps against it (repeatable; needs pyHanko)",
+    )
     args = parser.parse_args(argv)
     try:
         trusted = dict(load_trusted_key(spec) for spec in args.trusted_key) or None
@@ -899,7 +1023,9 @@ def main(argv: list[str] | None = None) -> int:
                 at=at.astimezone(UTC) if at else None,
                 states=[load_witness_state(path, origin) for path in args.witness_state],
             )
-        result = verify_bundle(args.bundle, trusted, pdf=args.pdf, witnesses=policy)
+        result = verify_bundle(
+            args.bundle, trusted, pdf=args.pdf, witnesses=policy, tsa_certs=args.tsa_cert
+        )
     except PdfError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2

@@ -118,8 +118,20 @@ def _reply(
             cosig = witness.open_cosignature(line, body, pinned.name, pinned.public_key)
         except note.NoteError:
             continue  # other keys' lines are ignored, as the protocol says
+        if cosig.timestamp < _signed_at(body):
+            # A cosignature cannot predate what it signs: a witness clock far behind, or
+            # a line made for another note. Not stored; the verifiers refuse it too.
+            return WitnessReply(
+                name, False, f"cosignature dated {cosig.timestamp}, before the checkpoint"
+            )
         return WitnessReply(name, True, "cosigned", cosig.line, cosig.timestamp)
     return WitnessReply(name, False, "no valid cosignature by the pinned key in the reply")
+
+
+def _signed_at(body: str) -> int:
+    """The POSIX second the checkpoint body states it was signed at."""
+    stated = datetime.strptime(note.parse_checkpoint(body).time, "%Y-%m-%dT%H:%M:%SZ")
+    return int(stated.replace(tzinfo=UTC).timestamp())
 
 
 def checkpoint_witness(*, size: int | None = None) -> WitnessOutcome:
@@ -208,6 +220,8 @@ def witnessed_size(quorum: int | None = None) -> tuple[int, bytes]:
             view = pinned.get(cosig.key_id)
             if view is None or not view.valid_at(datetime.fromtimestamp(cosig.timestamp, UTC)):
                 continue
+            if cosig.timestamp < _signed_at(body):
+                continue  # older than the checkpoint it signs: refused, as offline
             try:
                 witness.open_cosignature(cosig.line, body, view.name, view.public_key)
             except note.NoteError:

@@ -295,6 +295,20 @@ if len(FEDGOV_WITNESSES) < FEDGOV_WITNESS_QUORUM:
         f"FEDGOV_WITNESS_QUORUM={FEDGOV_WITNESS_QUORUM} exceeds the "
         f"{len(FEDGOV_WITNESSES)} witnesses in FEDGOV_WITNESSES"
     )
+# Trusted time (RFC 3161): the timestamp authority asked to date each checkpoint note and
+# each report signature (audit.timestamping, reports.signing). FEDGOV_TSA_CERT_FILES (PEM
+# files, comma-separated: the TSA's CA or its certificate) are pinned: ledger_verify checks
+# every stored token against them and the report's validation data embeds them. Unset
+# URL: nothing is timestamped and reports and ledger_verify say "no trusted time".
+FEDGOV_TSA_URL = env_str("FEDGOV_TSA_URL")
+FEDGOV_TSA_CERT_FILES = [
+    Path(item.strip()) for item in env_str("FEDGOV_TSA_CERT_FILES").split(",") if item.strip()
+]
+FEDGOV_TSA_TIMEOUT = env_int("FEDGOV_TSA_TIMEOUT_MS", 5000) / 1000
+if FEDGOV_TSA_URL and not FEDGOV_TSA_CERT_FILES:
+    raise ImproperlyConfigured(
+        "FEDGOV_TSA_URL is set but FEDGOV_TSA_CERT_FILES is not: pin the TSA's certificate"
+    )
 CELERY_BEAT_SCHEDULE["ledger-retention"] = {
     "task": "audit.apply_retention",
     "schedule": timedelta(seconds=env_int("FEDGOV_RETENTION_INTERVAL", 24 * 3600)),

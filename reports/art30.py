@@ -20,6 +20,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
 from reports.data import ProcessingActivity
 from reports.pdf import S, data_table, escape
+from reports.signing import sign_pdf_bytes
 
 VIEWS = ("controller", "processor")
 FORMATS = ("csv", "json", "pdf")
@@ -237,4 +238,7 @@ def render(view: str, output: str, activities, *, generated_at: datetime, proces
         body = to_json(view, columns, rows, generated_at=generated_at, processor=processor)
         return body, "application/json", name
     body = to_pdf(view, columns, rows, generated_at=generated_at, processor=processor)
+    # Signed like the audit reports (PAdES B-LT, timestamped when a TSA is configured): the
+    # record is evidence handed to a supervisory authority (Art. 30(4)).
+    body = sign_pdf_bytes(body, reason=f"GDPR Art. 30 record ({view} view)")
     return body, "application/pdf", name

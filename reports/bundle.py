@@ -9,7 +9,10 @@ and lists them in the manifest (whose hashes ``python -m audit.verify`` already 
 - ``report/statement.json``: RFC 8785 JSON naming the report id, the SHA-256 of the data
   and of the signed PDF, the anchor size and the cited sequence numbers;
 - ``report/signature.json``: a detached Ed25519 signature of the statement's bytes by the
-  ledger's active key (whose public key is in ``keys.json``).
+  ledger's active key (whose public key is in ``keys.json``);
+- ``pki/ca.pem``: the CA chain of the PDF's PAdES signature and, when a TSA is configured,
+  the TSA's pinned certificates: what ``pyhanko sign validate --trust`` needs. The
+  manifest's ``pki`` entry states that no revocation information exists for them.
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from audit import keys
 from audit.bundle import bundle_write
 from audit.services import canonical_json
+from reports import signing
 
 DATA = "report/data.jsonl"
 STATEMENT = "report/statement.json"
 SIGNATURE = "report/signature.json"
+CA_CHAIN = "pki/ca.pem"
 
 
 def plain(value: Any) -> Any:
@@ -113,9 +120,24 @@ def report_bundle_write(
             "signature": base64.b64encode(key.sign(statement)).decode(),
         }
         (folder / SIGNATURE).write_text(json.dumps(signature, indent=2, sort_keys=True))
-        for name in (DATA, STATEMENT, SIGNATURE):
+        (folder / "pki").mkdir()
+        (folder / CA_CHAIN).write_text(
+            "".join(
+                path.read_text() for path in signing.validation_roots(signing.signing_identity())
+            )
+        )
+        for name in (DATA, STATEMENT, SIGNATURE, CA_CHAIN):
             manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         manifest["report"] = {"report_id": report_id, "statement": STATEMENT}
+        # Informative, as keys.json: a regulator compares the CA with the organisation's
+        # published one before trusting it.
+        manifest["pki"] = {
+            "ca_chain": CA_CHAIN,
+            "signature": "PAdES B-LT"
+            if settings.FEDGOV_TSA_URL
+            else "PAdES, no signature timestamp: no trusted time",
+            "revocation_info": signing.NO_REVOCATION_INFO,
+        }
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
         digest = hashlib.sha256()
         with zipfile.ZipFile(out, "x", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -71,6 +71,30 @@ class Anchor:
     key_id: str
     created_at: datetime
     note: str
+    # The witnesses' cosignatures over this checkpoint and its RFC 3161 timestamp.
+    cosignatures: tuple[AnchorCosignature, ...] = ()
+    timestamp: AnchorTimestamp | None = None
+
+
+@dataclass(frozen=True)
+class AnchorCosignature:
+    """One witness's ``cosignature/v1`` over the anchor, as stored (and checked) by fedgov."""
+
+    witness: str
+    key_id: str
+    time: datetime
+    size: int
+    line: str
+
+
+@dataclass(frozen=True)
+class AnchorTimestamp:
+    """The RFC 3161 token dating the anchor's note; ``None`` on the anchor: no trusted time."""
+
+    gen_time: datetime
+    tsa: str
+    serial: str
+    token_sha256: str
 
 
 @dataclass(frozen=True)
@@ -842,6 +866,8 @@ def _appendix(doc: ReportInput) -> Iterator[Flowable]:
     )
     yield Paragraph("Signed checkpoint", S["h3"])
     yield Paragraph(escape(anchor.note).replace("\n", "<br/>"), S["mono"])
+    yield from _witnessing(anchor)
+    yield from _trusted_time(anchor)
     yield Paragraph("Cited events", S["h3"])
     cited = sorted(set(doc.cited))
     if not cited:
@@ -866,6 +892,71 @@ def _appendix(doc: ReportInput) -> Iterator[Flowable]:
             batch = []
     if batch:
         yield _proof_table(batch)
+
+
+def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
+    yield Paragraph("Witness cosignatures", S["h3"])
+    if not anchor.cosignatures:
+        yield Paragraph(
+            "No witness has cosigned this checkpoint yet (no witness policy, or the "
+            "witnesses were unreachable when the report was made; witnessing is retried "
+            "with the next checkpoint and does not block the ledger).",
+            S["small"],
+        )
+        return
+    yield Paragraph(
+        "Independent witnesses, run by the sites or third parties with their own keys, "
+        "checked that this checkpoint extends what they saw before (C2SP tlog-witness) "
+        "and cosigned it (C2SP tlog-cosignature, <i>cosignature/v1</i>). Appended to the "
+        "signed checkpoint above, these lines make a note any C2SP client checks with the "
+        "witnesses' verifier keys.",
+        S["body"],
+    )
+    rows = [
+        [
+            c.witness,
+            Mono(c.key_id),
+            Paragraph(c.time.strftime("%Y-%m-%d<br/>%H:%M:%S UTC"), S["cell"]),
+            str(c.size),
+            # Broken every 56 characters: a signature line has no spaces to wrap at.
+            Mono("\n".join(c.line[i : i + 56] for i in range(0, len(c.line), 56))),
+        ]
+        for c in anchor.cosignatures
+    ]
+    yield data_table(
+        ["Witness", "Key id", "Cosigned at", "Size", "Cosignature line"],
+        rows,
+        [46 * mm, 22 * mm, 22 * mm, 10 * mm, BODY_W - 100 * mm],
+        mono=(1, 4),
+        mono_size=5.2,
+    )
+
+
+def _trusted_time(anchor: Anchor) -> Iterator[Flowable]:
+    yield Paragraph("Trusted time (RFC 3161)", S["h3"])
+    stamp = anchor.timestamp
+    if stamp is None:
+        yield Paragraph(
+            "<b>No trusted time.</b> No timestamp authority was configured or reachable "
+            "when this checkpoint was signed: its time is fedgov's own clock, which its "
+            "operator controls.",
+            S["small"],
+        )
+        return
+    yield Paragraph(
+        "A timestamp authority dated the signed checkpoint note: its RFC 3161 token's "
+        "message imprint is the SHA-256 of the note above. The token is in the evidence "
+        "bundle (checkpoints.json) and checks against the TSA certificate shipped there.",
+        S["body"],
+    )
+    yield _facts_box(
+        [
+            ("Time stamped", stamp.gen_time.strftime("%Y-%m-%d %H:%M:%S UTC")),
+            ("Authority", stamp.tsa),
+            ("Token serial", stamp.serial),
+            ("Token SHA-256", stamp.token_sha256),
+        ]
+    )
 
 
 def _proof_table(rows: list[list[Any]]) -> LongTable:

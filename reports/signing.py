@@ -1,4 +1,4 @@
-"""PAdES signatures on reports with pyHanko, from the organisation's X.509 certificate.
+"""PAdES B-LT signatures on reports with pyHanko, from the organisation's X.509 certificate.
 
 The organisation's own certificate and key are used when ``FEDGOV_REPORT_CERT_FILE`` and
 ``FEDGOV_REPORT_KEY_FILE`` are set (the certificate file may carry its chain). Otherwise
@@ -9,9 +9,11 @@ it in ``FEDGOV_REPORT_DIR/pki`` (keys 0600); a regulator trusts ``ca.pem`` as th
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,6 +46,9 @@ class SignatureCheck:
     trusted: bool
     signer: str
     summary: str
+    # The signature timestamp's time when a TSA pinned in the trust roots vouches for
+    # it; None: no trusted time (the signing time is the signer's own claim).
+    timestamped_at: dt.datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -163,9 +168,31 @@ def signing_identity() -> SigningIdentity:
     )
 
 
-def sign_pdf(*, source: Path, out: Path, identity: SigningIdentity | None = None) -> None:
-    """Write ``source`` signed as PAdES baseline B to ``out`` (an incremental update)."""
-    identity = identity or signing_identity()
+# The report's own PKI and the pinned TSA publish no CRL or OCSP responder (their
+# certificates name none): this is the bundle's explicit statement that there is no
+# revocation information to embed, rather than a silent gap in the B-LT validation data.
+NO_REVOCATION_INFO = (
+    "none: the report CA and the TSA CA are self-issued and publish no CRL or OCSP "
+    "responder; their certificates name no distribution point. A regulator revokes by "
+    "no longer pinning the CA."
+)
+
+
+def validation_roots(identity: SigningIdentity) -> list[Path]:
+    """The certificates a validator pins for a report: the signer's chain and the TSA's."""
+    chain = [identity.trust_root] if identity.trust_root else list(identity.chain_files)
+    return [*chain, *settings.FEDGOV_TSA_CERT_FILES]
+
+
+def _timestamper():
+    if not settings.FEDGOV_TSA_URL:
+        return None
+    from audit import tsa  # the one RFC 3161 client, shared with the checkpoints
+
+    return tsa.stamper(settings.FEDGOV_TSA_URL, settings.FEDGOV_TSA_TIMEOUT)
+
+
+def _sign(inf: IO[bytes], outf: IO[bytes], identity: SigningIdentity, reason: str) -> None:
     signer = signers.SimpleSigner.load(
         key_file=str(identity.key_file),
         cert_file=str(identity.cert_file),
@@ -173,16 +200,50 @@ def sign_pdf(*, source: Path, out: Path, identity: SigningIdentity | None = None
     )
     if signer is None:
         raise ImproperlyConfigured(f"cannot load the report signing key {identity.key_file}")
+    roots = [c for path in validation_roots(identity) for c in load_certs_from_pemder([str(path)])]
+    # PAdES B-LT (ETSI EN 319 142-1 §5.4): a signature timestamp from the TSA (B-T) and the
+    # validation data (certificates; revocation data where any is published) in the
+    # document security store, so the signature validates without fetching anything.
+    # Nothing is fetched at signing time either: every certificate is local.
+    context = ValidationContext(
+        trust_roots=roots, allow_fetching=False, revocation_mode="soft-fail"
+    )
     meta = signers.PdfSignatureMetadata(
         field_name=FIELD,
         subfilter=fields.SigSeedSubFilter.PADES,
         md_algorithm="sha256",
-        reason="fedgov audit report",
+        reason=reason,
         name=settings.FEDGOV_REPORT_ORGANISATION,
+        embed_validation_info=True,
+        validation_context=context,
+        use_pades_lta=False,
     )
+    writer = IncrementalPdfFileWriter(inf, strict=False)
+    signers.sign_pdf(writer, meta, signer=signer, timestamper=_timestamper(), output=outf)
+
+
+def sign_pdf(
+    *,
+    source: Path,
+    out: Path,
+    identity: SigningIdentity | None = None,
+    reason: str = "fedgov audit report",
+) -> None:
+    """Write ``source`` signed as PAdES B-LT to ``out`` (an incremental update).
+
+    Without ``FEDGOV_TSA_URL`` the signature has no timestamp (B-B with validation data):
+    no trusted time, which ``verify_pdf`` reports.
+    """
+    identity = identity or signing_identity()
     with source.open("rb") as inf, out.open("wb") as outf:
-        writer = IncrementalPdfFileWriter(inf, strict=False)
-        signers.sign_pdf(writer, meta, signer=signer, output=outf)
+        _sign(inf, outf, identity, reason)
+
+
+def sign_pdf_bytes(data: bytes, *, reason: str, identity: SigningIdentity | None = None) -> bytes:
+    """``data`` (a PDF) signed as :func:`sign_pdf` does, in memory (the Art. 30 record)."""
+    out = io.BytesIO()
+    _sign(io.BytesIO(data), out, identity or signing_identity(), reason)
+    return out.getvalue()
 
 
 def verify_pdf(path: Path, *, trust_roots: list[Path]) -> SignatureCheck:
@@ -195,12 +256,15 @@ def verify_pdf(path: Path, *, trust_roots: list[Path]) -> SignatureCheck:
             return SignatureCheck(False, False, False, "", "the PDF carries no signature")
         status = validate_pdf_signature(embedded[0], ValidationContext(trust_roots=roots))
         coverage_ok = status.coverage.name in ("ENTIRE_FILE", "ENTIRE_REVISION")
+        stamp = status.timestamp_validity
+        timestamped = stamp is not None and stamp.intact and stamp.valid and stamp.trusted
         return SignatureCheck(
             intact=bool(status.intact) and coverage_ok,
             valid=bool(status.valid),
             trusted=bool(status.trusted),
             signer=status.signing_cert.subject.human_friendly,
             summary=status.summary(),
+            timestamped_at=stamp.timestamp if timestamped else None,
         )
 
 

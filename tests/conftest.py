@@ -102,3 +102,28 @@ def api(db):
 @pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(scope="session")
+def tsa_server(tmp_path_factory):
+    """A real RFC 3161 TSA on loopback (OpenSSL's ``ts -reply``), its own CA made at setup."""
+    import threading
+
+    from audit import tsa_responder
+
+    folder = tmp_path_factory.mktemp("tsa")
+    server = tsa_responder.server(folder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", folder
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def tsa_dir(settings, tsa_server):
+    """fedgov configured with the loopback TSA; yields its folder (``ca.pem`` pins it)."""
+    url, folder = tsa_server
+    settings.FEDGOV_TSA_URL = url
+    settings.FEDGOV_TSA_CERT_FILES = [folder / "ca.pem"]
+    settings.FEDGOV_TSA_TIMEOUT = 10.0
+    return folder

@@ -148,7 +148,7 @@ def test_beat_task_witnesses_and_asks_again_after_an_outage(append, witnesses, s
 def test_ledger_verify_fails_entries_older_than_the_lag_no_witnessed_checkpoint_covers(
     append, checkpoint, witnesses, monkeypatch, settings
 ):
-    witnesses(2, 2)
+    running = witnesses(2, 2)
     append(4)
     checkpoint()
     witnessing.checkpoint_witness()
@@ -157,6 +157,8 @@ def test_ledger_verify_fails_entries_older_than_the_lag_no_witnessed_checkpoint_
     assert "OK:" in verify()  # within the lag
     later = clock.now() + settings.FEDGOV_WITNESS_MAX_LAG + timedelta(seconds=5)
     monkeypatch.setattr(clock, "now", lambda: later)
+    for w in running:  # the witnesses' clocks move on too: a cosignature never predates
+        w.witness.clock = later.timestamp
     message = verify_failure()
     assert "first bad seq 7: written at" in message
     assert "newest witnessed checkpoint is at size 7" in message
@@ -221,3 +223,15 @@ def test_witness_state_file_that_is_unreadable_fails(append, checkpoint, tmp_pat
     checkpoint()
     missing = tmp_path / "none.json"
     assert "holds no state" in verify_failure("--witness-state", str(missing))
+
+
+def test_a_cosignature_dated_before_its_checkpoint_is_not_stored(append, checkpoint, witnesses):
+    [w] = witnesses(1, 1)
+    append(3)
+    row = checkpoint()
+    # The witness's clock is an hour behind fedgov's: its cosignature predates the note.
+    w.witness.clock = lambda: row.created_at.timestamp() - 3600
+    outcome = witnessing.checkpoint_witness(size=row.size)
+    assert outcome.cosigned == 0
+    assert "before the checkpoint" in outcome.failures[0].detail
+    assert not row.cosignatures.exists()

@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import trust
+from audit import timestamping, trust
 from audit import witnessing as witness_checks
 from audit.integrity import verify_ledger
 
@@ -84,6 +84,11 @@ class Command(BaseCommand):
             self.stderr.write(f"FAIL witnesses: {problem}")
         if report.ok and not listed and witnessed:
             raise CommandError(f"ledger verification failed; {witnessed[0]}")
+        stamped = timestamping.problems()
+        for problem in stamped:
+            self.stderr.write(f"FAIL trusted time: {problem}")
+        if report.ok and not listed and not witnessed and stamped:
+            raise CommandError(f"ledger verification failed; {stamped[0]}")
         for problem in listed:
             self.stderr.write(f"FAIL trusted keys: {problem}")
         if report.ok and listed:
@@ -105,6 +110,7 @@ class Command(BaseCommand):
                 f"witnessed: the newest checkpoint with {settings.FEDGOV_WITNESS_QUORUM} valid "
                 f"cosignatures is at size {covered}"
             )
+        self.stdout.write(timestamping.summary())
         if report.redacted:
             self.stdout.write(
                 f"{report.redacted} entries had their contents removed under retention; "

@@ -31,8 +31,11 @@ from django.db.models import Max
 from rest_framework.authtoken.models import Token
 from rich.table import Table
 
+from audit import local as local_evidence
 from audit.models import Checkpoint, LedgerEntry
 from audit.services import checkpoint_create_if_new
+from audit.timestamping import checkpoint_timestamp
+from audit.witnessing import checkpoint_witness
 from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import FedgovError
@@ -291,6 +294,10 @@ class Command(RichOutput, BaseCommand):
         self.var.mkdir(parents=True, exist_ok=True)
         self.stack = contextlib.ExitStack()
         self.current: Round | None = None
+        # Outlives self.stack: the report at the end asks the witnesses and the TSA.
+        self.evidence_stack = contextlib.ExitStack()
+        self._start_witnesses(loaded)
+        finished = False
         previous = {
             sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
         }
@@ -300,6 +307,7 @@ class Command(RichOutput, BaseCommand):
             for round_spec in round_specs:
                 withdrawn = apply_round_events(spec, loaded, round_spec, actor=people["dpo"])
                 carried = self._round(round_spec.number, withdrawn, people, carried)
+            finished = True
         except Interrupted:
             self._say("[yellow]interrupted: aborting the round and stopping everything[/]")
             self._abort_current("interrupted by the operator (Ctrl-C)")
@@ -317,7 +325,36 @@ class Command(RichOutput, BaseCommand):
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
-        self._summary(time.monotonic() - started)
+                if not finished:
+                    self.evidence_stack.close()
+        with self.evidence_stack:
+            self._summary(time.monotonic() - started)
+
+    def _start_witnesses(self, loaded) -> None:
+        """One witness process per site and a TSA process, named in the settings."""
+
+        def override(name: str, value) -> None:
+            missing = object()
+            old = getattr(settings, name, missing)
+            setattr(settings, name, value)
+            self.evidence_stack.callback(
+                lambda: delattr(settings, name) if old is missing else setattr(settings, name, old)
+            )
+
+        evidence = self.evidence_stack.enter_context(
+            local_evidence.running(
+                self.var.parent / "evidence",
+                sorted(loaded.sites),
+                actor=self.operator,
+                override=override,
+            )
+        )
+        for problem in evidence.problems:
+            self._say(f"  • [yellow]{problem}[/] (witnessing or timestamping is delayed)")
+        self._say(
+            f"  • {len(evidence.witnesses)} site witness process(es), quorum "
+            f"{evidence.quorum}; TSA {evidence.tsa_url or '(none: no trusted time)'}"
+        )
 
     def _interrupt(self, signum, frame) -> None:
         raise Interrupted(signal.Signals(signum).name)
@@ -652,6 +689,27 @@ class Command(RichOutput, BaseCommand):
             f"ε spent {p.epsilon:.3f} of {p.epsilon_limit:g} at δ={p.delta:g} (Flower RDP)"
         )
 
+    def _say_witnessed(self, checkpoint: Checkpoint) -> None:
+        """Cosignatures and trusted time of the latest checkpoint; a witness that is down is
+        named, and the checkpoint is witnessed later."""
+        stamp = checkpoint_timestamp(size=checkpoint.size)
+        self._say(
+            f"Trusted time: {stamp.stored.gen_time:%Y-%m-%d %H:%M:%S} UTC (RFC 3161)"
+            if stamp.ok
+            else f"Trusted time: [yellow]{stamp.detail}[/]"
+        )
+        if not settings.FEDGOV_WITNESSES:
+            return
+        outcome = checkpoint_witness(size=checkpoint.size)
+        cosigned = checkpoint.cosignatures.count()
+        colour = "green" if cosigned >= settings.FEDGOV_WITNESS_QUORUM else "yellow"
+        self._say(
+            f"Witnessed: [{colour}]{cosigned} of {len(settings.FEDGOV_WITNESSES)}[/] site "
+            f"witnesses cosigned size {checkpoint.size} (quorum {settings.FEDGOV_WITNESS_QUORUM})"
+        )
+        for reply in outcome.failures:
+            self._say(f"  • [yellow]{reply.name}: {reply.detail}[/]")
+
     def _report(self) -> None:
         """Ask for the run's signed audit report (PDF and evidence bundle) and say where."""
         try:
@@ -685,7 +743,10 @@ class Command(RichOutput, BaseCommand):
             path = self.var / "checkpoint.txt"
             path.write_text(checkpoint.note)
             self._say(f"Latest checkpoint: size {checkpoint.size}, signed note in {path}")
-        self._say("Verify: manage.py ledger_verify · evidence of each round in " + str(self.var))
+            self._say_witnessed(checkpoint)
+        pinned = ",".join(str(path) for path in settings.FEDGOV_TSA_CERT_FILES)
+        verify = f"FEDGOV_TSA_CERT_FILES={pinned} " if pinned else ""
+        self._say(f"Verify: {verify}manage.py ledger_verify · evidence of each round in {self.var}")
         self._dp_comparison()
         left = Workload.objects.filter(run=self.run, state=WorkloadState.RUNNING).count()
         self._say(f"VMs left running: {left}")
