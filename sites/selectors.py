@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from django.db import connection
-from django.db.models import Aggregate, Case, Count, IntegerField, Q, TextField, Value, When
+from django.db.models import Aggregate, Count, Q, TextField
 
 from sites.choices import LawfulBasis
 from sites.models import Consent, Dataset
@@ -164,8 +163,28 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _flag(condition: Q) -> Case:
-    return Case(When(condition, then=Value(1)), default=Value(0), output_field=IntegerField())
+class _Lines(Aggregate):
+    """The group's values sorted by code point and joined by newlines.
+
+    PostgreSQL sorts inside the aggregate, in the "C" collation (byte order of UTF-8 is
+    code point order, which is Python's, and the site sorts the list it fetches that way
+    before checking the digest). SQLite's GROUP_CONCAT takes the rows in scan order: the
+    covering index ``consent_validity`` yields each dataset's rows by pseudonym (BINARY
+    collation, again code point order). Were that order ever different, the digest would
+    not match the list built at fetch time, and the site would refuse to train.
+    """
+
+    function = "GROUP_CONCAT"
+    template = "%(function)s(%(expressions)s, CHAR(10))"
+    output_field = TextField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        clone = self.copy()
+        clone.function = "STRING_AGG"
+        clone.template = (
+            "%(function)s(%(expressions)s, E'\\n' ORDER BY %(expressions)s COLLATE \"C\")"
+        )
+        return super(_Lines, clone).as_sql(compiler, connection, **extra_context)
 
 
 def consent_states(
@@ -174,53 +193,35 @@ def consent_states(
     """Per dataset, current consents for the purpose at ``at`` and the lapsed pseudonyms.
 
     One query, one pass over the consent rows whatever the number of datasets and
-    subjects, read in the order of the covering index ``consent_validity`` (dataset,
-    purpose, pseudonym, dates): per dataset the total, the rows that are not current
-    (granted later, withdrawn or expired), the withdrawn ones, the lapsed pseudonyms as a
-    JSON array, and the allowed ones as one sorted, newline-joined text.
+    subjects, read from the covering index ``consent_validity`` (dataset, purpose,
+    pseudonym, dates): per dataset the total, the rows that are not current (granted
+    later, withdrawn or expired), the withdrawn ones, the lapsed pseudonyms as a JSON
+    array, and the allowed ones as one sorted, newline-joined text.
     """
+    lapsed = _lapsed(at)
     rows = (
         Consent.objects.filter(dataset_id__in=dataset_ids, purpose_id=purpose_id)
-        .order_by("dataset_id", "subject_pseudonym")
-        .values_list("dataset_id", "subject_pseudonym")
+        # The model's default ordering would leak into GROUP BY and split the groups.
+        .order_by()
+        .values("dataset_id")
         .annotate(
-            not_current=_flag(Q(granted_at__gt=at) | _lapsed(at)),
-            is_withdrawn=_flag(Q(withdrawn_at__lte=at)),
-            is_lapsed=_flag(_lapsed(at)),
-            is_valid=_flag(_valid(at)),
+            total=Count("pk"),
+            not_current=Count("pk", filter=Q(granted_at__gt=at) | lapsed),
+            withdrawn=Count("pk", filter=Q(withdrawn_at__lte=at)),
+            lapsed=_JsonList("subject_pseudonym", filter=lapsed),
+            allowed=_Lines("subject_pseudonym", filter=_valid(at)),
         )
+        .values_list("dataset_id", "total", "not_current", "withdrawn", "lapsed", "allowed")
     )
-    inner, params = rows.query.sql_with_params()
-    if connection.vendor == "postgresql":
-        # Byte order of UTF-8 is code point order, which is Python's: the site sorts the
-        # list it fetches the same way before checking the digest.
-        names = "COALESCE(JSON_AGG(subject_pseudonym) FILTER (WHERE is_lapsed = 1), '[]')"
-        allowed = (
-            "STRING_AGG(subject_pseudonym, E'\\n' ORDER BY subject_pseudonym COLLATE \"C\") "
-            "FILTER (WHERE is_valid = 1)"
-        )
-    else:
-        # SQLite keeps a FROM subquery's ORDER BY for an aggregate outer query (it is not
-        # flattened, sqlite.org/optoverview.html#flattening rule 16); the covering index
-        # delivers that order without a sort. Its BINARY collation is code point order.
-        names = "JSON_GROUP_ARRAY(subject_pseudonym) FILTER (WHERE is_lapsed = 1)"
-        allowed = "GROUP_CONCAT(subject_pseudonym, CHAR(10)) FILTER (WHERE is_valid = 1)"
-    sql = (
-        "SELECT dataset_id, COUNT(*), SUM(not_current), SUM(is_withdrawn), "  # noqa: S608
-        f"{names}, {allowed} FROM ({inner}) AS consent_rows GROUP BY dataset_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        fetched = cursor.fetchall()
     return {
         dataset_id: ConsentState(
             eligible=total - not_current,
-            excluded=_names(lapsed),
-            allowed_text=allowed_text or "",
+            excluded=_names(names),
+            allowed_text=allowed or "",
             total=total,
             withdrawn=withdrawn,
         )
-        for dataset_id, total, not_current, withdrawn, lapsed, allowed_text in fetched
+        for dataset_id, total, not_current, withdrawn, names, allowed in rows
     }
 
 
