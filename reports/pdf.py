@@ -615,20 +615,22 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
             ("Human approval required", policy.requires_approval),
         ]
     )
-    yield Paragraph("Transfers of model updates (Chapter V)", S["h3"])
+    yield Paragraph("Transfer legs as the latest gate checked them (Chapter V)", S["h3"])
     yield data_table(
-        ["Site", "From", "To (aggregator)", "Mechanism"],
+        ["Site", "What, to whom", "Importer", "Transfer?", "Ground (gate's words)"],
         [
             [
-                t.site_slug,
-                t.site_country,
-                t.aggregator_country,
-                t.mechanism
-                or ("not needed" if t.site_country == t.aggregator_country else "none recorded"),
+                f"{t.site_slug} ({t.site_country})",
+                t.data,
+                f"{t.importer} ({t.importer_country or '?'})",
+                ("third country" if t.third_country else "no")
+                + ("" if t.ok else ", REFUSED"),
+                t.ground,
             ]
             for t in header.transfers
-        ],
-        [40 * mm, 25 * mm, 35 * mm, BODY_W - 100 * mm],
+        ]
+        or [["—", "no gate decision yet", "", "", ""]],
+        [28 * mm, 32 * mm, 32 * mm, 22 * mm, BODY_W - 114 * mm],
     )
 
 

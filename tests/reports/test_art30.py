@@ -37,7 +37,9 @@ def test_controller_record_names_joint_controllers_transfers_and_retention(feder
     by_dataset = {r["dataset"]: r for r in rows}
     assert set(by_dataset) == {"ch-news/news", "de-legal/legal"}
     ch = by_dataset["ch-news/news"]
-    assert ch["transfers"] == "CH → DE: adequacy"
+    # CH → DE: the importer is in the EEA, so it is no transfer (Art. 44); legacy
+    # transfer_mechanisms are not read.
+    assert ch["transfers"] == "none"
     assert ch["joint_controllers"] == "Recht e.V."
     assert ch["art9_condition"] == "Art. 9(2)(j)" and "special category" in ch["data_categories"]
     assert by_dataset["de-legal/legal"]["transfers"] == "none"
