@@ -623,8 +623,7 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
                 f"{t.site_slug} ({t.site_country})",
                 t.data,
                 f"{t.importer} ({t.importer_country or '?'})",
-                ("third country" if t.third_country else "no")
-                + ("" if t.ok else ", REFUSED"),
+                ("third country" if t.third_country else "no") + ("" if t.ok else ", REFUSED"),
                 t.ground,
             ]
             for t in header.transfers
