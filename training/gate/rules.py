@@ -210,7 +210,16 @@ class MinRecords(_Rule):
 
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
         records, needed = site_records(ctx.site), ctx.gate.policy.min_records_per_site
-        verdict = f"{records} eligible records; the policy needs {needed}"
+        # One count, two units: say which, so subjects are never called records.
+        subjects = sum(
+            dataset_records(ds)
+            for ds in ctx.site.datasets
+            if ds.lawful_basis == LawfulBasis.CONSENT
+        )
+        verdict = (
+            f"{records} eligible ({subjects} subjects with valid consent, "
+            f"{records - subjects} declared records under other bases); the policy needs {needed}"
+        )
         return self.result(bool(ctx.site.datasets) and records >= needed, verdict)
 
 
