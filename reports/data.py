@@ -273,6 +273,18 @@ def report_run_ids(*, run_id: int | None = None, period: Period | None = None) -
     return sorted(set(rounds.values_list("run_id", flat=True)))
 
 
+ROLE_LABELS = {
+    "joint_controller": "joint controller (Art. 26)",
+    "processor": "processor (Art. 28)",
+    "controller": "controller",
+}
+
+
+def role_label(agreement_type: str) -> str:
+    """A site's role in the same words in every output (PDF, Art. 30, dashboard)."""
+    return ROLE_LABELS.get(agreement_type, agreement_type.replace("_", " "))
+
+
 def gate_transfers(*, run_id: int) -> tuple[Transfer, ...]:
     """Every transfer leg of the run's latest gate decision, as the gate read it.
 

@@ -43,7 +43,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from reports.data import RoundFacts, RoundPoint, RunHeader
+from reports.data import RoundFacts, RoundPoint, RunHeader, role_label
 
 INK = colors.HexColor("#1f2a37")
 MUTED = colors.HexColor("#5b6675")
@@ -405,6 +405,9 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     total = len(series)
     allowed = sum(1 for p in series if p.gate_outcome == "allowed")
     blocked = sum(1 for p in series if p.gate_outcome == "blocked")
+    # Per site and per round: a site refused in every round of allowed rounds is not
+    # "blocked 0".
+    refused = sum(p.sites - p.eligible_sites for p in series)
     closed = sum(1 for p in series if p.state == "closed")
     excluded = sum(p.excluded_records for p in series)
     accuracies = [p.accuracy for p in series if p.accuracy is not None]
@@ -422,7 +425,8 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
         f"aggregated in {escape(header.aggregator_country)}, under policy "
         f"<b>{escape(header.policy.name)} v{header.policy.version}</b>; {escape(dpia_text)}. "
         f"This report covers {total} round(s): the GDPR gate allowed {allowed} and blocked "
-        f"{blocked}; {closed} closed normally. {excluded} record(s) were excluded from "
+        f"{blocked}, and refused a site {refused} time(s) (per site and round); "
+        f"{closed} closed normally. {excluded} record(s) were excluded from "
         "training because consent had been withdrawn or had expired at the round's instant."
     )
     if accuracies:
@@ -432,7 +436,7 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     figures = [
         (str(total), "rounds"),
         (str(allowed), "allowed by the gate"),
-        (str(blocked), "blocked by the gate"),
+        (f"{blocked} / {refused}", "rounds blocked / site-rounds refused"),
         (str(excluded), "records excluded"),
     ]
     cells = [[Paragraph(v, S["figure"]) for v, _ in figures], [P(k, "small") for _, k in figures]]
@@ -565,7 +569,7 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
                 c.site_slug,
                 c.organisation,
                 c.country,
-                c.agreement_type.replace("_", " "),
+                role_label(c.agreement_type),
                 _short(c.agreement_document_hash, 24),
             ]
             for c in header.controllers
