@@ -18,7 +18,7 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
-from reports.data import ProcessingActivity
+from reports.data import ProcessingActivity, role_label
 from reports.pdf import S, data_table, escape
 from reports.signing import sign_pdf_bytes
 
@@ -33,6 +33,7 @@ SECURITY = (
 
 CONTROLLER_COLUMNS = [
     ("controller", "Controller"),
+    ("role", "Role of the site"),
     ("country", "Country"),
     ("contact", "Contact"),
     ("joint_controllers", "Joint controllers (Art. 26)"),
@@ -66,6 +67,7 @@ def controller_rows(activities: Sequence[ProcessingActivity]) -> list[dict[str, 
     return [
         {
             "controller": a.organisation,
+            "role": role_label(a.agreement_type),
             "country": a.country,
             "contact": a.contact,
             "joint_controllers": ", ".join(a.joint_controllers) or "—",

@@ -8,6 +8,7 @@ sits in memory at once. Consent appears only as counts, never as pseudonyms.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from audit import selectors as ledger
 from opennebula.selectors import workloads_of_run
 from sites.models import Consent, Dataset
 from training.choices import UpdateKind
+from training.gate.context import from_snapshot
+from training.gate.rules import SiteCheck, TransferLeg, leg_verdict, transfer_legs
 from training.models import (
     Approval,
     Dpia,
@@ -86,10 +89,18 @@ class PolicyFacts:
 
 @dataclass(frozen=True)
 class Transfer:
+    """One leg of a round as the gate checked it (Chapter V), from the latest decision's
+    snapshot: what goes from which site to whom, whether it is a transfer to a third
+    country, and the gate's own words on its ground."""
+
     site_slug: str
     site_country: str
-    aggregator_country: str
-    mechanism: str
+    data: str
+    importer: str
+    importer_country: str
+    third_country: bool
+    ok: bool
+    ground: str
 
 
 @dataclass(frozen=True)
@@ -262,6 +273,71 @@ def report_run_ids(*, run_id: int | None = None, period: Period | None = None) -
     return sorted(set(rounds.values_list("run_id", flat=True)))
 
 
+ROLE_LABELS = {
+    "joint_controller": "joint controller (Art. 26)",
+    "processor": "processor (Art. 28)",
+    "controller": "controller",
+}
+
+
+def role_label(agreement_type: str) -> str:
+    """A site's role in the same words in every output (PDF, Art. 30, dashboard)."""
+    return ROLE_LABELS.get(agreement_type, agreement_type.replace("_", " "))
+
+
+def gate_transfers(*, run_id: int) -> tuple[Transfer, ...]:
+    """Every transfer leg of the run's latest gate decision, as the gate read it.
+
+    The legs and their verdicts come from the decision's snapshot through the gate's own
+    functions (``transfer_legs``, ``leg_verdict``), so a report says what the gate decided,
+    never what a later edit of the policy would say. No decision yet: no legs.
+    """
+    decision = GateDecision.objects.filter(round__run_id=run_id).order_by("-evaluated_at", "-pk")
+    latest = decision.values_list("snapshot", flat=True).first()
+    if latest is None:
+        return ()
+    ctx = from_snapshot(json.loads(latest))
+    eea = ctx.region("EEA")
+    rows = []
+    for site in ctx.sites:
+        check = SiteCheck(gate=ctx, site=site)
+        for leg in transfer_legs(check):
+            ok, text = leg_verdict(ctx, site, leg)
+            importer = leg.importer
+            third = (
+                leg.personal
+                and importer is not None
+                and importer.organisation != leg.exporter.organisation
+                and importer.country not in eea
+            )
+            rows.append(
+                Transfer(
+                    site_slug=site.slug,
+                    site_country=site.country,
+                    data=f"{leg.data} to {leg.recipient}",
+                    importer=importer.organisation if importer else "not recorded",
+                    importer_country=importer.country if importer else "",
+                    third_country=bool(third),
+                    ok=ok,
+                    ground=_without_head(text, leg),
+                )
+            )
+    return tuple(rows)
+
+
+def _without_head(text: str, leg: TransferLeg) -> str:
+    """The gate's reason for a leg without its "data to recipient: exporter → importer:"
+    head, which the report's columns already show."""
+    head = f"{leg.data} to {leg.recipient}: "
+    text = text.removeprefix(head)
+    if leg.importer is not None:
+        e, i = leg.exporter, leg.importer
+        text = text.removeprefix(
+            f"{e.organisation} ({e.country}) → {i.organisation} ({i.country}, {i.role}): "
+        )
+    return text
+
+
 def run_header(*, run_id: int) -> RunHeader:
     """Cover facts and legal frame of a run (a handful of queries)."""
     run = TrainingRun.objects.select_related("purpose", "policy").get(pk=run_id)
@@ -270,7 +346,6 @@ def run_header(*, run_id: int) -> RunHeader:
     )
     sites = {ds.site.pk: ds.site for ds in datasets}
     policy = run.policy
-    mechanisms = policy.transfer_mechanisms or {}
     dpia = Dpia.objects.filter(run=run).first()
     seqs = [e.seq for e in ledger.events_for(subject_type="run", subject_id=run.pk)]
     if dpia is not None:
@@ -328,16 +403,7 @@ def run_header(*, run_id: int) -> RunHeader:
             min_eligible_sites=policy.min_eligible_sites,
             requires_approval=policy.requires_approval,
         ),
-        transfers=tuple(
-            Transfer(
-                site_slug=s.slug,
-                site_country=s.country,
-                aggregator_country=run.aggregator_country,
-                # Deny by default: a site with no recorded mechanism shows as "none recorded".
-                mechanism=str(mechanisms.get(s.slug, "")),
-            )
-            for s in sorted(sites.values(), key=lambda s: s.slug)
-        ),
+        transfers=gate_transfers(run_id=run.pk),
         ledger_seqs=tuple(sorted(seqs)),
         privacy=run_privacy(run=run),
     )
@@ -773,8 +839,9 @@ def _first_exclusion(ds: Dataset, since: datetime, pseudonym: str | None) -> Exc
 class ProcessingActivity:
     """One processing activity for the Art. 30 record: a dataset used for a purpose.
 
-    ``transfers`` lists (from country, to country, mechanism) for each run that sends the
-    dataset's model updates to an aggregator in another country.
+    ``transfers`` lists (from country, importer and its country, ground) for each leg a
+    run's latest gate found to be a transfer to a third country (Art. 30(1)(e)): another
+    organisation outside the EEA. Intra-EEA flows and a site's own servers are not listed.
     """
 
     site_slug: str
@@ -806,21 +873,27 @@ def processing_activities() -> list[ProcessingActivity]:
         "dataset_id", "purpose__code", "purpose__name"
     ):
         purposes[dataset_id].append((code, name))
-    runs: dict[int, list[tuple[str, str, str, dict]]] = defaultdict(list)
+    runs: dict[int, list[tuple[str, str, str, int]]] = defaultdict(list)
     for (
         dataset_id,
         name,
         purpose,
         country,
-        mechanisms,
+        run_id,
     ) in TrainingRun.datasets.through.objects.values_list(
         "dataset_id",
         "trainingrun__name",
         "trainingrun__purpose__code",
         "trainingrun__aggregator_country",
-        "trainingrun__policy__transfer_mechanisms",
+        "trainingrun_id",
     ):
-        runs[dataset_id].append((name, purpose, country, mechanisms or {}))
+        runs[dataset_id].append((name, purpose, country, run_id))
+    # Art. 30(1)(e): transfers to a third country, as each run's latest gate checked them
+    # (one query per run; a record of processing lists a handful of runs).
+    legs = {
+        run_id: gate_transfers(run_id=run_id)
+        for run_id in sorted({r[3] for used in runs.values() for r in used})
+    }
     joint: dict[str, set[str]] = defaultdict(set)
     for ds in datasets:
         if ds.site.agreement_type == "joint_controller":
@@ -833,9 +906,10 @@ def processing_activities() -> list[ProcessingActivity]:
             used = [r for r in runs[ds.pk] if r[1] == code]
             transfers = sorted(
                 {
-                    (site.country, country, str(mechs.get(site.slug, "")) or "none recorded")
-                    for _run, _p, country, mechs in used
-                    if country != site.country
+                    (t.site_country, f"{t.importer} ({t.importer_country})", t.ground)
+                    for _run, _p, _country, run_id in used
+                    for t in legs[run_id]
+                    if t.site_slug == site.slug and t.third_country
                 }
             )
             activities.append(

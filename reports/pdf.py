@@ -44,7 +44,7 @@ from reportlab.platypus import (
 )
 
 from reports import fonts
-from reports.data import RoundFacts, RoundPoint, RunHeader
+from reports.data import RoundFacts, RoundPoint, RunHeader, role_label
 
 INK = colors.HexColor("#1f2a37")
 MUTED = colors.HexColor("#5b6675")
@@ -439,6 +439,9 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     total = len(series)
     allowed = sum(1 for p in series if p.gate_outcome == "allowed")
     blocked = sum(1 for p in series if p.gate_outcome == "blocked")
+    # Per site and per round: a site refused in every round of allowed rounds is not
+    # "blocked 0".
+    refused = sum(p.sites - p.eligible_sites for p in series)
     closed = sum(1 for p in series if p.state == "closed")
     excluded = sum(p.excluded_records for p in series)
     accuracies = [p.accuracy for p in series if p.accuracy is not None]
@@ -456,7 +459,8 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
         f"aggregated in {escape(header.aggregator_country)}, under policy "
         f"<b>{escape(header.policy.name)} v{header.policy.version}</b>; {escape(dpia_text)}. "
         f"This report covers {total} round(s): the GDPR gate allowed {allowed} and blocked "
-        f"{blocked}; {closed} closed normally. {excluded} record(s) were excluded from "
+        f"{blocked}, and refused a site {refused} time(s) (per site and round); "
+        f"{closed} closed normally. {excluded} record(s) were excluded from "
         "training because consent had been withdrawn or had expired at the round's instant."
     )
     if accuracies:
@@ -466,7 +470,7 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     figures = [
         (str(total), "rounds"),
         (str(allowed), "allowed by the gate"),
-        (str(blocked), "blocked by the gate"),
+        (f"{blocked} / {refused}", "rounds blocked / site-rounds refused"),
         (str(excluded), "records excluded"),
     ]
     cells = [[Paragraph(v, S["figure"]) for v, _ in figures], [P(k, "small") for _, k in figures]]
@@ -601,7 +605,7 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
                 c.site_slug,
                 c.organisation,
                 c.country,
-                c.agreement_type.replace("_", " "),
+                role_label(c.agreement_type),
                 _short(c.agreement_document_hash, 24),
             ]
             for c in header.controllers
@@ -651,20 +655,21 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
             ("Human approval required", policy.requires_approval),
         ]
     )
-    yield Paragraph("Transfers of model updates (Chapter V)", S["h3"])
+    yield Paragraph("Transfer legs as the latest gate checked them (Chapter V)", S["h3"])
     yield data_table(
-        ["Site", "From", "To (aggregator)", "Mechanism"],
+        ["Site", "What, to whom", "Importer", "Transfer?", "Ground (gate's words)"],
         [
             [
-                t.site_slug,
-                t.site_country,
-                t.aggregator_country,
-                t.mechanism
-                or ("not needed" if t.site_country == t.aggregator_country else "none recorded"),
+                f"{t.site_slug} ({t.site_country})",
+                t.data,
+                f"{t.importer} ({t.importer_country or '?'})",
+                ("third country" if t.third_country else "no") + ("" if t.ok else ", REFUSED"),
+                t.ground,
             ]
             for t in header.transfers
-        ],
-        [40 * mm, 25 * mm, 35 * mm, BODY_W - 100 * mm],
+        ]
+        or [["—", "no gate decision yet", "", "", ""]],
+        [28 * mm, 32 * mm, 32 * mm, 22 * mm, BODY_W - 114 * mm],
     )
 
 

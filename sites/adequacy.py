@@ -22,7 +22,8 @@ from typing import Any
 ADEQUACY_FILE = Path(__file__).with_name("data") / "adequacy.json"
 SCOPES = ("country", "dpf", "pipeda")
 _DECISION_KEYS = {"country", "reference", "adopted_on", "scope", "review_due"}
-_OPTIONAL_KEYS = {"expires_on", "scope_note"}
+# ``source``: where the entry was checked (a DPO reads it; the gate does not).
+_OPTIONAL_KEYS = {"expires_on", "scope_note", "source"}
 
 
 @dataclass(frozen=True)

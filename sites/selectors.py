@@ -64,13 +64,15 @@ class ConsentState:
 
     ``eligible``: granted at or before the instant, neither expired nor withdrawn then.
     ``excluded``: the sorted pseudonyms whose consent was withdrawn or had expired.
-    ``allowed``: the sorted pseudonyms of the eligible subjects, the only ones a site may
-    train on (Art. 6(1)(a), 7): a subject without a consent row is in no list at all.
+    ``allowed_text``: the pseudonyms of the eligible subjects, the only ones a site may
+    train on (Art. 6(1)(a), 7), sorted by code point and joined by newlines: the form
+    their digest is taken of, so the gate hashes it without building a million strings
+    (bench/gate.py). A subject without a consent row is in no list at all.
     """
 
     eligible: int = 0
     excluded: tuple[str, ...] = ()
-    allowed: tuple[str, ...] = ()
+    allowed_text: str = ""
     # Consent rows for the purpose, and those withdrawn by the instant: when they are
     # equal and non-zero, every subject withdrew and the dataset counts as withdrawn.
     total: int = 0
@@ -161,14 +163,40 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+class _Lines(Aggregate):
+    """The group's values sorted by code point and joined by newlines.
+
+    PostgreSQL sorts inside the aggregate, in the "C" collation (byte order of UTF-8 is
+    code point order, which is Python's, and the site sorts the list it fetches that way
+    before checking the digest). SQLite's GROUP_CONCAT takes the rows in scan order: the
+    covering index ``consent_validity`` yields each dataset's rows by pseudonym (BINARY
+    collation, again code point order). Were that order ever different, the digest would
+    not match the list built at fetch time, and the site would refuse to train.
+    """
+
+    function = "GROUP_CONCAT"
+    template = "%(function)s(%(expressions)s, CHAR(10))"
+    output_field = TextField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        clone = self.copy()
+        clone.function = "STRING_AGG"
+        clone.template = (
+            "%(function)s(%(expressions)s, E'\\n' ORDER BY %(expressions)s COLLATE \"C\")"
+        )
+        return super(_Lines, clone).as_sql(compiler, connection, **extra_context)
+
+
 def consent_states(
     *, dataset_ids: list[int], purpose_id: int, at: datetime
 ) -> dict[int, ConsentState]:
     """Per dataset, current consents for the purpose at ``at`` and the lapsed pseudonyms.
 
     One query, one pass over the consent rows whatever the number of datasets and
-    subjects: per dataset the total, the rows that are not current (granted later,
-    withdrawn or expired), the lapsed pseudonyms and the allowed ones as JSON arrays.
+    subjects, read from the covering index ``consent_validity`` (dataset, purpose,
+    pseudonym, dates): per dataset the total, the rows that are not current (granted
+    later, withdrawn or expired), the withdrawn ones, the lapsed pseudonyms as a JSON
+    array, and the allowed ones as one sorted, newline-joined text.
     """
     lapsed = _lapsed(at)
     rows = (
@@ -181,7 +209,7 @@ def consent_states(
             not_current=Count("pk", filter=Q(granted_at__gt=at) | lapsed),
             withdrawn=Count("pk", filter=Q(withdrawn_at__lte=at)),
             lapsed=_JsonList("subject_pseudonym", filter=lapsed),
-            allowed=_JsonList("subject_pseudonym", filter=_valid(at)),
+            allowed=_Lines("subject_pseudonym", filter=_valid(at)),
         )
         .values_list("dataset_id", "total", "not_current", "withdrawn", "lapsed", "allowed")
     )
@@ -189,12 +217,23 @@ def consent_states(
         dataset_id: ConsentState(
             eligible=total - not_current,
             excluded=_names(names),
-            allowed=_names(allowed),
+            allowed_text=allowed or "",
             total=total,
             withdrawn=withdrawn,
         )
         for dataset_id, total, not_current, withdrawn, names, allowed in rows
     }
+
+
+def allowed_pseudonyms(*, dataset_ids: list[int], purpose_id: int, at: datetime) -> list[str]:
+    """The sorted, distinct pseudonyms whose consent for the purpose is valid at ``at`` in
+    any of the datasets: a site's allow-list, built when the site fetches it."""
+    names = (
+        Consent.objects.filter(_valid(at), dataset_id__in=dataset_ids, purpose_id=purpose_id)
+        .order_by()
+        .values_list("subject_pseudonym", flat=True)
+    )
+    return sorted(set(names))
 
 
 def datasets_all_withdrawn(*, dataset_ids: list[int], at: datetime) -> set[int]:

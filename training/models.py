@@ -181,9 +181,11 @@ class SiteEligibility(models.Model):
     eligible_records = models.PositiveIntegerField(default=0)
     excluded_pseudonyms = models.JSONField(default=list)
     exclusion_digest = models.CharField(max_length=64)
-    # The allow-list (Art. 6(1)(a), 7): the only subjects the site may train on, and the
-    # digest its ticket carries. Blank digest: no consent-based dataset, no list.
-    allowed_pseudonyms = models.JSONField(default=list)
+    # The allow-list (Art. 6(1)(a), 7): the digest its ticket carries and the number of
+    # subjects in it. Blank digest: no consent-based dataset, no list. The list itself is
+    # built from the consent rows at the decision's instant when the site fetches it
+    # (training.services.flower.round_allowed), and must hash to this digest.
+    allowed_count = models.PositiveIntegerField(default=0)
     allowed_digest = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:

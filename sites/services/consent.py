@@ -129,6 +129,22 @@ def _parse_consent_rows(
     return rows, bad
 
 
+def _recorded_late(rows: list[_Row], now: dt.datetime) -> dict[str, int | str | None]:
+    """How many of the batch's facts already lay in the past when recorded: grants and
+    withdrawals that took effect, and expiries already reached, more than the clock skew
+    before ``now``. A gate evaluated in between read other facts; the ledger event (with
+    its actor and time) is the record of when fedgov learnt them."""
+    cutoff = now - CLOCK_SKEW
+    late = [r for r in rows if r.occurred_at < cutoff]
+    expired = [r for r in rows if r.expires_at is not None and r.expires_at < cutoff]
+    return {
+        "grants": sum(1 for r in late if r.kind == ConsentEventKind.GRANT),
+        "withdrawals": sum(1 for r in late if r.kind == ConsentEventKind.WITHDRAW),
+        "expired": len(expired),
+        "earliest": min(r.occurred_at for r in late).isoformat() if late else None,
+    }
+
+
 def _batch_digest(rows: list[_Row]) -> str:
     canonical = [
         {
@@ -256,7 +272,9 @@ def consent_record_batch(
     [reason]}}}``): unknown purpose, bad dates, expiry before grant, withdrawing a
     consent that does not exist or is already withdrawn, an event older than the
     subject's last recorded one. Ledger: ``consent.batch_recorded`` with the batch id,
-    counts and the SHA-256 of the canonical batch (never the pseudonyms).
+    counts, the SHA-256 of the canonical batch (never the pseudonyms) and
+    ``recorded_late``: how many grants, withdrawals and expiries lay in the past when
+    recorded, and the earliest such instant.
     """
     if not isinstance(events, list | tuple) or not events:
         raise InvalidInput({"events": ["must be a non-empty list of consent events"]})
@@ -324,6 +342,7 @@ def consent_record_batch(
                 "consents_created": len(to_create),
                 "consents_updated": len(to_update),
                 "batch_sha256": digest,
+                "recorded_late": _recorded_late(rows, now),
             },
         )
     return ConsentBatchResult(

@@ -37,7 +37,9 @@ def test_controller_record_names_joint_controllers_transfers_and_retention(feder
     by_dataset = {r["dataset"]: r for r in rows}
     assert set(by_dataset) == {"ch-news/news", "de-legal/legal"}
     ch = by_dataset["ch-news/news"]
-    assert ch["transfers"] == "CH → DE: adequacy"
+    # CH → DE: the importer is in the EEA, so it is no transfer (Art. 44); legacy
+    # transfer_mechanisms are not read.
+    assert ch["transfers"] == "none"
     assert ch["joint_controllers"] == "Recht e.V."
     assert ch["art9_condition"] == "Art. 9(2)(j)" and "special category" in ch["data_categories"]
     assert by_dataset["de-legal/legal"]["transfers"] == "none"
@@ -77,3 +79,35 @@ def test_art30_api_for_legal_refuses_bad_choices_and_operators(federation, api):
     assert "attachment" in ok["Content-Disposition"]
     assert bad.status_code == 400 and set(bad.json()) == {"view", "output"}
     assert operator.status_code == 403
+
+
+@pytest.mark.django_db
+def test_art30_lists_only_third_country_transfers_in_the_gates_words_and_the_pdf_agrees():
+    """Art. 30(1)(e) and one truth: the record lists a US processor running a site's zone
+    (another organisation, outside the EEA), not the intra-EEA legs; the report's header
+    carries the same legs with the same ground, and the gate's own reason contains it."""
+    from fedgov.actors import Actor
+    from reports.data import run_header
+    from sites.models import Site
+    from tests.training.flower.conftest import governed_scenario
+    from training.models import GateResult
+    from training.services.gate import round_gate
+
+    run, sites, _ = governed_scenario(subjects=3)
+    Site.objects.filter(pk=sites[2].pk).update(
+        zone_operator="Atlantic Cloud Hosting Inc.",
+        zone_operator_country="US",
+        zone_operator_role="processor",
+    )
+    decision = round_gate(actor=Actor.system("t"), run=run, round_no=1)
+    rows = {r["dataset"].split("/")[0]: r for r in art30.controller_rows(processing_activities())}
+    listed = {slug for slug, r in rows.items() if r["transfers"] != "none"}
+    assert listed == {sites[2].slug}
+    text = rows[sites[2].slug]["transfers"]
+    assert "Atlantic Cloud Hosting Inc. (US)" in text and "without a ground" in text
+    legs = [t for t in run_header(run_id=run.pk).transfers if t.third_country]
+    assert [(t.site_slug, t.importer, t.ok) for t in legs] == [
+        (sites[2].slug, "Atlantic Cloud Hosting Inc.", False)
+    ]
+    reason = GateResult.objects.get(decision=decision, site=sites[2], rule_id="transfer").reason
+    assert legs[0].ground in reason and legs[0].ground in text

@@ -17,7 +17,10 @@ def test_report_data_states_legal_frame_and_every_round(played_run):
     assert [c.site_slug for c in header.controllers] == ["de-legal", "es-blogs", "pl-news"]
     assert header.dpia is not None and header.dpia.status == "approved"
     assert header.policy.content_hash == run.policy.content_hash
-    assert {t.site_slug: t.mechanism for t in header.transfers}["pl-news"] == "scc"
+    # Transfers are the legs the latest gate checked (Chapter V), not the legacy field.
+    legs = {(t.site_slug, t.data): t for t in header.transfers}
+    assert {slug for slug, _ in legs} == {"de-legal", "es-blogs", "pl-news"}
+    assert all(t.ok and not t.third_country for t in header.transfers)
     assert [r.number for r in rounds] == [1, 2]
     first, second = rounds
     assert first.gate_outcome == "allowed"

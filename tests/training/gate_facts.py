@@ -67,15 +67,7 @@ def context(sites=None, run=None, policy=None, dpia="default", **changes) -> Gat
     return GateContext(
         round_no=changes.pop("round_no", 1),
         at=changes.pop("at", AT),
-        run=run
-        or RunFacts(
-            id=1,
-            name="run",
-            purpose="topic-classification",
-            aggregator_country="DE",
-            epsilon_per_round=None,
-            rounds_past_gate=0,
-        ),
+        run=run or run_facts(),
         policy=policy or policy_facts(),
         dpia=DpiaFacts(reference="DPIA-1", status="approved", valid_until="2026-12-31")
         if dpia == "default"
@@ -85,6 +77,18 @@ def context(sites=None, run=None, policy=None, dpia="default", **changes) -> Gat
         regions=REGIONS,
         privacy=changes.pop("privacy", None),
     )
+
+
+def run_facts(**changes) -> RunFacts:
+    base = RunFacts(
+        id=1,
+        name="run",
+        purpose="topic-classification",
+        aggregator_country="DE",
+        epsilon_per_round=None,
+        rounds_past_gate=0,
+    )
+    return replace(base, **changes)
 
 
 def policy_facts(**changes) -> PolicyFacts:

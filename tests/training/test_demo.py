@@ -123,7 +123,7 @@ def _mutate(old: str, new: str) -> str:
         ('aggregator_country = "DE"', 'aggregator_country = "Germany"', "run.aggregator_country"),
         ("min_eligible_sites = 2", "min_eligible_sites = true", "policy.min_eligible_sites"),
         ('allowed_areas = ["EEA"]', 'allowed_areas = ["Atlantis"]', "policy.allowed_areas"),
-        ('compute_country = "US"', 'compute_country = "NL"', "sites[3].compute_country"),
+        ('compute_country = "US"', 'compute_country = "Holland"', "sites[3].compute_country"),
         ('lawful_basis = "6(1)(a)"', 'lawful_basis = "consent"', "sites[0].dataset.lawful_basis"),
         ('name = "virt8ra"\n', 'name = "virt8ra"\ncolour = "red"\n', "colour"),
         ('"es-blogs-s0007"', '"es-blogs-s0999"', "rounds[1].withdraw[0].subjects"),
@@ -183,3 +183,41 @@ def test_scenario_expresses_a_whole_dataset_withdrawal_and_the_gate_refuses_it(t
     es = SiteEligibility.objects.filter(decision__round__run=run, site__slug="es-blogs")
     eligible = dict(es.values_list("decision__round__number", "eligible"))
     assert eligible[1] is True and eligible[2] is False and eligible[3] is False
+
+
+@pytest.mark.django_db
+def test_scenario_expresses_a_zone_host_outside_the_declared_country_and_placement_refuses_it(
+    tmp_path,
+):
+    """nl-media declares compute in NL and runs its own zone, whose only host is in the US:
+    the gate reads the declaration and passes residency; the placement check reads the host
+    the VM lands on and refuses it (Art. 28(3)(a), 44)."""
+    from opennebula.placement import placement_violations
+    from training.ports import Placement
+    from training.services.orchestrate import _placement_countries
+
+    text = _mutate('compute_country = "US"', 'compute_country = "NL"')
+    text = text.replace(
+        'zone_operator = { organisation = "Atlantic Cloud Hosting Inc.", country = "US", '
+        'role = "processor" }',
+        'zone_operator = { organisation = "Mediahuis Noord B.V.", country = "NL", '
+        'role = "joint_controller" }',
+    )
+    path = tmp_path / "host.toml"
+    path.write_text(text)
+    nl = parse_scenario(path, today=TODAY).site("nl-media")
+    assert (nl.compute_country, nl.zone.hosts[0].country) == ("NL", "US")
+    run_demo("--scenario", str(path))
+    run = TrainingRun.objects.get(name="virt8ra")
+    first = SiteEligibility.objects.get(
+        decision__round__run=run, decision__round__number=1, site__slug="nl-media"
+    )
+    assert first.eligible is True  # the declaration passes the gate
+    allowed = frozenset(_placement_countries(run, run.policy.allowed_areas)[first.site_id])
+    landed = Placement(104, 1, "iad-kvm-11", "US", "default", "US", "system", "US")
+    assert "NL" in allowed and "US" not in allowed
+    assert placement_violations(landed, allowed) == [
+        "host iad-kvm-11 is in US, outside the allowed countries",
+        "cluster default is in US, outside the allowed countries",
+        "datastore system is in US, outside the allowed countries",
+    ]

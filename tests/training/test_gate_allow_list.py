@@ -17,6 +17,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from fedgov.actors import Actor
+from fedgov.errors import TransitionNotAllowed
 from sites import selectors
 from tests.factories import (
     ConsentFactory,
@@ -28,7 +29,9 @@ from tests.factories import (
     SiteFactory,
 )
 from training.flower.ticket import exclusion_digest
+from training.gate.builder import allow_list_digest
 from training.models import SiteEligibility
+from training.services.flower import round_allowed
 from training.services.gate import round_gate
 
 pytestmark = pytest.mark.django_db
@@ -72,14 +75,18 @@ def consents():
     return ds, purpose
 
 
+def _allowed(state) -> list[str]:
+    return state.allowed_text.split("\n") if state.allowed_text else []
+
+
 def test_allowed_set_at_the_instant_follows_each_boundary(consents):
     ds, purpose = consents
     state = selectors.consent_states(dataset_ids=[ds.pk], purpose_id=purpose.pk, at=AT)[ds.pk]
     expected = sorted(subject for subject, *_, ok in CASES if ok)
-    assert list(state.allowed) == expected
+    assert _allowed(state) == expected
     assert state.eligible == len(expected)
-    assert "other-purpose-only" not in state.allowed
-    assert "no-record-at-all" not in state.allowed
+    assert "other-purpose-only" not in _allowed(state)
+    assert "no-record-at-all" not in _allowed(state)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +104,7 @@ def test_each_case_alone(subject, granted, expires, withdrawn, ok):
         withdrawn_at=withdrawn,
     )
     states = selectors.consent_states(dataset_ids=[ds.pk], purpose_id=purpose.pk, at=AT)
-    assert (subject in states[ds.pk].allowed) is ok
+    assert (subject in _allowed(states.get(ds.pk, selectors.ConsentState()))) is ok
 
 
 def test_the_consent_rows_are_read_in_one_query_whatever_the_number_of_datasets():
@@ -114,7 +121,7 @@ def test_the_consent_rows_are_read_in_one_query_whatever_the_number_of_datasets(
         )
     consent_reads = [q for q in queries.captured_queries if "sites_consent" in q["sql"]]
     assert len(consent_reads) == 1
-    assert all(len(states[d.pk].allowed) == 20 for d in datasets)
+    assert all(len(_allowed(states[d.pk])) == 20 for d in datasets)
 
 
 def _run_at(at, *subjects):
@@ -151,8 +158,10 @@ def test_gate_stores_the_allow_list_and_its_digest_for_an_eligible_site():
         decision = round_gate(actor=ACTOR, run=run, round_no=1)
     assert decision.outcome == "allowed", decision.reason
     elig = SiteEligibility.objects.get(decision=decision)
-    assert elig.allowed_pseudonyms == ["s1"]
-    assert elig.allowed_digest == exclusion_digest(["s1"])
+    assert (elig.allowed_count, elig.allowed_digest) == (1, exclusion_digest(["s1"]))
+    # The list itself is built when the site fetches it, from the gate's instant.
+    fetched = round_allowed(round=decision.round, site=elig.site)
+    assert (fetched.pseudonyms, fetched.digest) == (["s1"], elig.allowed_digest)
     site = json.loads(decision.snapshot)["sites"][0]
     assert (site["allowed_count"], site["allowed_digest"]) == (1, exclusion_digest(["s1"]))
     # The snapshot carries the digest, never the pseudonyms.
@@ -165,4 +174,54 @@ def test_a_refused_site_gets_no_allow_list():
         decision = round_gate(actor=ACTOR, run=run, round_no=1)
     assert decision.outcome == "blocked"
     elig = SiteEligibility.objects.get(decision=decision)
-    assert (elig.allowed_pseudonyms, elig.allowed_digest) == ([], "")
+    assert (elig.allowed_count, elig.allowed_digest) == (0, "")
+
+
+# Pseudonyms whose code-point order differs from a locale's: case, digits, and the
+# punctuation PSEUDONYM allows. Python sorts by code point; the SQL must too.
+AWKWARD = ["a-1", "A-1", "a.1", "a_1", "a:1", "a+1", "a/1", "a=1", "Z9", "z9", "0", "_", "-"]
+
+
+def test_the_sql_list_is_in_pythons_order_so_the_digests_agree():
+    purpose = PurposeFactory()
+    ds = DatasetFactory(purposes=[purpose])
+    for subject in AWKWARD:
+        ConsentFactory(dataset=ds, purpose=purpose, subject_pseudonym=subject, granted_at=AT - DAY)
+    state = selectors.consent_states(dataset_ids=[ds.pk], purpose_id=purpose.pk, at=AT)[ds.pk]
+    assert _allowed(state) == sorted(AWKWARD)
+    assert allow_list_digest([state.allowed_text]) == (exclusion_digest(AWKWARD), len(AWKWARD))
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [],
+        [""],
+        ["a\nb", "c\nd"],  # disjoint ranges: hashed as text
+        ["c\nd", "a\nb"],  # disjoint, given out of order
+        ["a\nc", "b\nd"],  # interleaved
+        ["a\nb", "b\nc"],  # one subject in two datasets of the site: counted once
+        ["a", "a"],
+        ["a\nz", "m"],  # one range inside the other
+        ["a", "", "b"],
+    ],
+)
+def test_a_sites_digest_is_the_digest_of_the_sorted_union_of_its_lists(parts):
+    union = sorted({name for part in parts if part for name in part.split("\n")})
+    assert allow_list_digest(parts) == (exclusion_digest(union), len(union))
+
+
+def test_a_withdrawal_recorded_late_for_the_gates_instant_makes_the_fetch_refuse():
+    """Art. 7(3): a withdrawal that took effect before the gate, recorded after it, means
+    the signed digest no longer describes who may be used; the list is not handed out."""
+    run = _run_at(AT, ("s1", AT - DAY, None, None), ("s2", AT - DAY, None, None))
+    with mock.patch("fedgov.clock.now", return_value=AT):
+        decision = round_gate(actor=ACTOR, run=run, round_no=1)
+    assert decision.outcome == "allowed", decision.reason
+    elig = SiteEligibility.objects.get(decision=decision)
+    assert elig.allowed_count == 2
+    from sites.models import Consent
+
+    Consent.objects.filter(subject_pseudonym="s2").update(withdrawn_at=AT - TICK)
+    with pytest.raises(TransitionNotAllowed, match="no longer matches"):
+        round_allowed(round=decision.round, site=elig.site)

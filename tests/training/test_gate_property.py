@@ -117,13 +117,16 @@ LOCATIONS = st.sampled_from(["DE", "FR", "ES", "CH", "US", "IN", "NO"])
 @settings(max_examples=400, deadline=None)
 @given(
     where=LOCATIONS,
+    aggregator=LOCATIONS,
     policy_areas=AREAS,
     dataset_areas=st.lists(AREAS, min_size=1, max_size=3),
 )
 def test_the_gate_never_allows_a_site_processing_outside_its_datasets_or_policy(
-    where, policy_areas, dataset_areas
+    where, aggregator, policy_areas, dataset_areas
 ):
-    from tests.training.gate_facts import REGIONS
+    """The processing locations are the site's compute and the aggregator, which receives
+    its model updates (personal data by the policy's default reading)."""
+    from tests.training.gate_facts import REGIONS, run_facts
 
     ctx = context(
         sites=[
@@ -136,13 +139,17 @@ def test_the_gate_never_allows_a_site_processing_outside_its_datasets_or_policy(
             )
         ],
         policy=policy_facts(allowed_areas=policy_areas),
+        run=run_facts(aggregator_country=aggregator),
     )
     verdict = evaluate(ctx)
 
     def expand(areas):
         return {c for a in areas for c in REGIONS.get(a, (a,))}
 
-    inside = where in expand(policy_areas) and all(where in expand(a) for a in dataset_areas)
+    inside = all(
+        place in expand(policy_areas) and all(place in expand(a) for a in dataset_areas)
+        for place in (where, aggregator)
+    )
     if not inside:
         assert verdict.eligible_site_ids == ()
         assert "residency" in verdict.sites[0].failed_rules

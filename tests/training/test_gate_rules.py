@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.training.gate_facts import context, dataset, policy_facts, privacy_facts, site
+from tests.training.gate_facts import (
+    context,
+    dataset,
+    policy_facts,
+    privacy_facts,
+    run_facts,
+    site,
+)
 from training.gate import RULE_IDS, evaluate
 from training.gate.context import DpiaFacts
 from training.gate.rules import ROUND_RULES, SITE_RULES, RoundCheck, SiteCheck
@@ -181,6 +188,41 @@ CASES = [
     ),
     ("residency", C(policy=policy_facts(status="draft")), False, "not published"),
     ("residency", C(policy=policy_facts(allowed_areas=())), False, "outside"),
+    # The aggregator receives model updates (personal data by default) and consent lists:
+    # where it runs is a residency fact too.
+    ("residency", C(), True, "compute in DE and the aggregator in DE"),
+    (
+        "residency",
+        C(run=run_facts(aggregator_country="US")),
+        False,
+        "the aggregator in US is outside the policy's areas",
+    ),
+    (
+        "residency",
+        C(run=run_facts(aggregator_country="")),
+        False,
+        "aggregator's country is unknown",
+    ),
+    (
+        "residency",
+        C(
+            run=run_facts(aggregator_country="FR"),
+            sites=[site(datasets=[dataset(processing_countries=("DE",))])],
+        ),
+        False,
+        "not in FR (the aggregator)",
+    ),
+    (
+        # Updates not personal data, and no consent list: the aggregator's place is not read.
+        "residency",
+        C(
+            run=run_facts(aggregator_country="US"),
+            policy=policy_facts(model_updates_personal_data=False),
+            sites=[site(datasets=[dataset(lawful_basis="6(1)(e)")])],
+        ),
+        True,
+        "compute in DE, allowed",
+    ),
     # transfer: Art. 44-49 (the full table is tests/training/test_gate_transfer.py)
     ("transfer", C(), True, "not a transfer, same organisation"),
     ("transfer", C(sites=[site(zone_operator=None)]), False, "not recorded"),

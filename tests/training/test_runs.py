@@ -124,7 +124,7 @@ def test_dpia_record_then_approve_by_another_person(operator, dpo):
         dpia_record(actor=Actor.of(dpo), run=run, reference="DPIA-8", document_hash=sha("e"))
 
 
-def test_dpia_approval_refuses_the_requester_a_process_and_past_dates(make_user):
+def test_dpia_approval_refuses_the_requester_and_a_process(make_user):
     requester = make_user(roles.DPO, username="requester")
     run = RunFactory(requested_by=requester)
     dpia = DpiaFactory(run=run, status=DpiaStatus.DRAFT, approved_at=None, valid_until=None)
@@ -135,10 +135,29 @@ def test_dpia_approval_refuses_the_requester_a_process_and_past_dates(make_user)
     with pytest.raises(InvalidInput, match="person"):
         dpia_approve(actor=Actor.system("cron"), dpia=dpia, valid_until=future)
     with pytest.raises(InvalidInput) as exc:
-        dpia_approve(actor=Actor.of(make_user(roles.DPO)), dpia=dpia, valid_until=TODAY)
+        dpia_approve(actor=Actor.of(make_user(roles.DPO)), dpia=dpia, valid_until="yesterday")
     assert "valid_until" in exc.value.errors
     dpia.refresh_from_db()
     assert dpia.status == DpiaStatus.DRAFT
+
+
+@pytest.mark.parametrize(
+    ("days", "late"),
+    # valid_until is the last day covered (the gate's dpia rule, Art. 35): today is not
+    # late, yesterday is.
+    [(-400, True), (-1, True), (0, False), (1, False)],
+)
+def test_an_already_expired_dpia_is_recorded_and_flagged_late(make_user, days, late):
+    """Facts about the past: a DPO records a DPIA that already expired; the ledger says so,
+    with who recorded it and when, and the gate refuses the run."""
+    dpia = DpiaFactory(status=DpiaStatus.DRAFT, approved_at=None, valid_until=None)
+    until = TODAY + dt.timedelta(days=days)
+    dpia = dpia_approve(actor=Actor.of(make_user(roles.DPO)), dpia=dpia, valid_until=until)
+    assert (dpia.status, dpia.valid_until) == (DpiaStatus.APPROVED, until)
+    entry = last_event()
+    assert entry.event_type == "dpia.approved"
+    assert json.loads(entry.payload)["recorded_late"] == (["valid_until"] if late else [])
+    assert entry.actor_repr and entry.created_at
 
 
 def test_dpia_record_refuses_a_bad_hash():
@@ -199,6 +218,23 @@ def test_dpia_record_and_approve_via_api(api, dpo, make_user):
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "approved"
     assert client.get(f"/api/v1/runs/{run.pk}").json()["dpia"]["status"] == "approved"
+
+
+def test_an_expired_dpia_recorded_via_api_is_flagged_late(api, dpo, make_user):
+    run = RunFactory(requested_by=make_user(roles.OPERATOR, username="op3"))
+    client = api(dpo)
+    dpia_id = client.post(
+        "/api/v1/dpias",
+        {"run": run.pk, "reference": "DPIA-old", "document_hash": sha("old")},
+        format="json",
+    ).json()["id"]
+    past = TODAY - dt.timedelta(days=30)
+    response = client.post(
+        f"/api/v1/dpias/{dpia_id}/approve", {"valid_until": str(past)}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["valid_until"] == str(past)
+    assert json.loads(last_event().payload)["recorded_late"] == ["valid_until"]
 
 
 def test_rounds_are_listed_read_only_and_filter_by_run(api, operator):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -99,6 +102,24 @@ def test_dpia_recorded_and_approved_in_admin(admin_client_):
     assert dpia.approved_by_name == "root"
     change = reverse("admin:training_dpia_change", args=[dpia.pk])
     assert admin_client_.post(change, {"reference": "changed"}).status_code == 403
+
+
+def test_an_expired_dpia_is_recorded_in_admin_with_its_date_and_flagged_late(admin_client_):
+    dpia = Dpia.objects.create(
+        run=RunFactory(requested_by=UserFactory(username="requester")),
+        reference="DPIA-old",
+        document_hash=sha("o"),
+    )
+    past = dt.date.today() - dt.timedelta(days=10)
+    admin_client_.post(
+        reverse("admin:training_dpia_changelist"),
+        {"action": "approve_dpias", "_selected_action": [dpia.pk], "valid_until": str(past)},
+    )
+    dpia.refresh_from_db()
+    assert (dpia.status, dpia.valid_until) == (DpiaStatus.APPROVED, past)
+    entry = LedgerEntry.objects.filter(event_type="dpia.approved").get()
+    assert json.loads(entry.payload)["recorded_late"] == ["valid_until"]
+    assert entry.actor_repr == "root"
 
 
 def test_bad_dpia_hash_in_admin_is_a_form_error(admin_client_):

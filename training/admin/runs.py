@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
 
 from fedgov import clock
@@ -91,6 +93,15 @@ class TrainingRunAdmin(ServiceAdmin):
         return services.run_create(actor=actor, **values)
 
 
+class DpiaActionForm(ActionForm):
+    """The approve action's date: blank means one year from today; a past date records a
+    DPIA that already expired (flagged ``recorded_late`` in the ledger)."""
+
+    valid_until = forms.DateField(
+        required=False, help_text="Last day the DPIA covers (YYYY-MM-DD); blank: one year"
+    )
+
+
 @admin.register(Dpia)
 class DpiaAdmin(ServiceAdmin):
     list_display = ["reference", "run", "status", "approved_by_name", "approved_at", "valid_until"]
@@ -108,6 +119,7 @@ class DpiaAdmin(ServiceAdmin):
     ]
     readonly_fields = ["status", "approved_by_name", "approved_at", "valid_until"]
     actions = ["approve_dpias"]
+    action_form = DpiaActionForm
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -134,10 +146,20 @@ class DpiaAdmin(ServiceAdmin):
             document_hash=cleaned["document_hash"],
         )
 
-    @admin.action(description="Approve selected DPIAs for one year", permissions=["change"])
+    @admin.action(
+        description="Approve selected DPIAs until the date given (blank: one year)",
+        permissions=["change"],
+    )
     def approve_dpias(self, request, queryset: QuerySet[Dpia]) -> None:
         actor = Actor.of(request.user)
-        until = clock.now().date() + DPIA_DEFAULT_VALIDITY
+        # The date alone: the action form's own choice field is filled in by the admin.
+        field = DpiaActionForm.base_fields["valid_until"]
+        try:
+            given = field.clean(request.POST.get("valid_until", ""))
+        except forms.ValidationError:
+            self.message_user(request, "valid_until: enter a date (YYYY-MM-DD)", messages.ERROR)
+            return
+        until = given or clock.now().date() + DPIA_DEFAULT_VALIDITY
         for dpia in queryset:
             self.run_service(
                 request,

@@ -11,9 +11,10 @@ list in force.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from datetime import datetime
-from itertools import chain
+from itertools import chain, pairwise
 
 from sites import selectors as site_selectors
 from sites.adequacy import AdequacyList, current_adequacy
@@ -43,9 +44,9 @@ from training.gate.privacy import privacy_facts
 
 def build_context(
     *, run_id: int, round_no: int, at: datetime
-) -> tuple[GateContext, dict[int, list[str]], dict[int, list[str]]]:
-    """The context for ``round_no`` at instant ``at``, and per site its excluded and its
-    allowed pseudonyms (sorted).
+) -> tuple[GateContext, dict[int, list[str]]]:
+    """The context for ``round_no`` at instant ``at``, and per site its excluded
+    pseudonyms (sorted). The allow-lists enter the context as digest and count only.
 
     Raises ``TrainingRun.DoesNotExist``.
     """
@@ -60,8 +61,8 @@ def build_context(
 
     by_site: dict[int, list[DatasetFacts]] = defaultdict(list)
     pseudonyms: dict[int, set[str]] = defaultdict(set)
-    # Per site, the per-dataset allowed lists (each already sorted by the selector).
-    allowed_runs: dict[int, list[tuple[str, ...]]] = defaultdict(list)
+    # Per site, the per-dataset allowed lists (each sorted and newline-joined in SQL).
+    allowed_runs: dict[int, list[str]] = defaultdict(list)
     consent_sites: set[int] = set()
     for ds in datasets:
         consent = consents.get(ds.id, site_selectors.ConsentState())
@@ -91,9 +92,9 @@ def build_context(
         withdrawn = ds.withdrawn_at is not None or consent.all_withdrawn
         if ds.lawful_basis == LawfulBasis.CONSENT and not withdrawn:
             consent_sites.add(ds.site_id)
-            allowed_runs[ds.site_id].append(consent.allowed)
+            allowed_runs[ds.site_id].append(consent.allowed_text)
 
-    allowed = {site_id: _merge_sorted(runs) for site_id, runs in allowed_runs.items()}
+    allowed = {site_id: allow_list_digest(runs) for site_id, runs in allowed_runs.items()}
     site_facts = tuple(
         SiteFacts(
             id=site.id,
@@ -117,10 +118,8 @@ def build_context(
             agreement_valid_until=iso(site.agreement_valid_until),
             exclusion_digest=exclusion_digest(sorted(pseudonyms[site.id])),
             datasets=tuple(by_site[site.id]),
-            allowed_count=len(allowed.get(site.id, ())),
-            allowed_digest=(
-                sorted_digest(allowed.get(site.id, [])) if site.id in consent_sites else ""
-            ),
+            allowed_count=allowed[site.id][1] if site.id in consent_sites else 0,
+            allowed_digest=allowed[site.id][0] if site.id in consent_sites else "",
         )
         for site in sites
     )
@@ -178,18 +177,35 @@ def build_context(
             run=run, policy=run.policy, history=history, population_size=len(site_facts)
         ),
     )
-    return (
-        ctx,
-        {site_id: sorted(names) for site_id, names in pseudonyms.items()},
-        allowed,
+    return ctx, {site_id: sorted(names) for site_id, names in pseudonyms.items()}
+
+
+def allow_list_digest(parts: list[str]) -> tuple[str, int]:
+    """``sorted_digest`` and size of the union of per-dataset allow-lists, each given as
+    its pseudonyms sorted by code point and joined by newlines (``consent_states``).
+
+    When the lists' ranges do not overlap (the usual case: a dataset's subjects are its
+    own), their union is their concatenation in order of first pseudonym, already sorted
+    and distinct, so it is hashed as text without splitting it into a million strings.
+    Overlapping lists are split, merged and de-duplicated.
+    """
+    parts = [part for part in parts if part]
+    if not parts:
+        return sorted_digest([]), 0
+    bounds = sorted(
+        (part[: part.find("\n")] if "\n" in part else part, part[part.rfind("\n") + 1 :], part)
+        for part in parts
     )
-
-
-def _merge_sorted(runs: list[tuple[str, ...]]) -> list[str]:
-    """The sorted union of already-sorted lists. Timsort finds the runs, so this costs a
-    merge, not a fresh sort of a million pseudonyms (bench/gate.py)."""
-    merged = sorted(chain.from_iterable(runs)) if len(runs) > 1 else list(runs[0])
-    return [name for i, name in enumerate(merged) if i == 0 or name != merged[i - 1]]
+    disjoint = all(prev[1] < nxt[0] for prev, nxt in pairwise(bounds))
+    if not disjoint:
+        names = sorted(set(chain.from_iterable(part.split("\n") for part in parts)))
+        return sorted_digest(names), len(names)
+    digest = hashlib.sha256()
+    for i, (_, _, part) in enumerate(bounds):
+        if i:
+            digest.update(b"\n")
+        digest.update(part.encode("utf-8"))
+    return digest.hexdigest(), sum(part.count("\n") + 1 for part in parts)
 
 
 def _party(data: dict[str, str]) -> PartyFacts | None:

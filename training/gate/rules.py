@@ -210,7 +210,16 @@ class MinRecords(_Rule):
 
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
         records, needed = site_records(ctx.site), ctx.gate.policy.min_records_per_site
-        verdict = f"{records} eligible records; the policy needs {needed}"
+        # One count, two units: say which, so subjects are never called records.
+        subjects = sum(
+            dataset_records(ds)
+            for ds in ctx.site.datasets
+            if ds.lawful_basis == LawfulBasis.CONSENT
+        )
+        verdict = (
+            f"{records} eligible ({subjects} subjects with valid consent, "
+            f"{records - subjects} declared records under other bases); the policy needs {needed}"
+        )
         return self.result(bool(ctx.site.datasets) and records >= needed, verdict)
 
 
@@ -231,28 +240,42 @@ class DpiaRule(_Rule):
 
 
 class Residency(_Rule):
+    """Where the site's data and what is derived from it are processed: the site's compute,
+    and the aggregator that receives its model updates and consent lists when those are
+    personal data. Each place must lie in the policy's areas and in every dataset's
+    processing countries (the controller's instruction, Art. 28(3)(a)). Who operates the
+    aggregator is a transfer question (``Transfer``); where it runs is this one."""
+
     rule_id, article = "residency", "Art. 44 + policy"
 
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
         gate, site = ctx.gate, ctx.site
-        where = site.compute_country
         if gate.policy.status != PUBLISHED:
             return self.result(False, f"policy v{gate.policy.version} is not published")
-        if not where:
-            return self.result(False, "the site's compute country is unknown")
-        policy_areas = gate.expand(gate.policy.allowed_areas)
-        if where not in policy_areas:
-            areas = ", ".join(gate.policy.allowed_areas) or "nothing"
-            return self.result(False, f"compute in {where} is outside the policy's areas ({areas})")
         if not site.datasets:
             return self.result(False, "the site has no dataset in this run")
-        for ds in site.datasets:
-            if where not in gate.expand(ds.processing_countries):
-                allowed = ", ".join(ds.processing_countries) or "nowhere"
+        places = [("compute", site.compute_country)]
+        consent_lists = any(ds.lawful_basis == LawfulBasis.CONSENT for ds in site.datasets)
+        if gate.policy.model_updates_personal_data or consent_lists:
+            places.append(("the aggregator", gate.run.aggregator_country))
+        policy_areas = gate.expand(gate.policy.allowed_areas)
+        for label, where in places:
+            if not where:
+                whose = "the site's compute" if label == "compute" else "the aggregator's"
+                return self.result(False, f"{whose} country is unknown")
+            if where not in policy_areas:
+                areas = ", ".join(gate.policy.allowed_areas) or "nothing"
                 return self.result(
-                    False, f"{ds.name} may be processed in {allowed}, not in {where}"
+                    False, f"{label} in {where} is outside the policy's areas ({areas})"
                 )
-        return self.result(True, f"compute in {where}, allowed by the policy and every dataset")
+            for ds in site.datasets:
+                if where not in gate.expand(ds.processing_countries):
+                    allowed = ", ".join(ds.processing_countries) or "nowhere"
+                    return self.result(
+                        False, f"{ds.name} may be processed in {allowed}, not in {where} ({label})"
+                    )
+        said = " and ".join(f"{label} in {where}" for label, where in places)
+        return self.result(True, f"{said}, allowed by the policy and every dataset")
 
 
 class Transfer(_Rule):

@@ -25,7 +25,7 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from sites import selectors as site_selectors
-from sites.choices import SiteStatus
+from sites.choices import LawfulBasis, SiteStatus
 from sites.models import Site
 from training.choices import GateOutcome, RoundState, UpdateKind
 from training.flower.ticket import TicketSite, exclusion_digest, parse_unverified, ticket_body
@@ -87,15 +87,6 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
             if not elig.site.flower_node_id:
                 without_node.append(elig.site_id)
                 continue
-            allowed_digest = ""
-            if elig.allowed_digest:
-                # The ticket's digest is computed from the stored list, and must equal the
-                # digest the gate recorded: a list changed since the gate is not signed.
-                allowed_digest = exclusion_digest(elig.allowed_pseudonyms)
-                if allowed_digest != elig.allowed_digest:
-                    raise TransitionNotAllowed(
-                        f"the allow-list of {elig.site.slug} no longer matches the gate's digest"
-                    )
             sites.append(
                 TicketSite(
                     site_id=elig.site_id,
@@ -103,8 +94,11 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                     node_id=elig.site.flower_node_id,
                     exclusion_digest=exclusion_digest(elig.excluded_pseudonyms),
                     excluded_count=len(elig.excluded_pseudonyms),
-                    allowed_digest=allowed_digest,
-                    allowed_count=len(elig.allowed_pseudonyms) if allowed_digest else 0,
+                    # The gate's digest, signed as it stands: the list is built when the
+                    # site fetches it, and a list that no longer hashes to it is refused
+                    # there (round_allowed) and by the site's client mod.
+                    allowed_digest=elig.allowed_digest,
+                    allowed_count=elig.allowed_count if elig.allowed_digest else 0,
                 )
             )
         if not sites:
@@ -237,11 +231,31 @@ def round_allowed(*, round: Round, site: Site) -> ExclusionList:
         raise InvalidInput({"site": [f"site {site.slug} was not a candidate of this round"]})
     if not elig.eligible or not elig.allowed_digest:
         raise InvalidInput({"site": [f"site {site.slug} has no allow-list in this round"]})
-    pseudonyms = sorted(elig.allowed_pseudonyms)
+    facts = next((f for f in json.loads(decision.snapshot)["sites"] if f["id"] == site.pk), None)
+    # The datasets the gate drew the list from: consent-based, neither withdrawn nor left
+    # without any consenting subject (training.gate.builder).
+    dataset_ids = [
+        d["id"]
+        for d in (facts or {}).get("datasets", ())
+        if d["lawful_basis"] == LawfulBasis.CONSENT
+        and d["withdrawn_at"] is None
+        and not d["all_subjects_withdrawn"]
+    ]
+    pseudonyms = site_selectors.allowed_pseudonyms(
+        dataset_ids=dataset_ids, purpose_id=round.run.purpose_id, at=decision.evaluated_at
+    )
+    digest = exclusion_digest(pseudonyms)
+    if digest != elig.allowed_digest:
+        # A consent fact recorded late changed who was allowed at the gate's instant: the
+        # signed digest no longer describes the list, so the round needs a new gate.
+        raise TransitionNotAllowed(
+            f"the allow-list of {site.slug} no longer matches the gate's digest; "
+            "consent changed since the gate, gate the round again"
+        )
     return ExclusionList(
         site_slug=site.slug,
         round_id=round.pk,
-        digest=exclusion_digest(pseudonyms),
+        digest=digest,
         pseudonyms=pseudonyms,
     )
 

@@ -33,7 +33,7 @@ _ELIGIBILITY_COLUMNS = (
     ("eligible_records", "integer"),
     ("excluded_pseudonyms", "jsonb"),
     ("exclusion_digest", "text"),
-    ("allowed_pseudonyms", "jsonb"),
+    ("allowed_count", "integer"),
     ("allowed_digest", "text"),
 )
 
@@ -109,9 +109,7 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
                 "round can be gated"
             )
         at = clock.now()
-        ctx, excluded, allowed_subjects = build_context(
-            run_id=locked_run.pk, round_no=round_no, at=at
-        )
+        ctx, excluded = build_context(run_id=locked_run.pk, round_no=round_no, at=at)
         verdict = evaluate(ctx)
         snapshot = rfc8785.dumps(to_snapshot(ctx))
         snapshot_hash = hashlib.sha256(snapshot).hexdigest()
@@ -164,9 +162,7 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
                     "excluded_pseudonyms": excluded.get(site.site_id, []),
                     "exclusion_digest": site.exclusion_digest,
                     # Only an eligible site gets a list: the others train on nobody.
-                    "allowed_pseudonyms": (
-                        allowed_subjects.get(site.site_id, []) if site.eligible else []
-                    ),
+                    "allowed_count": site.allowed_count if site.eligible else 0,
                     "allowed_digest": site.allowed_digest if site.eligible else "",
                 }
                 for site in verdict.sites

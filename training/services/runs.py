@@ -270,10 +270,13 @@ def dpia_record(*, actor: Actor, run: TrainingRun, reference: str, document_hash
 
 
 def dpia_approve(*, actor: Actor, dpia: Dpia, valid_until: dt.date | str) -> Dpia:
-    """Approve a draft DPIA until ``valid_until``.
+    """Approve a draft DPIA until ``valid_until`` (the last day it covers).
 
-    Four-eyes: a person approves, and not the one who requested the run.
-    Raises ``InvalidInput`` (date missing or not in the future, system actor, requester),
+    Four-eyes: a person approves, and not the one who requested the run. A DPIA that
+    already expired is a fact a DPO must be able to record (the gate then refuses the
+    run, Art. 35); the ledger event flags it ``recorded_late``, and the event itself says
+    who recorded it and when.
+    Raises ``InvalidInput`` (date missing, system actor, requester),
     ``TransitionNotAllowed`` (not a draft). Ledger: ``dpia.approved``.
     """
     if isinstance(valid_until, str):
@@ -283,8 +286,6 @@ def dpia_approve(*, actor: Actor, dpia: Dpia, valid_until: dt.date | str) -> Dpi
             raise InvalidInput({"valid_until": ["must be a date (YYYY-MM-DD)"]}) from None
     if not isinstance(valid_until, dt.date) or isinstance(valid_until, dt.datetime):
         raise InvalidInput({"valid_until": ["must be a date (YYYY-MM-DD)"]})
-    if valid_until <= clock.now().date():
-        raise InvalidInput({"valid_until": ["must be in the future"]})
     if actor.user is None:
         raise InvalidInput({"non_field_errors": ["a DPIA is approved by a person, not a process"]})
     with transaction.atomic(durable=True):
@@ -311,6 +312,8 @@ def dpia_approve(*, actor: Actor, dpia: Dpia, valid_until: dt.date | str) -> Dpi
                 "run_id": dpia.run_id,
                 "document_hash": dpia.document_hash,
                 "valid_until": valid_until.isoformat(),
+                # The gate reads valid_until as the last day covered (training.gate.rules).
+                "recorded_late": ["valid_until"] if valid_until < dpia.approved_at.date() else [],
             },
         )
     return dpia

@@ -6,6 +6,8 @@ fetches the list with its own token and refuses to train when the list does not 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from rest_framework.authtoken.models import Token
@@ -20,7 +22,7 @@ from training.flower.client_mod import AllowListFetcher, make_governance_mod
 from training.flower.model import get_arrays, load_site_data, make_model
 from training.flower.ticket import TicketRefused, TicketSite, exclusion_digest, parse_unverified
 from training.models import Round, SiteEligibility
-from training.services.flower import round_ticket_issue
+from training.services.flower import round_allowed, round_ticket_issue
 from training.services.gate import round_gate
 
 ACTOR = Actor.system("tests")
@@ -131,7 +133,7 @@ def test_ticket_carries_the_gates_allow_list_and_the_site_fetches_it_with_its_to
     named = ticket.site_by_slug("es-blogs")
     elig = SiteEligibility.objects.get(decision=decision, site=es)
     expected = [f"es-blogs-s{n:04d}" for n in range(1, 5)]
-    assert elig.allowed_pseudonyms == expected
+    assert (elig.allowed_count, elig.allowed_digest) == (4, exclusion_digest(expected))
     assert (named.allowed_digest, named.allowed_count) == (exclusion_digest(expected), 4)
 
     steward = make_user(roles.SITE_STEWARD, username="steward-es")
@@ -150,15 +152,21 @@ def test_ticket_carries_the_gates_allow_list_and_the_site_fetches_it_with_its_to
 
 
 @pytest.mark.django_db
-def test_ticket_refuses_a_stored_list_changed_after_the_gate():
+def test_the_fetch_refuses_a_list_changed_after_the_gate():
+    """The ticket signs the gate's digest; the list is built at fetch time from the gate's
+    instant, and a consent row changed behind the services since then is not handed out."""
     run, sites, _ = governed_scenario(subjects=3)
     decision = round_gate(actor=ACTOR, run=run, round_no=1)
     round_ = Round.objects.get(run=run, number=1)
     Round.objects.filter(pk=round_.pk).update(state="approved")
-    SiteEligibility.objects.filter(decision=decision, site=sites[0]).update(
-        allowed_pseudonyms=["de-legal-s0001", "de-legal-s0002", "de-legal-s0003", "intruder"]
+    ticket_row = round_ticket_issue(actor=ACTOR, round=round_)
+    ticket = parse_unverified(ticket_row.body, ticket_row.signature, ticket_row.key_id)
+    elig = SiteEligibility.objects.get(decision=decision, site=sites[0])
+    assert ticket.site_by_slug("de-legal").allowed_digest == elig.allowed_digest
+    Consent.objects.filter(subject_pseudonym="de-legal-s0002").update(
+        granted_at=decision.evaluated_at + dt.timedelta(seconds=1)
     )
     from fedgov.errors import TransitionNotAllowed
 
     with pytest.raises(TransitionNotAllowed, match="no longer matches"):
-        round_ticket_issue(actor=ACTOR, round=round_)
+        round_allowed(round=round_, site=sites[0])

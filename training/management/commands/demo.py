@@ -136,7 +136,7 @@ class Command(RichOutput, BaseCommand):
             table.add_row(rule_id, ARTICLES[rule_id], *cells)
         table.add_section()
         table.add_row(
-            "eligible records",
+            "eligible subjects¹",
             "",
             *[
                 self._records(e.eligible_records, previous.get(e.site_slug))
@@ -152,6 +152,11 @@ class Command(RichOutput, BaseCommand):
             *["[green]yes[/]" if e.eligible else "[red]no[/]" for e in view.eligibilities],
         )
         self._emit(table)
+        self._emit(
+            "  ¹ subjects with valid consent at the round's instant (consent-based datasets), "
+            "plus declared records of datasets under other bases; excluded subjects: consent "
+            "withdrawn or expired"
+        )
         for r in view.results:
             if not r.ok:
                 where = r.site_slug or "round"
