@@ -125,7 +125,7 @@ def test_ticket_carries_the_gates_allow_list_and_the_site_fetches_it_with_its_to
     decision = round_gate(actor=ACTOR, run=run, round_no=1)
     assert decision.outcome == "allowed", decision.reason
     round_ = Round.objects.get(run=run, number=1)
-    Round.objects.filter(pk=round_.pk).update(state="approved")
+    Round.objects.filter(pk=round_.pk).update(state="placement_verified")
     ticket_row = round_ticket_issue(actor=ACTOR, round=round_)
     ticket = parse_unverified(ticket_row.body, ticket_row.signature, ticket_row.key_id)
     named = ticket.site_by_slug("es-blogs")
@@ -154,7 +154,7 @@ def test_ticket_refuses_a_stored_list_changed_after_the_gate():
     run, sites, _ = governed_scenario(subjects=3)
     decision = round_gate(actor=ACTOR, run=run, round_no=1)
     round_ = Round.objects.get(run=run, number=1)
-    Round.objects.filter(pk=round_.pk).update(state="approved")
+    Round.objects.filter(pk=round_.pk).update(state="placement_verified")
     SiteEligibility.objects.filter(decision=decision, site=sites[0]).update(
         allowed_pseudonyms=["de-legal-s0001", "de-legal-s0002", "de-legal-s0003", "intruder"]
     )
