@@ -20,6 +20,7 @@ library only: the watchdog runs this file as a script, without Django.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -128,7 +129,8 @@ def owned_env(env: Mapping[str, str]) -> dict[str, str]:
         clean = {k: v for k, v in os.environ.items() if k != OWNER_ENV}
         _watchdog = subprocess.Popen(
             # -I: isolated, the standard library only; this file imports nothing else.
-            [sys.executable, "-I", str(Path(__file__).resolve()), "watch", mark],
+            [sys.executable, "-I", str(Path(__file__).resolve()), "watch", mark]
+            + ([str(records)] if (records := record_dir()) is not None else []),
             env=clean,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -140,15 +142,58 @@ def owned_env(env: Mapping[str, str]) -> dict[str, str]:
     return {**env, OWNER_ENV: mark}
 
 
-def watch(mark: str) -> None:
-    """Wait for the owner to go, then end every process bearing its mark."""
+def record_dir() -> Path | None:
+    """Where watchdogs leave what they ended (``<VAR_DIR>/processes``), with Django set up."""
+    try:
+        from django.conf import settings
+
+        return Path(settings.VAR_DIR) / "processes"
+    except Exception:
+        return None
+
+
+def record_path(records: Path, mark: str) -> Path:
+    return records / f"reaped-{mark.replace(':', '-')}.json"
+
+
+def watch(mark: str, records: Path | None = None) -> None:
+    """Wait for the owner to go, then end every process bearing its mark.
+
+    With ``records``, what it ended is written there as JSON for the restart to put in
+    the ledger (``training.services.processes.orphans_reap``): this script has no
+    database, and a cleanup nobody records is one the ledger cannot show.
+    """
     while owner_alive(mark):
         time.sleep(WATCH_INTERVAL_SECONDS)
-    terminate([p for p in marked_processes() if p.owner == mark])
+    ended = [p for p in marked_processes() if p.owner == mark]
+    terminate(ended)
+    if ended and records is not None:
+        with contextlib.suppress(OSError):
+            records.mkdir(parents=True, exist_ok=True)
+            path = record_path(records, mark)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(
+                json.dumps({"owner": mark, "processes": [[p.pid, p.command] for p in ended]}),
+                encoding="utf-8",
+            )
+            os.replace(tmp, path)
+
+
+def watchdog_records(records: Path) -> Iterator[tuple[Path, list[Found]]]:
+    """The records watchdogs left in ``records``: each file with the processes it ended."""
+    for path in sorted(records.glob("reaped-*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            found = [
+                Found(int(pid), str(data["owner"]), str(cmd)) for pid, cmd in data["processes"]
+            ]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # half-written by a watchdog killed mid-way: os.replace makes it rare
+        yield path, found
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "watch":
-        watch(sys.argv[2])
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "watch":
+        watch(sys.argv[2], Path(sys.argv[3]) if len(sys.argv) == 4 else None)
     else:
-        sys.exit("usage: processes.py watch PID:START")
+        sys.exit("usage: processes.py watch PID:START [RECORD_DIR]")

@@ -371,6 +371,10 @@ FEDGOV_ROUND_STALL_SECONDS = env_int("FEDGOV_ROUND_STALL_SECONDS", 120)
 # A running round with no aggregate fails once nothing happened to it for this long: no
 # move, no update recorded. A few minutes, never the ticket's lifetime.
 FEDGOV_ROUND_PROGRESS_SECONDS = env_int("FEDGOV_ROUND_PROGRESS_SECONDS", 300)
+# The country of the host that runs the local SuperNodes of ``manage.py flower up``: a
+# fact the operator states, checked at placement like a VM's host label. Unset, no local
+# placement passes (deny by default: a host's location is never assumed).
+FEDGOV_LOCAL_HOST_COUNTRY = env_str("FEDGOV_LOCAL_HOST_COUNTRY")
 CELERY_BEAT_SCHEDULE["training-sweep-stalled-rounds"] = {
     "task": "training.sweep_stalled_rounds",
     "schedule": timedelta(seconds=env_int("FEDGOV_ROUND_SWEEP_INTERVAL", 60)),
@@ -379,5 +383,11 @@ CELERY_BEAT_SCHEDULE["training-sweep-stalled-rounds"] = {
 # (on the host its worker runs on), besides the watchdog and federate's own start-up.
 CELERY_BEAT_SCHEDULE["training-reap-orphaned-processes"] = {
     "task": "training.reap_orphaned_processes",
+    "schedule": timedelta(seconds=env_int("FEDGOV_ROUND_SWEEP_INTERVAL", 60)),
+}
+# Rounds of an in-process ``manage.py federate`` that was killed end with a reason
+# (training/services/recovery.py); a restarted federate does the same at start-up.
+CELERY_BEAT_SCHEDULE["training-recover-abandoned-runs"] = {
+    "task": "training.recover_abandoned_runs",
     "schedule": timedelta(seconds=env_int("FEDGOV_ROUND_SWEEP_INTERVAL", 60)),
 }

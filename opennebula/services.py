@@ -358,6 +358,27 @@ def _mark_terminated(*, actor: Actor, workloads: list[Workload], reason: str) ->
         _terminate_rows(actor=actor, workloads=workloads, reason=reason, now=clock.now())
 
 
+def workloads_mark_gone(*, actor: Actor, run: TrainingRun, zone_endpoints, reason: str) -> int:
+    """Mark the run's running workloads on zones that no longer exist as terminated.
+
+    For a zone that ended with the process that served it (the oned stand-in of a killed
+    ``manage.py federate``): no zone is left to ask, its SuperNode "VMs" were that
+    process's children, reaped with it. Raises ``InvalidInput`` without a reason.
+    Returns how many rows were marked. Ledger: ``workload.terminated`` per workload.
+    """
+    if not (reason or "").strip():
+        raise InvalidInput({"reason": ["a reason is required"]})
+    identities = {endpoint_identity(e) for e in zone_endpoints}
+    gone = [
+        w
+        for w in Workload.objects.filter(run=run, state=WorkloadState.RUNNING).order_by("id")
+        if w.zone_endpoint in identities
+    ]
+    if gone:
+        _mark_terminated(actor=actor, workloads=gone, reason=reason.strip())
+    return len(gone)
+
+
 def workload_terminate(*, actor: Actor, site: Site, run: TrainingRun, reason: str) -> int:
     """Terminate the site's SuperNode VMs for ``run`` and mark their rows terminated.
 

@@ -47,6 +47,14 @@ OWNER = textwrap.dedent(
 )
 
 
+@pytest.fixture(autouse=True)
+def own_var_dir(tmp_path, monkeypatch, settings):
+    """Owners started here and this test's restart share a var dir of the test's own."""
+    monkeypatch.setenv("FEDGOV_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "fedgov.settings")
+    settings.VAR_DIR = tmp_path
+
+
 def running(pid: int) -> bool:
     return _start_time(pid) is not None
 
@@ -98,6 +106,29 @@ def test_every_descendant_ends_when_the_owner_is_killed_outright():
         assert wait_until(lambda: not any(running(pid) for pid in children)), [
             pid for pid in children if running(pid)
         ]
+    finally:
+        kill_all(children)
+
+
+def test_what_the_watchdog_ended_reaches_the_ledger_at_the_next_restart(db, tmp_path):
+    owner, children = start_owner()
+    try:
+        owner.kill()
+        owner.wait()
+        assert wait_until(lambda: not any(running(pid) for pid in children))
+        assert wait_until(lambda: list((tmp_path / "processes").glob("reaped-*.json")))
+        assert not LedgerEntry.objects.filter(event_type="processes.orphans_reaped").exists()
+
+        reaped = orphans_reap(actor=Actor.system("tests"))
+
+        assert {p.pid for p in reaped} >= set(children)
+        event = json.loads(LedgerEntry.objects.get(event_type="processes.orphans_reaped").payload)
+        assert event["by"] == "watchdog" and event["owner_pids"] == [owner.pid]
+        assert {"pid": children[0], "program": "sleep"} in event["processes"]
+        # Recorded once: the record is gone, a second restart writes nothing.
+        assert list((tmp_path / "processes").glob("reaped-*.json")) == []
+        orphans_reap(actor=Actor.system("tests"))
+        assert LedgerEntry.objects.filter(event_type="processes.orphans_reaped").count() == 1
     finally:
         kill_all(children)
 

@@ -16,6 +16,7 @@ from training.ports import WorkloadError
 from training.services import orchestrate
 from training.services.handoff import HAND_OFF
 from training.services.processes import orphans_reap
+from training.services.recovery import runs_recover_abandoned
 
 ACTOR = Actor.system("orchestrator")
 
@@ -54,6 +55,12 @@ def sweep_stalled_rounds() -> list[int]:
 def reap_orphaned_processes() -> int:
     # On the worker's own host: Flower processes whose owner died and whose watchdog did too.
     return len(orphans_reap(actor=ACTOR))
+
+
+@fedgov_task(name="training.recover_abandoned_runs", soft_time_limit=600, time_limit=660)
+def recover_abandoned_runs() -> list[int]:
+    # Runs whose in-process ``manage.py federate`` died on this host: their rounds end.
+    return [r.pk for r in runs_recover_abandoned(actor=ACTOR)]
 
 
 @fedgov_task(name="training.run_start", soft_time_limit=900, time_limit=960)

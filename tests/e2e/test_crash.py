@@ -340,3 +340,55 @@ def _actor():
     from fedgov.actors import Actor
 
     return Actor.system("crash-test")
+
+
+# The eight steps of the issue, each by the crash point (fedgov/faults.py) the worker
+# reaches inside that step's transaction; "flower-round" is the step that starts it.
+CRASH_POINTS = {
+    "gate": "gate.decided",
+    "approval": "round.approved",
+    "provisioning": "round.provisioning",
+    "placement": "round.placement_verified",
+    "ticket": "ticket.issued",
+    "flower-round": "round.running",
+    "aggregation": "round.aggregated",
+    "close": "round.closed",
+}
+
+
+@pytest.mark.parametrize("step", list(CRASH_POINTS))
+def test_worker_sigkilled_at_each_step_then_a_new_worker_finishes_cleanly(
+    step,
+    worker,
+    federation,
+    standin,  # noqa: F811
+):
+    run, _sites = federation
+    round_ = Round.objects.create(run=run, number=1, requested_by_name="crash-test")
+    clean_env = worker.env
+    worker.env = {**clean_env, "FEDGOV_CRASH_AT": CRASH_POINTS[step]}
+    worker.start()
+    died = False
+    for _ in range(8):
+        current = Round.objects.get(pk=round_.pk)
+        if current.state == S.RUNNING and not current.updates.exists():
+            play_flower_round(current)
+        result = worker.client.send_task("training.round_advance", args=[round_.pk])
+        wait_until(
+            lambda r=result: r.ready() or worker.proc.poll() is not None,
+            "the step to end or the worker to die",
+            limit=120,
+        )
+        if worker.proc.poll() is not None:
+            died = True
+            break
+    assert died, f"the worker never reached {CRASH_POINTS[step]}"
+    # It killed itself with SIGKILL at the point: no handler, no clean-up ran.
+    assert worker.proc.returncode == -signal.SIGKILL
+    worker.proc = None
+    worker.env = clean_env
+
+    assert finish(worker, round_.pk) == S.CLOSED
+    assert_clean_end(standin, run, round_.pk)
+    assert LedgerEntry.objects.filter(event_type="gate.decided").count() == 1
+    assert LedgerEntry.objects.filter(event_type="ticket.issued").count() == 1

@@ -39,6 +39,7 @@ def _wait_until(predicate, what: str, limit: float = 60.0):
 
 def test_fedgov_admits_supernodes_over_tls_and_locks_out_a_withdrawn_site(settings, tmp_path, api):
     settings.VAR_DIR = tmp_path
+    settings.FEDGOV_LOCAL_HOST_COUNTRY = "DE"  # where flower up's SuperNodes run
     settings.FEDGOV_KEY_DIR = tmp_path / "keys"
     settings.FEDGOV_SIGNING_KEY_FILE = ""
     run, sites, datasets = governed_scenario()

@@ -26,7 +26,8 @@ from fedgov.actors import Actor
 from sites.models import SiteSteward
 from sites.services import consent_record_batch, dataset_withdraw
 from tests.factories import UserFactory
-from tests.training.flower.conftest import governed_scenario
+from tests.placement import declare_in
+from tests.training.flower.conftest import SLUGS, governed_scenario
 from training.flower.supervisor import (
     SiteNode,
     Supervisor,
@@ -51,6 +52,10 @@ WITHDRAWN = [f"es-blogs-s{n:04d}" for n in range(1, 11)]
 def federation(tmp_path, settings):
     settings.FEDGOV_KEY_DIR = tmp_path / "keys"
     settings.FEDGOV_SIGNING_KEY_FILE = ""
+    # The SuperNodes run on this host, stated to be in Germany, as flower up records it.
+    settings.VAR_DIR = tmp_path
+    settings.FEDGOV_LOCAL_HOST_COUNTRY = "DE"
+    declare_in(tmp_path, SLUGS)
     supervisor = Supervisor(tmp_path / "flower")
     yield supervisor
     pids = [supervisor.pid(n) for n in supervisor.names()]

@@ -9,6 +9,7 @@ from fedgov.actors import Actor
 from sites.models import ResidencyPolicy
 from sites.services import consent_record_batch
 from tests.factories import UserFactory
+from tests.placement import place_on_host
 from tests.training.flower.conftest import governed_scenario
 from training.models import Round
 from training.services.flower import UpdateReport, model_updates_record, round_ticket_issue
@@ -34,7 +35,7 @@ def play_round(run, number, *, operator, approver, accuracy):
         return round_
     round_ = round_route_after_gate(actor=operator, round=round_)
     round_approve(actor=approver, round=round_, reason="gate evidence reviewed")
-    round_ = Round.objects.get(pk=round_.pk)
+    round_ = place_on_host(Round.objects.get(pk=round_.pk), actor=operator)
     round_ticket_issue(actor=operator, round=round_)
     reports = [
         UpdateReport(

@@ -8,6 +8,7 @@ from fedgov.actors import Actor
 from reports.data import run_header
 from sites.models import ResidencyPolicy
 from tests.factories import UserFactory
+from tests.placement import place_on_host
 from tests.reports.test_pdf import build_pdf, pdf_text
 from tests.training.flower.conftest import governed_scenario
 from training.flower.dp import AccountingSpec, privacy_spent
@@ -24,6 +25,7 @@ def play_dp_round(run, number, *, refuse_node=None, noise=True):
     decision = round_gate(actor=operator, run=run, round_no=number)
     assert decision.outcome == "allowed"
     round_ = round_route_after_gate(actor=operator, round=Round.objects.get(pk=decision.round_id))
+    round_ = place_on_host(round_, actor=operator)
     round_ticket_issue(actor=operator, round=round_)
     nodes = [e.site.flower_node_id for e in decision.eligibilities.select_related("site")]
     trained = [n for n in sorted(nodes) if n != refuse_node]

@@ -22,6 +22,7 @@ from training.choices import RoundState
 from training.flower.admission import configured_admin
 from training.models import GateResult, Round, TrainingRun
 from training.services import flower as flower_services
+from training.services import orchestrate
 
 
 def _round_of(run_id: int, number: int) -> Round:
@@ -89,6 +90,26 @@ class RoundTicketView(APIView):
             actor=actor, run=run, superlink=configured_admin(settings.VAR_DIR / "flower")
         )
         round_ = _gate(actor, run, number)
+        if round_.state == RoundState.APPROVED and orchestrate.local_host_sites():
+            # The local deployment: its SuperNodes run on this host, whose configured
+            # country is checked here as a VM's would be at provisioning.
+            orchestrate.round_place_on_host(actor=actor, round=round_)
+            round_ = _round_of(run.pk, number)
+        if round_.state in (RoundState.APPROVED, RoundState.PROVISIONING):
+            # Cleared by the gate but not placed: no ticket, and nothing is written.
+            return Response(
+                {
+                    "allowed": False,
+                    "run_id": run.pk,
+                    "round": number,
+                    "state": round_.state,
+                    "reason": (
+                        f"round {number} is {round_.state}: a ticket is issued only once "
+                        "the SuperNodes' placement is verified"
+                    ),
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
         if round_.state not in flower_services.TICKET_STATES:
             return _refusal(round_, round_.state_reason or f"round is {round_.state}")
         try:
@@ -96,10 +117,8 @@ class RoundTicketView(APIView):
         except TransitionNotAllowed as exc:
             return _refusal(round_, str(exc))
         if round_.state == RoundState.PLACEMENT_VERIFIED:
-            # An orchestrated round (issue 6) runs from the moment its ticket exists.
-            from training.services.orchestrate import round_mark_running
-
-            round_mark_running(actor=actor, round=round_, ticket_id=ticket.pk)
+            # A round runs from the moment its ticket exists.
+            orchestrate.round_mark_running(actor=actor, round=round_, ticket_id=ticket.pk)
         return Response(
             {
                 "allowed": True,

@@ -24,6 +24,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.faults import crash_point
 from sites import selectors as site_selectors
 from sites.choices import LawfulBasis, SiteStatus
 from sites.models import Site
@@ -39,9 +40,10 @@ from training.models import (
 )
 from training.services import privacy as privacy_services
 
-# A ticket may be used while the round is cleared to run; provisioning is optional for a
-# local deployment whose SuperNodes already run, so an approved round can take one.
-TICKET_STATES = frozenset({RoundState.APPROVED, RoundState.PLACEMENT_VERIFIED, RoundState.RUNNING})
+# A ticket is signed only once placement is verified: on OpenNebula VMs by the
+# orchestrator's provisioning step, for ``manage.py flower up``'s SuperNodes by the local
+# host placement (``orchestrate.round_place_on_host``). An approved round is not enough.
+TICKET_STATES = frozenset({RoundState.PLACEMENT_VERIFIED, RoundState.RUNNING})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NODE_ID = re.compile(r"^[0-9]{1,20}$")
 
@@ -69,7 +71,7 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
         if round_.state not in TICKET_STATES:
             raise TransitionNotAllowed(
                 f"round {round_.run.name}#{round_.number} is {round_.state}; "
-                "a ticket needs an approved round"
+                "a ticket needs a round whose placement is verified"
             )
         decision = latest_decision(round_)
         if decision is None or decision.outcome != GateOutcome.ALLOWED:
@@ -155,6 +157,7 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                 "dp_plan": dp_plan,
             },
         )
+        crash_point("ticket.issued")  # crash tests only: inert unless FEDGOV_CRASH_AT names it
     return ticket
 
 

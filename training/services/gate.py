@@ -12,6 +12,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.faults import crash_point
 from training.choices import GateOutcome, RoundState, RunStatus
 from training.gate import evaluate, to_snapshot
 from training.gate.builder import build_context
@@ -209,6 +210,7 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
         )
         decision.ledger_seq = entry.seq
         decision.save(update_fields=["ledger_seq"])
+        crash_point("gate.decided")  # crash tests only: inert unless FEDGOV_CRASH_AT names it
     return decision
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.locks import exclusive
 from sites.models import Site
-from sites.regions import expand
+from sites.regions import expand, is_country
 from training.choices import GateOutcome, RoundState, UpdateKind
 from training.models import Round, SiteEligibility, TrainingRun
 from training.ports import WorkloadError, WorkloadStatus, workloads
@@ -229,6 +230,105 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
         # Aborted while its VMs were starting: the abort's release may have run before
         # the last VM came up, so release again now that provisioning has stopped.
         round_release_workloads(actor=actor, round=after, reason=after.state_reason)
+    return StepResult(round_.pk, before, after.state, after.state_reason, placements)
+
+
+LOCAL_HOST_FILE = "local-host.json"
+
+
+def local_host_sites() -> frozenset[str]:
+    """Slugs of the sites whose SuperNodes ``manage.py flower up`` runs on this host.
+
+    ``flower up`` writes ``<VAR_DIR>/flower/local-host.json`` when it starts them and
+    ``flower down`` removes it; no file, no local SuperNode.
+    """
+    path = Path(settings.VAR_DIR) / "flower" / LOCAL_HOST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(str(slug) for slug in data.get("sites", []) if isinstance(slug, str))
+
+
+def round_place_on_host(*, actor: Actor, round: Round) -> StepResult:
+    """approved → provisioning → placement_verified (or blocked) for SuperNodes on this host.
+
+    The local deployment (``manage.py flower up``) runs every site's SuperNode on the
+    machine fedgov runs on, so their placement is this host. Its country is the configured
+    fact ``FEDGOV_LOCAL_HOST_COUNTRY``, never assumed, and is checked exactly as a VM's
+    host: it must lie in each of the site's datasets' processing countries and in the
+    policy's areas (``_placement_countries``). A site whose SuperNode is not on this host,
+    or whose countries exclude it, is blocked for the round and loses its SuperNode
+    binding so no ticket names it; too few sites left block the round.
+
+    Raises ``TransitionNotAllowed`` when the round is neither approved nor provisioning.
+    Ledger: ``round.provisioning``, then ``round.placement_verified`` or ``round.blocked``
+    with the host, its country and each site's verdict.
+    """
+    round_ = _load(round.pk)
+    before = round_.state
+    if round_.state == S.APPROVED:
+        round_ = round_check_approvals_current(actor=actor, round=round_)
+        if round_.state != S.APPROVED:
+            return StepResult(round_.pk, before, round_.state, round_.state_reason)
+        round_transition(
+            actor=actor,
+            round=round_,
+            target=S.PROVISIONING,
+            reason="placing the local SuperNodes on this host",
+        )
+    elif round_.state != S.PROVISIONING:
+        raise TransitionNotAllowed(f"round {round_.pk} is {round_.state}; cannot place it")
+    policy = round_.run.policy
+    host = socket.gethostname()[:128] or "localhost"
+    country = str(getattr(settings, "FEDGOV_LOCAL_HOST_COUNTRY", "") or "").strip().upper()
+    on_host = local_host_sites()
+    countries = _placement_countries(round_.run, policy.allowed_areas)
+    placements, kept, blocked = [], [], {}
+    for site in _eligible_sites(round_):
+        allowed = countries.get(site.pk, [])
+        if site.slug not in on_host:
+            reason = "its SuperNode does not run on this host"
+        elif not country or not is_country(country):
+            reason = "the host's country is not configured (FEDGOV_LOCAL_HOST_COUNTRY)"
+        elif country not in allowed:
+            reason = (
+                f"host {host} is in {country}, outside {', '.join(allowed) or 'every country'} "
+                "(its datasets' processing countries within the policy's areas)"
+            )
+        else:
+            reason = ""
+        placements.append(
+            {"site": site.slug, "host": host, "host_country": country, "reason": reason}
+        )
+        if reason:
+            blocked[site.slug] = reason
+            if site.flower_node_id:
+                flower_services.supernode_unregister(
+                    actor=actor,
+                    site=site,
+                    reason=f"site blocked for round {round_.number}: placement",
+                )
+        else:
+            kept.append(site)
+    payload = {
+        "site_ids": [s.pk for s in kept],
+        "blocked_sites": dict(sorted(blocked.items())),
+        "host": host,
+        "host_country": country,
+    }
+    if len(kept) < policy.min_eligible_sites:
+        reason = (
+            f"only {len(kept)} site(s) passed placement on host {host}, the policy needs "
+            f"{policy.min_eligible_sites}"
+            + "".join(f"; {slug}: {why}" for slug, why in sorted(blocked.items()))
+        )
+        after = _move(actor, round_, S.BLOCKED, reason, payload)
+        return StepResult(round_.pk, before, after.state, after.state_reason, placements)
+    reason = f"{len(kept)} site(s) placed on host {host} in {country}" + "".join(
+        f"; {slug} blocked: {why}" for slug, why in sorted(blocked.items())
+    )
+    after = _move(actor, round_, S.PLACEMENT_VERIFIED, reason, payload)
     return StepResult(round_.pk, before, after.state, after.state_reason, placements)
 
 

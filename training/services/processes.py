@@ -15,7 +15,7 @@ from django.db import transaction
 
 from audit.services import ledger_append
 from fedgov.actors import Actor
-from fedgov.processes import Found, reap_orphans
+from fedgov.processes import Found, reap_orphans, record_dir, watchdog_records
 
 
 def _program(command: str) -> str:
@@ -29,20 +29,37 @@ def _program(command: str) -> str:
 def orphans_reap(*, actor: Actor) -> list[Found]:
     """End every process fedgov started whose owner is gone; returns what was ended.
 
-    Writes one ``processes.orphans_reaped`` event (host, count, pid and program of each)
-    when there was anything to end, and nothing otherwise.
+    Writes one ``processes.orphans_reaped`` event (host, count, owner pids, pid and
+    program of each, ``by``: "restart") when there was anything to end, and one more
+    (``by``: "watchdog") per record a watchdog left of what it ended when its owner
+    died; nothing otherwise. Returns both.
     """
     found = reap_orphans()
+    host = socket.gethostname()[:64] or "localhost"
     if found:
         with transaction.atomic(durable=True):
-            ledger_append(
-                event_type="processes.orphans_reaped",
-                actor=actor,
-                subject_type="host",
-                subject_id=socket.gethostname()[:64] or "localhost",
-                payload={
-                    "count": len(found),
-                    "processes": [{"pid": p.pid, "program": _program(p.command)} for p in found],
-                },
-            )
+            _record(actor, host, found, by="restart")
+    # What watchdogs ended when their owner died is recorded now, once, then forgotten.
+    records = record_dir()
+    for path, ended in watchdog_records(records) if records is not None else ():
+        with transaction.atomic(durable=True):
+            _record(actor, host, ended, by="watchdog")
+        # After the commit: a crash in between records it twice, never not at all.
+        path.unlink(missing_ok=True)
+        found = [*found, *ended]
     return found
+
+
+def _record(actor: Actor, host: str, found: list[Found], *, by: str) -> None:
+    ledger_append(
+        event_type="processes.orphans_reaped",
+        actor=actor,
+        subject_type="host",
+        subject_id=host,
+        payload={
+            "count": len(found),
+            "by": by,
+            "owner_pids": sorted({int(p.owner.partition(":")[0] or 0) for p in found}),
+            "processes": [{"pid": p.pid, "program": _program(p.command)} for p in found],
+        },
+    )

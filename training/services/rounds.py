@@ -17,6 +17,7 @@ from audit.services import ledger_append
 from fedgov import clock, roles
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.faults import crash_point
 from fedgov.tasks import enqueue
 from sites.models import SiteSteward
 from training.choices import ApprovalDecision, RoundState
@@ -62,6 +63,7 @@ def _claim(
             **(payload or {}),
         },
     )
+    crash_point(event_type)  # crash tests only: inert unless FEDGOV_CRASH_AT names it
     return round_
 
 

@@ -6,11 +6,18 @@ import pytest
 from django.utils import timezone
 
 from tests.factories import RoundFactory, SiteFactory, sha
+from tests.placement import local_host  # noqa: F401 - fixture used by name
 from training.choices import GateOutcome, RoundState
 from training.flower.ticket import exclusion_digest
 from training.models import GateDecision, SiteEligibility
 
 SLUGS = ("de-legal", "es-blogs", "pl-news")
+
+
+@pytest.fixture(autouse=True)
+def flower_up_here(local_host):  # noqa: F811 - the fixture imported above
+    """The sites' SuperNodes run on this host, in Germany, as ``flower up`` records."""
+    local_host(SLUGS)
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +59,8 @@ def three_sites(db):
 
 @pytest.fixture
 def approved_round(three_sites):
-    round_ = RoundFactory(number=1, state=RoundState.APPROVED)
+    # Gated, approved and placed: the state in which a ticket may be signed.
+    round_ = RoundFactory(number=1, state=RoundState.PLACEMENT_VERIFIED)
     gate_round(round_, three_sites, excluded={"es-blogs": ["es-blogs-s0007", "es-blogs-s0003"]})
     return round_
 

@@ -127,7 +127,7 @@ def test_ticket_carries_the_gates_allow_list_and_the_site_fetches_it_with_its_to
     decision = round_gate(actor=ACTOR, run=run, round_no=1)
     assert decision.outcome == "allowed", decision.reason
     round_ = Round.objects.get(run=run, number=1)
-    Round.objects.filter(pk=round_.pk).update(state="approved")
+    Round.objects.filter(pk=round_.pk).update(state="placement_verified")
     ticket_row = round_ticket_issue(actor=ACTOR, round=round_)
     ticket = parse_unverified(ticket_row.body, ticket_row.signature, ticket_row.key_id)
     named = ticket.site_by_slug("es-blogs")
@@ -158,7 +158,7 @@ def test_the_fetch_refuses_a_list_changed_after_the_gate():
     run, sites, _ = governed_scenario(subjects=3)
     decision = round_gate(actor=ACTOR, run=run, round_no=1)
     round_ = Round.objects.get(run=run, number=1)
-    Round.objects.filter(pk=round_.pk).update(state="approved")
+    Round.objects.filter(pk=round_.pk).update(state="placement_verified")
     ticket_row = round_ticket_issue(actor=ACTOR, round=round_)
     ticket = parse_unverified(ticket_row.body, ticket_row.signature, ticket_row.key_id)
     elig = SiteEligibility.objects.get(decision=decision, site=sites[0])

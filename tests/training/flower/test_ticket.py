@@ -76,14 +76,14 @@ def test_ticket_refused_when_latest_gate_decision_blocked(approved_round, three_
 def test_ticket_refused_for_round_not_yet_approved(three_sites):
     round_ = RoundFactory(number=1, state=RoundState.AWAITING_APPROVAL)
     gate_round(round_, three_sites)
-    with pytest.raises(TransitionNotAllowed, match="approved"):
+    with pytest.raises(TransitionNotAllowed, match="placement is verified"):
         round_ticket_issue(actor=ACTOR, round=round_)
 
 
 def test_ticket_leaves_out_ineligible_and_unregistered_sites(three_sites):
     three_sites[2].flower_node_id = ""
     three_sites[2].save()
-    round_ = RoundFactory(number=2, state=RoundState.APPROVED)
+    round_ = RoundFactory(number=2, state=RoundState.PLACEMENT_VERIFIED)
     gate_round(round_, three_sites, eligible={"es-blogs", "pl-news"})
 
     ticket = verify(round_ticket_issue(actor=ACTOR, round=round_))

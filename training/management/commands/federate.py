@@ -39,6 +39,7 @@ from audit.witnessing import checkpoint_witness
 from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import FedgovError
+from fedgov.faults import crash_point
 from opennebula.choices import WorkloadState
 from opennebula.credentials import check_ref
 from opennebula.errors import OpenNebulaError
@@ -73,6 +74,7 @@ from training.scenario import (
 from training.services import orchestrate
 from training.services.privacy import dp_run_config
 from training.services.processes import orphans_reap
+from training.services.recovery import federate_claim, runs_recover_abandoned
 from training.services.rounds import round_abort, round_approve
 from training.statemachine import is_terminal
 
@@ -247,6 +249,12 @@ class Command(RichOutput, BaseCommand):
             "--round-timeout", type=float, default=300, help="seconds one Flower round may take"
         )
         parser.add_argument("--width", type=int, default=120, help="table width in columns")
+        parser.add_argument(
+            "--recover",
+            action="store_true",
+            help="only clean up after an earlier federate that was killed (its Flower "
+            "processes, rounds and VMs), then exit",
+        )
 
     # -- the run ------------------------------------------------------------------------
 
@@ -279,6 +287,17 @@ class Command(RichOutput, BaseCommand):
         reaped = orphans_reap(actor=Actor.system("federate"))
         if reaped:
             self._say(f"  • ended {len(reaped)} Flower process(es) left by an earlier crash")
+        # Its rounds too: nothing else moves an in-process run's rounds.
+        for ended in runs_recover_abandoned(actor=Actor.system("federate")):
+            self._say(
+                f"  • round {ended.number} of run {ended.run.name}, left by an earlier crash: "
+                f"{ended.state} — {ended.state_reason}"
+            )
+        if options.get("recover"):
+            # The release of VMs and the round ends are evidence: sign them in.
+            checkpoint_create_if_new(actor=Actor.system("federate"))
+            self._say("  • recovery done")
+            return
         try:
             loaded = load_scenario(
                 spec,
@@ -303,6 +322,14 @@ class Command(RichOutput, BaseCommand):
         }
         try:
             self._start_infrastructure(spec, loaded, people, first, last)
+            owner = federate_claim(
+                var=self.var,
+                run=self.run,
+                endpoints=[self.standin.endpoint(z) for z in self.standin.zones]
+                if self.standin is not None
+                else [],
+            )
+            self.stack.callback(owner.unlink, missing_ok=True)
             carried = ""
             for round_spec in round_specs:
                 withdrawn = apply_round_events(spec, loaded, round_spec, actor=people["dpo"])
@@ -562,6 +589,7 @@ class Command(RichOutput, BaseCommand):
                 **dp_run_config(self.run),
             },
         )
+        crash_point("flower.round")  # crash tests only: inert unless FEDGOV_CRASH_AT names it
         deadline = time.monotonic() + self.round_timeout
         while not (evidence / "summary.json").exists():
             if time.monotonic() > deadline:

@@ -31,6 +31,7 @@ from training.flower.supervisor import (
     write_flwr_home,
 )
 from training.services.flower import supernode_admit
+from training.services.orchestrate import LOCAL_HOST_FILE
 
 
 def state_dir():
@@ -70,6 +71,7 @@ class Command(BaseCommand):
         if action == "down":
             supervisor.stop_all()
             (state_dir() / "admission.json").unlink(missing_ok=True)
+            (state_dir() / LOCAL_HOST_FILE).unlink(missing_ok=True)
             self.stdout.write("flower: stopped")
         elif action == "status":
             self.stdout.write(json.dumps(supervisor.status(), indent=2, sort_keys=True))
@@ -134,6 +136,11 @@ class Command(BaseCommand):
             raise CommandError(f"flower up failed: {exc}; logs in {supervisor.log_dir}") from exc
         if tls is None:
             write_flwr_home(home, name="fedgov", port=base)
+        # Which sites' SuperNodes run on this host: the ticket endpoint places their rounds
+        # here, checking FEDGOV_LOCAL_HOST_COUNTRY against each site's countries.
+        (state_dir() / LOCAL_HOST_FILE).write_text(
+            json.dumps({"sites": [s.slug for s in sites]}), encoding="utf-8"
+        )
         mode = "TLS, SuperNode auth" if tls else "insecure, local only"
         self.stdout.write(
             f"flower: SuperLink on 127.0.0.1:{base} ({mode}), {len(nodes)} SuperNodes"
@@ -155,6 +162,7 @@ class Command(BaseCommand):
                 time.sleep(0.5)
         finally:
             supervisor.stop_all()
+            (state_dir() / LOCAL_HOST_FILE).unlink(missing_ok=True)
             self.stdout.write("flower: stopped")
 
     def _run(self, options) -> None:
