@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from pathlib import Path
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
+from fedgov_flower.governed import register_nodes as package_register_nodes
+from fedgov_flower.governed import service_token
 from training.flower.dp import DpPlan
 from training.flower.dp_strategy import governed_dp
 from training.flower.governance import RestGovernance
@@ -33,10 +33,7 @@ app = ServerApp()
 
 
 def _service_token() -> str:
-    path = os.environ.get("FEDGOV_SERVICE_TOKEN_FILE", "")
-    if path:
-        return Path(path).read_text(encoding="utf-8").strip()
-    return os.environ.get("FEDGOV_SERVICE_TOKEN", "")
+    return service_token()
 
 
 def write_evidence(
@@ -75,26 +72,8 @@ def write_evidence(
 def register_nodes(
     grid: Grid, governance: RestGovernance, *, expected: int, timeout: float
 ) -> dict:
-    """Ask every connected node which site it serves and bind it in fedgov.
-
-    Waits for ``expected`` nodes (up to ``timeout`` seconds). Returns slug → node id.
-    """
-    deadline = time.monotonic() + timeout
-    while len(list(grid.get_node_ids())) < expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-    messages = [
-        Message(content=RecordDict(), message_type="query.identify", dst_node_id=node_id)
-        for node_id in grid.get_node_ids()
-    ]
-    bound = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        if reply.has_error() or "identity" not in reply.content:
-            log.warning("node %s did not identify itself", reply.metadata.src_node_id)
-            continue
-        slug = str(reply.content["identity"]["site"])
-        governance.register_node(site_slug=slug, node_id=reply.metadata.src_node_id)
-        bound[slug] = reply.metadata.src_node_id
-    return bound
+    """Ask every connected node which site it serves and bind it in fedgov (slug → node)."""
+    return package_register_nodes(grid, governance, expected=expected, timeout=timeout)
 
 
 @app.main()
