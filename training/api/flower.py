@@ -91,7 +91,14 @@ class RoundTicketView(APIView):
         actor = Actor.of(request.user)
         if message_type == "evaluate":
             # Evaluation follows the round's training: no new gate, the same sites.
-            round_ = _round_of(run.pk, number)
+            round_ = Round.objects.filter(run=run, number=number).first()
+            if round_ is None:
+                return Response(
+                    {"allowed": False, "run_id": run.pk, "round": number, "state": "",
+                     "reason": "the round has not trained: nothing to evaluate",
+                     "on_refusal": run.on_refusal, "failed_rules": []},
+                    status=status.HTTP_200_OK,
+                )  # fmt: skip
             try:
                 ticket = flower_services.round_ticket_issue(
                     actor=actor,
