@@ -139,6 +139,8 @@ class SiteSpec:
     dataset: DatasetSpec
     # (organisation, country, role) of whoever operates the zone; None: not recorded.
     zone_operator: tuple[str, str, str] | None = None
+    # The app's own node config for this site's SuperNode (e.g. partition-id).
+    node_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ class Scenario:
     consent: ConsentSpec
     run: RunSpec
     rounds: tuple[RoundSpec, ...]
+    # The Flower app's own run config (``[app.run_config]``), for ``federate --app``.
+    app_run_config: dict[str, Any] = field(default_factory=dict)
 
     def pseudonyms(self, site_slug: str) -> list[str]:
         """The site's subjects, ``<slug>-s0001`` onwards."""
@@ -380,7 +384,14 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         raise ScenarioError("", f"not valid TOML: {exc}") from None
 
     top = _Reader(raw, "", today)
-    top.only("name", "description", "purposes", "policy", "sites", "consent", "run", "rounds")
+    top.only(
+        "name", "description", "purposes", "policy", "sites", "consent", "run", "rounds", "app"
+    )
+    app_run_config: dict[str, Any] = {}
+    if "app" in raw:
+        app = top.table("app")
+        app.only("run_config")
+        app_run_config = _app_config(app, "run_config")
     name = top.text("name")
 
     purposes = []
@@ -406,6 +417,7 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             "zone",
             "zone_operator",
             "dataset",
+            "node_config",
         )
         slug = s.text("slug")
         compute = s.country("compute_country")
@@ -467,8 +479,10 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
             art10_reference=d.text("art10_reference", ""),
             record_count=d.get("record_count", int, 0),
         )
+        node_config = _app_config(s, "node_config") if "node_config" in s.data else {}
         sites.append(
             SiteSpec(
+                node_config=node_config,
                 slug=slug,
                 organisation=s.text("organisation"),
                 country=s.country("country"),
@@ -627,7 +641,25 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         consent=consent,
         run=run,
         rounds=tuple(rounds),
+        app_run_config=app_run_config,
     )
+
+
+def _app_config(reader: _Reader, name: str) -> dict[str, Any]:
+    """A flat table of a Flower app's own config values (str, int, float, bool).
+
+    Keys starting with ``fedgov`` are refused: fedgov's own keys live under ``fedgov.``
+    and must never be set, or shadowed, by an app's configuration.
+    """
+    table = reader.get(name, dict)
+    clean = {}
+    for key, value in table.items():
+        if str(key).startswith("fedgov"):
+            raise ScenarioError(reader.key(name), f"{key}: keys starting with fedgov are fedgov's")
+        if isinstance(value, dict | list) or value is None:
+            raise ScenarioError(reader.key(name), f"{key}: must be a string, number or boolean")
+        clean[str(key)] = value
+    return clean
 
 
 @dataclass

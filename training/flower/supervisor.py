@@ -360,8 +360,10 @@ def flwr_run(
     run_config: dict[str, object],
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
+    app_dir: Path | None = None,
 ) -> str:
-    """Submit the app with ``flwr run``; returns its output (the run id is in it)."""
+    """Submit the app (fedgov's demo, or ``app_dir``) with ``flwr run``; returns its output
+    (the run id is in it)."""
 
     def toml_value(value: object) -> str:
         return (
@@ -373,8 +375,9 @@ def flwr_run(
         )
 
     overrides = " ".join(f"{k}={toml_value(v)}" for k, v in run_config.items())
+    command = [str(BIN_DIR / "flwr"), "run", str(app_dir or APP_DIR), connection]
     result = subprocess.run(
-        [str(BIN_DIR / "flwr"), "run", str(APP_DIR), connection, "--run-config", overrides],
+        [*command, "--run-config", overrides],
         env=flower_env({"FLWR_HOME": str(home), **(env or {})}),
         capture_output=True,
         text=True,
