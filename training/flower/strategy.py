@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg, FedProx
 
 from fedgov_flower.client_mod import REPLY_RECORD
-from fedgov_flower.governed import RunStopped, flower_run_id, site_refusal
+from fedgov_flower.governed import GovernedStrategy, RunStopped, flower_run_id, site_refusal
 from training.flower.dp import DpPlan, DpRelease
 from training.flower.governance import (
     GovernancePort,
@@ -95,6 +95,28 @@ class TimedFedAvg(TimedRounds, FedAvg):
         if message_type == "train":
             message_type = self.train_message_type
         return super()._construct_messages(record, node_ids, message_type)
+
+
+class TimedFedProx(TimedRounds, FedProx):
+    """Plain FedProx with round times: the baseline of the wrapped-strategy benchmark."""
+
+    def __init__(self, *, train_message_type: str = "train.plain", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.round_seconds = []
+        self.train_message_type = train_message_type
+
+    def _construct_messages(self, record, node_ids, message_type):
+        if message_type == "train":
+            message_type = self.train_message_type
+        return super()._construct_messages(record, node_ids, message_type)
+
+
+class TimedGoverned(TimedRounds, GovernedStrategy):
+    """``fedgov_flower.governed(strategy)`` with round times (the benchmark's wrapped side)."""
+
+    def __init__(self, strategy, **kwargs) -> None:
+        super().__init__(strategy, **kwargs)
+        self.round_seconds = []
 
 
 class GovernedFedAvg(FedAvg):

@@ -387,3 +387,21 @@ def flwr_run(
     if result.returncode != 0:
         raise RuntimeError(f"flwr run failed ({result.returncode}): {result.stdout}{result.stderr}")
     return result.stdout
+
+
+def flwr_run_status(*, home: Path, connection: str, run_id: str, timeout: float = 30.0) -> str:
+    """The status Flower gives a run (``flwr ls --run-id N --format json``), e.g.
+    ``finished:completed``; "" when it cannot be read."""
+    result = subprocess.run(
+        [str(BIN_DIR / "flwr"), "ls", connection, "--run-id", str(run_id), "--format", "json"],
+        env=flower_env({"FLWR_HOME": str(home)}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        runs = json.loads(result.stdout).get("runs", [])
+    except (ValueError, AttributeError):
+        return ""
+    return str(runs[0].get("status", "")) if runs else ""

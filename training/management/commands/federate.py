@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import threading
 import time
@@ -53,6 +54,7 @@ from training.flower.supervisor import (
     Supervisor,
     federation_specs,
     flwr_run,
+    flwr_run_status,
     free_port_block,
     tuned_env,
     wait_for_port,
@@ -590,7 +592,7 @@ class Command(RichOutput, BaseCommand):
         The app keeps its own model between rounds (each ``flwr run`` is one fedgov
         round, ``fedgov.round-offset`` numbers it): see docs/byo-flower-app.md.
         """
-        flwr_run(
+        output = flwr_run(
             home=self.flwr_home,
             connection="fedgov",
             app_dir=self.app,
@@ -602,14 +604,25 @@ class Command(RichOutput, BaseCommand):
                 "fedgov.expected-nodes": running,
             },
         )
+        found = re.search(r"run (\d+)", output)
+        flower_run = found.group(1) if found else ""
         deadline = time.monotonic() + self.round_timeout
         while time.monotonic() < deadline:
-            current = Round.objects.get(pk=round_.pk)
-            if current.state in TERMINAL_ROUND_STATES:
-                break
-            if current.updates.filter(kind=UpdateKind.AGGREGATE).exists():
-                break
-            time.sleep(0.3)
+            # Done when Flower says the run finished (its evaluate step included), or,
+            # if Flower cannot say, when fedgov has the round's aggregate.
+            if flower_run:
+                status = flwr_run_status(
+                    home=self.flwr_home, connection="fedgov", run_id=flower_run
+                )
+                if status.startswith("finished"):
+                    break
+            else:
+                current = Round.objects.get(pk=round_.pk)
+                if current.state in TERMINAL_ROUND_STATES:
+                    break
+                if current.updates.filter(kind=UpdateKind.AGGREGATE).exists():
+                    break
+            time.sleep(0.5)
         else:
             raise CommandError(f"round {round_.number}: the app's Flower round did not finish")
         return None
