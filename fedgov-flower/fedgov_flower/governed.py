@@ -339,6 +339,9 @@ class GovernedStrategy(Strategy):
         extra: dict[str, Any] = {"message_type": kind} if kind != "train" else {}
         if stage.refusals:
             extra["site_refusals"] = stage.refusals
+        release = self._local_dp_release(stage) if kind == "train" else None
+        if release is not None:
+            extra["dp"] = release
         self.governance.report_round(
             run_id=self.run_id,
             round_no=entry.round_no,
@@ -347,6 +350,30 @@ class GovernedStrategy(Strategy):
             aggregate_hash=stage.aggregate_hash,
             **extra,
         )
+
+    @staticmethod
+    def _local_dp_release(stage: StageEvidence) -> dict | None:
+        """Under local DP each site's ``LocalDpMod`` (in ``mods()``) noised its update
+        before it left; the record fedgov accounts is the same one its demo strategy
+        reports (``fedgov_flower.dp.DpRelease``)."""
+        from fedgov_flower.dp import DpPlan, DpRelease
+
+        ticket = stage.ticket
+        plan = DpPlan.from_ticket(ticket.dp) if ticket is not None else None
+        if plan is None or plan.mechanism != "local" or not stage.accepted:
+            return None
+        count = len(stage.accepted)
+        population = max(int((ticket.dp or {}).get("population_size", 0)), len(ticket.sites))
+        return DpRelease(
+            mechanism=plan.mechanism,
+            clipping_norm=plan.clipping_norm,
+            noise_multiplier=plan.noise_multiplier,
+            sampled_clients=count,
+            total_clients=population,
+            noise_std=plan.aggregate_noise_std(count),
+            aggregate_hash_before_noise=None,
+            aggregate_hash=stage.aggregate_hash,
+        ).as_json()
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

@@ -27,13 +27,14 @@ from audit.models import LedgerEntry
 from training.flower.ticket import parse_unverified
 from training.models import Round, RoundTicket
 events = lambda t: [json.loads(e.payload) for e in LedgerEntry.objects.filter(event_type=t)]
-tickets = {t.message_type: parse_unverified(t.body) for t in RoundTicket.objects.all()}
+tickets = [(t.round.number, t.message_type, parse_unverified(t.body))
+           for t in RoundTicket.objects.select_related("round")]
 print(json.dumps({
-    "state": Round.objects.get(number=1).state,
-    "ticket_types": sorted(t.message_type for t in RoundTicket.objects.all()),
-    "flower_runs": sorted({t.flower_run_id for t in tickets.values()}),
-    "allowed": {s.node_id: s.allowed_digest for s in tickets["train"].sites},
-    "allowed_counts": {s.node_id: s.allowed_count for s in tickets["train"].sites},
+    "states": {r.number: [r.state, r.state_reason] for r in Round.objects.all()},
+    "ticket_types": sorted((n, kind) for n, kind, _ in tickets),
+    "flower_runs": sorted({(n, t.flower_run_id) for n, _, t in tickets}),
+    "allowed": {f"{n}:{s.node_id}": s.allowed_digest
+                for n, kind, t in tickets if kind == "train" for s in t.sites},
     "updates": events("update.recorded"),
     "evaluations": events("evaluation.recorded"),
     "refused": events("updates.refused"),
@@ -49,6 +50,9 @@ def test_a_users_fedprox_app_trains_and_evaluates_under_tickets(tmp_path):
         scenario = scenario.replace(
             marker, marker + f'node_config = {{ data-file = "{DATA / slug}.jsonl" }}\n'
         )
+    # governed() stops a run that plans central DP (it adds no server noise); local DP
+    # runs at the sites, in fedgov_flower.mods().
+    scenario = scenario.replace('dp_mechanism = "central"', 'dp_mechanism = "local"')
     scenario += "\n[app.run_config]\nnum-server-rounds = 1\n"
     path = tmp_path / "byo.toml"
     path.write_text(scenario)
@@ -59,7 +63,7 @@ def test_a_users_fedprox_app_trains_and_evaluates_under_tickets(tmp_path):
     manage = [sys.executable, str(REPO / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, timeout=300)
     run = subprocess.run(
-        [*manage, "federate", "--scenario", str(path), "--app", str(APP), "--rounds", "1",
+        [*manage, "federate", "--scenario", str(path), "--app", str(APP), "--rounds", "2",
          "--ports", "18860-18889"],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
@@ -71,18 +75,24 @@ def test_a_users_fedprox_app_trains_and_evaluates_under_tickets(tmp_path):
     )
     assert shell.returncode == 0, shell.stderr
     facts = json.loads(shell.stdout.strip().splitlines()[-1])
-    assert facts["state"] == "closed"
-    assert facts["ticket_types"] == ["evaluate", "train"]
-    assert len(facts["flower_runs"]) == 1 and facts["flower_runs"][0]
+    states = {number: state for number, (state, _) in facts["states"].items()}
+    assert states == {"1": "closed", "2": "closed"}, facts["states"]
+    # Each round: one train and one evaluate ticket, bound to that round's Flower run.
+    assert facts["ticket_types"] == [[1, "evaluate"], [1, "train"], [2, "evaluate"], [2, "train"]]
+    runs = dict(facts["flower_runs"])
+    assert len(facts["flower_runs"]) == 2 and runs[1] != runs[2]
     assert facts["refused"] == []
-    assert facts["updates"] and facts["evaluations"]
     for update in facts["updates"]:
-        node = update["node_id"]
-        # The site filtered by exactly the ticket's allow-list...
-        assert update["filter_digest"] == facts["allowed"][node]
-        # ...and used no more records than its allowed subjects could hold.
+        # Each site filtered by exactly its allow-list of that round...
+        key = f"{update['round_number']}:{update['node_id']}"
+        assert update["filter_digest"] == facts["allowed"][key], key
         assert update["records_used"] > 0
-    assert {e["node_id"] for e in facts["evaluations"]} == {u["node_id"] for u in facts["updates"]}
+    # ...and the subjects who withdrew before round 2 were left out of it.
+    assert any(u["records_excluded"] > 0 for u in facts["updates"] if u["round_number"] == 2)
+    assert not any(u["records_excluded"] for u in facts["updates"] if u["round_number"] == 1)
+    # Federated evaluation ran under its own tickets, at the sites that trained.
+    trained = {(u["round_number"], u["node_id"]) for u in facts["updates"]}
+    assert {(e["round_number"], e["node_id"]) for e in facts["evaluations"]} == trained
 
     verify = subprocess.run(
         [*manage, "ledger_verify", "--no-progress"], env=env, capture_output=True, text=True

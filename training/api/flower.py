@@ -122,8 +122,10 @@ class RoundTicketView(APIView):
             )
         except TransitionNotAllowed as exc:
             return _refusal(round_, str(exc))
-        if round_.state == RoundState.PLACEMENT_VERIFIED:
-            # An orchestrated round (issue 6) runs from the moment its ticket exists.
+        if round_.state in (RoundState.APPROVED, RoundState.PLACEMENT_VERIFIED):
+            # A round runs from the moment its ticket exists: an orchestrated one (issue 6)
+            # after placement, one driven by `flwr run` alone as soon as it is approved.
+            # Running, the sweep waits for its updates instead of provisioning it.
             from training.services.orchestrate import round_mark_running
 
             round_mark_running(actor=actor, round=round_, ticket_id=ticket.pk)

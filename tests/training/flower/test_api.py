@@ -34,7 +34,8 @@ def test_ticket_endpoint_gates_the_round_and_returns_a_signed_ticket(api, servic
     assert response.status_code == 201, response.json()
     body = json.loads(response.json()["ticket"]["body"])
     assert [s["slug"] for s in body["sites"]] == ["de-legal", "es-blogs", "pl-news"]
-    assert Round.objects.get(run=run, number=1).state == RoundState.APPROVED
+    # The ticket's holder trains now: the round runs (the sweep waits for its updates).
+    assert Round.objects.get(run=run, number=1).state == RoundState.RUNNING
     assert LedgerEntry.objects.filter(event_type="gate.decided").count() == 1
     assert LedgerEntry.objects.filter(event_type="ticket.issued").count() == 1
 

@@ -121,15 +121,32 @@ def test_evaluations_are_recorded_under_the_evaluate_ticket(api, service):
     assert {"metrics_hash", "filter_digest", "records_used"} <= set(json.loads(events[0].payload))
 
 
-def test_a_round_driven_by_flwr_run_alone_closes_through_the_api(api, service, monkeypatch):
+def test_a_round_driven_by_flwr_run_alone_waits_for_four_eyes_then_closes(api, service, make_user):
+    from fedgov.actors import Actor
+    from training.services.orchestrate import rounds_sweep_stalled
+    from training.services.rounds import round_approve
+
     run, _, _ = governed_scenario()
-    ticket(api, service, run, 1, flower_run_id="3")
+    run.policy.requires_approval = True
+    run.policy.save()
+    # 1-2. The ServerApp's first request gates the round; it waits for a person.
+    waiting = ticket(api, service, run, 1, flower_run_id="3")
+    assert waiting.json()["allowed"] is False
     round_ = Round.objects.get(run=run, number=1)
-    # The ServerApp's ticket moves a placement-verified round to running (issue 6).
-    Round.objects.filter(pk=round_.pk).update(state=RoundState.RUNNING)
+    assert round_.state == RoundState.AWAITING_APPROVAL
+    # 3. A second person approves it (the admin action calls this service).
+    approver = make_user(roles.OPERATOR, username="second-operator")
+    round_approve(actor=Actor.of(approver), round=round_, reason="gate table checked")
+    # 4. The ticket: the round runs.
+    assert ticket(api, service, run, 1, flower_run_id="3").status_code == 201
+    assert Round.objects.get(pk=round_.pk).state == RoundState.RUNNING
+    # The sweep leaves a round that trains alone (no provisioning, no failure).
+    rounds_sweep_stalled(actor=Actor.system("beat"), older_than_seconds=0)
+    assert Round.objects.get(pk=round_.pk).state == RoundState.RUNNING
     close = f"/api/v1/runs/{run.pk}/rounds/1/close"
     early = api(service).post(close)
     assert early.status_code == 409 and early.json()["state"] == RoundState.RUNNING
+    # 5. Training recorded; 6. closed through the API.
     url = f"/api/v1/runs/{run.pk}/rounds/1/updates"
     assert api(service).post(url, updates(run, 1), format="json").status_code == 201
     response = api(service).post(close)
