@@ -545,6 +545,8 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
             "privacy budget: this report claims no ε.",
             S["body"],
         )
+        # A site's own policy (purpose, aggregator, approvals) refuses with or without DP.
+        yield from _site_refusals(p.refusals)
         return
     yield _facts_box(
         [
@@ -585,11 +587,16 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
             [r.epsilon if r.private else None for r in p.rounds],
             p.limit,
         )
-    if p.refusals:
+    yield from _site_refusals(p.refusals)
+
+
+def _site_refusals(refusals) -> Iterator[Flowable]:
+    """Sites that refused a ticket under their own limits (ε, mechanism, local policy)."""
+    if refusals:
         yield Paragraph("Sites that refused a ticket under their own limits:", S["body"])
         yield data_table(
             ["round", "site", "node", "code", "reason"],
-            [[r.number, r.site_id, r.node_id, r.code, r.reason] for r in p.refusals],
+            [[r.number, r.site_id, r.node_id, r.code, r.reason] for r in refusals],
             [w * mm for w in (14, 12, 30, 30)] + [BODY_W - 86 * mm],
         )
 

@@ -229,9 +229,13 @@ class RoundTicket(models.Model):
     key_id = models.CharField(max_length=64)
     issued_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    # The one Flower message type the ticket allows (its body signs it, with the run).
+    message_type = models.CharField(
+        max_length=16, choices=[("train", "Train"), ("evaluate", "Evaluate")], default="train"
+    )
 
     def __str__(self) -> str:
-        return f"ticket for round {self.round_id} ({self.key_id})"
+        return f"{self.message_type} ticket for round {self.round_id} ({self.key_id})"
 
 
 class ModelUpdate(models.Model):

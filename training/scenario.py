@@ -139,6 +139,8 @@ class SiteSpec:
     dataset: DatasetSpec
     # (organisation, country, role) of whoever operates the zone; None: not recorded.
     zone_operator: tuple[str, str, str] | None = None
+    # The app's own node config for this site's SuperNode (e.g. partition-id).
+    node_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ class Scenario:
     consent: ConsentSpec
     run: RunSpec
     rounds: tuple[RoundSpec, ...]
+    # The Flower app's own run config (``[app.run_config]``), for ``federate --app``.
+    app_run_config: dict[str, Any] = field(default_factory=dict)
 
     def pseudonyms(self, site_slug: str) -> list[str]:
         """The site's subjects, ``<slug>-s0001`` onwards."""
@@ -460,6 +464,7 @@ def _site(site: _Reader, scenario_name: str, codes: list[str]) -> SiteSpec:
         "zone",
         "zone_operator",
         "dataset",
+        "node_config",
     )
     slug = site.text("slug")
     compute = site.country("compute_country")
@@ -489,6 +494,7 @@ def _site(site: _Reader, scenario_name: str, codes: list[str]) -> SiteSpec:
         zone_operator=(
             _party(site.table("zone_operator")) if "zone_operator" in site.data else None
         ),
+        node_config=_app_config(site, "node_config") if "node_config" in site.data else {},
     )
 
 
@@ -643,7 +649,14 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         raise ScenarioError("", f"not valid TOML: {exc}") from None
 
     top = _Reader(raw, "", today)
-    top.only("name", "description", "purposes", "policy", "sites", "consent", "run", "rounds")
+    top.only(
+        "name", "description", "purposes", "policy", "sites", "consent", "run", "rounds", "app"
+    )
+    app_run_config: dict[str, Any] = {}
+    if "app" in raw:
+        app = top.table("app")
+        app.only("run_config")
+        app_run_config = _app_config(app, "run_config")
     name = top.text("name")
     purposes = _purposes(top)
     codes = [p.code for p in purposes]
@@ -662,7 +675,25 @@ def parse_scenario(source: str | Path, *, today: dt.date | None = None) -> Scena
         consent=consent,
         run=run,
         rounds=tuple(rounds),
+        app_run_config=app_run_config,
     )
+
+
+def _app_config(reader: _Reader, name: str) -> dict[str, Any]:
+    """A flat table of a Flower app's own config values (str, int, float, bool).
+
+    Keys starting with ``fedgov`` are refused: fedgov's own keys live under ``fedgov.``
+    and must never be set, or shadowed, by an app's configuration.
+    """
+    table = reader.get(name, dict)
+    clean = {}
+    for key, value in table.items():
+        if str(key).startswith("fedgov"):
+            raise ScenarioError(reader.key(name), f"{key}: keys starting with fedgov are fedgov's")
+        if isinstance(value, dict | list) or value is None:
+            raise ScenarioError(reader.key(name), f"{key}: must be a string, number or boolean")
+        clean[str(key)] = value
+    return clean
 
 
 @dataclass

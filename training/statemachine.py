@@ -13,7 +13,9 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.PLANNED: frozenset({S.GATED, S.BLOCKED, S.ABORTED}),
     S.GATED: frozenset({S.AWAITING_APPROVAL, S.APPROVED, S.ABORTED}),
     S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.ABORTED}),
-    S.APPROVED: frozenset({S.PROVISIONING, S.AWAITING_APPROVAL, S.FAILED, S.ABORTED}),
+    # approved → running: a Flower run driven by `flwr run` alone on SuperNodes that
+    # already run (no provisioning step) took the round's ticket (docs/byo-flower-app.md).
+    S.APPROVED: frozenset({S.PROVISIONING, S.AWAITING_APPROVAL, S.RUNNING, S.FAILED, S.ABORTED}),
     S.PROVISIONING: frozenset({S.PLACEMENT_VERIFIED, S.BLOCKED, S.FAILED, S.ABORTED}),
     S.PLACEMENT_VERIFIED: frozenset({S.RUNNING, S.FAILED, S.ABORTED}),
     S.RUNNING: frozenset({S.AGGREGATED, S.FAILED, S.ABORTED}),

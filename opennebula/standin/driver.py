@@ -44,7 +44,13 @@ def supernode_command(
     command += ["--host", "127.0.0.1", "--port", str(clientappio_port)]
     site_id = str(context.get("FEDGOV_SITE_ID", "")).replace("'", "").replace('"', "")
     # ``site-id`` as the appliance sets it; ``fedgov-site-id`` is what fedgov's client mod reads.
-    command += ["--node-config", f"site-id='{site_id}' fedgov-site-id=\"{site_id}\""]
+    node_config = f"site-id='{site_id}' fedgov-site-id=\"{site_id}\""
+    # The app's own node config for this site (``federate --app``: e.g. partition-id=0),
+    # as Flower's ``--node-config`` text; fedgov's keys come first and cannot be replaced.
+    extra = str(context.get("FEDGOV_NODE_CONFIG", "")).strip()
+    if extra:
+        node_config = f"{node_config} {extra}"
+    command += ["--node-config", node_config]
     return command
 
 

@@ -84,7 +84,34 @@ class RoundTicketView(APIView):
         run = get_object_or_404(TrainingRun, pk=run_id)
         if number < 1 or number > run.num_rounds:
             raise InvalidInput({"round": [f"run {run.pk} has rounds 1..{run.num_rounds}"]})
+        data = request.data if isinstance(request.data, dict) else {}
+        message_type = data.get("message_type", "train")
+        flower_run_id = data.get("flower_run_id", "")
+        if message_type not in ("train", "evaluate"):
+            raise InvalidInput({"message_type": ["must be train or evaluate"]})
+        if not isinstance(flower_run_id, str | int) or isinstance(flower_run_id, bool):
+            raise InvalidInput({"flower_run_id": ["must be a Flower run id (ASCII digits)"]})
         actor = Actor.of(request.user)
+        if message_type == "evaluate":
+            # Evaluation follows the round's training: no new gate, the same sites.
+            round_ = Round.objects.filter(run=run, number=number).first()
+            if round_ is None:
+                return Response(
+                    {"allowed": False, "run_id": run.pk, "round": number, "state": "",
+                     "reason": "the round has not trained: nothing to evaluate",
+                     "on_refusal": run.on_refusal, "failed_rules": []},
+                    status=status.HTTP_200_OK,
+                )  # fmt: skip
+            try:
+                ticket = flower_services.round_ticket_issue(
+                    actor=actor,
+                    round=round_,
+                    message_type="evaluate",
+                    flower_run_id=str(flower_run_id),
+                )
+            except TransitionNotAllowed as exc:
+                return _refusal(round_, str(exc))
+            return _granted(run, number, ticket)
         # A site that can no longer train loses its SuperNode binding before the gate runs.
         flower_services.supernodes_reconcile(
             actor=actor, run=run, superlink=configured_admin(settings.VAR_DIR / "flower")
@@ -113,28 +140,37 @@ class RoundTicketView(APIView):
         if round_.state not in flower_services.TICKET_STATES:
             return _refusal(round_, round_.state_reason or f"round is {round_.state}")
         try:
-            ticket = flower_services.round_ticket_issue(actor=actor, round=round_)
+            ticket = flower_services.round_ticket_issue(
+                actor=actor, round=round_, flower_run_id=str(flower_run_id)
+            )
         except TransitionNotAllowed as exc:
             return _refusal(round_, str(exc))
         if round_.state == RoundState.PLACEMENT_VERIFIED:
-            # A round runs from the moment its ticket exists.
+            # A round runs from the moment its ticket exists (placement verified first: a
+            # VM's, or this host's for the local deployment and `flwr run` alone). Running,
+            # the sweep waits for its updates instead of provisioning it.
             orchestrate.round_mark_running(actor=actor, round=round_, ticket_id=ticket.pk)
-        return Response(
-            {
-                "allowed": True,
-                "run_id": run.pk,
-                "round": number,
-                "on_refusal": run.on_refusal,
-                "ticket": {
-                    "id": ticket.pk,
-                    "body": ticket.body,
-                    "signature": ticket.signature,
-                    "key_id": ticket.key_id,
-                    "expires_at": ticket.expires_at.isoformat(),
-                },
+        return _granted(run, number, ticket)
+
+
+def _granted(run: TrainingRun, number: int, ticket) -> Response:
+    return Response(
+        {
+            "allowed": True,
+            "run_id": run.pk,
+            "round": number,
+            "on_refusal": run.on_refusal,
+            "ticket": {
+                "id": ticket.pk,
+                "message_type": ticket.message_type,
+                "body": ticket.body,
+                "signature": ticket.signature,
+                "key_id": ticket.key_id,
+                "expires_at": ticket.expires_at.isoformat(),
             },
-            status=status.HTTP_201_CREATED,
-        )
+        },
+        status=status.HTTP_201_CREATED,
+    )
 
 
 class RoundUpdatesView(APIView):
@@ -220,6 +256,56 @@ def _site_listing(request: Request, run_id: int, number: int, *, kind: str, read
             "pseudonyms": listing.pseudonyms,
         }
     )
+
+
+class RoundEvaluationsView(APIView):
+    """POST: record the sites' federated-evaluation replies under the round's evaluate ticket."""
+
+    permission_classes = [RolePermission]
+    read_roles = ()
+    write_roles = (roles.SERVICE,)
+
+    def post(self, request: Request, run_id: int, number: int) -> Response:
+        round_ = _round_of(run_id, number)
+        data = request.data if isinstance(request.data, dict) else {}
+        recorded = flower_services.round_evaluations_record(
+            actor=Actor.of(request.user),
+            round=round_,
+            evaluations=flower_services.parse_update_reports(data.get("evaluations")),
+            rejected=flower_services.parse_update_reports(data.get("rejected", [])),
+            site_refusals=data.get("site_refusals"),
+        )
+        return Response({"recorded": recorded}, status=status.HTTP_201_CREATED)
+
+
+class RoundCloseView(APIView):
+    """POST: close a round a Flower run drove by itself (``flwr run``, no ``federate``).
+
+    Moves a running round whose aggregate is recorded to aggregated, then closed with a
+    signed checkpoint; answers the round's state (409 when it cannot close yet).
+    """
+
+    permission_classes = [RolePermission]
+    read_roles = ()
+    write_roles = (roles.SERVICE, roles.OPERATOR)
+
+    def post(self, request: Request, run_id: int, number: int) -> Response:
+        from training.services.orchestrate import round_close, round_finish
+
+        actor = Actor.of(request.user)
+        round_ = _round_of(run_id, number)
+        if round_.state == RoundState.RUNNING:
+            round_finish(actor=actor, round=round_)
+            round_.refresh_from_db()
+        if round_.state in (RoundState.AGGREGATED, RoundState.CLOSED):
+            round_close(actor=actor, round=round_)
+            round_.refresh_from_db()
+        code = status.HTTP_200_OK if round_.state == RoundState.CLOSED else status.HTTP_409_CONFLICT
+        return Response(
+            {"run_id": run_id, "round": number, "state": round_.state,
+             "reason": round_.state_reason},
+            status=code,
+        )  # fmt: skip
 
 
 class RoundExclusionsView(APIView):

@@ -16,6 +16,16 @@ urlpatterns = [
         name="flower-round-updates",
     ),
     path(
+        "runs/<id:run_id>/rounds/<id:number>/evaluations",
+        flower.RoundEvaluationsView.as_view(),
+        name="flower-round-evaluations",
+    ),
+    path(
+        "runs/<id:run_id>/rounds/<id:number>/close",
+        flower.RoundCloseView.as_view(),
+        name="flower-round-close",
+    ),
+    path(
         "runs/<id:run_id>/rounds/<id:number>/exclusions",
         flower.RoundExclusionsView.as_view(),
         name="flower-round-exclusions",

@@ -1,5 +1,6 @@
-"""fedgov's Flower adapter: the only package that imports flwr (strategy, client mod, apps).
+"""fedgov's Flower adapter: its demo app, strategy with DP wrappers, supervision, benches.
 
-Its pure modules (``update_hash``, ``ticket``) import neither Django nor flwr, so a site
-or an auditor can run them alone.
+With ``fedgov_flower`` (the installable package in ``fedgov-flower/``), the only code that
+imports flwr. ``ticket``, ``update_hash``, ``client_mod``, ``governance``, ``dp`` and
+``dp_mod`` here are that package's modules under their old names.
 """

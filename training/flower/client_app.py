@@ -12,6 +12,7 @@ from pathlib import Path
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedgov_flower import register
 from training.flower.client_mod import current_grant, governance_mod
 from training.flower.dp_mod import dp_mod
 from training.flower.model import DATA_DIR, load_site_data
@@ -55,7 +56,7 @@ def train(msg: Message, context: Context) -> Message:
     data = load_site_data(
         grant.site_slug, grant.excluded, _data_dir(context), allowed=grant.allowed
     )
-    grant.count(used=data.records_used, excluded=data.records_excluded)
+    grant.use(data.subjects, records=data.records_used, left_out=data.records_excluded)
     epochs = int(msg.content["config"].get("local-epochs", 20))
     arrays, loss = _train_arrays(arrays_of(msg.content["arrays"]), data, epochs)
     content = RecordDict(
@@ -75,7 +76,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     data = load_site_data(
         grant.site_slug, grant.excluded, _data_dir(context), allowed=grant.allowed
     )
-    grant.count(used=data.records_used, excluded=data.records_excluded)
+    grant.use(data.subjects, records=data.records_used, left_out=data.records_excluded)
     metrics = {
         "accuracy": accuracy_numpy(arrays_of(msg.content["arrays"]), data.features, data.labels),
         "num-examples": len(data.labels),
@@ -122,6 +123,8 @@ def build_app(mod=governance_mod, *, ungoverned_baseline: bool = False) -> Clien
     client.train(mods=[mod, dp_mod])(train)
     client.evaluate(mods=[mod])(evaluate)
     client.query("identify")(identify)
+    # fedgov_flower.governed() registers nodes with this name (the package's own query).
+    register(client)
     if ungoverned_baseline:
         client.train("plain")(train_ungoverned)
     return client

@@ -28,6 +28,8 @@ class SiteData:
     labels: np.ndarray
     records_used: int
     records_excluded: int
+    # The subject of each record used, in order (what the site reports as used).
+    subjects: tuple[str, ...] = ()
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -74,6 +76,7 @@ def load_site_data(
         labels=labels_of(kept),
         records_used=len(kept),
         records_excluded=len(records) - len(kept),
+        subjects=tuple(r["subject"] for r in kept),
     )
 
 

@@ -15,28 +15,32 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from pathlib import Path
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedProx
 
+from fedgov_flower.governed import register_nodes as package_register_nodes
+from fedgov_flower.governed import service_token
 from training.flower.dp import DpPlan
 from training.flower.dp_strategy import governed_dp
 from training.flower.governance import RestGovernance
-from training.flower.strategy import GovernedFedAvg, RunStopped, TimedFedAvg
+from training.flower.strategy import (
+    GovernedFedAvg,
+    RunStopped,
+    TimedFedAvg,
+    TimedFedProx,
+    TimedGoverned,
+)
 
 log = logging.getLogger("fedgov.flower.server")
 app = ServerApp()
 
 
 def _service_token() -> str:
-    path = os.environ.get("FEDGOV_SERVICE_TOKEN_FILE", "")
-    if path:
-        return Path(path).read_text(encoding="utf-8").strip()
-    return os.environ.get("FEDGOV_SERVICE_TOKEN", "")
+    return service_token()
 
 
 def write_evidence(
@@ -75,26 +79,8 @@ def write_evidence(
 def register_nodes(
     grid: Grid, governance: RestGovernance, *, expected: int, timeout: float
 ) -> dict:
-    """Ask every connected node which site it serves and bind it in fedgov.
-
-    Waits for ``expected`` nodes (up to ``timeout`` seconds). Returns slug → node id.
-    """
-    deadline = time.monotonic() + timeout
-    while len(list(grid.get_node_ids())) < expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-    messages = [
-        Message(content=RecordDict(), message_type="query.identify", dst_node_id=node_id)
-        for node_id in grid.get_node_ids()
-    ]
-    bound = {}
-    for reply in grid.send_and_receive(messages, timeout=timeout):
-        if reply.has_error() or "identity" not in reply.content:
-            log.warning("node %s did not identify itself", reply.metadata.src_node_id)
-            continue
-        slug = str(reply.content["identity"]["site"])
-        governance.register_node(site_slug=slug, node_id=reply.metadata.src_node_id)
-        bound[slug] = reply.metadata.src_node_id
-    return bound
+    """Ask every connected node which site it serves and bind it in fedgov (slug → node)."""
+    return package_register_nodes(grid, governance, expected=expected, timeout=timeout)
 
 
 @app.main()
@@ -139,6 +125,8 @@ def main(grid: Grid, context: Context) -> None:
     try:
         if str(config.get("mode", "governed")) == "interleaved":
             timings = _interleaved(grid, strategy, initial, rounds, train_config, expected)
+        elif str(config.get("mode")) == "interleaved-wrapped":
+            timings = _interleaved_wrapped(grid, strategy, initial, rounds, train_config, expected)
         else:
             result = governed_dp(strategy).start(
                 grid,
@@ -178,3 +166,41 @@ def _interleaved(grid, governed, arrays, rounds, train_config, expected) -> dict
             config = ConfigRecord(dict(train_config))
             arrays = strategy.start(grid, arrays, num_rounds=1, train_config=config).arrays
     return {"plain": plain.round_seconds, "governed": governed.round_seconds}
+
+
+def _interleaved_wrapped(grid, governed, arrays, rounds, train_config, expected) -> dict:
+    """Four strategies in turn on one federation: plain FedAvg, the governed FedAvg, plain
+    FedProx and ``governed(FedProx)`` (the wrapper around a non-FedAvg strategy).
+
+    fedgov numbers the governed FedAvg's rounds 1, 3, 5... and the wrapped FedProx's 2, 4,
+    6...: the run needs twice ``rounds`` rounds.
+    """
+    nodes = max(expected, 1)
+    plain = TimedFedAvg(fraction_evaluate=0.0, min_train_nodes=nodes, min_available_nodes=nodes)
+    prox_kwargs = {"proximal_mu": 0.1, "fraction_evaluate": 0.0, "min_train_nodes": nodes,
+                   "min_available_nodes": nodes}  # fmt: skip
+    plain_prox = TimedFedProx(**prox_kwargs)
+    wrapped = TimedGoverned(
+        FedProx(**prox_kwargs),
+        governance=governed.governance,
+        run_id=governed.run_id,
+        sample_timeout=governed.sample_timeout,
+    )
+    prox_arrays = arrays
+    for i in range(rounds):
+        governed.round_offset, wrapped.round_offset = 2 * i, 2 * i + 1
+        first, second = ((plain, governed), (governed, plain))[i % 2]
+        for strategy in (first, second):
+            config = ConfigRecord(dict(train_config))
+            arrays = strategy.start(grid, arrays, num_rounds=1, train_config=config).arrays
+        first, second = ((plain_prox, wrapped), (wrapped, plain_prox))[i % 2]
+        for strategy in (first, second):
+            config = ConfigRecord(dict(train_config))
+            result = strategy.start(grid, prox_arrays, num_rounds=1, train_config=config)
+            prox_arrays = result.arrays if len(result.arrays) else prox_arrays
+    return {
+        "plain": plain.round_seconds,
+        "governed": governed.round_seconds,
+        "plain_fedprox": plain_prox.round_seconds,
+        "governed_fedprox": wrapped.round_seconds,
+    }

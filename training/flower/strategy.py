@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg, FedProx
 
+from fedgov_flower.client_mod import REPLY_RECORD
+from fedgov_flower.governed import GovernedStrategy, RunStopped, flower_run_id, site_refusal
 from training.flower.dp import DpPlan, DpRelease
 from training.flower.governance import (
     GovernancePort,
@@ -34,19 +36,6 @@ log = logging.getLogger("fedgov.flower.strategy")
 COUNT_KEYS = ("num-examples", "records-used", "records-excluded")
 # The server-set weight under DP (uniform averaging); never read from a site.
 DP_WEIGHT_KEY = "fedgov-dp-weight"
-
-
-def site_refusal(msg: Message) -> dict | None:
-    """A site mod's refusal (``fedgov:<code>: reason``) as ``{node_id, code, reason}``."""
-    reason = str(msg.error.reason or "")
-    if not reason.startswith("fedgov:"):
-        return None
-    code, _, text = reason[len("fedgov:") :].partition(": ")
-    return {"node_id": str(msg.metadata.src_node_id), "code": code[:64], "reason": text[:500]}
-
-
-class RunStopped(RuntimeError):
-    """fedgov refused a round and the run's policy says stop."""
 
 
 @dataclass
@@ -67,6 +56,12 @@ class RoundEvidence:
     dp: DpRelease | None = None
     received: dict[str, ArrayRecord] = field(default_factory=dict)
     seconds_governance: float = 0.0
+
+
+def _count(metrics: MetricRecord, key: str) -> int | None:
+    """A count the site's mod reported; None when it reported none (fedgov refuses that)."""
+    value = metrics.get(key)
+    return int(value) if isinstance(value, int | float) else None
 
 
 class TimedRounds:
@@ -100,6 +95,28 @@ class TimedFedAvg(TimedRounds, FedAvg):
         if message_type == "train":
             message_type = self.train_message_type
         return super()._construct_messages(record, node_ids, message_type)
+
+
+class TimedFedProx(TimedRounds, FedProx):
+    """Plain FedProx with round times: the baseline of the wrapped-strategy benchmark."""
+
+    def __init__(self, *, train_message_type: str = "train.plain", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.round_seconds = []
+        self.train_message_type = train_message_type
+
+    def _construct_messages(self, record, node_ids, message_type):
+        if message_type == "train":
+            message_type = self.train_message_type
+        return super()._construct_messages(record, node_ids, message_type)
+
+
+class TimedGoverned(TimedRounds, GovernedStrategy):
+    """``fedgov_flower.governed(strategy)`` with round times (the benchmark's wrapped side)."""
+
+    def __init__(self, strategy, **kwargs) -> None:
+        super().__init__(strategy, **kwargs)
+        self.round_seconds = []
 
 
 class GovernedFedAvg(FedAvg):
@@ -157,7 +174,12 @@ class GovernedFedAvg(FedAvg):
         evidence = RoundEvidence(round_no=server_round)
         self.evidence[server_round] = evidence
         started = time.perf_counter()
-        answer = self.governance.request_round(run_id=self.run_id, round_no=server_round)
+        answer = self.governance.request_round(
+            run_id=self.run_id,
+            round_no=server_round,
+            message_type="train",
+            flower_run_id=flower_run_id(grid),
+        )
         evidence.seconds_governance += time.perf_counter() - started
         if isinstance(answer, RoundRefusal):
             evidence.refusal = answer
@@ -188,23 +210,34 @@ class GovernedFedAvg(FedAvg):
         record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: train_config})
         return self._construct_messages(record, sorted(present), "train")
 
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Federated evaluation is not part of fedgov's demo: no message goes out, so no
+        site reads data without a ticket. An app that evaluates at the sites wraps its
+        strategy with ``fedgov_flower.governed``, which gates evaluate like train."""
+        return []
+
     # --- after the round -------------------------------------------------------------
 
     def _record_of(self, msg: Message) -> UpdateRecord:
         content = msg.content
         arrays = content.array_records.get(self.arrayrecord_key)
         metrics = content.metric_records.get("metrics") or MetricRecord()
+        fedgov = content.config_records.get(REPLY_RECORD)
         return UpdateRecord(
             node_id=str(msg.metadata.src_node_id),
             update_hash=update_hash(arrays) if arrays is not None else "0" * 64,
             num_examples=int(metrics.get("num-examples", 0)),
-            records_used=int(metrics.get("records-used", 0)),
-            records_excluded=int(metrics.get("records-excluded", 0)),
+            records_used=_count(metrics, "records-used"),
+            records_excluded=_count(metrics, "records-excluded"),
             metrics={
                 k: float(v)
                 for k, v in metrics.items()
                 if k not in COUNT_KEYS and isinstance(v, int | float)
             },
+            filter_digest=str(fedgov.get("filter-digest", "")) if fedgov else "",
+            subjects_digest=str(fedgov.get("subjects-digest", "")) if fedgov else "",
         )
 
     def admit_replies(self, server_round: int, replies: Iterable[Message]) -> list[Message]:

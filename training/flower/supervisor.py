@@ -360,8 +360,10 @@ def flwr_run(
     run_config: dict[str, object],
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
+    app_dir: Path | None = None,
 ) -> str:
-    """Submit the app with ``flwr run``; returns its output (the run id is in it)."""
+    """Submit the app (fedgov's demo, or ``app_dir``) with ``flwr run``; returns its output
+    (the run id is in it)."""
 
     def toml_value(value: object) -> str:
         return (
@@ -373,8 +375,9 @@ def flwr_run(
         )
 
     overrides = " ".join(f"{k}={toml_value(v)}" for k, v in run_config.items())
+    command = [str(BIN_DIR / "flwr"), "run", str(app_dir or APP_DIR), connection]
     result = subprocess.run(
-        [str(BIN_DIR / "flwr"), "run", str(APP_DIR), connection, "--run-config", overrides],
+        [*command, "--run-config", overrides],
         env=flower_env({"FLWR_HOME": str(home), **(env or {})}),
         capture_output=True,
         text=True,
@@ -384,3 +387,21 @@ def flwr_run(
     if result.returncode != 0:
         raise RuntimeError(f"flwr run failed ({result.returncode}): {result.stdout}{result.stderr}")
     return result.stdout
+
+
+def flwr_run_status(*, home: Path, connection: str, run_id: str, timeout: float = 30.0) -> str:
+    """The status Flower gives a run (``flwr ls --run-id N --format json``), e.g.
+    ``finished:completed``; "" when it cannot be read."""
+    result = subprocess.run(
+        [str(BIN_DIR / "flwr"), "ls", connection, "--run-id", str(run_id), "--format", "json"],
+        env=flower_env({"FLWR_HOME": str(home)}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        runs = json.loads(result.stdout).get("runs", [])
+    except (ValueError, AttributeError):
+        return ""
+    return str(runs[0].get("status", "")) if runs else ""

@@ -28,8 +28,15 @@ from fedgov.faults import crash_point
 from sites import selectors as site_selectors
 from sites.choices import LawfulBasis, SiteStatus
 from sites.models import Site
-from training.choices import GateOutcome, RoundState, UpdateKind
-from training.flower.ticket import TicketSite, exclusion_digest, parse_unverified, ticket_body
+from training.choices import ApprovalDecision, GateOutcome, RoundState, UpdateKind
+from training.flower.ticket import (
+    MESSAGE_TYPES,
+    Ticket,
+    TicketSite,
+    exclusion_digest,
+    parse_unverified,
+    ticket_body,
+)
 from training.models import (
     GateDecision,
     ModelUpdate,
@@ -44,6 +51,8 @@ from training.services import privacy as privacy_services
 # orchestrator's provisioning step, for ``manage.py flower up``'s SuperNodes by the local
 # host placement (``orchestrate.round_place_on_host``). An approved round is not enough.
 TICKET_STATES = frozenset({RoundState.PLACEMENT_VERIFIED, RoundState.RUNNING})
+# Federated evaluation comes after training, also once the round's aggregate is recorded.
+EVALUATE_TICKET_STATES = TICKET_STATES | {RoundState.AGGREGATED}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NODE_ID = re.compile(r"^[0-9]{1,20}$")
 
@@ -56,23 +65,40 @@ def latest_decision(round_: Round) -> GateDecision | None:
     return round_.gate_decisions.order_by("-evaluated_at", "-pk").first()
 
 
-def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
-    """Sign a ticket that lets the round's eligible, registered sites train it.
+def round_ticket_issue(
+    *, actor: Actor, round: Round, message_type: str = "train", flower_run_id: str = ""
+) -> RoundTicket:
+    """Sign a ticket that lets the round's eligible, registered sites train (or evaluate) it.
 
-    The body is RFC 8785 JSON of run, round, each allowed site (id, slug, Flower node id,
-    exclusion digest and count), expiry and the gate decision's hash; the signature is
+    The body is RFC 8785 JSON of run, round, the one message type it allows, the Flower
+    run it is bound to, each allowed site (id, slug, Flower node id, exclusion digest and
+    count), the facts a site's own policy checks (purpose, aggregator country, approvals),
+    expiry and the gate decision's hash; the signature is
     Ed25519 by ``audit.keys.active_key()``. Eligible sites without a registered SuperNode
     are left out and named in the event. Raises ``TransitionNotAllowed`` when the round is
     not cleared to run, its latest gate decision did not allow it, or no allowed site has
     a node. Writes ledger event ``ticket.issued``.
     """
+    if message_type not in MESSAGE_TYPES:
+        raise InvalidInput({"message_type": [f"must be one of {', '.join(MESSAGE_TYPES)}"]})
+    flower_run_id = str(flower_run_id or "")
+    if flower_run_id and not _NODE_ID.match(flower_run_id):
+        raise InvalidInput({"flower_run_id": ["must be a Flower run id (ASCII digits)"]})
     with transaction.atomic(durable=True):
         round_ = Round.objects.select_for_update().select_related("run").get(pk=round.pk)
-        if round_.state not in TICKET_STATES:
+        states = TICKET_STATES if message_type == "train" else EVALUATE_TICKET_STATES
+        if round_.state not in states:
             raise TransitionNotAllowed(
                 f"round {round_.run.name}#{round_.number} is {round_.state}; "
                 "a ticket needs a round whose placement is verified"
             )
+        if message_type == "evaluate":
+            trained = latest_ticket(round_, "train")
+            if trained is None or parse_unverified(trained.body).flower_run_id != flower_run_id:
+                raise TransitionNotAllowed(
+                    f"round {round_.run.name}#{round_.number} has no train ticket in Flower "
+                    f"run {flower_run_id or '(none)'}: only what was trained is evaluated"
+                )
         decision = latest_decision(round_)
         if decision is None or decision.outcome != GateOutcome.ALLOWED:
             raise TransitionNotAllowed(
@@ -109,7 +135,12 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                 "registered SuperNode"
             )
         dp_plan = privacy_services.ticket_dp_plan(run=round_.run, decision=decision)
-        reusable = _reusable_ticket(round_, decision.snapshot_hash, sites, dp_plan)
+        binding = {
+            "message_type": message_type,
+            "flower_run_id": flower_run_id,
+            "context": ticket_context(round_),
+        }
+        reusable = _reusable_ticket(round_, decision.snapshot_hash, sites, dp_plan, binding)
         if reusable is not None:
             # One ticket per round and site set: a repeated or concurrent request (the
             # round row is locked above) gets the same signed ticket and writes nothing.
@@ -125,6 +156,7 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                 decision_hash=decision.snapshot_hash,
                 sites=sites,
                 dp=dp_plan,
+                **binding,
             )
         )
         key = active_key()
@@ -135,6 +167,7 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
             key_id=key.key_id,
             issued_at=issued_at,
             expires_at=expires_at,
+            message_type=message_type,
         )
         ledger_append(
             event_type="ticket.issued",
@@ -155,22 +188,40 @@ def round_ticket_issue(*, actor: Actor, round: Round) -> RoundTicket:
                 "sites_without_node": without_node,
                 "expires_at": expires_at.isoformat(),
                 "dp_plan": dp_plan,
+                "message_type": message_type,
+                "flower_run_id": flower_run_id,
             },
         )
         crash_point("ticket.issued")  # crash tests only: inert unless FEDGOV_CRASH_AT names it
     return ticket
 
 
-def latest_ticket(round_: Round) -> RoundTicket | None:
-    return round_.tickets.order_by("-issued_at", "-pk").first()
+def ticket_context(round_: Round) -> dict:
+    """What a site's own policy checks, signed in the ticket: the run's purpose code, the
+    aggregator's country and how many unexpired approvals the round carries."""
+    now = clock.now()
+    approvals = round_.approvals.filter(
+        decision=ApprovalDecision.APPROVE, expires_at__gt=now
+    ).count()
+    return {
+        "purpose": round_.run.purpose.code,
+        "aggregator_country": round_.run.aggregator_country,
+        "approvals": approvals,
+    }
+
+
+def latest_ticket(round_: Round, message_type: str = "train") -> RoundTicket | None:
+    """The round's newest ticket for ``message_type`` messages."""
+    return round_.tickets.filter(message_type=message_type).order_by("-issued_at", "-pk").first()
 
 
 def _reusable_ticket(
-    round_: Round, decision_hash: str, sites: list[TicketSite], dp_plan: Any
+    round_: Round, decision_hash: str, sites: list[TicketSite], dp_plan: Any, binding: dict
 ) -> RoundTicket | None:
-    """The round's latest ticket, if it says exactly what a new one would and has at least
-    half its lifetime left; a ticket near its end is renewed rather than handed out."""
-    latest = latest_ticket(round_)
+    """The round's latest ticket, if it says exactly what a new one would (same message
+    type, Flower run, sites and facts) and has at least half its lifetime left; a ticket
+    near its end is renewed rather than handed out."""
+    latest = latest_ticket(round_, binding["message_type"])
     if latest is None or latest.expires_at - clock.now() < ticket_ttl() / 2:
         return None
     signed = json.loads(latest.body)
@@ -184,6 +235,7 @@ def _reusable_ticket(
                 decision_hash=decision_hash,
                 sites=sites,
                 dp=dp_plan,
+                **binding,
             )
         )
     )
@@ -270,9 +322,13 @@ class UpdateReport:
     node_id: str
     update_hash: str
     num_examples: int
-    records_used: int
-    records_excluded: int
+    # None: the site did not report it (the data contract refuses such a round).
+    records_used: int | None
+    records_excluded: int | None
     metrics: dict[str, float]
+    # The digest of the subject list the site filtered by, and of the subjects it used.
+    filter_digest: str = ""
+    subjects_digest: str = ""
 
 
 def _check_metrics(value: Any, where: str, errors: dict[str, list[str]]) -> dict[str, float]:
@@ -295,6 +351,24 @@ def _check_count(value: Any, name: str, where: str, errors: dict[str, list[str]]
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
         errors.setdefault(where, []).append(f"{name} must be a non-negative integer")
         return 0
+    return value
+
+
+def _check_optional_count(
+    value: Any, name: str, where: str, errors: dict[str, list[str]]
+) -> int | None:
+    """A count the site may have left out (None); the data contract decides, not the shape."""
+    if value is None:
+        return None
+    return _check_count(value, name, where, errors)
+
+
+def _check_digest(value: Any, name: str, where: str, errors: dict[str, list[str]]) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not _HEX64.match(value):
+        errors.setdefault(where, []).append(f"{name} must be 64 lowercase hex digits")
+        return ""
     return value
 
 
@@ -323,13 +397,19 @@ def parse_update_reports(items: Any) -> list[UpdateReport]:
                 node_id=node_id,
                 update_hash=digest if isinstance(digest, str) else "",
                 num_examples=_check_count(item.get("num_examples"), "num_examples", where, errors),
-                records_used=_check_count(
-                    item.get("records_used", 0), "records_used", where, errors
+                records_used=_check_optional_count(
+                    item.get("records_used"), "records_used", where, errors
                 ),
-                records_excluded=_check_count(
-                    item.get("records_excluded", 0), "records_excluded", where, errors
+                records_excluded=_check_optional_count(
+                    item.get("records_excluded"), "records_excluded", where, errors
                 ),
                 metrics=_check_metrics(item.get("metrics"), where, errors),
+                filter_digest=_check_digest(
+                    item.get("filter_digest"), "filter_digest", where, errors
+                ),
+                subjects_digest=_check_digest(
+                    item.get("subjects_digest"), "subjects_digest", where, errors
+                ),
             )
         )
     if errors:
@@ -352,6 +432,56 @@ def _update_record(
     return update
 
 
+def data_contract_violations(ticket: Ticket, updates: list[UpdateReport]) -> list[str]:
+    """Why a round's report breaks the site data contract; [] when it keeps it.
+
+    Every update from a node the ticket names must state how many records it used and
+    left out, and the digest of the subject list it filtered by must be the ticket's for
+    that site: the allow-list's when the site holds consent-based data, else the
+    exclusion list's. A site that trained on everyone reports neither, or another digest.
+    """
+    problems = []
+    for report in updates:
+        named = ticket.site_by_node(report.node_id)
+        if named is None:
+            continue  # recorded as rejected: not named in the ticket
+        if report.records_used is None or report.records_excluded is None:
+            problems.append(
+                f"node {report.node_id} ({named.slug}) reported no counts of records used "
+                "and left out"
+            )
+            continue
+        expected = named.allowed_digest or named.exclusion_digest
+        if report.filter_digest != expected:
+            which = "allow-list" if named.allowed_digest else "exclusion list"
+            problems.append(
+                f"node {report.node_id} ({named.slug}) did not filter by the ticket's {which} "
+                f"(reported digest {report.filter_digest[:12] or 'none'}, ticket "
+                f"{expected[:12]})"
+            )
+    return problems
+
+
+def _contract_refused(
+    *, actor: Actor, round_: Round, ticket: RoundTicket, violations: list[str]
+) -> None:
+    """Ledger event ``updates.refused``: fedgov did not record the round, and why."""
+    with transaction.atomic(durable=True):
+        ledger_append(
+            event_type="updates.refused",
+            actor=actor,
+            subject_type="round",
+            subject_id=round_.pk,
+            payload={
+                "round_id": round_.pk,
+                "run_id": round_.run_id,
+                "round_number": round_.number,
+                "ticket_id": ticket.pk,
+                "reasons": violations,
+            },
+        )
+
+
 def model_updates_record(
     *,
     actor: Actor,
@@ -372,9 +502,17 @@ def model_updates_record(
     ``update.rejected`` per refused one, ``aggregate.recorded`` and, for a run under DP
     or a budget, ``privacy.accounted`` (``training.services.privacy``), and
     ``site.refused`` per site whose own mod refused the ticket (e.g. its ε limit).
+    A report that breaks the data contract (``data_contract_violations``) records
+    nothing, writes ``updates.refused`` with the reasons and raises ``InvalidInput``.
     """
     if aggregate_hash is not None and not _HEX64.match(aggregate_hash):
         raise InvalidInput({"aggregate_hash": ["must be 64 lowercase hex digits"]})
+    signed = latest_ticket(round)
+    if signed is not None:
+        violations = data_contract_violations(parse_unverified(signed.body), updates)
+        if violations:
+            _contract_refused(actor=actor, round_=round, ticket=signed, violations=violations)
+            raise InvalidInput({"updates": violations})
     with transaction.atomic(durable=True):
         round_ = Round.objects.select_for_update().select_related("run").get(pk=round.pk)
         ticket = latest_ticket(round_)
@@ -383,6 +521,9 @@ def model_updates_record(
         if round_.updates.filter(accepted=True).exists():
             raise TransitionNotAllowed(f"round {round_.pk} already has its updates recorded")
         allowed = parse_unverified(ticket.body)
+        if data_contract_violations(allowed, updates):
+            # A ticket renewed since the check above: the caller reports again.
+            raise TransitionNotAllowed(f"round {round_.pk}: its ticket changed; report again")
         release = privacy_services.parse_release(
             dp, ticket_plan=allowed.dp, aggregate_hash=aggregate_hash
         )
@@ -408,8 +549,8 @@ def model_updates_record(
                         "node_id": report.node_id,
                         "update_hash": report.update_hash,
                         "num_examples": report.num_examples,
-                        "records_used": report.records_used,
-                        "records_excluded": report.records_excluded,
+                        "records_used": report.records_used or 0,
+                        "records_excluded": report.records_excluded or 0,
                         "metrics": report.metrics,
                         "recorded_at": now,
                     },
@@ -424,6 +565,8 @@ def model_updates_record(
                         "num_examples": report.num_examples,
                         "records_used": report.records_used,
                         "records_excluded": report.records_excluded,
+                        "filter_digest": report.filter_digest,
+                        "subjects_digest": report.subjects_digest,
                     },
                 )
             )
@@ -498,6 +641,85 @@ def model_updates_record(
             sampled_clients=sum(1 for r in recorded if r.accepted and r.site_id),
         )
     return recorded
+
+
+def round_evaluations_record(
+    *,
+    actor: Actor,
+    round: Round,
+    evaluations: list[UpdateReport],
+    rejected: list[UpdateReport] | None = None,
+    site_refusals: Any = None,
+) -> int:
+    """Record a round's federated evaluation, done under its evaluate ticket.
+
+    Each reply from a node the evaluate ticket names is checked against the data contract
+    (``data_contract_violations``: a violation records nothing, writes
+    ``updates.refused`` and raises ``InvalidInput``) and written as
+    ``evaluation.recorded`` (metrics hash, counts, digests); replies from other nodes and
+    replies the strategy refused as ``evaluation.rejected``; sites' own refusals as
+    ``site.refused``. Raises ``TransitionNotAllowed`` without an evaluate ticket.
+    Returns the number of evaluations recorded.
+    """
+    signed = latest_ticket(round, "evaluate")
+    if signed is None:
+        raise TransitionNotAllowed(f"round {round.pk} has no evaluate ticket")
+    ticket = parse_unverified(signed.body)
+    violations = data_contract_violations(ticket, evaluations)
+    if violations:
+        _contract_refused(actor=actor, round_=round, ticket=signed, violations=violations)
+        raise InvalidInput({"evaluations": violations})
+    refusals = privacy_services.parse_site_refusals(site_refusals, ticket=ticket)
+    count = 0
+    with transaction.atomic(durable=True):
+        round_ = Round.objects.select_for_update().get(pk=round.pk)
+        base = {
+            "round_id": round_.pk,
+            "run_id": round_.run_id,
+            "round_number": round_.number,
+            "ticket_id": signed.pk,
+        }
+        outsiders = [r for r in evaluations if ticket.site_by_node(r.node_id) is None]
+        for report in evaluations:
+            named = ticket.site_by_node(report.node_id)
+            if named is None:
+                continue
+            count += 1
+            ledger_append(
+                event_type="evaluation.recorded",
+                actor=actor,
+                subject_type="round",
+                subject_id=round_.pk,
+                payload={
+                    **base,
+                    "site_id": named.site_id,
+                    "node_id": report.node_id,
+                    "metrics_hash": report.update_hash,
+                    "num_examples": report.num_examples,
+                    "records_used": report.records_used,
+                    "records_excluded": report.records_excluded,
+                    "filter_digest": report.filter_digest,
+                    "subjects_digest": report.subjects_digest,
+                    "metrics": report.metrics,
+                },
+            )
+        for report in [*outsiders, *(rejected or [])]:
+            ledger_append(
+                event_type="evaluation.rejected",
+                actor=actor,
+                subject_type="round",
+                subject_id=round_.pk,
+                payload={**base, "node_id": report.node_id, "metrics_hash": report.update_hash},
+            )
+        for refusal in refusals:
+            ledger_append(
+                event_type="site.refused",
+                actor=actor,
+                subject_type="round",
+                subject_id=round_.pk,
+                payload={**base, "message_type": "evaluate", **refusal},
+            )
+    return count
 
 
 def supernode_register(*, actor: Actor, site: Site, node_id: str, public_key: str = "") -> Site:

@@ -105,3 +105,15 @@ def governed_scenario(*, subjects: int = 10, num_rounds: int = 3, on_refusal: st
     )
     DpiaFactory(run=run)
     return run, sites, datasets
+
+
+def kept(run, number: int, node_id: str, *, used: int = 9, excluded: int = 0) -> dict:
+    """The data-contract fields of an honest site's reply: counts and the digest of the
+    subject list the round's train ticket gave that site."""
+    from training.flower.ticket import parse_unverified
+    from training.services.flower import latest_ticket
+
+    round_ = run.rounds.get(number=number)
+    named = parse_unverified(latest_ticket(round_).body).site_by_node(node_id)
+    digest = (named.allowed_digest or named.exclusion_digest) if named else ""
+    return {"records_used": used, "records_excluded": excluded, "filter_digest": digest}

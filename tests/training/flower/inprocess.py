@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -83,6 +84,8 @@ def site_context(
             "fedgov-site-id": site_id,
             "fedgov-site": slug,
             "fedgov-public-key": public_key_b64,
+            # Each site keeps its used tickets in a fresh folder of its own.
+            "fedgov-state-dir": tempfile.mkdtemp(prefix=f"fedgov-site-{slug}-"),
         },
         state=RecordDict(),
         run_config={"fedgov-run-id": run_id},
@@ -103,6 +106,9 @@ class FakeGovernance:
     # Allow-lists by site slug; a site not named here gets no list (no consent-based data).
     allowed: dict[str, list[str]] = field(default_factory=dict)
     dp: dict | None = None
+    context: dict | None = None
+    # Every ticket request, as (round, message type, Flower run id).
+    requests: list[tuple] = field(default_factory=list)
 
     @property
     def public_key_b64(self) -> str:
@@ -113,7 +119,18 @@ class FakeGovernance:
         )
         return base64.b64encode(raw).decode()
 
-    def sign(self, round_no: int, *, sites=None, now=None, ttl=timedelta(minutes=10), run_id=None):
+    def sign(
+        self,
+        round_no: int,
+        *,
+        sites=None,
+        now=None,
+        ttl=timedelta(minutes=10),
+        run_id=None,
+        message_type="train",
+        flower_run_id="1",
+        context=None,
+    ):
         now = now or datetime.now(UTC).replace(microsecond=0)
         chosen = []
         for s in sites or self.sites:
@@ -139,12 +156,16 @@ class FakeGovernance:
                 decision_hash="d" * 64,
                 sites=chosen,
                 dp=self.dp,
+                message_type=message_type,
+                flower_run_id=flower_run_id,
+                context=context if context is not None else self.context,
             )
         )
         signature = base64.b64encode(self.key.sign(body)).decode()
         return parse_unverified(body.decode(), signature, key_id_of(self.key.public_key()))
 
-    def request_round(self, *, run_id: int, round_no: int):
+    def request_round(self, *, run_id: int, round_no: int, message_type="train", flower_run_id=""):
+        self.requests.append((round_no, message_type, str(flower_run_id)))
         if round_no in self.refuse:
             return RoundRefusal(
                 run_id=run_id,
@@ -155,7 +176,10 @@ class FakeGovernance:
                 failed_rules=[{"site": "es-blogs", "rule_id": "consent", "article": "Art. 6(1)(a)",
                                "reason": self.refuse[round_no]}],
             )  # fmt: skip
-        return RoundGrant(ticket=self.sign(round_no), on_refusal=self.on_refusal)
+        ticket = self.sign(
+            round_no, message_type=message_type, flower_run_id=str(flower_run_id or "1")
+        )
+        return RoundGrant(ticket=ticket, on_refusal=self.on_refusal)
 
     def report_round(
         self,
@@ -167,9 +191,11 @@ class FakeGovernance:
         aggregate_hash,
         dp=None,
         site_refusals=None,
+        message_type="train",
     ):
         self.reports.append(
             {
+                "message_type": message_type,
                 "round": round_no,
                 "updates": updates,
                 "rejected": rejected,

@@ -11,7 +11,7 @@ from audit.models import LedgerEntry
 from fedgov import roles
 from fedgov.actors import Actor
 from sites.models import Consent, SiteSteward
-from tests.training.flower.conftest import governed_scenario
+from tests.training.flower.conftest import governed_scenario, kept
 from training.choices import RoundState
 from training.models import ModelUpdate, Round
 
@@ -75,8 +75,8 @@ def test_updates_from_nodes_outside_the_ticket_are_rejected_and_logged(api, serv
     api(service).post(ticket_url(run, 1))
     report = {
         "updates": [
-            {"node_id": "1000", "update_hash": HASH, "num_examples": 9, "records_used": 9,
-             "records_excluded": 1, "metrics": {"train_loss": 0.5}},
+            {"node_id": "1000", "update_hash": HASH, "num_examples": 9,
+             "metrics": {"train_loss": 0.5}, **kept(run, 1, "1000", excluded=1)},
             {"node_id": "777", "update_hash": "cd" * 32, "num_examples": 5},
         ],
         "aggregate_hash": "ef" * 32,

@@ -16,7 +16,7 @@ from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from audit.models import LedgerEntry
 from fedgov import roles
-from tests.training.flower.conftest import governed_scenario
+from tests.training.flower.conftest import governed_scenario, kept
 from training.flower.dp import AccountingSpec, privacy_spent
 from training.models import ModelUpdate, RoundPrivacy
 
@@ -62,7 +62,12 @@ def release(**changes):
 def report(api, service, run, n, dp=None, aggregate=AGG):
     body = {
         "updates": [
-            {"node_id": str(1000 + i), "update_hash": f"{i:02d}" * 32, "num_examples": 9}
+            {
+                "node_id": str(1000 + i),
+                "update_hash": f"{i:02d}" * 32,
+                "num_examples": 9,
+                **kept(run, n, str(1000 + i)),
+            }
             for i in range(3)
         ],
         "aggregate_hash": aggregate,
@@ -206,7 +211,8 @@ def test_a_sites_own_refusal_reaches_the_ledger(api, service):
     run = dp_scenario(budget=1000.0)
     ticket(api, service, run, 1)
     body = {
-        "updates": [{"node_id": "1000", "update_hash": "00" * 32, "num_examples": 9}],
+        "updates": [{"node_id": "1000", "update_hash": "00" * 32, "num_examples": 9,
+                     **kept(run, 1, "1000")}],
         "aggregate_hash": AGG,
         "dp": release(sampled_clients=1),
         "site_refusals": [

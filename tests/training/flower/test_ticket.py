@@ -61,7 +61,7 @@ def test_ticket_issue_writes_ledger_event_with_body_hash(approved_round):
     assert set(payload) == {
         "ticket_id", "run_id", "round_id", "round_number", "decision_id", "decision_hash",
         "body_sha256", "key_id", "site_ids", "node_ids", "sites_without_node", "expires_at",
-        "dp_plan",
+        "dp_plan", "message_type", "flower_run_id",
     }  # fmt: skip
     assert "de-legal" not in event.payload  # ids and hashes only
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import threading
 import time
@@ -50,13 +51,14 @@ from opennebula.standin.server import Standin
 from sites.models import SiteSteward
 from sites.services import site_update
 from training import selectors
-from training.choices import RoundState, UpdateKind
+from training.choices import TERMINAL_ROUND_STATES, RoundState, UpdateKind
 from training.flower.supervisor import (
     REPO_ROOT,
     TUNING_DIR,
     Supervisor,
     federation_specs,
     flwr_run,
+    flwr_run_status,
     free_port_block,
     tuned_env,
     wait_for_port,
@@ -229,6 +231,20 @@ def _ports(text: str) -> tuple[int, int]:
     return first, last
 
 
+def node_config_text(config: dict) -> str:
+    """Flower's ``--node-config`` text (``key=value`` pairs, TOML values) of a site's
+    app node config from the scenario."""
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, str):
+            return json.dumps(v)
+        return str(v)
+
+    return " ".join(f"{k}={value(v)}" for k, v in sorted(config.items()))
+
+
 class Command(RichOutput, BaseCommand):
     help = (
         "Run a governed federation from a scenario: gate, approve, provision on the local "
@@ -244,7 +260,20 @@ class Command(RichOutput, BaseCommand):
             default="19000-19099",
             help="local ports for the SuperLink, fedgov's API and the SuperNodes",
         )
-        parser.add_argument("--local-epochs", type=int, default=10)
+        parser.add_argument(
+            "--local-epochs",
+            type=int,
+            default=None,
+            help="override the demo app's local-epochs (default: the app's own setting)",
+        )
+        parser.add_argument(
+            "--app",
+            type=Path,
+            default=None,
+            help="a Flower app folder to run instead of fedgov's demo; it must use "
+            "fedgov_flower.governed() and declare the fedgov.* run config keys "
+            "(docs/byo-flower-app.md)",
+        )
         parser.add_argument(
             "--round-timeout", type=float, default=300, help="seconds one Flower round may take"
         )
@@ -261,6 +290,9 @@ class Command(RichOutput, BaseCommand):
     def handle(self, *args, scenario: Path, rounds: int, ports: str, **options) -> None:
         self.console_width = options["width"]
         self.epochs = options["local_epochs"]
+        self.app = options["app"].resolve() if options["app"] else None
+        if self.app is not None and not (self.app / "pyproject.toml").exists():
+            raise CommandError(f"--app {self.app}: no pyproject.toml (not a Flower app)")
         self.round_timeout = options["round_timeout"]
         first, last = _ports(ports)
         if rounds < 0:
@@ -269,6 +301,7 @@ class Command(RichOutput, BaseCommand):
             spec = parse_scenario(scenario)
         except ScenarioError as exc:
             raise CommandError(f"bad scenario {scenario}: {exc}") from None
+        self.spec = spec
         round_specs = list(spec.rounds[:rounds] if rounds else spec.rounds)
         if not round_specs:
             raise CommandError(f"scenario {scenario} has no rounds")
@@ -431,6 +464,10 @@ class Command(RichOutput, BaseCommand):
             site_context[slug] = {
                 "FEDGOV_SITE_TOKEN": Token.objects.get_or_create(user=steward.user)[0].key
             }
+            if spec.site(slug).node_config:
+                site_context[slug]["FEDGOV_NODE_CONFIG"] = node_config_text(
+                    spec.site(slug).node_config
+                )
         tuned = tuned_env()
         self._override("FEDGOV_ONE_SUPERLINK_ADDRESS", f"127.0.0.1:{superlink_port}")
         self._override("FEDGOV_ONE_POLL_INITIAL", 0.1)
@@ -574,6 +611,9 @@ class Command(RichOutput, BaseCommand):
         running = Workload.objects.filter(run=self.run, state=WorkloadState.RUNNING).count()
         evidence = self.var / f"round{round_.number}"
         self._say(f"  • Flower round on {running} SuperNode VM(s) …")
+        if self.app is not None:
+            return self._app_round(round_, running), carried
+        epochs = {"local-epochs": self.epochs} if self.epochs is not None else {}
         flwr_run(
             home=self.flwr_home,
             connection="fedgov",
@@ -582,7 +622,7 @@ class Command(RichOutput, BaseCommand):
                 "fedgov-run-id": self.run.pk,
                 "num-server-rounds": 1,
                 "round-offset": round_.number - 1,
-                "local-epochs": self.epochs,
+                **epochs,
                 "expected-nodes": running,
                 "evidence-dir": str(evidence),
                 "initial-arrays": carried,
@@ -608,6 +648,49 @@ class Command(RichOutput, BaseCommand):
         accuracy = (summary.get("accuracy") or {}).get("1")
         final = evidence / "final-arrays.npz"
         return accuracy, (str(final) if final.exists() else carried)
+
+    def _app_round(self, round_: Round, running: int) -> float | None:
+        """One fedgov round of the user's own app: ``flwr run APP`` with the scenario's run
+        config and fedgov's namespaced keys; done when fedgov recorded the round's
+        aggregate (the app reports through ``fedgov_flower.governed``) or it failed.
+
+        The app keeps its own model between rounds (each ``flwr run`` is one fedgov
+        round, ``fedgov.round-offset`` numbers it): see docs/byo-flower-app.md.
+        """
+        output = flwr_run(
+            home=self.flwr_home,
+            connection="fedgov",
+            app_dir=self.app,
+            run_config={
+                **self.spec.app_run_config,
+                "fedgov.api": self.api_url,
+                "fedgov.run-id": self.run.pk,
+                "fedgov.round-offset": round_.number - 1,
+                "fedgov.expected-nodes": running,
+            },
+        )
+        found = re.search(r"run (\d+)", output)
+        flower_run = found.group(1) if found else ""
+        deadline = time.monotonic() + self.round_timeout
+        while time.monotonic() < deadline:
+            # Done when Flower says the run finished (its evaluate step included), or,
+            # if Flower cannot say, when fedgov has the round's aggregate.
+            if flower_run:
+                status = flwr_run_status(
+                    home=self.flwr_home, connection="fedgov", run_id=flower_run
+                )
+                if status.startswith("finished"):
+                    break
+            else:
+                current = Round.objects.get(pk=round_.pk)
+                if current.state in TERMINAL_ROUND_STATES:
+                    break
+                if current.updates.filter(kind=UpdateKind.AGGREGATE).exists():
+                    break
+            time.sleep(0.5)
+        else:
+            raise CommandError(f"round {round_.number}: the app's Flower round did not finish")
+        return None
 
     def _abort_current(self, reason: str) -> None:
         if self.current is None:
@@ -692,7 +775,7 @@ class Command(RichOutput, BaseCommand):
         from training.flower.dp_eval import compare
 
         plan = DpPlan.from_run_config(config)
-        result = compare(plan, rounds=self.run.num_rounds, local_epochs=self.epochs)
+        result = compare(plan, rounds=self.run.num_rounds, local_epochs=self.epochs or 10)
         without = " → ".join(f"{a:.3f}" for a in result["without_dp"])
         with_dp = " → ".join(f"{a:.3f}" for a in result["with_dp"])
         self._say(

@@ -1,0 +1,1 @@
+"""A user's own Flower app under fedgov (end-to-end test only)."""
