@@ -11,12 +11,17 @@ from drf_spectacular.views import (
 from fedgov.converters import BoundedIdConverter
 from fedgov.doc_pages import same_site_only
 from fedgov.metrics import metrics_view
+from fedgov.second_factor_views import SecondFactorLoginForm, enrol
+
+# Ask a person with an authenticator for its code at sign-in (fedgov/second_factor.py).
+admin.site.login_form = SecondFactorLoginForm
 
 # Registered before the includes below import their route modules.
 register_converter(BoundedIdConverter, "id")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("account/two-factor/", enrol, name="two-factor"),
     path("api/v1/", include("fedgov.api_urls")),
     path("dashboard/", include("dashboard.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

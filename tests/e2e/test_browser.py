@@ -19,7 +19,7 @@ from fedgov import roles
 from fedgov.actors import Actor
 from reports.services import report_build, report_generate
 from sites.models import ResidencyPolicy
-from tests.factories import UserFactory
+from tests.factories import UserFactory, verified_actor
 from tests.reports.conftest import play_round
 from tests.training.flower.conftest import governed_scenario
 from training.choices import ApprovalDecision, RoundState
@@ -183,9 +183,9 @@ def signed_report(run_needing_approval):
     signs inside ``asyncio.run``, which refuses to run beside Playwright's event loop."""
     run = run_needing_approval
     olga, anton = staff("olga", roles.OPERATOR), staff("anton", roles.OPERATOR)
-    play_round(run, 1, operator=Actor.of(olga), approver=Actor.of(anton), accuracy=0.7)
+    play_round(run, 1, operator=Actor.of(olga), approver=verified_actor(anton), accuracy=0.7)
     dpo = staff("dora", roles.DPO)
-    report = report_generate(actor=Actor.of(dpo), run=run)
+    report = report_generate(actor=verified_actor(dpo), run=run)
     report = report_build(actor=Actor.system("tests"), report_id=report.pk)
     assert report.status == "done", report.error
     return report

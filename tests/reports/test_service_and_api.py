@@ -20,12 +20,12 @@ from reports.models import Report
 from reports.services import report_build, report_generate
 from reports.signing import signing_identity, verify_pdf
 from reports.tasks import report_build_task
-from tests.factories import UserFactory
+from tests.factories import UserFactory, verified_actor
 
 
 def generated(run):
     legal = UserFactory(username="lena", roles=[roles.LEGAL])
-    report = report_generate(actor=Actor.of(legal), run=run)
+    report = report_generate(actor=verified_actor(legal), run=run)
     return report_build(actor=Actor.system("tests"), report_id=report.pk)
 
 
