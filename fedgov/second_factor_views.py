@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -19,8 +20,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from fedgov import second_factor
 
 
-class SecondFactorLoginForm(AdminAuthenticationForm):
-    """The admin's login form; a person with a confirmed device must also give its code.
+class SecondFactorFormMixin(forms.Form):
+    """A login form's extra field: a person with a confirmed device must give its code.
 
     The code is checked only after the password, so a wrong code says nothing about
     whether the password was right to someone without it. django-otp's login signal
@@ -53,6 +54,14 @@ class SecondFactorLoginForm(AdminAuthenticationForm):
             )
         user.otp_device = device
         return cleaned
+
+
+class SecondFactorLoginForm(SecondFactorFormMixin, AdminAuthenticationForm):
+    """The admin's login form with the authenticator code."""
+
+
+class SecondFactorAuthenticationForm(SecondFactorFormMixin, AuthenticationForm):
+    """The dashboard's login form with the authenticator code."""
 
 
 class EnrolForm(forms.Form):

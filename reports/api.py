@@ -66,10 +66,10 @@ class ReportRequest(serializers.Serializer):
 class ContributionSerializer(serializers.Serializer):
     """Documents ``reports.data.Contribution``: one round a dataset contributed to."""
 
-    run_id = serializers.IntegerField()
+    run_id = serializers.IntegerField(read_only=True)
     run_name = serializers.CharField()
-    round_number = serializers.IntegerField()
-    dataset_id = serializers.IntegerField()
+    round_number = serializers.IntegerField(read_only=True)
+    dataset_id = serializers.IntegerField(read_only=True)
     update_hash = serializers.CharField()
     aggregate_hash = serializers.CharField()
 
@@ -77,17 +77,17 @@ class ContributionSerializer(serializers.Serializer):
 class ExclusionPointSerializer(serializers.Serializer):
     """Documents ``reports.data.ExclusionPoint``: where a withdrawal took effect."""
 
-    dataset_id = serializers.IntegerField()
+    dataset_id = serializers.IntegerField(read_only=True)
     withdrawn_at = serializers.DateTimeField()
-    run_id = serializers.IntegerField(allow_null=True)
+    run_id = serializers.IntegerField(read_only=True, allow_null=True)
     run_name = serializers.CharField(allow_blank=True)
-    round_number = serializers.IntegerField(allow_null=True)
+    round_number = serializers.IntegerField(read_only=True, allow_null=True)
 
 
 class LineageSerializer(serializers.Serializer):
     """Documents ``reports.data.Lineage`` as ``dataclasses.asdict`` serialises it."""
 
-    dataset_ids = serializers.ListField(child=serializers.IntegerField())
+    dataset_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
     contributions = ContributionSerializer(many=True)
     # (run id, run name, last aggregate hash): asdict keeps the tuple as a 3-item list.
     final_models = serializers.ListField(

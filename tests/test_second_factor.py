@@ -274,6 +274,17 @@ def test_login_then_approve_in_the_admin_with_a_real_code(client, awaiting):
     assert awaiting.state == RoundState.APPROVED
 
 
+def test_the_dashboard_login_asks_for_the_code_too(client):
+    dora = staff("dora", roles.DPO)
+    device = totp_device(dora)
+    form = {"username": "dora", "password": PASSWORD}
+    refused = client.post("/dashboard/login/", form)
+    assert refused.status_code == 200 and "enter its current code" in refused.content.decode()
+    signed_in = client.post("/dashboard/login/", {**form, "otp_token": totp_code(device)})
+    assert signed_in.status_code == 302
+    assert client.get("/dashboard/").wsgi_request.user.is_verified()
+
+
 def test_a_person_without_a_device_signs_in_with_the_password_and_can_read(client):
     staff("audrey", roles.AUDITOR)
     assert _login(client, "audrey").status_code == 302

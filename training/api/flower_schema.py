@@ -2,12 +2,15 @@
 
 Those views parse and answer plain dicts because the Flower side (fedgov-flower's REST
 client) is not a DRF client; these serializers document exactly what they read and send,
-so /api/schema/ describes them instead of dropping them (drf-spectacular W002).
+so /api/schema/ describes them instead of dropping them (drf-spectacular W002). What
+fedgov sends back is read-only here; what it reads carries the bounds the services apply.
 """
 
 from __future__ import annotations
 
 from rest_framework import serializers
+
+from fedgov.validation import INT32_MAX
 
 
 class FailedRuleSerializer(serializers.Serializer):
@@ -21,8 +24,8 @@ class RefusalSerializer(serializers.Serializer):
     """The gate said no (200): why, and what the strategy should do about it."""
 
     allowed = serializers.BooleanField()
-    run_id = serializers.IntegerField()
-    round = serializers.IntegerField()
+    run_id = serializers.IntegerField(read_only=True)
+    round = serializers.IntegerField(read_only=True)
     state = serializers.CharField()
     reason = serializers.CharField()
     on_refusal = serializers.CharField()
@@ -31,7 +34,7 @@ class RefusalSerializer(serializers.Serializer):
 
 
 class TicketBodySerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.IntegerField(read_only=True)
     body = serializers.CharField()
     signature = serializers.CharField()
     key_id = serializers.CharField()
@@ -42,8 +45,8 @@ class TicketIssuedSerializer(serializers.Serializer):
     """The gate said yes (201): the signed round ticket the sites' client mod checks."""
 
     allowed = serializers.BooleanField()
-    run_id = serializers.IntegerField()
-    round = serializers.IntegerField()
+    run_id = serializers.IntegerField(read_only=True)
+    round = serializers.IntegerField(read_only=True)
     on_refusal = serializers.CharField()
     ticket = TicketBodySerializer()
 
@@ -53,9 +56,10 @@ class UpdateReportSerializer(serializers.Serializer):
 
     node_id = serializers.RegexField(r"^[0-9]+$", max_length=64)
     update_hash = serializers.RegexField(r"^[0-9a-f]{64}$")
-    num_examples = serializers.IntegerField(min_value=0)
-    records_used = serializers.IntegerField(min_value=0, required=False)
-    records_excluded = serializers.IntegerField(min_value=0, required=False)
+    # The service accepts 0 <= n < 2^31 (services.flower._check_count).
+    num_examples = serializers.IntegerField(min_value=0, max_value=INT32_MAX)
+    records_used = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False)
+    records_excluded = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False)
     metrics = serializers.DictField(required=False)
 
 
@@ -70,22 +74,22 @@ class UpdatesReportSerializer(serializers.Serializer):
 
 
 class RecordedUpdateSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.IntegerField(read_only=True)
     kind = serializers.CharField()
     node_id = serializers.CharField(allow_blank=True)
-    site_id = serializers.IntegerField(allow_null=True)
+    site_id = serializers.IntegerField(read_only=True, allow_null=True)
     accepted = serializers.BooleanField()
     rejection_reason = serializers.CharField(allow_blank=True)
 
 
 class ModelUpdateSerializer(serializers.Serializer):
     kind = serializers.CharField()
-    site_id = serializers.IntegerField(allow_null=True)
+    site_id = serializers.IntegerField(read_only=True, allow_null=True)
     node_id = serializers.CharField(allow_blank=True)
     update_hash = serializers.CharField()
-    num_examples = serializers.IntegerField()
-    records_used = serializers.IntegerField()
-    records_excluded = serializers.IntegerField()
+    num_examples = serializers.IntegerField(read_only=True)
+    records_used = serializers.IntegerField(read_only=True)
+    records_excluded = serializers.IntegerField(read_only=True)
     metrics = serializers.DictField()
     accepted = serializers.BooleanField()
     rejection_reason = serializers.CharField(allow_blank=True)
@@ -95,9 +99,9 @@ class SubjectListSerializer(serializers.Serializer):
     """A site's exclusion list or allow-list for one round, with its digest."""
 
     site = serializers.CharField()
-    round = serializers.IntegerField()
+    round = serializers.IntegerField(read_only=True)
     digest = serializers.CharField()
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(read_only=True)
     pseudonyms = serializers.ListField(child=serializers.CharField())
 
 
