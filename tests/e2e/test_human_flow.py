@@ -189,6 +189,7 @@ class People:
         page.fill("#id_password", PASSWORD)
         if code is not None:
             page.fill("#id_otp_token", code)
+            self.shot(page, f"{username}-signs-in-with-code")
         page.click("input[type=submit]")
         page.wait_for_url(f"{self.base}/admin/")
         return page
@@ -237,6 +238,10 @@ def test_operator_to_legal_through_the_browser_on_make_serve(
     page.goto(f"{base}/admin/training/round/{round_.pk}/change/")
     assert "four-eyes" in page.content().lower() or page.locator("#four-eyes").count()
     people.shot(page, "operator-round-awaiting-approval")
+    # The operator has no authenticator yet: the enrolment page shows a new secret.
+    page.goto(f"{base}/account/two-factor/")
+    assert page.locator("#totp-secret").inner_text() and page.locator(".qr svg").count() == 1
+    people.shot(page, "operator-two-factor-enrolment")
     page.context.close()
 
     # 3. The second operator signs in with the TOTP code and approves, with a reason.
