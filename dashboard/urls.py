@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from dashboard import views
+from fedgov.second_factor_views import SecondFactorAuthenticationForm
 
 app_name = "dashboard"
 
@@ -12,7 +13,9 @@ urlpatterns = [
     path(
         "login/",
         auth_views.LoginView.as_view(
-            template_name="dashboard/login.html", next_page=reverse_lazy("dashboard:index")
+            template_name="dashboard/login.html",
+            next_page=reverse_lazy("dashboard:index"),
+            authentication_form=SecondFactorAuthenticationForm,
         ),
         name="login",
     ),

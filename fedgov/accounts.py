@@ -40,6 +40,17 @@ class IssuedLogin:
     username: str
     role: str
     password: str | None  # None: the account already had a password, not shown again
+    # A TOTP secret (base32) and its otpauth:// URI, issued now and shown once; None when
+    # none was issued (the role needs none, or the account already has a device).
+    totp_secret: str | None = None
+    totp_uri: str | None = None
+
+
+def _issue_totp(user: User) -> tuple[str, str]:
+    from fedgov import second_factor
+
+    device = second_factor.totp_device_issue(user=user, confirmed=True)
+    return second_factor.secret_base32(device), second_factor.provisioning_uri(device)
 
 
 def new_password() -> str:
@@ -54,8 +65,12 @@ def account_create(
     password: str | None = None,
     email: str = "",
     site_slug: str | None = None,
+    totp: bool = False,
 ) -> IssuedLogin:
     """Create a staff account holding ``role``; a random password when none is given.
+
+    ``totp=True`` also gives it a confirmed TOTP device, whose secret is returned once
+    for whoever hands the account over (fedgov/second_factor.py).
 
     A site steward needs ``site_slug`` (the one site they act for); other roles refuse it.
     Raises AccountError for an unknown or non-human role, an existing username, a missing
@@ -91,7 +106,8 @@ def account_create(
         user.groups.add(Group.objects.get(name=role))
         if site is not None:
             SiteSteward.objects.create(user=user, site=site)
-    return IssuedLogin(username, role, password)
+        secret, uri = _issue_totp(user) if totp else (None, None)
+    return IssuedLogin(username, role, password, secret, uri)
 
 
 def demo_accounts_issue() -> list[IssuedLogin]:
@@ -99,8 +115,11 @@ def demo_accounts_issue() -> list[IssuedLogin]:
 
     Accounts `make demo` made without a usable password get one now and become staff;
     an account that already has a password keeps it and its password is not returned,
-    so each password is printed exactly once.
+    so each password is printed exactly once. The same holds for the TOTP secret of each
+    role that approves or signs: issued (confirmed) once, with the password, so the demo's
+    people can do their jobs; an account that already has a device keeps it.
     """
+    from fedgov.second_factor import ROLES_NEEDING_SECOND_FACTOR, has_confirmed_device
     from sites.models import SiteSteward
 
     issued = []
@@ -119,5 +138,8 @@ def demo_accounts_issue() -> list[IssuedLogin]:
             user.is_staff = True
             user.save()
             user.groups.add(Group.objects.get(name=role))
-            issued.append(IssuedLogin(username, role, password))
+            secret = uri = None
+            if role in ROLES_NEEDING_SECOND_FACTOR and not has_confirmed_device(user):
+                secret, uri = _issue_totp(user)
+            issued.append(IssuedLogin(username, role, password, secret, uri))
     return issued

@@ -38,6 +38,10 @@ class TransitionNotAllowed(FedgovError):
     """A state change was asked for from a state that does not allow it (409)."""
 
 
+class SecondFactorRequired(FedgovError):
+    """A binding act by a person whose session has not passed a second factor (403)."""
+
+
 class TemporaryError(FedgovError):
     """An outside system failed in a way that may pass; Celery tasks retry only these."""
 
@@ -49,6 +53,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     if isinstance(exc, InvalidInput):
         return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, SecondFactorRequired):
+        return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
     if isinstance(exc, TransitionNotAllowed):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     return exception_handler(exc, context)

@@ -57,6 +57,9 @@ INSTALLED_APPS = [
     "django_prometheus",
     "axes",
     "csp",
+    # The second factor: TOTP devices (fedgov/second_factor.py).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "fedgov",
     "audit",
     "sites",
@@ -83,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # A signed-in user's own language choice overrides the browser's.
     "fedgov.i18n.UserLanguageMiddleware",
+    # django-otp: marks request.user verified when the session holds a confirmed device.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -116,6 +121,9 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# The name authenticator apps show beside the code (otpauth:// issuer).
+OTP_TOTP_ISSUER = env_str("FEDGOV_OTP_ISSUER", "fedgov")
+
 AXES_FAILURE_LIMIT = env_int("FEDGOV_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("FEDGOV_LOGIN_LOCKOUT_MINUTES", 15))
 # Either limit locks: per username (another address gets no fresh attempts) and per

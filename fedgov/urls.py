@@ -13,6 +13,13 @@ from fedgov.converters import BoundedIdConverter
 from fedgov.doc_pages import same_site_only
 from fedgov.i18n import set_language
 from fedgov.metrics import metrics_view
+from fedgov.second_factor_views import SecondFactorLoginForm, enrol
+
+# Ask a person with an authenticator for its code at sign-in (fedgov/second_factor.py).
+admin.site.login_form = SecondFactorLoginForm
+admin.site.site_header = "fedgov administration"
+admin.site.site_title = "fedgov"
+admin.site.index_title = "Records, runs and evidence"
 
 admin.site.site_header = _("fedgov administration")
 admin.site.site_title = "fedgov"
@@ -23,6 +30,7 @@ register_converter(BoundedIdConverter, "id")
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/setlang/", set_language, name="set_language"),
+    path("account/two-factor/", enrol, name="two-factor"),
     path("api/v1/", include("fedgov.api_urls")),
     path("dashboard/", include("dashboard.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.http import FileResponse, Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -61,6 +63,45 @@ class ReportRequest(serializers.Serializer):
     period_end = serializers.DateTimeField(required=False, allow_null=True)
 
 
+class ContributionSerializer(serializers.Serializer):
+    """Documents ``reports.data.Contribution``: one round a dataset contributed to."""
+
+    run_id = serializers.IntegerField(read_only=True)
+    run_name = serializers.CharField()
+    round_number = serializers.IntegerField(read_only=True)
+    dataset_id = serializers.IntegerField(read_only=True)
+    update_hash = serializers.CharField()
+    aggregate_hash = serializers.CharField()
+
+
+class ExclusionPointSerializer(serializers.Serializer):
+    """Documents ``reports.data.ExclusionPoint``: where a withdrawal took effect."""
+
+    dataset_id = serializers.IntegerField(read_only=True)
+    withdrawn_at = serializers.DateTimeField()
+    run_id = serializers.IntegerField(read_only=True, allow_null=True)
+    run_name = serializers.CharField(allow_blank=True)
+    round_number = serializers.IntegerField(read_only=True, allow_null=True)
+
+
+class LineageSerializer(serializers.Serializer):
+    """Documents ``reports.data.Lineage`` as ``dataclasses.asdict`` serialises it."""
+
+    dataset_ids = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    contributions = ContributionSerializer(many=True)
+    # (run id, run name, last aggregate hash): asdict keeps the tuple as a 3-item list.
+    final_models = serializers.ListField(
+        child=serializers.ListField(child=serializers.JSONField(), min_length=3, max_length=3)
+    )
+    exclusions = ExclusionPointSerializer(many=True)
+
+
+# The files these views send are not JSON, so their responses are described by media
+# type; an ``APIView`` without a serializer is otherwise left out of the schema (W002).
+_BINARY = OpenApiResponse(response=OpenApiTypes.BINARY)
+_NOT_FOUND = OpenApiResponse(description="no such report, or its file is missing")
+
+
 class _ReportView:
     permission_classes = [RolePermission]
     read_roles = REPORT_ROLES
@@ -101,6 +142,16 @@ class ReportDetail(_ReportView, generics.RetrieveAPIView):
 class ReportDownload(_ReportView, APIView):
     """The signed PDF (``?file=pdf``, default) or the evidence bundle (``?file=bundle``)."""
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("file", str, enum=list(ReportFile.values), default=ReportFile.PDF)
+        ],
+        responses={
+            (200, "application/pdf"): _BINARY,
+            (200, "application/zip"): _BINARY,
+            404: _NOT_FOUND,
+        },
+    )
     def get(self, request: Request, public_id) -> FileResponse:
         kind = request.query_params.get("file", ReportFile.PDF)
         if kind not in ReportFile.values:
@@ -122,6 +173,13 @@ class LineageView(_ReportView, APIView):
 
     write_roles = ()
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("dataset", int, description="a dataset id"),
+            OpenApiParameter("subject", str, description="a subject's pseudonym"),
+        ],
+        responses={200: LineageSerializer, 404: OpenApiResponse(description="no such dataset")},
+    )
     def get(self, request: Request) -> Response:
         from dataclasses import asdict
 
@@ -147,6 +205,17 @@ class Art30View(_ReportView, APIView):
 
     write_roles = ()
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("view", str, enum=["controller", "processor"], default="controller"),
+            OpenApiParameter("output", str, enum=["csv", "json", "pdf"], default="json"),
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(response=OpenApiTypes.OBJECT),
+            (200, "text/csv"): OpenApiResponse(response=OpenApiTypes.STR),
+            (200, "application/pdf"): _BINARY,
+        },
+    )
     def get(self, request: Request) -> HttpResponse:
         from django.conf import settings
 

@@ -15,6 +15,7 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.second_factor import require_second_factor
 from fedgov.tasks import enqueue
 from reports import bundle as report_bundle
 from reports import data as report_data
@@ -43,10 +44,13 @@ def report_generate(
 
     ``run`` is anything with ``pk`` and ``name``: a ``TrainingRun`` or a ``RunRef``.
 
-    Raises ``InvalidInput`` when neither is given or the period is empty or reversed.
+    Raises ``InvalidInput`` when neither is given or the period is empty or reversed, and
+    ``SecondFactorRequired`` when a person's session passed no second factor: a signed
+    report speaks for the organisation.
     Writes ledger event ``report.requested``; schedules the ``reports.build`` task after
     commit.
     """
+    require_second_factor(actor, act="requesting a signed report")
     errors: dict[str, list[str]] = {}
     if run is None and period is None:
         errors["run"] = ["name a run or a period"]

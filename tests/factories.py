@@ -153,3 +153,49 @@ class ConsentFactory(factory.django.DjangoModelFactory):
     purpose = factory.SubFactory(PurposeFactory)
     subject_pseudonym = factory.Sequence(lambda n: f"subj-{n:06d}")
     granted_at = factory.LazyFunction(lambda: timezone.now() - dt.timedelta(days=30))
+
+
+# -- the second factor (fedgov/second_factor.py) -------------------------------------------
+
+
+def totp_device(user: User):
+    """A confirmed TOTP device of ``user``, as enrolment or ``createuser --totp`` leaves it."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.create(user=user, name="test authenticator", confirmed=True)
+
+
+def totp_code(device, *, at: float | None = None) -> str:
+    """The code an authenticator app shows for ``device`` now (or at unix time ``at``)."""
+    from django_otp.oath import TOTP
+
+    clock = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    if at is not None:
+        clock.time = at
+    return f"{clock.token():0{device.digits}d}"
+
+
+def verified_actor(user: User):
+    """``user`` as an actor who has just passed the second factor with a real code."""
+    from fedgov.second_factor import actor_by_token
+
+    return actor_by_token(user=user, token=totp_code(totp_device(user)))
+
+
+def verified(user: User) -> User:
+    """``user`` as django-otp's middleware leaves it after a verified sign-in.
+
+    For ``APIClient.force_authenticate``, which bypasses the session and its middleware.
+    """
+    user.otp_device = totp_device(user)
+    return user
+
+
+def login_verified(client, user: User) -> None:
+    """Log ``client`` in as ``user`` with a session that passed the second factor."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = totp_device(user).persistent_id
+    session.save()

@@ -28,7 +28,7 @@ def _createuser(*args: str, stdin: str | None = None, monkeypatch=None) -> str:
 
 def test_createuser_makes_a_staff_account_in_the_role_with_a_working_random_password():
     out = _createuser("alice", "--role", roles.LEGAL)
-    password = out.split("password (shown once): ")[1].strip()
+    password = out.split("password (shown once): ")[1].splitlines()[0].strip()
     user = User.objects.get(username="alice")
     assert user.check_password(password) and user.is_staff and not user.is_superuser
     assert list(user.groups.values_list("name", flat=True)) == [roles.LEGAL]

@@ -61,6 +61,8 @@ VIEW = {
     "auth/user": set(),
     "auth/group": set(),
     "authtoken/tokenproxy": set(),
+    # Authenticator devices: an administrator's (superuser's) page, no role's.
+    "otp_totp/totpdevice": set(),
 }
 # admin page → roles that may open its add form
 ADD = {
@@ -73,6 +75,8 @@ ADD = {
     "training/dpia": {DPO},
     "audit/legalhold": {DPO, LEGAL},
     "sites/adequacylistversion": {DPO},
+    # "Add" a report is requesting one (the service then asks for the second factor).
+    "reports/report": {DPO, LEGAL},
 }
 # (admin page, action) → roles offered the action
 ACTIONS = {

@@ -45,7 +45,16 @@ from reports.services import report_build, report_generate
 from sites.choices import PolicyStatus, SiteStatus
 from sites.models import Consent, ConsentEvent, ResidencyPolicy, SiteSteward
 from sites.services import consent_record_batch
-from tests.factories import DpiaFactory, PolicyFactory, RunFactory, SiteFactory, UserFactory
+from tests.factories import (
+    DpiaFactory,
+    PolicyFactory,
+    RunFactory,
+    SiteFactory,
+    UserFactory,
+    login_verified,
+    verified,
+    verified_actor,
+)
 from tests.reports.conftest import play_round
 from tests.training.flower.conftest import governed_scenario
 from training.choices import DpiaStatus, RoundState
@@ -300,7 +309,7 @@ def _user(role: str):
 
 def _build_world() -> dict:
     operator = Actor.of(UserFactory(username="olga", roles=[OPERATOR]))
-    approver = Actor.of(UserFactory(username="anton", roles=[OPERATOR]))
+    approver = verified_actor(UserFactory(username="anton", roles=[OPERATOR]))
 
     # A run played through the real gate, approvals, tickets and update records.
     run, sites, datasets = governed_scenario(subjects=4, num_rounds=2)
@@ -445,10 +454,12 @@ def client_for(world: dict, role: str, *, session: bool) -> APIClient:
     client = APIClient()
     if role != ANON:
         user = world["users"][role]
+        # Every person here passed the second factor: this matrix is about roles; the
+        # refusals without it are tests/test_second_factor.py's.
         if session:
-            client.force_login(user)
+            login_verified(client, user)
         else:
-            client.force_authenticate(user)
+            client.force_authenticate(verified(user))
     return client
 
 

@@ -9,7 +9,7 @@ from django.test import Client
 
 from fedgov.actors import Actor
 from sites.models import Dataset, ResidencyPolicy
-from tests.factories import DatasetFactory, RunFactory, SiteFactory, UserFactory
+from tests.factories import DatasetFactory, RunFactory, SiteFactory, UserFactory, verified_actor
 from tests.reports.conftest import play_round
 from tests.training.flower.conftest import governed_scenario
 from training.models import Round
@@ -48,7 +48,7 @@ def two_runs(db):
     2020-01-15 so period filters can leave it out. Returns ``(governed, orphan, sites)``.
     """
     operator = Actor.of(UserFactory(username="olga", roles=["Operator"]))
-    approver = Actor.of(UserFactory(username="anton", roles=["Operator"]))
+    approver = verified_actor(UserFactory(username="anton", roles=["Operator"]))
     governed, sites, datasets = governed_scenario(subjects=6, num_rounds=3)
     governed.name = "governed"
     governed.save(update_fields=["name"])

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from fedgov import roles
+from tests.factories import verified_actor
 
 URL = "/dashboard/"
 
@@ -186,7 +187,7 @@ def test_consent_withdrawal_shows_in_the_next_round(browser_for, two_runs):
         governed,
         3,
         operator=Actor.of(UserFactory(username="olga")),
-        approver=Actor.of(UserFactory(username="anton")),
+        approver=verified_actor(UserFactory(username="anton")),
         accuracy=0.8,
     )
 

@@ -19,7 +19,7 @@ from fedgov import roles
 from fedgov.actors import Actor
 from reports.services import report_build, report_generate
 from sites.models import ResidencyPolicy
-from tests.factories import UserFactory
+from tests.factories import UserFactory, totp_code, totp_device, verified_actor
 from tests.reports.conftest import play_round
 from tests.training.flower.conftest import governed_scenario
 from training.choices import ApprovalDecision, RoundState
@@ -106,10 +106,12 @@ def staff(username: str, *role_names: str):
     return user
 
 
-def admin_login(page, base: str, username: str) -> None:
+def admin_login(page, base: str, username: str, code: str | None = None) -> None:
     page.goto(f"{base}/admin/login/?next=/admin/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
+    if code is not None:
+        page.fill("#id_otp_token", code)
     page.click("input[type=submit]")
     page.wait_for_url(f"{base}/admin/")
 
@@ -133,10 +135,11 @@ def run_needing_approval(db):
 
 def test_operator_approves_a_round_in_admin(server, page, run_needing_approval):
     olga = staff("olga", roles.OPERATOR)
-    staff("anton", roles.OPERATOR)
+    anton = staff("anton", roles.OPERATOR)
     round_ = awaiting_round(run_needing_approval, 1, olga)
 
-    admin_login(page, server, "anton")
+    # An approver signs in with the code of their authenticator (fedgov/second_factor.py).
+    admin_login(page, server, "anton", totp_code(totp_device(anton)))
     page.goto(f"{server}/admin/training/round/{round_.pk}/change/")
     shot(page, "01-round-awaiting-approval")
     page.click("text=Approve…")
@@ -183,9 +186,10 @@ def signed_report(run_needing_approval):
     signs inside ``asyncio.run``, which refuses to run beside Playwright's event loop."""
     run = run_needing_approval
     olga, anton = staff("olga", roles.OPERATOR), staff("anton", roles.OPERATOR)
-    play_round(run, 1, operator=Actor.of(olga), approver=Actor.of(anton), accuracy=0.7)
-    dpo = staff("dora", roles.DPO)
-    report = report_generate(actor=Actor.of(dpo), run=run)
+    play_round(run, 1, operator=Actor.of(olga), approver=verified_actor(anton), accuracy=0.7)
+    staff("dora", roles.DPO)  # reads the dashboard: signs in without a device
+    legal = staff("lena", roles.LEGAL)
+    report = report_generate(actor=verified_actor(legal), run=run)
     report = report_build(actor=Actor.system("tests"), report_id=report.pk)
     assert report.status == "done", report.error
     return report

@@ -6,6 +6,7 @@ folder, so it needs no server: the worker and beat share kombu's filesystem tran
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -148,13 +149,23 @@ def test_serve_starts_web_worker_and_beat_and_sigint_stops_every_process(served)
     assert css.status_code == 200, css.status_code
     assert css.headers["Content-Type"].startswith("text/css") and "body" in css.text
 
-    # Each printed demo password logs in: operator reaches the admin index.
-    password = output.wait_for(r"Operator\s+demo-operator\s+(\S+)", 5).group(1)
+    # Each printed demo password logs in: operator reaches the admin index, with a code
+    # from the TOTP secret printed beside the password (an approver's second factor).
+    found = output.wait_for(r"Operator\s+demo-operator\s+(\S+)\n\s+TOTP secret (\S+)", 5)
+    password, secret = found.group(1), found.group(2)
+    from django_otp.oath import TOTP
+
+    code = f"{TOTP(base64.b32decode(secret + '=' * (-len(secret) % 8))).token():06d}"
     page = browser.get(f"{base}/admin/login/", timeout=10).text
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     landed = browser.post(
         f"{base}/admin/login/?next=/admin/",
-        data={"csrfmiddlewaretoken": token, "username": "demo-operator", "password": password},
+        data={
+            "csrfmiddlewaretoken": token,
+            "username": "demo-operator",
+            "password": password,
+            "otp_token": code,
+        },
         headers={"Referer": f"{base}/admin/"},
         timeout=10,
     )

@@ -8,7 +8,7 @@ from django.utils import timezone
 from fedgov.actors import Actor
 from sites.models import ResidencyPolicy
 from sites.services import consent_record_batch
-from tests.factories import UserFactory
+from tests.factories import UserFactory, verified_actor
 from tests.placement import place_on_host
 from tests.training.flower.conftest import governed_scenario
 from training.models import Round
@@ -74,7 +74,9 @@ def played_run(db):
         requires_approval=True, transfer_mechanisms={"pl-news": "scc"}
     )
     run.refresh_from_db()
-    play_round(run, 1, operator=Actor.of(operator), approver=Actor.of(approver), accuracy=0.61)
+    play_round(
+        run, 1, operator=Actor.of(operator), approver=verified_actor(approver), accuracy=0.61
+    )
     es = datasets[1]
     consent_record_batch(
         actor=Actor.system("es-blogs"),
@@ -91,5 +93,7 @@ def played_run(db):
     )
     # An expiry is a fact the site reported earlier; write it straight onto the row.
     datasets[2].consents.filter(subject_pseudonym="pl-news-s0001").update(expires_at=timezone.now())
-    play_round(run, 2, operator=Actor.of(operator), approver=Actor.of(approver), accuracy=0.74)
+    play_round(
+        run, 2, operator=Actor.of(operator), approver=verified_actor(approver), accuracy=0.74
+    )
     return run, sites, datasets, operator, approver

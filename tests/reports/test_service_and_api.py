@@ -20,12 +20,12 @@ from reports.models import Report
 from reports.services import report_build, report_generate
 from reports.signing import signing_identity, verify_pdf
 from reports.tasks import report_build_task
-from tests.factories import UserFactory
+from tests.factories import UserFactory, verified, verified_actor
 
 
 def generated(run):
     legal = UserFactory(username="lena", roles=[roles.LEGAL])
-    report = report_generate(actor=Actor.of(legal), run=run)
+    report = report_generate(actor=verified_actor(legal), run=run)
     return report_build(actor=Actor.system("tests"), report_id=report.pk)
 
 
@@ -145,7 +145,9 @@ def test_period_report_covers_the_runs_with_rounds_in_it(played_run):
 )
 def test_report_api_create_is_for_legal_dpo_and_auditor(played_run, api, role, status):
     run, *_ = played_run
-    user = UserFactory(roles=[role]) if role else None
+    # Each person passed the second factor: this test is about roles (the refusal without
+    # it is tests/test_second_factor.py's).
+    user = verified(UserFactory(roles=[role])) if role else None
 
     response = api(user).post("/api/v1/reports", {"run": run.pk}, format="json")
 

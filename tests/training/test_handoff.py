@@ -14,7 +14,14 @@ from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from sites.services import site_activate, site_suspend
-from tests.factories import DatasetFactory, PolicyFactory, PurposeFactory, SiteFactory, UserFactory
+from tests.factories import (
+    DatasetFactory,
+    PolicyFactory,
+    PurposeFactory,
+    SiteFactory,
+    UserFactory,
+    verified_actor,
+)
 from tests.opennebula.conftest import (  # noqa: F401 - fixtures used by name
     live_vms,
     one_settings,
@@ -132,7 +139,7 @@ def test_the_worker_gates_a_new_run_and_moves_it_on_after_a_second_operators_app
 
     second = UserFactory(username="op-second", roles=[roles.OPERATOR])
     with django_capture_on_commit_callbacks(execute=True):
-        round_approve(actor=Actor.of(second), round=round_, reason="gate reviewed")
+        round_approve(actor=verified_actor(second), round=round_, reason="gate reviewed")
 
     assert broker[-1] == ("training.round_drive", (round_.pk,))
     round_.refresh_from_db()

@@ -20,7 +20,7 @@ from opennebula import services as opennebula_services
 from opennebula.choices import WorkloadState
 from opennebula.errors import OpenNebulaError
 from opennebula.models import Workload
-from tests.factories import UserFactory, sha
+from tests.factories import UserFactory, sha, verified_actor
 from tests.opennebula.conftest import (  # noqa: F401 - fixtures used by name
     ZONES,
     live_vms,
@@ -223,7 +223,7 @@ def test_round_waits_for_a_second_operator_when_the_policy_asks_for_approval(
     assert all_live_vms(standin) == []
 
     second = UserFactory(username="op-second", roles=[roles.OPERATOR])
-    round_approve(actor=Actor.of(second), round=round_, reason="DPIA and gate reviewed")
+    round_approve(actor=verified_actor(second), round=round_, reason="DPIA and gate reviewed")
     round_ = round_drive(actor=ACTOR, round_id=round_.pk)
 
     assert round_.state == S.RUNNING

@@ -20,6 +20,8 @@ from tests.factories import (
     RunFactory,
     SiteFactory,
     UserFactory,
+    login_verified,
+    verified_actor,
 )
 from training.choices import ApprovalDecision, RoundState
 from training.models import Approval, Round
@@ -76,7 +78,7 @@ def texts(response) -> list[str]:
 
 
 def test_change_page_shows_state_gate_per_site_and_rule_and_what_is_missing(client, awaiting, bob):
-    client.force_login(bob)
+    login_verified(client, bob)
 
     html = client.get(change_url(awaiting)).content.decode()
 
@@ -105,7 +107,7 @@ def test_change_page_shows_state_gate_per_site_and_rule_and_what_is_missing(clie
 def test_changelist_renders_with_state_and_run_filters(client, awaiting, bob):
     RoundFactory(run=awaiting.run, number=2, state=RoundState.CLOSED)
     RoundFactory(number=1, state=RoundState.RUNNING)  # another run, so the run filter shows
-    client.force_login(bob)
+    login_verified(client, bob)
 
     page = client.get(
         reverse("admin:training_round_changelist"), {"state__exact": "awaiting_approval"}
@@ -121,7 +123,7 @@ def test_changelist_renders_with_state_and_run_filters(client, awaiting, bob):
 
 
 def test_approve_action_asks_for_a_reason_first(client, awaiting, bob):
-    client.force_login(bob)
+    login_verified(client, bob)
     url = reverse("admin:training_round_changelist")
 
     page = client.post(url, {"action": "approve_rounds", "_selected_action": [awaiting.pk]})
@@ -134,7 +136,7 @@ def test_approve_action_asks_for_a_reason_first(client, awaiting, bob):
 
 
 def test_approve_action_by_second_operator_moves_the_round(client, awaiting, bob):
-    client.force_login(bob)
+    login_verified(client, bob)
     url = reverse("admin:training_round_changelist")
 
     response = client.post(
@@ -160,7 +162,7 @@ def test_approve_action_by_second_operator_moves_the_round(client, awaiting, bob
 
 
 def test_requester_is_refused_with_a_message_not_an_error_page(client, awaiting, alice):
-    client.force_login(alice)
+    login_verified(client, alice)
     page = client.get(change_url(awaiting)).content.decode()
     assert 'id="four-eyes"' in page and decide_url(awaiting, "approve") not in page
 
@@ -176,7 +178,7 @@ def test_requester_is_refused_with_a_message_not_an_error_page(client, awaiting,
 
 
 def test_empty_reason_is_asked_again_and_nothing_is_written(client, awaiting, bob):
-    client.force_login(bob)
+    login_verified(client, bob)
     before = LedgerEntry.objects.count()
 
     page = client.post(decide_url(awaiting, "approve"), {"reason": "   "})
@@ -189,7 +191,7 @@ def test_empty_reason_is_asked_again_and_nothing_is_written(client, awaiting, bo
 
 
 def test_reject_from_the_round_page_ends_it_with_the_reason(client, awaiting, bob):
-    client.force_login(bob)
+    login_verified(client, bob)
     assert 'name="reason"' in client.get(decide_url(awaiting, "reject")).content.decode()
 
     response = client.post(decide_url(awaiting, "reject"), {"reason": "DPIA under review"})
@@ -203,7 +205,7 @@ def test_reject_from_the_round_page_ends_it_with_the_reason(client, awaiting, bo
 
 def test_abort_action_stops_a_running_round(client, bob):
     running = RoundFactory(number=1, state=RoundState.RUNNING)
-    client.force_login(bob)
+    login_verified(client, bob)
 
     response = client.post(
         reverse("admin:training_round_changelist"),
@@ -224,7 +226,7 @@ def test_abort_action_stops_a_running_round(client, bob):
 
 def test_wrong_state_and_expired_approvals_show_as_messages(client, awaiting, bob, settings):
     closed = RoundFactory(number=5, state=RoundState.CLOSED)
-    client.force_login(bob)
+    login_verified(client, bob)
 
     response = client.post(decide_url(closed, "abort"), {"reason": "too late"})
 
@@ -237,14 +239,14 @@ def test_wrong_state_and_expired_approvals_show_as_messages(client, awaiting, bo
     settings.FEDGOV_APPROVAL_TTL = dt.timedelta(seconds=-1)
     awaiting.run.policy.approvals_required = 2
     awaiting.run.policy.save(update_fields=["approvals_required"])
-    round_approve(actor=Actor.of(bob), round=awaiting, reason="first of two")
+    round_approve(actor=verified_actor(bob), round=awaiting, reason="first of two")
     html = client.get(change_url(awaiting)).content.decode()
     assert "expired" in html
     assert "2 more approval(s) from distinct operators (have 0 of 2)" in html
 
 
 def test_rounds_refuse_add_change_and_delete(client, awaiting, bob):
-    client.force_login(bob)
+    login_verified(client, bob)
 
     assert client.get(reverse("admin:training_round_add")).status_code == 403
     edit = client.post(change_url(awaiting), {"state": "closed", "state_reason": "edited"})

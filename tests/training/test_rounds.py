@@ -13,7 +13,14 @@ from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from sites.models import SiteSteward
-from tests.factories import DatasetFactory, PolicyFactory, RoundFactory, RunFactory
+from tests.factories import (
+    DatasetFactory,
+    PolicyFactory,
+    RoundFactory,
+    RunFactory,
+    verified,
+    verified_actor,
+)
 from training.choices import RoundState
 from training.models import Approval, Round
 from training.services.rounds import (
@@ -54,7 +61,7 @@ def test_approval_by_second_operator_approves_round(make_user):
     approver = make_user(roles.OPERATOR, username="bob")
     round_ = _awaiting_round(requester)
 
-    round_approve(actor=Actor.of(approver), round=round_, reason="checked the gate table")
+    round_approve(actor=verified_actor(approver), round=round_, reason="checked the gate table")
 
     round_.refresh_from_db()
     assert round_.state == RoundState.APPROVED
@@ -67,7 +74,7 @@ def test_requester_may_not_approve_own_round(make_user):
     round_ = _awaiting_round(requester)
 
     with pytest.raises(InvalidInput) as err:
-        round_approve(actor=Actor.of(requester), round=round_, reason="looks fine")
+        round_approve(actor=verified_actor(requester), round=round_, reason="looks fine")
 
     assert "approver" in err.value.errors
     round_.refresh_from_db()
@@ -82,7 +89,7 @@ def test_user_without_operator_role_may_not_approve(make_user):
     round_ = _awaiting_round(requester)
 
     with pytest.raises(InvalidInput):
-        round_approve(actor=Actor.of(legal), round=round_, reason="ok")
+        round_approve(actor=verified_actor(legal), round=round_, reason="ok")
 
 
 def test_policy_asking_two_approvals_waits_for_a_second_distinct_person(make_user):
@@ -91,13 +98,13 @@ def test_policy_asking_two_approvals_waits_for_a_second_distinct_person(make_use
     carol = make_user(roles.DPO, username="carol")
     round_ = _awaiting_round(requester, approvals_required=2)
 
-    round_approve(actor=Actor.of(bob), round=round_, reason="first look")
+    round_approve(actor=verified_actor(bob), round=round_, reason="first look")
     round_.refresh_from_db()
     assert round_.state == RoundState.AWAITING_APPROVAL
     with pytest.raises(InvalidInput):
-        round_approve(actor=Actor.of(bob), round=round_, reason="again, same person")
+        round_approve(actor=verified_actor(bob), round=round_, reason="again, same person")
 
-    round_approve(actor=Actor.of(carol), round=round_, reason="second look")
+    round_approve(actor=verified_actor(carol), round=round_, reason="second look")
     round_.refresh_from_db()
     assert round_.state == RoundState.APPROVED
 
@@ -111,11 +118,11 @@ def test_policy_asking_controller_dpos_waits_for_each_controller(make_user):
     round_.run.datasets.add(dataset)
     SiteSteward.objects.create(user=dpo_de, site=dataset.site)
 
-    round_approve(actor=Actor.of(operator), round=round_, reason="operator ok")
+    round_approve(actor=verified_actor(operator), round=round_, reason="operator ok")
     round_.refresh_from_db()
     assert round_.state == RoundState.AWAITING_APPROVAL
 
-    round_approve(actor=Actor.of(dpo_de), round=round_, reason="controller DPO ok")
+    round_approve(actor=verified_actor(dpo_de), round=round_, reason="controller DPO ok")
     round_.refresh_from_db()
     assert round_.state == RoundState.APPROVED
 
@@ -124,7 +131,7 @@ def test_expired_approval_sends_round_back_to_awaiting(make_user, settings):
     requester = make_user(roles.OPERATOR, username="alice")
     approver = make_user(roles.OPERATOR, username="bob")
     round_ = _awaiting_round(requester)
-    round_approve(actor=Actor.of(approver), round=round_, reason="ok")
+    round_approve(actor=verified_actor(approver), round=round_, reason="ok")
     Approval.objects.update(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
     round_.refresh_from_db()
 
@@ -140,7 +147,7 @@ def test_reject_ends_round_with_reason(make_user):
     approver = make_user(roles.OPERATOR, username="bob")
     round_ = _awaiting_round(requester)
 
-    round_reject(actor=Actor.of(approver), round=round_, reason="DPIA out of date")
+    round_reject(actor=verified_actor(approver), round=round_, reason="DPIA out of date")
 
     round_.refresh_from_db()
     assert round_.state == RoundState.REJECTED
@@ -212,11 +219,10 @@ def test_twenty_concurrent_approvals_give_exactly_one_transition(make_user):
     approvers = [make_user(roles.OPERATOR, username=f"op{i}") for i in range(20)]
     round_ = _awaiting_round(requester)
 
+    # Each approver passed the second factor before the race, as in their own session.
+    actors = [verified_actor(u) for u in approvers]
     outcomes = _race(
-        [
-            (lambda u=u: round_approve(actor=Actor.of(u), round=round_, reason="race"))
-            for u in approvers
-        ]
+        [(lambda a=a: round_approve(actor=a, round=round_, reason="race")) for a in actors]
     )
 
     round_.refresh_from_db()
@@ -254,7 +260,7 @@ def test_api_approve_by_second_operator_returns_new_state(make_user, api):
     round_ = _awaiting_round(requester)
     url = f"/api/v1/runs/{round_.run_id}/rounds/1/approve"
 
-    response = api(approver).post(url, {"reason": "gate table reviewed"}, format="json")
+    response = api(verified(approver)).post(url, {"reason": "gate table reviewed"}, format="json")
 
     assert response.status_code == 200, response.content
     assert response.json()["state"] == RoundState.APPROVED
@@ -265,7 +271,7 @@ def test_api_self_approval_is_a_400_naming_the_approver(make_user, api):
     round_ = _awaiting_round(requester)
     url = f"/api/v1/runs/{round_.run_id}/rounds/1/approve"
 
-    response = api(requester).post(url, {"reason": "mine"}, format="json")
+    response = api(verified(requester)).post(url, {"reason": "mine"}, format="json")
 
     assert response.status_code == 400
     assert "approver" in response.json()

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
@@ -18,11 +19,14 @@ from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.roles import RolePermission
 from sites.models import Site, SiteSteward
+from training.api import flower_schema as shapes
 from training.choices import RoundState
 from training.flower.admission import configured_admin
 from training.models import GateResult, Round, TrainingRun
 from training.services import flower as flower_services
 from training.services import orchestrate
+
+_SITE = OpenApiParameter("site", str, required=True, description="the site's slug")
 
 
 def _round_of(run_id: int, number: int) -> Round:
@@ -80,6 +84,9 @@ class RoundTicketView(APIView):
     read_roles = ()
     write_roles = (roles.SERVICE,)
 
+    @extend_schema(
+        request=None, responses={201: shapes.TicketIssuedSerializer, 200: shapes.RefusalSerializer}
+    )
     def post(self, request: Request, run_id: int, number: int) -> Response:
         run = get_object_or_404(TrainingRun, pk=run_id)
         if number < 1 or number > run.num_rounds:
@@ -180,6 +187,7 @@ class RoundUpdatesView(APIView):
     read_roles = (roles.DPO, roles.AUDITOR, roles.SERVICE)
     write_roles = (roles.SERVICE,)
 
+    @extend_schema(responses={200: shapes.ModelUpdateSerializer(many=True)})
     def get(self, request: Request, run_id: int, number: int) -> Response:
         round_ = _round_of(run_id, number)
         return Response(
@@ -200,6 +208,10 @@ class RoundUpdatesView(APIView):
             ]
         )
 
+    @extend_schema(
+        request=shapes.UpdatesReportSerializer,
+        responses={201: shapes.RecordedUpdateSerializer(many=True)},
+    )
     def post(self, request: Request, run_id: int, number: int) -> Response:
         round_ = _round_of(run_id, number)
         data = request.data if isinstance(request.data, dict) else {}
@@ -315,6 +327,7 @@ class RoundExclusionsView(APIView):
     read_roles = (roles.SERVICE, roles.SITE_STEWARD, roles.DPO)
     write_roles = ()
 
+    @extend_schema(parameters=[_SITE], responses={200: shapes.SubjectListSerializer})
     def get(self, request: Request, run_id: int, number: int) -> Response:
         return _site_listing(
             request, run_id, number, kind="exclusions", read=flower_services.round_exclusions
@@ -324,6 +337,7 @@ class RoundExclusionsView(APIView):
 class RoundAllowedView(RoundExclusionsView):
     """GET ?site=<slug>: the only subjects that site may train on in round n."""
 
+    @extend_schema(parameters=[_SITE], responses={200: shapes.SubjectListSerializer})
     def get(self, request: Request, run_id: int, number: int) -> Response:
         return _site_listing(
             request, run_id, number, kind="allow-list", read=flower_services.round_allowed
@@ -337,6 +351,9 @@ class SupernodeView(APIView):
     read_roles = ()
     write_roles = (roles.SERVICE, roles.OPERATOR)
 
+    @extend_schema(
+        request=shapes.SupernodeBindSerializer, responses={201: shapes.SupernodeBoundSerializer}
+    )
     def post(self, request: Request, slug: str) -> Response:
         site = get_object_or_404(Site, slug=slug)
         data = request.data if isinstance(request.data, dict) else {}
@@ -348,6 +365,7 @@ class SupernodeView(APIView):
         )
         return Response({"site": site.slug, "node_id": site.flower_node_id}, status=201)
 
+    @extend_schema(request=shapes.SupernodeUnbindSerializer, responses={204: None})
     def delete(self, request: Request, slug: str) -> Response:
         site = get_object_or_404(Site, slug=slug)
         data = request.data if isinstance(request.data, dict) else {}
@@ -364,6 +382,7 @@ class PublicKeyView(APIView):
     read_roles = roles.ALL_ROLES
     write_roles = ()
 
+    @extend_schema(responses={200: shapes.PublicKeySerializer})
     def get(self, request: Request) -> Response:
         key = active_key()
         return Response({"key_id": key.key_id, "public_key_pem": public_pem(key.public_key)})

@@ -10,14 +10,32 @@ from rich.console import Console
 from fedgov.actors import Actor
 
 
-def scenario_person(username: str, role: str) -> Actor:
-    """The scenario's named person in ``role``: an account with no usable password."""
+def scenario_person(username: str, role: str, *, second_factor: bool = False) -> Actor:
+    """The scenario's named person in ``role``: an account with no usable password.
+
+    ``second_factor=True``: the script acts for a person who approves or signs, so it
+    proves a second factor the way that person would, with a code from a TOTP device
+    (fedgov/second_factor.py). The device is the script's own and is removed once the
+    code is checked, so ``make serve`` still hands the person their own authenticator.
+    """
     user, created = User.objects.get_or_create(username=username)
     if created:
         user.set_unusable_password()
         user.save(update_fields=["password"])
     user.groups.add(Group.objects.get(name=role))
-    return Actor.of(user)
+    if not second_factor:
+        return Actor.of(user)
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from fedgov.second_factor import actor_by_token
+
+    device = TOTPDevice.objects.create(user=user, name="demo script", confirmed=True)
+    try:
+        app = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+        return actor_by_token(user=user, token=f"{app.token():0{device.digits}d}")
+    finally:
+        device.delete()
 
 
 class RichOutput:

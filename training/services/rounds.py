@@ -18,6 +18,7 @@ from fedgov import clock, roles
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.faults import crash_point
+from fedgov.second_factor import require_second_factor
 from fedgov.tasks import enqueue
 from sites.models import SiteSteward
 from training.choices import ApprovalDecision, RoundState
@@ -114,6 +115,7 @@ def _requesters(round_: Round) -> set[int]:
 def _check_may_decide(actor: Actor, round_: Round) -> None:
     if actor.user is None:
         raise InvalidInput({"approver": ["only a person can approve or reject a round"]})
+    require_second_factor(actor, act="approving or rejecting a round")
     if not roles.has_role(actor.user, roles.OPERATOR, roles.DPO):
         raise InvalidInput({"approver": ["only an Operator or a DPO may decide on a round"]})
     if actor.user.pk in _requesters(round_):
@@ -167,8 +169,9 @@ def round_approve(*, actor: Actor, round: Round, reason: str) -> Approval:
     """Record one approval; approve the round once the policy's approvals are complete.
 
     Raises ``InvalidInput`` (no reason, requester approving, not an operator/DPO, a
-    second approval by the same person) and ``TransitionNotAllowed`` (round not awaiting
-    approval). Writes ``round.approval_recorded`` and, when complete, ``round.approved``.
+    second approval by the same person), ``SecondFactorRequired`` (the approver's session
+    passed no second factor) and ``TransitionNotAllowed`` (round not awaiting approval).
+    Writes ``round.approval_recorded`` and, when complete, ``round.approved``.
     """
     if not reason or not reason.strip():
         raise InvalidInput({"reason": ["a reason is required"]})

@@ -94,10 +94,20 @@ class Command(BaseCommand):
         logins = demo_accounts_issue()
         shown = [login for login in logins if login.password]
         if shown:
-            self.stdout.write("Demo accounts (passwords are shown this once):")
+            self.stdout.write(
+                "Demo accounts (passwords and authenticator secrets are shown this once):"
+            )
         for login in logins:
             secret = login.password or "(set earlier; manage.py changepassword to reset)"
             self.stdout.write(f"  {login.role:<13} {login.username:<22} {secret}")
+            if login.totp_secret:
+                self.stdout.write(f"  {'':<13} {'':<22} TOTP secret {login.totp_secret}")
+        if any(login.totp_secret for login in logins):
+            self.stdout.write(
+                "  Operators, DPOs and legal sign in with a code from an authenticator app: "
+                "add the TOTP secret to one (or open /account/two-factor/ to see a QR code "
+                "for a new one)."
+            )
         if not any(login.role == roles.SITE_STEWARD for login in logins):
             self.stdout.write(
                 "  (no site steward: run `make demo` first, or "
