@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("training", "0003_dp_mechanism_replaces_declared_epsilon"),
+        ("training", "0004_allow_list_digest_only"),
     ]
 
     operations = [
