@@ -51,6 +51,11 @@ class OpenNebulaWorkloads:
     def terminate(self, *, actor: Actor, site: Site, run: TrainingRun, reason: str) -> int:
         return services.workload_terminate(actor=actor, site=site, run=run, reason=reason)
 
+    def mark_gone(self, *, actor: Actor, run: TrainingRun, zone_endpoints: Any, reason: str) -> int:
+        return services.workloads_mark_gone(
+            actor=actor, run=run, zone_endpoints=zone_endpoints, reason=reason
+        )
+
     def running_site_ids(self, *, run: TrainingRun) -> list[int]:
         return list(
             Workload.objects.filter(run=run, state=WorkloadState.RUNNING)

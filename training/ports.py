@@ -121,6 +121,11 @@ class Workloads(Protocol):
         """Stop the site's workloads for the run; returns how many were running."""
         ...
 
+    def mark_gone(self, *, actor: Actor, run: TrainingRun, zone_endpoints: Any, reason: str) -> int:
+        """Mark the run's workloads on zones that no longer exist (a killed ``federate``'s
+        stand-in, whose SuperNodes ended with it) as terminated; returns how many."""
+        ...
+
     def running_site_ids(self, *, run: TrainingRun) -> list[int]:
         """Ids of the sites with a running workload for the run."""
         ...

@@ -29,10 +29,9 @@ from django.conf import settings
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.processes import mark_of, owner_alive
-from opennebula.errors import OpenNebulaError
-from opennebula.services import workloads_mark_gone
 from training.choices import RoundState, UpdateKind
 from training.models import Round, TrainingRun
+from training.ports import WorkloadError, workloads
 from training.services import orchestrate
 from training.services.rounds import round_abort
 from training.statemachine import ABORTABLE, can_transition, is_terminal
@@ -105,7 +104,7 @@ def runs_recover_abandoned(*, actor: Actor, root: Path | None = None) -> list[Ro
         for round_ in run.rounds.order_by("number"):
             try:
                 after = _end_round(actor, round_, why)
-            except (TransitionNotAllowed, InvalidInput, OpenNebulaError) as exc:
+            except (TransitionNotAllowed, InvalidInput, WorkloadError) as exc:
                 logger.warning("recovery: round %s not ended: %s", round_.pk, exc)
                 ended = False
                 continue
@@ -113,7 +112,7 @@ def runs_recover_abandoned(*, actor: Actor, root: Path | None = None) -> list[Ro
                 touched.append(after)
             ended = ended and is_terminal(after.state)
         if endpoints:
-            workloads_mark_gone(
+            workloads().mark_gone(
                 actor=actor,
                 run=run,
                 zone_endpoints=endpoints,
