@@ -230,8 +230,7 @@ class PolicyChangesSerializer(serializers.Serializer):
     host_operator = serializers.JSONField(required=False)
     transfer_safeguards = serializers.JSONField(required=False)
     recipient_certifications = serializers.JSONField(required=False)
-    # Bounded once, by policy_validate (1 to 366 days), like every other policy field.
-    dpf_listing_max_age_days = serializers.IntegerField(required=False)
+    dpf_listing_max_age_days = serializers.IntegerField(required=False, max_value=INT32_MAX)
     privacy_budget_delta = serializers.FloatField(required=False, allow_null=True)
     dp_neighbouring_relation = serializers.CharField(max_length=20, required=False)
     dp_required_mechanism = serializers.CharField(max_length=20, required=False, allow_blank=True)
