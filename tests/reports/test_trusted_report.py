@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from audit import keys, note, trust
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.django_db
 PYHANKO = Path(sys.executable).with_name("pyhanko")
 
 
-def _start_witnesses(tmp_path, count: int) -> list[RunningWitness]:
+def _start_witnesses(settings, tmp_path, count: int) -> list[RunningWitness]:
     vkey = note.verifier_key(settings.FEDGOV_LEDGER_ORIGIN, keys.active_key().public_key)
     running = [RunningWitness(tmp_path, f"site-{i}.example/witness", vkey) for i in range(count)]
     for w in running:
@@ -48,7 +47,7 @@ def _start_witnesses(tmp_path, count: int) -> list[RunningWitness]:
 
 @pytest.fixture
 def trusted_report(played_run, report_dirs, tsa_dir, tmp_path, settings):
-    running = _start_witnesses(tmp_path, 2)
+    running = _start_witnesses(settings, tmp_path, 2)
     try:
         report = generated(played_run[0])
     finally:
@@ -80,7 +79,7 @@ def test_report_is_pades_b_lt_with_a_signature_timestamp_and_a_dss(trusted_repor
     assert all(cert in certs for cert in wanted)
 
 
-def test_pyhanko_cli_validates_the_report_with_the_ca_from_the_bundle(trusted_report):
+def test_pyhanko_cli_validates_the_report_with_the_ca_from_the_bundle(trusted_report, settings):
     out, _report, _running = trusted_report
     # Exactly the command the README gives a regulator.
     result = subprocess.run(
