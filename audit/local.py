@@ -14,9 +14,12 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 
 from audit import keys, note, trust
@@ -37,7 +40,7 @@ class LocalEvidence:
     tsa_url: str = ""
     tsa_ca: Path | None = None
     problems: list[str] = field(default_factory=list)
-    processes: list[subprocess.Popen] = field(default_factory=list)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -50,7 +53,7 @@ class LocalEvidence:
                 process.wait()
 
 
-def _spawn(args: list[str], lines: int) -> tuple[subprocess.Popen, list[str]]:
+def _spawn(args: list[str], lines: int) -> tuple[subprocess.Popen[str], list[str]]:
     """Start ``python -m ...`` and read its first ``lines`` lines of output (vkey, address)."""
     process = subprocess.Popen(
         [sys.executable, "-m", *args],
@@ -70,7 +73,7 @@ def _spawn(args: list[str], lines: int) -> tuple[subprocess.Popen, list[str]]:
     return process, out
 
 
-def _pin(name: str, key, actor: Actor) -> None:
+def _pin(name: str, key: Ed25519PrivateKey, actor: Actor) -> None:
     raw = note.raw_public(key.public_key())
     for view in trust.trusted(KeyRole.WITNESS):
         if view.name == name and note.raw_public(view.public_key) == raw:
@@ -128,7 +131,9 @@ def start(folder: Path, sites: list[str], *, actor: Actor) -> LocalEvidence:
 
 
 @contextlib.contextmanager
-def running(folder: Path, sites: list[str], *, actor: Actor, override):
+def running(
+    folder: Path, sites: list[str], *, actor: Actor, override: Callable[[str, Any], None]
+) -> Iterator[LocalEvidence]:
     """``start`` them, name them in the settings through ``override(name, value)``, and stop
     them on exit."""
     evidence = start(folder, sites, actor=actor)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from asn1crypto import x509
 from django.conf import settings
 
 from audit import tsa
@@ -40,7 +41,7 @@ def configured() -> bool:
     return bool(settings.FEDGOV_TSA_URL)
 
 
-def pinned_certs() -> list:
+def pinned_certs() -> list[x509.Certificate]:
     return tsa.load_pinned(list(settings.FEDGOV_TSA_CERT_FILES))
 
 
@@ -67,7 +68,7 @@ def checkpoint_timestamp(*, size: int | None = None) -> TimestampOutcome:
         logger.warning("checkpoint at size %s not timestamped: %s", row.size, exc)
         return TimestampOutcome(row.size, None, str(exc))
     check = tsa.check_token(token, data, pinned_certs())
-    if not check.ok:
+    if not check.ok or check.time is None:
         # Stored, such a token would make ledger_verify fail on the TSA's error, not ours.
         logger.warning("checkpoint at size %s: the TSA's token %s", row.size, check.problem)
         return TimestampOutcome(row.size, None, check.problem)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from asn1crypto import cms, tsp
+from asn1crypto import cms, tsp, x509
 from pyhanko.keys import load_certs_from_pemder
 from pyhanko.sign.timestamps import HTTPTimeStamper
 from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
@@ -51,12 +51,14 @@ def request_token(url: str, data: bytes, timeout: float = 5.0) -> bytes:
         token = asyncio.run(stamper(url, timeout).async_timestamp(digest, "sha256"))
     except Exception as exc:  # aiohttp and pyHanko raise many kinds; all mean "no token"
         raise TimestampError(f"the TSA at {url} gave no timestamp: {exc!r}") from exc
-    return token.dump()
+    dumped: bytes = token.dump()
+    return dumped
 
 
 def token_time(token: bytes) -> datetime:
     """The ``genTime`` a token states (unchecked: use ``check_token`` to trust it)."""
-    return _tst_info(cms.ContentInfo.load(token))["gen_time"].native
+    moment: datetime = _tst_info(cms.ContentInfo.load(token))["gen_time"].native
+    return moment
 
 
 def token_facts(token: bytes) -> tuple[datetime, str, str]:
@@ -79,12 +81,17 @@ def _tst_info(info: cms.ContentInfo) -> tsp.TSTInfo:
     return parsed
 
 
-def load_pinned(paths: list[Path]) -> list:
+def load_pinned(paths: list[Path]) -> list[x509.Certificate]:
     """The certificates in the PEM/DER files ``paths`` (the TSA's CA or certificate)."""
-    return [cert for path in paths for cert in load_certs_from_pemder([str(path)])]
+    # pyHanko's loader is untyped; it yields asn1crypto certificates.
+    return [
+        cert
+        for path in paths
+        for cert in load_certs_from_pemder([str(path)])  # type: ignore[no-untyped-call]
+    ]
 
 
-def check_token(token: bytes, data: bytes, pinned: list) -> TokenCheck:
+def check_token(token: bytes, data: bytes, pinned: list[x509.Certificate]) -> TokenCheck:
     """Whether ``token`` dates exactly ``data`` and is signed by a TSA ``pinned`` vouches for."""
     try:
         info = cms.ContentInfo.load(token)

@@ -64,7 +64,7 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _write_key(path: Path, key) -> None:
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(
@@ -175,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args: object) -> None:
         pass  # one line per stamp would drown the demo's output
 
 
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     httpd = server(args.dir, args.host, args.port)
     host, port = httpd.server_address[:2]
+    host = host.decode() if isinstance(host, bytes) else host
     print(f"listening http://{host}:{port}/ ca {args.dir / 'ca.pem'}", flush=True)
     try:
         httpd.serve_forever()

@@ -351,7 +351,7 @@ def _timestamp_findings(
             _b64(item["timestamp"], "a timestamp"), item["note"].encode(), certs
         )
         signed_at = _posix(ledger.checkpoint_times[size])
-        if not check.ok:
+        if not check.ok or check.time is None:
             findings.append(Finding(size - 1, f"timestamp of checkpoint {size}: {check.problem}"))
         elif signed_at is not None and check.time.timestamp() < signed_at:
             findings.append(

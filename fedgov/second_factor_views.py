@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -18,6 +20,9 @@ from django_otp import match_token
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from fedgov import second_factor
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class SecondFactorFormMixin(forms.Form):
@@ -85,7 +90,8 @@ def enrol(request: HttpRequest) -> HttpResponse:
     Each GET replaces an unconfirmed secret, so a secret seen on an earlier visit (or
     over someone's shoulder) stops working. A confirmed device is never shown again.
     """
-    user = request.user
+    # staff_member_required: only a signed-in staff user reaches this view.
+    user = cast("User", request.user)
     confirmed = TOTPDevice.objects.filter(user=user, confirmed=True).first()
     form = EnrolForm(request.POST if request.method == "POST" else None)
     device = None

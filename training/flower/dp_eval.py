@@ -24,7 +24,7 @@ from flwr.supercore.differential_privacy import (
     compute_clip_model_update,
 )
 
-from training.flower.dp import DpPlan, Mechanism
+from fedgov_flower.dp import DpPlan, Mechanism
 from training.flower.model import (
     accuracy_numpy,
     initial_arrays_numpy,

@@ -31,7 +31,7 @@ from flwr.serverapp.strategy import (
     DifferentialPrivacyServerSideFixedClipping,
 )
 
-from training.flower.dp import DpRelease, Mechanism
+from fedgov_flower.dp import DpRelease, Mechanism
 from training.flower.strategy import GovernedFedAvg
 from training.flower.update_hash import update_hash
 

@@ -22,9 +22,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedProx
 
+from fedgov_flower.dp import DpPlan
 from fedgov_flower.governed import register_nodes as package_register_nodes
 from fedgov_flower.governed import service_token
-from training.flower.dp import DpPlan
 from training.flower.dp_strategy import governed_dp
 from training.flower.governance import RestGovernance
 from training.flower.strategy import (

@@ -18,7 +18,7 @@ def privacy_facts(
 ) -> PrivacyFacts:
     """The accountant's answer for the next round of ``run`` (pure apart from the maths)."""
     # Imported here: flwr loads only when a gate runs, not with every Django process.
-    from training.flower.dp import ACCOUNTING_METHOD, AccountingSpec, DpError, budget_check
+    from fedgov_flower.dp import ACCOUNTING_METHOD, AccountingSpec, DpError, budget_check
 
     # A private release always names its multiplier (the privacy row's constraint).
     releases = tuple(float(cast(float, r.noise_multiplier)) for r in history if r.private)

@@ -25,11 +25,7 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.faults import crash_point
-from sites import selectors as site_selectors
-from sites.choices import LawfulBasis, SiteStatus
-from sites.models import Site
-from training.choices import ApprovalDecision, GateOutcome, RoundState, UpdateKind
-from training.flower.ticket import (
+from fedgov_flower.ticket import (
     MESSAGE_TYPES,
     Ticket,
     TicketSite,
@@ -37,6 +33,10 @@ from training.flower.ticket import (
     parse_unverified,
     ticket_body,
 )
+from sites import selectors as site_selectors
+from sites.choices import LawfulBasis, SiteStatus
+from sites.models import Site
+from training.choices import ApprovalDecision, GateOutcome, RoundState, UpdateKind
 from training.models import (
     GateDecision,
     ModelUpdate,
@@ -135,7 +135,7 @@ def round_ticket_issue(
                 "registered SuperNode"
             )
         dp_plan = privacy_services.ticket_dp_plan(run=round_.run, decision=decision)
-        binding = {
+        binding: dict[str, Any] = {
             "message_type": message_type,
             "flower_run_id": flower_run_id,
             "context": ticket_context(round_),

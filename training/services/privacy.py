@@ -176,7 +176,7 @@ def round_privacy_record(
     Nothing is written when no aggregate was released, or when the run neither plans a
     mechanism nor sits under a budget. Writes ledger event ``privacy.accounted``.
     """
-    from training.flower.dp import AccountingSpec, privacy_spent
+    from fedgov_flower.dp import AccountingSpec, privacy_spent
     from training.selectors import privacy_history
 
     run = round_.run

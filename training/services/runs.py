@@ -213,7 +213,7 @@ def _float_or_none(value: float | None) -> float | None:
 
 def _derive_noise_multiplier(policy, datasets, target: float, rounds: int, fail) -> float | None:
     """z for ``target`` ε over ``rounds`` by Flower's accountant, or None after ``fail``."""
-    from training.flower.dp import AccountingSpec, DpError, derive_noise_multiplier
+    from fedgov_flower.dp import AccountingSpec, DpError, derive_noise_multiplier
 
     if policy.privacy_budget_delta is None:
         fail("dp_target_epsilon", f"policy {policy.name} v{policy.version} sets no δ")

@@ -776,7 +776,7 @@ class Command(RichOutput, BaseCommand):
         config = dp_run_config(self.run)
         if not config:
             return
-        from training.flower.dp import DpPlan
+        from fedgov_flower.dp import DpPlan
         from training.flower.dp_eval import compare
 
         plan = DpPlan.from_run_config(config)
