@@ -213,6 +213,20 @@ _event(
     subject="dpia",
 )
 _event(
+    "evaluation.recorded",
+    "A site's federated-evaluation reply under the round's evaluate ticket was hashed and "
+    "recorded, with the subject list it filtered by.",
+    required=(*_ROUND, "ticket_id", "site_id", "node_id", "metrics_hash", "num_examples"),
+    optional=("records_used", "records_excluded", "filter_digest", "subjects_digest", "metrics"),
+    subject="round",
+)
+_event(
+    "evaluation.rejected",
+    "An evaluation reply from a node the evaluate ticket does not name was refused.",
+    required=(*_ROUND, "ticket_id", "node_id", "metrics_hash"),
+    subject="round",
+)
+_event(
     "gate.decided",
     "The gate evaluated every rule for every candidate site of a round: outcome, eligible "
     "sites, failed rules, hash of the input snapshot and allow-list digests.",
@@ -485,6 +499,26 @@ _event(
     subject="round",
 )
 _event(
+    "token.created",
+    "An API token was minted for a service or a site steward (its SHA-256, never the key).",
+    required=("user_id", "role", "key_sha256"),
+    optional=("username", "site_id"),
+    subject="user",
+)
+_event(
+    "token.listed",
+    "Someone listed the API tokens (fingerprints only).",
+    required=("count", "fingerprints"),
+    subject="token",
+)
+_event(
+    "token.revoked",
+    "An API token was revoked.",
+    required=("user_id", "key_sha256"),
+    optional=("username",),
+    subject="user",
+)
+_event(
     "update.recorded",
     "A site's model update was hashed canonically and recorded with its example count.",
     required=(
@@ -504,6 +538,13 @@ _event(
     "update.rejected",
     "An update came from a node the ticket does not name (or was otherwise refused).",
     required=("update_id", "round_id", "ticket_id", "node_id", "update_hash", "reason"),
+    subject="round",
+)
+_event(
+    "updates.refused",
+    "fedgov refused to record a round's updates: a site broke the data contract (counts "
+    "missing, or a subject-list digest that is not the ticket's).",
+    required=(*_ROUND, "ticket_id", "reasons"),
     subject="round",
 )
 _event(
