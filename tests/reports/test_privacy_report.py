@@ -9,8 +9,9 @@ from reports.data import run_header
 from sites.models import ResidencyPolicy
 from tests.factories import UserFactory
 from tests.reports.test_pdf import build_pdf, pdf_text
-from tests.training.flower.conftest import governed_scenario
+from tests.training.flower.conftest import contract_digest, governed_scenario
 from training.flower.dp import AccountingSpec, privacy_spent
+from training.flower.ticket import parse_unverified
 from training.models import Round
 from training.services.flower import UpdateReport, model_updates_record, round_ticket_issue
 from training.services.gate import round_gate
@@ -24,7 +25,7 @@ def play_dp_round(run, number, *, refuse_node=None, noise=True):
     decision = round_gate(actor=operator, run=run, round_no=number)
     assert decision.outcome == "allowed"
     round_ = round_route_after_gate(actor=operator, round=Round.objects.get(pk=decision.round_id))
-    round_ticket_issue(actor=operator, round=round_)
+    signed = parse_unverified(round_ticket_issue(actor=operator, round=round_).body)
     nodes = [e.site.flower_node_id for e in decision.eligibilities.select_related("site")]
     trained = [n for n in sorted(nodes) if n != refuse_node]
     aggregate = f"{number:02d}".ljust(64, "f")
@@ -37,7 +38,8 @@ def play_dp_round(run, number, *, refuse_node=None, noise=True):
         actor=Actor.system("flower"),
         round=round_,
         updates=[
-            UpdateReport(n, f"{number:02d}{i:02d}".ljust(64, "a"), 10, 10, 0, {})
+            UpdateReport(n, f"{number:02d}{i:02d}".ljust(64, "a"), 10, 10, 0, {},
+                         filter_digest=contract_digest(signed, n))
             for i, n in enumerate(trained)
         ],
         aggregate_hash=aggregate,
