@@ -10,7 +10,8 @@ from sites.models import ResidencyPolicy
 from sites.services import consent_record_batch
 from tests.factories import UserFactory, verified_actor
 from tests.placement import place_on_host
-from tests.training.flower.conftest import governed_scenario
+from tests.training.flower.conftest import contract_digest, governed_scenario
+from training.flower.ticket import parse_unverified
 from training.models import Round
 from training.services.flower import UpdateReport, model_updates_record, round_ticket_issue
 from training.services.gate import round_gate
@@ -36,7 +37,7 @@ def play_round(run, number, *, operator, approver, accuracy):
     round_ = round_route_after_gate(actor=operator, round=round_)
     round_approve(actor=approver, round=round_, reason="gate evidence reviewed")
     round_ = place_on_host(Round.objects.get(pk=round_.pk), actor=operator)
-    round_ticket_issue(actor=operator, round=round_)
+    signed = parse_unverified(round_ticket_issue(actor=operator, round=round_).body)
     reports = [
         UpdateReport(
             node_id=site.flower_node_id,
@@ -45,6 +46,7 @@ def play_round(run, number, *, operator, approver, accuracy):
             records_used=elig.eligible_records,
             records_excluded=len(elig.excluded_pseudonyms),
             metrics={"accuracy": accuracy},
+            filter_digest=contract_digest(signed, site.flower_node_id),
         )
         for i, (site, elig) in enumerate(
             (e.site, e)

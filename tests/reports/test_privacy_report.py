@@ -10,8 +10,9 @@ from sites.models import ResidencyPolicy
 from tests.factories import UserFactory
 from tests.placement import place_on_host
 from tests.reports.test_pdf import build_pdf, pdf_text
-from tests.training.flower.conftest import governed_scenario
+from tests.training.flower.conftest import contract_digest, governed_scenario
 from training.flower.dp import AccountingSpec, privacy_spent
+from training.flower.ticket import parse_unverified
 from training.models import Round
 from training.services.flower import UpdateReport, model_updates_record, round_ticket_issue
 from training.services.gate import round_gate
@@ -26,7 +27,7 @@ def play_dp_round(run, number, *, refuse_node=None, noise=True):
     assert decision.outcome == "allowed"
     round_ = round_route_after_gate(actor=operator, round=Round.objects.get(pk=decision.round_id))
     round_ = place_on_host(round_, actor=operator)
-    round_ticket_issue(actor=operator, round=round_)
+    signed = parse_unverified(round_ticket_issue(actor=operator, round=round_).body)
     nodes = [e.site.flower_node_id for e in decision.eligibilities.select_related("site")]
     trained = [n for n in sorted(nodes) if n != refuse_node]
     aggregate = f"{number:02d}".ljust(64, "f")
@@ -39,7 +40,8 @@ def play_dp_round(run, number, *, refuse_node=None, noise=True):
         actor=Actor.system("flower"),
         round=round_,
         updates=[
-            UpdateReport(n, f"{number:02d}{i:02d}".ljust(64, "a"), 10, 10, 0, {})
+            UpdateReport(n, f"{number:02d}{i:02d}".ljust(64, "a"), 10, 10, 0, {},
+                         filter_digest=contract_digest(signed, n))
             for i, n in enumerate(trained)
         ],
         aggregate_hash=aggregate,

@@ -83,6 +83,8 @@ def play_flower_round(round_: Round) -> None:
             records_used=30,
             records_excluded=0,
             metrics={"loss": 0.5},
+            # The site filtered by the ticket's list (the data contract).
+            filter_digest=site.allowed_digest or site.exclusion_digest,
         )
         for site in ticket.sites
     ]

@@ -43,6 +43,7 @@ def record_one_site(round_: Round) -> None:
     report = flower_services.UpdateReport(
         node_id=site.node_id, update_hash=sha(f"u-{site.slug}"), num_examples=30,
         records_used=30, records_excluded=0, metrics={"loss": 0.5},
+        filter_digest=site.allowed_digest or site.exclusion_digest,
     )  # fmt: skip
     flower_services.model_updates_record(
         actor=ACTOR, round=round_, updates=[report], aggregate_hash=None

@@ -117,3 +117,9 @@ def kept(run, number: int, node_id: str, *, used: int = 9, excluded: int = 0) ->
     named = parse_unverified(latest_ticket(round_).body).site_by_node(node_id)
     digest = (named.allowed_digest or named.exclusion_digest) if named else ""
     return {"records_used": used, "records_excluded": excluded, "filter_digest": digest}
+
+
+def contract_digest(ticket, node_id: str) -> str:
+    """The subject-list digest an honest site reports for ``node_id`` under ``ticket``."""
+    named = ticket.site_by_node(node_id)
+    return (named.allowed_digest or named.exclusion_digest) if named else ""
