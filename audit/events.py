@@ -502,7 +502,7 @@ _event(
     "token.created",
     "An API token was minted for a service or a site steward (its SHA-256, never the key).",
     required=("user_id", "role", "key_sha256"),
-    optional=("username", "site_id"),
+    optional=("site_id",),
     subject="user",
 )
 _event(
@@ -515,7 +515,6 @@ _event(
     "token.revoked",
     "An API token was revoked.",
     required=("user_id", "key_sha256"),
-    optional=("username",),
     subject="user",
 )
 _event(

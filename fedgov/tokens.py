@@ -87,8 +87,8 @@ def token_create(
             subject_type="user",
             subject_id=user.pk,
             payload={
+                # Ids and a fingerprint only: the ledger never carries a name.
                 "user_id": user.pk,
-                "username": username,
                 "role": role,
                 "site_id": site.pk if site else None,
                 "key_sha256": fingerprint(token.key),
@@ -144,6 +144,6 @@ def token_revoke(*, actor: Actor, username: str) -> str:
             actor=actor,
             subject_type="user",
             subject_id=user_id,
-            payload={"user_id": user_id, "username": username, "key_sha256": printed},
+            payload={"user_id": user_id, "key_sha256": printed},
         )
     return printed
