@@ -1,4 +1,5 @@
-"""Reports admin: listed with download links for Legal, DPO and Auditor; never edited."""
+"""Reports admin: listed with download links for Legal, DPO and Auditor; requested by
+Legal and DPO (the "add" page is the request form); never edited."""
 
 from __future__ import annotations
 
@@ -19,11 +20,25 @@ def test_admin_lists_reports_with_download_links_for_legal(played_run, client):
     client.force_login(legal)
 
     page = client.get("/admin/reports/report/")
-    add = client.get("/admin/reports/report/add/")
+    request_form = client.get("/admin/reports/report/add/")
+    change = client.post(f"/admin/reports/report/{report.pk}/change/", {"status": "failed"})
 
     assert page.status_code == 200
     assert f"/api/v1/reports/{report.public_id}/download?file=pdf" in page.content.decode()
-    assert add.status_code == 403
+    assert request_form.status_code == 200 and "Request a signed report" in (
+        request_form.content.decode()
+    )
+    assert change.status_code in (302, 403)
+    report.refresh_from_db()
+    assert report.status == "done"
+
+
+@pytest.mark.django_db
+def test_auditors_read_reports_but_cannot_request_them(client):
+    client.force_login(UserFactory(roles=[roles.AUDITOR], is_staff=True))
+
+    assert client.get("/admin/reports/report/").status_code == 200
+    assert client.get("/admin/reports/report/add/").status_code == 403
 
 
 @pytest.mark.django_db
