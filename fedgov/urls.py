@@ -17,12 +17,9 @@ from fedgov.second_factor_views import SecondFactorLoginForm, enrol
 
 # Ask a person with an authenticator for its code at sign-in (fedgov/second_factor.py).
 admin.site.login_form = SecondFactorLoginForm
-admin.site.site_header = "fedgov administration"
-admin.site.site_title = "fedgov"
-admin.site.index_title = "Records, runs and evidence"
-
 admin.site.site_header = _("fedgov administration")
 admin.site.site_title = "fedgov"
+admin.site.index_title = _("Records, runs and evidence")
 
 # Registered before the includes below import their route modules.
 register_converter(BoundedIdConverter, "id")
