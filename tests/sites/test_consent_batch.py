@@ -348,3 +348,33 @@ def test_all_withdrawn_is_judged_at_the_instant_not_by_batch_boundaries():
         actor=SITE, dataset=ds, events=[grant("a", at + dt.timedelta(hours=1))]
     )
     assert datasets_all_withdrawn(dataset_ids=[ds.pk], at=clock.now()) == set()
+
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("ago", "late"),
+    # Facts older than the clock skew (5 minutes) before recording are recorded late.
+    [(dt.timedelta(days=30), 1), (dt.timedelta(minutes=6), 1), (dt.timedelta(minutes=4), 0)],
+)
+def test_consent_granted_in_the_past_is_recorded_and_flagged_late(dataset, ago, late):
+    """Facts about the past (Art. 7(1), 5(2)): consent granted (and even expired) before it
+    is uploaded is accepted, and the ledger says how much of the batch was late."""
+    now = clock.now()
+    at = now - ago
+    services.consent_record_batch(
+        actor=SITE,
+        dataset=dataset,
+        events=[grant("s-old", at=at, expires=now - DAY if ago > DAY else None)],
+    )
+    entry = LedgerEntry.objects.get(event_type="consent.batch_recorded")
+    flagged = json.loads(entry.payload)["recorded_late"]
+    expected_expired = 1 if ago > DAY else 0
+    assert flagged == {
+        "grants": late,
+        "withdrawals": 0,
+        "expired": expected_expired,
+        "earliest": at.isoformat() if late else None,
+    }
+    assert entry.actor_repr and entry.created_at  # who recorded it, and when
