@@ -459,8 +459,9 @@ def clock_now():
         # The dataset allows the EEA but the policy only DE and ES: FR is still outside.
         (["EEA"], ["DE", "ES"], ["de-legal", "pl-news"]),
         (["EEA"], ["EEA"], ["de-legal", "es-blogs", "pl-news"]),
-        # Declared, allowed and placed in FR: accepted.
-        (["FR"], ["EEA"], ["de-legal", "es-blogs", "pl-news"]),
+        # Declared, allowed and placed in FR: accepted. The dataset allows DE too: its model
+        # updates are aggregated in DE, which the gate's residency rule also checks.
+        (["FR", "DE"], ["EEA"], ["de-legal", "es-blogs", "pl-news"]),
     ],
     ids=["de-only-dataset", "de-es-policy", "both-eea", "fr-dataset"],
 )
@@ -474,7 +475,7 @@ def test_a_vm_is_accepted_only_in_both_the_datasets_countries_and_the_policys_ar
     run, sites = federation(allowed_areas=policy_areas)
     es = sites[1]  # its zone's hosts, cluster and datastore are in FR
     es.datasets.update(processing_countries=processing)
-    if processing == ["FR"]:
+    if processing == ["FR", "DE"]:
         es.compute_country = "FR"
         es.save()
     round_ = round_start(actor=ACTOR, run=run, round_no=1)
