@@ -45,9 +45,11 @@ from tests.opennebula.conftest import (  # noqa: F401 - fixtures used by name
     one_settings,
     standin,
 )
+from tests.training.flower.conftest import contract_digest
 from tests.training.test_orchestrate import federation  # noqa: F401
 from training.choices import RoundState
-from training.models import Round, TrainingRun
+from training.flower.ticket import parse_unverified
+from training.models import Round, RoundTicket, TrainingRun
 
 CHROMIUM = Path(os.environ.get("FEDGOV_CHROMIUM", "/usr/bin/chromium"))
 # Redis has 16 databases by default (0-15): this test's own is 18 mod 16. CI may name
@@ -260,6 +262,11 @@ def test_operator_to_legal_through_the_browser_on_make_serve(
         "the worker provisions the round and issues its ticket",
         lambda: Round.objects.filter(pk=round_.pk, state=RoundState.RUNNING).exists(),
     )
+    # An honest site keeps the data contract: its counts, and the digest of the subject
+    # list the ticket gave it (issue 13).
+    ticket = parse_unverified(
+        RoundTicket.objects.filter(round=round_, message_type="train").latest("issued_at").body
+    )
     reported = requests.post(
         f"{base}/api/v1/runs/{run.pk}/rounds/1/updates",
         json={
@@ -269,6 +276,8 @@ def test_operator_to_legal_through_the_browser_on_make_serve(
                     "update_hash": hashlib.sha256(f"update-{site.slug}".encode()).hexdigest(),
                     "num_examples": 10,
                     "records_used": 10,
+                    "records_excluded": 0,
+                    "filter_digest": contract_digest(ticket, site.flower_node_id),
                     "metrics": {"accuracy": 0.81},
                 }
                 for site in sites
