@@ -29,7 +29,7 @@ from training.services.rounds import round_route_after_gate
 
 CHROMIUM = Path(os.environ.get("FEDGOV_CHROMIUM", "/usr/bin/chromium"))
 # Inside the port range this suite's browser tests own; overridable for another machine.
-LIVE_ADDRESS = os.environ.get("FEDGOV_E2E_ADDRESS", "127.0.0.1:18860")
+LIVE_ADDRESS = os.environ.get("FEDGOV_E2E_ADDRESS", "127.0.0.1:0")
 ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts" / "e2e"
 PASSWORD = "browser-test-pw"
 

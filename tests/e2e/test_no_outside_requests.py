@@ -18,7 +18,7 @@ from fedgov import roles
 from tests.factories import UserFactory
 
 CHROMIUM = Path(os.environ.get("FEDGOV_CHROMIUM", "/usr/bin/chromium"))
-LIVE_ADDRESS = os.environ.get("FEDGOV_E2E_OUTSIDE_ADDRESS", "127.0.0.1:18861")
+LIVE_ADDRESS = os.environ.get("FEDGOV_E2E_OUTSIDE_ADDRESS", "127.0.0.1:0")
 ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts" / "e2e"
 PASSWORD = "outside-test-pw"
 
