@@ -116,6 +116,8 @@ def test_terminate_in_a_failure_state_deletes_the_vm(standin, fault):
     proxy = rpc(standin)
     vm_id = start(proxy)
     wait_lcm(proxy, vm_id, 36 if fault == "boot_failure" else 39)
+    # CLEANUP_DELETE lasts one step: long enough here that a loaded machine still reads it.
+    standin.zones[0].spec.step_seconds = 2.0
     assert call(proxy, "one.vm.action", "terminate", vm_id) == [True, vm_id, 0]
     assert state_of(proxy, vm_id) == (3, 23)  # CLEANUP_DELETE (LifeCycleManager::trigger_delete)
     wait_for(proxy, vm_id, 6, 0)
