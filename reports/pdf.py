@@ -928,7 +928,7 @@ def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
         [
             c.witness,
             Mono(c.key_id),
-            Paragraph(c.time.strftime("%Y-%m-%d<br/>%H:%M:%S UTC"), S["cell"]),
+            c.time.strftime("%Y-%m-%d %H:%M:%S UTC"),
             str(c.size),
             # Broken every 56 characters: a signature line has no spaces to wrap at.
             Mono("\n".join(c.line[i : i + 56] for i in range(0, len(c.line), 56))),
@@ -938,7 +938,8 @@ def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
     yield data_table(
         ["Witness", "Key id", "Cosigned at", "Size", "Cosignature line"],
         rows,
-        [46 * mm, 22 * mm, 22 * mm, 10 * mm, BODY_W - 100 * mm],
+        # The time column holds "YYYY-MM-DD HH:MM:SS UTC" on one line in the shipped font.
+        [33 * mm, 21 * mm, 37 * mm, 11 * mm, BODY_W - 102 * mm],
         mono=(1, 4),
         mono_size=5.2,
     )

@@ -232,6 +232,9 @@ MATRIX = [
     row("post", "/runs/{fresh_run}/rounds/1/ticket", {SERVICE}),
     row("get", "/runs/{run}/rounds/1/updates", {DPO, AUDITOR, SERVICE}),
     row("post", "/runs/{run}/rounds/1/updates", {SERVICE}, {"updates": []}),
+    # Issue 13: federated evaluation under its own ticket, and closing a `flwr run` round.
+    row("post", "/runs/{run}/rounds/1/evaluations", {SERVICE}, {"evaluations": []}),
+    row("post", "/runs/{run}/rounds/1/close", {SERVICE, OPERATOR}),
     row("get", "/runs/{run}/rounds/1/exclusions?site={site_slug}", {SERVICE, STEWARD, DPO}),
     # A steward reads only its own site's list; the view refuses another site's.
     row(

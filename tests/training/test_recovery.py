@@ -111,7 +111,10 @@ def test_a_round_whose_aggregate_is_recorded_is_closed_not_failed(
         actor=ACTOR,
         round=round_,
         updates=[
-            flower_services.UpdateReport(s.node_id, sha(s.slug), 30, 30, 0, {})
+            # An honest site: its counts and the ticket's subject-list digest (issue 13).
+            flower_services.UpdateReport(
+                s.node_id, sha(s.slug), 30, 30, 0, {}, s.allowed_digest or s.exclusion_digest
+            )
             for s in parse_unverified(ticket.body).sites
         ],
         aggregate_hash=sha("aggregate"),

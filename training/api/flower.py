@@ -277,6 +277,10 @@ class RoundEvaluationsView(APIView):
     read_roles = ()
     write_roles = (roles.SERVICE,)
 
+    @extend_schema(
+        request=shapes.EvaluationsReportSerializer,
+        responses={201: shapes.EvaluationsRecordedSerializer},
+    )
     def post(self, request: Request, run_id: int, number: int) -> Response:
         round_ = _round_of(run_id, number)
         data = request.data if isinstance(request.data, dict) else {}
@@ -301,6 +305,10 @@ class RoundCloseView(APIView):
     read_roles = ()
     write_roles = (roles.SERVICE, roles.OPERATOR)
 
+    @extend_schema(
+        request=None,
+        responses={200: shapes.RoundClosedSerializer, 409: shapes.RoundClosedSerializer},
+    )
     def post(self, request: Request, run_id: int, number: int) -> Response:
         from training.services.orchestrate import round_close, round_finish
 

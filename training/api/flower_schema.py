@@ -60,6 +60,10 @@ class UpdateReportSerializer(serializers.Serializer):
     num_examples = serializers.IntegerField(min_value=0, max_value=INT32_MAX)
     records_used = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False)
     records_excluded = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False)
+    # The data contract (issue 13): the digest of the subject list the site filtered by,
+    # and of the subjects it used.
+    filter_digest = serializers.RegexField(r"^[0-9a-f]{64}$", required=False)
+    subjects_digest = serializers.RegexField(r"^[0-9a-f]{64}$", required=False)
     metrics = serializers.DictField(required=False)
 
 
@@ -122,3 +126,24 @@ class SupernodeUnbindSerializer(serializers.Serializer):
 class PublicKeySerializer(serializers.Serializer):
     key_id = serializers.CharField()
     public_key_pem = serializers.CharField()
+
+
+class EvaluationsReportSerializer(serializers.Serializer):
+    """The sites' federated-evaluation replies under the round's evaluate ticket."""
+
+    evaluations = UpdateReportSerializer(many=True)
+    rejected = UpdateReportSerializer(many=True, required=False)
+    site_refusals = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+class EvaluationsRecordedSerializer(serializers.Serializer):
+    recorded = serializers.IntegerField(read_only=True)
+
+
+class RoundClosedSerializer(serializers.Serializer):
+    """The round's state after a close request (200 closed, 409 not yet closable)."""
+
+    run_id = serializers.IntegerField(read_only=True)
+    round = serializers.IntegerField(read_only=True)
+    state = serializers.CharField()
+    reason = serializers.CharField()

@@ -121,8 +121,13 @@ def test_evaluations_are_recorded_under_the_evaluate_ticket(api, service):
     assert {"metrics_hash", "filter_digest", "records_used"} <= set(json.loads(events[0].payload))
 
 
-def test_a_round_driven_by_flwr_run_alone_waits_for_four_eyes_then_closes(api, service, make_user):
+def test_a_round_driven_by_flwr_run_alone_waits_for_four_eyes_then_closes(
+    api, service, make_user, flower_up_here
+):
+    # flower_up_here: the sites' SuperNodes run on this host (``flower up``), so the
+    # ticket endpoint can verify their placement itself, as it must before a ticket.
     from fedgov.actors import Actor
+    from tests.factories import verified_actor
     from training.services.orchestrate import rounds_sweep_stalled
     from training.services.rounds import round_approve
 
@@ -136,7 +141,7 @@ def test_a_round_driven_by_flwr_run_alone_waits_for_four_eyes_then_closes(api, s
     assert round_.state == RoundState.AWAITING_APPROVAL
     # 3. A second person approves it (the admin action calls this service).
     approver = make_user(roles.OPERATOR, username="second-operator")
-    round_approve(actor=Actor.of(approver), round=round_, reason="gate table checked")
+    round_approve(actor=verified_actor(approver), round=round_, reason="gate table checked")
     # 4. The ticket: the round runs.
     assert ticket(api, service, run, 1, flower_run_id="3").status_code == 201
     assert Round.objects.get(pk=round_.pk).state == RoundState.RUNNING
