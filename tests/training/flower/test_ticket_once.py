@@ -14,6 +14,7 @@ from audit.models import LedgerEntry
 from fedgov import clock, roles
 from fedgov.actors import Actor
 from sites.models import Site
+from tests.placement import place_on_host
 from tests.training.flower.conftest import governed_scenario
 from training.api.flower import _gate
 from training.models import Round, RoundTicket
@@ -82,7 +83,8 @@ def test_a_changed_site_set_gets_a_new_ticket(api, service):
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_requests_get_one_ticket():
     run, _sites, _ = governed_scenario()
-    round_ = _gate(ACTOR, run, 1)
+    # Placed on this host first: a ticket needs verified placement (issue 16).
+    round_ = place_on_host(_gate(ACTOR, run, 1))
     barrier = threading.Barrier(20)
     got: list[int] = []
     errors: list[Exception] = []
