@@ -106,17 +106,29 @@ def is_postgres() -> bool:
 
 @pytest.fixture(scope="session")
 def tsa_server(tmp_path_factory):
-    """A real RFC 3161 TSA on loopback (OpenSSL's ``ts -reply``), its own CA made at setup."""
-    import threading
+    """A real RFC 3161 TSA on loopback (OpenSSL's ``ts -reply``), its own CA made at setup.
 
-    from audit import tsa_responder
+    A process of its own, as in the demo: a serving thread left in the test process for
+    the whole session would stop later tests from forking (the ledger verifier's worker
+    processes refuse to fork beside other threads).
+    """
+    import subprocess
+    import sys
 
     folder = tmp_path_factory.mktemp("tsa")
-    server = tsa_responder.server(folder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", folder
-    server.shutdown()
-    server.server_close()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "audit.tsa_responder", "--dir", str(folder), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()  # "listening http://127.0.0.1:PORT/ ca ..."
+        url = line.split()[1] if line.startswith("listening ") else ""
+        assert url, f"the TSA did not start: {line!r}"
+        yield url, folder
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture
