@@ -25,12 +25,18 @@ def setup_django(var_dir: Path) -> None:
     os.environ["FEDGOV_VAR_DIR"] = str(var_dir)
     os.environ["DATABASE_URL"] = f"sqlite:///{var_dir / 'bench.sqlite3'}"
     os.environ["FEDGOV_KEY_DIR"] = str(var_dir / "keys")
+    # The benches' SuperNodes run on this host: say where it is, and record them as
+    # ``flower up`` does, so the ticket endpoint verifies their placement (issue 16).
+    os.environ["FEDGOV_LOCAL_HOST_COUNTRY"] = "DE"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fedgov.settings")
     import django
     from django.core.management import call_command
 
     django.setup()
     call_command("migrate", verbosity=0, interactive=False)
+    from tests.placement import declare_in
+
+    declare_in(var_dir, SITES, country="DE")
 
 
 @dataclass

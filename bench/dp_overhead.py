@@ -79,7 +79,7 @@ def main() -> None:
         def __init__(self, dp: DpPlan | None) -> None:
             self.dp, self.releases = dp, []
 
-        def request_round(self, *, run_id, round_no):
+        def request_round(self, *, run_id, round_no, **_binding):
             dp = None
             if self.dp is not None:
                 check = budget_check(spec, self.releases, self.dp.noise_multiplier, 1e9)

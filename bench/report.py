@@ -34,9 +34,9 @@ from django.conf import settings  # noqa: E402
 from reportlab.lib.pagesizes import A4  # noqa: E402
 from reportlab.platypus import LongTable, SimpleDocTemplate  # noqa: E402
 
+from reports import data as rd  # noqa: E402
 from reports.pdf import Anchor, CitedProof, ReportInput, RunSection, render  # noqa: E402
 from reports.signing import sign_pdf, signing_identity  # noqa: E402
-from training import report_data as rd  # noqa: E402
 
 RULES = [
     ("site-active", "Art. 26/28"),
@@ -81,7 +81,10 @@ def header(sites: int) -> rd.RunHeader:
         ),
         dpia=rd.DpiaFacts("DPIA-1", "approved", h("dpia"), T0, dt.date(2027, 1, 1)),
         policy=rd.PolicyFacts("eea", 1, "published", h("policy"), T0, 2, True),
-        transfers=tuple(rd.Transfer(s, "DE", "DE", "") for s in slugs),
+        transfers=tuple(
+            rd.Transfer(s, "DE", "model updates", "Aggregator GmbH", "DE", False, True, "")
+            for s in slugs
+        ),
         ledger_seqs=(0, 1, 2),
     )
 
