@@ -47,20 +47,20 @@ def main() -> None:
     from flwr.serverapp import Grid
     from flwr.supercore.task_identity import TaskIdentity
 
-    from training.flower.client_app import build_app
-    from training.flower.client_mod import make_governance_mod
-    from training.flower.dp import AccountingSpec, DpPlan, budget_check, privacy_spent
-    from training.flower.dp_strategy import governed_dp
-    from training.flower.governance import RoundGrant
-    from training.flower.model import initial_arrays_numpy
-    from training.flower.strategy import GovernedFedAvg
-    from training.flower.ticket import (
+    from fedgov_flower.client_mod import make_governance_mod
+    from fedgov_flower.dp import AccountingSpec, DpPlan, budget_check, privacy_spent
+    from fedgov_flower.governance import RoundGrant
+    from fedgov_flower.ticket import (
         TicketSite,
         exclusion_digest,
         key_id_of,
         parse_unverified,
         ticket_body,
     )
+    from training.flower.client_app import build_app
+    from training.flower.dp_strategy import governed_dp
+    from training.flower.model import initial_arrays_numpy
+    from training.flower.strategy import GovernedFedAvg
 
     # Flower stamps messages with the running task's ids; this process is the ServerApp.
     TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = 1, 0, 1

@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.flower.update_hash import update_hash
+from fedgov_flower.update_hash import update_hash
 
 MIB = 1024 * 1024
 

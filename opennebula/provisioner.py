@@ -345,7 +345,7 @@ class OpenNebulaProvisioner:
             "NETWORK": "YES",
             "ONEAPP_FL_SUPERLINK_ADDRESS": settings.FEDGOV_ONE_SUPERLINK_ADDRESS,
             "ONEAPP_FL_TLS_ENABLED": "NO",
-            # Names fedgov's Flower client mod reads (training/flower/client_mod.py).
+            # Names fedgov's Flower client mod reads (fedgov_flower/client_mod.py).
             "FEDGOV_SITE_ID": str(request.site_id),
             "FEDGOV_SITE": request.site_slug,
             "FEDGOV_RUN_ID": str(request.run_id),

@@ -63,7 +63,7 @@ class UpdateKind(models.TextChoices):
 
 
 class DpMechanism(models.TextChoices):
-    """The differential-privacy mechanism a run applies (``training.flower.dp``)."""
+    """The differential-privacy mechanism a run applies (``fedgov_flower.dp``)."""
 
     NONE = "none", "None (no noise: no ε can be claimed)"
     CENTRAL = "central", "Central DP, server-side clipping"

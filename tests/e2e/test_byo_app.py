@@ -24,7 +24,7 @@ DATA = REPO / "training" / "flower" / "data"
 FACTS = """
 import json
 from audit.models import LedgerEntry
-from training.flower.ticket import parse_unverified
+from fedgov_flower.ticket import parse_unverified
 from training.models import Round, RoundTicket
 events = lambda t: [json.loads(e.payload) for e in LedgerEntry.objects.filter(event_type=t)]
 tickets = [(t.round.number, t.message_type, parse_unverified(t.body))

@@ -23,6 +23,7 @@ from audit.keys import active_key, raw_public_bytes
 from audit.models import LedgerEntry
 from fedgov import roles
 from fedgov.actors import Actor
+from fedgov_flower.update_hash import update_hash
 from sites.models import SiteSteward
 from sites.services import consent_record_batch, dataset_withdraw
 from tests.factories import UserFactory
@@ -39,7 +40,6 @@ from training.flower.supervisor import (
     wait_for_port,
     write_flwr_home,
 )
-from training.flower.update_hash import update_hash
 from training.models import ModelUpdate
 from training.services import flower as flower_services
 

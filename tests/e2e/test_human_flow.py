@@ -36,6 +36,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from fedgov import roles
+from fedgov_flower.ticket import parse_unverified
 from reports.models import Report
 from tests.e2e.test_serve import _free_port, _Output, _wait_http
 from tests.factories import UserFactory, totp_code, totp_device
@@ -48,7 +49,6 @@ from tests.opennebula.conftest import (  # noqa: F401 - fixtures used by name
 from tests.training.flower.conftest import contract_digest
 from tests.training.test_orchestrate import federation  # noqa: F401
 from training.choices import RoundState
-from training.flower.ticket import parse_unverified
 from training.models import Round, RoundTicket, TrainingRun
 
 CHROMIUM = Path(os.environ.get("FEDGOV_CHROMIUM", "/usr/bin/chromium"))

@@ -6,12 +6,12 @@ import pytest
 from django.utils import timezone
 
 from fedgov.actors import Actor
+from fedgov_flower.ticket import parse_unverified
 from sites.models import ResidencyPolicy
 from sites.services import consent_record_batch
 from tests.factories import UserFactory, verified_actor
 from tests.placement import place_on_host
 from tests.training.flower.conftest import contract_digest, governed_scenario
-from training.flower.ticket import parse_unverified
 from training.models import Round
 from training.services.flower import UpdateReport, model_updates_record, round_ticket_issue
 from training.services.gate import round_gate

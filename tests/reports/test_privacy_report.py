@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from fedgov.actors import Actor
+from fedgov_flower.dp import AccountingSpec, privacy_spent
+from fedgov_flower.ticket import parse_unverified
 from reports.data import run_header
 from sites.models import ResidencyPolicy
 from tests.factories import UserFactory
 from tests.placement import place_on_host
 from tests.reports.test_pdf import build_pdf, pdf_text
 from tests.training.flower.conftest import contract_digest, governed_scenario
-from training.flower.dp import AccountingSpec, privacy_spent
-from training.flower.ticket import parse_unverified
 from training.models import Round
 from training.services.flower import UpdateReport, model_updates_record, round_ticket_issue
 from training.services.gate import round_gate

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
+from fedgov_flower.ticket import exclusion_digest
 from sites import selectors
 from tests.factories import (
     ConsentFactory,
@@ -28,7 +29,6 @@ from tests.factories import (
     RunFactory,
     SiteFactory,
 )
-from training.flower.ticket import exclusion_digest
 from training.gate.builder import allow_list_digest
 from training.models import SiteEligibility
 from training.services.flower import round_allowed

@@ -14,6 +14,7 @@ from django.utils import timezone
 from audit.models import LedgerEntry
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov_flower.dp import AccountingSpec, privacy_spent
 from sites.models import Consent
 from tests.factories import (
     ConsentFactory,
@@ -26,7 +27,6 @@ from tests.factories import (
     SiteFactory,
 )
 from training.choices import RoundState
-from training.flower.dp import AccountingSpec, privacy_spent
 from training.gate import replay
 from training.models import (
     GateDecision,

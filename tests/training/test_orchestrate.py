@@ -16,6 +16,7 @@ from audit.models import Checkpoint, LedgerEntry
 from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
+from fedgov_flower.ticket import parse_unverified
 from opennebula import services as opennebula_services
 from opennebula.choices import WorkloadState
 from opennebula.errors import OpenNebulaError
@@ -30,7 +31,6 @@ from tests.opennebula.conftest import (  # noqa: F401 - fixtures used by name
 from tests.training.flower.conftest import governed_scenario
 from training import tasks
 from training.choices import RoundState
-from training.flower.ticket import parse_unverified
 from training.models import ModelUpdate, Round
 from training.services import flower as flower_services
 from training.services import orchestrate

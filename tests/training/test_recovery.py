@@ -105,7 +105,7 @@ def test_a_round_whose_aggregate_is_recorded_is_closed_not_failed(
 ):
     run, _sites, round_ = placed_round(federation)
     ticket = flower_services.latest_ticket(round_)
-    from training.flower.ticket import parse_unverified
+    from fedgov_flower.ticket import parse_unverified
 
     flower_services.model_updates_record(
         actor=ACTOR,

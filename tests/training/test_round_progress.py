@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import pytest
 
+from fedgov_flower.ticket import parse_unverified
 from tests.factories import sha
 from tests.opennebula.conftest import one_settings, standin  # noqa: F401
 from tests.training.test_orchestrate import ACTOR, all_live_vms, federation  # noqa: F401
 from training.choices import RoundState
-from training.flower.ticket import parse_unverified
 from training.models import Round
 from training.services import flower as flower_services
 from training.services import orchestrate

@@ -253,7 +253,7 @@ def dp_policy(**changes):
 
 
 def test_run_create_derives_the_noise_multiplier_from_a_target_epsilon(operator):
-    from training.flower.dp import AccountingSpec, privacy_spent
+    from fedgov_flower.dp import AccountingSpec, privacy_spent
 
     run = run_create(
         actor=Actor.of(operator),

@@ -13,8 +13,8 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from fedgov_flower import register
-from training.flower.client_mod import current_grant, governance_mod
-from training.flower.dp_mod import dp_mod
+from fedgov_flower.client_mod import current_grant, governance_mod
+from fedgov_flower.dp_mod import dp_mod
 from training.flower.model import DATA_DIR, load_site_data
 
 

@@ -17,7 +17,7 @@ average (fewer replies than sampled would otherwise get too little noise).
 Flower's wrappers are built without an ``accountant``: Flower's accounted path requires
 the wrapped strategy's ``aggregate_train`` to be ``FedAvg``'s own, which the governed
 one is not; fedgov accounts every release itself with the same Flower accountant
-(``training.flower.dp.budget_check``), before the round in its gate and after it in its
+(``fedgov_flower.dp.budget_check``), before the round in its gate and after it in its
 ledger.
 """
 
@@ -32,8 +32,8 @@ from flwr.serverapp.strategy import (
 )
 
 from fedgov_flower.dp import DpRelease, Mechanism
+from fedgov_flower.update_hash import update_hash
 from training.flower.strategy import GovernedFedAvg
-from training.flower.update_hash import update_hash
 
 
 class _GovernedDp:

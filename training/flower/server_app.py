@@ -5,7 +5,7 @@ Run config (``training/flower/app/pyproject.toml``): ``fedgov-api`` (fedgov's ba
 ``evidence-dir`` (optional: where to write the received arrays and round evidence),
 ``expected-nodes`` (ask that many nodes which site they serve and bind them in fedgov),
 ``dp-mechanism``/``dp-clipping-norm``/``dp-noise-multiplier``/``dp-delta`` (the run's
-differential-privacy plan, ``training.flower.dp.DpPlan``; absent: no DP),
+differential-privacy plan, ``fedgov_flower.dp.DpPlan``; absent: no DP),
 ``mode`` (``governed``, or ``interleaved`` for ``bench/round_overhead.py``). The
 service token comes from ``FEDGOV_SERVICE_TOKEN`` or the file in
 ``FEDGOV_SERVICE_TOKEN_FILE``, never from the run config, which Flower logs.
@@ -23,10 +23,10 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedProx
 
 from fedgov_flower.dp import DpPlan
+from fedgov_flower.governance import RestGovernance
 from fedgov_flower.governed import register_nodes as package_register_nodes
 from fedgov_flower.governed import service_token
 from training.flower.dp_strategy import governed_dp
-from training.flower.governance import RestGovernance
 from training.flower.strategy import (
     GovernedFedAvg,
     RunStopped,

@@ -20,15 +20,15 @@ from flwr.serverapp.strategy import FedAvg, FedProx
 
 from fedgov_flower.client_mod import REPLY_RECORD
 from fedgov_flower.dp import DpPlan, DpRelease
-from fedgov_flower.governed import GovernedStrategy, RunStopped, flower_run_id, site_refusal
-from fedgov_flower.ticket import Ticket
-from training.flower.governance import (
+from fedgov_flower.governance import (
     GovernancePort,
     RoundGrant,
     RoundRefusal,
     UpdateRecord,
 )
-from training.flower.update_hash import update_hash
+from fedgov_flower.governed import GovernedStrategy, RunStopped, flower_run_id, site_refusal
+from fedgov_flower.ticket import Ticket
+from fedgov_flower.update_hash import update_hash
 
 log = logging.getLogger("fedgov.flower.strategy")
 

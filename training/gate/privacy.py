@@ -2,7 +2,7 @@
 
 The builder calls ``privacy_facts`` with what the run applies and what earlier rounds
 released; the rule (``rules.PrivacyBudget``) only compares. ε is never declared: it is
-the accountant's figure over the releases actually applied (``training.flower.dp``).
+the accountant's figure over the releases actually applied (``fedgov_flower.dp``).
 """
 
 from __future__ import annotations

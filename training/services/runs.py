@@ -117,7 +117,7 @@ def run_create(
     Differential privacy: ``dp_mechanism`` with its clipping norm and either a noise
     multiplier or a target ε over ``num_rounds``, from which the noise multiplier is
     derived with Flower's accountant at the policy's δ and neighbouring relation, the
-    run's sites being the population (``training.flower.dp.derive_noise_multiplier``).
+    run's sites being the population (``fedgov_flower.dp.derive_noise_multiplier``).
     """
     errors = Errors()
     fail = errors.add

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from fedgov_flower.ticket import exclusion_digest
 from tests.factories import RoundFactory, SiteFactory, sha
 from tests.placement import local_host  # noqa: F401 - fixture used by name
 from training.choices import GateOutcome, RoundState
-from training.flower.ticket import exclusion_digest
 from training.models import GateDecision, SiteEligibility
 
 SLUGS = ("de-legal", "es-blogs", "pl-news")
@@ -110,7 +110,7 @@ def governed_scenario(*, subjects: int = 10, num_rounds: int = 3, on_refusal: st
 def kept(run, number: int, node_id: str, *, used: int = 9, excluded: int = 0) -> dict:
     """The data-contract fields of an honest site's reply: counts and the digest of the
     subject list the round's train ticket gave that site."""
-    from training.flower.ticket import parse_unverified
+    from fedgov_flower.ticket import parse_unverified
     from training.services.flower import latest_ticket
 
     round_ = run.rounds.get(number=number)

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid
 
-from training.flower.governance import RoundGrant, RoundRefusal, UpdateRecord
-from training.flower.ticket import (
+from fedgov_flower.governance import RoundGrant, RoundRefusal, UpdateRecord
+from fedgov_flower.ticket import (
     TicketSite,
     exclusion_digest,
     key_id_of,
@@ -214,7 +214,7 @@ class StaticExclusions:
         self.by_digest[exclusion_digest([])] = frozenset()
 
     def get(self, *, run_id, round_no, slug, digest):
-        from training.flower.ticket import TicketRefused
+        from fedgov_flower.ticket import TicketRefused
 
         if digest not in self.by_digest:
             raise TicketRefused("exclusions_mismatch", "unknown digest")

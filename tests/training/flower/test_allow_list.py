@@ -14,13 +14,13 @@ from rest_framework.authtoken.models import Token
 
 from fedgov import roles
 from fedgov.actors import Actor
+from fedgov_flower.client_mod import AllowListFetcher, make_governance_mod
+from fedgov_flower.ticket import TicketRefused, TicketSite, exclusion_digest, parse_unverified
 from sites.models import Consent, SiteSteward
 from tests.training.flower.conftest import governed_scenario
 from tests.training.flower.inprocess import FakeGovernance, StaticExclusions, site_context
 from training.flower.client_app import build_app
-from training.flower.client_mod import AllowListFetcher, make_governance_mod
 from training.flower.model import get_arrays, load_site_data, make_model
-from training.flower.ticket import TicketRefused, TicketSite, exclusion_digest, parse_unverified
 from training.models import Round, SiteEligibility
 from training.services.flower import round_allowed, round_ticket_issue
 from training.services.gate import round_gate

@@ -9,9 +9,9 @@ import pytest
 
 from audit.models import LedgerEntry
 from fedgov import roles
+from fedgov_flower.ticket import parse_unverified
 from tests.training.flower.conftest import governed_scenario, kept
 from training.choices import RoundState
-from training.flower.ticket import parse_unverified
 from training.models import ModelUpdate, Round, RoundTicket
 
 AGG = "ef" * 32

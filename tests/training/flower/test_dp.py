@@ -19,6 +19,17 @@ from flwr.supercore.privacy_accounting import (
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
+from fedgov_flower.client_mod import make_governance_mod
+from fedgov_flower.dp import (
+    AccountingSpec,
+    DpError,
+    DpPlan,
+    budget_check,
+    derive_noise_multiplier,
+    privacy_spent,
+)
+from fedgov_flower.ticket import parse_unverified
+from fedgov_flower.update_hash import update_hash
 from tests.training.flower.inprocess import (
     FakeGovernance,
     InProcessGrid,
@@ -33,23 +44,12 @@ from tests.training.flower.test_strategy_and_mod import (
     task_identity,  # noqa: F401 - autouse fixture
 )
 from training.flower.client_app import build_app
-from training.flower.client_mod import make_governance_mod
-from training.flower.dp import (
-    AccountingSpec,
-    DpError,
-    DpPlan,
-    budget_check,
-    derive_noise_multiplier,
-    privacy_spent,
-)
 from training.flower.dp_strategy import (
     GovernedClientSideDp,
     GovernedServerSideDp,
     governed_dp,
 )
 from training.flower.strategy import GovernedFedAvg, RoundEvidence, RunStopped
-from training.flower.ticket import parse_unverified
-from training.flower.update_hash import update_hash
 
 DELTA = 1e-5
 

@@ -6,12 +6,12 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from fedgov import roles
+from fedgov_flower.client_mod import ExclusionFetcher
+from fedgov_flower.ticket import TicketRefused, exclusion_digest
 from sites.models import SiteSteward
 from tests.factories import RoundFactory
 from tests.training.flower.conftest import gate_round
 from training.choices import RoundState
-from training.flower.client_mod import ExclusionFetcher
-from training.flower.ticket import TicketRefused, exclusion_digest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,8 +16,8 @@ from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from audit.models import LedgerEntry
 from fedgov import roles
+from fedgov_flower.dp import AccountingSpec, privacy_spent
 from tests.training.flower.conftest import governed_scenario, kept
-from training.flower.dp import AccountingSpec, privacy_spent
 from training.models import ModelUpdate, RoundPrivacy
 
 AGG = "ef" * 32

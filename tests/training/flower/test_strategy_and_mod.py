@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 
+from fedgov_flower.client_mod import make_governance_mod
+from fedgov_flower.ticket import TicketSite, exclusion_digest
+from fedgov_flower.update_hash import update_hash
 from tests.training.flower.inprocess import (
     FakeGovernance,
     InProcessGrid,
@@ -15,11 +18,8 @@ from tests.training.flower.inprocess import (
     site_context,
 )
 from training.flower.client_app import build_app
-from training.flower.client_mod import make_governance_mod
 from training.flower.model import get_arrays, make_model
 from training.flower.strategy import GovernedFedAvg, RunStopped
-from training.flower.ticket import TicketSite, exclusion_digest
-from training.flower.update_hash import update_hash
 
 RUN_ID = 7
 SITES = [

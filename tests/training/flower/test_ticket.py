@@ -14,10 +14,10 @@ from audit.keys import active_key
 from audit.models import LedgerEntry
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
+from fedgov_flower.ticket import TicketRefused, exclusion_digest, key_id_of, verify_ticket
 from tests.factories import RoundFactory
 from tests.training.flower.conftest import gate_round
 from training.choices import GateOutcome, RoundState
-from training.flower.ticket import TicketRefused, exclusion_digest, key_id_of, verify_ticket
 from training.gate.context import exclusion_digest as gate_exclusion_digest
 from training.services.flower import round_ticket_issue
 

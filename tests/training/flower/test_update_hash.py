@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from training.flower.update_hash import update_hash
+from fedgov_flower.update_hash import update_hash
 
 DTYPES = ["<f4", "<f8", "<f2", "<i4", "<i8", "<u2", "|u1", "|i1", "|b1"]
 
