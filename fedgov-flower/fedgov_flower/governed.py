@@ -88,6 +88,49 @@ def flower_run_id(grid: Grid) -> str:
         return str(grid.run.run_id)
 
 
+def connected_nodes(
+    grid: Grid,
+    wanted: frozenset[int],
+    *,
+    timeout: float,
+    poll: float,
+    sleep: Callable[[float], None],
+) -> set[int]:
+    """The nodes of ``wanted`` that are connected, waiting up to ``timeout`` for the rest."""
+    deadline = time.monotonic() + timeout
+    while True:
+        present = wanted & set(grid.get_node_ids())
+        if present == wanted or time.monotonic() >= deadline:
+            return set(present)
+        sleep(poll)
+
+
+def _count(metrics: MetricRecord, key: str) -> int | None:
+    """A count the site's mod reported; None when it reported none (fedgov refuses that)."""
+    value = metrics.get(key)
+    return int(value) if isinstance(value, int | float) else None
+
+
+def reply_record(msg: Message, digest: str, metrics: MetricRecord) -> UpdateRecord:
+    """The evidence of one site reply: its hash, the counts and subject-list digests the
+    site's mod reported (the data contract), and its quality metrics."""
+    fedgov = msg.content.config_records.get(REPLY_RECORD)
+    return UpdateRecord(
+        node_id=str(msg.metadata.src_node_id),
+        update_hash=digest,
+        num_examples=int(metrics.get("num-examples", 0) or 0),
+        records_used=_count(metrics, "records-used"),
+        records_excluded=_count(metrics, "records-excluded"),
+        metrics={
+            k: float(v)
+            for k, v in metrics.items()
+            if k not in COUNT_KEYS and isinstance(v, int | float)
+        },
+        filter_digest=str(fedgov.get("filter-digest", "")) if fedgov else "",
+        subjects_digest=str(fedgov.get("subjects-digest", "")) if fedgov else "",
+    )
+
+
 class _TicketGrid:
     """The grid as the wrapped strategy sees it: only the ticket's connected nodes exist."""
 
@@ -168,12 +211,10 @@ class GovernedStrategy(Strategy):
         return self.rounds.setdefault(number, RoundLog(round_no=number))
 
     def _wait_for_nodes(self, grid: Grid, wanted: frozenset[int]) -> list[int]:
-        deadline = time.monotonic() + self.sample_timeout
-        while True:
-            present = wanted & set(grid.get_node_ids())
-            if present == wanted or time.monotonic() >= deadline:
-                return sorted(present)
-            self.sleep(self.poll_interval)
+        present = connected_nodes(
+            grid, wanted, timeout=self.sample_timeout, poll=self.poll_interval, sleep=self.sleep
+        )
+        return sorted(present)
 
     def _minimum(self, kind: str) -> int:
         """The fewest nodes the wrapped strategy waits for (Flower's ``sample_nodes``
@@ -281,26 +322,7 @@ class GovernedStrategy(Strategy):
             digest = update_hash(arrays) if arrays is not None else "0" * 64
         else:
             digest = metrics_hash(metrics)
-        fedgov = content.config_records.get(REPLY_RECORD)
-
-        def count(key: str) -> int | None:
-            value = metrics.get(key)
-            return int(value) if isinstance(value, int | float) else None
-
-        return UpdateRecord(
-            node_id=str(msg.metadata.src_node_id),
-            update_hash=digest,
-            num_examples=int(metrics.get("num-examples", 0) or 0),
-            records_used=count("records-used"),
-            records_excluded=count("records-excluded"),
-            metrics={
-                k: float(v)
-                for k, v in metrics.items()
-                if k not in COUNT_KEYS and isinstance(v, int | float)
-            },
-            filter_digest=str(fedgov.get("filter-digest", "")) if fedgov else "",
-            subjects_digest=str(fedgov.get("subjects-digest", "")) if fedgov else "",
-        )
+        return reply_record(msg, digest, metrics)
 
     def _admit(self, stage: StageEvidence, replies: Iterable[Message], kind: str) -> list[Message]:
         ticket = stage.ticket

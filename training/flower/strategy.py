@@ -18,7 +18,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, FedProx
 
-from fedgov_flower.client_mod import REPLY_RECORD
 from fedgov_flower.dp import DpPlan, DpRelease
 from fedgov_flower.governance import (
     GovernancePort,
@@ -26,14 +25,19 @@ from fedgov_flower.governance import (
     RoundRefusal,
     UpdateRecord,
 )
-from fedgov_flower.governed import GovernedStrategy, RunStopped, flower_run_id, site_refusal
+from fedgov_flower.governed import (
+    GovernedStrategy,
+    RunStopped,
+    connected_nodes,
+    flower_run_id,
+    reply_record,
+    site_refusal,
+)
 from fedgov_flower.ticket import Ticket
 from fedgov_flower.update_hash import update_hash
 
 log = logging.getLogger("fedgov.flower.strategy")
 
-# Metric keys the site reports that are evidence, not model quality.
-COUNT_KEYS = ("num-examples", "records-used", "records-excluded")
 # The server-set weight under DP (uniform averaging); never read from a site.
 DP_WEIGHT_KEY = "fedgov-dp-weight"
 
@@ -58,12 +62,6 @@ class RoundEvidence:
     seconds_governance: float = 0.0
 
 
-def _count(metrics: MetricRecord, key: str) -> int | None:
-    """A count the site's mod reported; None when it reported none (fedgov refuses that)."""
-    value = metrics.get(key)
-    return int(value) if isinstance(value, int | float) else None
-
-
 class TimedRounds:
     """Mixin: wall time of each round, from configure_train to the end of aggregate_train."""
 
@@ -79,12 +77,10 @@ class TimedRounds:
         return result
 
 
-class TimedFedAvg(TimedRounds, FedAvg):
-    """Plain FedAvg with round times: the baseline of ``bench/round_overhead.py``.
-
-    Its train messages use ``train_message_type`` (``train.plain``), a handler only a
-    benchmark federation registers: the sites' governed ``train`` refuses ticketless work.
-    """
+class _PlainTrain(TimedRounds):
+    """A benchmark baseline: round times, and train messages sent as ``train_message_type``
+    (``train.plain``), a handler only a benchmark federation registers; the sites'
+    governed ``train`` refuses ticketless work."""
 
     def __init__(self, *, train_message_type: str = "train.plain", **kwargs) -> None:
         super().__init__(**kwargs)
@@ -97,18 +93,12 @@ class TimedFedAvg(TimedRounds, FedAvg):
         return super()._construct_messages(record, node_ids, message_type)
 
 
-class TimedFedProx(TimedRounds, FedProx):
+class TimedFedAvg(_PlainTrain, FedAvg):
+    """Plain FedAvg with round times: the baseline of ``bench/round_overhead.py``."""
+
+
+class TimedFedProx(_PlainTrain, FedProx):
     """Plain FedProx with round times: the baseline of the wrapped-strategy benchmark."""
-
-    def __init__(self, *, train_message_type: str = "train.plain", **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.round_seconds = []
-        self.train_message_type = train_message_type
-
-    def _construct_messages(self, record, node_ids, message_type):
-        if message_type == "train":
-            message_type = self.train_message_type
-        return super()._construct_messages(record, node_ids, message_type)
 
 
 class TimedGoverned(TimedRounds, GovernedStrategy):
@@ -159,12 +149,9 @@ class GovernedFedAvg(FedAvg):
 
     def _wait_for_nodes(self, grid: Grid, wanted: frozenset[int]) -> set[int]:
         """The ticket's nodes that are connected, waiting up to ``sample_timeout``."""
-        deadline = time.monotonic() + self.sample_timeout
-        while True:
-            present = wanted & set(grid.get_node_ids())
-            if present == wanted or time.monotonic() >= deadline:
-                return set(present)
-            self.sleep(self.poll_interval)
+        return connected_nodes(
+            grid, wanted, timeout=self.sample_timeout, poll=self.poll_interval, sleep=self.sleep
+        )
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -221,24 +208,10 @@ class GovernedFedAvg(FedAvg):
     # --- after the round -------------------------------------------------------------
 
     def _record_of(self, msg: Message) -> UpdateRecord:
-        content = msg.content
-        arrays = content.array_records.get(self.arrayrecord_key)
-        metrics = content.metric_records.get("metrics") or MetricRecord()
-        fedgov = content.config_records.get(REPLY_RECORD)
-        return UpdateRecord(
-            node_id=str(msg.metadata.src_node_id),
-            update_hash=update_hash(arrays) if arrays is not None else "0" * 64,
-            num_examples=int(metrics.get("num-examples", 0)),
-            records_used=_count(metrics, "records-used"),
-            records_excluded=_count(metrics, "records-excluded"),
-            metrics={
-                k: float(v)
-                for k, v in metrics.items()
-                if k not in COUNT_KEYS and isinstance(v, int | float)
-            },
-            filter_digest=str(fedgov.get("filter-digest", "")) if fedgov else "",
-            subjects_digest=str(fedgov.get("subjects-digest", "")) if fedgov else "",
-        )
+        arrays = msg.content.array_records.get(self.arrayrecord_key)
+        metrics = msg.content.metric_records.get("metrics") or MetricRecord()
+        digest = update_hash(arrays) if arrays is not None else "0" * 64
+        return reply_record(msg, digest, metrics)
 
     def admit_replies(self, server_round: int, replies: Iterable[Message]) -> list[Message]:
         """Hash every reply as received, refuse nodes outside the ticket, keep the evidence.
