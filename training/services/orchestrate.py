@@ -157,18 +157,13 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
     """
     round_ = _load(round.pk)
     before = round_.state
-    if round_.state == S.APPROVED:
-        round_ = round_check_approvals_current(actor=actor, round=round_)
-        if round_.state != S.APPROVED:
-            return StepResult(round_.pk, before, round_.state, round_.state_reason)
-        round_transition(
-            actor=actor,
-            round=round_,
-            target=S.PROVISIONING,
-            reason="provisioning SuperNode workloads for the eligible sites",
-        )
-    elif round_.state != S.PROVISIONING:
-        raise TransitionNotAllowed(f"round {round_.pk} is {round_.state}; cannot provision")
+    started = _enter_provisioning(
+        actor, round_, "provisioning SuperNode workloads for the eligible sites", "cannot provision"
+    )
+    if started is None:
+        round_ = _load(round.pk)
+        return StepResult(round_.pk, before, round_.state, round_.state_reason)
+    round_ = started
     run = round_.run
     policy = run.policy
     placements, kept, blocked = [], [], {}
@@ -201,12 +196,7 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
         placements.append(_placement_row(site, workload))
         if workload.blocked:
             blocked[site.slug] = workload.reason or f"workload {workload.state}"
-            if site.flower_node_id:
-                flower_services.supernode_unregister(
-                    actor=actor,
-                    site=site,
-                    reason=f"site blocked for round {round_.number}: placement",
-                )
+            _unbind_blocked(actor, round_, site)
         else:
             kept.append(site)
     payload = {
@@ -267,18 +257,13 @@ def round_place_on_host(*, actor: Actor, round: Round) -> StepResult:
     """
     round_ = _load(round.pk)
     before = round_.state
-    if round_.state == S.APPROVED:
-        round_ = round_check_approvals_current(actor=actor, round=round_)
-        if round_.state != S.APPROVED:
-            return StepResult(round_.pk, before, round_.state, round_.state_reason)
-        round_transition(
-            actor=actor,
-            round=round_,
-            target=S.PROVISIONING,
-            reason="placing the local SuperNodes on this host",
-        )
-    elif round_.state != S.PROVISIONING:
-        raise TransitionNotAllowed(f"round {round_.pk} is {round_.state}; cannot place it")
+    started = _enter_provisioning(
+        actor, round_, "placing the local SuperNodes on this host", "cannot place it"
+    )
+    if started is None:
+        round_ = _load(round.pk)
+        return StepResult(round_.pk, before, round_.state, round_.state_reason)
+    round_ = started
     policy = round_.run.policy
     host = socket.gethostname()[:128] or "localhost"
     country = str(getattr(settings, "FEDGOV_LOCAL_HOST_COUNTRY", "") or "").strip().upper()
@@ -303,12 +288,7 @@ def round_place_on_host(*, actor: Actor, round: Round) -> StepResult:
         )
         if reason:
             blocked[site.slug] = reason
-            if site.flower_node_id:
-                flower_services.supernode_unregister(
-                    actor=actor,
-                    site=site,
-                    reason=f"site blocked for round {round_.number}: placement",
-                )
+            _unbind_blocked(actor, round_, site)
         else:
             kept.append(site)
     payload = {
@@ -330,6 +310,27 @@ def round_place_on_host(*, actor: Actor, round: Round) -> StepResult:
     )
     after = _move(actor, round_, S.PLACEMENT_VERIFIED, reason, payload)
     return StepResult(round_.pk, before, after.state, after.state_reason, placements)
+
+
+def _enter_provisioning(actor: Actor, round_: Round, reason: str, verb: str) -> Round | None:
+    """approved → provisioning (after checking the approvals are still current); a round
+    already provisioning stays. None when the approvals lapsed and the round moved back."""
+    if round_.state == S.APPROVED:
+        round_ = round_check_approvals_current(actor=actor, round=round_)
+        if round_.state != S.APPROVED:
+            return None
+        round_transition(actor=actor, round=round_, target=S.PROVISIONING, reason=reason)
+    elif round_.state != S.PROVISIONING:
+        raise TransitionNotAllowed(f"round {round_.pk} is {round_.state}; {verb}")
+    return round_
+
+
+def _unbind_blocked(actor: Actor, round_: Round, site: Site) -> None:
+    """A site placement blocked loses its SuperNode binding, so no ticket names it."""
+    if site.flower_node_id:
+        flower_services.supernode_unregister(
+            actor=actor, site=site, reason=f"site blocked for round {round_.number}: placement"
+        )
 
 
 def _release_ineligible(actor: Actor, round_: Round, eligible_ids: set[int]) -> None:
