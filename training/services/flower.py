@@ -462,6 +462,16 @@ def data_contract_violations(ticket: Ticket, updates: list[UpdateReport]) -> lis
     return problems
 
 
+def _ticketed(round_: Round, ticket_id: int) -> dict[str, int]:
+    """The keys every event of a ticketed round's evidence carries."""
+    return {
+        "round_id": round_.pk,
+        "run_id": round_.run_id,
+        "round_number": round_.number,
+        "ticket_id": ticket_id,
+    }
+
+
 def _contract_refused(
     *, actor: Actor, round_: Round, ticket: RoundTicket, violations: list[str]
 ) -> None:
@@ -473,10 +483,7 @@ def _contract_refused(
             subject_type="round",
             subject_id=round_.pk,
             payload={
-                "round_id": round_.pk,
-                "run_id": round_.run_id,
-                "round_number": round_.number,
-                "ticket_id": ticket.pk,
+                **_ticketed(round_, ticket.pk),
                 "reasons": violations,
             },
         )
@@ -555,10 +562,7 @@ def model_updates_record(
                         "recorded_at": now,
                     },
                     payload={
-                        "round_id": round_.pk,
-                        "run_id": round_.run_id,
-                        "round_number": round_.number,
-                        "ticket_id": ticket.pk,
+                        **_ticketed(round_, ticket.pk),
                         "site_id": named.site_id,
                         "node_id": report.node_id,
                         "update_hash": report.update_hash,
@@ -608,10 +612,7 @@ def model_updates_record(
                         "recorded_at": now,
                     },
                     payload={
-                        "round_id": round_.pk,
-                        "run_id": round_.run_id,
-                        "round_number": round_.number,
-                        "ticket_id": ticket.pk,
+                        **_ticketed(round_, ticket.pk),
                         "update_hash": aggregate_hash,
                         "site_update_ids": site_update_ids,
                     },
@@ -624,10 +625,7 @@ def model_updates_record(
                 subject_type="round",
                 subject_id=round_.pk,
                 payload={
-                    "round_id": round_.pk,
-                    "run_id": round_.run_id,
-                    "round_number": round_.number,
-                    "ticket_id": ticket.pk,
+                    **_ticketed(round_, ticket.pk),
                     **refusal,
                 },
             )
@@ -673,12 +671,7 @@ def round_evaluations_record(
     count = 0
     with transaction.atomic(durable=True):
         round_ = Round.objects.select_for_update().get(pk=round.pk)
-        base = {
-            "round_id": round_.pk,
-            "run_id": round_.run_id,
-            "round_number": round_.number,
-            "ticket_id": signed.pk,
-        }
+        base = _ticketed(round_, signed.pk)
         outsiders = [r for r in evaluations if ticket.site_by_node(r.node_id) is None]
         for report in evaluations:
             named = ticket.site_by_node(report.node_id)
