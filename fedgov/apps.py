@@ -69,6 +69,12 @@ class FedgovConfig(AppConfig):
         # Django sends post_migrate only for apps with models; auth's is the one to follow.
         auth = apps.get_app_config("auth")
         post_migrate.connect(ensure_roles, sender=auth, dispatch_uid="fedgov.ensure_roles")
+        # The user's chosen language is read once per sign-in (fedgov/i18n.py).
+        from django.contrib.auth.signals import user_logged_in
+
+        from fedgov.i18n import remember_on_sign_in
+
+        user_logged_in.connect(remember_on_sign_in, dispatch_uid="fedgov.language_on_sign_in")
         # fedgov's collector on the default registry, once per process (fedgov/metrics.py).
         from fedgov import metrics
 

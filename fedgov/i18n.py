@@ -2,6 +2,8 @@
 
 Django's LocaleMiddleware already reads the cookie and ``Accept-Language``; this adds the
 signed-in user's own choice on top, and a switcher view that remembers it on the profile.
+The profile is read once, at sign-in, into the session; a request reads the session the
+authentication middleware has already loaded, so choosing a language costs no query.
 Only what people read is translated. The ledger, the evidence bundle and every hash keep
 the language-neutral form.
 """
@@ -17,6 +19,7 @@ from django.views.i18n import set_language as django_set_language
 from fedgov.models import Profile
 
 SUPPORTED = {code for code, _name in settings.LANGUAGES}
+SESSION_KEY = "fedgov_language"
 
 
 def user_language(user) -> str:
@@ -27,6 +30,12 @@ def user_language(user) -> str:
     return profile.language if profile and profile.language in SUPPORTED else ""
 
 
+def remember_on_sign_in(sender, request, user, **kwargs) -> None:
+    """``user_logged_in`` receiver: the profile's language goes into the new session."""
+    if request is not None and hasattr(request, "session"):
+        request.session[SESSION_KEY] = user_language(user)
+
+
 class UserLanguageMiddleware:
     """Activates a signed-in user's chosen language (after AuthenticationMiddleware)."""
 
@@ -34,7 +43,11 @@ class UserLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        chosen = user_language(getattr(request, "user", None))
+        user = getattr(request, "user", None)
+        chosen = ""
+        if getattr(user, "is_authenticated", False) and hasattr(request, "session"):
+            chosen = request.session.get(SESSION_KEY, "")
+            chosen = chosen if chosen in SUPPORTED else ""
         if chosen:
             translation.activate(chosen)
             request.LANGUAGE_CODE = chosen
@@ -51,4 +64,5 @@ def set_language(request: HttpRequest) -> HttpResponse:
     code = request.POST.get("language", "")
     if code in SUPPORTED and request.user.is_authenticated:
         Profile.objects.update_or_create(user=request.user, defaults={"language": code})
+        request.session[SESSION_KEY] = code
     return response

@@ -115,3 +115,17 @@ def test_the_compiled_catalogue_says_what_the_po_file_says(lang):
     with translation.override(lang):
         for msgid, msgstr in entries.items():
             assert translation.gettext(msgid) == msgstr, (lang, msgid)
+
+
+@pytest.mark.django_db
+def test_a_request_reads_the_chosen_language_from_the_session_not_the_profile_table(dpo):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_ACCEPT_LANGUAGE="de-DE")
+    client.force_login(dpo)
+    client.post("/i18n/setlang/", {"language": "es", "next": "/dashboard/"})
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get("/dashboard/")
+    assert page.headers["Content-Language"] == "es"
+    assert not [q for q in queries if "fedgov_profile" in q["sql"]]
