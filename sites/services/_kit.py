@@ -2,7 +2,7 @@
 ``sites`` (countries, regions) and the consent limits.
 
 The generic kit lives in ``fedgov.validation`` (used by every app's services, the scenario
-loader and the API); the private names below keep the sites modules' imports as they were.
+loader and the API); the sites modules import it from there.
 """
 
 from __future__ import annotations
@@ -14,17 +14,8 @@ from typing import Any
 from fedgov.validation import (
     HEX64,
     Errors,
-    as_aware_datetime,
-    as_date,
-    check_bool,
-    check_choice,
-    check_hash,
-    check_int,
-    check_text,
-    json_value,
     sha256_text,
     unique_or_invalid,
-    unknown_fields,
 )
 from sites.regions import invalid_areas, is_country
 
@@ -51,24 +42,12 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 IN_CHUNK = 500
 
 
-_Errors = Errors
-_as_date = as_date
-_as_aware_datetime = as_aware_datetime
-_check_text = check_text
-_check_hash = check_hash
-_check_choice = check_choice
-_check_int = check_int
-_check_bool = check_bool
-_unknown_fields = unknown_fields
-_json_value = json_value
-
-
-def _check_country(errors: _Errors, field: str, value: Any) -> None:
+def _check_country(errors: Errors, field: str, value: Any) -> None:
     if not is_country(value):
         errors.add(field, f"{value!r} is not an ISO 3166-1 alpha-2 country code")
 
 
-def _check_areas(errors: _Errors, field: str, value: Any) -> None:
+def _check_areas(errors: Errors, field: str, value: Any) -> None:
     if not isinstance(value, list | tuple) or not value:
         errors.add(field, "must be a non-empty list of ISO 3166 country codes or region names")
         return

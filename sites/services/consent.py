@@ -15,6 +15,9 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
+from fedgov.validation import (
+    as_aware_datetime,
+)
 from sites.choices import (
     ConsentEventKind,
 )
@@ -30,7 +33,6 @@ from sites.services._kit import (
     MAX_CONSENT_BATCH,
     MAX_REPORTED_ROW_ERRORS,
     PSEUDONYM,
-    _as_aware_datetime,
 )
 
 # --------------------------------------------------------------------------- consent
@@ -102,7 +104,7 @@ def _parse_consent_rows(
         kind = event.get("kind")
         if kind not in ConsentEventKind.values:
             fail("kind", "must be grant or withdraw")
-        occurred, reason = _as_aware_datetime(event.get("occurred_at"))
+        occurred, reason = as_aware_datetime(event.get("occurred_at"))
         if occurred is None:
             fail("occurred_at", reason)
         elif occurred > now + CLOCK_SKEW:
@@ -110,7 +112,7 @@ def _parse_consent_rows(
         raw_expiry = event.get("expires_at")
         expires = None
         if raw_expiry not in (None, ""):
-            expires, reason = _as_aware_datetime(raw_expiry)
+            expires, reason = as_aware_datetime(raw_expiry)
             if expires is None:
                 fail("expires_at", reason)
             elif kind == ConsentEventKind.WITHDRAW:

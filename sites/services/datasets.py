@@ -12,6 +12,15 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
 from fedgov.updates import model_update
+from fedgov.validation import (
+    Errors,
+    as_date,
+    check_bool,
+    check_choice,
+    check_int,
+    check_text,
+    unknown_fields,
+)
 from sites.choices import (
     ART9_CATEGORIES,
     CRIMINAL_CATEGORY,
@@ -26,14 +35,7 @@ from sites.models import (
     Site,
 )
 from sites.services._kit import (
-    _as_date,
     _check_areas,
-    _check_bool,
-    _check_choice,
-    _check_int,
-    _check_text,
-    _Errors,
-    _unknown_fields,
     sha256_text,
     unique_or_invalid,
 )
@@ -58,12 +60,12 @@ def dataset_validate(
     values: dict[str, Any], *, site: Site, instance: Dataset | None = None
 ) -> dict[str, Any]:
     """Check a full set of dataset fields; return them normalised. Raises ``InvalidInput``."""
-    errors = _Errors()
+    errors = Errors()
     v = dict(values)
     if instance is None and site.status != SiteStatus.ACTIVE:
         errors.add("site", f"site {site.slug} is {site.status}; datasets need an active site")
     name = v.get("name")
-    _check_text(errors, "name", name, max_length=200)
+    check_text(errors, "name", name, max_length=200)
     if isinstance(name, str) and name.strip():
         v["name"] = name.strip()
         clash = Dataset.objects.filter(site=site, name=v["name"])
@@ -82,7 +84,7 @@ def dataset_validate(
         errors.add("data_categories", "must be a non-empty list of category names")
     else:
         v["data_categories"] = [c.strip() for c in categories]
-    _check_bool(errors, "special_category", v.get("special_category"))
+    check_bool(errors, "special_category", v.get("special_category"))
     special = sorted(set(v.get("data_categories") or ()) & ART9_CATEGORIES.keys())
     if special and v.get("special_category") is False:
         # Art. 9(1) decides by what the data is, not by a flag.
@@ -92,7 +94,7 @@ def dataset_validate(
         )
     art10 = v.get("art10_basis") or ""
     v["art10_basis"] = art10
-    _check_choice(errors, "art10_basis", art10, Art10Basis)
+    check_choice(errors, "art10_basis", art10, Art10Basis)
     reference = v.get("art10_reference") or ""
     if not isinstance(reference, str) or len(reference) > 300:
         errors.add("art10_reference", "must be text of at most 300 characters")
@@ -107,12 +109,12 @@ def dataset_validate(
         errors.add("art10_basis", f"only data with {CRIMINAL_CATEGORY!r} carries an Art. 10 ground")
     art9 = v.get("art9_condition") or ""
     v["art9_condition"] = art9
-    _check_choice(errors, "art9_condition", art9, Art9Condition)
+    check_choice(errors, "art9_condition", art9, Art9Condition)
     if v.get("special_category") is True and not art9:
         errors.add("art9_condition", "special-category data needs its Art. 9(2) condition recorded")
     if v.get("special_category") is False and art9:
         errors.add("art9_condition", "only special-category data carries an Art. 9(2) condition")
-    _check_choice(errors, "lawful_basis", v.get("lawful_basis"), LawfulBasis)
+    check_choice(errors, "lawful_basis", v.get("lawful_basis"), LawfulBasis)
     purposes = v.get("purposes")
     if (
         not isinstance(purposes, list | tuple)
@@ -122,14 +124,14 @@ def dataset_validate(
         errors.add("purposes", "must list at least one registered purpose")
     elif len({p.pk for p in purposes}) != len(purposes):
         errors.add("purposes", "lists a purpose twice")
-    retention = _as_date(v.get("retention_until"))
+    retention = as_date(v.get("retention_until"))
     if retention is None:
         errors.add("retention_until", "must be a date (YYYY-MM-DD)")
     # A retention date already past is a fact a DPO must be able to record (the gate then
     # refuses the dataset); the ledger event flags it as recorded late.
     v["retention_until"] = retention
     _check_areas(errors, "processing_countries", v.get("processing_countries"))
-    _check_int(errors, "record_count", v.get("record_count"), minimum=0)
+    check_int(errors, "record_count", v.get("record_count"), minimum=0)
     errors.raise_if_any()
     return v
 
@@ -198,7 +200,7 @@ def dataset_update(*, actor: Actor, dataset: Dataset, **fields: Any) -> Dataset:
 
     Raises ``InvalidInput`` (bad field), ``TransitionNotAllowed`` (dataset withdrawn).
     """
-    _unknown_fields(fields, DATASET_UPDATABLE)
+    unknown_fields(fields, DATASET_UPDATABLE)
     with transaction.atomic(durable=True):
         dataset = Dataset.objects.select_for_update().select_related("site").get(pk=dataset.pk)
         if dataset.withdrawn_at is not None:
@@ -245,8 +247,8 @@ def dataset_withdraw(*, actor: Actor, dataset: Dataset, reason: str) -> Dataset:
     The row and its consents stay as evidence. Raises ``InvalidInput`` (empty reason),
     ``TransitionNotAllowed`` (already withdrawn).
     """
-    errors = _Errors()
-    _check_text(errors, "reason", reason, max_length=2000)
+    errors = Errors()
+    check_text(errors, "reason", reason, max_length=2000)
     errors.raise_if_any()
     with transaction.atomic(durable=True):
         dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)

@@ -16,6 +16,16 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.updates import model_update
+from fedgov.validation import (
+    Errors,
+    as_date,
+    check_bool,
+    check_choice,
+    check_int,
+    check_text,
+    json_value,
+    unknown_fields,
+)
 from sites.adequacy import parse_adequacy, shipped_adequacy
 from sites.choices import (
     Art49Ground,
@@ -33,16 +43,8 @@ from sites.models import (
     Site,
 )
 from sites.services._kit import (
-    _as_date,
     _check_areas,
-    _check_bool,
-    _check_choice,
     _check_country,
-    _check_int,
-    _check_text,
-    _Errors,
-    _json_value,
-    _unknown_fields,
     unique_or_invalid,
 )
 
@@ -99,7 +101,7 @@ MAX_DPF_LISTING_AGE_DAYS = 366
 
 def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
     """Check the policy's rule fields; return them normalised. Raises ``InvalidInput``."""
-    errors = _Errors()
+    errors = Errors()
     v = dict(values)
     _check_areas(errors, "allowed_areas", v.get("allowed_areas"))
     mechanisms = v.get("transfer_mechanisms")
@@ -115,11 +117,11 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
                     "transfer_mechanisms",
                     f"{slug}: {mechanism!r} is not one of {', '.join(TransferMechanism.values)}",
                 )
-    _check_int(errors, "min_eligible_sites", v.get("min_eligible_sites"), minimum=1)
-    _check_int(errors, "min_records_per_site", v.get("min_records_per_site"), minimum=0)
-    _check_int(errors, "approvals_required", v.get("approvals_required"), minimum=1)
+    check_int(errors, "min_eligible_sites", v.get("min_eligible_sites"), minimum=1)
+    check_int(errors, "min_records_per_site", v.get("min_records_per_site"), minimum=0)
+    check_int(errors, "approvals_required", v.get("approvals_required"), minimum=1)
     for flag in ("requires_approval", "requires_controller_dpo_approval", "requires_dpia"):
-        _check_bool(errors, flag, v.get(flag))
+        check_bool(errors, flag, v.get(flag))
     budget = v.get("privacy_budget_epsilon")
     if budget is not None:
         if isinstance(budget, bool) or not isinstance(budget, int | float):
@@ -128,7 +130,7 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
             errors.add("privacy_budget_epsilon", "must be a positive, finite number")
         else:
             v["privacy_budget_epsilon"] = float(budget)
-    _check_bool(errors, "model_updates_personal_data", v.get("model_updates_personal_data"))
+    check_bool(errors, "model_updates_personal_data", v.get("model_updates_personal_data"))
     for name in ("aggregator_operator", "host_operator"):
         v[name] = _checked_party(errors, name, v.get(name))
     v["transfer_safeguards"] = _checked_safeguards(errors, v.get("transfer_safeguards"))
@@ -136,7 +138,7 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
         errors, v.get("recipient_certifications")
     )
     max_age = v.get("dpf_listing_max_age_days")
-    _check_int(errors, "dpf_listing_max_age_days", max_age, minimum=1)
+    check_int(errors, "dpf_listing_max_age_days", max_age, minimum=1)
     if isinstance(max_age, int) and max_age > MAX_DPF_LISTING_AGE_DAYS:
         errors.add("dpf_listing_max_age_days", f"must be at most {MAX_DPF_LISTING_AGE_DAYS}")
     _check_dp_policy(errors, v)
@@ -145,7 +147,7 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _checked_keys(
-    errors: _Errors, field: str, value: Any, required: set[str], optional: set[str]
+    errors: Errors, field: str, value: Any, required: set[str], optional: set[str]
 ) -> bool:
     if not isinstance(value, dict):
         errors.add(field, "must be an object")
@@ -158,20 +160,20 @@ def _checked_keys(
     return not missing and not unknown
 
 
-def _checked_party(errors: _Errors, field: str, value: Any) -> dict[str, str]:
+def _checked_party(errors: Errors, field: str, value: Any) -> dict[str, str]:
     """An operator: {organisation, country, role}, or {} for not recorded (the gate denies)."""
     if value in (None, {}):
         return {}
     if not _checked_keys(errors, field, value, {"organisation", "country", "role"}, set()):
         return {}
-    _check_text(errors, f"{field}.organisation", value["organisation"], max_length=200)
+    check_text(errors, f"{field}.organisation", value["organisation"], max_length=200)
     _check_country(errors, f"{field}.country", value["country"])
-    _check_choice(errors, f"{field}.role", value["role"], PartyRole)
+    check_choice(errors, f"{field}.role", value["role"], PartyRole)
     organisation = value["organisation"]
     return {**value, "organisation": organisation.strip() if isinstance(organisation, str) else ""}
 
 
-def _checked_safeguards(errors: _Errors, value: Any) -> list[dict[str, Any]]:
+def _checked_safeguards(errors: Errors, value: Any) -> list[dict[str, Any]]:
     """Art. 46/47/49 grounds, at most one per (exporter site slug, importer organisation)."""
     field = "transfer_safeguards"
     if value is None:
@@ -195,39 +197,37 @@ def _checked_safeguards(errors: _Errors, value: Any) -> list[dict[str, Any]]:
         entry = dict(raw)
         if entry["exporter"] not in known:
             errors.add(where, f"exporter {entry['exporter']!r} is not a registered site")
-        _check_text(errors, f"{where}.importer", entry["importer"], max_length=200)
+        check_text(errors, f"{where}.importer", entry["importer"], max_length=200)
         key = (entry["exporter"], entry["importer"])
         if key in seen:
             errors.add(where, f"{key[0]} → {key[1]} is listed twice")
         seen.add(key)
         mechanism = entry["mechanism"]
-        _check_choice(errors, f"{where}.mechanism", mechanism, SafeguardMechanism)
+        check_choice(errors, f"{where}.mechanism", mechanism, SafeguardMechanism)
         if mechanism == SafeguardMechanism.SCC:
             module = entry.get("scc_module")
             if isinstance(module, bool) or module not in (1, 2, 3, 4):
                 errors.add(f"{where}.scc_module", "must be the SCC module: 1, 2, 3 or 4")
-            signed = _as_date(entry.get("signed_on"))
+            signed = as_date(entry.get("signed_on"))
             if signed is None:
                 errors.add(f"{where}.signed_on", "must be the date the SCCs were signed")
             else:
                 entry["signed_on"] = signed.isoformat()
         if mechanism == SafeguardMechanism.BCR:
             # Art. 47(1): BCRs bind only once the competent supervisory authority approved.
-            _check_text(errors, f"{where}.reference", entry.get("reference"), max_length=200)
+            check_text(errors, f"{where}.reference", entry.get("reference"), max_length=200)
         if mechanism in (SafeguardMechanism.SCC, SafeguardMechanism.BCR):
             # EDPB Recommendations 01/2020, step 3: assess the law and practice of the
             # importer's country; the assessment's reference is the evidence.
-            _check_text(
-                errors, f"{where}.tia_reference", entry.get("tia_reference"), max_length=200
-            )
+            check_text(errors, f"{where}.tia_reference", entry.get("tia_reference"), max_length=200)
         if mechanism == SafeguardMechanism.DEROGATION:
-            _check_choice(errors, f"{where}.ground", entry.get("ground"), Art49Ground)
-            _check_text(errors, f"{where}.reason", entry.get("reason"), max_length=2000)
+            check_choice(errors, f"{where}.ground", entry.get("ground"), Art49Ground)
+            check_text(errors, f"{where}.reason", entry.get("reason"), max_length=2000)
         result.append(entry)
     return result
 
 
-def _checked_certifications(errors: _Errors, value: Any) -> list[dict[str, Any]]:
+def _checked_certifications(errors: Errors, value: Any) -> list[dict[str, Any]]:
     """Qualifying facts of recipients for scoped adequacy decisions (DPF, PIPEDA)."""
     field = "recipient_certifications"
     if value is None:
@@ -242,11 +242,11 @@ def _checked_certifications(errors: _Errors, value: Any) -> list[dict[str, Any]]
         if not _checked_keys(errors, where, raw, required, set()):
             continue
         entry = dict(raw)
-        _check_text(errors, f"{where}.organisation", entry["organisation"], max_length=200)
+        check_text(errors, f"{where}.organisation", entry["organisation"], max_length=200)
         _check_country(errors, f"{where}.country", entry["country"])
-        _check_choice(errors, f"{where}.scheme", entry["scheme"], CertificationScheme)
-        _check_text(errors, f"{where}.listing", entry["listing"], max_length=500)
-        checked = _as_date(entry["checked_on"])
+        check_choice(errors, f"{where}.scheme", entry["scheme"], CertificationScheme)
+        check_text(errors, f"{where}.listing", entry["listing"], max_length=500)
+        checked = as_date(entry["checked_on"])
         if checked is None:
             errors.add(f"{where}.checked_on", "must be the date the listing was checked")
         else:
@@ -282,7 +282,7 @@ def _check_dp_policy(errors, v: dict[str, Any]) -> None:
 def policy_content(policy: ResidencyPolicy) -> dict[str, Any]:
     """The fields a published version's ``content_hash`` covers, as plain JSON data."""
     content = {
-        name: _json_value(getattr(policy, name))
+        name: json_value(getattr(policy, name))
         for name in POLICY_FIELDS
         if name not in POLICY_FIELDS_IF_SET or getattr(policy, name) != POLICY_DEFAULTS[name]
     }
@@ -341,8 +341,8 @@ def policy_create_draft(*, actor: Actor, name: str, **fields: Any) -> ResidencyP
     Raises ``InvalidInput`` (bad name or rule fields), ``TransitionNotAllowed`` (a draft of
     that name already exists). Ledger: ``policy.drafted``.
     """
-    _unknown_fields(fields, POLICY_FIELDS)
-    errors = _Errors()
+    unknown_fields(fields, POLICY_FIELDS)
+    errors = Errors()
     try:
         validate_slug(name or "")
     except ValidationError:
@@ -362,7 +362,7 @@ def policy_update_draft(*, actor: Actor, policy: ResidencyPolicy, **fields: Any)
     Raises ``InvalidInput`` (bad field, or the policy is published).
     Ledger: ``policy.draft_updated``.
     """
-    _unknown_fields(fields, POLICY_FIELDS)
+    unknown_fields(fields, POLICY_FIELDS)
     with transaction.atomic(durable=True):
         policy = ResidencyPolicy.objects.select_for_update().get(pk=policy.pk)
         if policy.status != PolicyStatus.DRAFT:
@@ -421,7 +421,7 @@ def policy_new_version(*, actor: Actor, policy: ResidencyPolicy, **changes: Any)
     Raises ``InvalidInput``, ``TransitionNotAllowed`` (a draft already exists).
     Ledger: ``policy.drafted`` (with ``based_on``).
     """
-    _unknown_fields(changes, POLICY_FIELDS)
+    unknown_fields(changes, POLICY_FIELDS)
     with transaction.atomic(durable=True):
         source = ResidencyPolicy.objects.get(pk=policy.pk)
         values = policy_validate(

@@ -10,19 +10,21 @@ from django.db import transaction
 
 from audit.services import ledger_append
 from fedgov.actors import Actor
+from fedgov.validation import (
+    Errors,
+    check_text,
+)
 from sites.models import (
     Purpose,
 )
 from sites.services._kit import (
-    _check_text,
-    _Errors,
     sha256_text,
     unique_or_invalid,
 )
 
 
 def purpose_validate(values: dict[str, Any], *, instance: Purpose | None = None) -> None:
-    errors = _Errors()
+    errors = Errors()
     code = values.get("code")
     try:
         validate_slug(code or "")
@@ -36,7 +38,7 @@ def purpose_validate(values: dict[str, Any], *, instance: Purpose | None = None)
             errors.add("code", "must be at most 64 characters")
         elif clash.exists():
             errors.add("code", f"a purpose {code!r} already exists")
-    _check_text(errors, "name", values.get("name"), max_length=200)
+    check_text(errors, "name", values.get("name"), max_length=200)
     if not isinstance(values.get("description", ""), str):
         errors.add("description", "must be text")
     errors.raise_if_any()

@@ -15,6 +15,15 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import TransitionNotAllowed
 from fedgov.updates import model_update
+from fedgov.validation import (
+    Errors,
+    as_date,
+    check_choice,
+    check_hash,
+    check_int,
+    check_text,
+    unknown_fields,
+)
 from sites.choices import (
     AgreementType,
     PartyRole,
@@ -25,14 +34,7 @@ from sites.models import (
 )
 from sites.services._kit import (
     CREDENTIALS_REF,
-    _as_date,
-    _check_choice,
     _check_country,
-    _check_hash,
-    _check_int,
-    _check_text,
-    _Errors,
-    _unknown_fields,
     sha256_text,
     unique_or_invalid,
 )
@@ -65,7 +67,7 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
 
     The admin form calls this too, so a bad value shows next to its field there.
     """
-    errors = _Errors()
+    errors = Errors()
     v = dict(values)
     slug = v.get("slug")
     try:
@@ -80,19 +82,19 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
             clash = clash.exclude(pk=instance.pk)
         if clash.exists():
             errors.add("slug", f"a site {slug!r} already exists")
-    _check_text(errors, "organisation", v.get("organisation"), max_length=200)
+    check_text(errors, "organisation", v.get("organisation"), max_length=200)
     _check_country(errors, "country", v.get("country"))
     _check_country(errors, "compute_country", v.get("compute_country"))
     try:
         validate_email(v.get("contact_email") or "")
     except ValidationError:
         errors.add("contact_email", "must be an e-mail address")
-    _check_choice(errors, "agreement_type", v.get("agreement_type"), AgreementType)
-    _check_hash(errors, "agreement_document_hash", v.get("agreement_document_hash"))
+    check_choice(errors, "agreement_type", v.get("agreement_type"), AgreementType)
+    check_hash(errors, "agreement_document_hash", v.get("agreement_document_hash"))
     if isinstance(v.get("agreement_document_hash"), str):
         v["agreement_document_hash"] = v["agreement_document_hash"].lower()
-    start = _as_date(v.get("agreement_valid_from"))
-    end = _as_date(v.get("agreement_valid_until"))
+    start = as_date(v.get("agreement_valid_from"))
+    end = as_date(v.get("agreement_valid_until"))
     if start is None:
         errors.add("agreement_valid_from", "must be a date (YYYY-MM-DD)")
     if end is None:
@@ -107,7 +109,7 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
         except ValidationError:
             errors.add("one_zone_endpoint", "must be an http(s) URL such as http://host:2633/RPC2")
     v["one_zone_endpoint"] = endpoint
-    _check_int(errors, "one_zone_id", v.get("one_zone_id", 0), minimum=0)
+    check_int(errors, "one_zone_id", v.get("one_zone_id", 0), minimum=0)
     ref = v.get("one_credentials_ref") or ""
     if ref and not CREDENTIALS_REF.match(ref):
         # Never a secret in the database: only where the secret lives.
@@ -118,7 +120,7 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
     v["one_credentials_ref"] = ref
     template = v.get("one_template_id")
     if template is not None:
-        _check_int(errors, "one_template_id", template, minimum=0)
+        check_int(errors, "one_template_id", template, minimum=0)
     key = v.get("supernode_public_key") or ""
     if key:
         try:
@@ -136,7 +138,7 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
 _ZONE_OPERATOR_FIELDS = ("zone_operator", "zone_operator_country", "zone_operator_role")
 
 
-def _check_zone_operator(errors: _Errors, v: dict[str, Any]) -> None:
+def _check_zone_operator(errors: Errors, v: dict[str, Any]) -> None:
     """All three zone-operator facts, or none (unknown: the gate then denies the site)."""
     for name in _ZONE_OPERATOR_FIELDS:
         value = v.get(name) or ""
@@ -146,9 +148,9 @@ def _check_zone_operator(errors: _Errors, v: dict[str, Any]) -> None:
         v[name] = value.strip()
     if not any(v[name] for name in _ZONE_OPERATOR_FIELDS):
         return
-    _check_text(errors, "zone_operator", v["zone_operator"], max_length=200)
+    check_text(errors, "zone_operator", v["zone_operator"], max_length=200)
     _check_country(errors, "zone_operator_country", v["zone_operator_country"])
-    _check_choice(errors, "zone_operator_role", v["zone_operator_role"], PartyRole)
+    check_choice(errors, "zone_operator_role", v["zone_operator_role"], PartyRole)
     own = v["zone_operator"] == (v.get("organisation") or "").strip()
     if own and v["zone_operator_country"] != v.get("country"):
         # One organisation, one establishment: the site's own name with another country
@@ -222,7 +224,7 @@ def site_update(*, actor: Actor, site: Site, **fields: Any) -> Site:
 
     Raises ``InvalidInput`` for an unknown or bad field.
     """
-    _unknown_fields(fields, SITE_UPDATABLE)
+    unknown_fields(fields, SITE_UPDATABLE)
     with transaction.atomic(durable=True):
         site = Site.objects.select_for_update().get(pk=site.pk)
         current = {name: getattr(site, name) for name in (*SITE_FIELDS, "flower_node_id")}
@@ -240,8 +242,8 @@ def site_update(*, actor: Actor, site: Site, **fields: Any) -> Site:
 
 
 def _site_set_status(*, actor: Actor, site: Site, reason: str, to: str, event: str) -> Site:
-    errors = _Errors()
-    _check_text(errors, "reason", reason, max_length=2000)
+    errors = Errors()
+    check_text(errors, "reason", reason, max_length=2000)
     errors.raise_if_any()
     with transaction.atomic(durable=True):
         site = Site.objects.select_for_update().get(pk=site.pk)
