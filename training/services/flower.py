@@ -25,6 +25,7 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.faults import crash_point
+from fedgov_flower.governance import UpdateRecord
 from fedgov_flower.ticket import (
     MESSAGE_TYPES,
     Ticket,
@@ -315,20 +316,9 @@ def round_allowed(*, round: Round, site: Site) -> ExclusionList:
     )
 
 
-@dataclass(frozen=True)
-class UpdateReport:
-    """One reply as the strategy reports it (already validated)."""
-
-    node_id: str
-    update_hash: str
-    num_examples: int
-    # None: the site did not report it (the data contract refuses such a round).
-    records_used: int | None
-    records_excluded: int | None
-    metrics: dict[str, float]
-    # The digest of the subject list the site filtered by, and of the subjects it used.
-    filter_digest: str = ""
-    subjects_digest: str = ""
+# One reply as the strategy reports it: the same record the strategy sends
+# (fedgov_flower.governance), here built only from a report that passed validation.
+UpdateReport = UpdateRecord
 
 
 def _check_metrics(value: Any, where: str, errors: dict[str, list[str]]) -> dict[str, float]:
