@@ -121,11 +121,9 @@ def test_evaluations_are_recorded_under_the_evaluate_ticket(api, service):
     assert {"metrics_hash", "filter_digest", "records_used"} <= set(json.loads(events[0].payload))
 
 
-def test_a_round_driven_by_flwr_run_alone_waits_for_four_eyes_then_closes(
-    api, service, make_user, flower_up_here
-):
-    # flower_up_here: the sites' SuperNodes run on this host (``flower up``), so the
-    # ticket endpoint can verify their placement itself, as it must before a ticket.
+def test_a_round_driven_by_flwr_run_alone_waits_for_four_eyes_then_closes(api, service, make_user):
+    # The conftest's flower_up_here runs the sites' SuperNodes on this host, so the ticket
+    # endpoint verifies their placement itself, as it must before a ticket.
     from fedgov.actors import Actor
     from tests.factories import verified_actor
     from training.services.orchestrate import rounds_sweep_stalled
