@@ -8,16 +8,18 @@ A hold's row is never edited or deleted here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from audit.models import Checkpoint, Cosignature, LedgerEntry, LegalHold, TrustedKey
@@ -33,16 +35,19 @@ HOLD_VIEWERS = (roles.DPO, roles.LEGAL, roles.AUDITOR)
 HOLD_KEEPERS = (roles.LEGAL, roles.DPO)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+_ModelT = TypeVar("_ModelT", bound=Model)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin[_ModelT]):
     """Evidence is never added, changed or deleted through the admin."""
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: _ModelT | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: _ModelT | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: _ModelT | None = None) -> bool:
         return False
 
 
@@ -50,17 +55,19 @@ class RedactedFilter(admin.SimpleListFilter):
     title = "redacted"
     parameter_name = "redacted"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> Iterable[tuple[str, str]]:
         return [("yes", "Yes"), ("no", "No")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() in ("yes", "no"):
             return queryset.filter(redacted_at__isnull=self.value() == "no")
         return queryset
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(ReadOnlyAdmin[LedgerEntry]):
     list_display = [
         "seq",
         "event_type",
@@ -94,7 +101,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(ReadOnlyAdmin):
+class CheckpointAdmin(ReadOnlyAdmin[Checkpoint]):
     list_display = ["size", "created_at", "key_id", "created_by"]
     readonly_fields = ["size", "root_hex", "created_at", "key_id", "created_by", "note"]
     exclude = ["root"]
@@ -105,7 +112,7 @@ class CheckpointAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TrustedKey)
-class TrustedKeyAdmin(ReadOnlyAdmin):
+class TrustedKeyAdmin(ReadOnlyAdmin[TrustedKey]):
     """The trust list, shown only: it changes through `manage.py ledger_key` (ledger events)."""
 
     list_display = ["key_id", "role", "name", "valid_from", "valid_to", "reason"]
@@ -122,7 +129,7 @@ class TrustedKeyAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Cosignature)
-class CosignatureAdmin(ReadOnlyAdmin):
+class CosignatureAdmin(ReadOnlyAdmin[Cosignature]):
     list_display = ["checkpoint", "witness", "key_id", "timestamp", "received_at"]
     readonly_fields = ["checkpoint", "witness", "key_id", "timestamp", "line", "received_at"]
 
@@ -131,10 +138,12 @@ class HoldStatusFilter(admin.SimpleListFilter):
     title = "status"
     parameter_name = "active"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]
+    ) -> Iterable[tuple[str, str]]:
         return [("yes", "Active"), ("no", "Released")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() in ("yes", "no"):
             return queryset.filter(released_at__isnull=self.value() == "yes")
         return queryset
@@ -178,52 +187,56 @@ class ReleaseForm(forms.Form):
     )
 
 
+# A hold's page shows every field and edits none (placing and releasing have their own pages).
+_HOLD_FIELDS: tuple[str, ...] = (
+    "reference",
+    "reason",
+    "scope",
+    "subject_type",
+    "subject_id",
+    "held_from",
+    "held_until",
+    "placed_by",
+    "placed_at",
+    "is_active",
+    "released_by",
+    "released_at",
+    "release_reason",
+    "ledger_events",
+)
+
+
 @admin.register(LegalHold)
-class LegalHoldAdmin(admin.ModelAdmin):
+class LegalHoldAdmin(admin.ModelAdmin[LegalHold]):
     list_display = ["reference", "scope", "placed_by", "placed_at", "is_active", "released_at"]
     list_filter = [HoldStatusFilter, "placed_at"]
     search_fields = ["reference", "=subject_id"]
     date_hierarchy = "placed_at"
-    fields = [
-        "reference",
-        "reason",
-        "scope",
-        "subject_type",
-        "subject_id",
-        "held_from",
-        "held_until",
-        "placed_by",
-        "placed_at",
-        "is_active",
-        "released_by",
-        "released_at",
-        "release_reason",
-        "ledger_events",
-    ]
-    readonly_fields = fields
+    fields = _HOLD_FIELDS
+    readonly_fields = _HOLD_FIELDS
     actions = ["release_holds"]
     change_form_template = "admin/audit/legalhold/change_form.html"
 
     # -- permissions: read-only rows; placing and releasing go through the services ----
 
-    def has_view_permission(self, request, obj=None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: LegalHold | None = None) -> bool:
         return super().has_view_permission(request, obj) or roles.has_role(
             request.user, *HOLD_VIEWERS
         )
 
-    def has_module_permission(self, request) -> bool:
+    def has_module_permission(self, request: HttpRequest) -> bool:
         return super().has_module_permission(request) or roles.has_role(request.user, *HOLD_VIEWERS)
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return roles.has_role(request.user, *HOLD_KEEPERS)
 
-    def has_release_permission(self, request) -> bool:
+    def has_release_permission(self, request: HttpRequest) -> bool:
         return roles.has_role(request.user, *HOLD_KEEPERS)
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: LegalHold | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: LegalHold | None = None) -> bool:
         return False
 
     # -- columns ----------------------------------------------------------------------
@@ -249,7 +262,9 @@ class LegalHoldAdmin(admin.ModelAdmin):
 
     # -- placing a hold ---------------------------------------------------------------
 
-    def add_view(self, request: HttpRequest, form_url="", extra_context=None) -> HttpResponse:
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         """A form of its own instead of a model form: the service writes the row and its
         ledger event together, and its refusals come back as the form's field errors."""
         if not self.has_add_permission(request):
@@ -281,7 +296,9 @@ class LegalHoldAdmin(admin.ModelAdmin):
     # -- releasing: an action over a selection, or the button on one hold's page -------
 
     @admin.action(description="Release selected legal holds…", permissions=["release"])
-    def release_holds(self, request: HttpRequest, queryset: QuerySet[LegalHold]):
+    def release_holds(
+        self, request: HttpRequest, queryset: QuerySet[LegalHold]
+    ) -> HttpResponse | None:
         """First call shows the reason page; its submit (``apply``) calls the service."""
         form = ReleaseForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
@@ -302,7 +319,7 @@ class LegalHoldAdmin(admin.ModelAdmin):
             },
         )
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         custom = [
             path(
                 "<path:object_id>/release/",
@@ -323,7 +340,16 @@ class LegalHoldAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(change_url)
         return self._release_page(request, [hold], form, cancel_url=change_url, original=hold)
 
-    def _release_page(self, request, holds, form, *, cancel_url, original=None, action=None):
+    def _release_page(
+        self,
+        request: HttpRequest,
+        holds: list[LegalHold],
+        form: ReleaseForm,
+        *,
+        cancel_url: str,
+        original: LegalHold | None = None,
+        action: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         context = {
             **self.admin_site.each_context(request),
             "title": "Release legal hold" + ("s" if len(holds) > 1 else ""),
@@ -348,7 +374,13 @@ class LegalHoldAdmin(admin.ModelAdmin):
         self.message_user(request, f"Legal hold {hold.reference} released.", messages.SUCCESS)
         return True
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         hold = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if hold is not None and hold.active and self.has_release_permission(request):

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
+from typing import Any, Literal, TypedDict, overload
 
 import django_filters
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -44,9 +47,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-class _LedgerView:
+class _LedgerView(APIView):
     permission_classes = [RolePermission]
-    read_roles = LEDGER_READERS
+    read_roles: tuple[str, ...] = LEDGER_READERS
     write_roles: tuple[str, ...] = ()
     allowed_params: frozenset[str] = frozenset()
 
@@ -56,6 +59,12 @@ class _LedgerView:
             raise InvalidInput({name: ["unknown query parameter"] for name in unknown})
 
 
+@overload
+def int_param(
+    request: Request, name: str, *, minimum: int, required: Literal[True] = ...
+) -> int: ...
+@overload
+def int_param(request: Request, name: str, *, minimum: int, required: bool) -> int | None: ...
 def int_param(request: Request, name: str, *, minimum: int, required: bool = True) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -68,7 +77,7 @@ def int_param(request: Request, name: str, *, minimum: int, required: bool = Tru
 class StrictLimitOffsetPagination(LimitOffsetPagination):
     max_limit = 1000
 
-    def get_limit(self, request):
+    def get_limit(self, request: Request) -> int | None:
         if self.limit_query_param in request.query_params:
             limit = int_param(request, self.limit_query_param, minimum=1)
             if limit > self.max_limit:
@@ -76,11 +85,11 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
             return limit
         return self.default_limit
 
-    def get_offset(self, request):
+    def get_offset(self, request: Request) -> int:
         return int_param(request, self.offset_query_param, minimum=0, required=False) or 0
 
 
-class EntryFilter(django_filters.FilterSet):
+class EntryFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter has no types
     event_type = django_filters.CharFilter()
     subject_type = django_filters.CharFilter()
     subject_id = django_filters.CharFilter()
@@ -92,7 +101,7 @@ class EntryFilter(django_filters.FilterSet):
         fields = ["event_type", "subject_type", "subject_id", "since", "until"]
 
 
-class EntrySerializer(serializers.ModelSerializer):
+class EntrySerializer(serializers.ModelSerializer[LedgerEntry]):
     payload = serializers.SerializerMethodField()
     leaf_hash = serializers.SerializerMethodField()
     actor = serializers.CharField(source="actor_repr")
@@ -112,14 +121,16 @@ class EntrySerializer(serializers.ModelSerializer):
             "redacted_at",
         ]
 
-    def get_payload(self, entry: LedgerEntry) -> dict:
-        return json.loads(entry.payload)
+    def get_payload(self, entry: LedgerEntry) -> dict[str, Any]:
+        # ledger_append stores only JSON objects (audit.events checks each payload's keys).
+        payload: dict[str, Any] = json.loads(entry.payload)
+        return payload
 
     def get_leaf_hash(self, entry: LedgerEntry) -> str:
         return bytes(entry.leaf_hash).hex()
 
 
-class EntryList(_LedgerView, generics.ListAPIView):
+class EntryList(_LedgerView, generics.ListAPIView[LedgerEntry]):
     """Ledger entries, oldest first, filterable by type, subject and time."""
 
     serializer_class = EntrySerializer
@@ -130,12 +141,23 @@ class EntryList(_LedgerView, generics.ListAPIView):
         {"event_type", "subject_type", "subject_id", "since", "until", "limit", "offset"}
     )
 
-    def list(self, request, *args, **kwargs):
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.check_params(request)
         return super().list(request, *args, **kwargs)
 
 
-def _checkpoint_body(view: selectors.CheckpointView) -> dict:
+class CheckpointBody(TypedDict):
+    """A signed checkpoint as the API returns it."""
+
+    size: int
+    root: str
+    root_hex: str
+    created_at: datetime
+    key_id: str
+    note: str
+
+
+def _checkpoint_body(view: selectors.CheckpointView) -> CheckpointBody:
     return {
         "size": view.size,
         "root": _b64(view.root),
@@ -264,7 +286,7 @@ class PublicKeys(_LedgerView, APIView):
 # --------------------------------------------------------------------- legal holds
 
 
-class LegalHoldSerializer(serializers.ModelSerializer):
+class LegalHoldSerializer(serializers.ModelSerializer[LegalHold]):
     active = serializers.BooleanField(read_only=True)
     scope = serializers.CharField(read_only=True)
 
@@ -289,7 +311,7 @@ class LegalHoldSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class LegalHoldPlaceSerializer(serializers.Serializer):
+class LegalHoldPlaceSerializer(serializers.Serializer[None]):
     """A hold to place: a subject takes both its type and id; a period may be open-ended."""
 
     # Only the body's shape is checked here; legal_hold_place says what the values must be.
@@ -303,11 +325,11 @@ class LegalHoldPlaceSerializer(serializers.Serializer):
     held_until = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
-class LegalHoldReleaseSerializer(serializers.Serializer):
+class LegalHoldReleaseSerializer(serializers.Serializer[None]):
     reason = serializers.CharField(allow_blank=True)
 
 
-def _body(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+def _body(serializer_class: type[serializers.Serializer[None]], request: Request) -> dict[str, Any]:
     """The validated body; a field the endpoint does not take is a 400, not ignored."""
     body = serializer_class(data=request.data)
     if hasattr(request.data, "keys"):
@@ -329,10 +351,10 @@ def _flag(request: Request, name: str) -> bool | None:
 
 
 class _HoldView(_LedgerView):
-    write_roles = HOLD_KEEPERS
+    write_roles: tuple[str, ...] = HOLD_KEEPERS
 
 
-class HoldList(_HoldView, generics.ListAPIView):
+class HoldList(_HoldView, generics.ListAPIView[LegalHold]):
     """Legal holds, newest first; ``active=true|false`` keeps only held or released ones.
 
     Retention skips every entry an active hold covers.
@@ -342,7 +364,7 @@ class HoldList(_HoldView, generics.ListAPIView):
     pagination_class = StrictLimitOffsetPagination
     allowed_params = frozenset({"active", "limit", "offset"})
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[LegalHold]:
         holds = LegalHold.objects.order_by("-placed_at", "-pk")
         active = _flag(self.request, "active")
         if active is not None:
@@ -350,7 +372,7 @@ class HoldList(_HoldView, generics.ListAPIView):
         return holds
 
     @extend_schema(parameters=[OpenApiParameter("active", bool)])
-    def get(self, request: Request, *args, **kwargs) -> Response:
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.check_params(request)
         return self.list(request, *args, **kwargs)
 

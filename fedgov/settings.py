@@ -6,10 +6,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from fedgov.env import env_bool, env_int, env_list, env_str, local_secret
 from fedgov.logging import logging_config
+
+# Lets the typed code write admin.ModelAdmin[LedgerEntry] and QuerySet[LegalHold] as base
+# classes at run time too (django-stubs' documented set-up; DRF's classes take it natively).
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("FEDGOV_VAR_DIR", str(BASE_DIR / "var")))

@@ -38,7 +38,7 @@ from fedgov_flower.ticket import TicketRefused
 __version__ = "0.1.0"
 
 
-def mods(*, subject_aware: bool = True, **options: Any) -> list:
+def mods(*, subject_aware: bool = True, **options: Any) -> list[Any]:
     """The mods a governed ClientApp runs, in order: fedgov's ticket check (signature,
     run, message type, one use, the site's own policy, subject lists), then the ticket's
     DP plan. Pass ``subject_aware=False`` for an app whose records carry no subject id:

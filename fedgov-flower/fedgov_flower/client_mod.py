@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord
 
 from fedgov_flower.site_policy import SitePolicy
@@ -41,6 +42,7 @@ from fedgov_flower.ticket import (
     verify_ticket,
 )
 from fedgov_flower.used_tickets import UsedTickets
+from fedgov_flower.values import as_int
 
 log = logging.getLogger("fedgov.flower.site")
 
@@ -213,7 +215,7 @@ def run_setting(context: Context, name: str) -> str:
 # branch, so its complexity counts refusals, not nesting.
 def make_governance_mod(  # noqa: C901
     *,
-    public_keys: Mapping | None = None,
+    public_keys: Mapping[str, Ed25519PublicKey] | Ed25519PublicKey | None = None,
     fetcher: ExclusionFetcher | None = None,
     allowed_fetcher: ExclusionFetcher | None = None,
     now: Callable[[], datetime] | None = None,
@@ -254,7 +256,7 @@ def make_governance_mod(  # noqa: C901
                     "no_run_id", "the Flower run carries no fedgov run id (fedgov.run-id)"
                 )
             # governed() puts fedgov's round beside Flower's own server-round.
-            round_no = int(config.get("fedgov.round", config.get("server-round", 0)))
+            round_no = as_int(config.get("fedgov.round", config.get("server-round", 0)))
             ticket = verify_ticket(
                 body=str(config[CONFIG_BODY]),
                 signature=str(config.get(CONFIG_SIGNATURE, "")),
@@ -268,7 +270,7 @@ def make_governance_mod(  # noqa: C901
                 flower_run_id=msg.metadata.run_id,
             )
             state = context.state.config_records.get(STATE_KEY)
-            last = int(state.get("last-trained-round", 0)) if state else 0
+            last = as_int(state.get("last-trained-round", 0)) if state else 0
             is_train = kind == "train"
             if is_train and ticket.round_no <= last:
                 raise TicketRefused(

@@ -31,7 +31,10 @@ def _subject_of(record: Any, key: str | Callable[[Any], Any]) -> str:
 
 
 def filter_records(
-    records: Iterable[Any], grant: Grant | None = None, *, key: str | Callable = "subject"
+    records: Iterable[Any],
+    grant: Grant | None = None,
+    *,
+    key: str | Callable[[Any], object] = "subject",
 ) -> list[Any]:
     """The records whose subject (``record[key]``, ``record.key`` or ``key(record)``) the
     ticket permits; declares the kept subjects and counts to the grant."""
@@ -64,7 +67,7 @@ def filter_dataset(dataset: Any, grant: Grant | None = None, *, subjects: Any = 
     return Subset(dataset, keep)
 
 
-def _column(dataset: Any, subjects: Any) -> list:
+def _column(dataset: Any, subjects: Any) -> list[Any]:
     if not isinstance(subjects, str):
         column = list(subjects)
     elif hasattr(dataset, subjects):

@@ -32,9 +32,10 @@ replacing one client moves the sum by 2C, with the noise multiplier halved
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from flwr.supercore.differential_privacy import compute_stdv
 from flwr.supercore.privacy_accounting import (
@@ -44,6 +45,10 @@ from flwr.supercore.privacy_accounting import (
     PrivacySpent,
     SamplingMethod,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: it needs dp-accounting, flwr's optional [dp] extra.
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 ACCOUNTING_METHOD = "rdp"
 ACCOUNTANT = "flwr.supercore.privacy_accounting.rdp_accountant.RdpAccountant"
@@ -125,7 +130,7 @@ class AccountingSpec:
             population_size=self.population_size,
         )
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "delta": float(self.delta),
             "population_size": self.population_size,
@@ -136,7 +141,7 @@ class AccountingSpec:
         }
 
 
-def new_accountant(spec: AccountingSpec):
+def new_accountant(spec: AccountingSpec) -> RdpAccountant:
     """Flower's RDP accountant for ``spec`` (needs ``dp-accounting``, flwr's ``[dp]`` extra)."""
     from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
@@ -229,7 +234,7 @@ class DpPlan:
             raise DpError("delta must be strictly between 0 and 1")
 
     @classmethod
-    def from_ticket(cls, dp: dict | None) -> DpPlan | None:
+    def from_ticket(cls, dp: dict[str, Any] | None) -> DpPlan | None:
         if not dp:
             return None
         try:
@@ -243,7 +248,7 @@ class DpPlan:
             raise DpError(f"ticket dp lacks {exc}") from exc
 
     @classmethod
-    def from_run_config(cls, config) -> DpPlan | None:
+    def from_run_config(cls, config: Mapping[str, Any]) -> DpPlan | None:
         """The plan from a ``flwr run`` config (``dp-mechanism``, ``dp-clipping-norm``,
         ``dp-noise-multiplier``, ``dp-delta``); None without a mechanism."""
         mechanism = str(config.get("dp-mechanism", "none") or "none")
@@ -299,5 +304,5 @@ class DpRelease:
     aggregate_hash_before_noise: str | None
     aggregate_hash: str | None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 from flwr.app import Context, Error, Message
 from flwr.clientapp.mod import LocalDpMod, fixedclipping_mod
@@ -29,6 +30,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from fedgov_flower.client_mod import REFUSAL_CODE, current_grant
 from fedgov_flower.dp import DpError, DpPlan, Mechanism
+from fedgov_flower.values import as_float
 
 log = logging.getLogger("fedgov.flower.site.dp")
 
@@ -45,7 +47,7 @@ def _site_setting(context: Context, key: str, env: str) -> str:
     return str(value).strip()
 
 
-def site_limit_refusal(dp: dict | None, context: Context) -> tuple[str, str] | None:
+def site_limit_refusal(dp: dict[str, Any] | None, context: Context) -> tuple[str, str] | None:
     """``(code, reason)`` when the ticket's plan breaks this site's own DP limits."""
     required = _site_setting(context, "fedgov-dp-mechanism", "FEDGOV_DP_MECHANISM")
     max_text = _site_setting(context, "fedgov-max-epsilon", "FEDGOV_MAX_EPSILON")
@@ -72,7 +74,9 @@ def site_limit_refusal(dp: dict | None, context: Context) -> tuple[str, str] | N
     return None
 
 
-def dp_mod(msg: Message, context: Context, call_next: Callable[[Message, Context], Message]):
+def dp_mod(
+    msg: Message, context: Context, call_next: Callable[[Message, Context], Message]
+) -> Message:
     """Apply the ticket's DP mechanism to this site's update (train messages only)."""
     if not msg.metadata.message_type.startswith("train"):
         return call_next(msg, context)
@@ -89,11 +93,11 @@ def dp_mod(msg: Message, context: Context, call_next: Callable[[Message, Context
     if plan.mechanism == Mechanism.CLIENT_CLIPPING:
         config = msg.content.config_records.get("config")
         sent = config.get(KEY_CLIPPING_NORM) if config is not None else None
-        if sent is None or float(sent) != float(plan.clipping_norm):
+        if sent is None or as_float(sent) != float(plan.clipping_norm):
             return _refuse(
                 msg,
                 "dp_clipping_mismatch",
-                f"the message asks clipping norm {sent}, the ticket signs {plan.clipping_norm}",
+                f"the message asks clipping norm {sent!s}, the ticket signs {plan.clipping_norm}",
             )
         return fixedclipping_mod(msg, context, call_next)
     local = LocalDpMod(

@@ -50,6 +50,7 @@ from fedgov_flower.governance import (
 )
 from fedgov_flower.ticket import Ticket
 from fedgov_flower.update_hash import update_hash
+from fedgov_flower.values import as_int
 
 log = logging.getLogger("fedgov.flower.governed")
 
@@ -62,7 +63,7 @@ class RunStopped(RuntimeError):
     """fedgov refused a round and the run's policy says stop."""
 
 
-def site_refusal(msg: Message) -> dict | None:
+def site_refusal(msg: Message) -> dict[str, Any] | None:
     """A site mod's refusal (``fedgov:<code>: reason``) as ``{node_id, code, reason}``."""
     reason = str(msg.error.reason or "")
     if not reason.startswith("fedgov:"):
@@ -118,7 +119,7 @@ def reply_record(msg: Message, digest: str, metrics: MetricRecord) -> UpdateReco
     return UpdateRecord(
         node_id=str(msg.metadata.src_node_id),
         update_hash=digest,
-        num_examples=int(metrics.get("num-examples", 0) or 0),
+        num_examples=as_int(metrics.get("num-examples", 0) or 0),
         records_used=_count(metrics, "records-used"),
         records_excluded=_count(metrics, "records-excluded"),
         metrics={
@@ -155,7 +156,7 @@ class StageEvidence:
     accepted: list[UpdateRecord] = field(default_factory=list)
     rejected: list[tuple[UpdateRecord, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    refusals: list[dict] = field(default_factory=list)
+    refusals: list[dict[str, Any]] = field(default_factory=list)
     aggregate_hash: str | None = None
 
 
@@ -374,7 +375,7 @@ class GovernedStrategy(Strategy):
         )
 
     @staticmethod
-    def _local_dp_release(stage: StageEvidence) -> dict | None:
+    def _local_dp_release(stage: StageEvidence) -> dict[str, Any] | None:
         """Under local DP each site's ``LocalDpMod`` (in ``mods()``) noised its update
         before it left; the record fedgov accounts is the same one its demo strategy
         reports (``fedgov_flower.dp.DpRelease``)."""
@@ -382,7 +383,7 @@ class GovernedStrategy(Strategy):
 
         ticket = stage.ticket
         plan = DpPlan.from_ticket(ticket.dp) if ticket is not None else None
-        if plan is None or plan.mechanism != "local" or not stage.accepted:
+        if ticket is None or plan is None or plan.mechanism != "local" or not stage.accepted:
             return None
         count = len(stage.accepted)
         population = max(int((ticket.dp or {}).get("population_size", 0)), len(ticket.sites))
@@ -438,7 +439,7 @@ def identify(msg: Message, context: Context) -> Message:
     """
     site_id = context.node_config.get("fedgov-site-id") or os.environ.get("FEDGOV_SITE_ID", 0)
     slug = context.node_config.get("fedgov-site") or os.environ.get("FEDGOV_SITE", "")
-    identity = ConfigRecord({"site-id": int(site_id), "site": str(slug)})
+    identity = ConfigRecord({"site-id": as_int(site_id), "site": str(slug)})
     return Message(content=RecordDict({"identity": identity}), reply_to=msg)
 
 

@@ -21,6 +21,7 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fedgov_flower.ticket import Ticket, TicketRefused
 
@@ -37,7 +38,7 @@ class SitePolicy:
     refuse_runs: frozenset[int] = frozenset()
 
     @classmethod
-    def from_mapping(cls, data: dict) -> SitePolicy:
+    def from_mapping(cls, data: dict[str, Any]) -> SitePolicy:
         unknown = set(data) - KNOWN_KEYS
         if unknown:
             raise ValueError(f"unknown site policy keys: {sorted(unknown)}")
@@ -104,7 +105,7 @@ class SitePolicy:
         if self.min_approvals:
             approvals = context.get("approvals")
             is_count = isinstance(approvals, int) and not isinstance(approvals, bool)
-            count = approvals if is_count else 0
+            count = approvals if isinstance(approvals, int) and is_count else 0
             if count < self.min_approvals:
                 raise TicketRefused(
                     "site_policy_approvals",

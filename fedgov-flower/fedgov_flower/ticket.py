@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -74,13 +75,13 @@ class Ticket:
     key_id: str
     # The differential-privacy plan fedgov accounted for this round (``fedgov_flower.dp``
     # reads it); None when the run applies no mechanism.
-    dp: dict | None = None
+    dp: dict[str, Any] | None = None
     # What the ticket allows: one Flower message type and one Flower run (ids as text).
     message_type: str = "train"
     flower_run_id: str = ""
     # Facts a site's own policy checks (``fedgov_flower.site_policy``): the run's purpose
     # code, the aggregator's country and the round's approvals; None when not stated.
-    context: dict | None = None
+    context: dict[str, Any] | None = None
 
     @property
     def ticket_id(self) -> str:
@@ -127,11 +128,11 @@ def ticket_body(
     expires_at: datetime,
     decision_hash: str,
     sites: Iterable[TicketSite],
-    dp: dict | None = None,
+    dp: dict[str, Any] | None = None,
     message_type: str = "train",
     flower_run_id: str = "",
-    context: dict | None = None,
-) -> dict:
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The JSON object fedgov canonicalises (RFC 8785) and signs.
 
     ``dp`` (mechanism, clipping norm, noise multiplier, planned cumulative ε, ...) is

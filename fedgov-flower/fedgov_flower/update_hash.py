@@ -33,7 +33,7 @@ def _as_numpy(value: Any) -> np.ndarray:
         tensor = value.detach()
         if str(tensor.dtype) == "torch.bfloat16":
             raise ValueError("bfloat16 tensors have no numpy dtype; cast to float32 first")
-        return tensor.cpu().numpy()
+        return np.asarray(tensor.cpu().numpy())
     if hasattr(value, "numpy") and callable(value.numpy):
         # flwr.app.Array and similar wrappers deserialise to numpy.
         return np.asarray(value.numpy())
@@ -63,7 +63,7 @@ def _feed_array(sha: Any, array: np.ndarray, dtype: np.dtype) -> None:
         return
     if array.dtype == dtype and array.flags.c_contiguous:
         # The common case: hash the array's own memory, no copy at all.
-        sha.update(memoryview(array.reshape(-1).view(np.uint8)))
+        sha.update(array.reshape(-1).view(np.uint8).data)
         return
     if array.ndim == 0:
         sha.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
@@ -74,7 +74,7 @@ def _feed_array(sha: Any, array: np.ndarray, dtype: np.dtype) -> None:
     rows = max(1, _BLOCK_BYTES // row_bytes)
     for start in range(0, array.shape[0], rows):
         block = np.ascontiguousarray(array[start : start + rows], dtype=dtype)
-        sha.update(memoryview(block.reshape(-1).view(np.uint8)))
+        sha.update(block.reshape(-1).view(np.uint8).data)
 
 
 def _items(update: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> list[tuple[bytes, Any]]:

@@ -5,6 +5,8 @@ tables with DELETE, which the append-only triggers refuse, so the triggers are l
 the flush and restored after it, whatever happens.
 """
 
+from typing import Any
+
 from django.core.management.commands import flush
 from django.db import connections
 
@@ -12,12 +14,13 @@ from audit import triggers
 
 
 class Command(flush.Command):
-    def handle(self, **options):
+    def handle(self, **options: Any) -> None:
         connection = connections[options["database"]]
         if connection.vendor != "sqlite" or not triggers.installed(connection):
-            return super().handle(**options)
+            super().handle(**options)
+            return
         triggers.uninstall(connection)
         try:
-            return super().handle(**options)
+            super().handle(**options)
         finally:
             triggers.install(connection)

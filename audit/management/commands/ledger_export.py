@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.bundle import bundle_write
 from fedgov.errors import InvalidInput
@@ -19,12 +20,12 @@ class Command(BaseCommand):
         "manifest, and the command exits 1 naming the first bad seq."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--from", dest="first", type=int, required=True, metavar="SEQ")
         parser.add_argument("--to", dest="last", type=int, required=True, metavar="SEQ")
         parser.add_argument("out", type=Path, metavar="OUT")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             summary = bundle_write(
                 first_seq=options["first"], last_seq=options["last"], out=options["out"]

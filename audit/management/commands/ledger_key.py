@@ -6,11 +6,12 @@ import base64
 import binascii
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import keys, note, trust, witness
 from audit.choices import KeyRole
@@ -71,7 +72,7 @@ class Command(BaseCommand):
         "is a ledger event and needs --reason."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=["list", "rotate", "revoke", "trust-active", "trust"])
         parser.add_argument("key_id", nargs="?", help="the key to revoke")
         parser.add_argument("--reason", default="", help="why (kept in the ledger)")
@@ -81,7 +82,7 @@ class Command(BaseCommand):
         parser.add_argument("--public-key", help="trust: PEM public key file or verifier key")
         parser.add_argument("--actor", default="ledger_key", help="recorded as system:<actor>")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         actor = Actor.system(options["actor"])
         action = options["action"]
         try:
@@ -97,7 +98,9 @@ class Command(BaseCommand):
                     reason=options["reason"],
                     since=_moment(options["since"]),
                 )
-                self.stdout.write(f"revoked {row.key_id} from {format_time(row.valid_to)}")
+                # key_revoke always closes the window; "open" would only show a broken invariant.
+                until = format_time(row.valid_to) if row.valid_to else "open"
+                self.stdout.write(f"revoked {row.key_id} from {until}")
             elif action == "trust-active":
                 row = trust.key_trust_active(actor=actor, reason=options["reason"])
                 self.stdout.write(f"trusted {row.key_id}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
 
 from audit.models import LegalHold
 from audit.retention import retention_apply
@@ -16,12 +18,12 @@ class Command(BaseCommand):
         "no signed checkpoint covers yet. Leaf hashes stay, so proofs still verify."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--dry-run", action="store_true", help="say what would be redacted; change nothing"
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         outcome = retention_apply(
             actor=Actor.system("ledger_retention"), dry_run=options["dry_run"]
         )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from audit import timestamping, trust
 from audit import witnessing as witness_checks
@@ -18,7 +19,7 @@ PROGRESS_FROM = 50_000
 class ProgressBar:
     """A one-line bar on the command's stderr, redrawn at most ten times a second."""
 
-    def __init__(self, stream, width: int = 40) -> None:
+    def __init__(self, stream: OutputWrapper, width: int = 40) -> None:
         self.stream = stream
         self.width = width
         self.started = time.monotonic()
@@ -46,7 +47,7 @@ class Command(BaseCommand):
         "Exits 1 naming the first bad sequence number."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         bar = parser.add_mutually_exclusive_group()
         bar.add_argument("--progress", action="store_true", help="always show the progress bar")
         bar.add_argument("--no-progress", action="store_true", help="never show it")
@@ -58,10 +59,11 @@ class Command(BaseCommand):
             "that witness saw (a rollback)",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         trusted = trust.public_keys()
         bar = ProgressBar(self.stderr)
-        state = {"bar": None}
+        # None until the first call, which knows the total and so whether to draw at all.
+        state: dict[str, ProgressBar | bool | None] = {"bar": None}
 
         def progress(done: int, total: int) -> None:
             if state["bar"] is None:
@@ -95,8 +97,8 @@ class Command(BaseCommand):
             raise CommandError(f"ledger verification failed; trusted keys: {listed[0]}")
         if not report.ok:
             first = report.problems[0]
-            for problem in report.problems:
-                self.stderr.write(f"FAIL {problem}")
+            for bad in report.problems:
+                self.stderr.write(f"FAIL {bad}")
             raise CommandError(
                 f"ledger verification failed; first bad seq {first.seq}: {first.message}"
             )
