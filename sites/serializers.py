@@ -19,7 +19,7 @@ from fedgov.parsers import read_body
 from fedgov.validation import INT32_MAX
 from sites.choices import AgreementType, Art9Condition, ConsentEventKind, LawfulBasis
 from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolicy, Site
-from sites.services import MAX_CONSENT_BATCH
+from sites.services import MAX_CONSENT_BATCH, MAX_DPF_LISTING_AGE_DAYS
 
 # ----------------------------------------------------------------------------- sites
 
@@ -230,7 +230,20 @@ class PolicyChangesSerializer(serializers.Serializer):
     host_operator = serializers.JSONField(required=False)
     transfer_safeguards = serializers.JSONField(required=False)
     recipient_certifications = serializers.JSONField(required=False)
-    dpf_listing_max_age_days = serializers.IntegerField(required=False, max_value=INT32_MAX)
+    # Bounded by the service's own limit (sites.services.policies), in the service's words,
+    # so the API and the service refuse the same ages with the same field and reason.
+    dpf_listing_max_age_days = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_DPF_LISTING_AGE_DAYS,
+        error_messages={
+            "invalid": "must be a whole number",
+            "min_value": "must be at least {min_value}",
+            "max_value": "must be at most {max_value}",
+            "max_string_length": "must be a whole number",
+            "null": "must be a whole number",
+        },
+    )
     privacy_budget_delta = serializers.FloatField(required=False, allow_null=True)
     dp_neighbouring_relation = serializers.CharField(max_length=20, required=False)
     dp_required_mechanism = serializers.CharField(max_length=20, required=False, allow_blank=True)
