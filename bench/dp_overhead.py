@@ -30,6 +30,25 @@ RUN_ID = 1
 DELTA = 1e-5
 
 
+def _time_arms(arms, arrays, config_record, *, pairs: int, epochs: int) -> dict[str, list[float]]:
+    """One governed round per arm per pair, interleaved (the order alternates), timed.
+
+    One untimed pair first: one-off imports (dp-accounting, scipy) are a process's cost,
+    not a round's.
+    """
+    times: dict[str, list[float]] = {"plain": [], "dp": []}
+    for i in range(-1, pairs):
+        for name in ("plain", "dp") if i % 2 == 0 else ("dp", "plain"):
+            governed, runner, grid = arms[name]
+            governed.round_offset = i + 1
+            config = config_record({"local-epochs": epochs})
+            started = time.perf_counter()
+            runner.start(grid, arrays, num_rounds=1, train_config=config)
+            if i >= 0:
+                times[name].append(time.perf_counter() - started)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 pairs, 2 local epochs")
@@ -143,19 +162,8 @@ def main() -> None:
         governance=LocalGovernance(plan), run_id=2, sample_timeout=0, dp_plan=plan
     )
     arrays = ArrayRecord({k: Array(v) for k, v in initial_arrays_numpy(0).items()})
-    times: dict[str, list[float]] = {"plain": [], "dp": []}
     arms = {"plain": (plain, plain, grid_plain), "dp": (private, governed_dp(private), grid_dp)}
-    # One untimed pair first: one-off imports (dp-accounting, scipy) are a process's
-    # cost, not a round's.
-    for i in range(-1, pairs):
-        for name in ("plain", "dp") if i % 2 == 0 else ("dp", "plain"):
-            governed, runner, grid = arms[name]
-            governed.round_offset = i + 1
-            config = ConfigRecord({"local-epochs": epochs})
-            started = time.perf_counter()
-            runner.start(grid, arrays, num_rounds=1, train_config=config)
-            if i >= 0:
-                times[name].append(time.perf_counter() - started)
+    times = _time_arms(arms, arrays, ConfigRecord, pairs=pairs, epochs=epochs)
     ratio = statistics.median(times["dp"]) / statistics.median(times["plain"])
     print(
         json.dumps(

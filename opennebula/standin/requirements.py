@@ -67,54 +67,67 @@ def parse(text: str) -> Predicate:
     tokens = _tokens(text)
     if not tokens:
         return lambda attrs: True
-    pos = 0
+    return _Parser(tokens).whole()
 
-    def peek() -> tuple[str, str] | None:
-        return tokens[pos] if pos < len(tokens) else None
 
-    def take() -> tuple[str, str]:
-        nonlocal pos
-        if pos >= len(tokens):
+class _Parser:
+    """Recursive descent over the tokens: expr := term ('|' term)*, term := factor
+    ('&' factor)*, factor := '!' factor | '(' expr ')' | NAME op VALUE."""
+
+    def __init__(self, tokens: list[tuple[str, str]]) -> None:
+        self.tokens = tokens
+        self.pos = 0
+
+    def whole(self) -> Predicate:
+        predicate = self.expr()
+        if self.pos != len(self.tokens):
+            raise RequirementSyntaxError(
+                f"unexpected {self.tokens[self.pos][1]!r} after a complete expression"
+            )
+        return predicate
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        if self.pos >= len(self.tokens):
             raise RequirementSyntaxError("expression ends too early")
-        pos += 1
-        return tokens[pos - 1]
+        self.pos += 1
+        return self.tokens[self.pos - 1]
 
-    def expr() -> Predicate:
-        parts = [term()]
-        while peek() == ("op", "|"):
-            take()
-            parts.append(term())
+    def expr(self) -> Predicate:
+        parts = [self.term()]
+        while self.peek() == ("op", "|"):
+            self.take()
+            parts.append(self.term())
         return parts[0] if len(parts) == 1 else (lambda a: any(p(a) for p in parts))
 
-    def term() -> Predicate:
-        parts = [factor()]
-        while peek() == ("op", "&"):
-            take()
-            parts.append(factor())
+    def term(self) -> Predicate:
+        parts = [self.factor()]
+        while self.peek() == ("op", "&"):
+            self.take()
+            parts.append(self.factor())
         return parts[0] if len(parts) == 1 else (lambda a: all(p(a) for p in parts))
 
-    def factor() -> Predicate:
-        kind, value = take()
+    def factor(self) -> Predicate:
+        kind, value = self.take()
         if (kind, value) == ("op", "!"):
-            inner = factor()
+            inner = self.factor()
             return lambda a: not inner(a)
         if (kind, value) == ("op", "("):
-            inner = expr()
-            if take() != ("op", ")"):
+            inner = self.expr()
+            if self.take() != ("op", ")"):
                 raise RequirementSyntaxError("missing ')'")
             return inner
         if kind != "word":
             raise RequirementSyntaxError(f"expected an attribute name, got {value!r}")
-        name = value.upper()
-        op_kind, op = take()
+        return self.comparison(value.upper())
+
+    def comparison(self, name: str) -> Predicate:
+        op_kind, op = self.take()
         if op_kind != "op" or op not in {"=", "!=", ">", "<", "@>"}:
             raise RequirementSyntaxError(f"expected a comparison after {name}")
-        val_kind, expected = take()
+        val_kind, expected = self.take()
         if val_kind not in {"str", "word"}:
             raise RequirementSyntaxError(f"expected a value after {name} {op}")
         return lambda a: _compare(op, a.get(name), expected)
-
-    predicate = expr()
-    if pos != len(tokens):
-        raise RequirementSyntaxError(f"unexpected {tokens[pos][1]!r} after a complete expression")
-    return predicate

@@ -16,6 +16,7 @@ from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
 from fedgov.validation import (
+    Errors,
     as_aware_datetime,
 )
 from sites.choices import (
@@ -71,64 +72,93 @@ class _Row:
     expires_at: dt.datetime | None
 
 
+_ROW_FIELDS = frozenset({"subject_pseudonym", "purpose", "kind", "occurred_at", "expires_at"})
+
+
 def _parse_consent_rows(
-    events: list[dict], purposes: dict[str, Purpose], now: dt.datetime
+    events: list[dict[str, Any]], purposes: dict[str, Purpose], now: dt.datetime
 ) -> tuple[list[_Row], dict[str, dict[str, list[str]]]]:
+    """The rows, and each refused row's reasons by field (row index as text)."""
     rows: list[_Row] = []
     bad: dict[str, dict[str, list[str]]] = {}
-    seen: dict[tuple, int] = {}
-    fields = {"subject_pseudonym", "purpose", "kind", "occurred_at", "expires_at"}
+    seen: dict[tuple[Any, ...], int] = {}
     for index, event in enumerate(events):
-        problems: dict[str, list[str]] = {}
-
-        def fail(field: str, reason: str, problems=problems) -> None:
-            problems.setdefault(field, []).append(reason)
-
         if not isinstance(event, dict):
             bad[str(index)] = {"non_field_errors": ["must be an object with the event's fields"]}
             continue
-        for extra in sorted(set(event) - fields):
-            fail(extra, "unknown field")
-        subject = event.get("subject_pseudonym")
-        if not isinstance(subject, str) or not subject:
-            fail("subject_pseudonym", "must not be empty")
-        elif not PSEUDONYM.fullmatch(subject):
-            fail(
-                "subject_pseudonym",
-                "must be the site's pseudonym (at most 128 of A-Z a-z 0-9 . _ : + / = -), "
-                "never an identity such as an e-mail address",
-            )
-        code = event.get("purpose")
-        if code not in purposes:
-            fail("purpose", f"{code!r} is not a purpose of this dataset")
-        kind = event.get("kind")
-        if kind not in ConsentEventKind.values:
-            fail("kind", "must be grant or withdraw")
-        occurred, reason = as_aware_datetime(event.get("occurred_at"))
-        if occurred is None:
-            fail("occurred_at", reason)
-        elif occurred > now + CLOCK_SKEW:
-            fail("occurred_at", "is in the future")
-        raw_expiry = event.get("expires_at")
-        expires = None
-        if raw_expiry not in (None, ""):
-            expires, reason = as_aware_datetime(raw_expiry)
-            if expires is None:
-                fail("expires_at", reason)
-            elif kind == ConsentEventKind.WITHDRAW:
-                fail("expires_at", "a withdrawal has no expiry")
-            elif occurred is not None and expires <= occurred:
-                fail("expires_at", "must be after occurred_at (the consent was granted then)")
-        if not problems:
-            key = (subject, code, kind, occurred)
+        errors = Errors()
+        row = _consent_row(index, event, purposes, now, errors)
+        if row is not None:
+            key = (row.subject, row.purpose, row.kind, row.occurred_at)
             if key in seen:
-                fail("non_field_errors", f"repeats row {seen[key]}")
+                errors.add("non_field_errors", f"repeats row {seen[key]}")
             seen[key] = index
-        if problems:
-            bad[str(index)] = problems
-        else:
-            rows.append(_Row(index, subject, code, kind, occurred, expires))
+        if errors.errors:
+            bad[str(index)] = errors.errors
+        elif row is not None:
+            rows.append(row)
     return rows, bad
+
+
+def _consent_row(
+    index: int,
+    event: dict[str, Any],
+    purposes: dict[str, Purpose],
+    now: dt.datetime,
+    errors: Errors,
+) -> _Row | None:
+    """One event's fields checked in order; the row, or None when any was refused."""
+    for extra in sorted(set(event) - _ROW_FIELDS):
+        errors.add(extra, "unknown field")
+    subject = event.get("subject_pseudonym")
+    _check_pseudonym(errors, subject)
+    code = event.get("purpose")
+    if code not in purposes:
+        errors.add("purpose", f"{code!r} is not a purpose of this dataset")
+    kind = event.get("kind")
+    if kind not in ConsentEventKind.values:
+        errors.add("kind", "must be grant or withdraw")
+    occurred = _occurred_at(errors, event.get("occurred_at"), now)
+    expires = _expires_at(errors, event.get("expires_at"), kind, occurred)
+    if errors.errors or occurred is None:  # no error means every field parsed
+        return None
+    return _Row(index, str(subject), str(code), str(kind), occurred, expires)
+
+
+def _check_pseudonym(errors: Errors, subject: Any) -> None:
+    if not isinstance(subject, str) or not subject:
+        errors.add("subject_pseudonym", "must not be empty")
+    elif not PSEUDONYM.fullmatch(subject):
+        errors.add(
+            "subject_pseudonym",
+            "must be the site's pseudonym (at most 128 of A-Z a-z 0-9 . _ : + / = -), "
+            "never an identity such as an e-mail address",
+        )
+
+
+def _occurred_at(errors: Errors, raw: Any, now: dt.datetime) -> dt.datetime | None:
+    occurred, reason = as_aware_datetime(raw)
+    if occurred is None:
+        errors.add("occurred_at", reason)
+    elif occurred > now + CLOCK_SKEW:
+        errors.add("occurred_at", "is in the future")
+    return occurred
+
+
+def _expires_at(
+    errors: Errors, raw: Any, kind: Any, occurred: dt.datetime | None
+) -> dt.datetime | None:
+    """A grant's expiry when stated; a withdrawal has none."""
+    if raw in (None, ""):
+        return None
+    expires, reason = as_aware_datetime(raw)
+    if expires is None:
+        errors.add("expires_at", reason)
+    elif kind == ConsentEventKind.WITHDRAW:
+        errors.add("expires_at", "a withdrawal has no expiry")
+    elif occurred is not None and expires <= occurred:
+        errors.add("expires_at", "must be after occurred_at (the consent was granted then)")
+    return expires
 
 
 def _recorded_late(rows: list[_Row], now: dt.datetime) -> dict[str, int | str | None]:

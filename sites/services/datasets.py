@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -59,20 +60,38 @@ DATASET_UPDATABLE = (
 def dataset_validate(
     values: dict[str, Any], *, site: Site, instance: Dataset | None = None
 ) -> dict[str, Any]:
-    """Check a full set of dataset fields; return them normalised. Raises ``InvalidInput``."""
+    """Check a full set of dataset fields; return them normalised. Raises ``InvalidInput``.
+
+    Each check below is one rule; they run in this order, so a field's reasons come in the
+    order a reader meets them.
+    """
     errors = Errors()
     v = dict(values)
     if instance is None and site.status != SiteStatus.ACTIVE:
         errors.add("site", f"site {site.slug} is {site.status}; datasets need an active site")
+    _check_name(errors, v, site, instance)
+    for check in _DATASET_CHECKS:
+        check(errors, v)
+    errors.raise_if_any()
+    return v
+
+
+def _check_name(errors: Errors, v: dict[str, Any], site: Site, instance: Dataset | None) -> None:
+    """A name, unique within the site."""
     name = v.get("name")
     check_text(errors, "name", name, max_length=200)
-    if isinstance(name, str) and name.strip():
-        v["name"] = name.strip()
-        clash = Dataset.objects.filter(site=site, name=v["name"])
-        if instance is not None:
-            clash = clash.exclude(pk=instance.pk)
-        if clash.exists():
-            errors.add("name", f"site {site.slug} already has a dataset {v['name']!r}")
+    if not (isinstance(name, str) and name.strip()):
+        return
+    v["name"] = name.strip()
+    clash = Dataset.objects.filter(site=site, name=v["name"])
+    if instance is not None:
+        clash = clash.exclude(pk=instance.pk)
+    if clash.exists():
+        errors.add("name", f"site {site.slug} already has a dataset {v['name']!r}")
+
+
+def _check_categories(errors: Errors, v: dict[str, Any]) -> None:
+    """The description, the data categories and whether they are special (Art. 9(1))."""
     if not isinstance(v.get("description", ""), str):
         errors.add("description", "must be text")
     categories = v.get("data_categories")
@@ -92,6 +111,10 @@ def dataset_validate(
             "special_category",
             f"must be true: {', '.join(special)} are special categories under Art. 9(1)",
         )
+
+
+def _check_art10(errors: Errors, v: dict[str, Any]) -> None:
+    """Criminal-conviction data carries its Art. 10 ground and reference; other data none."""
     art10 = v.get("art10_basis") or ""
     v["art10_basis"] = art10
     check_choice(errors, "art10_basis", art10, Art10Basis)
@@ -107,6 +130,10 @@ def dataset_validate(
             errors.add("art10_reference", "name the authority's act or the law (Art. 10)")
     elif art10 or v["art10_reference"]:
         errors.add("art10_basis", f"only data with {CRIMINAL_CATEGORY!r} carries an Art. 10 ground")
+
+
+def _check_art9(errors: Errors, v: dict[str, Any]) -> None:
+    """Special-category data carries its Art. 9(2) condition; other data none."""
     art9 = v.get("art9_condition") or ""
     v["art9_condition"] = art9
     check_choice(errors, "art9_condition", art9, Art9Condition)
@@ -114,6 +141,9 @@ def dataset_validate(
         errors.add("art9_condition", "special-category data needs its Art. 9(2) condition recorded")
     if v.get("special_category") is False and art9:
         errors.add("art9_condition", "only special-category data carries an Art. 9(2) condition")
+
+
+def _check_basis_and_purposes(errors: Errors, v: dict[str, Any]) -> None:
     check_choice(errors, "lawful_basis", v.get("lawful_basis"), LawfulBasis)
     purposes = v.get("purposes")
     if (
@@ -124,6 +154,10 @@ def dataset_validate(
         errors.add("purposes", "must list at least one registered purpose")
     elif len({p.pk for p in purposes}) != len(purposes):
         errors.add("purposes", "lists a purpose twice")
+
+
+def _check_storage(errors: Errors, v: dict[str, Any]) -> None:
+    """Retention date, processing countries and record count."""
     retention = as_date(v.get("retention_until"))
     if retention is None:
         errors.add("retention_until", "must be a date (YYYY-MM-DD)")
@@ -132,8 +166,16 @@ def dataset_validate(
     v["retention_until"] = retention
     _check_areas(errors, "processing_countries", v.get("processing_countries"))
     check_int(errors, "record_count", v.get("record_count"), minimum=0)
-    errors.raise_if_any()
-    return v
+
+
+# The checks after the site and the name, in the order their errors are reported.
+_DATASET_CHECKS: tuple[Callable[[Errors, dict[str, Any]], None], ...] = (
+    _check_categories,
+    _check_art10,
+    _check_art9,
+    _check_basis_and_purposes,
+    _check_storage,
+)
 
 
 def _dataset_payload(dataset: Dataset, purposes: list[Purpose]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -65,23 +66,36 @@ SITE_UPDATABLE = (*SITE_FIELDS[1:], "flower_node_id")
 def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> dict[str, Any]:
     """Check a full set of site fields; return them normalised. Raises ``InvalidInput``.
 
-    The admin form calls this too, so a bad value shows next to its field there.
+    The admin form calls this too, so a bad value shows next to its field there. Each
+    check below is one field's (or one pair's) rule; they run in this order, so a field's
+    reasons come in the order a reader meets them.
     """
     errors = Errors()
     v = dict(values)
-    slug = v.get("slug")
+    _check_slug(errors, v.get("slug"), instance)
+    for check in _SITE_CHECKS:
+        check(errors, v)
+    errors.raise_if_any()
+    return v
+
+
+def _check_slug(errors: Errors, slug: Any, instance: Site | None) -> None:
     try:
         validate_slug(slug or "")
     except ValidationError:
         errors.add("slug", "must be letters, digits, hyphens or underscores")
-    else:
-        if len(slug) > 64:
-            errors.add("slug", "must be at most 64 characters")
-        clash = Site.objects.filter(slug=slug)
-        if instance is not None:
-            clash = clash.exclude(pk=instance.pk)
-        if clash.exists():
-            errors.add("slug", f"a site {slug!r} already exists")
+        return
+    if len(slug) > 64:
+        errors.add("slug", "must be at most 64 characters")
+    clash = Site.objects.filter(slug=slug)
+    if instance is not None:
+        clash = clash.exclude(pk=instance.pk)
+    if clash.exists():
+        errors.add("slug", f"a site {slug!r} already exists")
+
+
+def _check_party(errors: Errors, v: dict[str, Any]) -> None:
+    """Who the site is: organisation, countries, contact."""
     check_text(errors, "organisation", v.get("organisation"), max_length=200)
     _check_country(errors, "country", v.get("country"))
     _check_country(errors, "compute_country", v.get("compute_country"))
@@ -89,6 +103,10 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
         validate_email(v.get("contact_email") or "")
     except ValidationError:
         errors.add("contact_email", "must be an e-mail address")
+
+
+def _check_agreement(errors: Errors, v: dict[str, Any]) -> None:
+    """The data-sharing agreement: its type, document hash and validity window."""
     check_choice(errors, "agreement_type", v.get("agreement_type"), AgreementType)
     check_hash(errors, "agreement_document_hash", v.get("agreement_document_hash"))
     if isinstance(v.get("agreement_document_hash"), str):
@@ -102,6 +120,9 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
     if start and end and end < start:
         errors.add("agreement_valid_until", "must not be before agreement_valid_from")
     v["agreement_valid_from"], v["agreement_valid_until"] = start, end
+
+
+def _check_zone_endpoint(errors: Errors, v: dict[str, Any]) -> None:
     endpoint = v.get("one_zone_endpoint") or ""
     if endpoint:
         try:
@@ -110,6 +131,9 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
             errors.add("one_zone_endpoint", "must be an http(s) URL such as http://host:2633/RPC2")
     v["one_zone_endpoint"] = endpoint
     check_int(errors, "one_zone_id", v.get("one_zone_id", 0), minimum=0)
+
+
+def _check_credentials_ref(errors: Errors, v: dict[str, Any]) -> None:
     ref = v.get("one_credentials_ref") or ""
     if ref and not CREDENTIALS_REF.match(ref):
         # Never a secret in the database: only where the secret lives.
@@ -121,6 +145,10 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
     template = v.get("one_template_id")
     if template is not None:
         check_int(errors, "one_template_id", template, minimum=0)
+
+
+def _check_supernode(errors: Errors, v: dict[str, Any]) -> None:
+    """The SuperNode's public key (PEM) and Flower node id, when stated."""
     key = v.get("supernode_public_key") or ""
     if key:
         try:
@@ -130,9 +158,6 @@ def site_validate(values: dict[str, Any], *, instance: Site | None = None) -> di
     v["supernode_public_key"] = key
     if len(v.get("flower_node_id") or "") > 32:
         errors.add("flower_node_id", "must be at most 32 characters")
-    _check_zone_operator(errors, v)
-    errors.raise_if_any()
-    return v
 
 
 _ZONE_OPERATOR_FIELDS = ("zone_operator", "zone_operator_country", "zone_operator_role")
@@ -159,6 +184,17 @@ def _check_zone_operator(errors: Errors, v: dict[str, Any]) -> None:
             "zone_operator_country",
             "the site itself operates the zone, so this must be the site's country",
         )
+
+
+# The field checks after the slug, in the order their errors are reported.
+_SITE_CHECKS: tuple[Callable[[Errors, dict[str, Any]], None], ...] = (
+    _check_party,
+    _check_agreement,
+    _check_zone_endpoint,
+    _check_credentials_ref,
+    _check_supernode,
+    _check_zone_operator,
+)
 
 
 def _site_payload(site: Site) -> dict[str, Any]:

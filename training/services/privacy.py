@@ -86,6 +86,16 @@ def parse_release(dp: Any, *, ticket_plan: dict | None, aggregate_hash: str | No
     if ticket_plan is None:
         raise InvalidInput({"dp": ["the round's ticket planned no DP mechanism"]})
     errors: dict[str, list[str]] = {}
+    clean = _release_fields(dp, errors)
+    if not errors:
+        _check_release_against(clean, ticket_plan, aggregate_hash, errors)
+    if errors:
+        raise InvalidInput(errors)
+    return clean
+
+
+def _release_fields(dp: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+    """The release's numbers and hashes, each checked for its own shape."""
     clean = {
         key: _number(dp, key, errors) for key in ("clipping_norm", "noise_multiplier", "noise_std")
     }
@@ -97,30 +107,36 @@ def parse_release(dp: Any, *, ticket_plan: dict | None, aggregate_hash: str | No
         if value is not None and (not isinstance(value, str) or not _HEX64.match(value)):
             errors.setdefault(f"dp.{key}", []).append("must be 64 lowercase hex digits")
         clean[key] = value
-    if not errors:
-        for key in ("mechanism", "clipping_norm", "noise_multiplier"):
-            if clean[key] != ticket_plan.get(key):
-                errors.setdefault(f"dp.{key}", []).append(
-                    f"{clean[key]!r} is not the ticket's {ticket_plan.get(key)!r}"
-                )
-        if clean["sampled_clients"] > clean["total_clients"]:
-            errors.setdefault("dp.sampled_clients", []).append("exceeds total_clients")
-        if clean["aggregate_hash"] != aggregate_hash:
-            errors.setdefault("dp.aggregate_hash", []).append(
-                "is not the aggregate hash reported with it"
-            )
-        # Server-side noise changes the aggregate: the same hash before and after (or no
-        # hash before) means none was added, whatever the report claims.
-        if clean["mechanism"] != "local" and clean["aggregate_hash_before_noise"] in (
-            None,
-            clean["aggregate_hash"],
-        ):
-            errors.setdefault("dp.aggregate_hash_before_noise", []).append(
-                "must be the aggregate's hash before noise, and differ from it after"
-            )
-    if errors:
-        raise InvalidInput(errors)
     return clean
+
+
+def _check_release_against(
+    clean: dict[str, Any],
+    ticket_plan: dict[str, Any],
+    aggregate_hash: str | None,
+    errors: dict[str, list[str]],
+) -> None:
+    """A well-formed release against the ticket's plan and the reported aggregate."""
+    for key in ("mechanism", "clipping_norm", "noise_multiplier"):
+        if clean[key] != ticket_plan.get(key):
+            errors.setdefault(f"dp.{key}", []).append(
+                f"{clean[key]!r} is not the ticket's {ticket_plan.get(key)!r}"
+            )
+    if clean["sampled_clients"] > clean["total_clients"]:
+        errors.setdefault("dp.sampled_clients", []).append("exceeds total_clients")
+    if clean["aggregate_hash"] != aggregate_hash:
+        errors.setdefault("dp.aggregate_hash", []).append(
+            "is not the aggregate hash reported with it"
+        )
+    # Server-side noise changes the aggregate: the same hash before and after (or no
+    # hash before) means none was added, whatever the report claims.
+    if clean["mechanism"] != "local" and clean["aggregate_hash_before_noise"] in (
+        None,
+        clean["aggregate_hash"],
+    ):
+        errors.setdefault("dp.aggregate_hash_before_noise", []).append(
+            "must be the aggregate's hash before noise, and differ from it after"
+        )
 
 
 _CODE = re.compile(r"^[a-z0-9_]{1,64}$")

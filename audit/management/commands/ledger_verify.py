@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit import timestamping, trust
 from audit import witnessing as witness_checks
-from audit.integrity import verify_ledger
+from audit.integrity import Report, verify_ledger
 
 # Below this many entries the check takes well under a second; a bar would only flicker.
 PROGRESS_FROM = 50_000
@@ -80,8 +80,30 @@ class Command(BaseCommand):
             progress=progress,
             windows=trust.windows(),
         )
+        self._fail_on_problems(report, options["witness_state"])
+        self.stdout.write(
+            f"OK: {report.size} entries, {report.checkpoints} checkpoints verified "
+            f"against {len(trusted)} trusted key(s)"
+        )
+        if settings.FEDGOV_WITNESS_QUORUM:
+            covered, _root = witness_checks.witnessed_size()
+            self.stdout.write(
+                f"witnessed: the newest checkpoint with {settings.FEDGOV_WITNESS_QUORUM} valid "
+                f"cosignatures is at size {covered}"
+            )
+        self.stdout.write(timestamping.summary())
+        if report.redacted:
+            self.stdout.write(
+                f"{report.redacted} entries had their contents removed under retention; "
+                "their leaf hashes were checked in the tree"
+            )
+
+    def _fail_on_problems(self, report: Report, witness_states: list[str]) -> None:
+        """Print every problem on stderr and fail with the first that counts: witnesses,
+        then trusted time, then the trust list, each only on an otherwise sound ledger;
+        the ledger's own first bad seq outranks them all."""
         listed = trust.list_problems()
-        witnessed = witness_checks.problems(report.size, options["witness_state"])
+        witnessed = witness_checks.problems(report.size, witness_states)
         for problem in witnessed:
             self.stderr.write(f"FAIL witnesses: {problem}")
         if report.ok and not listed and witnessed:
@@ -101,20 +123,4 @@ class Command(BaseCommand):
                 self.stderr.write(f"FAIL {bad}")
             raise CommandError(
                 f"ledger verification failed; first bad seq {first.seq}: {first.message}"
-            )
-        self.stdout.write(
-            f"OK: {report.size} entries, {report.checkpoints} checkpoints verified "
-            f"against {len(trusted)} trusted key(s)"
-        )
-        if settings.FEDGOV_WITNESS_QUORUM:
-            covered, _root = witness_checks.witnessed_size()
-            self.stdout.write(
-                f"witnessed: the newest checkpoint with {settings.FEDGOV_WITNESS_QUORUM} valid "
-                f"cosignatures is at size {covered}"
-            )
-        self.stdout.write(timestamping.summary())
-        if report.redacted:
-            self.stdout.write(
-                f"{report.redacted} entries had their contents removed under retention; "
-                "their leaf hashes were checked in the tree"
             )

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -67,6 +68,7 @@ from training.flower.supervisor import (
 from training.management.output import RichOutput, scenario_person
 from training.models import Round
 from training.scenario import (
+    RoundSpec,
     Scenario,
     ScenarioError,
     apply_round_events,
@@ -287,14 +289,17 @@ class Command(RichOutput, BaseCommand):
 
     # -- the run ------------------------------------------------------------------------
 
-    def handle(self, *args, scenario: Path, rounds: int, ports: str, **options) -> None:
+    def _read_options(
+        self, scenario: Path, rounds: int, ports: str, options: dict[str, Any]
+    ) -> tuple[Scenario, list[RoundSpec], tuple[int, int]]:
+        """Check the command line and read the scenario; a bad one is a CommandError."""
         self.console_width = options["width"]
         self.epochs = options["local_epochs"]
         self.app = options["app"].resolve() if options["app"] else None
         if self.app is not None and not (self.app / "pyproject.toml").exists():
             raise CommandError(f"--app {self.app}: no pyproject.toml (not a Flower app)")
         self.round_timeout = options["round_timeout"]
-        first, last = _ports(ports)
+        port_range = _ports(ports)
         if rounds < 0:
             raise CommandError("--rounds must be 0 (all) or a positive number")
         try:
@@ -305,6 +310,23 @@ class Command(RichOutput, BaseCommand):
         round_specs = list(spec.rounds[:rounds] if rounds else spec.rounds)
         if not round_specs:
             raise CommandError(f"scenario {scenario} has no rounds")
+        return spec, round_specs, port_range
+
+    def _end_leftovers(self) -> None:
+        """A federate killed outright (kill -9, a lost machine) may have left Flower
+        processes whose watchdog died with it, and rounds nothing else moves: end them
+        before starting anew."""
+        reaped = orphans_reap(actor=Actor.system("federate"))
+        if reaped:
+            self._say(f"  • ended {len(reaped)} Flower process(es) left by an earlier crash")
+        for ended in runs_recover_abandoned(actor=Actor.system("federate")):
+            self._say(
+                f"  • round {ended.number} of run {ended.run.name}, left by an earlier crash: "
+                f"{ended.state} — {ended.state_reason}"
+            )
+
+    def handle(self, *args, scenario: Path, rounds: int, ports: str, **options) -> None:
+        spec, round_specs, (first, last) = self._read_options(scenario, rounds, ports, options)
         self.broker = bool(settings.CELERY_BROKER_URL)
         started = time.monotonic()
         # The round approver decides and the DPO requests the signed report: both
@@ -320,17 +342,7 @@ class Command(RichOutput, BaseCommand):
             "  • steps run "
             + (f"on the broker {settings.CELERY_BROKER_URL}" if self.broker else "in-process")
         )
-        # A federate killed outright (kill -9, a lost machine) may have left Flower
-        # processes whose watchdog died with it: end them before starting anew.
-        reaped = orphans_reap(actor=Actor.system("federate"))
-        if reaped:
-            self._say(f"  • ended {len(reaped)} Flower process(es) left by an earlier crash")
-        # Its rounds too: nothing else moves an in-process run's rounds.
-        for ended in runs_recover_abandoned(actor=Actor.system("federate")):
-            self._say(
-                f"  • round {ended.number} of run {ended.run.name}, left by an earlier crash: "
-                f"{ended.state} — {ended.state_reason}"
-            )
+        self._end_leftovers()
         if options.get("recover"):
             # The release of VMs and the round ends are evidence: sign them in.
             checkpoint_create_if_new(actor=Actor.system("federate"))
