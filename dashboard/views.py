@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.views import View
@@ -27,7 +28,7 @@ class _DashboardAccess(LoginRequiredMixin):
 
     login_url = "dashboard:login"
 
-    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
         if request.user.is_authenticated and not roles.has_role(request.user, *DASHBOARD_ROLES):
             raise PermissionDenied("the dashboard is for DPO, Legal, Auditor and Operator")
         return super().dispatch(request, *args, **kwargs)

@@ -26,7 +26,7 @@ class Actor:
             raise ValueError("an anonymous request cannot act")
         device = getattr(user, "otp_device", None)
         verified = device is not None and device.confirmed and device.user_id == user.pk
-        return cls(user=user, label=user.get_username(), second_factor=verified)  # type: ignore[arg-type]
+        return cls(user=user, label=user.get_username(), second_factor=verified)
 
     @classmethod
     def system(cls, name: str) -> Actor:

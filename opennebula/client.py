@@ -167,7 +167,7 @@ class OneClient:
             endpoint, credentials.session, timeout=None, https_verify=https_verify
         )
         # Swap in the timeout transport (see _TimeoutTransport for why not pyone's timeout).
-        self._server._ServerProxy__transport = _TimeoutTransport(  # type: ignore[attr-defined]
+        self._server._ServerProxy__transport = _TimeoutTransport(
             timeout, endpoint.startswith("https"), https_verify
         )
 

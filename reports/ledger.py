@@ -89,7 +89,11 @@ def cited_proofs(seqs: list[int], size: int) -> Iterator[CitedProof]:
         meta = {
             seq: (event, f"{stype} {sid}", bytes(leaf)) for seq, event, stype, sid, leaf in rows
         }
+
+        def node(level: int, index: int, got: dict[merkle.Node, bytes] = found) -> bytes:
+            return got[(level, index)]
+
         for seq in chunk:
-            path = merkle.inclusion_proof(seq, size, lambda lv, ix, got=found: got[(lv, ix)])
+            path = merkle.inclusion_proof(seq, size, node)
             event, subject, leaf = meta[seq]
             yield CitedProof(seq, event, subject, leaf, tuple(path))

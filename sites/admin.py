@@ -62,7 +62,7 @@ class ServiceAdmin(admin.ModelAdmin):
         base = super().get_form(request, obj, change=change, **kwargs)
         admin_self = self
 
-        class ServiceForm(base):  # type: ignore[misc, valid-type]
+        class ServiceForm(base):
             def clean(self):
                 cleaned = super().clean()
                 if not self.errors:

@@ -58,17 +58,17 @@ class ConsentUploadMixin:
         custom = [
             path(
                 "upload/",
-                self.admin_site.admin_view(self.upload_view),  # type: ignore[attr-defined]
+                self.admin_site.admin_view(self.upload_view),
                 name="sites_consentevent_upload",
             )
         ]
-        return custom + super().get_urls()  # type: ignore[misc]
+        return custom + super().get_urls()
 
     def changelist_view(self, request, extra_context=None):
         extra = dict(extra_context or {})
         if self.has_upload_permission(request):
             extra["upload_url"] = reverse("admin:sites_consentevent_upload")
-        return super().changelist_view(request, extra_context=extra)  # type: ignore[misc]
+        return super().changelist_view(request, extra_context=extra)
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_upload_permission(request):

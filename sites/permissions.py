@@ -19,7 +19,7 @@ class ActionRolePermission(RolePermission):
     roles, read or write; every other action falls back to ``read_roles``/``write_roles``.
     """
 
-    def has_permission(self, request, view) -> bool:  # type: ignore[override]
+    def has_permission(self, request, view) -> bool:
         action_roles = getattr(view, "action_roles", {})
         action = getattr(view, "action", None)
         if action in action_roles:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
@@ -101,7 +102,7 @@ class PurposeSerializer(serializers.ModelSerializer):
         fields = ["id", "code", "name", "description"]
         read_only_fields = ["id"]
         # Uniqueness is the service's rule, reported in the same 400 shape.
-        extra_kwargs = {"code": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"code": {"validators": []}}
 
 
 # -------------------------------------------------------------------------- datasets
@@ -109,7 +110,12 @@ class PurposeSerializer(serializers.ModelSerializer):
 
 class DatasetSerializer(serializers.ModelSerializer):
     site_slug = serializers.CharField(source="site.slug", read_only=True)
-    purposes = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    # What SlugRelatedField(slug_field="code", many=True, read_only=True) builds (DRF's
+    # RelatedField.many_init), written out so its type is the field it is.
+    purposes = serializers.ManyRelatedField(
+        child_relation=serializers.SlugRelatedField(slug_field="code", read_only=True),
+        read_only=True,
+    )
 
     class Meta:
         model = Dataset
@@ -258,7 +264,9 @@ class PolicyCreateSerializer(PolicyChangesSerializer):
 
 
 class ConsentSerializer(serializers.ModelSerializer):
-    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    purpose: serializers.SlugRelatedField[Purpose] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     site = serializers.IntegerField(source="dataset.site_id", read_only=True)
 
     class Meta:
@@ -278,7 +286,9 @@ class ConsentSerializer(serializers.ModelSerializer):
 
 
 class ConsentEventSerializer(serializers.ModelSerializer):
-    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    purpose: serializers.SlugRelatedField[Purpose] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
 
     class Meta:
         model = ConsentEvent

@@ -34,7 +34,7 @@ def purpose_validate(values: dict[str, Any], *, instance: Purpose | None = None)
         clash = Purpose.objects.filter(code=code)
         if instance is not None:
             clash = clash.exclude(pk=instance.pk)
-        if len(code) > 64:
+        if len(code or "") > 64:
             errors.add("code", "must be at most 64 characters")
         elif clash.exists():
             errors.add("code", f"a purpose {code!r} already exists")

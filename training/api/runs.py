@@ -43,7 +43,9 @@ class DpiaSerializer(serializers.ModelSerializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    purpose = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    purpose: serializers.SlugRelatedField[Purpose] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     policy_version = serializers.IntegerField(source="policy.version", read_only=True)
     dpia = DpiaSerializer(read_only=True, allow_null=True)
 
