@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from training.ports import WorkloadError
+
+if TYPE_CHECKING:
+    # Only a type: the provisioner imports this module.
+    from opennebula.provisioner import Cleanup
 
 
 class OpenNebulaError(WorkloadError):
@@ -29,7 +35,7 @@ class OpenNebulaError(WorkloadError):
         self.vm_id = vm_id
         self.zone_id = zone_id
         # The provisioner's ``Cleanup`` of the VM this error left behind, if there was one.
-        self.cleanup = None
+        self.cleanup: Cleanup | None = None
 
     def __str__(self) -> str:
         return self.message
