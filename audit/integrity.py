@@ -102,12 +102,10 @@ class _Cursor:
 
 
 def _blob(value: Any) -> bytes:
-    """An aggregated hash column: hex text from SQLite, bytes from PostgreSQL."""
+    """An aggregated column, as bytes (psycopg may hand back a memoryview)."""
     if value is None:
         return b""
-    if isinstance(value, str):
-        return bytes.fromhex(value)
-    return bytes(value)
+    return value if isinstance(value, bytes) else bytes(value)
 
 
 def _entries_fast_sql(vendor: str) -> str:
@@ -118,18 +116,23 @@ def _entries_fast_sql(vendor: str) -> str:
         # aggregate with its own ORDER BY even when the index scan delivers it sorted.
         return (
             "SELECT count(*), min(seq), max(seq), count(redacted_at), "
-            "string_agg(CASE WHEN redacted_at IS NULL THEN leaf ELSE '' END, E'\\n'), "
+            "convert_to(string_agg(CASE WHEN redacted_at IS NULL THEN leaf ELSE '' END, E'\\n'), "
+            "'UTF8'), "
             "string_agg(leaf_hash, ''::bytea) "
             "FROM (SELECT seq, leaf, leaf_hash, redacted_at FROM audit_ledgerentry "
             "WHERE seq >= %s AND seq < %s ORDER BY seq) AS chunk"
         )
     # SQLite before 3.44 has no ORDER BY inside an aggregate either. Both databases keep
     # the subquery's order in practice; any other order would only send the chunk to the
-    # slow path. hex() keeps the concatenated binary hashes intact through a text result.
+    # slow path. Both values come back as bytes: group_concat copies a blob's bytes as they
+    # are, and CAST AS BLOB takes the UTF-8 text as it is stored, with no hex encoding to
+    # undo and no text to decode and encode again in Python. (A database in another text
+    # encoding would only send every chunk to the slow path.)
     return (
         "SELECT count(*), min(seq), max(seq), count(redacted_at), "
-        "group_concat(CASE WHEN redacted_at IS NULL THEN leaf ELSE '' END, char(10)), "
-        "hex(group_concat(leaf_hash, '')) "
+        "CAST(group_concat(CASE WHEN redacted_at IS NULL THEN leaf ELSE '' END, char(10)) "
+        "AS BLOB), "
+        "CAST(group_concat(leaf_hash, '') AS BLOB) "
         "FROM (SELECT seq, leaf, leaf_hash, redacted_at FROM audit_ledgerentry "
         "WHERE seq >= %s AND seq < %s ORDER BY seq)"
     )
@@ -183,7 +186,7 @@ def check_chunk(db: _Cursor, lo: int, hi: int) -> ChunkResult:
         sha = _sha256
         kept = _blob(stored)
         # The 0x00 leaf prefix goes in with one pass over the chunk, not one copy per leaf.
-        prefixed = (b"\x00" + docs.encode().replace(b"\n", b"\n\x00")).split(b"\n")
+        prefixed = (b"\x00" + _blob(docs).replace(b"\n", b"\n\x00")).split(b"\n")
         if redacted:
             computed = [
                 sha(doc).digest() if len(doc) > 1 else kept[32 * i : 32 * i + 32]
@@ -264,7 +267,7 @@ def _stored_subtrees(db: _Cursor, ranges: list[tuple[int, int, int]]) -> bytes:
     # SQLite sorts an OR of ranges in a temporary tree; one range per level is read in
     # key order straight from the primary key index.
     sql = (
-        "SELECT hex(group_concat(hash, '')) FROM (SELECT hash FROM audit_subtreehash "
+        "SELECT CAST(group_concat(hash, '') AS BLOB) FROM (SELECT hash FROM audit_subtreehash "
         "WHERE level = %s AND idx >= %s AND idx < %s ORDER BY idx)"
     )
     return b"".join(_blob(db.rows(sql, list(span))[0][0]) for span in ranges)
