@@ -2,8 +2,9 @@
 
 Prints one JSON line. ``ratio`` = median time of ``audit.integrity.verify_ledger`` (what
 ``manage.py ledger_verify`` runs: every leaf recomputed from its row, every stored
-subtree hash and every checkpoint checked, by worker processes on a long ledger, one
-per CPU up to four; ``one_process_ratio`` is the same check in one process) over N
+subtree hash and every checkpoint checked; on PostgreSQL by worker processes, one per
+CPU up to four, on SQLite by one process with a reading thread (``workers`` says which);
+``one_process_ratio`` is the same check in one process) over N
 entries / median time of bare ``hashlib.sha256`` over the inputs that check must hash,
 in the same process and the same run: the N leaf inputs (0x00 and each entry's leaf
 document, about 270 bytes here) and the N - 1 interior nodes (65 bytes each).

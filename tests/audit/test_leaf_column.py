@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
@@ -236,3 +238,12 @@ def test_a_clean_ledger_is_proven_by_the_fast_path_alone(monkeypatch, system_act
     )
     assert report.ok, report.problems
     assert report.size == 46
+
+
+@pytest.mark.django_db
+def test_worker_count_is_one_process_on_sqlite_unless_configured(monkeypatch):
+    monkeypatch.delenv("FEDGOV_VERIFY_WORKERS", raising=False)
+    expected = 1 if connection.vendor == "sqlite" else max(min(os.cpu_count() or 1, 4), 1)
+    assert integrity.worker_count() == expected
+    monkeypatch.setenv("FEDGOV_VERIFY_WORKERS", "3")
+    assert integrity.worker_count() == 3
