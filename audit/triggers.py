@@ -2,8 +2,10 @@
 
 The one exception is retention's redaction of an old entry's contents (``_REDACTION``).
 
-Installed by migration ``0003_append_only_triggers``; ``uninstall``/``install`` exist for
-the SQLite ``flush`` command and for tamper tests that must reach behind the guards.
+Installed by migration ``0003_append_only_triggers`` on the ledger's own tables, and by
+``0009_witness_evidence_append_only`` on the tables of RFC 3161 tokens and witness
+cosignatures; ``uninstall``/``install`` exist for the SQLite ``flush`` command and for
+tamper tests that must reach behind the guards.
 PostgreSQL's TRUNCATE fires no row trigger (it needs table ownership); a truncated
 ledger is still caught by ``ledger_verify`` against its signed checkpoints.
 """
@@ -13,6 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 TABLES = ("audit_ledgerentry", "audit_subtreehash", "audit_checkpoint")
+# Evidence about checkpoints that arrives after them: a timestamp authority's token and
+# the witnesses' cosignatures. A stored row is only ever added, never changed: a changed
+# token or cosignature would still fail its signature check, but a deleted one would
+# silently lower what the checkpoint can prove (trusted time, k of n witnesses).
+WITNESS_TABLES = ("audit_checkpointtimestamp", "audit_cosignature")
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -49,17 +56,29 @@ $$
 """
 
 
-def install(connection: Any, *, redaction: bool = True) -> None:
-    """Create the triggers on ``connection`` (idempotent).
+def _tables(connection: Any, tables: tuple[str, ...] | None) -> tuple[str, ...]:
+    """``tables``, or every guarded table this schema has: migrations before 0007 install
+    the guards while the witness tables do not exist yet."""
+    if tables is not None:
+        return tables
+    present = set(connection.introspection.table_names())
+    return TABLES + tuple(table for table in WITNESS_TABLES if table in present)
+
+
+def install(
+    connection: Any, *, redaction: bool = True, tables: tuple[str, ...] | None = None
+) -> None:
+    """Create the triggers on ``connection`` (idempotent), on ``tables`` or on all.
 
     ``redaction=False`` gives the guards of the schema before retention existed, for the
     migrations that run (forwards or backwards) while ``redacted_at`` does not.
     """
+    tables = _tables(connection, tables)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(_PG_FUNCTION)
             cursor.execute(_PG_ENTRY_FUNCTION)
-            for table in TABLES:
+            for table in tables:
                 function = (
                     "audit_entry_guard"
                     if table == "audit_ledgerentry" and redaction
@@ -71,7 +90,7 @@ def install(connection: Any, *, redaction: bool = True) -> None:
                     f"FOR EACH ROW EXECUTE FUNCTION {function}()"
                 )
         elif connection.vendor == "sqlite":
-            for table in TABLES:
+            for table in tables:
                 for op in ("UPDATE", "DELETE"):
                     name = f"{table}_no_{op.lower()}"
                     when = (
@@ -88,16 +107,21 @@ def install(connection: Any, *, redaction: bool = True) -> None:
             raise NotImplementedError(f"no append-only triggers for {connection.vendor}")
 
 
-def uninstall(connection: Any) -> None:
-    """Drop the triggers (tamper tests, the SQLite flush); ``install`` puts them back."""
+def uninstall(connection: Any, *, tables: tuple[str, ...] | None = None) -> None:
+    """Drop the triggers (tamper tests, the SQLite flush); ``install`` puts them back.
+
+    With ``tables``, only theirs, and PostgreSQL's shared functions stay."""
+    everything = tables is None
+    tables = _tables(connection, tables)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            for table in TABLES:
+            for table in tables:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-            cursor.execute("DROP FUNCTION IF EXISTS audit_refuse_change()")
-            cursor.execute("DROP FUNCTION IF EXISTS audit_entry_guard()")
+            if everything:
+                cursor.execute("DROP FUNCTION IF EXISTS audit_refuse_change()")
+                cursor.execute("DROP FUNCTION IF EXISTS audit_entry_guard()")
         elif connection.vendor == "sqlite":
-            for table in TABLES:
+            for table in tables:
                 for op in ("update", "delete"):
                     cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
 

@@ -105,6 +105,21 @@ class Cosignature:
     line: str
 
 
+def claims_cosigner(line: str, name: str, public_key: Ed25519PublicKey) -> bool:
+    """Whether ``line`` names this cosigner: its name and key ID (signed-note: a verifier
+    ignores signatures by names and key IDs it does not know, and fails one it knows that
+    does not verify)."""
+    line = line.rstrip("\n")
+    if not line.startswith(note.SIGNATURE_PREFIX):
+        return False
+    signer, _, blob = line[len(note.SIGNATURE_PREFIX) :].rpartition(" ")
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except binascii.Error:
+        return False
+    return signer == name and raw[:4] == cosigner_key_id(name, public_key)
+
+
 def open_cosignature(line: str, body: str, name: str, public_key: Ed25519PublicKey) -> Cosignature:
     """Check one cosignature line by the cosigner (``name``, ``public_key``) over ``body``.
 

@@ -232,6 +232,43 @@ def witnessed_size(quorum: int | None = None) -> tuple[int, bytes]:
     return 0, merkle.EMPTY_ROOT
 
 
+def stored_cosignature_problems() -> list[str]:
+    """Every stored cosignature still verifies, as it did when it was stored.
+
+    ``checkpoint_witness`` stores only cosignatures that verify under a pinned witness
+    key, so one that no longer does (another line, key, witness or timestamp) was changed
+    behind the guards. It would merely not count towards the quorum; said here, it is
+    named at once, not only when the maximum lag runs out.
+    """
+    pinned = {view.key_id: view for view in trust.trusted(KeyRole.WITNESS)}
+    found: list[str] = []
+    rows = Cosignature.objects.select_related("checkpoint").order_by("checkpoint_id", "key_id")
+    for cosig in rows.iterator(chunk_size=500):
+        size = cosig.checkpoint.size
+        view = pinned.get(cosig.key_id)
+        why = None
+        if view is None:
+            why = f"key {cosig.key_id} was never a trusted witness key"
+        else:
+            body, _sigs = note.split(cosig.checkpoint.note)
+            try:
+                opened = witness.open_cosignature(cosig.line, body, view.name, view.public_key)
+            except note.NoteError as exc:
+                why = str(exc)
+            else:
+                if (opened.timestamp, view.name) != (cosig.timestamp, cosig.witness):
+                    why = (
+                        f"stored as by {cosig.witness} at {cosig.timestamp}, signed by "
+                        f"{view.name} at {opened.timestamp}"
+                    )
+        if why is not None:
+            found.append(
+                f"first bad seq {size - 1}: a stored cosignature of the checkpoint at size "
+                f"{size} does not verify ({why}): changed after it was stored"
+            )
+    return found
+
+
 def _state_of(path: str, origin: str) -> tuple[int, bytes]:
     data = json.loads(Path(path).read_text())
     entry = data["logs"][origin]
@@ -265,6 +302,7 @@ def problems(size: int, state_paths: list[str]) -> list[str]:
                 f"({int(settings.FEDGOV_WITNESS_MAX_LAG.total_seconds())} s); the newest "
                 f"witnessed checkpoint is at size {covered}"
             )
+    found += stored_cosignature_problems()
     origin = settings.FEDGOV_LEDGER_ORIGIN
     head = selectors.tree_size()
     for path in state_paths:

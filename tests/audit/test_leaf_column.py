@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
@@ -211,3 +213,37 @@ def test_a_batch_stores_exactly_what_was_appended_whatever_the_characters(system
         assert bytes(row.leaf_hash) == entry.leaf_hash
     report = integrity.verify_ledger(keys=keys.public_keys(), origin=settings.FEDGOV_LEDGER_ORIGIN)
     assert report.ok, report.problems
+
+
+@pytest.mark.django_db
+def test_a_clean_ledger_is_proven_by_the_fast_path_alone(monkeypatch, system_actor, append):
+    # The slow path repeats every check, so a fast path broken by a change to its query
+    # (encoding, order, binary columns) would pass every tamper test while every chunk
+    # took the slow path. On a clean ledger, the slow path must never be asked.
+    events = [
+        LedgerEvent("test.happened", "thing", i, {"n": i, "text": text})
+        for i, text in enumerate(["żółw", "日本", "a\u2028b", '"q"\\', "tab\there", "é" * 40])
+    ]
+    with transaction.atomic():
+        ledger_append_many(actor=system_actor, events=events)
+    append(40, start=10)
+
+    def slow(*args, **kwargs):
+        raise AssertionError("a clean chunk took the slow path")
+
+    monkeypatch.setattr(integrity, "_entries_slow", slow)
+    monkeypatch.setattr(integrity, "CHUNK_LEVEL", 4)  # several chunks, and a partial last one
+    report = integrity.verify_ledger(
+        keys=keys.public_keys(), origin=settings.FEDGOV_LEDGER_ORIGIN, workers=1
+    )
+    assert report.ok, report.problems
+    assert report.size == 46
+
+
+@pytest.mark.django_db
+def test_worker_count_is_one_process_on_sqlite_unless_configured(monkeypatch):
+    monkeypatch.delenv("FEDGOV_VERIFY_WORKERS", raising=False)
+    expected = 1 if connection.vendor == "sqlite" else max(min(os.cpu_count() or 1, 4), 1)
+    assert integrity.worker_count() == expected
+    monkeypatch.setenv("FEDGOV_VERIFY_WORKERS", "3")
+    assert integrity.worker_count() == 3
