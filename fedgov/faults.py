@@ -14,6 +14,12 @@ comparison of an empty string. Names, in the order a round reaches them:
 ``round.placement_verified`` · ``ticket.issued`` · ``flower.round`` (federate, once the
 Flower run is submitted) · ``round.aggregated`` · ``round.closed``
 
+With a broker most steps run in a Celery worker, and those points fire there. For
+``manage.py federate`` itself to die while the worker has left a round in a state, its
+wait loop has ``federate.saw.<state>`` (``federate.saw.provisioning``,
+``federate.saw.placement_verified``, ``federate.saw.aggregated``,
+``federate.saw.closed``): it fires the moment federate reads that state.
+
 ``FEDGOV_CRASH_SKIP=<n>`` lets the first n arrivals pass (a later round, a retry).
 Never set either variable outside a test.
 """

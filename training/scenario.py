@@ -824,6 +824,8 @@ def load_scenario(
         dp_clipping_norm=scenario.run.dp_clipping_norm,
         dp_noise_multiplier=scenario.run.dp_noise_multiplier,
         dp_target_epsilon=scenario.run.dp_target_epsilon,
+        # The scenario's driver (federate, the demo) gates and drives every round itself.
+        start_on_worker=False,
     )
     dpia = dpia_record(
         actor=operator,

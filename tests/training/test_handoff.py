@@ -99,6 +99,26 @@ def test_without_a_broker_creating_a_run_queues_nothing(
     assert not Round.objects.filter(run=run).exists()
 
 
+def test_a_run_whose_creator_drives_its_rounds_queues_no_gate_even_with_a_broker(
+    broker, django_capture_on_commit_callbacks
+):
+    # manage.py federate in broker mode approves the DPIA after creating the run: a
+    # worker gating round 1 at once would block it on a draft DPIA (seen on PostgreSQL).
+    purpose = PurposeFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_create(
+            actor=Actor.of(UserFactory(username="op", roles=[roles.OPERATOR])),
+            name="driven",
+            purpose=purpose,
+            datasets=[DatasetFactory(purposes=[purpose])],
+            policy=PolicyFactory(),
+            aggregator_country="DE",
+            start_on_worker=False,
+        )
+    assert broker == []
+    assert not Round.objects.filter(run=run).exists()
+
+
 def test_the_worker_gates_a_new_run_and_moves_it_on_after_a_second_operators_approval(
     federation,  # noqa: F811
     standin,  # noqa: F811

@@ -11,11 +11,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
+from django.db import connection
 
 from audit.models import LedgerEntry
 from fedgov.actors import Actor
+from fedgov.locks import exclusive
 from fedgov.processes import mark_of
 from opennebula.choices import WorkloadState
 from opennebula.models import Workload, ZoneBreaker
@@ -125,6 +128,48 @@ def test_a_round_whose_aggregate_is_recorded_is_closed_not_failed(
 
     assert Round.objects.get(pk=round_.pk).state == S.CLOSED
     assert ModelUpdate.objects.filter(round=round_, accepted=True).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_round_a_live_worker_is_stepping_is_ended_only_after_that_step(
+    federation,  # noqa: F811
+    standin,  # noqa: F811
+    tmp_path,
+):
+    # With a broker the dead federate's round may still be in a worker's step: recovery
+    # must not fail it under that step's feet (the step would write after the recovery).
+    run, _sites, round_ = placed_round(federation)
+    path = owner_record(tmp_path, run, endpoints=[standin.endpoint(z) for z in ZONES])
+    holding, release = threading.Event(), threading.Event()
+
+    def worker_step():
+        # The claim round_advance holds, from another connection (PostgreSQL) and another
+        # file description (SQLite), as a worker's would be.
+        try:
+            with exclusive("round-advance", round_.pk) as claimed:
+                assert claimed
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    step = threading.Thread(target=worker_step)
+    step.start()
+    try:
+        assert holding.wait(30)
+        busy = runs_recover_abandoned(actor=ACTOR, root=tmp_path / "federate", claim_wait=0.5)
+        assert busy == []
+        assert Round.objects.get(pk=round_.pk).state == S.RUNNING
+        assert path.exists()  # kept for the next sweep
+
+        threading.Timer(0.5, release.set).start()
+        ended = runs_recover_abandoned(actor=ACTOR, root=tmp_path / "federate", claim_wait=30)
+    finally:
+        release.set()
+        step.join(30)
+    assert [r.state for r in ended] == [S.FAILED]
+    assert "driving it was killed; it was running" in ended[0].state_reason
+    assert not path.exists()
 
 
 def test_a_live_owner_and_an_unreadable_record_are_left_alone(

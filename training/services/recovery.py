@@ -22,12 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from django.conf import settings
 
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
+from fedgov.locks import exclusive
 from fedgov.processes import mark_of, owner_alive
 from training.choices import RoundState, UpdateKind
 from training.models import Round, TrainingRun
@@ -61,28 +63,58 @@ def _finishable(round_: Round) -> bool:
     return round_.state == S.RUNNING and round_.updates.filter(kind=UpdateKind.AGGREGATE).exists()
 
 
-def _end_round(actor: Actor, round_: Round, why: str) -> Round:
-    if _finishable(round_):
-        # Its Flower round's work is recorded: close it as a worker would have.
-        return orchestrate.round_drive(actor=actor, round_id=round_.pk)
-    if is_terminal(round_.state):
-        return round_
-    reason = f"{why}; it was {round_.state}"
-    if can_transition(round_.state, S.FAILED):
-        orchestrate.round_fail(actor=actor, round=round_, reason=reason)
-    elif round_.state in ABORTABLE:
-        round_abort(actor=actor, round=round_, reason=reason)
-    return Round.objects.get(pk=round_.pk)
+def _end_round(actor: Actor, round_: Round, why: str, *, claim_wait: float) -> Round:
+    """End one round of a dead owner, never beside a worker's step on it.
+
+    With a broker, a worker may still be inside a step of this round (``federate`` only
+    queued it). Failing the round under that step's feet lets the step write after the
+    recovery: a VM row recorded running once its zone was marked gone, a transition lost.
+    So the round ends under the same claim ``round_advance`` holds, waiting up to
+    ``claim_wait`` seconds for the worker's step to end; the state is read under it.
+    """
+    deadline = time.monotonic() + claim_wait
+    while True:
+        with exclusive("round-advance", round_.pk) as claimed:
+            if claimed:
+                current = Round.objects.get(pk=round_.pk)
+                if _finishable(current):
+                    break
+                if is_terminal(current.state):
+                    return current
+                reason = f"{why}; it was {current.state}"
+                if can_transition(current.state, S.FAILED):
+                    orchestrate.round_fail(actor=actor, round=current, reason=reason)
+                elif current.state in ABORTABLE:
+                    round_abort(actor=actor, round=current, reason=reason)
+                return Round.objects.get(pk=round_.pk)
+        if time.monotonic() > deadline:
+            raise RoundBusy(f"round {round_.pk}: a worker held it for {claim_wait:g} s")
+        time.sleep(0.2)
+    # Its Flower round's work is recorded: close it as a worker would have. Each step
+    # takes the claim itself (a second claim from this process would refuse itself).
+    while True:
+        current = orchestrate.round_drive(actor=actor, round_id=round_.pk)
+        if is_terminal(current.state) or time.monotonic() > deadline:
+            return current
+        time.sleep(0.2)
 
 
-def runs_recover_abandoned(*, actor: Actor, root: Path | None = None) -> list[Round]:
+class RoundBusy(Exception):
+    """A live worker kept stepping the round for longer than recovery waits."""
+
+
+def runs_recover_abandoned(
+    *, actor: Actor, root: Path | None = None, claim_wait: float = 60.0
+) -> list[Round]:
     """End the rounds of every run whose ``federate`` died; returns the rounds it touched.
 
     A record whose owner still lives is left alone, and so is an unreadable one (logged).
     Each round ends in its own transactions, with the events its service writes
     (``round.failed``, ``round.aborted``, ``round.aggregated``, ``round.closed``); each
     workload left on a dead stand-in zone gets ``workload.terminated``. The record is
-    removed once everything it names has ended.
+    removed once everything it names has ended. A round a live worker is stepping is
+    ended after that step (``claim_wait``); one still busy after it is left for the next
+    sweep, with its record.
     """
     touched: list[Round] = []
     for path in sorted((root or federate_root()).glob(f"*/{OWNER_FILE}")):
@@ -103,8 +135,8 @@ def runs_recover_abandoned(*, actor: Actor, root: Path | None = None) -> list[Ro
         ended = True
         for round_ in run.rounds.order_by("number"):
             try:
-                after = _end_round(actor, round_, why)
-            except (TransitionNotAllowed, InvalidInput, WorkloadError) as exc:
+                after = _end_round(actor, round_, why, claim_wait=claim_wait)
+            except (TransitionNotAllowed, InvalidInput, WorkloadError, RoundBusy) as exc:
                 logger.warning("recovery: round %s not ended: %s", round_.pk, exc)
                 ended = False
                 continue

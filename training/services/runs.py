@@ -107,6 +107,7 @@ def run_create(
     dp_noise_multiplier: float | None = None,
     dp_target_epsilon: float | None = None,
     on_refusal: str = "skip",
+    start_on_worker: bool = True,
 ) -> TrainingRun:
     """Create a run over datasets under one published policy version.
 
@@ -118,6 +119,10 @@ def run_create(
     multiplier or a target ε over ``num_rounds``, from which the noise multiplier is
     derived with Flower's accountant at the policy's δ and neighbouring relation, the
     run's sites being the population (``fedgov_flower.dp.derive_noise_multiplier``).
+
+    With a broker, a worker gates round 1 once the run commits; ``start_on_worker=False``
+    is for a caller that drives the rounds itself (``manage.py federate``), which would
+    otherwise race that worker: it gates round 1 before the caller has approved the DPIA.
     """
     errors = Errors()
     fail = errors.add
@@ -203,7 +208,8 @@ def run_create(
         )
         # A worker gates round 1 once the run is committed (no-op without a broker).
         run_id = run.pk
-        transaction.on_commit(lambda: run_start_later(run_id))
+        if start_on_worker:
+            transaction.on_commit(lambda: run_start_later(run_id))
     return run
 
 

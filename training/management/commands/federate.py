@@ -607,6 +607,9 @@ class Command(RichOutput, BaseCommand):
             close_old_connections()
             current = Round.objects.get(pk=round_.pk)
             if current.state != before:
+                # Crash tests only (inert unless FEDGOV_CRASH_AT names it): this process
+                # dies while the worker's step has left the round in this state.
+                crash_point(f"federate.saw.{current.state}")
                 if current.state == S.CLOSED:
                     # The checkpoint follows the close in the same task: wait for it.
                     self._wait_checkpoint(current)
