@@ -165,6 +165,31 @@ class TimelineRow:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class AwaitingApproval:
+    """A round that waits for a person's decision (four-eyes), however it was started:
+    ``federate``, the worker, or a ServerApp under ``flwr run`` asking for its ticket."""
+
+    round_id: int
+    run: str
+    number: int
+    state_reason: str
+    since: datetime
+
+
+def rounds_awaiting_approval() -> list[AwaitingApproval]:
+    """Every round awaiting approval, oldest first; the dashboard's filters do not hide
+    them, since a waiting round holds its ServerApp until someone decides."""
+    rounds = (
+        Round.objects.filter(state=RoundState.AWAITING_APPROVAL)
+        .select_related("run")
+        .order_by("updated_at", "pk")
+    )
+    return [
+        AwaitingApproval(r.pk, r.run.name, r.number, r.state_reason, r.updated_at) for r in rounds
+    ]
+
+
 def round_timeline(filters: Filters, *, limit: int = TIMELINE_LIMIT) -> list[TimelineRow]:
     """The newest rounds in scope with their state, its reason and the latest gate outcome."""
     rounds = list(_rounds(filters).select_related("run").order_by("-created_at", "-pk")[:limit])

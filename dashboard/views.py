@@ -47,6 +47,7 @@ class DashboardView(_DashboardAccess, View):
             "filters": filters,
             "runs": selectors.runs(filters),
             "timeline": selectors.round_timeline(filters),
+            "awaiting": selectors.rounds_awaiting_approval(),
             "failures": selectors.gate_failures(filters),
             "coverage": selectors.consent_coverage(filters),
             "health": selectors.ledger_health(),

@@ -15,6 +15,13 @@ strategy's. Around each step it adds fedgov's governance:
   was applied, let the wrapped strategy aggregate what is left, hash the aggregate and
   report it all to fedgov. A refused round returns no arrays, so Flower keeps the
   previous model: nothing untrained is ever passed off as a round's result.
+- Central DP (the ticket's ``dp`` plans ``central`` or ``client-clipping``): Flower's own
+  ``DifferentialPrivacyServerSideFixedClipping`` / ``...ClientSideFixedClipping``, built
+  with the ticket's C and z, clip and noise the uniform mean of the accepted updates
+  (``_UniformMean``); the wrapped strategy aggregates that release. The mean's hash
+  before noise and the released model's hash go to fedgov in the round's ``DpRelease``,
+  which is what fedgov's ledger accounts ε from; a round that released nothing reports
+  no release and spends nothing. ``local`` DP is the sites' ``LocalDpMod`` (``mods()``).
 
 Run config it reads (``fedgov.*`` keys, so they never collide with the app's own):
 ``fedgov.run-id``, ``fedgov.api``, ``fedgov.round-offset`` (fedgov's round is Flower's
@@ -36,11 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedgov_flower.client_mod import IDENTIFY, REPLY_RECORD
+from fedgov_flower.dp import DpError
 from fedgov_flower.governance import (
     GovernancePort,
     RestGovernance,
@@ -146,6 +155,108 @@ class _TicketGrid:
         return getattr(self._grid, name)
 
 
+class _UniformMean(Strategy):
+    """What Flower's DP wrapper noises: the uniform mean of the (clipped) updates.
+
+    Flower's std z·C/n is calibrated to the sensitivity C/n of a mean in which every
+    update weighs 1/n (Flower's accounted path refuses anything else,
+    ``DifferentialPrivacyFixedClippingBase._validate_uniform_weights``). The user's
+    strategy may weigh by example counts (FedAvg, FedProx) or step a server optimiser on
+    the mean (FedAdam): its aggregate is not that mean, and noise added after it would be
+    calibrated to nothing. So the release is this mean, noised; the user's strategy then
+    aggregates that one release, which is post-processing and spends no further privacy
+    (Dwork & Roth, The Algorithmic Foundations of Differential Privacy, Prop. 2.1).
+    Configuring stays the user's strategy's.
+    """
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self.hash_before_noise: str | None = None
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> MetricRecord | None:
+        return self.strategy.aggregate_evaluate(server_round, replies)
+
+    def summary(self) -> None:
+        self.strategy.summary()
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        records = [next(iter(m.content.array_records.values()), None) for m in replies]
+        if not records or any(r is None for r in records):
+            return None, None
+        keys = list(records[0].keys())  # type: ignore[union-attr]
+        if any(list(r.keys()) != keys for r in records):  # type: ignore[union-attr]
+            log.warning("round %s: the updates do not share one set of arrays", server_round)
+            return None, None
+        share = 1.0 / len(records)
+        mean = {}
+        for key in keys:
+            first = records[0][key].numpy()  # type: ignore[index]
+            total = np.zeros(first.shape, dtype=np.float64)
+            for record in records:
+                total += record[key].numpy()  # type: ignore[index]
+            mean[key] = Array(np.asarray(total * share, dtype=first.dtype))
+        arrays = ArrayRecord(mean)
+        self.hash_before_noise = update_hash(arrays)
+        return arrays, None
+
+    @staticmethod
+    def as_reply(accepted: list[Message], released: ArrayRecord, strategy: Strategy) -> Message:
+        """The first accepted reply (already hashed) carrying the release and the uniform
+        mean of every reply's numeric metrics, with a weight of 1 so that a weighting
+        strategy passes the release on unchanged."""
+        template = accepted[0]
+        content = template.content
+        content[next(iter(content.array_records))] = released
+        metrics_key = next(iter(content.metric_records), "metrics")
+        each = [next(iter(m.content.metric_records.values()), MetricRecord()) for m in accepted]
+        shared = [
+            k for k, v in each[0].items()
+            if isinstance(v, int | float) and all(isinstance(r.get(k), int | float) for r in each)
+        ]  # fmt: skip
+        metrics = MetricRecord({k: sum(float(r[k]) for r in each) / len(each) for k in shared})
+        metrics[str(getattr(strategy, "weighted_by_key", "num-examples"))] = 1
+        content[metrics_key] = metrics
+        return template
+
+
+def central_dp(dp: dict | None, strategy: Strategy) -> Strategy | None:
+    """Flower's wrapper for the ticket's central mechanism around ``strategy``, or None
+    when the ticket plans no central DP. Raises ``DpError`` for a plan it cannot apply."""
+    from flwr.serverapp.strategy import (
+        DifferentialPrivacyClientSideFixedClipping,
+        DifferentialPrivacyServerSideFixedClipping,
+    )
+
+    from fedgov_flower.dp import DpPlan, Mechanism
+
+    if not dp or dp.get("mechanism") in (None, Mechanism.NONE, Mechanism.LOCAL):
+        return None
+    plan = DpPlan.from_ticket(dp)
+    assert plan is not None
+    wrapper = {
+        Mechanism.CENTRAL: DifferentialPrivacyServerSideFixedClipping,
+        Mechanism.CLIENT_CLIPPING: DifferentialPrivacyClientSideFixedClipping,
+    }[Mechanism(plan.mechanism)]
+    # Built without Flower's accountant: fedgov accounts each release it is told of, in
+    # its ledger, with the same Flower accountant (fedgov_flower.dp.budget_check).
+    # num_sampled_clients is set to the number of updates averaged before aggregating.
+    return wrapper(_UniformMean(strategy), plan.noise_multiplier, plan.clipping_norm, 1)
+
+
 @dataclass
 class StageEvidence:
     """What the wrapper saw in one train or evaluate step of one round."""
@@ -158,6 +269,12 @@ class StageEvidence:
     errors: list[str] = field(default_factory=list)
     refusals: list[dict[str, Any]] = field(default_factory=list)
     aggregate_hash: str | None = None
+    # Central DP: Flower's wrapper for this round, the model it clips against, and the
+    # release as applied (None until an aggregate was actually released).
+    central: Any = None
+    current: ArrayRecord | None = None
+    dp_release: dict | None = None
+    release_hash: str | None = None
 
 
 @dataclass
@@ -261,13 +378,14 @@ class GovernedStrategy(Strategy):
             return []
         assert isinstance(answer, RoundGrant)
         ticket = answer.ticket
-        if ticket.dp and ticket.dp.get("mechanism") not in (None, "none", "local"):
-            # Central DP needs Flower's server-side wrapper, which governed() does not add:
-            # fedgov's ledger would otherwise claim noise that was never added.
-            raise RunStopped(
-                f"round {entry.round_no}: the ticket plans {ticket.dp.get('mechanism')} DP, "
-                "which governed() does not apply; use fedgov's GovernedFedAvg with governed_dp"
-            )
+        central = None
+        if kind == "train":
+            try:
+                central = central_dp(ticket.dp, self.strategy)
+            except DpError as exc:
+                # Nothing sent: a plan the wrapper cannot apply must not become a round
+                # whose ledger entry claims noise that was never added.
+                raise RunStopped(f"round {entry.round_no}: {exc}") from exc
         present = self._wait_for_nodes(grid, frozenset(int(n) for n in ticket.node_ids))
         if len(present) < self._minimum(kind):
             stage.refusal = RoundRefusal(
@@ -279,7 +397,11 @@ class GovernedStrategy(Strategy):
             log.warning("round %s %s: %s", entry.round_no, kind, stage.refusal.reason)
             return []
         stage.ticket = ticket
-        configure = getattr(self.strategy, f"configure_{kind}")
+        stage.central = central
+        stage.current = arrays
+        # Under central DP, Flower's wrapper configures (it keeps the round's model to clip
+        # against, or puts the clipping norm in the config for the sites' fixedclipping_mod).
+        configure = getattr(central or self.strategy, f"configure_{kind}")
         messages = list(configure(server_round, arrays, config, _TicketGrid(grid, present)))
         allowed = set(present)
         sent = []
@@ -362,7 +484,9 @@ class GovernedStrategy(Strategy):
         extra: dict[str, Any] = {"message_type": kind} if kind != "train" else {}
         if stage.refusals:
             extra["site_refusals"] = stage.refusals
-        release = self._local_dp_release(stage) if kind == "train" else None
+        release = None
+        if kind == "train":
+            release = stage.dp_release or self._local_dp_release(stage)
         if release is not None:
             extra["dp"] = release
         self.governance.report_round(
@@ -409,11 +533,86 @@ class GovernedStrategy(Strategy):
             return None, None
         accepted = self._admit(stage, replies, "train")
         arrays, metrics = (None, None)
-        if accepted:
+        if accepted and stage.central is not None:
+            arrays, metrics = self._aggregate_central(server_round, stage, accepted)
+        elif accepted:
             arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
         stage.aggregate_hash = update_hash(arrays) if arrays is not None else None
+        if stage.dp_release is not None:
+            stage.dp_release["aggregate_hash"] = stage.aggregate_hash
         self._report(entry, stage, "train")
         return arrays, metrics
+
+    def _aggregate_central(
+        self, server_round: int, stage: StageEvidence, accepted: list[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Flower's wrapper clips (server-side) and noises the uniform mean of the accepted
+        updates; the wrapped strategy then aggregates that one release.
+
+        Replies were hashed as received in ``_admit``; clipping rewrites them afterwards.
+        """
+        from fedgov_flower.dp import DpPlan, DpRelease
+
+        ticket, wrapper = stage.ticket, stage.central
+        assert ticket is not None and stage.current is not None
+        plan = DpPlan.from_ticket(ticket.dp)
+        assert plan is not None
+        if plan.mechanism == "client-clipping":
+            accepted = self._clipped_at_site(stage, accepted, plan.clipping_norm)
+            if not accepted:
+                return None, None
+        # Flower's std z·C/n is then calibrated to the sensitivity C/n of this very mean
+        # (fewer replies than sampled would otherwise get too little noise).
+        wrapper.num_sampled_clients = len(accepted)
+        mean: _UniformMean = wrapper.strategy
+        released, _ = wrapper.aggregate_train(server_round, accepted)
+        if released is None or mean.hash_before_noise is None:
+            return None, None
+        arrays, metrics = self.strategy.aggregate_train(
+            server_round, [mean.as_reply(accepted, released, self.strategy)]
+        )
+        if arrays is None:
+            return None, None
+        population = max(int((ticket.dp or {}).get("population_size") or 0), len(ticket.sites))
+        stage.dp_release = DpRelease(
+            mechanism=plan.mechanism,
+            clipping_norm=float(wrapper.clipping_norm),
+            noise_multiplier=float(wrapper.noise_multiplier),
+            sampled_clients=len(accepted),
+            total_clients=population,
+            noise_std=plan.aggregate_noise_std(len(accepted)),
+            aggregate_hash_before_noise=mean.hash_before_noise,
+            aggregate_hash=None,  # the released model's hash, set by aggregate_train
+        ).as_json()
+        stage.release_hash = update_hash(released)
+        return arrays, metrics
+
+    @staticmethod
+    def _clipped_at_site(
+        stage: StageEvidence, accepted: list[Message], clipping_norm: float
+    ) -> list[Message]:
+        """Under client-side clipping the sensitivity rests on every site having clipped:
+        an update farther than C from the round's model is refused, not averaged."""
+        from flwr.supercore.differential_privacy import get_norm
+
+        assert stage.current is not None
+        current = stage.current.to_numpy_ndarrays()
+        kept = []
+        for msg in accepted:
+            arrays = next(iter(msg.content.array_records.values()))
+            delta = [a - b for a, b in zip(arrays.to_numpy_ndarrays(), current, strict=True)]
+            norm = get_norm(delta)
+            # float32 rounding of a clipped update may overshoot C by a few ulps.
+            if norm > clipping_norm * (1 + 1e-5):
+                node = str(msg.metadata.src_node_id)
+                record = next(r for r in stage.accepted if r.node_id == node)
+                stage.accepted.remove(record)
+                reason = f"the update's norm {norm:.6g} exceeds the ticket's clipping norm"
+                stage.rejected.append((record, f"{reason} {clipping_norm:g}"))
+                log.warning("train reply of node %s refused: %s", node, reason)
+                continue
+            kept.append(msg)
+        return kept
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]

@@ -197,9 +197,45 @@ def _parse_time(value: object, field: str) -> datetime:
         raise TicketRefused("malformed", f"{field} is not a UTC time: {value!r}") from exc
 
 
+def schema_refusal(schema: object) -> TicketRefused | None:
+    """The refusal for a ticket body of another schema than this package reads, or None.
+
+    Schema 2 tickets (before tickets named their message type and Flower run) can be
+    stored at fedgov or replayed; they are refused with what to do, never half-parsed.
+    """
+    if schema == TICKET_SCHEMA:
+        return None
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema < TICKET_SCHEMA:
+        return TicketRefused(
+            "outdated_schema",
+            f"the ticket has schema {schema}, which is no longer accepted (this site reads "
+            f"schema {TICKET_SCHEMA}: a ticket bound to one message type and one Flower "
+            "run); ask fedgov for a new ticket for this round",
+        )
+    return TicketRefused(
+        "unknown_schema",
+        f"the ticket has schema {schema!r}; this site's fedgov-flower reads schema "
+        f"{TICKET_SCHEMA}: upgrade fedgov-flower at the site",
+    )
+
+
+def ticket_schema(body: str) -> object:
+    """The ``schema`` a ticket body declares (None when it is not a JSON object)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data.get("schema") if isinstance(data, dict) else None
+
+
 def _parse(body: str, signature: str, key_id: str) -> Ticket:
     try:
         data = json.loads(body)
+        if not isinstance(data, dict):
+            raise TicketRefused("malformed", "the ticket body is not a JSON object")
+        refusal = schema_refusal(data.get("schema"))
+        if refusal is not None:
+            raise refusal
         sites = tuple(
             TicketSite(
                 site_id=int(s["site_id"]),
@@ -212,8 +248,6 @@ def _parse(body: str, signature: str, key_id: str) -> Ticket:
             )
             for s in data["sites"]
         )
-        if data["schema"] != TICKET_SCHEMA:
-            raise TicketRefused("malformed", f"unknown ticket schema {data['schema']!r}")
         dp = data.get("dp")
         if dp is not None and not isinstance(dp, dict):
             raise TicketRefused("malformed", "dp is not an object")
@@ -256,7 +290,8 @@ def verify_ticket(
 ) -> Ticket:
     """Check a ticket and return it parsed; raise ``TicketRefused`` with a code otherwise.
 
-    Codes: ``unknown_key``, ``bad_signature``, ``malformed``, ``expired``, ``not_yet_valid``,
+    Codes: ``unknown_key``, ``bad_signature``, ``malformed``, ``outdated_schema``,
+    ``unknown_schema``, ``expired``, ``not_yet_valid``,
     ``wrong_run``, ``wrong_round``, ``site_not_named``, ``wrong_message_type``,
     ``wrong_flower_run`` (also for a ticket bound to no Flower run). The signature is checked first,
     so nothing of an unsigned body is trusted.

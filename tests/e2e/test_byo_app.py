@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.e2e.own_database import own_database
 from tests.e2e.test_federate import wait_for_no_processes
 
 pytestmark = [pytest.mark.e2e]
@@ -38,6 +39,8 @@ print(json.dumps({
     "updates": events("update.recorded"),
     "evaluations": events("evaluation.recorded"),
     "refused": events("updates.refused"),
+    "privacy": events("privacy.accounted"),
+    "vendor": __import__("django.db").db.connection.vendor,
 }))
 """
 
@@ -50,16 +53,22 @@ def test_a_users_fedprox_app_trains_and_evaluates_under_tickets(tmp_path):
         scenario = scenario.replace(
             marker, marker + f'node_config = {{ data-file = "{DATA / slug}.jsonl" }}\n'
         )
-    # governed() stops a run that plans central DP (it adds no server noise); local DP
-    # runs at the sites, in fedgov_flower.mods().
-    scenario = scenario.replace('dp_mechanism = "central"', 'dp_mechanism = "local"')
+    # The scenario plans central DP: governed() applies it with Flower's server-side
+    # wrapper; ε is accounted from the releases it reports.
+    assert 'dp_mechanism = "central"' in scenario
     scenario += "\n[app.run_config]\nnum-server-rounds = 1\n"
     path = tmp_path / "byo.toml"
     path.write_text(scenario)
-    env = {**os.environ, "FEDGOV_VAR_DIR": str(tmp_path / "var"),
-           "DJANGO_SETTINGS_MODULE": "fedgov.settings"}  # fmt: skip
-    env.pop("DATABASE_URL", None)
-    env.pop("CELERY_BROKER_URL", None)
+    with own_database(tmp_path, "byo") as database_url:
+        env = {**os.environ, "FEDGOV_VAR_DIR": str(tmp_path / "var"),
+               "DJANGO_SETTINGS_MODULE": "fedgov.settings",
+               "DATABASE_URL": database_url}  # fmt: skip
+        # federate drives the rounds in-process; no worker shares the database.
+        env.pop("CELERY_BROKER_URL", None)
+        run_and_check(env, path, tmp_path)
+
+
+def run_and_check(env: dict, path: Path, tmp_path: Path) -> None:
     manage = [sys.executable, str(REPO / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, timeout=300)
     run = subprocess.run(
@@ -75,6 +84,7 @@ def test_a_users_fedprox_app_trains_and_evaluates_under_tickets(tmp_path):
     )
     assert shell.returncode == 0, shell.stderr
     facts = json.loads(shell.stdout.strip().splitlines()[-1])
+    assert facts["vendor"] == ("postgresql" if "postgres" in env["DATABASE_URL"] else "sqlite")
     states = {number: state for number, (state, _) in facts["states"].items()}
     assert states == {"1": "closed", "2": "closed"}, facts["states"]
     # Each round: one train and one evaluate ticket, bound to that round's Flower run.
@@ -93,6 +103,15 @@ def test_a_users_fedprox_app_trains_and_evaluates_under_tickets(tmp_path):
     # Federated evaluation ran under its own tickets, at the sites that trained.
     trained = {(u["round_number"], u["node_id"]) for u in facts["updates"]}
     assert {(e["round_number"], e["node_id"]) for e in facts["evaluations"]} == trained
+
+    # Each round's release was accounted: central noise, added (hash before ≠ after),
+    # and a cumulative ε that grows with the releases.
+    privacy = sorted(facts["privacy"], key=lambda p: p["round_number"])
+    assert [p["round_number"] for p in privacy] == [1, 2]
+    for p in privacy:
+        assert p["private"] and p["mechanism"] == "central", p
+        assert p["aggregate_hash_before_noise"] not in (None, p["aggregate_hash"])
+    assert 0 < privacy[0]["epsilon"] < privacy[1]["epsilon"] <= privacy[1]["epsilon_limit"]
 
     verify = subprocess.run(
         [*manage, "ledger_verify", "--no-progress"], env=env, capture_output=True, text=True

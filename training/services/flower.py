@@ -32,7 +32,9 @@ from fedgov_flower.ticket import (
     TicketSite,
     exclusion_digest,
     parse_unverified,
+    schema_refusal,
     ticket_body,
+    ticket_schema,
 )
 from sites import selectors as site_selectors
 from sites.choices import LawfulBasis, SiteStatus
@@ -212,8 +214,27 @@ def ticket_context(round_: Round) -> dict:
 
 
 def latest_ticket(round_: Round, message_type: str = "train") -> RoundTicket | None:
-    """The round's newest ticket for ``message_type`` messages."""
-    return round_.tickets.filter(message_type=message_type).order_by("-issued_at", "-pk").first()
+    """The round's newest ticket for ``message_type`` messages that sites still accept.
+
+    A ticket stored under an older schema (``fedgov_flower.ticket.schema_refusal``) is
+    evidence, not a ticket: it is never handed out again nor recorded against, so the
+    ticket endpoint signs a new one in its place.
+    """
+    tickets = round_.tickets.filter(message_type=message_type).order_by("-issued_at", "-pk")
+    for ticket in tickets.iterator(chunk_size=8):
+        if schema_refusal(ticket_schema(ticket.body)) is None:
+            return ticket
+    return None
+
+
+def no_ticket_reason(round_: Round, message_type: str = "train") -> str:
+    """Why ``round_`` has no ``message_type`` ticket to act on, naming an outdated one."""
+    reason = f"round {round_.pk} has no {message_type} ticket"
+    for body in round_.tickets.filter(message_type=message_type).values_list("body", flat=True):
+        refusal = schema_refusal(ticket_schema(body))
+        if refusal is not None:
+            return f"{reason} sites accept: {refusal}"
+    return reason
 
 
 def _reusable_ticket(
@@ -514,7 +535,7 @@ def model_updates_record(
         round_ = Round.objects.select_for_update().select_related("run").get(pk=round.pk)
         ticket = latest_ticket(round_)
         if ticket is None:
-            raise TransitionNotAllowed(f"round {round_.pk} has no ticket; nothing may be recorded")
+            raise TransitionNotAllowed(f"{no_ticket_reason(round_)}; nothing may be recorded")
         if round_.updates.filter(accepted=True).exists():
             raise TransitionNotAllowed(f"round {round_.pk} already has its updates recorded")
         allowed = parse_unverified(ticket.body)
@@ -651,7 +672,7 @@ def round_evaluations_record(
     """
     signed = latest_ticket(round, "evaluate")
     if signed is None:
-        raise TransitionNotAllowed(f"round {round.pk} has no evaluate ticket")
+        raise TransitionNotAllowed(no_ticket_reason(round, "evaluate"))
     ticket = parse_unverified(signed.body)
     violations = data_contract_violations(ticket, evaluations)
     if violations:

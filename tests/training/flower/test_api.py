@@ -211,3 +211,80 @@ def test_dataset_withdrawal_stops_the_run_when_too_few_sites_remain(api, service
 
     assert data["allowed"] is False
     assert data["on_refusal"] == "stop"
+
+
+def _store_schema2_ticket(round_, message_type: str):
+    """A ticket as fedgov stored it before schema 3 (no message type, no Flower run),
+    signed by fedgov's key and newer than any other: what an upgraded database holds."""
+    import base64
+    from datetime import timedelta
+
+    import rfc8785
+
+    from audit.keys import active_key
+    from training.models import RoundTicket
+
+    issued = timezone.now().replace(microsecond=0) + timedelta(seconds=5)
+    body = rfc8785.dumps({
+        "schema": 2, "run_id": round_.run_id, "round": round_.number,
+        "issued_at": issued.isoformat().replace("+00:00", "Z"),
+        "expires_at": (issued + timedelta(minutes=15)).isoformat().replace("+00:00", "Z"),
+        "decision_hash": "d" * 64,
+        "sites": [{"site_id": 1, "slug": "de-legal", "node_id": "1000",
+                   "exclusion_digest": "e" * 64, "excluded_count": 0,
+                   "allowed_digest": "", "allowed_count": 0}],
+    })  # fmt: skip
+    key = active_key()
+    return RoundTicket.objects.create(
+        round=round_, body=body.decode(), signature=base64.b64encode(key.sign(body)).decode(),
+        key_id=key.key_id, issued_at=issued, expires_at=issued + timedelta(minutes=15),
+        message_type=message_type,
+    )  # fmt: skip
+
+
+def test_a_stored_schema_2_ticket_is_never_served_nor_recorded_against(api, service):
+    run, _, _ = governed_scenario()
+    first = api(service).post(ticket_url(run, 1), {"flower_run_id": "5"}, format="json")
+    assert first.status_code == 201, first.json()
+    round_ = Round.objects.get(run=run, number=1)
+    old = _store_schema2_ticket(round_, "train")
+
+    again = api(service).post(ticket_url(run, 1), {"flower_run_id": "5"}, format="json")
+    assert again.status_code == 201, again.json()
+    served = again.json()["ticket"]
+    assert served["id"] != old.pk and json.loads(served["body"])["schema"] == 3
+
+    # Updates are checked against the newest ticket sites accept, not the stored one.
+    report = {
+        "updates": [{"node_id": "1000", "update_hash": HASH, "num_examples": 9,
+                     **kept(run, 1, "1000", excluded=1)}],
+        "aggregate_hash": "ef" * 32,
+    }  # fmt: skip
+    response = api(service).post(f"/api/v1/runs/{run.pk}/rounds/1/updates", report, format="json")
+    assert response.status_code == 201, response.json()
+
+
+def test_a_round_whose_only_evaluate_ticket_is_schema_2_gets_a_reason_then_a_new_ticket(
+    api, service
+):
+    run, _, _ = governed_scenario()
+    api(service).post(ticket_url(run, 1), {"flower_run_id": "5"}, format="json")
+    round_ = Round.objects.get(run=run, number=1)
+    _store_schema2_ticket(round_, "evaluate")
+    before = LedgerEntry.objects.count()
+
+    response = api(service).post(
+        f"/api/v1/runs/{run.pk}/rounds/1/evaluations", {"evaluations": []}, format="json"
+    )
+    assert response.status_code == 409
+    text = json.dumps(response.json())
+    assert "schema 2" in text and "ask fedgov for a new ticket" in text
+    assert LedgerEntry.objects.count() == before
+
+    renewed = api(service).post(
+        ticket_url(run, 1), {"message_type": "evaluate", "flower_run_id": "5"}, format="json"
+    )
+    assert renewed.status_code == 201, renewed.json()
+    body = json.loads(renewed.json()["ticket"]["body"])
+    assert (body["schema"], body["message_type"]) == (3, "evaluate")
+    assert LedgerEntry.objects.filter(event_type="ticket.issued").count() == 2

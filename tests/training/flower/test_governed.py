@@ -3,6 +3,8 @@ the site's data contract and its own policy; an in-process grid, no processes.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -433,3 +435,63 @@ def test_the_registration_query_needs_no_ticket_and_reads_no_data(tmp_path):
     query = Message(content=RecordDict(), message_type="query.fedgov_identify", dst_node_id=1000)
     reply = app(query, contexts[1000])
     assert reply.content["identity"]["site"] == "de-legal" and seen == []
+
+
+# --- tickets stored under an older schema ---------------------------------------------
+
+
+def _schema2_message(governance, *, schema=2) -> Message:
+    """A ticket as fedgov signed it under schema 2 (no message type, no Flower run), with
+    a valid signature: stored before the upgrade, or replayed."""
+    import base64
+
+    import rfc8785
+
+    from fedgov_flower.ticket import key_id_of
+
+    fresh = json.loads(governance.sign(1).body)
+    body = {k: v for k, v in fresh.items() if k not in ("message_type", "flower_run_id",
+                                                        "context")}  # fmt: skip
+    body["schema"] = schema
+    raw = rfc8785.dumps(body)
+    config = ConfigRecord({
+        "server-round": 1,
+        CONFIG_BODY: raw.decode(),
+        "fedgov.ticket.signature": base64.b64encode(governance.key.sign(raw)).decode(),
+        "fedgov.ticket.key_id": key_id_of(governance.key.public_key()),
+    })  # fmt: skip
+    content = RecordDict({"arrays": initial(), "config": config})
+    return Message(content=content, message_type="train", dst_node_id=1000)
+
+
+@pytest.mark.parametrize(
+    ("schema", "code", "says"),
+    [
+        (2, "outdated_schema", "schema 2, which is no longer accepted"),
+        (1, "outdated_schema", "ask fedgov for a new ticket"),
+        (4, "unknown_schema", "upgrade fedgov-flower"),
+        ("3", "unknown_schema", "schema '3'"),
+    ],
+)
+def test_a_site_refuses_a_ticket_of_another_schema_saying_what_to_do(tmp_path, schema, code, says):
+    seen: list = []
+    governance, _, app, contexts = federation(tmp_path, seen=seen)
+    reply = app(_schema2_message(governance, schema=schema), contexts[1000])
+    assert _refusal_code(reply) == code and seen == []
+    assert says in str(reply.error.reason)
+
+
+def test_the_pure_verifier_refuses_a_schema_2_ticket_by_its_own_code(tmp_path):
+    from fedgov_flower.ticket import TicketRefused, verify_ticket
+
+    governance, *_ = federation(tmp_path)
+    config = _schema2_message(governance).content["config"]
+    with pytest.raises(TicketRefused) as refused:
+        verify_ticket(
+            body=config[CONFIG_BODY],
+            signature=config["fedgov.ticket.signature"],
+            key_id=config["fedgov.ticket.key_id"],
+            public_keys=governance.key.public_key(),
+        )
+    assert refused.value.code == "outdated_schema"
+    assert "schema 3" in str(refused.value)
