@@ -148,6 +148,10 @@ TEMPLATES: dict[str, str] = {
     ),
     "safeguard.none": _("no Art. 46 safeguard or Art. 49 derogation is recorded"),
     "safeguard.unknown": _("%(mechanism)s is not a transfer ground"),
+    # A party's role as recorded (sites.choices.PartyRole): English shows the stored value.
+    "party_role.controller": _("controller"),
+    "party_role.joint_controller": _("joint_controller"),
+    "party_role.processor": _("processor"),
     "role.controller": _("controller"),
     "role.processor": _("processor"),
     "scc.wrong_module": _(

@@ -32,7 +32,7 @@ from training.gate.context import (
     SafeguardFacts,
     SiteFacts,
 )
-from training.gate.messages import Message, msg, render
+from training.gate.messages import TEMPLATES, Message, msg, render
 
 PUBLISHED = "published"
 _ART9_CONDITIONS = frozenset(v for v in Art9Condition.values if v)
@@ -402,13 +402,14 @@ def leg_message(gate: GateContext, site: SiteFacts, leg: TransferLeg) -> tuple[b
     importer, exporter = leg.importer, leg.exporter
     if importer is None:
         return False, msg("transfer.importer_unknown", head=head)
+    role_code = f"party_role.{importer.role}"
     flow = msg(
         "transfer.flow",
         exporter=exporter.organisation,
         exporter_country=exporter.country,
         importer=importer.organisation,
         importer_country=importer.country,
-        role=importer.role,
+        role=msg(role_code) if role_code in TEMPLATES else importer.role,
     )
     if importer.organisation == exporter.organisation:
         if leg.recipient == "the zone operator":
