@@ -275,3 +275,22 @@ def test_a_row_with_an_unknown_code_shows_its_stored_english_on_every_page(decid
     dash = client.get("/dashboard/")
     assert dash.status_code == 200
     assert ENGLISH in dash.content.decode().replace("&#x27;", "'")
+
+
+@pytest.mark.parametrize("app", ["training", "reports"])
+@pytest.mark.parametrize("lang", ["de", "es", "pl", "fr"])
+def test_the_app_catalogues_are_complete_and_compiled_from_their_po(app, lang):
+    import gettext as stdlib_gettext
+    from pathlib import Path
+
+    from tests.test_i18n import _po_entries
+
+    folder = Path(settings.BASE_DIR) / app / "locale" / lang / "LC_MESSAGES"
+    entries = _po_entries(folder / "django.po")
+    assert len(entries) > 50, folder
+    untranslated = [msgid for msgid, msgstr in entries.items() if not msgstr]
+    assert not untranslated, (app, lang, untranslated)
+    with (folder / "django.mo").open("rb") as mo:
+        compiled = stdlib_gettext.GNUTranslations(mo)
+    for msgid, msgstr in entries.items():
+        assert compiled.gettext(msgid) == msgstr, (app, lang, msgid)
