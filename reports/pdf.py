@@ -276,6 +276,22 @@ def _cell(value: Any, width: float) -> Any:
     return P(text) if stringWidth(text, fonts.SANS, 8) > width - 7 else text
 
 
+_CELL_PADDING = 12  # points: reportlab's default 6 on each side of a cell
+
+
+def _head(text: str, width: float) -> Paragraph:
+    """A column heading whose longest word fits its column: a smaller size, down to 5.5
+    points, rather than a word split mid-letter (German and Polish words run long)."""
+    style = S["cellhead"]
+    longest = max((stringWidth(w, style.fontName, style.fontSize) for w in text.split()), default=0)
+    room = width - _CELL_PADDING
+    if longest <= room:
+        return P(text, "cellhead")
+    size = max(5.5, style.fontSize * room / longest)
+    fitted = ParagraphStyle(f"cellhead-{size:.2f}", parent=style, fontSize=size, leading=size + 2)
+    return Paragraph(escape(text), fitted)
+
+
 def data_table(
     header: list[str],
     rows: list[list[Any]],
@@ -285,7 +301,7 @@ def data_table(
     mono: tuple[int, ...] = (),
     mono_size: float = 6,
 ):
-    data = [[P(h, "cellhead") for h in header]] + [
+    data = [[_head(h, w) for h, w in zip(header, widths, strict=False)]] + [
         [_cell(c, w) for c, w in zip(row, widths, strict=False)] for row in rows
     ]
     cls = LongTable if long else Table
@@ -703,7 +719,7 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
             ]
             for d in header.datasets
         ],
-        [22 * mm, 34 * mm, 22 * mm, 18 * mm, 20 * mm, 22 * mm, BODY_W - 138 * mm],
+        [20 * mm, 28 * mm, 29 * mm, 22 * mm, 14 * mm, 29 * mm, BODY_W - 142 * mm],
     )
     yield Paragraph(gettext("Impact assessment and policy"), S["h3"])
     dpia = header.dpia
@@ -740,13 +756,14 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
                 f"{t.site_slug} ({t.site_country})",
                 t.data,
                 f"{t.importer} ({t.importer_country or '?'})",
-                ("third country" if t.third_country else "no") + ("" if t.ok else ", REFUSED"),
+                (gettext("third country") if t.third_country else gettext("no"))
+                + ("" if t.ok else gettext(", REFUSED")),
                 t.ground,
             ]
             for t in header.transfers
         ]
-        or [["—", "no gate decision yet", "", "", ""]],
-        [28 * mm, 32 * mm, 32 * mm, 22 * mm, BODY_W - 114 * mm],
+        or [["—", gettext("no gate decision yet"), "", "", ""]],
+        [28 * mm, 32 * mm, 32 * mm, 28 * mm, BODY_W - 120 * mm],
     )
 
 
@@ -979,9 +996,8 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
         )
     if facts.ledger_seqs:
         yield Paragraph(
-            "Ledger events cited: "
-            + ", ".join(f"#{s}" for s in facts.ledger_seqs)
-            + " (inclusion proofs in the appendix).",
+            gettext("Ledger events cited: %(seqs)s (inclusion proofs in the appendix).")
+            % {"seqs": ", ".join(f"#{s}" for s in facts.ledger_seqs)},
             S["small"],
         )
 
@@ -1130,7 +1146,7 @@ def story(doc: ReportInput) -> Iterator[Flowable]:
         yield from _privacy(header)
         yield from _legal(header)
         yield PageBreak()
-        yield Heading(f"Run {header.name}: rounds", 0)
+        yield Heading(gettext("Run %(name)s: rounds") % {"name": header.name}, 0)
         shown: tuple | None = None
         shown_in: int | None = None
         for facts in section.rounds:
