@@ -371,8 +371,9 @@ _event(
 )
 _event(
     "report.requested",
-    "An audit report for a run and period was requested.",
+    "An audit report for a run and period was requested (language: the PDF's, a code).",
     required=("report_id", "run_id", "period_start", "period_end"),
+    optional=("language",),
     subject="report",
 )
 _event(

@@ -163,6 +163,9 @@ class TimelineRow:
     approvals: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
+    # The gate's reason as data, for rendering in the reader's language.
+    gate_reason_code: str = ""
+    gate_reason_params: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,8 @@ def round_timeline(filters: Filters, *, limit: int = TIMELINE_LIMIT) -> list[Tim
                 approvals=tuple(a for a in approvals[r.pk] if a not in r.state_reason),
                 created_at=r.created_at,
                 updated_at=r.updated_at,
+                gate_reason_code=d.reason_code if d else "",
+                gate_reason_params=d.reason_params if d else None,
             )
         )
     return rows
@@ -242,6 +247,8 @@ class FailureCell:
     site: str
     count: int
     last_reason: str
+    last_code: str = ""
+    last_params: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -281,16 +288,19 @@ def gate_failures(filters: Filters) -> GateFailures:
         .values("rule_id", "article", "site_slug")
         .annotate(n=Count("pk"), last=Max("pk"))
     )
-    reasons = dict(
-        GateResult.objects.filter(pk__in=[g["last"] for g in grouped]).values_list("pk", "reason")
-    )
+    reasons = {
+        pk: (reason, code, params)
+        for pk, reason, code, params in GateResult.objects.filter(
+            pk__in=[g["last"] for g in grouped]
+        ).values_list("pk", "reason", "code", "params")
+    }
     site_names = sorted({g["site_slug"] or "run" for g in grouped})
     column = {name: i for i, name in enumerate(site_names)}
     by_rule: dict[tuple[str, str], list[FailureCell | None]] = {}
     for g in grouped:
         cells = by_rule.setdefault((g["rule_id"], g["article"]), [None] * len(site_names))
         site = g["site_slug"] or "run"
-        cells[column[site]] = FailureCell(site, g["n"], reasons.get(g["last"], ""))
+        cells[column[site]] = FailureCell(site, g["n"], *reasons.get(g["last"], ("", "", None)))
     rules = sorted(
         (
             RuleFailures(rule, article, sum(c.count for c in cells if c), tuple(cells))

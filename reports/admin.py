@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
@@ -15,7 +16,7 @@ from fedgov.actors import Actor
 from fedgov.errors import FedgovError, InvalidInput
 from reports.data import Period, run_ref
 from reports.models import Report
-from reports.services import report_generate
+from reports.services import report_generate, requester_language
 from training.models import TrainingRun
 
 
@@ -29,6 +30,11 @@ class ReportRequestForm(forms.Form):
         required=False, help_text="YYYY-MM-DD HH:MM, UTC; leave empty for the whole run"
     )
     period_end = forms.DateTimeField(required=False)
+    language = forms.ChoiceField(
+        choices=settings.LANGUAGES,
+        required=False,
+        help_text="The PDF's language; the evidence bundle is the same in every language.",
+    )
 
     def clean(self):
         cleaned = super().clean()
@@ -50,6 +56,7 @@ class ReportAdmin(admin.ModelAdmin):
         "progress",
         "downloads",
         "requested_by_name",
+        "language",
         "created_at",
         "period_start",
         "period_end",
@@ -81,7 +88,10 @@ class ReportAdmin(admin.ModelAdmin):
         """Request a signed report; the worker builds it and the list shows its progress."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ReportRequestForm(request.POST if request.method == "POST" else None)
+        form = ReportRequestForm(
+            request.POST if request.method == "POST" else None,
+            initial={"language": requester_language(Actor.of(request.user))},
+        )
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             run = run_ref(run_id=data["run"].pk) if data["run"] else None
@@ -91,6 +101,7 @@ class ReportAdmin(admin.ModelAdmin):
                     actor=Actor.of(request.user),
                     run=run,
                     period=Period(start, end) if start else None,
+                    language=data.get("language") or None,
                 )
             except InvalidInput as exc:
                 form.add_error(None, exc.message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,7 +19,7 @@ from fedgov.validation import INT64_MAX, int_from_text
 from reports.choices import ReportFile
 from reports.data import Period, run_ref
 from reports.models import Report
-from reports.services import report_file, report_generate
+from reports.services import report_file, report_generate, requester_language
 
 REPORT_ROLES = (roles.LEGAL, roles.DPO, roles.AUDITOR)
 
@@ -43,6 +44,7 @@ class ReportSerializer(serializers.ModelSerializer):
             "bundle_sha256",
             "anchor_size",
             "requested_by_name",
+            "language",
             "created_at",
             "finished_at",
             "downloads",
@@ -61,6 +63,12 @@ class ReportRequest(serializers.Serializer):
     )
     period_start = serializers.DateTimeField(required=False, allow_null=True)
     period_end = serializers.DateTimeField(required=False, allow_null=True)
+    language = serializers.ChoiceField(
+        choices=settings.LANGUAGES,
+        required=False,
+        allow_null=True,
+        help_text="the PDF's language; default: the requester's",
+    )
 
 
 class ContributionSerializer(serializers.Serializer):
@@ -129,7 +137,9 @@ class ReportList(_ReportView, generics.ListCreateAPIView):
         if (start is None) != (end is None):
             raise InvalidInput({"period": ["give both period_start and period_end"]})
         period = Period(start, end) if start is not None else None
-        report = report_generate(actor=Actor.of(request.user), run=run, period=period)
+        report = report_generate(
+            actor=Actor.of(request.user), run=run, period=period, language=data.get("language")
+        )
         return Response(ReportSerializer(report).data, status=202)
 
 
@@ -209,6 +219,12 @@ class Art30View(_ReportView, APIView):
         parameters=[
             OpenApiParameter("view", str, enum=["controller", "processor"], default="controller"),
             OpenApiParameter("output", str, enum=["csv", "json", "pdf"], default="json"),
+            OpenApiParameter(
+                "lang",
+                str,
+                enum=[code for code, _ in settings.LANGUAGES],
+                description="the record's language; default: the requester's",
+            ),
         ],
         responses={
             (200, "application/json"): OpenApiResponse(response=OpenApiTypes.OBJECT),
@@ -224,7 +240,7 @@ class Art30View(_ReportView, APIView):
         from reports.data import processing_activities
 
         params = request.query_params
-        unknown = sorted(set(params) - {"view", "output"})
+        unknown = sorted(set(params) - {"view", "output", "lang"})
         if unknown:
             raise InvalidInput({name: ["unknown query parameter"] for name in unknown})
         view, output = params.get("view", "controller"), params.get("output", "json")
@@ -233,6 +249,10 @@ class Art30View(_ReportView, APIView):
             errors["view"] = [f"must be one of {', '.join(art30.VIEWS)}"]
         if output not in art30.FORMATS:
             errors["output"] = [f"must be one of {', '.join(art30.FORMATS)}"]
+        offered = [code for code, _ in settings.LANGUAGES]
+        language = params.get("lang") or requester_language(Actor.of(request.user))
+        if language not in offered:
+            errors["lang"] = [f"must be one of {', '.join(offered)}"]
         if errors:
             raise InvalidInput(errors)
         body, content_type, name = art30.render(
@@ -241,6 +261,7 @@ class Art30View(_ReportView, APIView):
             processing_activities(),
             generated_at=clock.now(),
             processor=settings.FEDGOV_REPORT_ORGANISATION,
+            language=language,
         )
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="{name}"'

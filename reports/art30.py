@@ -12,8 +12,12 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
+from django.utils import formats, translation
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
@@ -24,7 +28,7 @@ from reports.signing import sign_pdf_bytes
 
 VIEWS = ("controller", "processor")
 FORMATS = ("csv", "json", "pdf")
-SECURITY = (
+SECURITY = _(
     "Federated learning: personal data stay at each site; only model updates leave. "
     "Training is allowed per round by a GDPR gate and an Ed25519-signed round ticket the "
     "site checks; every decision and update hash is kept in an append-only, signed Merkle "
@@ -32,35 +36,35 @@ SECURITY = (
 )
 
 CONTROLLER_COLUMNS = [
-    ("controller", "Controller"),
-    ("role", "Role of the site"),
-    ("country", "Country"),
-    ("contact", "Contact"),
-    ("joint_controllers", "Joint controllers (Art. 26)"),
-    ("purpose", "Purpose"),
-    ("dataset", "Dataset"),
-    ("lawful_basis", "Lawful basis"),
-    ("art9_condition", "Art. 9 condition"),
-    ("data_categories", "Categories of personal data"),
-    ("data_subjects", "Categories of data subjects"),
-    ("recipients", "Recipients"),
-    ("transfers", "Transfers to third countries and safeguards"),
-    ("retention_until", "Erasure time limit"),
-    ("processing_countries", "Where processed"),
-    ("security", "Security measures (Art. 32)"),
+    ("controller", _("Controller")),
+    ("role", _("Role of the site")),
+    ("country", _("Country")),
+    ("contact", _("Contact")),
+    ("joint_controllers", _("Joint controllers (Art. 26)")),
+    ("purpose", _("Purpose")),
+    ("dataset", _("Dataset")),
+    ("lawful_basis", _("Lawful basis")),
+    ("art9_condition", _("Art. 9 condition")),
+    ("data_categories", _("Categories of personal data")),
+    ("data_subjects", _("Categories of data subjects")),
+    ("recipients", _("Recipients")),
+    ("transfers", _("Transfers to third countries and safeguards")),
+    ("retention_until", _("Erasure time limit")),
+    ("processing_countries", _("Where processed")),
+    ("security", _("Security measures (Art. 32)")),
 ]
 PROCESSOR_COLUMNS = [
-    ("processor", "Processor"),
-    ("controller", "On behalf of (controller)"),
-    ("contact", "Controller contact"),
-    ("processing", "Categories of processing"),
-    ("transfers", "Transfers to third countries and safeguards"),
-    ("security", "Security measures (Art. 32)"),
+    ("processor", _("Processor")),
+    ("controller", _("On behalf of (controller)")),
+    ("contact", _("Controller contact")),
+    ("processing", _("Categories of processing")),
+    ("transfers", _("Transfers to third countries and safeguards")),
+    ("security", _("Security measures (Art. 32)")),
 ]
 
 
 def _transfers(a: ProcessingActivity) -> str:
-    return "; ".join(f"{src} → {dst}: {mech}" for src, dst, mech in a.transfers) or "none"
+    return "; ".join(f"{src} → {dst}: {mech}" for src, dst, mech in a.transfers) or gettext("none")
 
 
 def controller_rows(activities: Sequence[ProcessingActivity]) -> list[dict[str, str]]:
@@ -72,25 +76,27 @@ def controller_rows(activities: Sequence[ProcessingActivity]) -> list[dict[str, 
             "contact": a.contact,
             "joint_controllers": ", ".join(a.joint_controllers) or "—",
             "purpose": f"{a.purpose_name} [{a.purpose_code}]",
-            "dataset": f"{a.site_slug}/{a.dataset}" + (" (withdrawn)" if a.withdrawn else ""),
+            "dataset": f"{a.site_slug}/{a.dataset}"
+            + (gettext(" (withdrawn)") if a.withdrawn else ""),
             "lawful_basis": f"Art. {a.lawful_basis}",
             "art9_condition": f"Art. {a.art9_condition}" if a.art9_condition else "—",
             "data_categories": ", ".join(a.data_categories)
-            + (" (special category)" if a.special_category else ""),
-            "data_subjects": "subjects who consented"
+            + (gettext(" (special category)") if a.special_category else ""),
+            "data_subjects": gettext("subjects who consented")
             if a.lawful_basis == "6(1)(a)"
-            else f"subjects of {a.dataset}",
+            else gettext("subjects of %(dataset)s") % {"dataset": a.dataset},
             "recipients": (
-                "federation aggregator in "
-                + ", ".join(a.aggregator_countries)
-                + " (model updates only)"
+                gettext("federation aggregator in %(countries)s (model updates only)")
+                % {"countries": ", ".join(a.aggregator_countries)}
             )
             if a.aggregator_countries
-            else "none: not used by any run",
+            else gettext("none: not used by any run"),
             "transfers": _transfers(a),
-            "retention_until": a.retention_until.isoformat() if a.retention_until else "—",
+            "retention_until": formats.date_format(a.retention_until, "SHORT_DATE_FORMAT")
+            if a.retention_until
+            else "—",
             "processing_countries": ", ".join(a.processing_countries),
-            "security": SECURITY,
+            "security": str(SECURITY),
         }
         for a in activities
     ]
@@ -112,13 +118,19 @@ def processor_rows(
                 "controller": controller,
                 "contact": items[0].contact,
                 "processing": (
-                    "Gate checks over consent pseudonyms, signing of round tickets, "
-                    "aggregation and hashing of model updates for purposes "
-                    + ", ".join(purposes)
-                    + (f"; runs {', '.join(runs)}" if runs else "; no run yet")
+                    gettext(
+                        "Gate checks over consent pseudonyms, signing of round tickets, "
+                        "aggregation and hashing of model updates for purposes %(purposes)s"
+                    )
+                    % {"purposes": ", ".join(purposes)}
+                    + (
+                        gettext("; runs %(runs)s") % {"runs": ", ".join(runs)}
+                        if runs
+                        else gettext("; no run yet")
+                    )
                 ),
                 "transfers": "; ".join(sorted({_transfers(a) for a in items})),
-                "security": SECURITY,
+                "security": str(SECURITY),
             }
         )
     return rows
@@ -126,7 +138,7 @@ def processor_rows(
 
 def rows_for(
     view: str, activities: Sequence[ProcessingActivity], *, processor: str
-) -> tuple[list[tuple[str, str]], list[dict[str, str]]]:
+) -> tuple[list[tuple[str, Any]], list[dict[str, str]]]:
     if view == "controller":
         return CONTROLLER_COLUMNS, controller_rows(activities)
     return PROCESSOR_COLUMNS, processor_rows(activities, processor=processor)
@@ -148,7 +160,7 @@ def spreadsheet_safe(value: object) -> str:
 def to_csv(columns, rows) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([spreadsheet_safe(label) for _key, label in columns])
+    writer.writerow([spreadsheet_safe(str(label)) for _key, label in columns])
     for row in rows:
         writer.writerow([spreadsheet_safe(row[key]) for key, _label in columns])
     return out.getvalue().encode("utf-8-sig")  # the BOM lets spreadsheet tools read UTF-8
@@ -161,7 +173,7 @@ def to_json(view: str, columns, rows, *, generated_at: datetime, processor: str)
         "article": "30(1)" if view == "controller" else "30(2)",
         "generated_at": generated_at.isoformat(),
         "issued_by": processor,
-        "columns": {key: label for key, label in columns},
+        "columns": {key: str(label) for key, label in columns},
         "activities": rows,
     }
     return json.dumps(document, indent=2, ensure_ascii=False).encode()
@@ -178,23 +190,34 @@ def to_pdf(view: str, columns, rows, *, generated_at: datetime, processor: str) 
         rightMargin=12 * mm,
         topMargin=12 * mm,
         bottomMargin=12 * mm,
-        title="Art. 30 record of processing activities",
+        title=gettext("Art. 30 record of processing activities"),
         author=processor,
         invariant=1,
     )
-    article = "Art. 30(1), controller" if view == "controller" else "Art. 30(2), processor"
+    article = (
+        gettext("Art. 30(1), controller")
+        if view == "controller"
+        else gettext("Art. 30(2), processor")
+    )
     # The security text is the same on every row: state it once above the table.
     shown = [(k, label) for k, label in columns if k != "security"]
     story = [
-        Paragraph("Record of processing activities", S["title"]),
+        Paragraph(gettext("Record of processing activities"), S["title"]),
         Paragraph(
             escape(
-                f"GDPR {article} view · issued by {processor} · {generated_at:%Y-%m-%d %H:%M} UTC"
+                gettext("GDPR %(article)s view · issued by %(processor)s · %(at)s")
+                % {"article": article, "processor": processor, "at": _when(generated_at)}
             ),
             S["subtitle"],
         ),
         Spacer(1, 4 * mm),
-        Paragraph("<b>Security measures (Art. 32).</b> " + escape(SECURITY), S["body"]),
+        Paragraph(
+            "<b>"
+            + escape(gettext("Security measures (Art. 32)."))
+            + "</b> "
+            + escape(str(SECURITY)),
+            S["body"],
+        ),
         Spacer(1, 4 * mm),
     ]
     weights = {
@@ -215,9 +238,9 @@ def to_pdf(view: str, columns, rows, *, generated_at: datetime, processor: str) 
     widths = [width * weights.get(k, 1.0) / total for k, _ in shown]
     story.append(
         data_table(
-            [label for _k, label in shown],
+            [str(label) for _k, label in shown],
             [[row[k] for k, _ in shown] for row in rows]
-            or [["no processing recorded"] + [""] * (len(shown) - 1)],
+            or [[gettext("no processing recorded")] + [""] * (len(shown) - 1)],
             widths,
             long=True,
         )
@@ -226,8 +249,28 @@ def to_pdf(view: str, columns, rows, *, generated_at: datetime, processor: str) 
     return out.getvalue()
 
 
-def render(view: str, output: str, activities, *, generated_at: datetime, processor: str):
-    """``(bytes, content type, file name)`` of the record. ``ValueError`` on a bad choice."""
+def _when(at: datetime) -> str:
+    """The record's time in the house format of its language, in UTC."""
+    utc = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return formats.date_format(utc, "SHORT_DATETIME_FORMAT")
+
+
+def render(
+    view: str,
+    output: str,
+    activities,
+    *,
+    generated_at: datetime,
+    processor: str,
+    language: str = "en",
+):
+    """``(bytes, content type, file name)`` of the record in ``language`` (labels, the
+    GDPR's terms, dates). ``ValueError`` on a bad choice."""
+    with translation.override(language):
+        return _render(view, output, activities, generated_at=generated_at, processor=processor)
+
+
+def _render(view: str, output: str, activities, *, generated_at: datetime, processor: str):
     if view not in VIEWS:
         raise ValueError(f"view must be one of {', '.join(VIEWS)}")
     if output not in FORMATS:

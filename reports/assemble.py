@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from fedgov.actors import Actor
 from reports import data as report_data
@@ -14,11 +17,20 @@ from reports.ledger import anchor_checkpoint, cited_proofs
 from reports.pdf import Anchor, ReportInput, RunSection
 
 
-def scope_text(run_name: str | None, period: Period | None) -> str:
+def scope_text(run_name: str | None, period: Period | None) -> Any:
+    """The report's scope, read in the language active when it is shown (lazy)."""
     if period is None:
-        return f"Run {run_name}, all rounds" if run_name else "All runs, all rounds"
-    span = f"{period.start:%Y-%m-%d %H:%M} to {period.end:%Y-%m-%d %H:%M} UTC"
-    return f"Run {run_name}, rounds from {span}" if run_name else f"All runs, rounds from {span}"
+        if run_name:
+            return format_lazy(_("Run {name}, all rounds"), name=run_name)
+        return _("All runs, all rounds")
+    span = format_lazy(
+        _("{start} to {end} UTC"),
+        start=f"{period.start:%Y-%m-%d %H:%M}",
+        end=f"{period.end:%Y-%m-%d %H:%M}",
+    )
+    if run_name:
+        return format_lazy(_("Run {name}, rounds from {span}"), name=run_name, span=span)
+    return format_lazy(_("All runs, rounds from {span}"), span=span)
 
 
 def _sections(run_ids: list[int], period: Period | None) -> Iterator[RunSection]:
@@ -43,7 +55,10 @@ def report_input(
     anchor: Anchor = anchor_checkpoint(actor=actor)
     return ReportInput(
         report_id=report_id,
-        title=f"Audit report: {run_name}" if run_name else "Audit report: all runs",
+        # Lazy: the PDF reads them in the report's language when it lays them out.
+        title=format_lazy(_("Audit report: {name}"), name=run_name)
+        if run_name
+        else _("Audit report: all runs"),
         scope=scope_text(run_name, period),
         organisation=settings.FEDGOV_REPORT_ORGANISATION,
         generated_at=generated_at,

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from django.db.models import Count, Q
+from django.utils.translation import gettext_lazy
 
 from audit import selectors as ledger
 from opennebula.selectors import workloads_of_run
@@ -173,7 +174,10 @@ class RuleRow:
     rule_id: str
     article: str
     ok: bool
-    reason: str
+    reason: str  # English, as the gate stored it
+    # The reason as data (training.gate.messages): what the PDF renders in its language.
+    code: str = ""
+    params: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,8 @@ class RoundFacts:
     accuracy: float | None
     consent: tuple[ConsentCount, ...]
     ledger_seqs: tuple[int, ...]
+    gate_reason_code: str = ""
+    gate_reason_params: dict = field(default_factory=dict)
 
     @property
     def eligible_sites(self) -> int:
@@ -273,16 +279,18 @@ def report_run_ids(*, run_id: int | None = None, period: Period | None = None) -
     return sorted(set(rounds.values_list("run_id", flat=True)))
 
 
+# The Regulation's terms, rendered in the reader's language when they are read.
 ROLE_LABELS = {
-    "joint_controller": "joint controller (Art. 26)",
-    "processor": "processor (Art. 28)",
-    "controller": "controller",
+    "joint_controller": gettext_lazy("joint controller (Art. 26)"),
+    "processor": gettext_lazy("processor (Art. 28)"),
+    "controller": gettext_lazy("controller"),
 }
 
 
 def role_label(agreement_type: str) -> str:
     """A site's role in the same words in every output (PDF, Art. 30, dashboard)."""
-    return ROLE_LABELS.get(agreement_type, agreement_type.replace("_", " "))
+    label = ROLE_LABELS.get(agreement_type)
+    return str(label) if label is not None else agreement_type.replace("_", " ")
 
 
 def gate_transfers(*, run_id: int) -> tuple[Transfer, ...]:
@@ -498,7 +506,9 @@ def _chunk_facts(chunk, purpose_id, dataset_names, placements) -> Iterator[Round
     for r in GateResult.objects.filter(decision_id__in=decision_ids).order_by(
         "decision_id", "site_slug", "position"
     ):
-        rules[r.decision_id].append(RuleRow(r.site_slug, r.rule_id, r.article, r.ok, r.reason))
+        rules[r.decision_id].append(
+            RuleRow(r.site_slug, r.rule_id, r.article, r.ok, r.reason, r.code, r.params)
+        )
     eligibility: dict[int, list[tuple]] = defaultdict(list)
     for row in (
         SiteEligibility.objects.filter(decision_id__in=decision_ids)
@@ -569,6 +579,8 @@ def _chunk_facts(chunk, purpose_id, dataset_names, placements) -> Iterator[Round
             accuracy=_accuracy(site_updates),
             consent=consent_counts(dataset_names=dataset_names, purpose_id=purpose_id, at=at),
             ledger_seqs=tuple(seqs.get(round_.pk, ())),
+            gate_reason_code=decision.reason_code if decision else "",
+            gate_reason_params=decision.reason_params if decision else {},
         )
 
 

@@ -39,6 +39,9 @@ class Report(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
     )
     requested_by_name = models.CharField(max_length=150)
+    # The language the PDF is written in (settings.LANGUAGES); the evidence bundle is
+    # language-neutral whatever this says.
+    language = models.CharField(max_length=8, default="en", choices=settings.LANGUAGES)
     created_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -13,10 +13,12 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import IO, Any
 from xml.sax.saxutils import escape
 
+from django.utils import formats
+from django.utils.translation import gettext, gettext_noop
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.linecharts import HorizontalLineChart
 from reportlab.graphics.shapes import Drawing, String
@@ -45,6 +47,7 @@ from reportlab.platypus import (
 
 from reports import fonts
 from reports.data import RoundFacts, RoundPoint, RunHeader, role_label
+from training.reasons import reason_text
 
 INK = colors.HexColor("#1f2a37")
 MUTED = colors.HexColor("#5b6675")
@@ -120,8 +123,8 @@ class ReportInput:
     """Everything the PDF shows. ``sections`` and their rounds may be lazy iterables."""
 
     report_id: str
-    title: str
-    scope: str
+    title: Any  # text, or a lazy translation read in the report's language
+    scope: Any
     organisation: str
     generated_at: datetime
     anchor: Anchor
@@ -241,14 +244,16 @@ def P(text: Any, style: str = "cell") -> Paragraph:
 
 
 def _fmt(value: Any) -> str:
+    """A cell's text; dates in the house format of the report's language, always in UTC."""
     if value is None or value == "":
         return "—"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M UTC")
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return formats.date_format(utc, "SHORT_DATETIME_FORMAT")
     if isinstance(value, date):
-        return value.isoformat()
+        return formats.date_format(value, "SHORT_DATE_FORMAT")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return gettext("yes") if value else gettext("no")
     return str(value)
 
 
@@ -271,6 +276,22 @@ def _cell(value: Any, width: float) -> Any:
     return P(text) if stringWidth(text, fonts.SANS, 8) > width - 7 else text
 
 
+_CELL_PADDING = 12  # points: reportlab's default 6 on each side of a cell
+
+
+def _head(text: str, width: float) -> Paragraph:
+    """A column heading whose longest word fits its column: a smaller size, down to 5.5
+    points, rather than a word split mid-letter (German and Polish words run long)."""
+    style = S["cellhead"]
+    longest = max((stringWidth(w, style.fontName, style.fontSize) for w in text.split()), default=0)
+    room = width - _CELL_PADDING
+    if longest <= room:
+        return P(text, "cellhead")
+    size = max(5.5, style.fontSize * room / longest)
+    fitted = ParagraphStyle(f"cellhead-{size:.2f}", parent=style, fontSize=size, leading=size + 2)
+    return Paragraph(escape(text), fitted)
+
+
 def data_table(
     header: list[str],
     rows: list[list[Any]],
@@ -280,7 +301,7 @@ def data_table(
     mono: tuple[int, ...] = (),
     mono_size: float = 6,
 ):
-    data = [[P(h, "cellhead") for h in header]] + [
+    data = [[_head(h, w) for h, w in zip(header, widths, strict=False)]] + [
         [_cell(c, w) for c, w in zip(row, widths, strict=False)] for row in rows
     ]
     cls = LongTable if long else Table
@@ -289,6 +310,8 @@ def data_table(
         ("BACKGROUND", (0, 0), (-1, 0), ACCENT),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LINEBELOW", (0, 0), (-1, -1), 0.25, RULE),
+        # Plain-string cells too: the table's default (Helvetica) has no ł, ś, ą or œ.
+        ("FONTNAME", (0, 1), (-1, -1), fonts.SANS),
         ("FONTSIZE", (0, 1), (-1, -1), 8),
         ("TOPPADDING", (0, 0), (-1, -1), 2.5),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 2.5),
@@ -399,10 +422,10 @@ def line_chart(title: str, numbers: list[int], values: list[float | None]) -> Dr
 
 def _cover(doc: ReportInput, headers: list[RunHeader]) -> Iterator[Flowable]:
     yield Spacer(1, 38 * mm)
-    yield Paragraph("Audit report", S["subtitle"])
-    yield Paragraph(escape(doc.title), S["title"])
+    yield Paragraph(gettext("Audit report"), S["subtitle"])
+    yield Paragraph(escape(str(doc.title)), S["title"])
     yield Spacer(1, 4 * mm)
-    yield Paragraph(escape(doc.scope), S["subtitle"])
+    yield Paragraph(escape(str(doc.scope)), S["subtitle"])
     yield Spacer(1, 14 * mm)
     controllers = sorted(
         {f"{c.organisation} ({c.country})" for h in headers for c in h.controllers}
@@ -410,25 +433,32 @@ def _cover(doc: ReportInput, headers: list[RunHeader]) -> Iterator[Flowable]:
     purposes = sorted({f"{h.purpose_name} [{h.purpose_code}]" for h in headers})
     yield _facts_box(
         [
-            ("Controller(s)", "; ".join(controllers) or "none recorded"),
-            ("Run(s)", ", ".join(h.name for h in headers) or "no run in this scope"),
-            ("Purpose", "; ".join(purposes) or "—"),
-            ("Period", doc.scope),
-            ("Generated at", doc.generated_at),
-            ("Report id", doc.report_id),
-            ("Issued by", doc.organisation),
+            (gettext("Controller(s)"), "; ".join(controllers) or gettext("none recorded")),
             (
-                "Anchored to",
-                f"ledger checkpoint at size {doc.anchor.size}, key {doc.anchor.key_id}",
+                gettext("Run(s)"),
+                ", ".join(h.name for h in headers) or gettext("no run in this scope"),
+            ),
+            (gettext("Purpose"), "; ".join(purposes) or "—"),
+            (gettext("Period"), str(doc.scope)),
+            (gettext("Generated at"), doc.generated_at),
+            (gettext("Report id"), doc.report_id),
+            (gettext("Issued by"), doc.organisation),
+            (
+                gettext("Anchored to"),
+                gettext("ledger checkpoint at size %(size)s, key %(key)s")
+                % {"size": doc.anchor.size, "key": doc.anchor.key_id},
             ),
         ]
     )
     yield Spacer(1, 12 * mm)
     yield Paragraph(
-        "This report is signed electronically (PAdES). A JSON evidence bundle with the same "
-        "content, the cited ledger entries, their inclusion proofs and the public keys is "
-        "delivered beside it and can be checked offline with <font face='FedgovMono'>python -m "
-        "audit.verify</font>. Consent is reported as counts only; no data subject is named.",
+        gettext(
+            "This report is signed electronically (PAdES). A JSON evidence bundle with the same "
+            "content, the cited ledger entries, their inclusion proofs and the public keys is "
+            "delivered beside it and can be checked offline with %(command)s. Consent is "
+            "reported as counts only; no data subject is named."
+        )
+        % {"command": "<font face='FedgovMono'>python -m audit.verify</font>"},
         S["small"],
     )
     yield NextPageTemplate("body")
@@ -445,33 +475,56 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     closed = sum(1 for p in series if p.state == "closed")
     excluded = sum(p.excluded_records for p in series)
     accuracies = [p.accuracy for p in series if p.accuracy is not None]
-    yield Heading(f"Run {header.name}: summary", 0)
+    yield Heading(gettext("Run %(name)s: summary") % {"name": header.name}, 0)
     dpia = header.dpia
-    dpia_text = (
-        f"DPIA {dpia.reference} is {dpia.status}"
-        + (f", valid until {_fmt(dpia.valid_until)}" if dpia.valid_until else "")
-        if dpia
-        else "no DPIA is recorded"
-    )
-    text = (
-        f"Run <b>{escape(header.name)}</b> trains a shared model for the purpose "
-        f"<b>{escape(header.purpose_name)}</b> across {len(header.controllers)} site(s), "
-        f"aggregated in {escape(header.aggregator_country)}, under policy "
-        f"<b>{escape(header.policy.name)} v{header.policy.version}</b>; {escape(dpia_text)}. "
-        f"This report covers {total} round(s): the GDPR gate allowed {allowed} and blocked "
-        f"{blocked}, and refused a site {refused} time(s) (per site and round); "
-        f"{closed} closed normally. {excluded} record(s) were excluded from "
-        "training because consent had been withdrawn or had expired at the round's instant."
-    )
+    if dpia is None:
+        dpia_text = gettext("no DPIA is recorded")
+    elif dpia.valid_until:
+        dpia_text = gettext("DPIA %(reference)s is %(status)s, valid until %(date)s") % {
+            "reference": dpia.reference,
+            "status": dpia.status,
+            "date": _fmt(dpia.valid_until),
+        }
+    else:
+        dpia_text = gettext("DPIA %(reference)s is %(status)s") % {
+            "reference": dpia.reference,
+            "status": dpia.status,
+        }
+    text = gettext(
+        "Run <b>%(name)s</b> trains a shared model for the purpose <b>%(purpose)s</b> "
+        "across %(sites)s site(s), aggregated in %(country)s, under policy "
+        "<b>%(policy)s v%(version)s</b>; %(dpia)s. This report covers %(total)s round(s): "
+        "the GDPR gate allowed %(allowed)s and blocked %(blocked)s, and refused a site "
+        "%(refused)s time(s) (per site and round); %(closed)s closed normally. %(excluded)s "
+        "record(s) were excluded from training because consent had been withdrawn or had "
+        "expired at the round's instant."
+    ) % {
+        "name": escape(header.name),
+        "purpose": escape(header.purpose_name),
+        "sites": len(header.controllers),
+        "country": escape(header.aggregator_country),
+        "policy": escape(header.policy.name),
+        "version": header.policy.version,
+        "dpia": escape(dpia_text),
+        "total": total,
+        "allowed": allowed,
+        "blocked": blocked,
+        "refused": refused,
+        "closed": closed,
+        "excluded": excluded,
+    }
     if accuracies:
-        text += f" Model accuracy went from {accuracies[0]:.2f} to {accuracies[-1]:.2f}."
+        text += gettext(" Model accuracy went from %(first).2f to %(last).2f.") % {
+            "first": accuracies[0],
+            "last": accuracies[-1],
+        }
     yield Paragraph(text, S["body"])
     yield Spacer(1, 4 * mm)
     figures = [
-        (str(total), "rounds"),
-        (str(allowed), "allowed by the gate"),
-        (f"{blocked} / {refused}", "rounds blocked / site-rounds refused"),
-        (str(excluded), "records excluded"),
+        (str(total), gettext("rounds")),
+        (str(allowed), gettext("allowed by the gate")),
+        (f"{blocked} / {refused}", gettext("rounds blocked / site-rounds refused")),
+        (str(excluded), gettext("records excluded")),
     ]
     cells = [[Paragraph(v, S["figure"]) for v, _ in figures], [P(k, "small") for _, k in figures]]
     box = Table(cells, colWidths=[BODY_W / 4] * 4, hAlign="LEFT")
@@ -486,21 +539,21 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     )
     yield box
     numbers = [p.number for p in series]
-    yield Heading("Trends across rounds", 1)
+    yield Heading(gettext("Trends across rounds"), 1)
     yield bar_chart(
-        "Sites eligible per round",
+        gettext("Sites eligible per round"),
         numbers,
         [p.eligible_sites for p in series],
         colors.HexColor("#3a7d44"),
     )
     yield bar_chart(
-        "Records excluded per round (consent withdrawn or expired)",
+        gettext("Records excluded per round (consent withdrawn or expired)"),
         numbers,
         [p.excluded_records for p in series],
         colors.HexColor("#b5523b"),
     )
     yield line_chart(
-        "Model accuracy per round (example-weighted mean reported by the sites)",
+        gettext("Model accuracy per round (example-weighted mean reported by the sites)"),
         numbers,
         [p.accuracy for p in series],
     )
@@ -538,7 +591,7 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
     p = header.privacy
     if p is None:
         return
-    yield Heading("Differential privacy", 1)
+    yield Heading(gettext("Differential privacy"), 1)
     if p.mechanism == "none" and p.limit is None and not p.rounds:
         yield Paragraph(
             "The run applies no differential-privacy mechanism and its policy sets no "
@@ -550,23 +603,35 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
         return
     yield _facts_box(
         [
-            ("Mechanism", p.mechanism),
-            ("Clipping norm C", p.clipping_norm),
-            ("Noise multiplier z", p.noise_multiplier),
-            ("Target ε (derivation)", p.target_epsilon),
-            ("Budget ε", p.limit),
+            (gettext("Mechanism"), p.mechanism),
+            (gettext("Clipping norm C"), p.clipping_norm),
+            (gettext("Noise multiplier z"), p.noise_multiplier),
+            (gettext("Target ε (derivation)"), p.target_epsilon),
+            (gettext("Budget ε"), p.limit),
             ("δ", p.delta),
-            ("Neighbouring relation", p.relation),
-            ("Mechanism required by policy", p.required_mechanism or "any that adds noise"),
-            ("Accountant", "Flower RDP accountant (flwr.supercore.privacy_accounting)"),
+            (gettext("Neighbouring relation"), p.relation),
+            (
+                gettext("Mechanism required by policy"),
+                p.required_mechanism or "any that adds noise",
+            ),
+            (gettext("Accountant"), "Flower RDP accountant (flwr.supercore.privacy_accounting)"),
         ]
     )
     if not p.rounds:
-        yield Paragraph("No round has released an aggregate yet: no ε is spent.", S["body"])
+        yield Paragraph(
+            gettext("No round has released an aggregate yet: no ε is spent."), S["body"]
+        )
     else:
         yield Spacer(1, 2 * mm)
         yield data_table(
-            ["round", "mechanism", "sites", "noise σ", "cumulative ε", "aggregate: before → after"],
+            [
+                gettext("round"),
+                gettext("mechanism"),
+                gettext("sites"),
+                gettext("noise σ"),
+                gettext("cumulative ε"),
+                gettext("aggregate: before → after"),
+            ],
             [
                 [
                     r.number,
@@ -593,9 +658,15 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
 def _site_refusals(refusals) -> Iterator[Flowable]:
     """Sites that refused a ticket under their own limits (ε, mechanism, local policy)."""
     if refusals:
-        yield Paragraph("Sites that refused a ticket under their own limits:", S["body"])
+        yield Paragraph(gettext("Sites that refused a ticket under their own limits:"), S["body"])
         yield data_table(
-            ["round", "site", "node", "code", "reason"],
+            [
+                gettext("round"),
+                gettext("site"),
+                gettext("node"),
+                gettext("code"),
+                gettext("reason"),
+            ],
             [[r.number, r.site_id, r.node_id, r.code, r.reason] for r in refusals],
             [w * mm for w in (14, 12, 30, 30)] + [BODY_W - 86 * mm],
         )
@@ -603,10 +674,16 @@ def _site_refusals(refusals) -> Iterator[Flowable]:
 
 def _legal(header: RunHeader) -> Iterator[Flowable]:
     yield PageBreak()
-    yield Heading(f"Run {header.name}: legal frame", 1)
-    yield Paragraph("Controllers and agreements", S["h3"])
+    yield Heading(gettext("Run %(name)s: legal frame") % {"name": header.name}, 1)
+    yield Paragraph(gettext("Controllers and agreements"), S["h3"])
     yield data_table(
-        ["Site", "Organisation", "Country", "Agreement", "Agreement SHA-256"],
+        [
+            gettext("Site"),
+            gettext("Organisation"),
+            gettext("Country"),
+            gettext("Agreement"),
+            gettext("Agreement SHA-256"),
+        ],
         [
             [
                 c.site_slug,
@@ -619,16 +696,16 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
         ],
         [25 * mm, 55 * mm, 16 * mm, 30 * mm, BODY_W - 126 * mm],
     )
-    yield Paragraph("Datasets, lawful bases and Art. 9 conditions", S["h3"])
+    yield Paragraph(gettext("Datasets, lawful bases and Art. 9 conditions"), S["h3"])
     yield data_table(
         [
-            "Site",
-            "Dataset",
-            "Lawful basis",
-            "Special category",
-            "Art. 9",
-            "Retention",
-            "Processing",
+            gettext("Site"),
+            gettext("Dataset"),
+            gettext("Lawful basis"),
+            gettext("Special category"),
+            gettext("Art. 9"),
+            gettext("Retention"),
+            gettext("Processing"),
         ],
         [
             [
@@ -642,41 +719,51 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
             ]
             for d in header.datasets
         ],
-        [22 * mm, 34 * mm, 22 * mm, 18 * mm, 20 * mm, 22 * mm, BODY_W - 138 * mm],
+        [20 * mm, 28 * mm, 29 * mm, 22 * mm, 14 * mm, 29 * mm, BODY_W - 142 * mm],
     )
-    yield Paragraph("Impact assessment and policy", S["h3"])
+    yield Paragraph(gettext("Impact assessment and policy"), S["h3"])
     dpia = header.dpia
     policy = header.policy
     yield _facts_box(
         [
-            ("DPIA (Art. 35)", f"{dpia.reference}: {dpia.status}" if dpia else "none recorded"),
-            ("DPIA document SHA-256", dpia.document_hash if dpia else None),
             (
-                "DPIA approved / valid until",
+                gettext("DPIA (Art. 35)"),
+                f"{dpia.reference}: {dpia.status}" if dpia else gettext("none recorded"),
+            ),
+            (gettext("DPIA document SHA-256"), dpia.document_hash if dpia else None),
+            (
+                gettext("DPIA approved / valid until"),
                 f"{_fmt(dpia.approved_at)} / {_fmt(dpia.valid_until)}" if dpia else None,
             ),
-            ("Policy", f"{policy.name} version {policy.version} ({policy.status})"),
-            ("Policy content SHA-256", policy.content_hash),
-            ("Published", policy.published_at),
-            ("Minimum eligible sites", policy.min_eligible_sites),
-            ("Human approval required", policy.requires_approval),
+            (gettext("Policy"), f"{policy.name} version {policy.version} ({policy.status})"),
+            (gettext("Policy content SHA-256"), policy.content_hash),
+            (gettext("Published"), policy.published_at),
+            (gettext("Minimum eligible sites"), policy.min_eligible_sites),
+            (gettext("Human approval required"), policy.requires_approval),
         ]
     )
-    yield Paragraph("Transfer legs as the latest gate checked them (Chapter V)", S["h3"])
+    yield Paragraph(gettext("Transfer legs as the latest gate checked them (Chapter V)"), S["h3"])
     yield data_table(
-        ["Site", "What, to whom", "Importer", "Transfer?", "Ground (gate's words)"],
+        [
+            gettext("Site"),
+            gettext("What, to whom"),
+            gettext("Importer"),
+            gettext("Transfer?"),
+            gettext("Ground (gate's words)"),
+        ],
         [
             [
                 f"{t.site_slug} ({t.site_country})",
                 t.data,
                 f"{t.importer} ({t.importer_country or '?'})",
-                ("third country" if t.third_country else "no") + ("" if t.ok else ", REFUSED"),
+                (gettext("third country") if t.third_country else gettext("no"))
+                + ("" if t.ok else gettext(", REFUSED")),
                 t.ground,
             ]
             for t in header.transfers
         ]
-        or [["—", "no gate decision yet", "", "", ""]],
-        [28 * mm, 32 * mm, 32 * mm, 22 * mm, BODY_W - 114 * mm],
+        or [["—", gettext("no gate decision yet"), "", "", ""]],
+        [28 * mm, 32 * mm, 32 * mm, 28 * mm, BODY_W - 120 * mm],
     )
 
 
@@ -695,7 +782,7 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
         first_w = 30 * mm
         cell_w = min(16 * mm, (BODY_W - first_w) / max(1, len(site_rules)))
         # Break rule ids at their hyphens, not mid-word, in the narrow grid columns.
-        header = [P("Site", "cellhead")] + [
+        header = [P(gettext("Site"), "cellhead")] + [
             Paragraph(escape(rid).replace("-", "-<br/>"), S["grid"]) for rid in site_rules
         ]
         rows = [header]
@@ -703,6 +790,7 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
             ("BACKGROUND", (0, 0), (0, 0), ACCENT),
             ("BACKGROUND", (1, 0), (-1, 0), STRIPE),
             ("GRID", (0, 0), (-1, -1), 0.25, RULE),
+            ("FONTNAME", (1, 1), (-1, -1), fonts.SANS),
             ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
             ("FONTSIZE", (1, 1), (-1, -1), 7),
             ("ALIGN", (1, 1), (-1, -1), "CENTER"),
@@ -715,7 +803,7 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
             row: list[Any] = [P(site)]
             for x, rid in enumerate(site_rules, start=1):
                 ok = verdict.get((site, rid))
-                row.append("" if ok is None else ("pass" if ok else "FAIL"))
+                row.append("" if ok is None else (gettext("pass") if ok else gettext("FAIL")))
                 if ok is not None:
                     style += [
                         ("BACKGROUND", (x, y), (x, y), PASS_BG if ok else FAIL_BG),
@@ -729,7 +817,7 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
         out.append(grid)
         out.append(
             Paragraph(
-                "Rules and articles: "
+                gettext("Rules and articles: ")
                 + "; ".join(f"<b>{escape(r)}</b> {escape(articles[r])}" for r in site_rules),
                 S["small"],
             )
@@ -739,14 +827,20 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
     if round_rules or failures:
         out.append(
             data_table(
-                ["Site", "Rule", "Article", "Verdict", "Reason"],
+                [
+                    gettext("Site"),
+                    gettext("Rule"),
+                    gettext("Article"),
+                    gettext("Verdict"),
+                    gettext("Reason"),
+                ],
                 [
                     [
-                        r.site_slug or "(whole round)",
+                        r.site_slug or gettext("(whole round)"),
                         r.rule_id,
                         r.article,
-                        P("pass" if r.ok else "FAIL"),
-                        r.reason,
+                        P(gettext("pass") if r.ok else gettext("FAIL")),
+                        reason_text(r.code, r.params, r.reason),
                     ]
                     for r in itertools.chain(round_rules, failures)
                 ],
@@ -757,43 +851,89 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
     return out
 
 
+# The words a round heading uses, marked for the catalogue (reports/locale).
+_ROUND_WORDS = (
+    gettext_noop("not gated"),
+    gettext_noop("allowed"),
+    gettext_noop("planned"),
+    gettext_noop("gated"),
+    gettext_noop("blocked"),
+    gettext_noop("awaiting approval"),
+    gettext_noop("approved"),
+    gettext_noop("rejected"),
+    gettext_noop("provisioning"),
+    gettext_noop("placement verified"),
+    gettext_noop("running"),
+    gettext_noop("aggregated"),
+    gettext_noop("closed"),
+    gettext_noop("failed"),
+    gettext_noop("aborted"),
+)
+
+
 def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
     """One round's section; ``placed_since`` names the earlier round whose placement table
     already shows these very workloads (they are per run), so it is not repeated."""
-    outcome = facts.gate_outcome or "not gated"
+    outcome = gettext(facts.gate_outcome or "not gated")
     yield CondPageBreak(60 * mm)
-    yield Heading(f"Round {facts.number}: {outcome}, {facts.state.replace('_', ' ')}", 1)
+    title = gettext("Round %(number)s: %(outcome)s, %(state)s") % {
+        "number": facts.number,
+        "outcome": outcome,
+        "state": gettext(facts.state.replace("_", " ")),
+    }
+    yield Heading(title, 1)
     yield _facts_box(
         [
-            ("Gate evaluated", facts.gate_at),
-            ("Outcome and reason", facts.gate_reason or outcome),
-            ("Inputs snapshot SHA-256", facts.snapshot_hash),
-            ("Round state", f"{facts.state}. {facts.state_reason}".strip()),
-            ("Aggregate SHA-256", facts.aggregate_hash),
-            ("Model accuracy", f"{facts.accuracy:.4f}" if facts.accuracy is not None else None),
+            (gettext("Gate evaluated"), facts.gate_at),
+            (
+                gettext("Outcome and reason"),
+                reason_text(facts.gate_reason_code, facts.gate_reason_params, facts.gate_reason)
+                or outcome,
+            ),
+            (gettext("Inputs snapshot SHA-256"), facts.snapshot_hash),
+            (gettext("Round state"), f"{facts.state}. {facts.state_reason}".strip()),
+            (gettext("Aggregate SHA-256"), facts.aggregate_hash),
+            (
+                gettext("Model accuracy"),
+                f"{facts.accuracy:.4f}" if facts.accuracy is not None else None,
+            ),
         ]
     )
     if facts.rules:
-        yield Paragraph("Gate outcome per site and rule", S["h3"])
+        yield Paragraph(gettext("Gate outcome per site and rule"), S["h3"])
         yield from _rule_grid(facts)
-    yield Paragraph("Approvals", S["h3"])
+    yield Paragraph(gettext("Approvals"), S["h3"])
     if facts.approvals:
         yield data_table(
-            ["Decision", "By", "At", "Expires", "Reason"],
+            [
+                gettext("Decision"),
+                gettext("By"),
+                gettext("At"),
+                gettext("Expires"),
+                gettext("Reason"),
+            ],
             [[a.decision, a.approver, a.at, a.expires_at, a.reason] for a in facts.approvals],
             [18 * mm, 28 * mm, 32 * mm, 32 * mm, BODY_W - 110 * mm],
         )
     else:
-        yield Paragraph("No approval was recorded for this round.", S["small"])
+        yield Paragraph(gettext("No approval was recorded for this round."), S["small"])
     if facts.placements and placed_since is not None:
         yield Paragraph(
             f"Where training ran: the same OpenNebula workloads as in round {placed_since}.",
             S["small"],
         )
     elif facts.placements:
-        yield Paragraph("Where training ran (OpenNebula placement)", S["h3"])
+        yield Paragraph(gettext("Where training ran (OpenNebula placement)"), S["h3"])
         yield data_table(
-            ["Site", "Zone", "VM", "Host", "Host country", "Cluster / datastore", "State"],
+            [
+                gettext("Site"),
+                gettext("Zone"),
+                gettext("VM"),
+                gettext("Host"),
+                gettext("Host country"),
+                gettext("Cluster / datastore"),
+                gettext("State"),
+            ],
             [
                 [
                     p.site_slug,
@@ -810,10 +950,17 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
             long=True,
         )
     if facts.records or facts.updates:
-        yield Paragraph("Records and model updates", S["h3"])
+        yield Paragraph(gettext("Records and model updates"), S["h3"])
         hashes = {u.site_slug: u for u in facts.updates if u.accepted}
         yield data_table(
-            ["Site", "Eligible", "Records", "Used", "Excluded", "Update SHA-256"],
+            [
+                gettext("Site"),
+                gettext("Eligible"),
+                gettext("Records"),
+                gettext("Used"),
+                gettext("Excluded"),
+                gettext("Update SHA-256"),
+            ],
             [
                 [
                     r.site_slug,
@@ -832,7 +979,7 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
         refused = [u for u in facts.updates if not u.accepted]
         if refused:
             yield data_table(
-                ["Refused node", "Update SHA-256", "Why"],
+                [gettext("Refused node"), gettext("Update SHA-256"), gettext("Why")],
                 [
                     [u.node_id, Paragraph(u.update_hash, S["mono"]), u.rejection_reason]
                     for u in refused
@@ -840,18 +987,17 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                 [26 * mm, 80 * mm, BODY_W - 106 * mm],
             )
     if facts.consent:
-        yield Paragraph("Consent at the round's instant (counts only)", S["h3"])
+        yield Paragraph(gettext("Consent at the round's instant (counts only)"), S["h3"])
         yield data_table(
-            ["Dataset", "Granted", "Withdrawn", "Expired"],
+            [gettext("Dataset"), gettext("Granted"), gettext("Withdrawn"), gettext("Expired")],
             [[c.dataset, c.granted, c.withdrawn, c.expired] for c in facts.consent],
             [BODY_W - 66 * mm, 22 * mm, 22 * mm, 22 * mm],
             long=True,
         )
     if facts.ledger_seqs:
         yield Paragraph(
-            "Ledger events cited: "
-            + ", ".join(f"#{s}" for s in facts.ledger_seqs)
-            + " (inclusion proofs in the appendix).",
+            gettext("Ledger events cited: %(seqs)s (inclusion proofs in the appendix).")
+            % {"seqs": ", ".join(f"#{s}" for s in facts.ledger_seqs)},
             S["small"],
         )
 
@@ -859,7 +1005,7 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
 def _appendix(doc: ReportInput) -> Iterator[Flowable]:
     anchor = doc.anchor
     yield PageBreak()
-    yield Heading("Appendix: ledger anchor and inclusion proofs", 0)
+    yield Heading(gettext("Appendix: ledger anchor and inclusion proofs"), 0)
     yield Paragraph(
         "Every event this report cites is a leaf of fedgov's append-only ledger, an RFC 9162 "
         "Merkle tree. The checkpoint below is signed with Ed25519 in the C2SP signed-note "
@@ -870,20 +1016,20 @@ def _appendix(doc: ReportInput) -> Iterator[Flowable]:
     )
     yield _facts_box(
         [
-            ("Tree size", anchor.size),
-            ("Root (base64)", base64.b64encode(anchor.root).decode()),
-            ("Signing key id", anchor.key_id),
-            ("Signed at", anchor.created_at),
+            (gettext("Tree size"), anchor.size),
+            (gettext("Root (base64)"), base64.b64encode(anchor.root).decode()),
+            (gettext("Signing key id"), anchor.key_id),
+            (gettext("Signed at"), anchor.created_at),
         ]
     )
-    yield Paragraph("Signed checkpoint", S["h3"])
+    yield Paragraph(gettext("Signed checkpoint"), S["h3"])
     yield Paragraph(escape(anchor.note).replace("\n", "<br/>"), S["mono"])
     yield from _witnessing(anchor)
     yield from _trusted_time(anchor)
-    yield Paragraph("Cited events", S["h3"])
+    yield Paragraph(gettext("Cited events"), S["h3"])
     cited = sorted(set(doc.cited))
     if not cited:
-        yield Paragraph("This report cites no ledger event.", S["small"])
+        yield Paragraph(gettext("This report cites no ledger event."), S["small"])
         return
     batch: list[list[Any]] = []
     for proof in doc.proofs(cited):
@@ -907,7 +1053,7 @@ def _appendix(doc: ReportInput) -> Iterator[Flowable]:
 
 
 def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
-    yield Paragraph("Witness cosignatures", S["h3"])
+    yield Paragraph(gettext("Witness cosignatures"), S["h3"])
     if not anchor.cosignatures:
         yield Paragraph(
             "No witness has cosigned this checkpoint yet (no witness policy, or the "
@@ -936,7 +1082,13 @@ def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
         for c in anchor.cosignatures
     ]
     yield data_table(
-        ["Witness", "Key id", "Cosigned at", "Size", "Cosignature line"],
+        [
+            gettext("Witness"),
+            gettext("Key id"),
+            gettext("Cosigned at"),
+            gettext("Size"),
+            gettext("Cosignature line"),
+        ],
         rows,
         # The time column holds "YYYY-MM-DD HH:MM:SS UTC" on one line in the shipped font.
         [33 * mm, 21 * mm, 37 * mm, 11 * mm, BODY_W - 102 * mm],
@@ -946,7 +1098,7 @@ def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
 
 
 def _trusted_time(anchor: Anchor) -> Iterator[Flowable]:
-    yield Paragraph("Trusted time (RFC 3161)", S["h3"])
+    yield Paragraph(gettext("Trusted time (RFC 3161)"), S["h3"])
     stamp = anchor.timestamp
     if stamp is None:
         yield Paragraph(
@@ -964,17 +1116,17 @@ def _trusted_time(anchor: Anchor) -> Iterator[Flowable]:
     )
     yield _facts_box(
         [
-            ("Time stamped", stamp.gen_time.strftime("%Y-%m-%d %H:%M:%S UTC")),
-            ("Authority", stamp.tsa),
-            ("Token serial", stamp.serial),
-            ("Token SHA-256", stamp.token_sha256),
+            (gettext("Time stamped"), stamp.gen_time.strftime("%Y-%m-%d %H:%M:%S UTC")),
+            (gettext("Authority"), stamp.tsa),
+            (gettext("Token serial"), stamp.serial),
+            (gettext("Token SHA-256"), stamp.token_sha256),
         ]
     )
 
 
 def _proof_table(rows: list[list[Any]]) -> LongTable:
     return data_table(
-        ["Seq", "Event", "Leaf hash", "Audit path"],
+        [gettext("Seq"), gettext("Event"), gettext("Leaf hash"), gettext("Audit path")],
         rows,
         [11 * mm, 36 * mm, 26 * mm, BODY_W - 73 * mm],
         long=True,
@@ -994,7 +1146,7 @@ def story(doc: ReportInput) -> Iterator[Flowable]:
         yield from _privacy(header)
         yield from _legal(header)
         yield PageBreak()
-        yield Heading(f"Run {header.name}: rounds", 0)
+        yield Heading(gettext("Run %(name)s: rounds") % {"name": header.name}, 0)
         shown: tuple | None = None
         shown_in: int | None = None
         for facts in section.rounds:
@@ -1040,7 +1192,7 @@ class _ReportTemplate(BaseDocTemplate):
             rightMargin=MARGIN,
             topMargin=MARGIN + 4 * mm,
             bottomMargin=MARGIN,
-            title=doc.title,
+            title=str(doc.title),
             author=doc.organisation,
             subject=f"fedgov audit report {doc.report_id}",
             creator="fedgov",
@@ -1072,7 +1224,9 @@ class _ReportTemplate(BaseDocTemplate):
         canvas.rect(0, PAGE_H - 14 * mm, PAGE_W, 14 * mm, stroke=0, fill=1)
         canvas.setFillColor(colors.white)
         canvas.setFont(fonts.SANS_BOLD, 10)
-        canvas.drawString(MARGIN, PAGE_H - 9 * mm, "fedgov · federated learning governance")
+        canvas.drawString(
+            MARGIN, PAGE_H - 9 * mm, gettext("fedgov · federated learning governance")
+        )
         canvas.restoreState()
 
     def _body_page(self, canvas, _doc) -> None:
@@ -1082,14 +1236,22 @@ class _ReportTemplate(BaseDocTemplate):
         canvas.line(MARGIN, PAGE_H - MARGIN + 1 * mm, PAGE_W - MARGIN, PAGE_H - MARGIN + 1 * mm)
         canvas.setFont(fonts.SANS, 7.5)
         canvas.setFillColor(MUTED)
-        canvas.drawString(MARGIN, PAGE_H - MARGIN + 2.5 * mm, self.report.title)
+        canvas.drawString(MARGIN, PAGE_H - MARGIN + 2.5 * mm, str(self.report.title))
         canvas.drawRightString(
-            PAGE_W - MARGIN, PAGE_H - MARGIN + 2.5 * mm, f"report {self.report.report_id}"
+            PAGE_W - MARGIN,
+            PAGE_H - MARGIN + 2.5 * mm,
+            gettext("report %(id)s") % {"id": self.report.report_id},
         )
         canvas.drawString(
-            MARGIN, MARGIN - 7 * mm, f"Anchored to ledger checkpoint {self.report.anchor.size}"
+            MARGIN,
+            MARGIN - 7 * mm,
+            gettext("Anchored to ledger checkpoint %(size)s") % {"size": self.report.anchor.size},
         )
-        canvas.drawRightString(PAGE_W - MARGIN, MARGIN - 7 * mm, f"page {canvas.getPageNumber()}")
+        canvas.drawRightString(
+            PAGE_W - MARGIN,
+            MARGIN - 7 * mm,
+            gettext("page %(number)s") % {"number": canvas.getPageNumber()},
+        )
         canvas.restoreState()
 
 

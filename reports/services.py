@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import translation
 
 from audit.services import ledger_append
 from fedgov import clock
@@ -37,14 +38,32 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def requester_language(actor: Actor) -> str:
+    """The language a report is written in when its request names none: the requester's
+    profile, else the language active for the request (LocaleMiddleware), else the default.
+    """
+    offered = {code for code, _ in settings.LANGUAGES}
+    profile = getattr(actor.user, "fedgov_profile", None) if actor.user is not None else None
+    for candidate in (getattr(profile, "language", ""), translation.get_language()):
+        if candidate in offered:
+            return candidate
+    return settings.LANGUAGE_CODE
+
+
 def report_generate(
-    *, actor: Actor, run: RunRef | Any = None, period: Period | None = None
+    *,
+    actor: Actor,
+    run: RunRef | Any = None,
+    period: Period | None = None,
+    language: str | None = None,
 ) -> Report:
     """Queue a signed report of ``run`` (optionally limited to ``period``) or of a period.
 
     ``run`` is anything with ``pk`` and ``name``: a ``TrainingRun`` or a ``RunRef``.
+    ``language`` is one of settings.LANGUAGES; None means the requester's language.
 
-    Raises ``InvalidInput`` when neither is given or the period is empty or reversed, and
+    Raises ``InvalidInput`` when neither is given, the period is empty or reversed, or the
+    language is not offered, and
     ``SecondFactorRequired`` when a person's session passed no second factor: a signed
     report speaks for the organisation.
     Writes ledger event ``report.requested``; schedules the ``reports.build`` task after
@@ -56,6 +75,9 @@ def report_generate(
         errors["run"] = ["name a run or a period"]
     if period is not None and not period.start < period.end:
         errors["period"] = ["the period must end after it starts"]
+    offered = [code for code, _ in settings.LANGUAGES]
+    if language is not None and language not in offered:
+        errors["language"] = [f"must be one of {', '.join(offered)}"]
     if errors:
         raise InvalidInput(errors)
     with transaction.atomic(durable=True):
@@ -66,6 +88,7 @@ def report_generate(
             period_end=period.end if period else None,
             requested_by=actor.user,
             requested_by_name=actor.label,
+            language=language or requester_language(actor),
             created_at=clock.now(),
         )
         ledger_append(
@@ -78,6 +101,8 @@ def report_generate(
                 "run_id": run.pk if run else None,
                 "period_start": period.start.isoformat() if period else None,
                 "period_end": period.end.isoformat() if period else None,
+                # A language code, not text in it: the ledger stays language-neutral.
+                "language": report.language,
             },
         )
         transaction.on_commit(lambda: _enqueue(report.pk))
@@ -199,7 +224,10 @@ def _produce(actor: Actor, report: Report) -> tuple[Path, str, Path, str, int]:
             for run_id in run_ids:
                 data.write(report_bundle.data_line("run", report_data.run_header(run_id=run_id)))
             unsigned = Path(work) / "unsigned.pdf"
-            render(doc, str(unsigned))
+            # Only the PDF is written in the report's language; the data lines above and
+            # the bundle are built from the same facts in their neutral form.
+            with translation.override(report.language):
+                render(doc, str(unsigned))
         pdf = folder / f"{stem}.pdf"
         sign_pdf(source=unsigned, out=pdf)
         pdf_sha = _sha256(pdf)

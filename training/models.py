@@ -129,6 +129,10 @@ class GateDecision(models.Model):
     evaluated_at = models.DateTimeField()
     outcome = models.CharField(max_length=16, choices=GateOutcome.choices)
     reason = models.TextField(blank=True)
+    # ``reason`` as data (training.gate.messages), rendered in each reader's language; the
+    # English ``reason`` stays the stored text of record.
+    reason_code = models.CharField(max_length=64, blank=True, default="")
+    reason_params = models.JSONField(default=dict, blank=True)
     snapshot = models.TextField()
     snapshot_hash = models.CharField(max_length=64)
     eligible_sites = models.JSONField(default=list)
@@ -157,6 +161,9 @@ class GateResult(models.Model):
     article = models.CharField(max_length=64)
     ok = models.BooleanField()
     reason = models.TextField()
+    # The reason as data: a stable code and JSON-safe params (training.gate.messages).
+    code = models.CharField(max_length=64, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["decision_id", "site_slug", "position"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from django.core.exceptions import ObjectDoesNotExist
@@ -195,6 +195,9 @@ class ResultView:
     article: str
     ok: bool
     reason: str
+    # The reason as data (training.gate.messages); ``reason`` is its English text.
+    code: str = ""
+    params: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,8 @@ class GateDecisionView:
     ledger_seq: int | None
     eligibilities: tuple[EligibilityView, ...]
     results: tuple[ResultView, ...]
+    reason_code: str = ""
+    reason_params: dict = field(default_factory=dict)
 
 
 def gate_decision_latest(*, run_id: int, round_no: int) -> GateDecisionView | None:
@@ -248,6 +253,8 @@ def gate_decision_view(decision: GateDecision) -> GateDecisionView:
             article=r.article,
             ok=r.ok,
             reason=r.reason,
+            code=r.code,
+            params=r.params,
         )
         for r in decision.results.order_by("site_slug", "position")
     )
@@ -264,4 +271,6 @@ def gate_decision_view(decision: GateDecision) -> GateDecisionView:
         ledger_seq=decision.ledger_seq,
         eligibilities=eligibilities,
         results=results,
+        reason_code=decision.reason_code,
+        reason_params=decision.reason_params,
     )

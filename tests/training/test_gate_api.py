@@ -57,6 +57,12 @@ def test_gate_endpoint_returns_201_with_results_per_site_and_rule(api, make_user
         "article": "Art. 44 + policy",
         "ok": False,
         "reason": "compute in US is outside the policy's areas (EEA)",
+        "code": "residency.outside_policy",
+        "params": {
+            "place": {"code": "residency.place.compute", "params": {}},
+            "country": "US",
+            "areas": "EEA",
+        },
     }
     assert len(nl["results"]) == 12  # with criminal-data (Art. 10)
     assert body["round_results"][0]["rule_id"] == "min-sites"

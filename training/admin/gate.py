@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from training.models import GateDecision, GateResult, SiteEligibility
+from training.reasons import decision_text, result_text
 
 
 class _ReadOnly:
@@ -27,7 +28,7 @@ class GateResultInline(_ReadOnly, admin.TabularInline):
     model = GateResult
     verbose_name = "rule result"
     verbose_name_plural = "results per site and rule"
-    fields = ("site_label", "rule_id", "article", "verdict", "reason")
+    fields = ("site_label", "rule_id", "article", "verdict", "reason_rendered", "code")
     readonly_fields = fields
     ordering = ("site_slug", "position")
     extra = 0
@@ -44,6 +45,10 @@ class GateResultInline(_ReadOnly, admin.TabularInline):
             "#1a7f37" if obj.ok else "#cf222e",
             "✓ pass" if obj.ok else "✗ fail",
         )
+
+    @admin.display(description="reason")
+    def reason_rendered(self, obj: GateResult) -> str:
+        return result_text(obj)
 
 
 class SiteEligibilityInline(_ReadOnly, admin.TabularInline):
@@ -69,7 +74,8 @@ class GateDecisionAdmin(_ReadOnly, admin.ModelAdmin):
     fields = (
         "round",
         "outcome",
-        "reason",
+        "reason_rendered",
+        "reason_code",
         "evaluated_at",
         "actor_name",
         "snapshot_hash",
@@ -79,6 +85,10 @@ class GateDecisionAdmin(_ReadOnly, admin.ModelAdmin):
     )
     readonly_fields = fields
     inlines = (GateResultInline, SiteEligibilityInline)
+
+    @admin.display(description="reason")
+    def reason_rendered(self, obj: GateDecision) -> str:
+        return decision_text(obj)
 
     @admin.display(description="eligible sites")
     def eligible_count(self, obj: GateDecision) -> int:

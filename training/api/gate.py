@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
+from django.utils import translation
+from django.utils.translation.trans_real import parse_accept_lang_header
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -13,10 +16,12 @@ from rest_framework.views import APIView
 from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.api import OutputSerializer
+from fedgov.errors import InvalidInput
 from fedgov.roles import RolePermission
 from fedgov.validation import INT32_MAX, int_from_text
 from training import selectors
 from training.models import TrainingRun
+from training.reasons import reason_in
 from training.services.gate import round_gate
 
 
@@ -24,7 +29,12 @@ class RuleResultSerializer(serializers.Serializer):
     rule_id = serializers.CharField()
     article = serializers.CharField()
     ok = serializers.BooleanField()
-    reason = serializers.CharField()
+    reason = serializers.CharField(help_text="English text, as stored")
+    code = serializers.CharField(help_text="the reason's stable code")
+    params = serializers.DictField(help_text="the reason's parameters (JSON)")
+    reason_rendered = serializers.CharField(
+        required=False, help_text="only when asked: ?lang= or Accept-Language"
+    )
 
 
 class SiteDecisionSerializer(OutputSerializer):
@@ -50,6 +60,12 @@ class GateDecisionSerializer(OutputSerializer):
     evaluated_at = serializers.DateTimeField()
     outcome = serializers.CharField()
     reason = serializers.CharField()
+    reason_code = serializers.CharField()
+    reason_params = serializers.DictField()
+    reason_rendered = serializers.CharField(required=False)
+    language = serializers.CharField(
+        required=False, help_text="the language of the *_rendered fields, when asked"
+    )
     snapshot_hash = serializers.CharField()
     ledger_seq = serializers.IntegerField(allow_null=True)
     eligible_sites = EligibleSiteSerializer(many=True)
@@ -57,17 +73,64 @@ class GateDecisionSerializer(OutputSerializer):
     round_results = RuleResultSerializer(many=True)
 
 
-def decision_body(view: selectors.GateDecisionView) -> dict:
-    """The API shape of a decision: per site, its rules in order; round rules apart."""
+def requested_language(request) -> str | None:
+    """The language a client asked for: ``?lang=`` first, then an ``Accept-Language`` header.
+
+    ``None`` when it asked for none: the API answers in its neutral form by default, whatever
+    the user's profile says. Raises ``InvalidInput`` for a ``lang`` fedgov does not offer.
+    """
+    codes = [code for code, _ in settings.LANGUAGES]
+    lang = request.query_params.get("lang")
+    if lang is not None:
+        if lang not in codes:
+            raise InvalidInput({"lang": [f"must be one of {', '.join(codes)}"]})
+        return lang
+    header = request.META.get("HTTP_ACCEPT_LANGUAGE", "")
+    for accepted, _q in parse_accept_lang_header(header):
+        if accepted == "*":
+            break
+        try:
+            return translation.get_supported_language_variant(accepted)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE if header else None
+
+
+def decision_body(view: selectors.GateDecisionView, language: str | None = None) -> dict:
+    """The API shape of a decision: per site, its rules in order; round rules apart.
+
+    With ``language``, each reason also comes rendered in it (``reason_rendered``) next to
+    its neutral code and params.
+    """
     results_by_site: dict[int | None, list[dict]] = {}
     for r in view.results:
-        results_by_site.setdefault(r.site_id, []).append(
-            {"rule_id": r.rule_id, "article": r.article, "ok": r.ok, "reason": r.reason}
-        )
+        row = {
+            "rule_id": r.rule_id,
+            "article": r.article,
+            "ok": r.ok,
+            "reason": r.reason,
+            "code": r.code,
+            "params": r.params,
+        }
+        if language is not None:
+            row["reason_rendered"] = reason_in(language, r.code, r.params, r.reason)
+        results_by_site.setdefault(r.site_id, []).append(row)
     data = asdict(view)
+    rendered = (
+        {
+            "language": language,
+            "reason_rendered": reason_in(
+                language, view.reason_code, view.reason_params, view.reason
+            ),
+        }
+        if language is not None
+        else {}
+    )
     return {
         **{k: data[k] for k in ("id", "run_id", "round_id", "round_no", "evaluated_at")},
-        **{k: data[k] for k in ("outcome", "reason", "snapshot_hash", "ledger_seq")},
+        **{k: data[k] for k in ("outcome", "reason", "reason_code", "reason_params")},
+        **rendered,
+        **{k: data[k] for k in ("snapshot_hash", "ledger_seq")},
         "eligible_sites": [
             {"site_id": e.site_id, "slug": e.site_slug} for e in view.eligibilities if e.eligible
         ],
@@ -109,8 +172,9 @@ class RoundGateView(APIView):
     )
     def post(self, request, run_id: int, round_no: str) -> Response:
         run = get_object_or_404(TrainingRun, pk=run_id)
+        language = requested_language(request)  # a bad ?lang= is refused before the gate runs
         decision = round_gate(actor=Actor.of(request.user), run=run, round_no=_round_no(round_no))
-        body = decision_body(selectors.gate_decision_view(decision))
+        body = decision_body(selectors.gate_decision_view(decision), language)
         return Response(GateDecisionSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
@@ -129,4 +193,5 @@ class RoundDecisionView(APIView):
             return Response(
                 {"detail": "this round has no gate decision yet"}, status=status.HTTP_404_NOT_FOUND
             )
-        return Response(GateDecisionSerializer(decision_body(view)).data)
+        body = decision_body(view, requested_language(request))
+        return Response(GateDecisionSerializer(body).data)

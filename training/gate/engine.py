@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from training.gate.context import GateContext, from_snapshot
+from training.gate.messages import Message, msg, render
 from training.gate.rules import (
     ROUND_RULES,
     SITE_RULES,
@@ -47,6 +48,8 @@ class GateVerdict:
     eligible_site_ids: tuple[int, ...]
     sites: tuple[SiteVerdict, ...]
     round_results: tuple[RuleResult, ...]
+    # ``reason`` as data (training.gate.messages); ``reason`` is its English rendering.
+    reason_message: Message | None = None
 
 
 def evaluate(ctx: GateContext) -> GateVerdict:
@@ -75,25 +78,34 @@ def evaluate(ctx: GateContext) -> GateVerdict:
         )
         for site, results, ok in site_verdicts
     )
+    reason = _reason(sites, round_results, allowed)
     return GateVerdict(
         outcome=ALLOWED if allowed else BLOCKED,
-        reason=_reason(sites, round_results, allowed),
+        reason=render(reason),
+        reason_message=reason,
         eligible_site_ids=tuple(s.site_id for s in sites if s.eligible),
         sites=sites,
         round_results=round_results,
     )
 
 
-def _reason(sites: tuple[SiteVerdict, ...], round_results: tuple[RuleResult, ...], ok: bool) -> str:
+def _reason(
+    sites: tuple[SiteVerdict, ...], round_results: tuple[RuleResult, ...], ok: bool
+) -> Message:
+    # Slugs and rule ids read the same in every language, so the refused list is one text.
     refused = [f"{s.slug} ({', '.join(s.failed_rules)})" for s in sites if not s.passed]
     if ok:
-        text = f"allowed: {sum(s.eligible for s in sites)} of {len(sites)} site(s) eligible"
+        verdict = msg("gate.allowed", eligible=sum(s.eligible for s in sites), total=len(sites))
     else:
-        failed = "; ".join(f"{r.rule_id}: {r.reason}" for r in round_results if not r.ok)
-        text = f"blocked: {failed}"
+        failed = [
+            msg("gate.rule_failed", rule_id=r.rule_id, reason={"code": r.code, "params": r.params})
+            for r in round_results
+            if not r.ok
+        ]
+        verdict = msg("gate.blocked", failed=failed)
     if refused:
-        text += "; refused: " + ", ".join(refused)
-    return text
+        return msg("gate.refused", verdict=verdict, refused=", ".join(refused))
+    return verdict
 
 
 def replay(snapshot: dict[str, Any]) -> GateVerdict:

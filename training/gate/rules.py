@@ -9,9 +9,9 @@ of evaluation and display.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from sites.choices import (
     ART9_CATEGORIES,
@@ -32,6 +32,7 @@ from training.gate.context import (
     SafeguardFacts,
     SiteFacts,
 )
+from training.gate.messages import TEMPLATES, Message, msg, render
 
 PUBLISHED = "published"
 _ART9_CONDITIONS = frozenset(v for v in Art9Condition.values if v)
@@ -44,6 +45,9 @@ class RuleResult:
     article: str
     ok: bool
     reason: str
+    # The reason as data (training.gate.messages): ``reason`` is its English rendering.
+    code: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,24 +93,32 @@ class _Rule:
     rule_id = ""
     article = ""
 
-    def result(self, ok: bool, reason: str) -> RuleResult:
-        return RuleResult(rule_id=self.rule_id, article=self.article, ok=ok, reason=reason)
+    def result(self, ok: bool, why: Message) -> RuleResult:
+        return RuleResult(
+            rule_id=self.rule_id,
+            article=self.article,
+            ok=ok,
+            reason=render(why),
+            code=why["code"],
+            params=why["params"],
+        )
 
 
 class _DatasetRule(_Rule):
     """A site passes when every one of its datasets in the run passes ``check``."""
 
-    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, Message]:
         raise NotImplementedError
 
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
         if not ctx.site.datasets:
-            return self.result(False, "the site has no dataset in this run")
+            return self.result(False, msg("site.no_dataset"))
         verdicts = [(ds.name, *self.check(ctx, ds)) for ds in ctx.site.datasets]
-        failed = [f"{name}: {why}" for name, ok, why in verdicts if not ok]
-        if failed:
-            return self.result(False, "; ".join(failed))
-        return self.result(True, "; ".join(f"{name}: {why}" for name, _, why in verdicts))
+        failed = [(name, ok, why) for name, ok, why in verdicts if not ok]
+        items = [
+            msg("dataset.verdict", dataset=name, why=why) for name, _, why in failed or verdicts
+        ]
+        return self.result(not failed, msg("datasets", items=items))
 
 
 class SiteActive(_Rule):
@@ -115,30 +127,32 @@ class SiteActive(_Rule):
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
         site, today = ctx.site, ctx.gate.today
         if site.status != SiteStatus.ACTIVE:
-            return self.result(False, f"site is {site.status or 'of unknown status'}")
+            if not site.status:
+                return self.result(False, msg("site_active.status_unknown"))
+            return self.result(False, msg("site_active.status", status=site.status))
         if not site.agreement_document_hash:
-            return self.result(False, "no signed Art. 26/28 agreement is recorded")
+            return self.result(False, msg("site_active.no_agreement"))
         start, end = site.agreement_valid_from, site.agreement_valid_until
         if start is None or end is None:
-            return self.result(False, "the agreement's validity window is unknown")
+            return self.result(False, msg("site_active.window_unknown"))
         if today < start:
-            return self.result(False, f"the agreement starts on {start}")
+            return self.result(False, msg("site_active.not_started", date=start))
         if today > end:
-            return self.result(False, f"the agreement expired on {end}")
-        return self.result(True, f"active; agreement valid until {end}")
+            return self.result(False, msg("site_active.expired", date=end))
+        return self.result(True, msg("site_active.ok", date=end))
 
 
 class LawfulBasisRule(_DatasetRule):
     rule_id, article = "lawful-basis", "Art. 6(1)"
 
-    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, Message]:
         if ds.withdrawn_at is not None and ds.withdrawn_at <= ctx.gate.at:
-            return False, f"withdrawn from federation at {ds.withdrawn_at}"
+            return False, msg("lawful_basis.withdrawn", at=ds.withdrawn_at)
         if ds.all_subjects_withdrawn:
-            return False, "withdrawn from federation: every subject withdrew consent (Art. 7(3))"
+            return False, msg("lawful_basis.all_withdrawn")
         if ds.lawful_basis not in LawfulBasis.values:
-            return False, "no Art. 6(1) lawful basis recorded"
-        return True, f"Art. {ds.lawful_basis}"
+            return False, msg("lawful_basis.missing")
+        return True, msg("lawful_basis.ok", basis=ds.lawful_basis)
 
 
 class SpecialCategory(_DatasetRule):
@@ -146,14 +160,16 @@ class SpecialCategory(_DatasetRule):
 
     rule_id, article = "special-category", "Art. 9(2)"
 
-    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, Message]:
         named = sorted(set(ds.data_categories) & ART9_CATEGORIES.keys())
         if not ds.special_category and not named:
-            return True, "no special-category data"
-        what = f"special-category data ({', '.join(named)})" if named else "special-category data"
+            return True, msg("special.none")
+        what = (
+            msg("special.data_named", categories=", ".join(named)) if named else msg("special.data")
+        )
         if ds.art9_condition in _ART9_CONDITIONS:
-            return True, f"{what} under Art. {ds.art9_condition}"
-        return False, f"{what} without a recorded Art. 9(2) condition"
+            return True, msg("special.ok", what=what, condition=ds.art9_condition)
+        return False, msg("special.no_condition", what=what)
 
 
 class CriminalData(_DatasetRule):
@@ -162,47 +178,49 @@ class CriminalData(_DatasetRule):
 
     rule_id, article = "criminal-data", "Art. 10"
 
-    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, Message]:
         if CRIMINAL_CATEGORY not in ds.data_categories:
-            return True, "no criminal-conviction data"
+            return True, msg("criminal.none")
         if ds.art10_basis not in _ART10_BASES:
-            return False, "criminal-conviction data without a recorded Art. 10 ground"
+            return False, msg("criminal.no_ground")
         if not ds.art10_reference.strip():
-            return False, f"Art. 10 ground {ds.art10_basis} without its reference"
-        return True, f"criminal-conviction data: {ds.art10_basis}, {ds.art10_reference}"
+            return False, msg("criminal.no_reference", basis=ds.art10_basis)
+        return True, msg("criminal.ok", basis=ds.art10_basis, reference=ds.art10_reference)
 
 
 class PurposeLimitation(_DatasetRule):
     rule_id, article = "purpose-limitation", "Art. 5(1)(b)"
 
-    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, Message]:
         purpose = ctx.gate.run.purpose
         if purpose and purpose in ds.purposes:
-            return True, f"purpose {purpose} permitted"
-        return False, f"purpose {purpose or '(none)'} is not among {list(ds.purposes)}"
+            return True, msg("purpose.ok", purpose=purpose)
+        if not purpose:
+            return False, msg("purpose.none", purposes=list(ds.purposes))
+        return False, msg("purpose.not_permitted", purpose=purpose, purposes=list(ds.purposes))
 
 
 class Retention(_DatasetRule):
     rule_id, article = "retention", "Art. 5(1)(e)"
 
-    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, Message]:
         if ds.retention_until is None:
-            return False, "no retention date recorded"
+            return False, msg("retention.unknown")
         if ds.retention_until < ctx.gate.today:
-            return False, f"retention ended on {ds.retention_until}"
-        return True, f"retained until {ds.retention_until}"
+            return False, msg("retention.ended", date=ds.retention_until)
+        return True, msg("retention.ok", date=ds.retention_until)
 
 
 class ConsentRule(_DatasetRule):
     rule_id, article = "consent", "Art. 7"
 
-    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, str]:
+    def check(self, ctx: SiteCheck, ds: DatasetFacts) -> tuple[bool, Message]:
         if ds.lawful_basis != LawfulBasis.CONSENT:
-            return True, f"not consent-based (Art. {ds.lawful_basis})"
-        counts = f"{ds.consent_eligible} with current consent, {ds.consent_excluded} excluded"
+            return True, msg("consent.not_consent", basis=ds.lawful_basis)
+        counts = {"eligible": ds.consent_eligible, "excluded": ds.consent_excluded}
         if ds.consent_eligible <= 0:
-            return False, f"no subject with current consent ({counts})"
-        return True, counts
+            return False, msg("consent.none", **counts)
+        return True, msg("consent.ok", **counts)
 
 
 class MinRecords(_Rule):
@@ -216,9 +234,12 @@ class MinRecords(_Rule):
             for ds in ctx.site.datasets
             if ds.lawful_basis == LawfulBasis.CONSENT
         )
-        verdict = (
-            f"{records} eligible ({subjects} subjects with valid consent, "
-            f"{records - subjects} declared records under other bases); the policy needs {needed}"
+        verdict = msg(
+            "min_records",
+            records=records,
+            subjects=subjects,
+            other=records - subjects,
+            needed=needed,
         )
         return self.result(bool(ctx.site.datasets) and records >= needed, verdict)
 
@@ -228,15 +249,16 @@ class DpiaRule(_Rule):
 
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
         if not ctx.gate.policy.requires_dpia:
-            return self.result(True, "the policy does not require a DPIA")
+            return self.result(True, msg("dpia.not_required"))
         dpia = ctx.gate.dpia
         if dpia is None:
-            return self.result(False, "no DPIA recorded for the run")
+            return self.result(False, msg("dpia.missing"))
+        ref = dpia.reference
         if dpia.status != DpiaStatus.APPROVED:
-            return self.result(False, f"DPIA {dpia.reference} is {dpia.status}, not approved")
+            return self.result(False, msg("dpia.not_approved", reference=ref, status=dpia.status))
         if dpia.valid_until is None or dpia.valid_until < ctx.gate.today:
-            return self.result(False, f"DPIA {dpia.reference} expired on {dpia.valid_until}")
-        return self.result(True, f"DPIA {dpia.reference} approved, valid until {dpia.valid_until}")
+            return self.result(False, msg("dpia.expired", reference=ref, date=dpia.valid_until))
+        return self.result(True, msg("dpia.ok", reference=ref, date=dpia.valid_until))
 
 
 class Residency(_Rule):
@@ -251,31 +273,44 @@ class Residency(_Rule):
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
         gate, site = ctx.gate, ctx.site
         if gate.policy.status != PUBLISHED:
-            return self.result(False, f"policy v{gate.policy.version} is not published")
+            return self.result(
+                False, msg("residency.policy_unpublished", version=gate.policy.version)
+            )
         if not site.datasets:
-            return self.result(False, "the site has no dataset in this run")
+            return self.result(False, msg("site.no_dataset"))
         places = [("compute", site.compute_country)]
         consent_lists = any(ds.lawful_basis == LawfulBasis.CONSENT for ds in site.datasets)
         if gate.policy.model_updates_personal_data or consent_lists:
-            places.append(("the aggregator", gate.run.aggregator_country))
+            places.append(("aggregator", gate.run.aggregator_country))
         policy_areas = gate.expand(gate.policy.allowed_areas)
         for label, where in places:
+            place = msg(f"residency.place.{label}")
             if not where:
-                whose = "the site's compute" if label == "compute" else "the aggregator's"
-                return self.result(False, f"{whose} country is unknown")
+                return self.result(False, msg(f"residency.{label}_unknown"))
             if where not in policy_areas:
-                areas = ", ".join(gate.policy.allowed_areas) or "nothing"
+                areas = ", ".join(gate.policy.allowed_areas) or msg("word.nothing")
                 return self.result(
-                    False, f"{label} in {where} is outside the policy's areas ({areas})"
+                    False,
+                    msg("residency.outside_policy", place=place, country=where, areas=areas),
                 )
             for ds in site.datasets:
                 if where not in gate.expand(ds.processing_countries):
-                    allowed = ", ".join(ds.processing_countries) or "nowhere"
+                    allowed = ", ".join(ds.processing_countries) or msg("word.nowhere")
                     return self.result(
-                        False, f"{ds.name} may be processed in {allowed}, not in {where} ({label})"
+                        False,
+                        msg(
+                            "residency.outside_dataset",
+                            dataset=ds.name,
+                            allowed=allowed,
+                            country=where,
+                            place=place,
+                        ),
                     )
-        said = " and ".join(f"{label} in {where}" for label, where in places)
-        return self.result(True, f"{said}, allowed by the policy and every dataset")
+        (first, there), *more = places
+        said = {"place": msg(f"residency.place.{first}"), "country": there}
+        if more:
+            said |= {"place2": msg(f"residency.place.{more[0][0]}"), "country2": more[0][1]}
+        return self.result(True, msg("residency.ok_two" if more else "residency.ok", **said))
 
 
 class Transfer(_Rule):
@@ -293,8 +328,10 @@ class Transfer(_Rule):
     rule_id, article = "transfer", "Art. 44-49"
 
     def evaluate(self, ctx: SiteCheck) -> RuleResult:
-        verdicts = [leg_verdict(ctx.gate, ctx.site, leg) for leg in transfer_legs(ctx)]
-        return self.result(all(ok for ok, _ in verdicts), "; ".join(text for _, text in verdicts))
+        verdicts = [leg_message(ctx.gate, ctx.site, leg) for leg in transfer_legs(ctx)]
+        return self.result(
+            all(ok for ok, _ in verdicts), msg("transfer.legs", items=[m for _, m in verdicts])
+        )
 
 
 @dataclass(frozen=True)
@@ -346,35 +383,49 @@ def _days_between(start: str, end: str) -> int:
     return (date.fromisoformat(end) - date.fromisoformat(start)).days
 
 
+_LEG_HEADS = {
+    ("site data", "the zone operator"): "transfer.head.zone",
+    ("model updates and consent lists", "the aggregator operator"): "transfer.head.aggregator",
+    ("model updates and consent lists", "fedgov's host"): "transfer.head.host",
+}
+
+
 def leg_verdict(gate: GateContext, site: SiteFacts, leg: TransferLeg) -> tuple[bool, str]:
-    head = f"{leg.data} to {leg.recipient}"
+    ok, why = leg_message(gate, site, leg)
+    return ok, render(why)
+
+
+def leg_message(gate: GateContext, site: SiteFacts, leg: TransferLeg) -> tuple[bool, Message]:
+    head = msg(_LEG_HEADS[(leg.data, leg.recipient)])
     if not leg.personal:
-        return True, (
-            f"{head}: no personal data (the policy reads model updates as not personal "
-            "data, and no dataset is consent-based)"
-        )
+        return True, msg("transfer.not_personal", head=head)
     importer, exporter = leg.importer, leg.exporter
     if importer is None:
-        return False, (
-            f"{head}: who operates it is not recorded, so the Art. 44 criteria cannot be applied"
-        )
-    flow = (
-        f"{exporter.organisation} ({exporter.country}) → "
-        f"{importer.organisation} ({importer.country}, {importer.role})"
+        return False, msg("transfer.importer_unknown", head=head)
+    role_code = f"party_role.{importer.role}"
+    flow = msg(
+        "transfer.flow",
+        exporter=exporter.organisation,
+        exporter_country=exporter.country,
+        importer=importer.organisation,
+        importer_country=importer.country,
+        role=msg(role_code) if role_code in TEMPLATES else importer.role,
     )
     if importer.organisation == exporter.organisation:
-        where = (
-            f"; compute in {site.compute_country} is a residency question"
-            if (leg.recipient == "the zone operator")
-            else ""
-        )
-        return True, f"{head}: {flow}: not a transfer, same organisation{where}"
+        if leg.recipient == "the zone operator":
+            return True, msg(
+                "transfer.same_organisation_zone",
+                head=head,
+                flow=flow,
+                country=site.compute_country,
+            )
+        return True, msg("transfer.same_organisation", head=head, flow=flow)
     if importer.country in gate.region("EEA"):
-        return True, f"{head}: {flow}: not a transfer, the importer is in the EEA"
+        return True, msg("transfer.importer_in_eea", head=head, flow=flow)
     today = gate.today
     ok, why = _adequacy(gate, importer)
     if ok:
-        return True, f"{head}: {flow}: {why}"
+        return True, msg("transfer.grounded", head=head, flow=flow, ground=why)
     safeguard = next(
         (
             s
@@ -386,26 +437,26 @@ def leg_verdict(gate: GateContext, site: SiteFacts, leg: TransferLeg) -> tuple[b
     if safeguard is not None:
         ok, text = _safeguard(safeguard, exporter, importer, today)
         if ok:
-            return True, f"{head}: {flow}: {text}"
-        why = f"{why}; {text}"
+            return True, msg("transfer.grounded", head=head, flow=flow, ground=text)
+        whys = [why, text]
     else:
-        why = f"{why}; no Art. 46 safeguard or Art. 49 derogation is recorded"
-    return False, f"{head}: {flow}: transfer to a third country without a ground: {why}"
+        whys = [why, msg("safeguard.none")]
+    return False, msg("transfer.no_ground", head=head, flow=flow, why=whys)
 
 
-def _adequacy(gate: GateContext, importer: PartyFacts) -> tuple[bool, str]:
+def _adequacy(gate: GateContext, importer: PartyFacts) -> tuple[bool, Message]:
     """Whether an adequacy decision in force covers this importer, and why (not)."""
     adequacy, today, country = gate.adequacy, gate.today, importer.country
     decision = adequacy.decision(country) if adequacy is not None else None
     if decision is None:
-        return False, f"no adequacy decision for {country}"
-    cite = f"{decision.reference} of {decision.adopted_on}"
+        return False, msg("adequacy.none", country=country)
+    cite = msg("adequacy.cite", reference=decision.reference, adopted_on=decision.adopted_on)
     if today < decision.adopted_on:
-        return False, f"{cite} was not yet adopted"
+        return False, msg("adequacy.not_adopted", cite=cite)
     if decision.expires_on is not None and today >= decision.expires_on:
-        return False, f"{cite} ceased to apply on {decision.expires_on}"
+        return False, msg("adequacy.ceased", cite=cite, date=decision.expires_on)
     if decision.scope == "country":
-        return True, f"adequacy decision {cite} (Art. 45)"
+        return True, msg("adequacy.country", cite=cite)
     scheme = decision.scope
     cert = next(
         (
@@ -417,31 +468,38 @@ def _adequacy(gate: GateContext, importer: PartyFacts) -> tuple[bool, str]:
         ),
         None,
     )
-    label = "DPF listing" if scheme == "dpf" else "PIPEDA applicability"
+    label = msg("adequacy.label.dpf" if scheme == "dpf" else "adequacy.label.pipeda")
+    org = importer.organisation
     if cert is None:
-        return False, (
-            f"{cite} covers only qualifying recipients ({scheme}), and no {label} of "
-            f"{importer.organisation} is recorded"
+        return False, msg(
+            "adequacy.no_certification", cite=cite, scheme=scheme, label=label, organisation=org
         )
     if cert.checked_on > today:
-        return False, f"the {label} of {importer.organisation} is dated after the round"
+        return False, msg("adequacy.certification_after_round", label=label, organisation=org)
     if scheme == "dpf":
         age, limit = _days_between(cert.checked_on, today), gate.policy.dpf_listing_max_age_days
         if age > limit:
-            return False, (
-                f"{cite} covers only certified recipients; the DPF listing of "
-                f"{importer.organisation} was checked on {cert.checked_on}, {age} days ago, "
-                f"more than the policy's {limit}"
+            return False, msg(
+                "adequacy.dpf_stale",
+                cite=cite,
+                organisation=org,
+                checked_on=cert.checked_on,
+                age=age,
+                limit=limit,
             )
-    return True, (
-        f"adequacy decision {cite} (Art. 45) for {importer.organisation}: {label} "
-        f"{cert.listing}, checked on {cert.checked_on}"
+    return True, msg(
+        "adequacy.certified",
+        cite=cite,
+        organisation=org,
+        label=label,
+        listing=cert.listing,
+        checked_on=cert.checked_on,
     )
 
 
 def _safeguard(
     s: SafeguardFacts, exporter: PartyFacts, importer: PartyFacts, today: str
-) -> tuple[bool, str]:
+) -> tuple[bool, Message]:
     if s.mechanism == SafeguardMechanism.SCC:
         roles = (
             _as_controller_or_processor(exporter.role),
@@ -449,26 +507,27 @@ def _safeguard(
         )
         module = SCC_MODULE_FOR_ROLES[roles]
         if s.scc_module != module:
-            return False, (
-                f"the SCCs recorded are module {s.scc_module}, but {roles[0]} to {roles[1]} "
-                f"needs module {module} (Decision (EU) 2021/914)"
+            return False, msg(
+                "scc.wrong_module",
+                recorded=s.scc_module,
+                exporter_role=msg(f"role.{roles[0]}"),
+                importer_role=msg(f"role.{roles[1]}"),
+                module=module,
             )
         if not s.signed_on or s.signed_on > today:
-            return False, f"the SCCs are signed on {s.signed_on or 'an unknown date'}"
+            return False, msg("scc.not_signed", date=s.signed_on or msg("word.unknown_date"))
         if not s.tia_reference:
-            return False, "the SCCs have no transfer impact assessment recorded"
-        return True, (
-            f"SCC module {module} signed on {s.signed_on}, TIA {s.tia_reference} (Art. 46(2)(c))"
-        )
+            return False, msg("scc.no_tia")
+        return True, msg("scc.ok", module=module, date=s.signed_on, tia=s.tia_reference)
     if s.mechanism == SafeguardMechanism.BCR:
         if not s.reference or not s.tia_reference:
-            return False, "the BCR lacks its approval reference or transfer impact assessment"
-        return True, f"BCR {s.reference}, TIA {s.tia_reference} (Art. 46(2)(b), 47)"
+            return False, msg("bcr.incomplete")
+        return True, msg("bcr.ok", reference=s.reference, tia=s.tia_reference)
     if s.mechanism == SafeguardMechanism.DEROGATION:
         if s.ground not in Art49Ground.values or not s.reason.strip():
-            return False, "the Art. 49 derogation lacks its ground or reason"
-        return True, f"EXCEPTIONAL: Art. {s.ground} derogation: {s.reason.strip()}"
-    return False, f"{s.mechanism!r} is not a transfer ground"
+            return False, msg("derogation.incomplete")
+        return True, msg("derogation.ok", ground=s.ground, reason=s.reason.strip())
+    return False, msg("safeguard.unknown", mechanism=repr(s.mechanism))
 
 
 # Decision (EU) 2021/914: module 1 controller to controller, 2 controller to processor,
@@ -496,34 +555,40 @@ class PrivacyBudget(_Rule):
         budget = ctx.gate.policy.privacy_budget_epsilon
         if p is None:
             if budget is None:
-                return self.result(True, "the policy sets no privacy budget")
-            return self.result(False, f"budget ε={budget:g} set but no accountant figures")
+                return self.result(True, msg("privacy.no_budget"))
+            return self.result(False, msg("privacy.no_figures", budget=budget))
         if p.required_mechanism and p.mechanism != p.required_mechanism:
             return self.result(
-                False, f"the policy requires {p.required_mechanism} DP; the run applies "
-                f"{p.mechanism}",
-            )  # fmt: skip
+                False,
+                msg(
+                    "privacy.wrong_mechanism",
+                    required=p.required_mechanism,
+                    mechanism=p.mechanism,
+                ),
+            )
         if budget is None:
-            return self.result(True, f"the policy sets no privacy budget (mechanism {p.mechanism})")
+            return self.result(True, msg("privacy.no_budget_mechanism", mechanism=p.mechanism))
         if p.delta is None:
-            return self.result(False, f"budget ε={budget:g} set without its δ")
+            return self.result(False, msg("privacy.no_delta", budget=budget))
         if p.mechanism == "none" or not p.noise_multiplier:
-            return self.result(
-                False, f"budget ε={budget:g} at δ={p.delta:g} set but the run applies no "
-                "mechanism that adds noise: no ε can be claimed",
-            )  # fmt: skip
+            return self.result(False, msg("privacy.no_noise", budget=budget, delta=p.delta))
         if p.unprotected_rounds:
             rounds = ", ".join(map(str, p.unprotected_rounds))
             return self.result(
-                False, f"round(s) {rounds} released an aggregate without noise: ε is "
-                f"unbounded against the budget ε={budget:g}",
-            )  # fmt: skip
+                False, msg("privacy.unprotected_rounds", rounds=rounds, budget=budget)
+            )
         if p.spent is None or p.after is None or p.would_exceed is None:
-            return self.result(False, "the accountant gave no figures for this round")
-        verdict = (
-            f"spent ε={p.spent:.4g} + this round {p.after - p.spent:.4g} = {p.after:.4g} "
-            f"of {p.limit:g} at δ={p.delta:g} ({p.accounting_method}, {p.relation}, "
-            f"z={p.noise_multiplier:g})"
+            return self.result(False, msg("privacy.no_round_figures"))
+        verdict = msg(
+            "privacy.spent",
+            spent=p.spent,
+            this_round=p.after - p.spent,
+            after=p.after,
+            limit=p.limit,
+            delta=p.delta,
+            method=p.accounting_method,
+            relation=p.relation,
+            z=p.noise_multiplier,
         )
         return self.result(not p.would_exceed, verdict)
 
@@ -533,7 +598,7 @@ class MinSites(_Rule):
 
     def evaluate(self, ctx: RoundCheck) -> RuleResult:
         passing, needed = len(ctx.passing_sites), ctx.gate.policy.min_eligible_sites
-        verdict = f"{passing} site(s) pass every rule; the policy needs {needed}"
+        verdict = msg("min_sites", passing=passing, needed=needed)
         return self.result(passing >= needed, verdict)
 
 

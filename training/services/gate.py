@@ -27,6 +27,8 @@ _RESULT_COLUMNS = (
     ("article", "text"),
     ("ok", "boolean"),
     ("reason", "text"),
+    ("code", "text"),
+    ("params", "jsonb"),
 )
 _ELIGIBILITY_COLUMNS = (
     ("site_id", "bigint"),
@@ -120,6 +122,8 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
             evaluated_at=at,
             outcome=verdict.outcome,
             reason=verdict.reason,
+            reason_code=(verdict.reason_message or {}).get("code", ""),
+            reason_params=(verdict.reason_message or {}).get("params", {}),
             snapshot=snapshot.decode("utf-8"),
             snapshot_hash=snapshot_hash,
             eligible_sites=list(verdict.eligible_site_ids),
@@ -135,6 +139,8 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
                 "article": result.article,
                 "ok": result.ok,
                 "reason": result.reason,
+                "code": result.code,
+                "params": result.params,
             }
             for site in verdict.sites
             for position, result in enumerate(site.results)
@@ -148,6 +154,8 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
                 "article": result.article,
                 "ok": result.ok,
                 "reason": result.reason,
+                "code": result.code,
+                "params": result.params,
             }
             for position, result in enumerate(verdict.round_results)
         ]

@@ -1,0 +1,285 @@
+"""Reports in the requested language (issue 19): the signed PDF and the Art. 30 record.
+
+The PDF and the Art. 30 record are written in the language the request names, with the
+GDPR's own terms (docs/glossary.md) and articles cited the same way; the evidence bundle
+does not depend on the language. Text is taken back out of the PDFs with pdftotext.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import zipfile
+
+import pytest
+from django.test import Client
+from django.utils import timezone, translation
+
+from audit.models import LedgerEntry
+from fedgov import roles
+from fedgov.actors import Actor
+from fedgov.errors import InvalidInput
+from fedgov.models import Profile
+from reports.models import Report
+from reports.services import _produce, report_build, report_generate
+from sites.models import Site
+from tests.factories import UserFactory, login_verified, verified, verified_actor
+from tests.reports.test_pdf import build_pdf, pdf_text
+from training.models import TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+# Organisation and run names stored with each language's letters.
+NAMES = {
+    "pl": "Sąd Okręgowy w Łodzi: źdźbło, gęś, koń, żółć",
+    "de": "Landgericht Köln: Größe, Gerät, Prüfung",
+    "es": "Editorial Española: año, señal",
+    "fr": "Éditions Cœur: élève, père, garçon, sœur",
+}
+LETTERS = "ąęłńśźżäöüßñéèçœ"
+# Headings and GDPR terms each language's PDF must carry, written out here.
+HEADINGS = {
+    "de": [
+        "Prüfbericht",
+        "Verantwortliche(r)",
+        "rechtlicher Rahmen",
+        "Verantwortliche und Vereinbarungen",
+        "Anhang: Ledger-Anker und Inklusionsnachweise",
+        "Genehmigungen",
+    ],
+    "es": [
+        "Informe de auditoría",
+        "Responsable(s) del tratamiento",
+        "marco jurídico",
+        "Responsables del tratamiento y acuerdos",
+        "Anexo: anclaje del registro y pruebas de inclusión",
+        "Aprobaciones",
+    ],
+    "pl": [
+        "Raport z audytu",
+        "Administrator(zy)",
+        "ramy prawne",
+        "Administratorzy i umowy",
+        "Załącznik: kotwica rejestru i dowody włączenia",
+        "Zatwierdzenia",
+    ],
+    "fr": [
+        "Rapport d'audit",
+        "Responsable(s) du traitement",
+        "cadre juridique",
+        "Responsables du traitement et accords",
+        "Annexe : ancrage du registre et preuves d'inclusion",
+        "Approbations",
+    ],
+}
+ROLE_TERMS = {
+    "de": ("Verantwortlicher", "Auftragsverarbeiter", "Gemeinsam Verantwortliche (Art. 26)"),
+    "es": (
+        "Responsable del tratamiento",
+        "Encargado del tratamiento",
+        "Corresponsables del tratamiento (Art. 26)",
+    ),
+    "pl": ("Administrator", "Podmiot przetwarzający", "Współadministratorzy (Art. 26)"),
+    "fr": (
+        "Responsable du traitement",
+        "Sous-traitant",
+        "Responsables conjoints du traitement (Art. 26)",
+    ),
+}
+RECORD_TITLE = {
+    "de": "Verzeichnis von Verarbeitungstätigkeiten",
+    "es": "Registro de las actividades de tratamiento",
+    "pl": "Rejestr czynności przetwarzania",
+    "fr": "Registre des activités de traitement",
+}
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def named_run(played_run):
+    run, sites, *_ = played_run
+    TrainingRun.objects.filter(pk=run.pk).update(name=NAMES["pl"])
+    for site, lang in zip(sites, ["de", "es", "fr"], strict=False):
+        Site.objects.filter(pk=site.pk).update(organisation=NAMES[lang])
+    run.refresh_from_db()
+    return run
+
+
+def _pdf_in(lang: str, run, path) -> str:
+    with translation.override(lang):
+        build_pdf(run, path)
+    return _flat(pdf_text(path))
+
+
+@pytest.mark.parametrize("lang", ["de", "es", "pl", "fr"])
+def test_the_pdf_is_written_in_the_requested_language_with_every_letter(named_run, tmp_path, lang):
+    text = _pdf_in(lang, named_run, tmp_path / f"report-{lang}.pdf")
+    for heading in HEADINGS[lang]:
+        assert _flat(heading) in text, heading
+    for other, headings in HEADINGS.items():
+        if other != lang:
+            assert headings[0] not in text
+    assert "Audit report" not in text and "legal frame" not in text
+    # The names keep their letters whatever the language; with them, all five alphabets.
+    squeezed = "".join(text.split())
+    for name in NAMES.values():
+        assert "".join(name.split()) in squeezed, name
+    for letter in LETTERS:
+        assert letter in text, letter
+    # A glyph the font lacks comes out of pdftotext as a black square.
+    assert "\u25a0" not in text, text[max(0, text.find("\u25a0") - 80) : text.find("\u25a0") + 80]
+    # Articles are cited the same way in every language.
+    assert "Art. 26" in text and "Art. 9" in text
+
+
+def test_the_gate_reasons_in_the_pdf_follow_its_language(named_run, tmp_path):
+    pl = _pdf_in("pl", named_run, tmp_path / "pl.pdf")
+    en = _pdf_in("en", named_run, tmp_path / "en.pdf")
+    # The round rule's reason, rendered from its code: Polish in one, English in the other.
+    assert "ośrodki spełniające każdą regułę" in pl
+    assert "site(s) pass every rule" in en and "site(s) pass every rule" not in pl
+
+
+def test_dates_in_the_pdf_use_the_house_format_of_the_language(named_run, tmp_path):
+    today = timezone.now().astimezone(dt.UTC)
+    de = _pdf_in("de", named_run, tmp_path / "de.pdf")
+    en = _pdf_in("en", named_run, tmp_path / "en.pdf")
+    assert today.strftime("%d.%m.%Y") in de
+    assert today.strftime("%Y-%m-%d") in en
+
+
+def _generated(run, language=None, username="lena"):
+    legal = UserFactory(username=username, roles=[roles.LEGAL])
+    report = report_generate(actor=verified_actor(legal), run=run, language=language)
+    return report_build(actor=Actor.system("tests"), report_id=report.pk)
+
+
+def test_a_report_request_names_its_language_and_the_signed_pdf_is_in_it(named_run, report_dirs):
+    report = _generated(named_run, "es")
+    assert Report.objects.get(pk=report.pk).language == "es"
+    requested = LedgerEntry.objects.get(
+        event_type="report.requested", subject_type="report", subject_id=str(report.pk)
+    )
+    assert json.loads(requested.payload)["language"] == "es"
+    text = _flat(pdf_text(report_dirs / report.pdf_name))
+    assert "Informe de auditoría" in text and "Audit report" not in text
+
+
+def test_a_language_fedgov_does_not_offer_is_refused(named_run):
+    legal = UserFactory(username="lena", roles=[roles.LEGAL])
+    with pytest.raises(InvalidInput) as err:
+        report_generate(actor=verified_actor(legal), run=named_run, language="ja")
+    assert "language" in err.value.message
+    assert not Report.objects.exists()
+
+
+def test_without_a_language_the_report_follows_the_requesters_profile(named_run):
+    legal = UserFactory(username="lena", roles=[roles.LEGAL])
+    Profile.objects.update_or_create(user=legal, defaults={"language": "fr"})
+    report = report_generate(actor=verified_actor(legal), run=named_run)
+    assert report.language == "fr"
+
+
+def test_the_api_takes_the_language_and_refuses_an_unknown_one(api, named_run):
+    legal = UserFactory(username="lena", roles=[roles.LEGAL])
+    client = api(verified(legal))
+    bad = client.post("/api/v1/reports", {"run": named_run.pk, "language": "xx"}, format="json")
+    assert bad.status_code == 400 and "language" in bad.json()
+    ok = client.post("/api/v1/reports", {"run": named_run.pk, "language": "pl"}, format="json")
+    assert ok.status_code == 202, ok.content
+    assert ok.json()["language"] == "pl"
+    assert Report.objects.get(public_id=ok.json()["id"]).language == "pl"
+
+
+def test_the_admin_form_offers_the_languages_and_stores_the_choice(named_run):
+    user = UserFactory(username="lena", is_staff=True, roles=[roles.LEGAL])
+    client = Client()
+    login_verified(client, user)
+    page = client.get("/admin/reports/report/add/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for code in ("en", "de", "es", "pl", "fr"):
+        assert f'<option value="{code}"' in html
+    client.post("/admin/reports/report/add/", {"run": named_run.pk, "language": "de"})
+    assert Report.objects.get().language == "de"
+
+
+def test_the_evidence_bundle_is_the_same_in_every_language(named_run):
+    # Both reports are requested first and then produced against the same ledger state, so
+    # the only thing that can tell their bundles apart is the language of their PDFs.
+    legal = UserFactory(username="lena", roles=[roles.LEGAL])
+    pl = report_generate(actor=verified_actor(legal), run=named_run, language="pl")
+    es = report_generate(actor=verified_actor(legal), run=named_run, language="es")
+    made = {r.language: _produce(Actor.system("tests"), r) for r in (pl, es)}
+    (pl_pdf, pl_sha, pl_zip, *_), (es_pdf, es_sha, es_zip, *_) = made["pl"], made["es"]
+    assert pl_sha != es_sha
+    assert "Raport z audytu" in pdf_text(pl_pdf) and "Informe de auditoría" in pdf_text(es_pdf)
+    with zipfile.ZipFile(pl_zip) as a, zipfile.ZipFile(es_zip) as b:
+        assert a.namelist() == b.namelist()
+        differing = {n for n in a.namelist() if a.read(n) != b.read(n)}
+        statements = [json.loads(z.read("report/statement.json")) for z in (a, b)]
+        manifests = [json.loads(z.read("manifest.json")) for z in (a, b)]
+        data = a.read("report/data.jsonl").decode()
+    # The statement names the PDF's hash (and its report), the signature signs the
+    # statement, the manifest hashes both: nothing else differs, data byte for byte.
+    assert differing <= {"report/statement.json", "report/signature.json", "manifest.json"}
+    for statement in statements:
+        statement.pop("pdf_sha256"), statement.pop("report_id")
+    assert statements[0] == statements[1]
+    assert _without(manifests[0]) == _without(manifests[1])
+    for text in ("Informe", "Raport", "spełnia", "cumple", "Administrator"):
+        assert text not in data
+
+
+def _without(manifest: dict) -> dict:
+    """The manifest less what names the PDF (two files' hashes, the report id) and the
+    clock time the bundle was written at."""
+    kept = {k: v for k, v in manifest.items() if k not in ("created_at", "report")}
+    kept["files"] = {
+        name: digest
+        for name, digest in manifest["files"].items()
+        if name not in ("report/statement.json", "report/signature.json")
+    }
+    return kept
+
+
+@pytest.mark.parametrize("lang", ["de", "es", "pl", "fr"])
+def test_the_art30_record_is_in_the_requested_language_csv_and_pdf(api, named_run, lang, tmp_path):
+    client = api(UserFactory(username=f"dpo-{lang}", roles=[roles.DPO]))
+    controller, processor, joint = ROLE_TERMS[lang]
+    got = client.get(f"/api/v1/reports/art30?view=controller&output=csv&lang={lang}")
+    assert got.status_code == 200
+    rows = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig"))))
+    assert rows[0][0] == controller and joint in rows[0]
+    assert any(NAMES["de"] in row for row in rows[1:])
+    # The lawful-basis column cites the article as English does.
+    assert all(row[7].startswith("Art. 6(1)") for row in rows[1:])
+
+    proc = client.get(f"/api/v1/reports/art30?view=processor&output=csv&lang={lang}")
+    assert next(csv.reader(io.StringIO(proc.content.decode("utf-8-sig"))))[0] == processor
+
+    pdf = client.get(f"/api/v1/reports/art30?view=controller&output=pdf&lang={lang}")
+    assert pdf.status_code == 200
+    path = tmp_path / f"art30-{lang}.pdf"
+    path.write_bytes(pdf.content)
+    text = _flat(pdf_text(path))
+    assert RECORD_TITLE[lang] in text
+    assert "Art. 30(1)" in text and "Art. 32" in text
+    assert "Record of processing activities" not in text
+
+
+def test_the_art30_record_refuses_an_unknown_language(api):
+    client = api(UserFactory(username="dpo", roles=[roles.DPO]))
+    got = client.get("/api/v1/reports/art30?view=controller&output=csv&lang=xx")
+    assert got.status_code == 400 and "lang" in got.json()
+
+
+def test_english_stays_the_default_for_a_reader_without_a_language(api, named_run):
+    client = api(UserFactory(username="dpo", roles=[roles.DPO]))
+    got = client.get("/api/v1/reports/art30?view=controller&output=csv")
+    assert got.content.decode("utf-8-sig").startswith("Controller,Role of the site")

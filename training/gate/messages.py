@@ -1,0 +1,231 @@
+"""The gate's reasons as data: a stable code, JSON-safe params, and one English template.
+
+A reason is ``{"code": ..., "params": {...}}``. A param may itself be a reason (rendered
+first) or a list of reasons (rendered and joined with "; "), so a rule that judges several
+datasets or transfer legs keeps each verdict as data. Any other list is shown as Python
+shows it, which is how the English reasons have always read. The English text the gate
+stores in ``reason`` is ``render(message)`` with no translation, so it never depends on
+the reader; ``training.reasons`` renders the same data in the reader's language.
+
+Templates use gettext's named placeholders; ``gettext_noop`` only marks them for
+``makemessages`` (the catalogues live in ``training/locale``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.utils.translation import gettext_noop as _
+
+Message = dict[str, Any]
+
+# Code -> English template. Codes are stable: evidence and stored rows name them, so a
+# code is never reused for another meaning; change the wording, not the code.
+TEMPLATES: dict[str, str] = {
+    # A rule over several datasets or transfer legs: each item is a reason of its own.
+    "datasets": "%(items)s",
+    "transfer.legs": "%(items)s",
+    "dataset.verdict": _("%(dataset)s: %(why)s"),
+    "site.no_dataset": _("the site has no dataset in this run"),
+    "word.nothing": _("nothing"),
+    "word.nowhere": _("nowhere"),
+    "word.unknown_date": _("an unknown date"),
+    # Art. 26/28
+    "site_active.status": _("site is %(status)s"),
+    "site_active.status_unknown": _("site is of unknown status"),
+    "site_active.no_agreement": _("no signed Art. 26/28 agreement is recorded"),
+    "site_active.window_unknown": _("the agreement's validity window is unknown"),
+    "site_active.not_started": _("the agreement starts on %(date)s"),
+    "site_active.expired": _("the agreement expired on %(date)s"),
+    "site_active.ok": _("active; agreement valid until %(date)s"),
+    # Art. 6(1)
+    "lawful_basis.withdrawn": _("withdrawn from federation at %(at)s"),
+    "lawful_basis.all_withdrawn": _(
+        "withdrawn from federation: every subject withdrew consent (Art. 7(3))"
+    ),
+    "lawful_basis.missing": _("no Art. 6(1) lawful basis recorded"),
+    "lawful_basis.ok": _("Art. %(basis)s"),
+    # Art. 9(2)
+    "special.none": _("no special-category data"),
+    "special.data": _("special-category data"),
+    "special.data_named": _("special-category data (%(categories)s)"),
+    "special.ok": _("%(what)s under Art. %(condition)s"),
+    "special.no_condition": _("%(what)s without a recorded Art. 9(2) condition"),
+    # Art. 10
+    "criminal.none": _("no criminal-conviction data"),
+    "criminal.no_ground": _("criminal-conviction data without a recorded Art. 10 ground"),
+    "criminal.no_reference": _("Art. 10 ground %(basis)s without its reference"),
+    "criminal.ok": _("criminal-conviction data: %(basis)s, %(reference)s"),
+    # Art. 5(1)(b)
+    "purpose.ok": _("purpose %(purpose)s permitted"),
+    "purpose.not_permitted": _("purpose %(purpose)s is not among %(purposes)s"),
+    "purpose.none": _("purpose (none) is not among %(purposes)s"),
+    # Art. 5(1)(e)
+    "retention.unknown": _("no retention date recorded"),
+    "retention.ended": _("retention ended on %(date)s"),
+    "retention.ok": _("retained until %(date)s"),
+    # Art. 7
+    "consent.not_consent": _("not consent-based (Art. %(basis)s)"),
+    "consent.none": _(
+        "no subject with current consent (%(eligible)s with current consent, %(excluded)s excluded)"
+    ),
+    "consent.ok": _("%(eligible)s with current consent, %(excluded)s excluded"),
+    # policy
+    "min_records": _(
+        "%(records)s eligible (%(subjects)s subjects with valid consent, %(other)s declared "
+        "records under other bases); the policy needs %(needed)s"
+    ),
+    "min_sites": _("%(passing)s site(s) pass every rule; the policy needs %(needed)s"),
+    # Art. 35
+    "dpia.not_required": _("the policy does not require a DPIA"),
+    "dpia.missing": _("no DPIA recorded for the run"),
+    "dpia.not_approved": _("DPIA %(reference)s is %(status)s, not approved"),
+    "dpia.expired": _("DPIA %(reference)s expired on %(date)s"),
+    "dpia.ok": _("DPIA %(reference)s approved, valid until %(date)s"),
+    # Art. 44 + policy
+    "residency.policy_unpublished": _("policy v%(version)s is not published"),
+    "residency.compute_unknown": _("the site's compute country is unknown"),
+    "residency.aggregator_unknown": _("the aggregator's country is unknown"),
+    "residency.place.compute": _("compute"),
+    "residency.place.aggregator": _("the aggregator"),
+    "residency.outside_policy": _(
+        "%(place)s in %(country)s is outside the policy's areas (%(areas)s)"
+    ),
+    "residency.outside_dataset": _(
+        "%(dataset)s may be processed in %(allowed)s, not in %(country)s (%(place)s)"
+    ),
+    "residency.ok": _("%(place)s in %(country)s, allowed by the policy and every dataset"),
+    "residency.ok_two": _(
+        "%(place)s in %(country)s and %(place2)s in %(country2)s, allowed by the policy "
+        "and every dataset"
+    ),
+    # Art. 44-49, leg by leg
+    "transfer.head.zone": _("site data to the zone operator"),
+    "transfer.head.aggregator": _("model updates and consent lists to the aggregator operator"),
+    "transfer.head.host": _("model updates and consent lists to fedgov's host"),
+    "transfer.flow": _(
+        "%(exporter)s (%(exporter_country)s) → %(importer)s (%(importer_country)s, %(role)s)"
+    ),
+    "transfer.not_personal": _(
+        "%(head)s: no personal data (the policy reads model updates as not personal data, "
+        "and no dataset is consent-based)"
+    ),
+    "transfer.importer_unknown": _(
+        "%(head)s: who operates it is not recorded, so the Art. 44 criteria cannot be applied"
+    ),
+    "transfer.same_organisation": _("%(head)s: %(flow)s: not a transfer, same organisation"),
+    "transfer.same_organisation_zone": _(
+        "%(head)s: %(flow)s: not a transfer, same organisation; compute in %(country)s is a "
+        "residency question"
+    ),
+    "transfer.importer_in_eea": _("%(head)s: %(flow)s: not a transfer, the importer is in the EEA"),
+    "transfer.grounded": _("%(head)s: %(flow)s: %(ground)s"),
+    "transfer.no_ground": _(
+        "%(head)s: %(flow)s: transfer to a third country without a ground: %(why)s"
+    ),
+    "adequacy.cite": _("%(reference)s of %(adopted_on)s"),
+    "adequacy.none": _("no adequacy decision for %(country)s"),
+    "adequacy.not_adopted": _("%(cite)s was not yet adopted"),
+    "adequacy.ceased": _("%(cite)s ceased to apply on %(date)s"),
+    "adequacy.country": _("adequacy decision %(cite)s (Art. 45)"),
+    "adequacy.label.dpf": _("DPF listing"),
+    "adequacy.label.pipeda": _("PIPEDA applicability"),
+    "adequacy.no_certification": _(
+        "%(cite)s covers only qualifying recipients (%(scheme)s), and no %(label)s of "
+        "%(organisation)s is recorded"
+    ),
+    "adequacy.certification_after_round": _(
+        "the %(label)s of %(organisation)s is dated after the round"
+    ),
+    "adequacy.dpf_stale": _(
+        "%(cite)s covers only certified recipients; the DPF listing of %(organisation)s was "
+        "checked on %(checked_on)s, %(age)s days ago, more than the policy's %(limit)s"
+    ),
+    "adequacy.certified": _(
+        "adequacy decision %(cite)s (Art. 45) for %(organisation)s: %(label)s %(listing)s, "
+        "checked on %(checked_on)s"
+    ),
+    "safeguard.none": _("no Art. 46 safeguard or Art. 49 derogation is recorded"),
+    "safeguard.unknown": _("%(mechanism)s is not a transfer ground"),
+    # A party's role as recorded (sites.choices.PartyRole): English shows the stored value.
+    "party_role.controller": _("controller"),
+    "party_role.joint_controller": _("joint_controller"),
+    "party_role.processor": _("processor"),
+    "role.controller": _("controller"),
+    "role.processor": _("processor"),
+    "scc.wrong_module": _(
+        "the SCCs recorded are module %(recorded)s, but %(exporter_role)s to %(importer_role)s "
+        "needs module %(module)s (Decision (EU) 2021/914)"
+    ),
+    "scc.not_signed": _("the SCCs are signed on %(date)s"),
+    "scc.no_tia": _("the SCCs have no transfer impact assessment recorded"),
+    "scc.ok": _("SCC module %(module)s signed on %(date)s, TIA %(tia)s (Art. 46(2)(c))"),
+    "bcr.incomplete": _("the BCR lacks its approval reference or transfer impact assessment"),
+    "bcr.ok": _("BCR %(reference)s, TIA %(tia)s (Art. 46(2)(b), 47)"),
+    "derogation.incomplete": _("the Art. 49 derogation lacks its ground or reason"),
+    "derogation.ok": _("EXCEPTIONAL: Art. %(ground)s derogation: %(reason)s"),
+    # Art. 25/32
+    "privacy.no_budget": _("the policy sets no privacy budget"),
+    "privacy.no_figures": _("budget ε=%(budget)g set but no accountant figures"),
+    "privacy.wrong_mechanism": _(
+        "the policy requires %(required)s DP; the run applies %(mechanism)s"
+    ),
+    "privacy.no_budget_mechanism": _("the policy sets no privacy budget (mechanism %(mechanism)s)"),
+    "privacy.no_delta": _("budget ε=%(budget)g set without its δ"),
+    "privacy.no_noise": _(
+        "budget ε=%(budget)g at δ=%(delta)g set but the run applies no mechanism that adds "
+        "noise: no ε can be claimed"
+    ),
+    "privacy.unprotected_rounds": _(
+        "round(s) %(rounds)s released an aggregate without noise: ε is unbounded against the "
+        "budget ε=%(budget)g"
+    ),
+    "privacy.no_round_figures": _("the accountant gave no figures for this round"),
+    "privacy.spent": _(
+        "spent ε=%(spent).4g + this round %(this_round).4g = %(after).4g of %(limit)g at "
+        "δ=%(delta)g (%(method)s, %(relation)s, z=%(z)g)"
+    ),
+    # The decision as a whole
+    "gate.allowed": _("allowed: %(eligible)s of %(total)s site(s) eligible"),
+    "gate.blocked": _("blocked: %(failed)s"),
+    "gate.rule_failed": _("%(rule_id)s: %(reason)s"),
+    "gate.refused": _("%(verdict)s; refused: %(refused)s"),
+}
+
+
+def msg(code: str, **params: Any) -> Message:
+    """A reason as data. Raises ``KeyError`` for a code the catalogue does not know."""
+    if code not in TEMPLATES:  # fail where the rule is written, not where it is read
+        raise KeyError(code)
+    return {"code": code, "params": params}
+
+
+def is_message(value: object) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("code"), str)
+        and (isinstance(value.get("params", {}), Mapping))
+    )
+
+
+def render(message: Mapping[str, Any], translate: Callable[[str], str] | None = None) -> str:
+    """The text of ``message``: English, or through ``translate`` (a gettext).
+
+    Raises ``KeyError`` for an unknown code and ``TypeError``/``ValueError`` for params
+    that do not fit the template; callers that show stored rows catch those and fall back
+    to the stored English text.
+    """
+    template = TEMPLATES[message["code"]]
+    if translate is not None:
+        template = translate(template)
+    params = {k: _value(v, translate) for k, v in dict(message.get("params") or {}).items()}
+    return template % params if params else template
+
+
+def _value(value: object, translate: Callable[[str], str] | None) -> object:
+    if is_message(value):
+        return render(value, translate)  # type: ignore[arg-type]
+    if isinstance(value, list) and value and all(is_message(v) for v in value):
+        return "; ".join(render(v, translate) for v in value)
+    return value

@@ -1,0 +1,17 @@
+"""Template tags that print a gate reason in the reader's language (``training.reasons``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+from training.reasons import reason_text
+
+register = template.Library()
+
+
+@register.simple_tag
+def reason(code: str, params: Any, fallback: str = "") -> str:
+    """``{% reason row.code row.params row.reason %}``: autoescaped like any simple tag."""
+    return reason_text(code or "", params if isinstance(params, dict) else None, fallback or "")
