@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import gettext as gnu_gettext
 import io
+import os
 import re
 import tokenize
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import polib
+from django.core.management.utils import is_ignored_path
 from django.template.base import DebugLexer, TokenType
 from django.utils.translation.template import templatize
 
@@ -41,6 +43,19 @@ TRANSLATED = ("de", "es", "pl", "fr")
 # (no Django, no catalogue), deployment files, docs, scenario files. ``make messages``
 # passes the same list to makemessages (-i), so both extract from the same files.
 IGNORED = ("tests", "bench", "fedgov-flower", "deploy", "docs", "scenarios", "var")
+# The root catalogue (locale/) holds every string but those of the apps that keep their
+# own catalogue (issue 19, part R: the gate's reasons and the reports); makemessages skips
+# every app-level ``locale`` folder, so it does not file training/admin's strings there.
+# (Patterns as makemessages reads them: a bare name, or "dir/*", matches that name
+# anywhere, so reports/ is named by its files: templates/admin/reports is ours.)
+ROOT_CATALOGUE_IGNORES = (
+    *IGNORED,
+    "locale",
+    "training/gate",
+    *(f"reports/*.{x}" for x in ("py", "html", "txt")),
+)
+# makemessages' own defaults (its --no-default-ignore turns them off).
+DEFAULT_IGNORES = ("CVS", ".*", "*~", "*.pyc")
 
 # Words a template may show untranslated: the product's name and logo, the time-zone
 # designator printed after 24-hour times, and the symbols of the DP formulas.
@@ -97,17 +112,21 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def _ignored(path: Path, root: Path) -> bool:
-    parts = path.relative_to(root).parts
-    return any(p.startswith(".") for p in parts) or bool(parts and parts[0] in IGNORED)
-
-
-def source_files(root: Path, suffixes: Iterable[str]) -> list[Path]:
-    """Files under ``root`` makemessages reads, minus the ignored folders."""
+def source_files(
+    root: Path, suffixes: Iterable[str], ignore: Iterable[str] = IGNORED
+) -> list[Path]:
+    """Files under ``root`` makemessages reads with these ``-i`` patterns (its own rules)."""
+    patterns = [*ignore, *DEFAULT_IGNORES]
     wanted = tuple(suffixes)
-    return sorted(
-        p for p in root.rglob("*") if p.suffix in wanted and p.is_file() and not _ignored(p, root)
-    )
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath).relative_to(root)
+        dirnames[:] = [d for d in dirnames if not is_ignored_path(str(here / d), patterns)]
+        for name in filenames:
+            relative = here / name
+            if relative.suffix in wanted and not is_ignored_path(str(relative), patterns):
+                found.append(root / relative)
+    return sorted(found)
 
 
 # --- (a) templates -----------------------------------------------------------------------
@@ -415,9 +434,11 @@ def python_msgids(source: str) -> set[Msgid]:
 
 def _token_msgids(code: str) -> set[Msgid]:
     """Calls in templatize's output, read token by token as xgettext reads Python."""
+    # Indentation means nothing here (blanked template text); tokenize would reject it.
+    flat = "\n".join(line.lstrip() for line in code.splitlines())
     tokens = [
         t
-        for t in tokenize.generate_tokens(io.StringIO(code).readline)
+        for t in tokenize.generate_tokens(io.StringIO(flat).readline)
         if t.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT)
     ]
     found: set[Msgid] = set()
@@ -458,12 +479,12 @@ def template_msgids(source: str, origin: str) -> set[Msgid]:
     return _token_msgids(templatize(source, origin))
 
 
-def extract_msgids(root: Path = ROOT) -> set[Msgid]:
+def extract_msgids(root: Path = ROOT, ignore: Iterable[str] = IGNORED) -> set[Msgid]:
     """Every msgid of the django domain makemessages would find under ``root`` now."""
     found: set[Msgid] = set()
-    for path in source_files(root, (".py",)):
+    for path in source_files(root, (".py",), ignore):
         found |= python_msgids(path.read_text(encoding="utf-8"))
-    for path in source_files(root, (".html", ".txt")):
+    for path in source_files(root, (".html", ".txt"), ignore):
         found |= template_msgids(path.read_text(encoding="utf-8"), str(path))
     return found
 
@@ -476,7 +497,9 @@ def catalogue_dirs(root: Path = ROOT) -> list[Path]:
     return sorted(
         p
         for p in root.rglob("locale")
-        if p.is_dir() and not _ignored(p, root) and "site-packages" not in p.parts
+        if p.is_dir()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.relative_to(root).parts[0] not in IGNORED
     )
 
 
