@@ -78,7 +78,7 @@ class SubtreeHash(models.Model):
 
     class Meta:
         verbose_name = _("subtree hash")
-        verbose_name_plural = _("subtree hashs")
+        verbose_name_plural = _("subtree hashes")
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(level__gte=1, level__lte=62, idx__gte=0),

@@ -107,7 +107,7 @@ def test_template_check_finds_untranslated_text(tmp_path, body):
         "<p>{% translate 'Approve now' %}</p>",
         "<p>{% blocktranslate with n=total %}Round of {{ n }}{% endblocktranslate %}</p>",
         "<p>{% blocktranslate count n=k %}{{ n }} site{% plural %}{{ n }} sites{% endblocktranslate %}</p>",
-        '<button title="{% translate \'Open the round\' %}">→</button>',
+        "<button title=\"{% translate 'Open the round' %}\">→</button>",
         "<span>fedgov · {{ at|date:'Y-m-d H:i' }} UTC · 42 %</span>",
         "<code>subject_pseudonym,purpose</code><style>.a { width: 100%; }</style>",
         "{% comment %}Nobody reads this{% endcomment %}<!-- nor this -->",
@@ -154,7 +154,10 @@ def _module(tmp_path: Path, name: str, source: str) -> Path:
         ("choices.py", 'class S(models.TextChoices):\n    ACTIVE = "active", "Active"\n'),
         ("choices.py", 'class S(models.TextChoices):\n    ACTIVE = "active"\n'),
         ("admin.py", 'class F(admin.SimpleListFilter):\n    title = "state"\n'),
-        ("admin.py", 'class A(admin.ModelAdmin):\n    def f(self): ...\n    f.short_description = "state badge"\n'),
+        (
+            "admin.py",
+            'class A(admin.ModelAdmin):\n    def f(self): ...\n    f.short_description = "state badge"\n',
+        ),
     ],
 )
 def test_python_check_finds_unmarked_strings(tmp_path, name, source):
@@ -244,7 +247,10 @@ def test_language_check_finds_a_missing_language_and_a_missing_msgid(locale_copy
     (finding,) = catalogue.language_findings(locale_copy, "django")
     assert "es lacks msgid" in finding.text
     shutil.rmtree(locale_copy / "fr")
-    assert any("fr lacks this catalogue" in f.text for f in catalogue.language_findings(locale_copy, "django"))
+    assert any(
+        "fr lacks this catalogue" in f.text
+        for f in catalogue.language_findings(locale_copy, "django")
+    )
 
 
 def test_mo_check_finds_a_stale_and_a_missing_mo(locale_copy):
@@ -274,7 +280,7 @@ def test_compiled_mo_is_what_django_reads(locale_copy):
 def test_extraction_finds_a_newly_marked_string_and_a_removed_one(tmp_path):
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "admin.py").write_text(
-        'from django.utils.translation import gettext_lazy as _, ngettext, pgettext_lazy\n'
+        "from django.utils.translation import gettext_lazy as _, ngettext, pgettext_lazy\n"
         'A = _("Brand new string")\nB = ngettext("%(n)s site", "%(n)s sites", 2)\n'
         'C = pgettext_lazy("verb", "Release")\nD = _(f"not extractable {A}")\n'
     )

@@ -117,7 +117,7 @@ class Dpia(models.Model):
     valid_until = models.DateField(null=True, blank=True, verbose_name=_("valid until"))
 
     class Meta:
-        verbose_name_plural = _("dpias")
+        verbose_name_plural = _("DPIAs")
         verbose_name = _("DPIA")
         constraints = [
             models.CheckConstraint(
@@ -264,7 +264,7 @@ class SiteEligibility(models.Model):
 
     class Meta:
         verbose_name = _("site eligibility")
-        verbose_name_plural = _("site eligibilitys")
+        verbose_name_plural = _("site eligibilities")
         constraints = [
             models.UniqueConstraint(fields=["decision", "site"], name="eligibility_unique_site"),
         ]

@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterModelOptions(
             name="subtreehash",
-            options={"verbose_name": "subtree hash", "verbose_name_plural": "subtree hashs"},
+            options={"verbose_name": "subtree hash", "verbose_name_plural": "subtree hashes"},
         ),
         migrations.AlterModelOptions(
             name="treehead",

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterModelOptions(
             name="dpia",
-            options={"verbose_name": "DPIA", "verbose_name_plural": "dpias"},
+            options={"verbose_name": "DPIA", "verbose_name_plural": "DPIAs"},
         ),
         migrations.AlterModelOptions(
             name="gatedecision",
@@ -70,7 +70,7 @@ class Migration(migrations.Migration):
             name="siteeligibility",
             options={
                 "verbose_name": "site eligibility",
-                "verbose_name_plural": "site eligibilitys",
+                "verbose_name_plural": "site eligibilities",
             },
         ),
         migrations.AlterModelOptions(
