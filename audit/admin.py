@@ -145,19 +145,23 @@ class HoldStatusFilter(admin.SimpleListFilter):
 class LegalHoldPlaceForm(forms.Form):
     """The fields of a new hold; ``legal_hold_place`` decides what is acceptable."""
 
-    reference = forms.CharField(max_length=64, help_text=_("Case or matter reference."))
+    reference = forms.CharField(
+        max_length=64, label=_("Reference"), help_text=_("Case or matter reference.")
+    )
     reason = forms.CharField(
+        label=_("Reason"),
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
         help_text=_("Why these entries must be kept. The ledger records its hash."),
     )
     subject_type = forms.CharField(
         max_length=64,
         required=False,
+        label=_("Subject type"),
         help_text=_(
             "With subject id, e.g. dataset and 12. Leave both empty to hold the whole ledger."
         ),
     )
-    subject_id = forms.CharField(max_length=64, required=False)
+    subject_id = forms.CharField(max_length=64, required=False, label=_("Subject id"))
     held_from = forms.DateTimeField(
         required=False,
         label=_("Held from (UTC)"),

@@ -15,10 +15,16 @@ from training.models import TrainingRun
 
 class FilterForm(forms.Form):
     site = forms.ModelChoiceField(
-        queryset=Site.objects.order_by("slug"), required=False, empty_label=_("All sites")
+        queryset=Site.objects.order_by("slug"),
+        required=False,
+        empty_label=_("All sites"),
+        label=_("Site"),
     )
     run = forms.ModelChoiceField(
-        queryset=TrainingRun.objects.order_by("name"), required=False, empty_label=_("All runs")
+        queryset=TrainingRun.objects.order_by("name"),
+        required=False,
+        empty_label=_("All runs"),
+        label=_("Run"),
     )
     start = forms.DateField(
         required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"})

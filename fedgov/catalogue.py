@@ -89,7 +89,7 @@ TEXT_KEYWORDS = frozenset(
 )
 TEXT_ATTRIBUTES = frozenset({"short_description", "verbose_name", "verbose_name_plural", "title"})
 MESSAGE_CALLS = frozenset({"debug", "info", "success", "warning", "error", "add_message"})
-SCANNED_MODULES = ("admin.py", "forms.py", "views.py", "models.py", "choices.py")
+SCANNED_MODULES = ("admin.py", "forms.py", "views.py", "models.py", "choices.py", "apps.py")
 SCANNED_PACKAGES = ("admin", "forms", "views")
 
 
@@ -215,7 +215,8 @@ def _unmarked(node: ast.expr | None) -> bool:
     if node is None:
         return False
     if isinstance(node, ast.Constant):
-        return isinstance(node.value, str) and _letters(node.value)
+        text = node.value
+        return isinstance(text, str) and _letters(text) and text.strip() not in ALLOWED_WORDS
     if isinstance(node, ast.JoinedStr):
         return any(_unmarked(v) for v in node.values if isinstance(v, ast.Constant))
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod | ast.Add):
@@ -273,9 +274,24 @@ class _PythonScan(ast.NodeVisitor):
                     self._flag(statement, "choice without a translated label")
         if self.path.endswith("models.py") and not self._classes:
             self._check_meta(node)
+        if any("Form" in _callee(b) for b in node.bases):
+            self._check_form_labels(node)
         self._classes.append(node)
         self.generic_visit(node)
         self._classes.pop()
+
+    def _check_form_labels(self, node: ast.ClassDef) -> None:
+        """A form field's label comes from label=, else from its English attribute name."""
+        for statement in node.body:
+            call = statement.value if isinstance(statement, ast.Assign) else None
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and _callee(call.func.value) == "forms"
+                and call.func.attr.endswith("Field")
+                and _keyword(call, "label") is None
+            ):
+                self._flag(statement, f"form field {call.func.attr} without a translated label")
 
     def _check_meta(self, node: ast.ClassDef) -> None:
         """A model's name in admin headings comes from Meta, else from its English class name."""
@@ -349,8 +365,8 @@ class _PythonScan(ast.NodeVisitor):
         if name == "message_user" and _unmarked(message):
             self._flag(node, "message_user text not marked for translation")
         error = node.args[0] if node.args else _keyword(node, "message")
-        in_forms = self.path.endswith(("forms.py", "models.py")) or "/forms/" in self.path
-        if name == "ValidationError" and in_forms and _unmarked(error):
+        # Every scanned module is one whose errors reach a form (admin, views, forms, models).
+        if name == "ValidationError" and _unmarked(error):
             self._flag(node, "ValidationError message not marked for translation")
         if name == "add_error" and len(node.args) > 1 and _unmarked(node.args[1]):
             self._flag(node, "form error not marked for translation")
@@ -390,7 +406,12 @@ def python_files(root: Path) -> list[Path]:
         if "migrations" not in p.parts
         and p.relative_to(root).parts[0] not in ("reports",)
         and p.relative_to(root).parts[:2] != ("training", "gate")
-        and (p.name in SCANNED_MODULES or p.parent.name in SCANNED_PACKAGES)
+        and (
+            p.name in SCANNED_MODULES
+            or p.parent.name in SCANNED_PACKAGES
+            or p.stem.endswith(("_views", "_forms"))
+            or p.stem.startswith("admin_")
+        )
     ]
 
 

@@ -106,7 +106,8 @@ def test_template_check_finds_untranslated_text(tmp_path, body):
     [
         "<p>{% translate 'Approve now' %}</p>",
         "<p>{% blocktranslate with n=total %}Round of {{ n }}{% endblocktranslate %}</p>",
-        "<p>{% blocktranslate count n=k %}{{ n }} site{% plural %}{{ n }} sites{% endblocktranslate %}</p>",
+        "<p>{% blocktranslate count n=k %}{{ n }} site{% plural %}{{ n }} sites"
+        "{% endblocktranslate %}</p>",
         "<button title=\"{% translate 'Open the round' %}\">→</button>",
         "<span>fedgov · {{ at|date:'Y-m-d H:i' }} UTC · 42 %</span>",
         "<code>subject_pseudonym,purpose</code><style>.a { width: 100%; }</style>",
@@ -148,7 +149,8 @@ def _module(tmp_path: Path, name: str, source: str) -> Path:
         ("models.py", "class M(models.Model):\n    a = models.CharField(max_length=3)\n"),
         (
             "models.py",
-            'class M(models.Model):\n    a = models.TextField(help_text="Why", verbose_name=_("a"))\n',
+            "class M(models.Model):\n"
+            '    a = models.TextField(help_text="Why", verbose_name=_("a"))\n',
         ),
         ("models.py", 'class M(models.Model):\n    a = models.TextField(verbose_name=_("a"))\n'),
         ("choices.py", 'class S(models.TextChoices):\n    ACTIVE = "active", "Active"\n'),
@@ -156,7 +158,8 @@ def _module(tmp_path: Path, name: str, source: str) -> Path:
         ("admin.py", 'class F(admin.SimpleListFilter):\n    title = "state"\n'),
         (
             "admin.py",
-            'class A(admin.ModelAdmin):\n    def f(self): ...\n    f.short_description = "state badge"\n',
+            "class A(admin.ModelAdmin):\n"
+            '    def f(self): ...\n    f.short_description = "state badge"\n',
         ),
     ],
 )

@@ -350,7 +350,7 @@ def round_evidence(round_: Round) -> dict[str, Any]:
             el = eligibility.get(slug)
             sites.append(
                 {
-                    "slug": slug or "(whole round)",
+                    "slug": slug or _("(whole round)"),
                     "results": results,
                     "failed": sum(1 for r in results if not r.ok),
                     "eligible": el.eligible if el else None,

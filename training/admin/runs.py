@@ -99,7 +99,9 @@ class DpiaActionForm(ActionForm):
     DPIA that already expired (flagged ``recorded_late`` in the ledger)."""
 
     valid_until = forms.DateField(
-        required=False, help_text=_("Last day the DPIA covers (YYYY-MM-DD); blank: one year")
+        required=False,
+        label=_("Valid until"),
+        help_text=_("Last day the DPIA covers (YYYY-MM-DD); blank: one year"),
     )
 
 
