@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from sites.models import Dataset, Purpose, ResidencyPolicy, Site
@@ -166,7 +167,12 @@ class Round(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.run.name} round {self.number} ({self.state})"
+        # The admin's heading and breadcrumb; the state stays its language-neutral code.
+        return gettext("%(run)s round %(number)s (%(state)s)") % {
+            "run": self.run.name,
+            "number": self.number,
+            "state": self.state,
+        }
 
 
 class GateDecision(models.Model):
