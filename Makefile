@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint fmt migrate worker beat venv clean events-doc
+.PHONY: demo serve test lint fmt migrate worker beat venv clean events-doc messages mo
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ lint: $(STAMP)
 # docs/events.md from the ledger's event catalogue (audit/events.py).
 events-doc:
 	$(PY) -m audit.events > docs/events.md
+
+# Translations (issue 19). `messages` refreshes locale/ from the sources (makemessages:
+# needs GNU gettext, a translator's tool) and compiles; `mo` only compiles every .po into
+# its .mo in pure Python (polib), so a fresh machine needs no system package. Both .po and
+# .mo are committed; tests/test_i18n_catalogue.py fails when either is stale.
+messages: $(STAMP)
+	$(PY) manage.py messages
+
+mo: $(STAMP)
+	$(PY) manage.py messages --compile
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -21,6 +21,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from audit.models import Checkpoint, Cosignature, LedgerEntry, LegalHold, TrustedKey
 from audit.retention import legal_hold_place, legal_hold_release
@@ -52,7 +54,7 @@ class ReadOnlyAdmin(admin.ModelAdmin[_ModelT]):
 
 
 class RedactedFilter(admin.SimpleListFilter):
-    title = "redacted"
+    title = _("redacted")
     parameter_name = "redacted"
 
     def lookups(
@@ -95,7 +97,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin[LedgerEntry]):
     exclude = ["leaf_hash"]
     show_full_result_count = False
 
-    @admin.display(description="leaf hash")
+    @admin.display(description=_("leaf hash"))
     def leaf_hash_hex(self, entry: LedgerEntry) -> str:
         return bytes(entry.leaf_hash).hex()
 
@@ -106,7 +108,7 @@ class CheckpointAdmin(ReadOnlyAdmin[Checkpoint]):
     readonly_fields = ["size", "root_hex", "created_at", "key_id", "created_by", "note"]
     exclude = ["root"]
 
-    @admin.display(description="root hash")
+    @admin.display(description=_("root hash"))
     def root_hex(self, checkpoint: Checkpoint) -> str:
         return bytes(checkpoint.root).hex()
 
@@ -123,7 +125,7 @@ class TrustedKeyAdmin(ReadOnlyAdmin[TrustedKey]):
     ]  # fmt: skip
     exclude = ["public_key"]
 
-    @admin.display(description="public key")
+    @admin.display(description=_("public key"))
     def public_key_hex(self, key: TrustedKey) -> str:
         return bytes(key.public_key).hex()
 
@@ -135,7 +137,7 @@ class CosignatureAdmin(ReadOnlyAdmin[Cosignature]):
 
 
 class HoldStatusFilter(admin.SimpleListFilter):
-    title = "status"
+    title = _("status")
     parameter_name = "active"
 
     def lookups(
@@ -152,38 +154,43 @@ class HoldStatusFilter(admin.SimpleListFilter):
 class LegalHoldPlaceForm(forms.Form):
     """The fields of a new hold; ``legal_hold_place`` decides what is acceptable."""
 
-    reference = forms.CharField(max_length=64, help_text="Case or matter reference.")
+    reference = forms.CharField(
+        max_length=64, label=_("Reference"), help_text=_("Case or matter reference.")
+    )
     reason = forms.CharField(
+        label=_("Reason"),
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-        help_text="Why these entries must be kept. The ledger records its hash.",
+        help_text=_("Why these entries must be kept. The ledger records its hash."),
     )
     subject_type = forms.CharField(
         max_length=64,
         required=False,
-        help_text="With subject id, e.g. dataset and 12. Leave both empty to hold the "
-        "whole ledger.",
+        label=_("Subject type"),
+        help_text=_(
+            "With subject id, e.g. dataset and 12. Leave both empty to hold the whole ledger."
+        ),
     )
-    subject_id = forms.CharField(max_length=64, required=False)
+    subject_id = forms.CharField(max_length=64, required=False, label=_("Subject id"))
     held_from = forms.DateTimeField(
         required=False,
-        label="Held from (UTC)",
+        label=_("Held from (UTC)"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Entries written from this moment; empty for the start of the ledger.",
+        help_text=_("Entries written from this moment; empty for the start of the ledger."),
     )
     held_until = forms.DateTimeField(
         required=False,
-        label="Held until (UTC)",
+        label=_("Held until (UTC)"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Entries written up to this moment; empty for no end.",
+        help_text=_("Entries written up to this moment; empty for no end."),
     )
 
 
 class ReleaseForm(forms.Form):
     reason = forms.CharField(
-        label="Reason",
+        label=_("Reason"),
         strip=True,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
-        help_text="Why the hold ends. Recorded with your name; the ledger records its hash.",
+        help_text=_("Why the hold ends. Recorded with your name; the ledger records its hash."),
     )
 
 
@@ -241,15 +248,15 @@ class LegalHoldAdmin(admin.ModelAdmin[LegalHold]):
 
     # -- columns ----------------------------------------------------------------------
 
-    @admin.display(description="scope")
+    @admin.display(description=_("scope"))
     def scope(self, hold: LegalHold) -> str:
         return hold.scope()
 
-    @admin.display(description="active", boolean=True, ordering="released_at")
+    @admin.display(description=_("active"), boolean=True, ordering="released_at")
     def is_active(self, hold: LegalHold) -> bool:
         return hold.active
 
-    @admin.display(description="ledger events")
+    @admin.display(description=_("ledger events"))
     def ledger_events(self, hold: LegalHold) -> str:
         entries = LedgerEntry.objects.filter(
             subject_type="legal_hold", subject_id=str(hold.pk)
@@ -280,13 +287,14 @@ class LegalHoldAdmin(admin.ModelAdmin[LegalHold]):
             else:
                 self.message_user(
                     request,
-                    f"Legal hold {hold.reference} placed on {hold.scope()}.",
+                    _("Legal hold %(reference)s placed on %(scope)s.")
+                    % {"reference": hold.reference, "scope": hold.scope()},
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(reverse("admin:audit_legalhold_change", args=[hold.pk]))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Place a legal hold",
+            "title": _("Place a legal hold"),
             "opts": self.model._meta,
             "form": form,
             "cancel_url": reverse("admin:audit_legalhold_changelist"),
@@ -295,7 +303,7 @@ class LegalHoldAdmin(admin.ModelAdmin[LegalHold]):
 
     # -- releasing: an action over a selection, or the button on one hold's page -------
 
-    @admin.action(description="Release selected legal holds…", permissions=["release"])
+    @admin.action(description=_("Release selected legal holds…"), permissions=["release"])
     def release_holds(
         self, request: HttpRequest, queryset: QuerySet[LegalHold]
     ) -> HttpResponse | None:
@@ -352,7 +360,7 @@ class LegalHoldAdmin(admin.ModelAdmin[LegalHold]):
     ) -> HttpResponse:
         context = {
             **self.admin_site.each_context(request),
-            "title": "Release legal hold" + ("s" if len(holds) > 1 else ""),
+            "title": ngettext("Release legal hold", "Release legal holds", len(holds)),
             "opts": self.model._meta,
             "original": original,
             "holds": holds,
@@ -369,9 +377,18 @@ class LegalHoldAdmin(admin.ModelAdmin[LegalHold]):
             legal_hold_release(actor=Actor.of(request.user), hold=hold, reason=reason)
         except FedgovError as exc:
             logger.info("admin release of legal hold %s refused: %s", hold.pk, exc)
-            self.message_user(request, f"{hold.reference}: refused — {exc}", messages.ERROR)
+            self.message_user(
+                request,
+                _("%(reference)s: refused — %(reason)s")
+                % {"reference": hold.reference, "reason": exc},
+                messages.ERROR,
+            )
             return False
-        self.message_user(request, f"Legal hold {hold.reference} released.", messages.SUCCESS)
+        self.message_user(
+            request,
+            _("Legal hold %(reference)s released.") % {"reference": hold.reference},
+            messages.SUCCESS,
+        )
         return True
 
     def change_view(

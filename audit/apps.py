@@ -1,8 +1,9 @@
 """App config for audit."""
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AuditConfig(AppConfig):
     name = "audit"
-    verbose_name = "Audit ledger"
+    verbose_name = _("Audit ledger")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from audit.choices import KeyRole
 from audit.expressions import LeafDocument
@@ -19,27 +20,32 @@ class LedgerEntry(models.Model):
     it names.
     """
 
-    seq = models.BigIntegerField(primary_key=True)
-    event_type = models.CharField(max_length=64, db_index=True)
-    actor_id = models.BigIntegerField(null=True)
-    actor_repr = models.CharField(max_length=150)
-    subject_type = models.CharField(max_length=64)
-    subject_id = models.CharField(max_length=64)
-    created_at = models.DateTimeField(db_index=True)
-    payload = models.TextField()
-    leaf_hash = models.BinaryField(max_length=32)
+    seq = models.BigIntegerField(primary_key=True, verbose_name=_("seq"))
+    event_type = models.CharField(max_length=64, db_index=True, verbose_name=_("event type"))
+    actor_id = models.BigIntegerField(null=True, verbose_name=_("actor id"))
+    actor_repr = models.CharField(max_length=150, verbose_name=_("actor repr"))
+    subject_type = models.CharField(max_length=64, verbose_name=_("subject type"))
+    subject_id = models.CharField(max_length=64, verbose_name=_("subject id"))
+    created_at = models.DateTimeField(db_index=True, verbose_name=_("created at"))
+    payload = models.TextField(verbose_name=_("payload"))
+    leaf_hash = models.BinaryField(max_length=32, verbose_name=_("leaf hash"))
     # The canonical leaf bytes, derived by the database from the columns above
-    # (audit.expressions); what verification hashes.
+    # (audit.expressions); what verification hashes. No verbose_name: on SQLite, any
+    # change to a generated field's definition rebuilds the table, which drops the
+    # ledger's append-only triggers (the admin never shows this column).
     leaf = models.GeneratedField(
-        expression=LeafDocument(), output_field=models.TextField(), db_persist=True
+        expression=LeafDocument(),
+        output_field=models.TextField(),
+        db_persist=True,
     )
     # Set when retention removed the contents (payload, actor); the leaf hash stays in the
     # tree, so proofs and checkpoints still hold. The only UPDATE the triggers allow.
-    redacted_at = models.DateTimeField(null=True, blank=True)
+    redacted_at = models.DateTimeField(null=True, blank=True, verbose_name=_("redacted at"))
 
     class Meta:
+        verbose_name = _("ledger entry")
         ordering = ["seq"]
-        verbose_name_plural = "ledger entries"
+        verbose_name_plural = _("ledger entries")
         indexes = [
             models.Index(fields=["subject_type", "subject_id"]),
             # Few entries are redacted, and verification asks only about those.
@@ -66,11 +72,13 @@ class SubtreeHash(models.Model):
     """
 
     pk = models.CompositePrimaryKey("level", "idx")
-    level = models.PositiveSmallIntegerField()
-    idx = models.BigIntegerField()
-    hash = models.BinaryField(max_length=32)
+    level = models.PositiveSmallIntegerField(verbose_name=_("level"))
+    idx = models.BigIntegerField(verbose_name=_("idx"))
+    hash = models.BinaryField(max_length=32, verbose_name=_("hash"))
 
     class Meta:
+        verbose_name = _("subtree hash")
+        verbose_name_plural = _("subtree hashes")
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(level__gte=1, level__lte=62, idx__gte=0),
@@ -90,11 +98,13 @@ class TreeHead(models.Model):
     earlier nodes and the current root needs no query beyond this row.
     """
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    size = models.BigIntegerField(default=0)
-    frontier = models.BinaryField(default=b"")
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, verbose_name=_("id"))
+    size = models.BigIntegerField(default=0, verbose_name=_("size"))
+    frontier = models.BinaryField(default=b"", verbose_name=_("frontier"))
 
     class Meta:
+        verbose_name = _("tree head")
+        verbose_name_plural = _("tree heads")
         constraints = [
             models.CheckConstraint(condition=models.Q(id=1), name="tree_head_single_row"),
             models.CheckConstraint(condition=models.Q(size__gte=0), name="tree_head_size"),
@@ -111,14 +121,16 @@ class Checkpoint(models.Model):
     the verifier trusts only the note and its signature.
     """
 
-    size = models.BigIntegerField(primary_key=True)
-    root = models.BinaryField(max_length=32)
-    created_at = models.DateTimeField(db_index=True)
-    key_id = models.CharField(max_length=16)
-    note = models.TextField()
-    created_by = models.CharField(max_length=150)
+    size = models.BigIntegerField(primary_key=True, verbose_name=_("size"))
+    root = models.BinaryField(max_length=32, verbose_name=_("root"))
+    created_at = models.DateTimeField(db_index=True, verbose_name=_("created at"))
+    key_id = models.CharField(max_length=16, verbose_name=_("key id"))
+    note = models.TextField(verbose_name=_("note"))
+    created_by = models.CharField(max_length=150, verbose_name=_("created by"))
 
     class Meta:
+        verbose_name = _("checkpoint")
+        verbose_name_plural = _("checkpoints")
         ordering = ["size"]
         get_latest_by = "size"
         constraints = [
@@ -137,19 +149,23 @@ class LegalHold(models.Model):
     releasing are ledger events; the row is never deleted.
     """
 
-    reference = models.CharField(max_length=64, help_text="case or matter reference")
-    reason = models.TextField()
-    subject_type = models.CharField(max_length=64, blank=True)
-    subject_id = models.CharField(max_length=64, blank=True)
-    held_from = models.DateTimeField(null=True, blank=True)
-    held_until = models.DateTimeField(null=True, blank=True)
-    placed_by = models.CharField(max_length=150)
-    placed_at = models.DateTimeField()
-    released_by = models.CharField(max_length=150, blank=True)
-    released_at = models.DateTimeField(null=True, blank=True)
-    release_reason = models.TextField(blank=True)
+    reference = models.CharField(
+        max_length=64, help_text=_("case or matter reference"), verbose_name=_("reference")
+    )
+    reason = models.TextField(verbose_name=_("reason"))
+    subject_type = models.CharField(max_length=64, blank=True, verbose_name=_("subject type"))
+    subject_id = models.CharField(max_length=64, blank=True, verbose_name=_("subject id"))
+    held_from = models.DateTimeField(null=True, blank=True, verbose_name=_("held from"))
+    held_until = models.DateTimeField(null=True, blank=True, verbose_name=_("held until"))
+    placed_by = models.CharField(max_length=150, verbose_name=_("placed by"))
+    placed_at = models.DateTimeField(verbose_name=_("placed at"))
+    released_by = models.CharField(max_length=150, blank=True, verbose_name=_("released by"))
+    released_at = models.DateTimeField(null=True, blank=True, verbose_name=_("released at"))
+    release_reason = models.TextField(blank=True, verbose_name=_("release reason"))
 
     class Meta:
+        verbose_name = _("legal hold")
+        verbose_name_plural = _("legal holds")
         ordering = ["-placed_at"]
         constraints = [
             models.CheckConstraint(
@@ -191,17 +207,19 @@ class TrustedKey(models.Model):
     log's origin for the log key, the witness's name for a witness key.
     """
 
-    key_id = models.CharField(max_length=16, primary_key=True)
-    role = models.CharField(max_length=16, choices=KeyRole.choices)
-    name = models.CharField(max_length=255)
-    public_key = models.BinaryField(max_length=32)
-    valid_from = models.DateTimeField()
-    valid_to = models.DateTimeField(null=True, blank=True)
-    reason = models.TextField()
-    end_reason = models.TextField(blank=True)
-    added_by = models.CharField(max_length=150)
+    key_id = models.CharField(max_length=16, primary_key=True, verbose_name=_("key id"))
+    role = models.CharField(max_length=16, choices=KeyRole.choices, verbose_name=_("role"))
+    name = models.CharField(max_length=255, verbose_name=_("name"))
+    public_key = models.BinaryField(max_length=32, verbose_name=_("public key"))
+    valid_from = models.DateTimeField(verbose_name=_("valid from"))
+    valid_to = models.DateTimeField(null=True, blank=True, verbose_name=_("valid to"))
+    reason = models.TextField(verbose_name=_("reason"))
+    end_reason = models.TextField(blank=True, verbose_name=_("end reason"))
+    added_by = models.CharField(max_length=150, verbose_name=_("added by"))
 
     class Meta:
+        verbose_name = _("trusted key")
+        verbose_name_plural = _("trusted keys")
         ordering = ["role", "valid_from"]
         constraints = [
             models.CheckConstraint(
@@ -228,15 +246,20 @@ class Cosignature(models.Model):
     """
 
     checkpoint = models.ForeignKey(
-        Checkpoint, on_delete=models.PROTECT, related_name="cosignatures"
+        Checkpoint,
+        on_delete=models.PROTECT,
+        related_name="cosignatures",
+        verbose_name=_("checkpoint"),
     )
-    witness = models.CharField(max_length=255)
-    key_id = models.CharField(max_length=16)
-    timestamp = models.BigIntegerField()
-    line = models.TextField()
-    received_at = models.DateTimeField()
+    witness = models.CharField(max_length=255, verbose_name=_("witness"))
+    key_id = models.CharField(max_length=16, verbose_name=_("key id"))
+    timestamp = models.BigIntegerField(verbose_name=_("timestamp"))
+    line = models.TextField(verbose_name=_("line"))
+    received_at = models.DateTimeField(verbose_name=_("received at"))
 
     class Meta:
+        verbose_name = _("cosignature")
+        verbose_name_plural = _("cosignatures")
         ordering = ["checkpoint", "witness"]
         constraints = [
             models.UniqueConstraint(fields=["checkpoint", "key_id"], name="one_cosignature_per_key")
@@ -256,12 +279,20 @@ class CheckpointTimestamp(models.Model):
     """
 
     checkpoint = models.OneToOneField(
-        Checkpoint, on_delete=models.PROTECT, primary_key=True, related_name="timestamp"
+        Checkpoint,
+        on_delete=models.PROTECT,
+        primary_key=True,
+        related_name="timestamp",
+        verbose_name=_("checkpoint"),
     )
-    token = models.BinaryField()
-    gen_time = models.DateTimeField()
-    tsa_url = models.CharField(max_length=255)
-    received_at = models.DateTimeField()
+    token = models.BinaryField(verbose_name=_("token"))
+    gen_time = models.DateTimeField(verbose_name=_("gen time"))
+    tsa_url = models.CharField(max_length=255, verbose_name=_("tsa url"))
+    received_at = models.DateTimeField(verbose_name=_("received at"))
+
+    class Meta:
+        verbose_name = _("checkpoint timestamp")
+        verbose_name_plural = _("checkpoint timestamps")
 
     def __str__(self) -> str:
         return f"RFC 3161 timestamp of size {self.checkpoint_id} at {self.gen_time}"

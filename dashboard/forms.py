@@ -6,6 +6,7 @@ from datetime import datetime, time, timedelta
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from dashboard.selectors import Filters
 from sites.models import Site
@@ -14,23 +15,29 @@ from training.models import TrainingRun
 
 class FilterForm(forms.Form):
     site = forms.ModelChoiceField(
-        queryset=Site.objects.order_by("slug"), required=False, empty_label="All sites"
+        queryset=Site.objects.order_by("slug"),
+        required=False,
+        empty_label=_("All sites"),
+        label=_("Site"),
     )
     run = forms.ModelChoiceField(
-        queryset=TrainingRun.objects.order_by("name"), required=False, empty_label="All runs"
+        queryset=TrainingRun.objects.order_by("name"),
+        required=False,
+        empty_label=_("All runs"),
+        label=_("Run"),
     )
     start = forms.DateField(
-        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"})
     )
     end = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=_("To"), widget=forms.DateInput(attrs={"type": "date"})
     )
 
     def clean(self):
         data = super().clean()
         start, end = data.get("start"), data.get("end")
         if start and end and end < start:
-            self.add_error("end", "must be on or after the start date")
+            self.add_error("end", _("must be on or after the start date"))
         return data
 
     def filters(self) -> Filters:

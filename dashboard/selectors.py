@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
+from django.utils.translation import gettext
 
 from audit import selectors as ledger
 from audit.models import LedgerEntry, LegalHold
@@ -89,14 +90,21 @@ class RunRow:
 def _privacy_label(run: TrainingRun, latest) -> str:
     policy = run.policy
     budget = (
-        f" of {policy.privacy_budget_epsilon:g} at δ={policy.privacy_budget_delta:g}"
+        " "
+        + gettext("of %(limit)s at δ=%(delta)s")
+        % {
+            "limit": f"{policy.privacy_budget_epsilon:g}",
+            "delta": f"{policy.privacy_budget_delta:g}",
+        }
         if policy.privacy_budget_epsilon is not None and policy.privacy_budget_delta is not None
         else ""
     )
     if latest is None:
-        return f"{run.dp_mechanism} · ε 0{budget}" if run.dp_mechanism != "none" else "none"
+        return (
+            f"{run.dp_mechanism} · ε 0{budget}" if run.dp_mechanism != "none" else gettext("none")
+        )
     if not latest.private:
-        return "ε unbounded: released without noise"
+        return gettext("ε unbounded: released without noise")
     return f"{latest.mechanism} · ε {latest.epsilon:.3f}{budget}"
 
 

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDi
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views import View
 
 from dashboard import selectors
@@ -64,13 +65,17 @@ class VerifyLedgerView(_DashboardAccess, View):
         if result.ok:
             messages.success(
                 request,
-                f"Ledger verified: {result.size} entries and {result.checkpoints} "
-                "checkpoints recomputed, no problem found.",
+                _(
+                    "Ledger verified: %(size)s entries and %(checkpoints)s checkpoints "
+                    "recomputed, no problem found."
+                )
+                % {"size": result.size, "checkpoints": result.checkpoints},
             )
         else:
             messages.error(
                 request,
-                f"Ledger verification FAILED: first bad sequence number {result.first_bad_seq}.",
+                _("Ledger verification FAILED: first bad sequence number %(seq)s.")
+                % {"seq": result.first_bad_seq},
             )
         target = reverse("dashboard:index")
         query = QueryDict(request.POST.get("query", "")).urlencode()

@@ -11,7 +11,10 @@ class Profile(models.Model):
     """One per user, made on first need. An empty language means: follow the browser."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fedgov_profile"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="fedgov_profile",
+        verbose_name=_("user"),
     )
     language = models.CharField(_("language"), max_length=8, blank=True, choices=settings.LANGUAGES)
 

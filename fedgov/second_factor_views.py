@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
@@ -34,11 +35,11 @@ class SecondFactorFormMixin(forms.Form):
     """
 
     otp_token = forms.CharField(
-        label="Authenticator code",
+        label=_("Authenticator code"),
         required=False,
         max_length=16,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
-        help_text="The six digits your authenticator app shows, if you have enrolled one.",
+        help_text=_("The six digits your authenticator app shows, if you have enrolled one."),
     )
 
     def clean(self):
@@ -49,13 +50,13 @@ class SecondFactorFormMixin(forms.Form):
         token = (cleaned.get("otp_token") or "").strip()
         if not token:
             raise ValidationError(
-                "This account has an authenticator: enter its current code.",
+                _("This account has an authenticator: enter its current code."),
                 code="token_required",
             )
         device = match_token(user, token)
         if device is None:
             raise ValidationError(
-                "That authenticator code is wrong or was already used.", code="invalid_token"
+                _("That authenticator code is wrong or was already used."), code="invalid_token"
             )
         user.otp_device = device
         return cleaned
@@ -71,7 +72,7 @@ class SecondFactorAuthenticationForm(SecondFactorFormMixin, AuthenticationForm):
 
 class EnrolForm(forms.Form):
     otp_token = forms.CharField(
-        label="Code from your app",
+        label=_("Code from your app"),
         max_length=16,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
@@ -107,17 +108,19 @@ def enrol(request: HttpRequest) -> HttpResponse:
                 otp_login(request, device)
                 messages.success(
                     request,
-                    "Authenticator confirmed. From now on you sign in with its code, and "
-                    "you may approve, reject and request signed reports.",
+                    _(
+                        "Authenticator confirmed. From now on you sign in with its code, and "
+                        "you may approve, reject and request signed reports."
+                    ),
                 )
                 return redirect(second_factor.ENROL_PATH)
             if form.is_valid():
-                form.add_error("otp_token", "That code does not match; try the current one.")
+                form.add_error("otp_token", _("That code does not match; try the current one."))
         else:
             device = second_factor.totp_device_issue(user=user)
     context = {
         **admin.site.each_context(request),
-        "title": "Two-factor sign-in",
+        "title": _("Two-factor sign-in"),
         "confirmed": confirmed,
         "device": device,
         "secret": second_factor.secret_base32(device) if device else "",

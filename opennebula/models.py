@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from opennebula.choices import WorkloadState
 from sites.models import Site
@@ -21,35 +22,46 @@ class Workload(models.Model):
     they were when fedgov checked them. Rows are evidence: sites and runs are PROTECTed.
     """
 
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="workloads")
-    site_slug = models.CharField(max_length=64)
-    run = models.ForeignKey(
-        "training.TrainingRun", on_delete=models.PROTECT, related_name="workloads"
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, related_name="workloads", verbose_name=_("site")
     )
-    zone_id = models.PositiveIntegerField()
-    zone_endpoint = models.CharField(max_length=255)
-    vm_id = models.PositiveIntegerField(null=True, blank=True)
-    vm_name = models.CharField(max_length=128, blank=True)
-    state = models.CharField(max_length=16, choices=WorkloadState.choices)
-    reason = models.TextField(blank=True)
-    error_code = models.IntegerField(null=True, blank=True)
-    host = models.CharField(max_length=128, blank=True)
-    host_id = models.IntegerField(null=True, blank=True)
-    host_country = models.CharField(max_length=8, blank=True)
-    cluster = models.CharField(max_length=128, blank=True)
-    cluster_id = models.IntegerField(null=True, blank=True)
-    cluster_country = models.CharField(max_length=8, blank=True)
-    datastore = models.CharField(max_length=128, blank=True)
-    datastore_id = models.IntegerField(null=True, blank=True)
-    datastore_country = models.CharField(max_length=8, blank=True)
-    allowed_countries = models.JSONField(default=list)
-    placement_checked_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField()
-    updated_at = models.DateTimeField()
-    terminated_at = models.DateTimeField(null=True, blank=True)
-    actor_name = models.CharField(max_length=150)
+    site_slug = models.CharField(max_length=64, verbose_name=_("site slug"))
+    run = models.ForeignKey(
+        "training.TrainingRun",
+        on_delete=models.PROTECT,
+        related_name="workloads",
+        verbose_name=_("run"),
+    )
+    zone_id = models.PositiveIntegerField(verbose_name=_("zone id"))
+    zone_endpoint = models.CharField(max_length=255, verbose_name=_("zone endpoint"))
+    vm_id = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("vm id"))
+    vm_name = models.CharField(max_length=128, blank=True, verbose_name=_("vm name"))
+    state = models.CharField(max_length=16, choices=WorkloadState.choices, verbose_name=_("state"))
+    reason = models.TextField(blank=True, verbose_name=_("reason"))
+    error_code = models.IntegerField(null=True, blank=True, verbose_name=_("error code"))
+    host = models.CharField(max_length=128, blank=True, verbose_name=_("host"))
+    host_id = models.IntegerField(null=True, blank=True, verbose_name=_("host id"))
+    host_country = models.CharField(max_length=8, blank=True, verbose_name=_("host country"))
+    cluster = models.CharField(max_length=128, blank=True, verbose_name=_("cluster"))
+    cluster_id = models.IntegerField(null=True, blank=True, verbose_name=_("cluster id"))
+    cluster_country = models.CharField(max_length=8, blank=True, verbose_name=_("cluster country"))
+    datastore = models.CharField(max_length=128, blank=True, verbose_name=_("datastore"))
+    datastore_id = models.IntegerField(null=True, blank=True, verbose_name=_("datastore id"))
+    datastore_country = models.CharField(
+        max_length=8, blank=True, verbose_name=_("datastore country")
+    )
+    allowed_countries = models.JSONField(default=list, verbose_name=_("allowed countries"))
+    placement_checked_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("placement checked at")
+    )
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    updated_at = models.DateTimeField(verbose_name=_("updated at"))
+    terminated_at = models.DateTimeField(null=True, blank=True, verbose_name=_("terminated at"))
+    actor_name = models.CharField(max_length=150, verbose_name=_("actor name"))
 
     class Meta:
+        verbose_name = _("workload")
+        verbose_name_plural = _("workloads")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -93,17 +105,21 @@ class ZoneBreaker(models.Model):
     Kept in the database so every worker, /metrics and the dashboard see the same state.
     """
 
-    zone_endpoint = models.CharField(max_length=255)
-    zone_id = models.PositiveIntegerField()
-    zone_name = models.CharField(max_length=128, blank=True)
-    consecutive_failures = models.PositiveIntegerField(default=0)
-    open_until = models.DateTimeField(null=True, blank=True)
-    times_opened = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField()
+    zone_endpoint = models.CharField(max_length=255, verbose_name=_("zone endpoint"))
+    zone_id = models.PositiveIntegerField(verbose_name=_("zone id"))
+    zone_name = models.CharField(max_length=128, blank=True, verbose_name=_("zone name"))
+    consecutive_failures = models.PositiveIntegerField(
+        default=0, verbose_name=_("consecutive failures")
+    )
+    open_until = models.DateTimeField(null=True, blank=True, verbose_name=_("open until"))
+    times_opened = models.PositiveIntegerField(default=0, verbose_name=_("times opened"))
+    last_error = models.TextField(blank=True, verbose_name=_("last error"))
+    last_failure_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last failure at"))
+    updated_at = models.DateTimeField(verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("zone breaker")
+        verbose_name_plural = _("zone breakers")
         constraints = [
             models.UniqueConstraint(
                 fields=["zone_endpoint", "zone_id"], name="zone_breaker_one_per_zone"

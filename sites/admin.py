@@ -14,6 +14,7 @@ from django.contrib.admin.options import csrf_protect_m
 from django.db import models
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from fedgov import clock
 from fedgov.actors import Actor
@@ -103,9 +104,13 @@ class ServiceAdmin(admin.ModelAdmin):
         try:
             call()
         except FedgovError as exc:
-            self.message_user(request, f"{label}: {exc}", messages.ERROR)
+            self.message_user(
+                request,
+                _("%(action)s: %(reason)s") % {"action": label, "reason": exc},
+                messages.ERROR,
+            )
         else:
-            self.message_user(request, f"{label}: done", messages.SUCCESS)
+            self.message_user(request, _("%(action)s: done") % {"action": label}, messages.SUCCESS)
 
 
 @admin.register(Site)
@@ -144,25 +149,25 @@ class SiteAdmin(SiteScopedAdmin, ServiceAdmin):
         fields = {n: cleaned[n] for n in changed if n in services.SITE_UPDATABLE}
         return services.site_update(actor=actor, site=obj, **fields)
 
-    @admin.action(description="Suspend selected sites", permissions=["change"])
+    @admin.action(description=_("Suspend selected sites"), permissions=["change"])
     def suspend_sites(self, request, queryset: QuerySet[Site]) -> None:
         actor = Actor.of(request.user)
         for site in queryset:
             self.run_service(
                 request,
-                f"suspend {site.slug}",
+                _("suspend %(site)s") % {"site": site.slug},
                 lambda site=site: services.site_suspend(
                     actor=actor, site=site, reason=f"suspended in admin by {actor.label}"
                 ),
             )
 
-    @admin.action(description="Re-activate selected sites", permissions=["change"])
+    @admin.action(description=_("Re-activate selected sites"), permissions=["change"])
     def activate_sites(self, request, queryset: QuerySet[Site]) -> None:
         actor = Actor.of(request.user)
         for site in queryset:
             self.run_service(
                 request,
-                f"activate {site.slug}",
+                _("activate %(site)s") % {"site": site.slug},
                 lambda site=site: services.site_activate(
                     actor=actor, site=site, reason=f"re-activated in admin by {actor.label}"
                 ),
@@ -242,13 +247,15 @@ class DatasetAdmin(SiteScopedAdmin, ServiceAdmin):
         fields = {n: values[n] for n in changed if n in services.DATASET_UPDATABLE}
         return services.dataset_update(actor=actor, dataset=obj, **fields)
 
-    @admin.action(description="Withdraw selected datasets from federation", permissions=["change"])
+    @admin.action(
+        description=_("Withdraw selected datasets from federation"), permissions=["change"]
+    )
     def withdraw_datasets(self, request, queryset: QuerySet[Dataset]) -> None:
         actor = Actor.of(request.user)
         for dataset in queryset:
             self.run_service(
                 request,
-                f"withdraw {dataset}",
+                _("withdraw %(dataset)s") % {"dataset": dataset},
                 lambda dataset=dataset: services.dataset_withdraw(
                     actor=actor, dataset=dataset, reason=f"withdrawn in admin by {actor.label}"
                 ),
@@ -312,25 +319,27 @@ class ResidencyPolicyAdmin(ServiceAdmin):
         changes = {n: fields[n] for n in changed if n in fields}
         return services.policy_update_draft(actor=actor, policy=obj, **changes)
 
-    @admin.action(description="Publish selected drafts", permissions=["change"])
+    @admin.action(description=_("Publish selected drafts"), permissions=["change"])
     def publish_policies(self, request, queryset: QuerySet[ResidencyPolicy]) -> None:
         actor = Actor.of(request.user)
         for policy in queryset:
             self.run_service(
                 request,
-                f"publish {policy.name} v{policy.version}",
+                _("publish %(policy)s v%(version)s")
+                % {"policy": policy.name, "version": policy.version},
                 lambda policy=policy: services.policy_publish(actor=actor, policy=policy),
             )
 
     @admin.action(
-        description="Start a new draft version from each selected policy", permissions=["change"]
+        description=_("Start a new draft version from each selected policy"), permissions=["change"]
     )
     def new_versions(self, request, queryset: QuerySet[ResidencyPolicy]) -> None:
         actor = Actor.of(request.user)
         for policy in queryset:
             self.run_service(
                 request,
-                f"new version of {policy.name} v{policy.version}",
+                _("new version of %(policy)s v%(version)s")
+                % {"policy": policy.name, "version": policy.version},
                 lambda policy=policy: services.policy_new_version(actor=actor, policy=policy),
             )
 
@@ -349,7 +358,7 @@ class ReadOnlyAdmin(SiteScopedAdmin):
 
 
 class ConsentStateFilter(admin.SimpleListFilter):
-    title = "state"
+    title = _("state")
     parameter_name = "state"
 
     def lookups(self, request, model_admin):

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
@@ -40,8 +41,10 @@ class SiteScopedAdmin(admin.ModelAdmin):
 
 
 class ConsentUploadForm(forms.Form):
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none())
-    file = forms.FileField(help_text="CSV, comma- or semicolon-separated, UTF-8")
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.none(), label=_("Dataset"))
+    file = forms.FileField(
+        label=_("File"), help_text=_("CSV, comma- or semicolon-separated, UTF-8")
+    )
 
     def __init__(self, *args, datasets, **kwargs):
         super().__init__(*args, **kwargs)
@@ -91,7 +94,7 @@ class ConsentUploadMixin:
                 return HttpResponseRedirect(reverse("admin:sites_consentevent_changelist"))
         context = {
             **self.admin_site.each_context(request),  # type: ignore[attr-defined]
-            "title": "Upload consent (CSV)",
+            "title": _("Upload consent (CSV)"),
             "opts": self.model._meta,  # type: ignore[attr-defined]
             "form": form,
             "problems": problems,
@@ -121,8 +124,17 @@ class ConsentUploadMixin:
             return [*row_errors_by_line(exc, parsed.lines), *exc.errors.get("non_field_errors", [])]
         self.message_user(  # type: ignore[attr-defined]
             request,
-            f"{dataset}: {result.events} consent events recorded ({result.granted} grants, "
-            f"{result.withdrawn} withdrawals; batch {result.batch_id}).",
+            _(
+                "%(dataset)s: %(events)s consent events recorded (%(granted)s grants, "
+                "%(withdrawn)s withdrawals; batch %(batch)s)."
+            )
+            % {
+                "dataset": dataset,
+                "events": result.events,
+                "granted": result.granted,
+                "withdrawn": result.withdrawn,
+                "batch": result.batch_id,
+            },
             messages.SUCCESS,
         )
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from sites.choices import (
     AgreementType,
@@ -27,19 +28,26 @@ class Site(models.Model):
     variable (``env:NAME``) or a secret file (``file:/path``) that holds them.
     """
 
-    slug = models.SlugField(max_length=64, unique=True)
-    organisation = models.CharField(max_length=200)
-    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2 code")
-    contact_email = models.EmailField()
-    agreement_type = models.CharField(max_length=32, choices=AgreementType.choices)
-    agreement_document_hash = models.CharField(
-        max_length=64, help_text="SHA-256 (hex) of the signed Art. 26/28 agreement"
+    slug = models.SlugField(max_length=64, unique=True, verbose_name=_("slug"))
+    organisation = models.CharField(max_length=200, verbose_name=_("organisation"))
+    country = models.CharField(
+        max_length=2, help_text=_("ISO 3166-1 alpha-2 code"), verbose_name=_("country")
     )
-    agreement_valid_from = models.DateField()
-    agreement_valid_until = models.DateField()
+    contact_email = models.EmailField(verbose_name=_("contact email"))
+    agreement_type = models.CharField(
+        max_length=32, choices=AgreementType.choices, verbose_name=_("agreement type")
+    )
+    agreement_document_hash = models.CharField(
+        max_length=64,
+        help_text=_("SHA-256 (hex) of the signed Art. 26/28 agreement"),
+        verbose_name=_("agreement document hash"),
+    )
+    agreement_valid_from = models.DateField(verbose_name=_("agreement valid from"))
+    agreement_valid_until = models.DateField(verbose_name=_("agreement valid until"))
     compute_country = models.CharField(
         max_length=2,
-        help_text="Country where the site's OpenNebula zone declares its compute runs",
+        help_text=_("Country where the site's OpenNebula zone declares its compute runs"),
+        verbose_name=_("compute country"),
     )
     # Who operates the zone decides whether sending data to it is a transfer (EDPB
     # Guidelines 05/2021, criterion 2): the site itself (its own servers, even abroad, are
@@ -47,38 +55,72 @@ class Site(models.Model):
     zone_operator = models.CharField(
         max_length=200,
         blank=True,
-        help_text="Organisation operating the OpenNebula zone (the site's own name if its own)",
+        help_text=_("Organisation operating the OpenNebula zone (the site's own name if its own)"),
+        verbose_name=_("zone operator"),
     )
     zone_operator_country = models.CharField(
-        max_length=2, blank=True, help_text="ISO 3166-1 alpha-2 code of the zone operator"
+        max_length=2,
+        blank=True,
+        help_text=_("ISO 3166-1 alpha-2 code of the zone operator"),
+        verbose_name=_("zone operator country"),
     )
     zone_operator_role = models.CharField(
-        max_length=16, choices=PartyRole.choices, blank=True, help_text="The operator's role"
+        max_length=16,
+        choices=PartyRole.choices,
+        blank=True,
+        help_text=_("The operator's role"),
+        verbose_name=_("zone operator role"),
     )
-    one_zone_endpoint = models.URLField(blank=True, help_text="XML-RPC endpoint, …:2633/RPC2")
-    one_zone_id = models.PositiveIntegerField(default=0)
+    one_zone_endpoint = models.URLField(
+        blank=True,
+        help_text=_("XML-RPC endpoint, …:2633/RPC2"),
+        verbose_name=_("one zone endpoint"),
+    )
+    one_zone_id = models.PositiveIntegerField(default=0, verbose_name=_("one zone id"))
     one_credentials_ref = models.CharField(
         max_length=255,
         blank=True,
-        help_text="Where the zone credentials live: env:VAR_NAME or file:/path, never the secret",
+        help_text=_(
+            "Where the zone credentials live: env:VAR_NAME or file:/path, never the secret"
+        ),
+        verbose_name=_("one credentials ref"),
     )
     one_template_id = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The SuperNode VM template in the site's zone"
+        null=True,
+        blank=True,
+        help_text=_("The SuperNode VM template in the site's zone"),
+        verbose_name=_("one template id"),
     )
     supernode_public_key = models.TextField(
-        blank=True, help_text="PEM public key the site's Flower SuperNode authenticates with"
+        blank=True,
+        help_text=_("PEM public key the site's Flower SuperNode authenticates with"),
+        verbose_name=_("supernode public key"),
     )
     flower_node_id = models.CharField(
-        max_length=32, blank=True, help_text="Node id the SuperLink gave the registered SuperNode"
+        max_length=32,
+        blank=True,
+        help_text=_("Node id the SuperLink gave the registered SuperNode"),
+        verbose_name=_("flower node id"),
     )
-    status = models.CharField(max_length=16, choices=SiteStatus.choices, default=SiteStatus.ACTIVE)
+    status = models.CharField(
+        max_length=16,
+        choices=SiteStatus.choices,
+        default=SiteStatus.ACTIVE,
+        verbose_name=_("status"),
+    )
     status_reason = models.TextField(
-        blank=True, help_text="Why the site was last suspended or re-activated"
+        blank=True,
+        help_text=_("Why the site was last suspended or re-activated"),
+        verbose_name=_("status reason"),
     )
-    status_changed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    status_changed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=_("status changed at")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("site")
+        verbose_name_plural = _("sites")
         ordering = ["slug"]
         constraints = [
             models.CheckConstraint(
@@ -95,9 +137,18 @@ class SiteSteward(models.Model):
     """A user who acts for one site: uploads its consents and sees only its data."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="steward"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="steward",
+        verbose_name=_("user"),
     )
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="stewards")
+    site = models.ForeignKey(
+        Site, on_delete=models.CASCADE, related_name="stewards", verbose_name=_("site")
+    )
+
+    class Meta:
+        verbose_name = _("site steward")
+        verbose_name_plural = _("site stewards")
 
     def __str__(self) -> str:
         return f"{self.user} → {self.site.slug}"
@@ -106,11 +157,13 @@ class SiteSteward(models.Model):
 class Purpose(models.Model):
     """A named processing purpose (Art. 5(1)(b)); runs and datasets refer to it by code."""
 
-    code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    code = models.SlugField(max_length=64, unique=True, verbose_name=_("code"))
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    description = models.TextField(blank=True, verbose_name=_("description"))
 
     class Meta:
+        verbose_name = _("purpose")
+        verbose_name_plural = _("purposes")
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -125,31 +178,50 @@ class Dataset(models.Model):
     consent; consent-based datasets count their subjects with current consent.
     """
 
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="datasets")
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    data_categories = models.JSONField(default=list)
-    special_category = models.BooleanField(default=False)
-    art9_condition = models.CharField(
-        max_length=16, choices=Art9Condition.choices, blank=True, default=Art9Condition.NONE
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, related_name="datasets", verbose_name=_("site")
     )
-    lawful_basis = models.CharField(max_length=16, choices=LawfulBasis.choices)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    description = models.TextField(blank=True, verbose_name=_("description"))
+    data_categories = models.JSONField(default=list, verbose_name=_("data categories"))
+    special_category = models.BooleanField(default=False, verbose_name=_("special category"))
+    art9_condition = models.CharField(
+        max_length=16,
+        choices=Art9Condition.choices,
+        blank=True,
+        default=Art9Condition.NONE,
+        verbose_name=_("art9 condition"),
+    )
+    lawful_basis = models.CharField(
+        max_length=16, choices=LawfulBasis.choices, verbose_name=_("lawful basis")
+    )
     # Art. 10: the ground for criminal-conviction data, and the act or law it rests on.
     art10_basis = models.CharField(
-        max_length=32, choices=Art10Basis.choices, blank=True, default=Art10Basis.NONE
+        max_length=32,
+        choices=Art10Basis.choices,
+        blank=True,
+        default=Art10Basis.NONE,
+        verbose_name=_("art10 basis"),
     )
-    art10_reference = models.CharField(max_length=300, blank=True)
-    purposes = models.ManyToManyField(Purpose, related_name="datasets")
-    retention_until = models.DateField()
-    processing_countries = models.JSONField(default=list)
-    record_count = models.PositiveIntegerField(default=0)
+    art10_reference = models.CharField(
+        max_length=300, blank=True, verbose_name=_("art10 reference")
+    )
+    purposes = models.ManyToManyField(Purpose, related_name="datasets", verbose_name=_("purposes"))
+    retention_until = models.DateField(verbose_name=_("retention until"))
+    processing_countries = models.JSONField(default=list, verbose_name=_("processing countries"))
+    record_count = models.PositiveIntegerField(default=0, verbose_name=_("record count"))
     withdrawn_at = models.DateTimeField(
-        null=True, blank=True, help_text="The whole dataset was withdrawn from federation"
+        null=True,
+        blank=True,
+        help_text=_("The whole dataset was withdrawn from federation"),
+        verbose_name=_("withdrawn at"),
     )
-    withdrawal_reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    withdrawal_reason = models.TextField(blank=True, verbose_name=_("withdrawal reason"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("dataset")
+        verbose_name_plural = _("datasets")
         ordering = ["site__slug", "name"]
         constraints = [
             models.UniqueConstraint(fields=["site", "name"], name="dataset_unique_name_per_site"),
@@ -168,56 +240,102 @@ class ResidencyPolicy(models.Model):
     model updates to the aggregator's country (``adequacy``, ``scc``, ``bcr``).
     """
 
-    name = models.SlugField(max_length=64)
-    version = models.PositiveIntegerField()
+    name = models.SlugField(max_length=64, verbose_name=_("name"))
+    version = models.PositiveIntegerField(verbose_name=_("version"))
     status = models.CharField(
-        max_length=16, choices=PolicyStatus.choices, default=PolicyStatus.DRAFT
+        max_length=16,
+        choices=PolicyStatus.choices,
+        default=PolicyStatus.DRAFT,
+        verbose_name=_("status"),
     )
-    allowed_areas = models.JSONField(default=list, help_text="ISO codes and region names")
-    transfer_mechanisms = models.JSONField(default=dict, blank=True)
+    allowed_areas = models.JSONField(
+        default=list, help_text=_("ISO codes and region names"), verbose_name=_("allowed areas")
+    )
+    transfer_mechanisms = models.JSONField(
+        default=dict, blank=True, verbose_name=_("transfer mechanisms")
+    )
     # The transfer register (Chapter V), see docs/legal-model.md: who operates the
     # aggregator and fedgov's host, the Art. 46/47/49 grounds per (exporter, importer),
     # and the recipients' qualifying facts for scoped adequacy decisions.
     model_updates_personal_data = models.BooleanField(
-        default=True, help_text="The controller's DPIA reading: model updates are personal data"
+        default=True,
+        help_text=_("The controller's DPIA reading: model updates are personal data"),
+        verbose_name=_("model updates personal data"),
     )
-    aggregator_operator = models.JSONField(default=dict, blank=True)
-    host_operator = models.JSONField(default=dict, blank=True)
-    transfer_safeguards = models.JSONField(default=list, blank=True)
-    recipient_certifications = models.JSONField(default=list, blank=True)
-    dpf_listing_max_age_days = models.PositiveIntegerField(default=90)
-    min_eligible_sites = models.PositiveIntegerField(default=1)
-    min_records_per_site = models.PositiveIntegerField(default=1)
-    requires_approval = models.BooleanField(default=True)
-    approvals_required = models.PositiveIntegerField(default=1)
-    requires_controller_dpo_approval = models.BooleanField(default=False)
-    requires_dpia = models.BooleanField(default=True)
-    privacy_budget_epsilon = models.FloatField(null=True, blank=True)
+    aggregator_operator = models.JSONField(
+        default=dict, blank=True, verbose_name=_("aggregator operator")
+    )
+    host_operator = models.JSONField(default=dict, blank=True, verbose_name=_("host operator"))
+    transfer_safeguards = models.JSONField(
+        default=list, blank=True, verbose_name=_("transfer safeguards")
+    )
+    recipient_certifications = models.JSONField(
+        default=list, blank=True, verbose_name=_("recipient certifications")
+    )
+    dpf_listing_max_age_days = models.PositiveIntegerField(
+        default=90, verbose_name=_("dpf listing max age days")
+    )
+    min_eligible_sites = models.PositiveIntegerField(
+        default=1, verbose_name=_("min eligible sites")
+    )
+    min_records_per_site = models.PositiveIntegerField(
+        default=1, verbose_name=_("min records per site")
+    )
+    requires_approval = models.BooleanField(default=True, verbose_name=_("requires approval"))
+    approvals_required = models.PositiveIntegerField(
+        default=1, verbose_name=_("approvals required")
+    )
+    requires_controller_dpo_approval = models.BooleanField(
+        default=False, verbose_name=_("requires controller dpo approval")
+    )
+    requires_dpia = models.BooleanField(default=True, verbose_name=_("requires dpia"))
+    privacy_budget_epsilon = models.FloatField(
+        null=True, blank=True, verbose_name=_("privacy budget epsilon")
+    )
     # The δ at which Flower's accountant reports ε, and the neighbouring relation it uses.
-    privacy_budget_delta = models.FloatField(null=True, blank=True)
+    privacy_budget_delta = models.FloatField(
+        null=True, blank=True, verbose_name=_("privacy budget delta")
+    )
     dp_neighbouring_relation = models.CharField(
         max_length=20,
         choices=NeighbouringRelation.choices,
         default=NeighbouringRelation.ADD_OR_REMOVE_ONE,
+        verbose_name=_("dp neighbouring relation"),
     )
     dp_required_mechanism = models.CharField(
-        max_length=20, choices=RequiredDpMechanism.choices, default="", blank=True
+        max_length=20,
+        choices=RequiredDpMechanism.choices,
+        default="",
+        blank=True,
+        verbose_name=_("dp required mechanism"),
     )
-    content_hash = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    content_hash = models.CharField(max_length=64, blank=True, verbose_name=_("content hash"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_by_name = models.CharField(max_length=150)
-    published_at = models.DateTimeField(null=True, blank=True)
+    created_by_name = models.CharField(max_length=150, verbose_name=_("created by name"))
+    published_at = models.DateTimeField(null=True, blank=True, verbose_name=_("published at"))
     published_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("published by"),
     )
-    published_by_name = models.CharField(max_length=150, blank=True)
+    published_by_name = models.CharField(
+        max_length=150, blank=True, verbose_name=_("published by name")
+    )
 
     class Meta:
+        verbose_name = _("residency policy")
         ordering = ["name", "-version"]
-        verbose_name_plural = "residency policies"
+        verbose_name_plural = _("residency policies")
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="policy_unique_version"),
             models.CheckConstraint(
@@ -250,15 +368,21 @@ class Consent(models.Model):
     deletes the row.
     """
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="consents")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
-    subject_pseudonym = models.CharField(max_length=128)
-    granted_at = models.DateTimeField()
-    expires_at = models.DateTimeField(null=True, blank=True)
-    withdrawn_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.PROTECT, related_name="consents", verbose_name=_("dataset")
+    )
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="+", verbose_name=_("purpose")
+    )
+    subject_pseudonym = models.CharField(max_length=128, verbose_name=_("subject pseudonym"))
+    granted_at = models.DateTimeField(verbose_name=_("granted at"))
+    expires_at = models.DateTimeField(null=True, blank=True, verbose_name=_("expires at"))
+    withdrawn_at = models.DateTimeField(null=True, blank=True, verbose_name=_("withdrawn at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
         ordering = ["dataset_id", "subject_pseudonym"]
         constraints = [
             models.UniqueConstraint(
@@ -293,17 +417,23 @@ class Consent(models.Model):
 class ConsentEvent(models.Model):
     """One grant or withdrawal as the site reported it; the history behind ``Consent``."""
 
-    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="consent_events")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+")
-    subject_pseudonym = models.CharField(max_length=128)
-    kind = models.CharField(max_length=16, choices=ConsentEventKind.choices)
-    occurred_at = models.DateTimeField()
-    expires_at = models.DateTimeField(null=True, blank=True)
-    batch_id = models.CharField(max_length=64)
-    recorded_at = models.DateTimeField(auto_now_add=True)
-    recorded_by_name = models.CharField(max_length=150)
+    dataset = models.ForeignKey(
+        Dataset, on_delete=models.PROTECT, related_name="consent_events", verbose_name=_("dataset")
+    )
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="+", verbose_name=_("purpose")
+    )
+    subject_pseudonym = models.CharField(max_length=128, verbose_name=_("subject pseudonym"))
+    kind = models.CharField(max_length=16, choices=ConsentEventKind.choices, verbose_name=_("kind"))
+    occurred_at = models.DateTimeField(verbose_name=_("occurred at"))
+    expires_at = models.DateTimeField(null=True, blank=True, verbose_name=_("expires at"))
+    batch_id = models.CharField(max_length=64, verbose_name=_("batch id"))
+    recorded_at = models.DateTimeField(auto_now_add=True, verbose_name=_("recorded at"))
+    recorded_by_name = models.CharField(max_length=150, verbose_name=_("recorded by name"))
 
     class Meta:
+        verbose_name = _("consent event")
+        verbose_name_plural = _("consent events")
         ordering = ["id"]
         indexes = [models.Index(fields=["dataset", "subject_pseudonym"])]
 
@@ -318,16 +448,22 @@ class AdequacyListVersion(models.Model):
     ``sites/data/adequacy.json`` is in force.
     """
 
-    version = models.CharField(max_length=64, unique=True)
-    sha256 = models.CharField(max_length=64)
-    content = models.TextField()
-    recorded_at = models.DateTimeField()
+    version = models.CharField(max_length=64, unique=True, verbose_name=_("version"))
+    sha256 = models.CharField(max_length=64, verbose_name=_("sha256"))
+    content = models.TextField(verbose_name=_("content"))
+    recorded_at = models.DateTimeField(verbose_name=_("recorded at"))
     recorded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("recorded by"),
     )
-    recorded_by_name = models.CharField(max_length=150)
+    recorded_by_name = models.CharField(max_length=150, verbose_name=_("recorded by name"))
 
     class Meta:
+        verbose_name = _("adequacy list version")
+        verbose_name_plural = _("adequacy list versions")
         ordering = ["-id"]
 
     def __str__(self) -> str:

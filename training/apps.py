@@ -1,8 +1,9 @@
 """App config for training."""
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TrainingConfig(AppConfig):
     name = "training"
-    verbose_name = "Training and rounds"
+    verbose_name = _("Training and rounds")

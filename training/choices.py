@@ -1,39 +1,40 @@
 """Choices for training runs, rounds and gate outcomes."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class DpiaStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
+    DRAFT = "draft", _("Draft")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
 
 
 class RunStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    FINISHED = "finished", "Finished"
-    STOPPED = "stopped", "Stopped"
+    ACTIVE = "active", _("Active")
+    FINISHED = "finished", _("Finished")
+    STOPPED = "stopped", _("Stopped")
 
 
 class RefusalAction(models.TextChoices):
-    SKIP = "skip", "Skip the round and continue"
-    STOP = "stop", "Stop the run"
+    SKIP = "skip", _("Skip the round and continue")
+    STOP = "stop", _("Stop the run")
 
 
 class RoundState(models.TextChoices):
-    PLANNED = "planned", "Planned"
-    GATED = "gated", "Gated"
-    BLOCKED = "blocked", "Blocked"
-    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
-    PROVISIONING = "provisioning", "Provisioning"
-    PLACEMENT_VERIFIED = "placement_verified", "Placement verified"
-    RUNNING = "running", "Running"
-    AGGREGATED = "aggregated", "Aggregated"
-    CLOSED = "closed", "Closed"
-    FAILED = "failed", "Failed"
-    ABORTED = "aborted", "Aborted"
+    PLANNED = "planned", _("Planned")
+    GATED = "gated", _("Gated")
+    BLOCKED = "blocked", _("Blocked")
+    AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+    PROVISIONING = "provisioning", _("Provisioning")
+    PLACEMENT_VERIFIED = "placement_verified", _("Placement verified")
+    RUNNING = "running", _("Running")
+    AGGREGATED = "aggregated", _("Aggregated")
+    CLOSED = "closed", _("Closed")
+    FAILED = "failed", _("Failed")
+    ABORTED = "aborted", _("Aborted")
 
 
 TERMINAL_ROUND_STATES = frozenset(
@@ -48,24 +49,24 @@ TERMINAL_ROUND_STATES = frozenset(
 
 
 class GateOutcome(models.TextChoices):
-    ALLOWED = "allowed", "Allowed"
-    BLOCKED = "blocked", "Blocked"
+    ALLOWED = "allowed", _("Allowed")
+    BLOCKED = "blocked", _("Blocked")
 
 
 class ApprovalDecision(models.TextChoices):
-    APPROVE = "approve", "Approve"
-    REJECT = "reject", "Reject"
+    APPROVE = "approve", _("Approve")
+    REJECT = "reject", _("Reject")
 
 
 class UpdateKind(models.TextChoices):
-    SITE = "site", "Site update"
-    AGGREGATE = "aggregate", "Aggregate"
+    SITE = "site", _("Site update")
+    AGGREGATE = "aggregate", _("Aggregate")
 
 
 class DpMechanism(models.TextChoices):
     """The differential-privacy mechanism a run applies (``fedgov_flower.dp``)."""
 
-    NONE = "none", "None (no noise: no ε can be claimed)"
-    CENTRAL = "central", "Central DP, server-side clipping"
-    CLIENT_CLIPPING = "client-clipping", "Central DP, clipping at the sites"
-    LOCAL = "local", "Local DP at the sites"
+    NONE = "none", _("None (no noise: no ε can be claimed)")
+    CENTRAL = "central", _("Central DP, server-side clipping")
+    CLIENT_CLIPPING = "client-clipping", _("Central DP, clipping at the sites")
+    LOCAL = "local", _("Local DP at the sites")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from sites.models import Dataset, Purpose, ResidencyPolicy, Site
 from training.choices import (
@@ -28,29 +30,51 @@ class TrainingRun(models.Model):
     declared: the gate and the ledger compute it from the releases actually applied.
     """
 
-    name = models.CharField(max_length=200, unique=True)
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="runs")
-    datasets = models.ManyToManyField(Dataset, related_name="runs")
-    policy = models.ForeignKey(ResidencyPolicy, on_delete=models.PROTECT, related_name="runs")
-    aggregator_country = models.CharField(max_length=2)
-    num_rounds = models.PositiveIntegerField(default=3)
+    name = models.CharField(max_length=200, unique=True, verbose_name=_("name"))
+    purpose = models.ForeignKey(
+        Purpose, on_delete=models.PROTECT, related_name="runs", verbose_name=_("purpose")
+    )
+    datasets = models.ManyToManyField(Dataset, related_name="runs", verbose_name=_("datasets"))
+    policy = models.ForeignKey(
+        ResidencyPolicy, on_delete=models.PROTECT, related_name="runs", verbose_name=_("policy")
+    )
+    aggregator_country = models.CharField(max_length=2, verbose_name=_("aggregator country"))
+    num_rounds = models.PositiveIntegerField(default=3, verbose_name=_("num rounds"))
     dp_mechanism = models.CharField(
-        max_length=20, choices=DpMechanism.choices, default=DpMechanism.NONE
+        max_length=20,
+        choices=DpMechanism.choices,
+        default=DpMechanism.NONE,
+        verbose_name=_("dp mechanism"),
     )
-    dp_clipping_norm = models.FloatField(null=True, blank=True)
-    dp_noise_multiplier = models.FloatField(null=True, blank=True)
-    dp_target_epsilon = models.FloatField(null=True, blank=True)
+    dp_clipping_norm = models.FloatField(null=True, blank=True, verbose_name=_("dp clipping norm"))
+    dp_noise_multiplier = models.FloatField(
+        null=True, blank=True, verbose_name=_("dp noise multiplier")
+    )
+    dp_target_epsilon = models.FloatField(
+        null=True, blank=True, verbose_name=_("dp target epsilon")
+    )
     on_refusal = models.CharField(
-        max_length=8, choices=RefusalAction.choices, default=RefusalAction.SKIP
+        max_length=8,
+        choices=RefusalAction.choices,
+        default=RefusalAction.SKIP,
+        verbose_name=_("on refusal"),
     )
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.ACTIVE)
+    status = models.CharField(
+        max_length=16, choices=RunStatus.choices, default=RunStatus.ACTIVE, verbose_name=_("status")
+    )
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("requested by"),
     )
-    requested_by_name = models.CharField(max_length=150)
-    created_at = models.DateTimeField(auto_now_add=True)
+    requested_by_name = models.CharField(max_length=150, verbose_name=_("requested by name"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
+        verbose_name = _("training run")
+        verbose_name_plural = _("training runs")
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(num_rounds__gte=1), name="run_has_rounds"),
@@ -68,19 +92,34 @@ class TrainingRun(models.Model):
 class Dpia(models.Model):
     """The data protection impact assessment (Art. 35) that covers one training run."""
 
-    run = models.OneToOneField(TrainingRun, on_delete=models.PROTECT, related_name="dpia")
-    reference = models.CharField(max_length=200)
-    status = models.CharField(max_length=16, choices=DpiaStatus.choices, default=DpiaStatus.DRAFT)
-    document_hash = models.CharField(max_length=64)
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    run = models.OneToOneField(
+        TrainingRun, on_delete=models.PROTECT, related_name="dpia", verbose_name=_("run")
     )
-    approved_by_name = models.CharField(max_length=150, blank=True)
-    approved_at = models.DateTimeField(null=True, blank=True)
-    valid_until = models.DateField(null=True, blank=True)
+    reference = models.CharField(max_length=200, verbose_name=_("reference"))
+    status = models.CharField(
+        max_length=16,
+        choices=DpiaStatus.choices,
+        default=DpiaStatus.DRAFT,
+        verbose_name=_("status"),
+    )
+    document_hash = models.CharField(max_length=64, verbose_name=_("document hash"))
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("approved by"),
+    )
+    approved_by_name = models.CharField(
+        max_length=150, blank=True, verbose_name=_("approved by name")
+    )
+    approved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("approved at"))
+    valid_until = models.DateField(null=True, blank=True, verbose_name=_("valid until"))
 
     class Meta:
-        verbose_name = "DPIA"
+        verbose_name_plural = _("DPIAs")
+        verbose_name = _("DPIA")
         constraints = [
             models.CheckConstraint(
                 condition=~Q(status="approved")
@@ -96,18 +135,31 @@ class Dpia(models.Model):
 class Round(models.Model):
     """One federated round of a run, as a persistent state machine."""
 
-    run = models.ForeignKey(TrainingRun, on_delete=models.PROTECT, related_name="rounds")
-    number = models.PositiveIntegerField()
-    state = models.CharField(max_length=24, choices=RoundState.choices, default=RoundState.PLANNED)
-    state_reason = models.TextField(blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    run = models.ForeignKey(
+        TrainingRun, on_delete=models.PROTECT, related_name="rounds", verbose_name=_("run")
     )
-    requested_by_name = models.CharField(max_length=150)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    number = models.PositiveIntegerField(verbose_name=_("number"))
+    state = models.CharField(
+        max_length=24,
+        choices=RoundState.choices,
+        default=RoundState.PLANNED,
+        verbose_name=_("state"),
+    )
+    state_reason = models.TextField(blank=True, verbose_name=_("state reason"))
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    requested_by_name = models.CharField(max_length=150, verbose_name=_("requested by name"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
+        verbose_name = _("round")
+        verbose_name_plural = _("rounds")
         ordering = ["run_id", "number"]
         constraints = [
             models.UniqueConstraint(fields=["run", "number"], name="round_unique_number"),
@@ -115,7 +167,12 @@ class Round(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.run.name} round {self.number} ({self.state})"
+        # The admin's heading and breadcrumb; the state stays its language-neutral code.
+        return gettext("%(run)s round %(number)s (%(state)s)") % {
+            "run": self.run.name,
+            "number": self.number,
+            "state": self.state,
+        }
 
 
 class GateDecision(models.Model):
@@ -125,24 +182,36 @@ class GateDecision(models.Model):
     ``snapshot_hash`` its SHA-256, so anyone can re-run the rules and get this verdict.
     """
 
-    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="gate_decisions")
-    evaluated_at = models.DateTimeField()
-    outcome = models.CharField(max_length=16, choices=GateOutcome.choices)
-    reason = models.TextField(blank=True)
+    round = models.ForeignKey(
+        Round, on_delete=models.PROTECT, related_name="gate_decisions", verbose_name=_("round")
+    )
+    evaluated_at = models.DateTimeField(verbose_name=_("evaluated at"))
+    outcome = models.CharField(
+        max_length=16, choices=GateOutcome.choices, verbose_name=_("outcome")
+    )
+    reason = models.TextField(blank=True, verbose_name=_("reason"))
     # ``reason`` as data (training.gate.messages), rendered in each reader's language; the
     # English ``reason`` stays the stored text of record.
-    reason_code = models.CharField(max_length=64, blank=True, default="")
-    reason_params = models.JSONField(default=dict, blank=True)
-    snapshot = models.TextField()
-    snapshot_hash = models.CharField(max_length=64)
-    eligible_sites = models.JSONField(default=list)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    reason_code = models.CharField(
+        max_length=64, blank=True, default="", verbose_name=_("reason code")
     )
-    actor_name = models.CharField(max_length=150)
-    ledger_seq = models.BigIntegerField(null=True)
+    reason_params = models.JSONField(default=dict, blank=True, verbose_name=_("reason parameters"))
+    snapshot = models.TextField(verbose_name=_("snapshot"))
+    snapshot_hash = models.CharField(max_length=64, verbose_name=_("snapshot hash"))
+    eligible_sites = models.JSONField(default=list, verbose_name=_("eligible sites"))
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    actor_name = models.CharField(max_length=150, verbose_name=_("actor name"))
+    ledger_seq = models.BigIntegerField(null=True, verbose_name=_("ledger seq"))
 
     class Meta:
+        verbose_name = _("gate decision")
+        verbose_name_plural = _("gate decisions")
         ordering = ["-evaluated_at"]
         get_latest_by = "evaluated_at"
 
@@ -153,19 +222,25 @@ class GateDecision(models.Model):
 class GateResult(models.Model):
     """One rule's verdict for one site (or for the round, where ``site`` is empty)."""
 
-    decision = models.ForeignKey(GateDecision, on_delete=models.PROTECT, related_name="results")
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, null=True, related_name="+")
-    site_slug = models.CharField(max_length=64, blank=True)
-    position = models.PositiveIntegerField()
-    rule_id = models.CharField(max_length=64)
-    article = models.CharField(max_length=64)
-    ok = models.BooleanField()
-    reason = models.TextField()
+    decision = models.ForeignKey(
+        GateDecision, on_delete=models.PROTECT, related_name="results", verbose_name=_("decision")
+    )
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("site")
+    )
+    site_slug = models.CharField(max_length=64, blank=True, verbose_name=_("site slug"))
+    position = models.PositiveIntegerField(verbose_name=_("position"))
+    rule_id = models.CharField(max_length=64, verbose_name=_("rule id"))
+    article = models.CharField(max_length=64, verbose_name=_("article"))
+    ok = models.BooleanField(verbose_name=_("ok"))
+    reason = models.TextField(verbose_name=_("reason"))
     # The reason as data: a stable code and JSON-safe params (training.gate.messages).
-    code = models.CharField(max_length=64, blank=True, default="")
-    params = models.JSONField(default=dict, blank=True)
+    code = models.CharField(max_length=64, blank=True, default="", verbose_name=_("code"))
+    params = models.JSONField(default=dict, blank=True, verbose_name=_("parameters"))
 
     class Meta:
+        verbose_name = _("gate result")
+        verbose_name_plural = _("gate results")
         ordering = ["decision_id", "site_slug", "position"]
 
     def __str__(self) -> str:
@@ -181,21 +256,30 @@ class SiteEligibility(models.Model):
     """
 
     decision = models.ForeignKey(
-        GateDecision, on_delete=models.PROTECT, related_name="eligibilities"
+        GateDecision,
+        on_delete=models.PROTECT,
+        related_name="eligibilities",
+        verbose_name=_("decision"),
     )
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="+")
-    eligible = models.BooleanField()
-    eligible_records = models.PositiveIntegerField(default=0)
-    excluded_pseudonyms = models.JSONField(default=list)
-    exclusion_digest = models.CharField(max_length=64)
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, related_name="+", verbose_name=_("site")
+    )
+    eligible = models.BooleanField(verbose_name=_("eligible"))
+    eligible_records = models.PositiveIntegerField(default=0, verbose_name=_("eligible records"))
+    excluded_pseudonyms = models.JSONField(default=list, verbose_name=_("excluded pseudonyms"))
+    exclusion_digest = models.CharField(max_length=64, verbose_name=_("exclusion digest"))
     # The allow-list (Art. 6(1)(a), 7): the digest its ticket carries and the number of
     # subjects in it. Blank digest: no consent-based dataset, no list. The list itself is
     # built from the consent rows at the decision's instant when the site fetches it
     # (training.services.flower.round_allowed), and must hash to this digest.
-    allowed_count = models.PositiveIntegerField(default=0)
-    allowed_digest = models.CharField(max_length=64, blank=True, default="")
+    allowed_count = models.PositiveIntegerField(default=0, verbose_name=_("allowed count"))
+    allowed_digest = models.CharField(
+        max_length=64, blank=True, default="", verbose_name=_("allowed digest")
+    )
 
     class Meta:
+        verbose_name = _("site eligibility")
+        verbose_name_plural = _("site eligibilities")
         constraints = [
             models.UniqueConstraint(fields=["decision", "site"], name="eligibility_unique_site"),
         ]
@@ -207,17 +291,26 @@ class SiteEligibility(models.Model):
 class Approval(models.Model):
     """An operator's (or DPO's) approval or rejection of one round; it expires."""
 
-    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="approvals")
-    decision = models.CharField(max_length=16, choices=ApprovalDecision.choices)
-    approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    round = models.ForeignKey(
+        Round, on_delete=models.PROTECT, related_name="approvals", verbose_name=_("round")
     )
-    approver_name = models.CharField(max_length=150)
-    reason = models.TextField()
-    created_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
+    decision = models.CharField(
+        max_length=16, choices=ApprovalDecision.choices, verbose_name=_("decision")
+    )
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("approver"),
+    )
+    approver_name = models.CharField(max_length=150, verbose_name=_("approver name"))
+    reason = models.TextField(verbose_name=_("reason"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
 
     class Meta:
+        verbose_name = _("approval")
+        verbose_name_plural = _("approvals")
         ordering = ["created_at"]
         constraints = [
             models.UniqueConstraint(fields=["round", "approver"], name="approval_once_per_person"),
@@ -230,16 +323,29 @@ class Approval(models.Model):
 class RoundTicket(models.Model):
     """The Ed25519-signed ticket that lets named sites train one round."""
 
-    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="tickets")
-    body = models.TextField(help_text="Canonical JSON of the signed ticket fields")
-    signature = models.CharField(max_length=128, help_text="Base64 Ed25519 signature")
-    key_id = models.CharField(max_length=64)
-    issued_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
+    round = models.ForeignKey(
+        Round, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("round")
+    )
+    body = models.TextField(
+        help_text=_("Canonical JSON of the signed ticket fields"), verbose_name=_("body")
+    )
+    signature = models.CharField(
+        max_length=128, help_text=_("Base64 Ed25519 signature"), verbose_name=_("signature")
+    )
+    key_id = models.CharField(max_length=64, verbose_name=_("key id"))
+    issued_at = models.DateTimeField(verbose_name=_("issued at"))
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
     # The one Flower message type the ticket allows (its body signs it, with the run).
     message_type = models.CharField(
-        max_length=16, choices=[("train", "Train"), ("evaluate", "Evaluate")], default="train"
+        max_length=16,
+        choices=[("train", _("Train")), ("evaluate", _("Evaluate"))],
+        default="train",
+        verbose_name=_("message type"),
     )
+
+    class Meta:
+        verbose_name = _("round ticket")
+        verbose_name_plural = _("round tickets")
 
     def __str__(self) -> str:
         return f"{self.message_type} ticket for round {self.round_id} ({self.key_id})"
@@ -248,22 +354,31 @@ class RoundTicket(models.Model):
 class ModelUpdate(models.Model):
     """The canonical hash of one site's model update (or the round's aggregate)."""
 
-    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="updates")
-    kind = models.CharField(max_length=16, choices=UpdateKind.choices)
-    site = models.ForeignKey(
-        Site, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    round = models.ForeignKey(
+        Round, on_delete=models.PROTECT, related_name="updates", verbose_name=_("round")
     )
-    node_id = models.CharField(max_length=64, blank=True)
-    update_hash = models.CharField(max_length=64)
-    num_examples = models.PositiveIntegerField(default=0)
-    records_used = models.PositiveIntegerField(default=0)
-    records_excluded = models.PositiveIntegerField(default=0)
-    metrics = models.JSONField(default=dict)
-    accepted = models.BooleanField(default=True)
-    rejection_reason = models.TextField(blank=True)
-    recorded_at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=UpdateKind.choices, verbose_name=_("kind"))
+    site = models.ForeignKey(
+        Site,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("site"),
+    )
+    node_id = models.CharField(max_length=64, blank=True, verbose_name=_("node id"))
+    update_hash = models.CharField(max_length=64, verbose_name=_("update hash"))
+    num_examples = models.PositiveIntegerField(default=0, verbose_name=_("num examples"))
+    records_used = models.PositiveIntegerField(default=0, verbose_name=_("records used"))
+    records_excluded = models.PositiveIntegerField(default=0, verbose_name=_("records excluded"))
+    metrics = models.JSONField(default=dict, verbose_name=_("metrics"))
+    accepted = models.BooleanField(default=True, verbose_name=_("accepted"))
+    rejection_reason = models.TextField(blank=True, verbose_name=_("rejection reason"))
+    recorded_at = models.DateTimeField(verbose_name=_("recorded at"))
 
     class Meta:
+        verbose_name = _("model update")
+        verbose_name_plural = _("model updates")
         ordering = ["round_id", "kind", "site_id"]
         constraints = [
             models.UniqueConstraint(
@@ -289,24 +404,31 @@ class RoundPrivacy(models.Model):
     (``epsilon`` is null) and every later figure of the run is unbounded.
     """
 
-    round = models.OneToOneField(Round, on_delete=models.PROTECT, related_name="privacy")
-    private = models.BooleanField()
-    mechanism = models.CharField(max_length=20, choices=DpMechanism.choices)
-    clipping_norm = models.FloatField(null=True)
-    noise_multiplier = models.FloatField(null=True)
-    sampled_clients = models.PositiveIntegerField()
-    total_clients = models.PositiveIntegerField()
-    noise_std = models.FloatField(null=True)
-    aggregate_hash_before_noise = models.CharField(max_length=64, blank=True)
-    aggregate_hash = models.CharField(max_length=64, blank=True)
-    epsilon = models.FloatField(null=True)
-    delta = models.FloatField(null=True)
-    epsilon_limit = models.FloatField(null=True)
-    accounting = models.JSONField(default=dict)
-    recorded_at = models.DateTimeField()
+    round = models.OneToOneField(
+        Round, on_delete=models.PROTECT, related_name="privacy", verbose_name=_("round")
+    )
+    private = models.BooleanField(verbose_name=_("private"))
+    mechanism = models.CharField(
+        max_length=20, choices=DpMechanism.choices, verbose_name=_("mechanism")
+    )
+    clipping_norm = models.FloatField(null=True, verbose_name=_("clipping norm"))
+    noise_multiplier = models.FloatField(null=True, verbose_name=_("noise multiplier"))
+    sampled_clients = models.PositiveIntegerField(verbose_name=_("sampled clients"))
+    total_clients = models.PositiveIntegerField(verbose_name=_("total clients"))
+    noise_std = models.FloatField(null=True, verbose_name=_("noise std"))
+    aggregate_hash_before_noise = models.CharField(
+        max_length=64, blank=True, verbose_name=_("aggregate hash before noise")
+    )
+    aggregate_hash = models.CharField(max_length=64, blank=True, verbose_name=_("aggregate hash"))
+    epsilon = models.FloatField(null=True, verbose_name=_("epsilon"))
+    delta = models.FloatField(null=True, verbose_name=_("delta"))
+    epsilon_limit = models.FloatField(null=True, verbose_name=_("epsilon limit"))
+    accounting = models.JSONField(default=dict, verbose_name=_("accounting"))
+    recorded_at = models.DateTimeField(verbose_name=_("recorded at"))
 
     class Meta:
-        verbose_name_plural = "round privacy"
+        verbose_name = _("round privacy")
+        verbose_name_plural = _("round privacy")
         constraints = [
             models.CheckConstraint(
                 condition=Q(private=False, epsilon__isnull=True)

@@ -6,6 +6,7 @@ import json
 
 from django.contrib import admin
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from training.models import GateDecision, GateResult, SiteEligibility
 from training.reasons import decision_text, result_text
@@ -26,40 +27,40 @@ class _ReadOnly:
 
 class GateResultInline(_ReadOnly, admin.TabularInline):
     model = GateResult
-    verbose_name = "rule result"
-    verbose_name_plural = "results per site and rule"
+    verbose_name = _("rule result")
+    verbose_name_plural = _("results per site and rule")
     fields = ("site_label", "rule_id", "article", "verdict", "reason_rendered", "code")
     readonly_fields = fields
     ordering = ("site_slug", "position")
     extra = 0
     can_delete = False
 
-    @admin.display(description="site")
+    @admin.display(description=_("site"))
     def site_label(self, obj: GateResult) -> str:
         return obj.site_slug or "(round)"
 
-    @admin.display(description="verdict")
+    @admin.display(description=_("verdict"))
     def verdict(self, obj: GateResult) -> str:
         return format_html(
             '<strong style="color:{}">{}</strong>',
             "#1a7f37" if obj.ok else "#cf222e",
-            "✓ pass" if obj.ok else "✗ fail",
+            _("✓ pass") if obj.ok else _("✗ fail"),
         )
 
-    @admin.display(description="reason")
+    @admin.display(description=_("reason"))
     def reason_rendered(self, obj: GateResult) -> str:
         return result_text(obj)
 
 
 class SiteEligibilityInline(_ReadOnly, admin.TabularInline):
     model = SiteEligibility
-    verbose_name_plural = "eligibility per site"
+    verbose_name_plural = _("eligibility per site")
     fields = ("site", "eligible", "eligible_records", "excluded_count", "exclusion_digest")
     readonly_fields = fields
     extra = 0
     can_delete = False
 
-    @admin.display(description="excluded subjects")
+    @admin.display(description=_("excluded subjects"))
     def excluded_count(self, obj: SiteEligibility) -> int:
         return len(obj.excluded_pseudonyms)
 
@@ -86,14 +87,14 @@ class GateDecisionAdmin(_ReadOnly, admin.ModelAdmin):
     readonly_fields = fields
     inlines = (GateResultInline, SiteEligibilityInline)
 
-    @admin.display(description="reason")
+    @admin.display(description=_("reason"))
     def reason_rendered(self, obj: GateDecision) -> str:
         return decision_text(obj)
 
-    @admin.display(description="eligible sites")
+    @admin.display(description=_("eligible sites"))
     def eligible_count(self, obj: GateDecision) -> int:
         return len(obj.eligible_sites)
 
-    @admin.display(description="snapshot (RFC 8785, shown indented)")
+    @admin.display(description=_("snapshot (RFC 8785, shown indented)"))
     def snapshot_pretty(self, obj: GateDecision) -> str:
         return format_html("<pre>{}</pre>", json.dumps(json.loads(obj.snapshot), indent=2))

@@ -22,7 +22,9 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.functional import Promise
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from audit.models import LedgerEntry
 from fedgov import clock, roles
@@ -59,11 +61,11 @@ STATE_COLOURS = {
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(
-        label="Reason",
+        label=_("Reason"),
         max_length=2000,
         strip=True,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
-        help_text="Recorded with your name in the round's history and in the audit ledger.",
+        help_text=_("Recorded with your name in the round's history and in the audit ledger."),
     )
 
 
@@ -72,8 +74,9 @@ class Decision:
     """One of the three operator decisions: its wording, who may take it, which service."""
 
     name: str
-    verb: str
-    title: str
+    verb: str | Promise
+    title: str | Promise
+    title_plural: str | Promise
     allowed_states: frozenset[str]
     roles: tuple[str, ...]
     call: Callable[..., Any]
@@ -83,8 +86,9 @@ class Decision:
 DECISIONS = {
     "approve": Decision(
         name="approve",
-        verb="Approve",
-        title="Approve round",
+        verb=_("Approve"),
+        title=_("Approve round"),
+        title_plural=_("Approve rounds"),
         allowed_states=frozenset({RoundState.AWAITING_APPROVAL}),
         roles=DECIDE_ROLES,
         call=round_approve,
@@ -92,8 +96,9 @@ DECISIONS = {
     ),
     "reject": Decision(
         name="reject",
-        verb="Reject",
-        title="Reject round",
+        verb=_("Reject"),
+        title=_("Reject round"),
+        title_plural=_("Reject rounds"),
         allowed_states=frozenset({RoundState.AWAITING_APPROVAL}),
         roles=DECIDE_ROLES,
         call=round_reject,
@@ -101,8 +106,9 @@ DECISIONS = {
     ),
     "abort": Decision(
         name="abort",
-        verb="Abort",
-        title="Abort round",
+        verb=_("Abort"),
+        title=_("Abort round"),
+        title_plural=_("Abort rounds"),
         allowed_states=ABORTABLE,
         roles=ABORT_ROLES,
         call=round_abort,
@@ -112,8 +118,9 @@ DECISIONS = {
     # a new decision, the old one kept (training/services/handoff.py).
     "regate": Decision(
         name="regate",
-        verb="Re-gate",
-        title="Gate blocked round again",
+        verb=_("Re-gate"),
+        title=_("Gate blocked round again"),
+        title_plural=_("Gate blocked rounds again"),
         allowed_states=frozenset({RoundState.BLOCKED}),
         roles=DECIDE_ROLES,
         call=round_regate,
@@ -180,7 +187,7 @@ class RoundAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_approvals=Count("approvals"))
 
-    @admin.display(description="state", ordering="state")
+    @admin.display(description=_("state"), ordering="state")
     def state_badge(self, obj: Round) -> str:
         return format_html(
             '<span class="fg-state fg-{}">{}</span>',
@@ -188,24 +195,24 @@ class RoundAdmin(admin.ModelAdmin):
             obj.get_state_display(),
         )
 
-    @admin.display(description="reason")
+    @admin.display(description=_("reason"))
     def state_reason_short(self, obj: Round) -> str:
         text = obj.state_reason or "—"
         return text if len(text) <= 90 else text[:89] + "…"
 
-    @admin.display(description="decisions", ordering="_approvals")
+    @admin.display(description=_("decisions"), ordering="_approvals")
     def approval_count(self, obj: Round) -> int:
         return obj._approvals  # type: ignore[attr-defined]
 
-    @admin.action(description="Approve selected rounds…", permissions=["decide"])
+    @admin.action(description=_("Approve selected rounds…"), permissions=["decide"])
     def approve_rounds(self, request, queryset: QuerySet[Round]):
         return self._action_with_reason(request, queryset, DECISIONS["approve"])
 
-    @admin.action(description="Reject selected rounds…", permissions=["decide"])
+    @admin.action(description=_("Reject selected rounds…"), permissions=["decide"])
     def reject_rounds(self, request, queryset: QuerySet[Round]):
         return self._action_with_reason(request, queryset, DECISIONS["reject"])
 
-    @admin.action(description="Abort selected rounds…", permissions=["abort"])
+    @admin.action(description=_("Abort selected rounds…"), permissions=["abort"])
     def abort_rounds(self, request, queryset: QuerySet[Round]):
         return self._action_with_reason(request, queryset, DECISIONS["abort"])
 
@@ -219,7 +226,7 @@ class RoundAdmin(admin.ModelAdmin):
         rounds = list(queryset.select_related("run"))
         context = {
             **self.admin_site.each_context(request),
-            "title": f"{decision.title}{'s' if len(rounds) > 1 else ''}",
+            "title": decision.title_plural if len(rounds) > 1 else decision.title,
             "opts": self.model._meta,
             "decision": decision,
             "rounds": rounds,
@@ -236,19 +243,28 @@ class RoundAdmin(admin.ModelAdmin):
 
     def _decide(self, request, round_: Round, decision: Decision, reason: str) -> bool:
         """Call the decision's service; its refusal becomes an admin error message."""
-        label = f"{decision.verb} {round_.run.name} round {round_.number}"
+        label = _("%(verb)s %(run)s round %(number)s") % {
+            "verb": decision.verb,
+            "run": round_.run.name,
+            "number": round_.number,
+        }
         context = {"round_id": round_.pk, "run_id": round_.run_id, "decision": decision.name}
         try:
             decision.call(actor=Actor.of(request.user), round=round_, reason=reason)
         except FedgovError as exc:
             logger.info("admin %s refused: %s", decision.name, exc, extra=context)
-            self.message_user(request, f"{label}: refused — {exc}", messages.ERROR)
+            self.message_user(
+                request,
+                _("%(action)s: refused — %(reason)s") % {"action": label, "reason": exc},
+                messages.ERROR,
+            )
             return False
         round_.refresh_from_db()
         logger.info("admin %s done; round is %s", decision.name, round_.state, extra=context)
         self.message_user(
             request,
-            f"{label}: done; the round is now {round_.get_state_display().lower()}.",
+            _("%(action)s: done; the round is now %(state)s.")
+            % {"action": label, "state": round_.get_state_display().lower()},
             messages.SUCCESS,
         )
         return True
@@ -334,7 +350,7 @@ def round_evidence(round_: Round) -> dict[str, Any]:
             el = eligibility.get(slug)
             sites.append(
                 {
-                    "slug": slug or "(whole round)",
+                    "slug": slug or _("(whole round)"),
                     "results": results,
                     "failed": sum(1 for r in results if not r.ok),
                     "eligible": el.eligible if el else None,

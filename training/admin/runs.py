@@ -12,6 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from fedgov import clock
 from fedgov.actors import Actor
@@ -69,7 +70,7 @@ class TrainingRunAdmin(ServiceAdmin):
         # Those who may request a run may start its rounds (operators, the DPO).
         return request.user.has_perm("training.add_trainingrun")
 
-    @admin.action(description="Start the next round of selected runs", permissions=["start"])
+    @admin.action(description=_("Start the next round of selected runs"), permissions=["start"])
     def start_next_rounds(self, request, queryset: QuerySet[TrainingRun]) -> None:
         actor = Actor.of(request.user)
         for run in queryset:
@@ -98,7 +99,9 @@ class DpiaActionForm(ActionForm):
     DPIA that already expired (flagged ``recorded_late`` in the ledger)."""
 
     valid_until = forms.DateField(
-        required=False, help_text="Last day the DPIA covers (YYYY-MM-DD); blank: one year"
+        required=False,
+        label=_("Valid until"),
+        help_text=_("Last day the DPIA covers (YYYY-MM-DD); blank: one year"),
     )
 
 
@@ -147,7 +150,7 @@ class DpiaAdmin(ServiceAdmin):
         )
 
     @admin.action(
-        description="Approve selected DPIAs until the date given (blank: one year)",
+        description=_("Approve selected DPIAs until the date given (blank: one year)"),
         permissions=["change"],
     )
     def approve_dpias(self, request, queryset: QuerySet[Dpia]) -> None:
@@ -157,7 +160,7 @@ class DpiaAdmin(ServiceAdmin):
         try:
             given = field.clean(request.POST.get("valid_until", ""))
         except forms.ValidationError:
-            self.message_user(request, "valid_until: enter a date (YYYY-MM-DD)", messages.ERROR)
+            self.message_user(request, _("valid_until: enter a date (YYYY-MM-DD)"), messages.ERROR)
             return
         until = given or clock.now().date() + DPIA_DEFAULT_VALIDITY
         for dpia in queryset:
