@@ -232,35 +232,7 @@ def _witness_findings(
         size = item["size"]
         if size not in roots:
             continue
-        body = note.split(item["note"])[0]
-        signed_at = _posix(note.parse_checkpoint(body).time)
-        valid = set()
-        for line in item.get("cosignatures", []):
-            for name, key in policy.keys.items():
-                try:
-                    cosigned = witness.open_cosignature(line, body, name, key)
-                except note.NoteError as exc:
-                    if witness.claims_cosigner(line, name, key):
-                        # fedgov stores a cosignature only once it verifies: one by a
-                        # pinned witness that no longer does was changed afterwards.
-                        findings.append(
-                            Finding(size - 1, f"cosignature on size {size} is refused: {exc}")
-                        )
-                    continue
-                if signed_at is not None and cosigned.timestamp < signed_at:
-                    # A witness cannot cosign a checkpoint before it was signed: the line
-                    # was made for another note, or the checkpoint's time is forged.
-                    findings.append(
-                        Finding(
-                            size - 1,
-                            f"cosignature by {name} on size {size} is dated "
-                            f"{cosigned.timestamp}, before the checkpoint's own time "
-                            f"({signed_at}): refused",
-                        )
-                    )
-                    continue
-                valid.add(name)
-        if len(valid) >= policy.quorum:
+        if len(_valid_cosigners(policy, item, findings)) >= policy.quorum:
             witnessed = max(witnessed, size)
     now = policy.at or datetime.now(UTC)
     cutoff = (now - timedelta(seconds=policy.max_lag)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -274,6 +246,53 @@ def _witness_findings(
                 f"(newest witnessed checkpoint: size {witnessed})",
             )
         )
+    return findings + _witness_state_findings(policy, items, roots, times)
+
+
+def _valid_cosigners(
+    policy: WitnessPolicy, item: dict[str, Any], findings: list[Finding]
+) -> set[str]:
+    """The pinned witnesses whose cosignature on ``item`` verifies; refusals go to ``findings``."""
+    size = item["size"]
+    body = note.split(item["note"])[0]
+    signed_at = _posix(note.parse_checkpoint(body).time)
+    valid = set()
+    for line in item.get("cosignatures", []):
+        for name, key in policy.keys.items():
+            try:
+                cosigned = witness.open_cosignature(line, body, name, key)
+            except note.NoteError as exc:
+                if witness.claims_cosigner(line, name, key):
+                    # fedgov stores a cosignature only once it verifies: one by a
+                    # pinned witness that no longer does was changed afterwards.
+                    findings.append(
+                        Finding(size - 1, f"cosignature on size {size} is refused: {exc}")
+                    )
+                continue
+            if signed_at is not None and cosigned.timestamp < signed_at:
+                # A witness cannot cosign a checkpoint before it was signed: the line
+                # was made for another note, or the checkpoint's time is forged.
+                findings.append(
+                    Finding(
+                        size - 1,
+                        f"cosignature by {name} on size {size} is dated "
+                        f"{cosigned.timestamp}, before the checkpoint's own time "
+                        f"({signed_at}): refused",
+                    )
+                )
+                continue
+            valid.add(name)
+    return valid
+
+
+def _witness_state_findings(
+    policy: WitnessPolicy,
+    items: list[dict[str, Any]],
+    roots: dict[int, bytes],
+    times: dict[int, str],
+) -> list[Finding]:
+    """What the witnesses' own state files say against the bundle's tree."""
+    findings: list[Finding] = []
     # What the bundle shows of the log: its checkpoints, valid or not (an invalid one is a
     # finding already), and its entries.
     newest = max([item["size"] for item in items] + [max(times, default=-1) + 1])
