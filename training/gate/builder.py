@@ -1,12 +1,12 @@
 """Builds the gate's frozen context from the database with a fixed number of queries.
 
 The count does not grow with the federation: the whole gate, its own writes included,
-issues at most 21 statements besides the ledger's (tests/training/test_gate_service.py).
+issues at most 23 statements besides the ledger's (tests/training/test_gate_service.py).
 Among the reads: the run (with purpose, policy and DPIA), its dataset ids, the datasets
-with their sites, their purposes, one aggregate of consent per dataset (counts and
-excluded pseudonyms), the count of earlier rounds past the gate, the earlier rounds'
-privacy releases (``selectors.privacy_history``) for the accountant, and the adequacy
-list in force.
+with their sites, their purposes, the per-dataset consent states (counts, excluded
+pseudonyms and allow-list text: from the cache, or else one aggregate and one upsert),
+the count of earlier rounds past the gate, the earlier rounds' privacy releases
+(``selectors.privacy_history``) for the accountant, and the adequacy list in force.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sites import selectors as site_selectors
 from sites.adequacy import AdequacyList, current_adequacy
 from sites.choices import LawfulBasis
 from sites.regions import region_countries
+from sites.services.consent import consent_states_current
 from training import selectors
 from training.gate.context import (
     REGIONS_IN_CONTEXT,
@@ -53,9 +54,9 @@ def build_context(
     run = selectors.run_for_gate(run_id=run_id)
     dataset_ids = selectors.run_dataset_ids(run_id=run_id)
     datasets, sites = site_selectors.datasets_with_sites(dataset_ids=dataset_ids)
-    consents = site_selectors.consent_states(
-        dataset_ids=dataset_ids, purpose_id=run.purpose_id, at=at
-    )
+    # From the cache of per-dataset states where it holds at ``at``; always equal to
+    # ``site_selectors.consent_states`` (tests/sites/test_consent_state_cache.py).
+    consents = consent_states_current(dataset_ids=dataset_ids, purpose_id=run.purpose_id, at=at)
     spent_rounds = selectors.rounds_past_gate(run_id=run_id, before_round=round_no)
     history = selectors.privacy_history(run_id=run_id, before_round=round_no)
 
