@@ -443,7 +443,7 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     # "blocked 0".
     refused = sum(p.sites - p.eligible_sites for p in series)
     closed = sum(1 for p in series if p.state == "closed")
-    excluded = sum(p.excluded_records for p in series)
+    excluded = sum(p.excluded_subjects for p in series)
     accuracies = [p.accuracy for p in series if p.accuracy is not None]
     yield Heading(f"Run {header.name}: summary", 0)
     dpia = header.dpia
@@ -460,8 +460,8 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
         f"<b>{escape(header.policy.name)} v{header.policy.version}</b>; {escape(dpia_text)}. "
         f"This report covers {total} round(s): the GDPR gate allowed {allowed} and blocked "
         f"{blocked}, and refused a site {refused} time(s) (per site and round); "
-        f"{closed} closed normally. {excluded} record(s) were excluded from "
-        "training because consent had been withdrawn or had expired at the round's instant."
+        f"{closed} closed normally. {excluded} subject(s) were excluded from training "
+        "because their consent had been withdrawn or had expired at the round's instant."
     )
     if accuracies:
         text += f" Model accuracy went from {accuracies[0]:.2f} to {accuracies[-1]:.2f}."
@@ -471,7 +471,7 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
         (str(total), "rounds"),
         (str(allowed), "allowed by the gate"),
         (f"{blocked} / {refused}", "rounds blocked / site-rounds refused"),
-        (str(excluded), "records excluded"),
+        (str(excluded), "subjects excluded"),
     ]
     cells = [[Paragraph(v, S["figure"]) for v, _ in figures], [P(k, "small") for _, k in figures]]
     box = Table(cells, colWidths=[BODY_W / 4] * 4, hAlign="LEFT")
@@ -494,9 +494,9 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
         colors.HexColor("#3a7d44"),
     )
     yield bar_chart(
-        "Records excluded per round (consent withdrawn or expired)",
+        "Subjects excluded per round (consent withdrawn or expired)",
         numbers,
-        [p.excluded_records for p in series],
+        [p.excluded_subjects for p in series],
         colors.HexColor("#b5523b"),
     )
     yield line_chart(
@@ -813,14 +813,14 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
         yield Paragraph("Records and model updates", S["h3"])
         hashes = {u.site_slug: u for u in facts.updates if u.accepted}
         yield data_table(
-            ["Site", "Eligible", "Records", "Used", "Excluded", "Update SHA-256"],
+            ["Site", "Eligible", "Records", "Records used", "Subjects excluded", "Update SHA-256"],
             [
                 [
                     r.site_slug,
                     r.eligible,
                     r.eligible_records,
                     r.records_used,
-                    r.excluded_records,
+                    r.excluded_subjects,
                     Mono(hashes[r.site_slug].update_hash if r.site_slug in hashes else "—"),
                 ]
                 for r in facts.records

@@ -32,7 +32,7 @@ class SiteDecisionSerializer(OutputSerializer):
     slug = serializers.CharField()
     eligible = serializers.BooleanField()
     eligible_records = serializers.IntegerField()
-    excluded_records = serializers.IntegerField()
+    excluded_subjects = serializers.IntegerField()
     exclusion_digest = serializers.CharField()
     results = RuleResultSerializer(many=True)
 
@@ -77,7 +77,7 @@ def decision_body(view: selectors.GateDecisionView) -> dict:
                 "slug": e.site_slug,
                 "eligible": e.eligible,
                 "eligible_records": e.eligible_records,
-                "excluded_records": len(e.excluded_pseudonyms),
+                "excluded_subjects": len(e.excluded_pseudonyms),
                 "exclusion_digest": e.exclusion_digest,
                 "results": results_by_site.get(e.site_id, []),
             }
