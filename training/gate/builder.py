@@ -64,6 +64,7 @@ def build_context(
     pseudonyms: dict[int, set[str]] = defaultdict(set)
     # Per site, the per-dataset allowed lists (each sorted and newline-joined in SQL).
     allowed_runs: dict[int, list[str]] = defaultdict(list)
+    allowed_sizes: dict[int, list[int]] = defaultdict(list)
     consent_sites: set[int] = set()
     for ds in datasets:
         consent = consents.get(ds.id, site_selectors.ConsentState())
@@ -94,8 +95,12 @@ def build_context(
         if ds.lawful_basis == LawfulBasis.CONSENT and not withdrawn:
             consent_sites.add(ds.site_id)
             allowed_runs[ds.site_id].append(consent.allowed_text)
+            allowed_sizes[ds.site_id].append(consent.eligible)
 
-    allowed = {site_id: allow_list_digest(runs) for site_id, runs in allowed_runs.items()}
+    allowed = {
+        site_id: allow_list_digest(runs, sizes=allowed_sizes[site_id])
+        for site_id, runs in allowed_runs.items()
+    }
     site_facts = tuple(
         SiteFacts(
             id=site.id,
@@ -181,14 +186,15 @@ def build_context(
     return ctx, {site_id: sorted(names) for site_id, names in pseudonyms.items()}
 
 
-def allow_list_digest(parts: list[str]) -> tuple[str, int]:
+def allow_list_digest(parts: list[str], *, sizes: list[int] | None = None) -> tuple[str, int]:
     """``sorted_digest`` and size of the union of per-dataset allow-lists, each given as
     its pseudonyms sorted by code point and joined by newlines (``consent_states``).
 
     When the lists' ranges do not overlap (the usual case: a dataset's subjects are its
     own), their union is their concatenation in order of first pseudonym, already sorted
     and distinct, so it is hashed as text without splitting it into a million strings.
-    Overlapping lists are split, merged and de-duplicated.
+    Overlapping lists are split, merged and de-duplicated. ``sizes``, when given, are the
+    parts' line counts (each dataset's eligible count), so disjoint parts are not rescanned.
     """
     parts = [part for part in parts if part]
     if not parts:
@@ -206,6 +212,8 @@ def allow_list_digest(parts: list[str]) -> tuple[str, int]:
         if i:
             digest.update(b"\n")
         digest.update(part.encode("utf-8"))
+    if sizes is not None:
+        return digest.hexdigest(), sum(sizes)
     return digest.hexdigest(), sum(part.count("\n") + 1 for part in parts)
 
 
