@@ -200,7 +200,7 @@ def plain_table(rounds: int, sites: int, folder: Path) -> None:
                 r.site_slug,
                 r.eligible,
                 r.records_used,
-                r.excluded_records,
+                r.excluded_subjects,
                 hashes.get(r.site_slug, "-"),
                 "".join(verdicts.get(r.site_slug, [])),
             ]

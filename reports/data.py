@@ -206,7 +206,7 @@ class SiteRecords:
     site_slug: str
     eligible: bool
     eligible_records: int
-    excluded_records: int
+    excluded_subjects: int
     records_used: int
 
 
@@ -260,8 +260,8 @@ class RoundFacts:
         return sum(1 for r in self.records if r.eligible)
 
     @property
-    def excluded_records(self) -> int:
-        return sum(r.excluded_records for r in self.records)
+    def excluded_subjects(self) -> int:
+        return sum(r.excluded_subjects for r in self.records)
 
 
 def report_run_ids(*, run_id: int | None = None, period: Period | None = None) -> list[int]:
@@ -543,7 +543,7 @@ def _chunk_facts(chunk, purpose_id, dataset_names, placements) -> Iterator[Round
                     site_slug=slug,
                     eligible=eligible,
                     eligible_records=count,
-                    excluded_records=excluded_counts.get((decision.pk, site_id), 0),
+                    excluded_subjects=excluded_counts.get((decision.pk, site_id), 0),
                     records_used=used.get(site_id, 0),
                 )
                 for site_id, slug, eligible, count in eligibility[decision.pk]
@@ -655,7 +655,7 @@ class RoundPoint:
     gate_outcome: str
     eligible_sites: int
     sites: int
-    excluded_records: int
+    excluded_subjects: int
     accuracy: float | None
 
 
@@ -700,7 +700,7 @@ def round_series(*, run_id: int, period: Period | None = None) -> list[RoundPoin
             gate_outcome=latest.get(pk, (0, ""))[1],
             eligible_sites=eligible[pk],
             sites=sites[pk],
-            excluded_records=excluded[pk],
+            excluded_subjects=excluded[pk],
             accuracy=_accuracy(updates[pk]),
         )
         for pk, number, state in rows

@@ -473,7 +473,7 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     # "blocked 0".
     refused = sum(p.sites - p.eligible_sites for p in series)
     closed = sum(1 for p in series if p.state == "closed")
-    excluded = sum(p.excluded_records for p in series)
+    excluded = sum(p.excluded_subjects for p in series)
     accuracies = [p.accuracy for p in series if p.accuracy is not None]
     yield Heading(gettext("Run %(name)s: summary") % {"name": header.name}, 0)
     dpia = header.dpia
@@ -496,8 +496,8 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
         "<b>%(policy)s v%(version)s</b>; %(dpia)s. This report covers %(total)s round(s): "
         "the GDPR gate allowed %(allowed)s and blocked %(blocked)s, and refused a site "
         "%(refused)s time(s) (per site and round); %(closed)s closed normally. %(excluded)s "
-        "record(s) were excluded from training because consent had been withdrawn or had "
-        "expired at the round's instant."
+        "subject(s) were excluded from training because their consent had been withdrawn or "
+        "had expired at the round's instant."
     ) % {
         "name": escape(header.name),
         "purpose": escape(header.purpose_name),
@@ -524,7 +524,7 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
         (str(total), gettext("rounds")),
         (str(allowed), gettext("allowed by the gate")),
         (f"{blocked} / {refused}", gettext("rounds blocked / site-rounds refused")),
-        (str(excluded), gettext("records excluded")),
+        (str(excluded), gettext("subjects excluded")),
     ]
     cells = [[Paragraph(v, S["figure"]) for v, _ in figures], [P(k, "small") for _, k in figures]]
     box = Table(cells, colWidths=[BODY_W / 4] * 4, hAlign="LEFT")
@@ -547,9 +547,9 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
         colors.HexColor("#3a7d44"),
     )
     yield bar_chart(
-        gettext("Records excluded per round (consent withdrawn or expired)"),
+        gettext("Subjects excluded per round (consent withdrawn or expired)"),
         numbers,
-        [p.excluded_records for p in series],
+        [p.excluded_subjects for p in series],
         colors.HexColor("#b5523b"),
     )
     yield line_chart(
@@ -957,8 +957,8 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                 gettext("Site"),
                 gettext("Eligible"),
                 gettext("Records"),
-                gettext("Used"),
-                gettext("Excluded"),
+                gettext("Records used"),
+                gettext("Subjects excluded"),
                 gettext("Update SHA-256"),
             ],
             [
@@ -967,7 +967,7 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                     r.eligible,
                     r.eligible_records,
                     r.records_used,
-                    r.excluded_records,
+                    r.excluded_subjects,
                     Mono(hashes[r.site_slug].update_hash if r.site_slug in hashes else "—"),
                 ]
                 for r in facts.records

@@ -414,6 +414,51 @@ class Consent(models.Model):
         return f"{self.dataset} {self.subject_pseudonym}"
 
 
+class ConsentStateCache(models.Model):
+    """One dataset's consent state for one purpose, as the gate last computed it, with the
+    span of instants over which that state holds (``sites.services.consent_states_current``).
+
+    Consent state is piecewise constant in time: it changes only at a grant, expiry or
+    withdrawal instant, so the state computed at ``at`` holds for every instant in
+    ``[valid_from_us, valid_until_us)`` (the latest such instant at or before ``at`` and
+    the earliest after it; NULL is unbounded). Any write to ``sites_consent`` (services,
+    bulk insert, raw SQL, TRUNCATE on PostgreSQL) bumps ``generation`` and clears the
+    cached lists in the same transaction, by the triggers of ``sites.triggers``; a row is
+    used only while ``computed_generation == generation``.
+
+    Plain integer keys, no foreign keys: the triggers may create a row while Django
+    deletes a dataset, and a row nobody can use (stale generation) is harmless.
+    """
+
+    dataset_id = models.BigIntegerField(verbose_name=_("dataset id"))
+    purpose_id = models.BigIntegerField(verbose_name=_("purpose id"))
+    generation = models.BigIntegerField(default=0, verbose_name=_("generation"))
+    computed_generation = models.BigIntegerField(
+        default=-1, verbose_name=_("computed generation")
+    )
+    valid_from_us = models.BigIntegerField(null=True, verbose_name=_("valid from (µs)"))
+    valid_until_us = models.BigIntegerField(null=True, verbose_name=_("valid until (µs)"))
+    eligible = models.IntegerField(default=0, verbose_name=_("eligible"))
+    total = models.IntegerField(default=0, verbose_name=_("total"))
+    withdrawn = models.IntegerField(default=0, verbose_name=_("withdrawn"))
+    # The lapsed pseudonyms (JSON array) and the allowed ones (sorted, newline-joined),
+    # as ``sites.selectors.ConsentState`` holds them.
+    lapsed_json = models.TextField(default="[]", verbose_name=_("lapsed pseudonyms"))
+    allowed_text = models.TextField(default="", verbose_name=_("allowed pseudonyms"))
+
+    class Meta:
+        verbose_name = _("consent state cache")
+        verbose_name_plural = _("consent state caches")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dataset_id", "purpose_id"], name="consent_state_cache_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"consent state of dataset {self.dataset_id}, purpose {self.purpose_id}"
+
+
 class ConsentEvent(models.Model):
     """One grant or withdrawal as the site reported it; the history behind ``Consent``."""
 

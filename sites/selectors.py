@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Aggregate, Count, Q, TextField
+from django.db.models import Aggregate, Count, Max, Min, Q, TextField
 
 from sites.choices import LawfulBasis
-from sites.models import Consent, Dataset
+from sites.models import Consent, ConsentStateCache, Dataset
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,11 @@ class ConsentState:
     # equal and non-zero, every subject withdrew and the dataset counts as withdrawn.
     total: int = 0
     withdrawn: int = 0
+    # The span of instants over which this state holds: the latest grant, expiry or
+    # withdrawal at or before the instant, and the earliest after it (None: unbounded).
+    # Not part of the state's value: a state read from the cache compares equal.
+    valid_from: datetime | None = field(default=None, compare=False)
+    valid_until: datetime | None = field(default=None, compare=False)
 
     @property
     def all_withdrawn(self) -> bool:
@@ -196,7 +201,9 @@ def consent_states(
     subjects, read from the covering index ``consent_validity`` (dataset, purpose,
     pseudonym, dates): per dataset the total, the rows that are not current (granted
     later, withdrawn or expired), the withdrawn ones, the lapsed pseudonyms as a JSON
-    array, and the allowed ones as one sorted, newline-joined text.
+    array, and the allowed ones as one sorted, newline-joined text. Each state also
+    carries the span of instants it holds for (``ConsentState.valid_from``/``until``).
+    This is the reference the gate's cache (``ConsentStateCache``) must always equal.
     """
     lapsed = _lapsed(at)
     rows = (
@@ -210,19 +217,92 @@ def consent_states(
             withdrawn=Count("pk", filter=Q(withdrawn_at__lte=at)),
             lapsed=_JsonList("subject_pseudonym", filter=lapsed),
             allowed=_Lines("subject_pseudonym", filter=_valid(at)),
+            **{
+                f"{side}_{column}": aggregate(column, filter=Q(**{f"{column}__{op}": at}))
+                for column in _CHANGES
+                for side, aggregate, op in (("last", Max, "lte"), ("next", Min, "gt"))
+            },
         )
-        .values_list("dataset_id", "total", "not_current", "withdrawn", "lapsed", "allowed")
+        .values_list(
+            "dataset_id",
+            "total",
+            "not_current",
+            "withdrawn",
+            "lapsed",
+            "allowed",
+            *(f"{side}_{column}" for column in _CHANGES for side in ("last", "next")),
+        )
     )
-    return {
-        dataset_id: ConsentState(
+    states = {}
+    for dataset_id, total, not_current, withdrawn, names, allowed, *changes in rows:
+        last = [c for c in changes[0::2] if c is not None]
+        upcoming = [c for c in changes[1::2] if c is not None]
+        states[dataset_id] = ConsentState(
             eligible=total - not_current,
             excluded=_names(names),
             allowed_text=allowed or "",
             total=total,
             withdrawn=withdrawn,
+            valid_from=max(last) if last else None,
+            valid_until=min(upcoming) if upcoming else None,
         )
-        for dataset_id, total, not_current, withdrawn, names, allowed in rows
-    }
+    return states
+
+
+# The instants at which a consent row changes whether it is valid, lapsed or withdrawn.
+_CHANGES = ("granted_at", "expires_at", "withdrawn_at")
+
+
+def cached_consent_states(*, dataset_ids: list[int], purpose_id: int) -> list[CachedConsentState]:
+    """The cache rows of the datasets for the purpose (one query), current or not."""
+    rows = ConsentStateCache.objects.filter(
+        dataset_id__in=dataset_ids, purpose_id=purpose_id
+    ).values_list(
+        "dataset_id",
+        "generation",
+        "computed_generation",
+        "valid_from_us",
+        "valid_until_us",
+        "eligible",
+        "total",
+        "withdrawn",
+        "lapsed_json",
+        "allowed_text",
+    )
+    return [CachedConsentState(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class CachedConsentState:
+    """One ``ConsentStateCache`` row as read."""
+
+    dataset_id: int
+    generation: int
+    computed_generation: int
+    valid_from_us: int | None
+    valid_until_us: int | None
+    eligible: int
+    total: int
+    withdrawn: int
+    lapsed_json: str
+    allowed_text: str
+
+    def holds_at(self, at_us: int) -> bool:
+        """Computed from the consent rows as they are now, for a span holding ``at_us``."""
+        return (
+            self.computed_generation == self.generation
+            and (self.valid_from_us is None or self.valid_from_us <= at_us)
+            and (self.valid_until_us is None or at_us < self.valid_until_us)
+        )
+
+    def state(self) -> ConsentState:
+        return ConsentState(
+            eligible=self.eligible,
+            excluded=tuple(json.loads(self.lapsed_json)),
+            allowed_text=self.allowed_text,
+            total=self.total,
+            withdrawn=self.withdrawn,
+        )
 
 
 def allowed_pseudonyms(*, dataset_ids: list[int], purpose_id: int, at: datetime) -> list[str]:

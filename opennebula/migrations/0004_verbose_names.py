@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("opennebula", "0003_zone_breaker"),
-        ("sites", "0007_verbose_names"),
+        ("sites", "0008_verbose_names"),
         ("training", "0007_verbose_names"),
     ]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
-from django.db import transaction
+from django.db import connection, transaction
 
 from audit.services import ledger_append
 from fedgov import clock
@@ -19,6 +20,7 @@ from fedgov.validation import (
     Errors,
     as_aware_datetime,
 )
+from sites import selectors as site_selectors
 from sites.choices import (
     ConsentEventKind,
 )
@@ -388,3 +390,106 @@ def consent_record_batch(
         digest=digest,
         ledger_seq=entry.seq,
     )
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _micros(value: dt.datetime | None) -> int | None:
+    return None if value is None else (value - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def consent_states_current(
+    *, dataset_ids: list[int], purpose_id: int, at: dt.datetime
+) -> dict[int, site_selectors.ConsentState]:
+    """``sites.selectors.consent_states`` at ``at``, read from ``ConsentStateCache`` where
+    a row holds for that instant and no consent was written since, recomputed (one pass
+    over those datasets' consent rows) and stored back where not. At most three queries.
+
+    Order matters on PostgreSQL (READ COMMITTED): the generations are read before the
+    consent rows, so a consent write that commits in between is seen by neither the
+    stored state nor its stored generation, and the row stays stale; a write still open
+    holds the cache row's lock, and the upsert then lands after it with the older
+    generation. The cache is evidence-neutral: the allow-list a site fetches is rebuilt
+    from the consent rows and must match the gate's digest (``round_allowed``).
+    """
+    at_us = _micros(at)
+    assert at_us is not None
+    cached = site_selectors.cached_consent_states(dataset_ids=dataset_ids, purpose_id=purpose_id)
+    generation = {row.dataset_id: row.generation for row in cached}
+    states = {row.dataset_id: row.state() for row in cached if row.holds_at(at_us)}
+    stale = [ds for ds in dataset_ids if ds not in states]
+    if not stale:
+        return {ds: state for ds, state in states.items() if state.total}
+    fresh = site_selectors.consent_states(dataset_ids=stale, purpose_id=purpose_id, at=at)
+    _store_consent_states(
+        [
+            (ds, purpose_id, generation.get(ds, 0), fresh.get(ds, site_selectors.ConsentState()))
+            for ds in sorted(stale)
+        ]
+    )
+    states.update(fresh)
+    # A dataset without consent rows has no state, as ``consent_states`` returns it.
+    return {ds: state for ds, state in states.items() if state.total}
+
+
+def _store_consent_states(rows: list[tuple[int, int, int, site_selectors.ConsentState]]) -> None:
+    """Upsert the cache rows in one statement, whatever their number (one JSON parameter).
+
+    ``generation`` is written only into a new row; an existing row keeps the one the
+    triggers gave it, so a state computed before a consent write is never marked current.
+    """
+    payload = json.dumps(
+        [
+            [
+                ds,
+                purpose,
+                gen,
+                gen,
+                _micros(state.valid_from),
+                _micros(state.valid_until),
+                state.eligible,
+                state.total,
+                state.withdrawn,
+                json.dumps(list(state.excluded)),
+                state.allowed_text,
+            ]
+            for ds, purpose, gen, state in rows
+        ]
+    )
+    columns = (
+        "dataset_id, purpose_id, generation, computed_generation, valid_from_us,"
+        " valid_until_us, eligible, total, withdrawn, lapsed_json, allowed_text"
+    )
+    update = ", ".join(
+        f"{c} = excluded.{c}"
+        for c in (
+            "computed_generation",
+            "valid_from_us",
+            "valid_until_us",
+            "eligible",
+            "total",
+            "withdrawn",
+            "lapsed_json",
+            "allowed_text",
+        )
+    )
+    if connection.vendor == "postgresql":
+        source = (
+            "SELECT (x->>0)::bigint, (x->>1)::bigint, (x->>2)::bigint, (x->>3)::bigint,"
+            " (x->>4)::bigint, (x->>5)::bigint, (x->>6)::integer, (x->>7)::integer,"
+            " (x->>8)::integer, x->>9, x->>10 FROM jsonb_array_elements(%s::jsonb) AS x"
+        )
+    else:
+        # ``WHERE true``: SQLite's parser needs it between INSERT … SELECT and ON CONFLICT.
+        source = (
+            "SELECT "  # noqa: S608 (constant text, the data goes as one parameter)
+            + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(11))
+            + " FROM json_each(%s) WHERE true"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO sites_consentstatecache ({columns}) {source} "
+            f"ON CONFLICT (dataset_id, purpose_id) DO UPDATE SET {update}",
+            [payload],
+        )

@@ -83,3 +83,37 @@ def test_a_third_country_leg_reads_the_same_in_pdf_and_art30(played_run, tmp_pat
     assert "Atlantic Cloud Hosting Inc. (US)" in listed[0]["transfers"]
     assert "Atlantic Cloud Hosting Inc. (US)" in text
     assert "third country, REFUSED" in text
+
+
+def test_excluded_counts_are_subjects_in_the_pdf_the_api_and_the_gates_rows(played_run, tmp_path):
+    """Excluded pseudonyms are subjects (Art. 7(3)); no output may call them records."""
+    from training import selectors as training_selectors
+    from training.api.gate import decision_body
+    from training.models import GateDecision
+
+    run, *_ = played_run
+    latest = {}
+    for decision in GateDecision.objects.filter(round__run=run).order_by("evaluated_at", "pk"):
+        latest[decision.round_id] = decision
+    from_rows = {
+        d.pk: {
+            e.site_id: len(e.excluded_pseudonyms or ())
+            for e in SiteEligibility.objects.filter(decision=d)
+        }
+        for d in latest.values()
+    }
+    assert sum(sum(v.values()) for v in from_rows.values()) > 0, "the run excludes someone"
+    for decision in latest.values():
+        body = decision_body(training_selectors.gate_decision_view(decision))
+        assert {s["site_id"]: s["excluded_subjects"] for s in body["sites"]} == (
+            from_rows[decision.pk]
+        )
+        assert all("excluded_records" not in s for s in body["sites"])
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    out = tmp_path / "report.pdf"
+    build_pdf(run, out)
+    text = _flat(pdf_text(out))
+    total = sum(sum(v.values()) for v in from_rows.values())
+    assert f"{total} subject(s) were excluded from training" in text
+    assert "record(s) were excluded" not in text and "Records excluded" not in text

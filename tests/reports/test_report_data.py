@@ -29,7 +29,7 @@ def test_report_data_states_legal_frame_and_every_round(played_run):
     assert first.accuracy == 0.61 and second.accuracy == 0.74
     assert {(r.site_slug, r.ok) for r in first.rules if r.site_slug} >= {("de-legal", True)}
     assert all(r.article for r in first.rules)
-    assert first.excluded_records == 0
+    assert first.excluded_subjects == 0
 
 
 @pytest.mark.django_db
@@ -43,7 +43,7 @@ def test_report_counts_consent_at_each_round_without_identities(played_run):
     assert counts["pl-news/pl-news-corpus"] == (9, 0, 1)
     assert {c.dataset: c.granted for c in first.consent}["es-blogs/es-blogs-corpus"] == 10
     es = next(r for r in second.records if r.site_slug == "es-blogs")
-    assert es.excluded_records == 2 and es.records_used == es.eligible_records == 8
+    assert es.excluded_subjects == 2 and es.records_used == es.eligible_records == 8
     assert "es-blogs-s0003" not in repr(second)
 
 

@@ -353,8 +353,10 @@ def test_gate_query_count_does_not_grow_with_sites():
     large = _gate_queries(12, "b")
     assert small == large
     # 19 reads for the gate's facts (issue 12) plus the privacy history the accountant
-    # replays (issue 17); what matters is that the count is flat in the number of sites.
-    assert small <= 21
+    # replays (issue 17), plus the consent-state cache's read and, the first time (or
+    # after a consent write), its store; what matters is that the count is flat in the
+    # number of sites.
+    assert small <= 23
 
 
 @pytest.mark.postgres

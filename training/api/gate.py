@@ -42,7 +42,7 @@ class SiteDecisionSerializer(OutputSerializer):
     slug = serializers.CharField()
     eligible = serializers.BooleanField()
     eligible_records = serializers.IntegerField()
-    excluded_records = serializers.IntegerField()
+    excluded_subjects = serializers.IntegerField()
     exclusion_digest = serializers.CharField()
     results = RuleResultSerializer(many=True)
 
@@ -140,7 +140,7 @@ def decision_body(view: selectors.GateDecisionView, language: str | None = None)
                 "slug": e.site_slug,
                 "eligible": e.eligible,
                 "eligible_records": e.eligible_records,
-                "excluded_records": len(e.excluded_pseudonyms),
+                "excluded_subjects": len(e.excluded_pseudonyms),
                 "exclusion_digest": e.exclusion_digest,
                 "results": results_by_site.get(e.site_id, []),
             }

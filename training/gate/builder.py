@@ -1,12 +1,12 @@
 """Builds the gate's frozen context from the database with a fixed number of queries.
 
 The count does not grow with the federation: the whole gate, its own writes included,
-issues at most 21 statements besides the ledger's (tests/training/test_gate_service.py).
+issues at most 23 statements besides the ledger's (tests/training/test_gate_service.py).
 Among the reads: the run (with purpose, policy and DPIA), its dataset ids, the datasets
-with their sites, their purposes, one aggregate of consent per dataset (counts and
-excluded pseudonyms), the count of earlier rounds past the gate, the earlier rounds'
-privacy releases (``selectors.privacy_history``) for the accountant, and the adequacy
-list in force.
+with their sites, their purposes, the per-dataset consent states (counts, excluded
+pseudonyms and allow-list text: from the cache, or else one aggregate and one upsert),
+the count of earlier rounds past the gate, the earlier rounds' privacy releases
+(``selectors.privacy_history``) for the accountant, and the adequacy list in force.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sites import selectors as site_selectors
 from sites.adequacy import AdequacyList, current_adequacy
 from sites.choices import LawfulBasis
 from sites.regions import region_countries
+from sites.services.consent import consent_states_current
 from training import selectors
 from training.gate.context import (
     REGIONS_IN_CONTEXT,
@@ -53,9 +54,9 @@ def build_context(
     run = selectors.run_for_gate(run_id=run_id)
     dataset_ids = selectors.run_dataset_ids(run_id=run_id)
     datasets, sites = site_selectors.datasets_with_sites(dataset_ids=dataset_ids)
-    consents = site_selectors.consent_states(
-        dataset_ids=dataset_ids, purpose_id=run.purpose_id, at=at
-    )
+    # From the cache of per-dataset states where it holds at ``at``; always equal to
+    # ``site_selectors.consent_states`` (tests/sites/test_consent_state_cache.py).
+    consents = consent_states_current(dataset_ids=dataset_ids, purpose_id=run.purpose_id, at=at)
     spent_rounds = selectors.rounds_past_gate(run_id=run_id, before_round=round_no)
     history = selectors.privacy_history(run_id=run_id, before_round=round_no)
 
@@ -63,6 +64,7 @@ def build_context(
     pseudonyms: dict[int, set[str]] = defaultdict(set)
     # Per site, the per-dataset allowed lists (each sorted and newline-joined in SQL).
     allowed_runs: dict[int, list[str]] = defaultdict(list)
+    allowed_sizes: dict[int, list[int]] = defaultdict(list)
     consent_sites: set[int] = set()
     for ds in datasets:
         consent = consents.get(ds.id, site_selectors.ConsentState())
@@ -93,8 +95,12 @@ def build_context(
         if ds.lawful_basis == LawfulBasis.CONSENT and not withdrawn:
             consent_sites.add(ds.site_id)
             allowed_runs[ds.site_id].append(consent.allowed_text)
+            allowed_sizes[ds.site_id].append(consent.eligible)
 
-    allowed = {site_id: allow_list_digest(runs) for site_id, runs in allowed_runs.items()}
+    allowed = {
+        site_id: allow_list_digest(runs, sizes=allowed_sizes[site_id])
+        for site_id, runs in allowed_runs.items()
+    }
     site_facts = tuple(
         SiteFacts(
             id=site.id,
@@ -180,14 +186,15 @@ def build_context(
     return ctx, {site_id: sorted(names) for site_id, names in pseudonyms.items()}
 
 
-def allow_list_digest(parts: list[str]) -> tuple[str, int]:
+def allow_list_digest(parts: list[str], *, sizes: list[int] | None = None) -> tuple[str, int]:
     """``sorted_digest`` and size of the union of per-dataset allow-lists, each given as
     its pseudonyms sorted by code point and joined by newlines (``consent_states``).
 
     When the lists' ranges do not overlap (the usual case: a dataset's subjects are its
     own), their union is their concatenation in order of first pseudonym, already sorted
     and distinct, so it is hashed as text without splitting it into a million strings.
-    Overlapping lists are split, merged and de-duplicated.
+    Overlapping lists are split, merged and de-duplicated. ``sizes``, when given, are the
+    parts' line counts (each dataset's eligible count), so disjoint parts are not rescanned.
     """
     parts = [part for part in parts if part]
     if not parts:
@@ -205,6 +212,8 @@ def allow_list_digest(parts: list[str]) -> tuple[str, int]:
         if i:
             digest.update(b"\n")
         digest.update(part.encode("utf-8"))
+    if sizes is not None:
+        return digest.hexdigest(), sum(sizes)
     return digest.hexdigest(), sum(part.count("\n") + 1 for part in parts)
 
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sites", "0007_verbose_names"),
+        ("sites", "0008_verbose_names"),
         ("training", "0006_gate_reason_codes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
