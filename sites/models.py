@@ -433,9 +433,7 @@ class ConsentStateCache(models.Model):
     dataset_id = models.BigIntegerField(verbose_name=_("dataset id"))
     purpose_id = models.BigIntegerField(verbose_name=_("purpose id"))
     generation = models.BigIntegerField(default=0, verbose_name=_("generation"))
-    computed_generation = models.BigIntegerField(
-        default=-1, verbose_name=_("computed generation")
-    )
+    computed_generation = models.BigIntegerField(default=-1, verbose_name=_("computed generation"))
     valid_from_us = models.BigIntegerField(null=True, verbose_name=_("valid from (µs)"))
     valid_until_us = models.BigIntegerField(null=True, verbose_name=_("valid until (µs)"))
     eligible = models.IntegerField(default=0, verbose_name=_("eligible"))

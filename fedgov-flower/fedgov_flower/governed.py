@@ -59,7 +59,7 @@ from fedgov_flower.governance import (
 )
 from fedgov_flower.ticket import Ticket
 from fedgov_flower.update_hash import update_hash
-from fedgov_flower.values import as_int
+from fedgov_flower.values import as_float, as_int
 
 log = logging.getLogger("fedgov.flower.governed")
 
@@ -227,13 +227,13 @@ class _UniformMean(Strategy):
             k for k, v in each[0].items()
             if isinstance(v, int | float) and all(isinstance(r.get(k), int | float) for r in each)
         ]  # fmt: skip
-        metrics = MetricRecord({k: sum(float(r[k]) for r in each) / len(each) for k in shared})
+        metrics = MetricRecord({k: sum(as_float(r[k]) for r in each) / len(each) for k in shared})
         metrics[str(getattr(strategy, "weighted_by_key", "num-examples"))] = 1
         content[metrics_key] = metrics
         return template
 
 
-def central_dp(dp: dict | None, strategy: Strategy) -> Strategy | None:
+def central_dp(dp: dict[str, Any] | None, strategy: Strategy) -> Strategy | None:
     """Flower's wrapper for the ticket's central mechanism around ``strategy``, or None
     when the ticket plans no central DP. Raises ``DpError`` for a plan it cannot apply."""
     from flwr.serverapp.strategy import (
@@ -273,7 +273,7 @@ class StageEvidence:
     # release as applied (None until an aggregate was actually released).
     central: Any = None
     current: ArrayRecord | None = None
-    dp_release: dict | None = None
+    dp_release: dict[str, Any] | None = None
     release_hash: str | None = None
 
 
