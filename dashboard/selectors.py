@@ -18,7 +18,7 @@ from reports.choices import ReportStatus
 from reports.data import ConsentCount, consent_counts
 from reports.models import Report
 from sites.models import Dataset, Site
-from training.choices import TERMINAL_ROUND_STATES, RoundState
+from training.choices import TERMINAL_ROUND_STATES, ApprovalDecision, GateOutcome, RoundState
 from training.models import (
     Approval,
     GateDecision,
@@ -35,6 +35,13 @@ COVERAGE_ROUNDS = 24
 REPORTS_LIMIT = 15
 # A checkpoint older than this while entries wait is flagged: beat signs one every few minutes.
 CHECKPOINT_STALE_AFTER = timedelta(hours=1)
+
+
+def _approval_text(decision: str, name: str) -> str:
+    """An approval as the reader's language says it (the ledger keeps the code)."""
+    if decision == ApprovalDecision.APPROVE:
+        return gettext("approved by %(name)s") % {"name": name}
+    return gettext("rejected by %(name)s") % {"name": name}
 
 
 @dataclass(frozen=True)
@@ -215,13 +222,14 @@ def round_timeline(filters: Filters, *, limit: int = TIMELINE_LIMIT) -> list[Tim
     ).values_list("decision_id", "eligible"):
         sites[decision_id] += 1
         eligible[decision_id] += int(ok)
-    approvals: dict[int, list[str]] = defaultdict(list)
+    # (the stored English wording, which state reasons quote; the reader's wording)
+    approvals: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for round_id, decision, name in (
         Approval.objects.filter(round_id__in=ids)
         .order_by("created_at", "pk")
         .values_list("round_id", "decision", "approver_name")
     ):
-        approvals[round_id].append(f"{decision}d by {name}")
+        approvals[round_id].append((f"{decision}d by {name}", _approval_text(decision, name)))
     labels = dict(RoundState.choices)
     rows = []
     for r in rounds:
@@ -235,12 +243,14 @@ def round_timeline(filters: Filters, *, limit: int = TIMELINE_LIMIT) -> list[Tim
                 state=r.state,
                 state_label=str(labels.get(r.state, r.state)),
                 state_reason=r.state_reason,
-                gate_outcome=d.outcome if d else "",
+                gate_outcome=str(GateOutcome(d.outcome).label) if d else "",
                 gate_reason=d.reason if d else "",
                 eligible_sites=eligible[d.pk] if d else 0,
                 sites=sites[d.pk] if d else 0,
                 # The state reason often already names the approver; say it once.
-                approvals=tuple(a for a in approvals[r.pk] if a not in r.state_reason),
+                approvals=tuple(
+                    shown for stored, shown in approvals[r.pk] if stored not in r.state_reason
+                ),
                 created_at=r.created_at,
                 updated_at=r.updated_at,
                 gate_reason_code=d.reason_code if d else "",
@@ -504,9 +514,12 @@ def reports(filters: Filters, *, limit: int = REPORTS_LIMIT) -> list[ReportRow]:
     result = []
     for r in rows.order_by("-created_at", "-pk")[:limit]:
         if r.run_name:
-            scope = f"run {r.run_name}"
+            scope = gettext("run %(name)s") % {"name": r.run_name}
         else:
-            scope = f"{r.period_start:%Y-%m-%d} to {r.period_end:%Y-%m-%d}"
+            scope = gettext("%(start)s to %(end)s") % {
+                "start": f"{r.period_start:%Y-%m-%d}",
+                "end": f"{r.period_end:%Y-%m-%d}",
+            }
         result.append(
             ReportRow(
                 public_id=str(r.public_id),

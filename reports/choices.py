@@ -1,15 +1,16 @@
 """Choices for reports."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class ReportStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
 
 
 class ReportFile(models.TextChoices):
-    PDF = "pdf", "Signed PDF"
-    BUNDLE = "bundle", "Evidence bundle (zip)"
+    PDF = "pdf", _("Signed PDF")
+    BUNDLE = "bundle", _("Evidence bundle (zip)")
