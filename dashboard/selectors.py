@@ -15,7 +15,7 @@ from audit.models import LedgerEntry, LegalHold
 from dashboard.models import LedgerVerification
 from fedgov import clock
 from reports.choices import ReportStatus
-from reports.data import ConsentCount, consent_counts
+from reports.data import ConsentCount, consent_counts, role_label
 from reports.models import Report
 from sites.models import Dataset, Site
 from training.choices import TERMINAL_ROUND_STATES, ApprovalDecision, GateOutcome, RoundState
@@ -92,6 +92,13 @@ class RunRow:
     # The same figures as the report and the round admin: mechanism and the accountant's
     # latest cumulative ε against the budget at δ ("unbounded" after a release without noise).
     privacy: str = "—"
+    # As the report counts them, from each round's latest gate decision: a site refused in
+    # every round is refused once per round, not "blocked 0"; excluded pseudonyms are
+    # subjects (Art. 7(3)), never records.
+    refused_site_rounds: int = 0
+    excluded_subjects: int = 0
+    # (site slug, role) in the words of the report and the Art. 30 record.
+    site_roles: tuple[tuple[str, str], ...] = ()
 
 
 def _privacy_label(run: TrainingRun, latest) -> str:
@@ -139,6 +146,12 @@ def runs(filters: Filters) -> list[RunRow]:
         .select_related("round")
         .order_by("round__number")
     }
+    refused, excluded = _refusals_and_exclusions(period_rounds)
+    roles: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    for run_id, slug, agreement in Dataset.objects.filter(runs__in=rows).values_list(
+        "runs", "site__slug", "site__agreement_type"
+    ):
+        roles[run_id].add((slug, role_label(agreement)))
     labels = dict(TrainingRun._meta.get_field("status").choices)
     result = []
     for run in rows:
@@ -157,9 +170,34 @@ def runs(filters: Filters) -> list[RunRow]:
                 in_flight=c.get("total", 0) - c.get("ended", 0),
                 last_activity=c.get("last"),
                 privacy=_privacy_label(run, latest.get(run.pk)),
+                refused_site_rounds=refused[run.pk],
+                excluded_subjects=excluded[run.pk],
+                site_roles=tuple(sorted(roles[run.pk])),
             )
         )
     return result
+
+
+def _refusals_and_exclusions(rounds: QuerySet[Round]) -> tuple[dict[int, int], dict[int, int]]:
+    """Per run: sites refused, counted per site and round, and subjects excluded, both from
+    each round's latest gate decision (the same figures as ``reports.data.round_series``)."""
+    latest: dict[int, int] = {}
+    run_of: dict[int, int] = {}
+    for pk, round_id, run_id in (
+        GateDecision.objects.filter(round__in=rounds)
+        .order_by("evaluated_at", "pk")
+        .values_list("pk", "round_id", "round__run_id")
+    ):
+        latest[round_id] = pk
+        run_of[pk] = run_id
+    refused: dict[int, int] = defaultdict(int)
+    excluded: dict[int, int] = defaultdict(int)
+    for decision_id, ok, pseudonyms in SiteEligibility.objects.filter(
+        decision_id__in=list(latest.values())
+    ).values_list("decision_id", "eligible", "excluded_pseudonyms"):
+        refused[run_of[decision_id]] += int(not ok)
+        excluded[run_of[decision_id]] += len(pseudonyms or ())
+    return refused, excluded
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,151 @@
+"""One truth, continued: the DPO dashboard's HTML and the Art. 30 CSV, as served, say the
+same counts, roles and transfers as ``reports.data`` and the gate's own rows, for a run in
+which one site is refused in every round and subjects are excluded."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from fedgov.actors import Actor
+from reports import art30
+from reports.data import role_label, round_series, run_header
+from sites.models import ResidencyPolicy, Site
+from sites.services import consent_record_batch
+from tests.factories import UserFactory, verified_actor
+from tests.reports.conftest import play_round
+from tests.training.flower.conftest import governed_scenario
+from training.models import GateDecision, SiteEligibility
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def refused_everywhere():
+    """Two rounds; the third site's zone is run by a US processor with no Chapter V
+    mechanism, so the gate refuses it in both rounds; es-blogs withdrew two subjects before
+    round 2. Returns ``(run, sites)``."""
+    operator = Actor.of(UserFactory(username="olga", roles=["Operator"]))
+    approver = UserFactory(username="anton", roles=["Operator"])
+    run, sites, datasets = governed_scenario(subjects=10, num_rounds=2)
+    ResidencyPolicy.objects.filter(pk=run.policy_id).update(requires_approval=True)
+    Site.objects.filter(pk=sites[0].pk).update(agreement_type="controller")
+    Site.objects.filter(pk=sites[2].pk).update(
+        zone_operator="Atlantic Cloud Hosting Inc.",
+        zone_operator_country="US",
+        zone_operator_role="processor",
+    )
+    run.refresh_from_db()
+    play_round(run, 1, operator=operator, approver=verified_actor(approver), accuracy=0.6)
+    consent_record_batch(
+        actor=Actor.system("es-blogs"),
+        dataset=datasets[1],
+        events=[
+            {
+                "subject_pseudonym": f"{sites[1].slug}-s000{n}",
+                "purpose": run.purpose.code,
+                "kind": "withdraw",
+                "occurred_at": timezone.now(),
+            }
+            for n in (3, 7)
+        ],
+    )
+    play_round(run, 2, operator=operator, approver=verified_actor(approver), accuracy=0.7)
+    return run, sites
+
+
+def _latest_decisions(run) -> list[GateDecision]:
+    latest: dict[int, GateDecision] = {}
+    for d in GateDecision.objects.filter(round__run=run).order_by("evaluated_at", "pk"):
+        latest[d.round_id] = d
+    return list(latest.values())
+
+
+def _dashboard(client: Client) -> str:
+    response = client.get(reverse("dashboard:index"))
+    assert response.status_code == 200
+    return html.unescape(response.content.decode())
+
+
+def _run_row(page: str, run) -> str:
+    rows = re.findall(r"<tr>\s*<td><a href=\"\?run=(\d+)\">.*?</tr>", page, flags=re.S)
+    assert rows == [str(run.pk)]
+    return re.search(rf"<tr>\s*<td><a href=\"\?run={run.pk}\">.*?</tr>", page, re.S).group(0)
+
+
+@pytest.fixture
+def dpo_client() -> Client:
+    client = Client()
+    client.force_login(UserFactory(roles=["DPO"]))
+    return client
+
+
+def test_dashboard_counts_refusals_per_site_and_round_and_excluded_subjects(
+    refused_everywhere, dpo_client
+):
+    run, sites = refused_everywhere
+    decisions = _latest_decisions(run)
+    assert len(decisions) == 2
+    rows = SiteEligibility.objects.filter(decision__in=decisions)
+    refused_site = {e.site_id for e in rows if not e.eligible}
+    assert refused_site == {sites[2].pk}, "the US-hosted site is refused, and only it"
+    refused = sum(1 for e in rows if not e.eligible)
+    excluded = sum(len(e.excluded_pseudonyms or ()) for e in rows)
+    assert refused == 2 and excluded > 0
+    series = round_series(run_id=run.pk)
+    assert sum(p.sites - p.eligible_sites for p in series) == refused
+    assert sum(p.excluded_subjects for p in series) == excluded
+    # No round was blocked: a run-level "blocked 0" alone would hide the refusals.
+    assert all(p.gate_outcome == "allowed" for p in series)
+
+    page = _dashboard(dpo_client)
+    row = _run_row(page, run)
+    assert f'data-refused-site-rounds="{refused}"' in row
+    assert f'data-excluded-subjects="{excluded}"' in row
+    assert "Sites refused (per site and round)" in page
+    assert "Subjects excluded" in page
+    assert not re.search(r"records? excluded|excluded records", page, re.I)
+
+
+def test_dashboard_and_art30_csv_name_each_sites_role_alike_and_only_third_country_transfers(
+    refused_everywhere, dpo_client
+):
+    run, sites = refused_everywhere
+    header = run_header(run_id=run.pk)
+    page = _dashboard(dpo_client)
+    row = _run_row(page, run)
+
+    response = dpo_client.get(reverse("report-art30"), {"output": "csv", "lang": "en"})
+    assert response.status_code == 200
+    text = response.content.decode("utf-8-sig")
+    keys = {str(label): key for key, label in art30.CONTROLLER_COLUMNS}
+    records = [
+        {keys[label]: value for label, value in r.items()}
+        for r in csv.DictReader(io.StringIO(text))
+    ]
+    by_site = {r["dataset"].split("/")[0]: r for r in records}
+    assert set(by_site) >= {s.slug for s in sites}
+
+    assert {c.agreement_type for c in header.controllers} >= {"joint_controller", "controller"}
+    for c in header.controllers:
+        label = role_label(c.agreement_type)
+        assert by_site[c.site_slug]["role"] == label
+        assert f"{c.site_slug}: {label}" in row
+
+    third = {t.site_slug for t in header.transfers if t.third_country}
+    assert third == {sites[2].slug}
+    listed = {slug for slug, r in by_site.items() if r["transfers"] != "none"}
+    assert listed == third
+    assert "Atlantic Cloud Hosting Inc. (US)" in by_site[sites[2].slug]["transfers"]
+    # An intra-EEA leg is no Chapter V transfer: a site with only such legs reads "none".
+    eea_only = {t.site_slug for t in header.transfers} - third
+    assert eea_only, "the scenario has intra-EEA legs"
+    for slug in eea_only:
+        assert by_site[slug]["transfers"] == "none"
