@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,11 +19,18 @@ from reports.choices import ReportStatus
 from reports.data import ConsentCount, consent_counts, role_label
 from reports.models import Report
 from sites.models import Dataset, Site
-from training.choices import TERMINAL_ROUND_STATES, ApprovalDecision, GateOutcome, RoundState
+from training.choices import (
+    TERMINAL_ROUND_STATES,
+    ApprovalDecision,
+    GateOutcome,
+    RoundState,
+    UpdateKind,
+)
 from training.models import (
     Approval,
     GateDecision,
     GateResult,
+    ModelUpdate,
     Round,
     RoundPrivacy,
     SiteEligibility,
@@ -451,6 +459,76 @@ def consent_coverage(filters: Filters, *, rounds: int = COVERAGE_ROUNDS) -> list
                     points=tuple(points),
                 )
             )
+    return result
+
+
+@dataclass(frozen=True)
+class SiteAccuracy:
+    """One site's accuracy for one round, as the site itself reported it."""
+
+    round_number: int
+    site: str
+    training: float | None  # the metrics sent with its accepted model update
+    evaluation: float | None  # the metrics of its ``evaluation.recorded`` reply
+
+
+@dataclass(frozen=True)
+class RunAccuracy:
+    run_id: int
+    run: str
+    rows: tuple[SiteAccuracy, ...]
+
+
+def _reported(metrics: object) -> float | None:
+    value = metrics.get("accuracy") if isinstance(metrics, dict) else None
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if is_number else None
+
+
+def reported_accuracy(filters: Filters, *, rounds: int = COVERAGE_ROUNDS) -> list[RunAccuracy]:
+    """Per run and round, each site's accuracy as the site reported it: with its accepted
+    update, and in its evaluation reply recorded in the ledger. Never recomputed, never
+    averaged here: the figures are the sites' own (three queries per run)."""
+    result = []
+    for run in _runs(filters).order_by("-created_at", "-pk")[:10]:
+        numbers = dict(
+            _rounds(filters)
+            .filter(run=run)
+            .order_by("-number")
+            .values_list("pk", "number")[:rounds]
+        )
+        updates = ModelUpdate.objects.filter(
+            round_id__in=list(numbers), kind=UpdateKind.SITE, accepted=True
+        )
+        if filters.site_id is not None:
+            updates = updates.filter(site_id=filters.site_id)
+        cells: dict[tuple[int, int], dict[str, float | None]] = defaultdict(dict)
+        for round_id, site_id, metrics in updates.values_list("round_id", "site_id", "metrics"):
+            cells[(numbers[round_id], site_id)]["training"] = _reported(metrics)
+        for subject_id, payload in LedgerEntry.objects.filter(
+            event_type="evaluation.recorded",
+            subject_type="round",
+            subject_id__in=[str(pk) for pk in numbers],
+            redacted_at__isnull=True,
+        ).values_list("subject_id", "payload"):
+            body = json.loads(payload)
+            if filters.site_id is not None and body.get("site_id") != filters.site_id:
+                continue
+            cells[(numbers[int(subject_id)], body.get("site_id"))]["evaluation"] = _reported(
+                body.get("metrics")
+            )
+        slugs = dict(Site.objects.filter(pk__in={s for _n, s in cells}).values_list("pk", "slug"))
+        rows = tuple(
+            SiteAccuracy(
+                number, slugs.get(site_id, str(site_id)), c.get("training"), c.get("evaluation")
+            )
+            for (number, site_id), c in sorted(
+                cells.items(), key=lambda item: (item[0][0], slugs.get(item[0][1], ""))
+            )
+            if c.get("training") is not None or c.get("evaluation") is not None
+        )
+        if rows:
+            result.append(RunAccuracy(run_id=run.pk, run=run.name, rows=rows))
     return result
 
 

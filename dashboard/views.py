@@ -51,6 +51,7 @@ class DashboardView(_DashboardAccess, View):
             "awaiting": selectors.rounds_awaiting_approval(),
             "failures": selectors.gate_failures(filters),
             "coverage": selectors.consent_coverage(filters),
+            "accuracy": selectors.reported_accuracy(filters),
             "health": selectors.ledger_health(),
             "reports": selectors.reports(filters),
             "zones": zone_breakers(),
