@@ -46,7 +46,15 @@ from reportlab.platypus import (
 )
 
 from reports import fonts
-from reports.data import RoundFacts, RoundPoint, RunHeader, role_label
+from reports.data import (
+    RoundFacts,
+    RoundPoint,
+    RunHeader,
+    leg_data,
+    leg_ground,
+    leg_importer,
+    role_label,
+)
 from training.reasons import reason_text
 
 INK = colors.HexColor("#1f2a37")
@@ -754,11 +762,11 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
         [
             [
                 f"{t.site_slug} ({t.site_country})",
-                t.data,
-                f"{t.importer} ({t.importer_country or '?'})",
+                leg_data(t),
+                f"{leg_importer(t)} ({t.importer_country or '?'})",
                 (gettext("third country") if t.third_country else gettext("no"))
                 + ("" if t.ok else gettext(", REFUSED")),
-                t.ground,
+                leg_ground(t.reason, t.ground),
             ]
             for t in header.transfers
         ]
