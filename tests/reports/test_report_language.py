@@ -348,3 +348,36 @@ def test_transfer_legs_in_the_pdf_and_art30_are_in_the_reports_language(us_leg_r
     # The evidence keeps the English and the code: neither depends on the reader.
     leg = next(t for t in run_header(run_id=run.pk).transfers if t.third_country)
     assert "without a ground" in leg.ground and leg.reason["code"] == "transfer.no_ground"
+
+
+# The PDF's own prose (appendix, witnesses, trusted time) per language; the English it
+# replaces, with the privacy and chart sentences, must be gone.
+PROSE = {
+    "de": [
+        "Keine vertrauenswürdige Zeit.",
+        "Jedes Ereignis, das dieser Bericht zitiert, ist ein Blatt des nur anhängbaren Ledgers",
+        "Noch kein Zeuge hat diesen Checkpoint mitsigniert",
+    ],
+    "pl": [
+        "Brak zaufanego czasu.",
+        "Każde zdarzenie cytowane w tym raporcie jest liściem rejestru fedgov",
+        "Żaden świadek nie współpodpisał jeszcze tego punktu kontrolnego",
+    ],
+}
+ENGLISH_PROSE = [
+    "No trusted time.",
+    "Every event this report cites",
+    "No witness has cosigned",
+    "the same OpenNebula workloads",
+    "this report claims no ε",
+    "no accuracy was reported",
+]
+
+
+@pytest.mark.parametrize("lang", ["de", "pl"])
+def test_the_pdf_prose_is_in_the_reports_language(named_run, tmp_path, lang):
+    text = _pdf_in(lang, named_run, tmp_path / f"prose-{lang}.pdf")
+    for sentence in PROSE[lang]:
+        assert sentence in text, sentence
+    for sentence in ENGLISH_PROSE:
+        assert sentence not in text, sentence
