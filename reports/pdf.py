@@ -45,6 +45,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from opennebula.choices import WorkloadState
 from reports import fonts
 from reports.data import (
     RoundFacts,
@@ -55,6 +56,8 @@ from reports.data import (
     leg_importer,
     role_label,
 )
+from sites.choices import PolicyStatus
+from training.choices import ApprovalDecision, DpiaStatus, DpMechanism, RoundState
 from training.reasons import reason_text
 
 INK = colors.HexColor("#1f2a37")
@@ -369,6 +372,22 @@ def _chart_frame(title: str) -> Drawing:
     return drawing
 
 
+def _label(choices: Any, value: str | None) -> str:
+    """A stored enum value by its choice label in the active language (the admin's words);
+    a value the choices do not know (an older row) as stored."""
+    if not value:
+        return ""
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return value
+
+
+def _in_sentence(label: str) -> str:
+    """A label inside a sentence: "DPIA D-1 is approved", not "is Approved"."""
+    return label[:1].lower() + label[1:]
+
+
 def _axis_number(value: float) -> str:
     """A value-axis tick in the report's language: "0,2" in German, "0.2" in English."""
     if float(value).is_integer():
@@ -499,13 +518,13 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     elif dpia.valid_until:
         dpia_text = gettext("DPIA %(reference)s is %(status)s, valid until %(date)s") % {
             "reference": dpia.reference,
-            "status": dpia.status,
+            "status": _in_sentence(_label(DpiaStatus, dpia.status)),
             "date": _fmt(dpia.valid_until),
         }
     else:
         dpia_text = gettext("DPIA %(reference)s is %(status)s") % {
             "reference": dpia.reference,
-            "status": dpia.status,
+            "status": _in_sentence(_label(DpiaStatus, dpia.status)),
         }
     text = gettext(
         "Run <b>%(name)s</b> trains a shared model for the purpose <b>%(purpose)s</b> "
@@ -623,7 +642,7 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
         return
     yield _facts_box(
         [
-            (gettext("Mechanism"), p.mechanism),
+            (gettext("Mechanism"), _label(DpMechanism, p.mechanism)),
             (gettext("Clipping norm C"), p.clipping_norm),
             (gettext("Noise multiplier z"), p.noise_multiplier),
             (gettext("Target ε (derivation)"), p.target_epsilon),
@@ -632,7 +651,7 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
             (gettext("Neighbouring relation"), p.relation),
             (
                 gettext("Mechanism required by policy"),
-                p.required_mechanism or gettext("any that adds noise"),
+                _label(DpMechanism, p.required_mechanism) or gettext("any that adds noise"),
             ),
             (gettext("Accountant"), "Flower RDP accountant (flwr.supercore.privacy_accounting)"),
         ]
@@ -655,7 +674,7 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
             [
                 [
                     r.number,
-                    r.mechanism,
+                    _label(DpMechanism, r.mechanism),
                     f"{r.sampled_clients}/{r.total_clients}",
                     f"{r.noise_std:.4g}" if r.noise_std is not None else "—",
                     f"{r.epsilon:.4f}" if r.private else gettext("unbounded (no noise)"),
@@ -748,14 +767,26 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
         [
             (
                 gettext("DPIA (Art. 35)"),
-                f"{dpia.reference}: {dpia.status}" if dpia else gettext("none recorded"),
+                (
+                    f"{dpia.reference}: {_in_sentence(_label(DpiaStatus, dpia.status))}"
+                    if dpia
+                    else gettext("none recorded")
+                ),
             ),
             (gettext("DPIA document SHA-256"), dpia.document_hash if dpia else None),
             (
                 gettext("DPIA approved / valid until"),
                 f"{_fmt(dpia.approved_at)} / {_fmt(dpia.valid_until)}" if dpia else None,
             ),
-            (gettext("Policy"), f"{policy.name} version {policy.version} ({policy.status})"),
+            (
+                gettext("Policy"),
+                gettext("%(name)s version %(version)s (%(status)s)")
+                % {
+                    "name": policy.name,
+                    "version": policy.version,
+                    "status": _in_sentence(_label(PolicyStatus, policy.status)),
+                },
+            ),
             (gettext("Policy content SHA-256"), policy.content_hash),
             (gettext("Published"), policy.published_at),
             (gettext("Minimum eligible sites"), policy.min_eligible_sites),
@@ -911,7 +942,10 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                 or outcome,
             ),
             (gettext("Inputs snapshot SHA-256"), facts.snapshot_hash),
-            (gettext("Round state"), f"{facts.state}. {facts.state_reason}".strip()),
+            (
+                gettext("Round state"),
+                f"{_label(RoundState, facts.state)}. {facts.state_reason}".strip(),
+            ),
             (gettext("Aggregate SHA-256"), facts.aggregate_hash),
             (
                 gettext("Model accuracy"),
@@ -932,7 +966,10 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                 gettext("Expires"),
                 gettext("Reason"),
             ],
-            [[a.decision, a.approver, a.at, a.expires_at, a.reason] for a in facts.approvals],
+            [
+                [_label(ApprovalDecision, a.decision), a.approver, a.at, a.expires_at, a.reason]
+                for a in facts.approvals
+            ],
             [18 * mm, 28 * mm, 32 * mm, 32 * mm, BODY_W - 110 * mm],
         )
     else:
@@ -963,7 +1000,7 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                     p.host,
                     p.host_country,
                     f"{p.cluster_country or '—'} / {p.datastore_country or '—'}",
-                    p.state,
+                    _label(WorkloadState, p.state),
                 ]
                 for p in facts.placements
             ],

@@ -381,3 +381,29 @@ def test_the_pdf_prose_is_in_the_reports_language(named_run, tmp_path, lang):
         assert sentence in text, sentence
     for sentence in ENGLISH_PROSE:
         assert sentence not in text, sentence
+
+
+# Stored enum values by their choice labels (the admin's words), per language: the round
+# state, the DPIA's status in the summary sentence, the policy's status.
+LABELS = {
+    "de": [
+        "Rundenstatus Platzierung geprüft.",
+        "ist freigegeben, gültig bis",
+        "(veröffentlicht)",
+    ],
+    "pl": [
+        "Stan rundy Lokalizacja zweryfikowana.",
+        "ma status zatwierdzona, ważna do",
+        "(opublikowana)",
+    ],
+}
+
+
+@pytest.mark.parametrize("lang", ["de", "pl"])
+def test_stored_states_print_as_their_labels_in_the_reports_language(named_run, tmp_path, lang):
+    text = _pdf_in(lang, named_run, tmp_path / f"labels-{lang}.pdf")
+    for label in LABELS[lang]:
+        assert label in text, label
+    # (The appendix names the ledger's event types, which stay as they are.)
+    assert "placement_verified." not in text and "(published)" not in text
+    assert " approve anton " not in text
