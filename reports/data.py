@@ -384,8 +384,10 @@ def leg_ground(reason: Any, fallback: str) -> str:
         return fallback
     for part in ("head", "flow"):
         value = params.get(part)
-        if isinstance(value, dict):
-            text = text.removeprefix(reason_text(*_reason(value)) + ": ")
+        rendered = reason_text(*_reason(value)) if isinstance(value, dict) else ""
+        if rendered and text.startswith(rendered):
+            # French sets a space before the colon ("tête : flux : motif").
+            text = text[len(rendered) :].lstrip().removeprefix(":").lstrip()
     return text
 
 

@@ -291,6 +291,8 @@ def test_english_stays_the_default_for_a_reader_without_a_language(api, named_ru
 LEG_WORDS = {
     "de": ("Standortdaten an den Betreiber der Zone", "Drittland ohne Grundlage"),
     "pl": ("dane ośrodka do operatora strefy", "państwa trzeciego bez podstawy"),
+    # French puts a space before the colon that joins head, flow and verdict.
+    "fr": ("données du site vers l'opérateur de la zone", "pays tiers sans fondement"),
 }
 
 
@@ -310,7 +312,7 @@ def us_leg_run():
     return run, sites
 
 
-@pytest.mark.parametrize("lang", ["de", "pl"])
+@pytest.mark.parametrize("lang", ["de", "pl", "fr"])
 def test_transfer_legs_in_the_pdf_and_art30_are_in_the_reports_language(us_leg_run, tmp_path, lang):
     """The legs are rendered from the gate's code and params when the PDF is written, not
     parsed from its English: the facts are gathered outside the language (as the report
@@ -344,6 +346,8 @@ def test_transfer_legs_in_the_pdf_and_art30_are_in_the_reports_language(us_leg_r
         rows = {r["dataset"].split("/")[0]: r for r in art30.controller_rows(activities)}
     listed = rows[sites[2].slug]["transfers"]
     assert "Atlantic Cloud Hosting Inc. (US)" in listed and verdict in listed
+    # The ground alone: the head and the flow are the record's own columns.
+    assert what not in listed and "(US, " not in listed
     assert "without a ground" not in listed
     # The evidence keeps the English and the code: neither depends on the reader.
     leg = next(t for t in run_header(run_id=run.pk).transfers if t.third_country)
