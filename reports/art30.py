@@ -22,7 +22,7 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
 
-from reports.data import ProcessingActivity, role_label
+from reports.data import ProcessingActivity, leg_ground, role_label
 from reports.pdf import S, data_table, escape
 from reports.signing import sign_pdf_bytes
 
@@ -64,7 +64,11 @@ PROCESSOR_COLUMNS = [
 
 
 def _transfers(a: ProcessingActivity) -> str:
-    return "; ".join(f"{src} → {dst}: {mech}" for src, dst, mech in a.transfers) or gettext("none")
+    legs = (
+        f"{src} → {dst}: {leg_ground(json.loads(reason), ground)}"
+        for src, dst, ground, reason in a.transfers
+    )
+    return "; ".join(legs) or gettext("none")
 
 
 def controller_rows(activities: Sequence[ProcessingActivity]) -> list[dict[str, str]]:

@@ -13,16 +13,18 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from django.db.models import Count, Q
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from audit import selectors as ledger
 from opennebula.selectors import workloads_of_run
 from sites.models import Consent, Dataset
 from training.choices import UpdateKind
 from training.gate.context import from_snapshot
-from training.gate.rules import SiteCheck, TransferLeg, leg_verdict, transfer_legs
+from training.gate.messages import render
+from training.gate.rules import SiteCheck, TransferLeg, leg_message, transfer_legs
 from training.models import (
     Approval,
     Dpia,
@@ -34,6 +36,7 @@ from training.models import (
     SiteEligibility,
     TrainingRun,
 )
+from training.reasons import reason_text
 
 CHUNK = 25
 
@@ -92,7 +95,11 @@ class PolicyFacts:
 class Transfer:
     """One leg of a round as the gate checked it (Chapter V), from the latest decision's
     snapshot: what goes from which site to whom, whether it is a transfer to a third
-    country, and the gate's own words on its ground."""
+    country, and the gate's own words on its ground.
+
+    ``data`` and ``ground`` are the gate's English; ``reason`` is the leg's verdict as the
+    gate's data (code and params), from which :func:`leg_data` and :func:`leg_ground` say
+    the same in the active language."""
 
     site_slug: str
     site_country: str
@@ -102,6 +109,7 @@ class Transfer:
     third_country: bool
     ok: bool
     ground: str
+    reason: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -310,7 +318,8 @@ def gate_transfers(*, run_id: int) -> tuple[Transfer, ...]:
     for site in ctx.sites:
         check = SiteCheck(gate=ctx, site=site)
         for leg in transfer_legs(check):
-            ok, text = leg_verdict(ctx, site, leg)
+            ok, message = leg_message(ctx, site, leg)
+            text = render(message)
             importer = leg.importer
             third = (
                 leg.personal
@@ -328,6 +337,7 @@ def gate_transfers(*, run_id: int) -> tuple[Transfer, ...]:
                     third_country=bool(third),
                     ok=ok,
                     ground=_without_head(text, leg),
+                    reason=message,
                 )
             )
     return tuple(rows)
@@ -343,6 +353,41 @@ def _without_head(text: str, leg: TransferLeg) -> str:
         text = text.removeprefix(
             f"{e.organisation} ({e.country}) → {i.organisation} ({i.country}, {i.role}): "
         )
+    return text
+
+
+def _reason(reason: Any) -> tuple[str, dict[str, Any]]:
+    return str(reason.get("code", "")), dict(reason.get("params") or {})
+
+
+def leg_data(t: Transfer) -> str:
+    """What goes to whom on a leg, in the active language (the gate's head of the leg)."""
+    head = _reason(t.reason)[1].get("head")
+    if not isinstance(head, dict):
+        return t.data
+    return reason_text(*_reason(head), fallback=t.data)
+
+
+def leg_importer(t: Transfer) -> str:
+    """The leg's importer, or that none is recorded, in the active language."""
+    if _reason(t.reason)[0] == "transfer.importer_unknown":
+        return gettext("not recorded")
+    return t.importer
+
+
+def leg_ground(reason: Any, fallback: str) -> str:
+    """The gate's reason for a leg in the active language, without the head and flow the
+    report's columns already show; ``fallback`` (English) when it cannot be rendered."""
+    code, params = _reason(reason) if isinstance(reason, dict) else ("", {})
+    text = reason_text(code, params, fallback="")
+    if not text:
+        return fallback
+    for part in ("head", "flow"):
+        value = params.get(part)
+        rendered = reason_text(*_reason(value)) if isinstance(value, dict) else ""
+        if rendered and text.startswith(rendered):
+            # French sets a space before the colon ("tête : flux : motif").
+            text = text[len(rendered) :].lstrip().removeprefix(":").lstrip()
     return text
 
 
@@ -851,7 +896,8 @@ def _first_exclusion(ds: Dataset, since: datetime, pseudonym: str | None) -> Exc
 class ProcessingActivity:
     """One processing activity for the Art. 30 record: a dataset used for a purpose.
 
-    ``transfers`` lists (from country, importer and its country, ground) for each leg a
+    ``transfers`` lists (from country, importer and its country, ground in English, the
+    gate's reason as JSON for rendering it in the record's language) for each leg a
     run's latest gate found to be a transfer to a third country (Art. 30(1)(e)): another
     organisation outside the EEA. Intra-EEA flows and a site's own servers are not listed.
     """
@@ -873,7 +919,7 @@ class ProcessingActivity:
     processing_countries: tuple[str, ...]
     runs: tuple[str, ...]
     aggregator_countries: tuple[str, ...]
-    transfers: tuple[tuple[str, str, str], ...]
+    transfers: tuple[tuple[str, str, str, str], ...]
     withdrawn: bool
 
 
@@ -918,7 +964,12 @@ def processing_activities() -> list[ProcessingActivity]:
             used = [r for r in runs[ds.pk] if r[1] == code]
             transfers = sorted(
                 {
-                    (t.site_country, f"{t.importer} ({t.importer_country})", t.ground)
+                    (
+                        t.site_country,
+                        f"{t.importer} ({t.importer_country})",
+                        t.ground,
+                        json.dumps(t.reason, sort_keys=True, default=str),
+                    )
                     for _run, _p, _country, run_id in used
                     for t in legs[run_id]
                     if t.site_slug == site.slug and t.third_country

@@ -45,8 +45,19 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from opennebula.choices import WorkloadState
 from reports import fonts
-from reports.data import RoundFacts, RoundPoint, RunHeader, role_label
+from reports.data import (
+    RoundFacts,
+    RoundPoint,
+    RunHeader,
+    leg_data,
+    leg_ground,
+    leg_importer,
+    role_label,
+)
+from sites.choices import PolicyStatus
+from training.choices import ApprovalDecision, DpiaStatus, DpMechanism, RoundState
 from training.reasons import reason_text
 
 INK = colors.HexColor("#1f2a37")
@@ -361,6 +372,29 @@ def _chart_frame(title: str) -> Drawing:
     return drawing
 
 
+def _label(choices: Any, value: str | None) -> str:
+    """A stored enum value by its choice label in the active language (the admin's words);
+    a value the choices do not know (an older row) as stored."""
+    if not value:
+        return ""
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return value
+
+
+def _in_sentence(label: str) -> str:
+    """A label inside a sentence: "DPIA D-1 is approved", not "is Approved"."""
+    return label[:1].lower() + label[1:]
+
+
+def _axis_number(value: float) -> str:
+    """A value-axis tick in the report's language: "0,2" in German, "0.2" in English."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6g}".replace(".", str(formats.get_format("DECIMAL_SEPARATOR")))
+
+
 def _labels(numbers: list[int]) -> list[str]:
     step = max(1, len(numbers) // 20)
     return [str(n) if i % step == 0 else "" for i, n in enumerate(numbers)]
@@ -376,6 +410,7 @@ def bar_chart(title: str, numbers: list[int], values: list[float], color) -> Dra
     chart.categoryAxis.labels.fontName = fonts.SANS
     chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.labels.fontName = fonts.SANS
+    chart.valueAxis.labelTextFormat = _axis_number
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = max([*values, 1]) * 1.15
     chart.bars[0].fillColor = color
@@ -396,6 +431,7 @@ def line_chart(title: str, numbers: list[int], values: list[float | None]) -> Dr
     chart.categoryAxis.labels.fontName = fonts.SANS
     chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.labels.fontName = fonts.SANS
+    chart.valueAxis.labelTextFormat = _axis_number
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = 1
     chart.valueAxis.valueStep = 0.2
@@ -407,7 +443,7 @@ def line_chart(title: str, numbers: list[int], values: list[float | None]) -> Dr
             String(
                 BODY_W / 2,
                 30 * mm,
-                "no accuracy was reported",
+                gettext("no accuracy was reported"),
                 fontName=fonts.SANS,
                 fontSize=8,
                 fillColor=MUTED,
@@ -482,13 +518,13 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     elif dpia.valid_until:
         dpia_text = gettext("DPIA %(reference)s is %(status)s, valid until %(date)s") % {
             "reference": dpia.reference,
-            "status": dpia.status,
+            "status": _in_sentence(_label(DpiaStatus, dpia.status)),
             "date": _fmt(dpia.valid_until),
         }
     else:
         dpia_text = gettext("DPIA %(reference)s is %(status)s") % {
             "reference": dpia.reference,
-            "status": dpia.status,
+            "status": _in_sentence(_label(DpiaStatus, dpia.status)),
         }
     text = gettext(
         "Run <b>%(name)s</b> trains a shared model for the purpose <b>%(purpose)s</b> "
@@ -561,7 +597,7 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
 
 def epsilon_chart(numbers: list[int], epsilons: list[float | None], limit: float | None):
     """Cumulative ε per round (Flower's RDP accountant) against the policy's limit."""
-    drawing = _chart_frame("Cumulative ε per round against the budget")
+    drawing = _chart_frame(gettext("Cumulative ε per round against the budget"))
     known = [e for e in epsilons if e is not None]
     top = max([*known, limit or 0.0, 1e-9]) * 1.15
     chart = HorizontalLineChart()
@@ -575,6 +611,7 @@ def epsilon_chart(numbers: list[int], epsilons: list[float | None], limit: float
     chart.categoryAxis.labels.fontName = fonts.SANS
     chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.labels.fontName = fonts.SANS
+    chart.valueAxis.labelTextFormat = _axis_number
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = top
     chart.lines[0].strokeColor = ACCENT
@@ -594,8 +631,10 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
     yield Heading(gettext("Differential privacy"), 1)
     if p.mechanism == "none" and p.limit is None and not p.rounds:
         yield Paragraph(
-            "The run applies no differential-privacy mechanism and its policy sets no "
-            "privacy budget: this report claims no ε.",
+            gettext(
+                "The run applies no differential-privacy mechanism and its policy sets no "
+                "privacy budget: this report claims no ε."
+            ),
             S["body"],
         )
         # A site's own policy (purpose, aggregator, approvals) refuses with or without DP.
@@ -603,7 +642,7 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
         return
     yield _facts_box(
         [
-            (gettext("Mechanism"), p.mechanism),
+            (gettext("Mechanism"), _label(DpMechanism, p.mechanism)),
             (gettext("Clipping norm C"), p.clipping_norm),
             (gettext("Noise multiplier z"), p.noise_multiplier),
             (gettext("Target ε (derivation)"), p.target_epsilon),
@@ -612,7 +651,7 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
             (gettext("Neighbouring relation"), p.relation),
             (
                 gettext("Mechanism required by policy"),
-                p.required_mechanism or "any that adds noise",
+                _label(DpMechanism, p.required_mechanism) or gettext("any that adds noise"),
             ),
             (gettext("Accountant"), "Flower RDP accountant (flwr.supercore.privacy_accounting)"),
         ]
@@ -635,10 +674,10 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
             [
                 [
                     r.number,
-                    r.mechanism,
+                    _label(DpMechanism, r.mechanism),
                     f"{r.sampled_clients}/{r.total_clients}",
                     f"{r.noise_std:.4g}" if r.noise_std is not None else "—",
-                    f"{r.epsilon:.4f}" if r.private else "unbounded (no noise)",
+                    f"{r.epsilon:.4f}" if r.private else gettext("unbounded (no noise)"),
                     f"{_short(r.aggregate_hash_before_noise or '—')} → {_short(r.aggregate_hash)}",
                 ]
                 for r in p.rounds
@@ -728,14 +767,26 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
         [
             (
                 gettext("DPIA (Art. 35)"),
-                f"{dpia.reference}: {dpia.status}" if dpia else gettext("none recorded"),
+                (
+                    f"{dpia.reference}: {_in_sentence(_label(DpiaStatus, dpia.status))}"
+                    if dpia
+                    else gettext("none recorded")
+                ),
             ),
             (gettext("DPIA document SHA-256"), dpia.document_hash if dpia else None),
             (
                 gettext("DPIA approved / valid until"),
                 f"{_fmt(dpia.approved_at)} / {_fmt(dpia.valid_until)}" if dpia else None,
             ),
-            (gettext("Policy"), f"{policy.name} version {policy.version} ({policy.status})"),
+            (
+                gettext("Policy"),
+                gettext("%(name)s version %(version)s (%(status)s)")
+                % {
+                    "name": policy.name,
+                    "version": policy.version,
+                    "status": _in_sentence(_label(PolicyStatus, policy.status)),
+                },
+            ),
             (gettext("Policy content SHA-256"), policy.content_hash),
             (gettext("Published"), policy.published_at),
             (gettext("Minimum eligible sites"), policy.min_eligible_sites),
@@ -754,11 +805,11 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
         [
             [
                 f"{t.site_slug} ({t.site_country})",
-                t.data,
-                f"{t.importer} ({t.importer_country or '?'})",
+                leg_data(t),
+                f"{leg_importer(t)} ({t.importer_country or '?'})",
                 (gettext("third country") if t.third_country else gettext("no"))
                 + ("" if t.ok else gettext(", REFUSED")),
-                t.ground,
+                leg_ground(t.reason, t.ground),
             ]
             for t in header.transfers
         ]
@@ -891,7 +942,10 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                 or outcome,
             ),
             (gettext("Inputs snapshot SHA-256"), facts.snapshot_hash),
-            (gettext("Round state"), f"{facts.state}. {facts.state_reason}".strip()),
+            (
+                gettext("Round state"),
+                f"{_label(RoundState, facts.state)}. {facts.state_reason}".strip(),
+            ),
             (gettext("Aggregate SHA-256"), facts.aggregate_hash),
             (
                 gettext("Model accuracy"),
@@ -912,14 +966,18 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                 gettext("Expires"),
                 gettext("Reason"),
             ],
-            [[a.decision, a.approver, a.at, a.expires_at, a.reason] for a in facts.approvals],
+            [
+                [_label(ApprovalDecision, a.decision), a.approver, a.at, a.expires_at, a.reason]
+                for a in facts.approvals
+            ],
             [18 * mm, 28 * mm, 32 * mm, 32 * mm, BODY_W - 110 * mm],
         )
     else:
         yield Paragraph(gettext("No approval was recorded for this round."), S["small"])
     if facts.placements and placed_since is not None:
         yield Paragraph(
-            f"Where training ran: the same OpenNebula workloads as in round {placed_since}.",
+            gettext("Where training ran: the same OpenNebula workloads as in round %(number)s.")
+            % {"number": placed_since},
             S["small"],
         )
     elif facts.placements:
@@ -942,7 +1000,7 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                     p.host,
                     p.host_country,
                     f"{p.cluster_country or '—'} / {p.datastore_country or '—'}",
-                    p.state,
+                    _label(WorkloadState, p.state),
                 ]
                 for p in facts.placements
             ],
@@ -1007,11 +1065,13 @@ def _appendix(doc: ReportInput) -> Iterator[Flowable]:
     yield PageBreak()
     yield Heading(gettext("Appendix: ledger anchor and inclusion proofs"), 0)
     yield Paragraph(
-        "Every event this report cites is a leaf of fedgov's append-only ledger, an RFC 9162 "
-        "Merkle tree. The checkpoint below is signed with Ed25519 in the C2SP signed-note "
-        "format. For each cited event the audit path leads from its leaf hash to the "
-        "checkpoint's root; anyone can recompute it (RFC 9162, section 2.1.3.2). Hashes are "
-        "base64.",
+        gettext(
+            "Every event this report cites is a leaf of fedgov's append-only ledger, an "
+            "RFC 9162 Merkle tree. The checkpoint below is signed with Ed25519 in the C2SP "
+            "signed-note format. For each cited event the audit path leads from its leaf hash "
+            "to the checkpoint's root; anyone can recompute it (RFC 9162, section 2.1.3.2). "
+            "Hashes are base64."
+        ),
         S["body"],
     )
     yield _facts_box(
@@ -1042,7 +1102,7 @@ def _appendix(doc: ReportInput) -> Iterator[Flowable]:
                 str(proof.seq),
                 Mono(f"{proof.event_type}\n{proof.subject}"),
                 Mono(f"{leaf[:22]}\n{leaf[22:]}"),
-                Mono(path or "(the leaf is the root)"),
+                Mono(path or gettext("(the leaf is the root)")),
             ]
         )
         if len(batch) == 200:
@@ -1056,18 +1116,22 @@ def _witnessing(anchor: Anchor) -> Iterator[Flowable]:
     yield Paragraph(gettext("Witness cosignatures"), S["h3"])
     if not anchor.cosignatures:
         yield Paragraph(
-            "No witness has cosigned this checkpoint yet (no witness policy, or the "
-            "witnesses were unreachable when the report was made; witnessing is retried "
-            "with the next checkpoint and does not block the ledger).",
+            gettext(
+                "No witness has cosigned this checkpoint yet (no witness policy, or the "
+                "witnesses were unreachable when the report was made; witnessing is retried "
+                "with the next checkpoint and does not block the ledger)."
+            ),
             S["small"],
         )
         return
     yield Paragraph(
-        "Independent witnesses, run by the sites or third parties with their own keys, "
-        "checked that this checkpoint extends what they saw before (C2SP tlog-witness) "
-        "and cosigned it (C2SP tlog-cosignature, <i>cosignature/v1</i>). Appended to the "
-        "signed checkpoint above, these lines make a note any C2SP client checks with the "
-        "witnesses' verifier keys.",
+        gettext(
+            "Independent witnesses, run by the sites or third parties with their own keys, "
+            "checked that this checkpoint extends what they saw before (C2SP tlog-witness) "
+            "and cosigned it (C2SP tlog-cosignature, <i>cosignature/v1</i>). Appended to the "
+            "signed checkpoint above, these lines make a note any C2SP client checks with the "
+            "witnesses' verifier keys."
+        ),
         S["body"],
     )
     rows = [
@@ -1102,16 +1166,20 @@ def _trusted_time(anchor: Anchor) -> Iterator[Flowable]:
     stamp = anchor.timestamp
     if stamp is None:
         yield Paragraph(
-            "<b>No trusted time.</b> No timestamp authority was configured or reachable "
-            "when this checkpoint was signed: its time is fedgov's own clock, which its "
-            "operator controls.",
+            gettext(
+                "<b>No trusted time.</b> No timestamp authority was configured or reachable "
+                "when this checkpoint was signed: its time is fedgov's own clock, which its "
+                "operator controls."
+            ),
             S["small"],
         )
         return
     yield Paragraph(
-        "A timestamp authority dated the signed checkpoint note: its RFC 3161 token's "
-        "message imprint is the SHA-256 of the note above. The token is in the evidence "
-        "bundle (checkpoints.json) and checks against the TSA certificate shipped there.",
+        gettext(
+            "A timestamp authority dated the signed checkpoint note: its RFC 3161 token's "
+            "message imprint is the SHA-256 of the note above. The token is in the evidence "
+            "bundle (checkpoints.json) and checks against the TSA certificate shipped there."
+        ),
         S["body"],
     )
     yield _facts_box(

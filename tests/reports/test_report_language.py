@@ -47,7 +47,8 @@ HEADINGS = {
         "rechtlicher Rahmen",
         "Verantwortliche und Vereinbarungen",
         "Anhang: Ledger-Anker und Inklusionsnachweise",
-        "Genehmigungen",
+        # The glossary's word (Vier-Augen-Freigabe), as the admin and dashboard say it.
+        "Freigaben",
     ],
     "es": [
         "Informe de auditoría",
@@ -71,7 +72,7 @@ HEADINGS = {
         "cadre juridique",
         "Responsables du traitement et accords",
         "Annexe : ancrage du registre et preuves d'inclusion",
-        "Approbations",
+        "Validations",
     ],
 }
 ROLE_TERMS = {
@@ -283,3 +284,130 @@ def test_english_stays_the_default_for_a_reader_without_a_language(api, named_ru
     client = api(UserFactory(username="dpo", roles=[roles.DPO]))
     got = client.get("/api/v1/reports/art30?view=controller&output=csv")
     assert got.content.decode("utf-8-sig").startswith("Controller,Role of the site")
+
+
+# The gate's words for a leg to a US zone operator without a transfer ground, per language:
+# (what goes to whom, the verdict), as the training catalogue translates them.
+LEG_WORDS = {
+    "de": ("Standortdaten an den Betreiber der Zone", "Drittland ohne Grundlage"),
+    "pl": ("dane ośrodka do operatora strefy", "państwa trzeciego bez podstawy"),
+    # French puts a space before the colon that joins head, flow and verdict.
+    "fr": ("données du site vers l'opérateur de la zone", "pays tiers sans fondement"),
+}
+
+
+@pytest.fixture
+def us_leg_run():
+    """A run whose third site's zone is run by a US processor with no Chapter V ground."""
+    from tests.training.flower.conftest import governed_scenario
+    from training.services.gate import round_gate
+
+    run, sites, _ = governed_scenario(subjects=3)
+    Site.objects.filter(pk=sites[2].pk).update(
+        zone_operator="Atlantic Cloud Hosting Inc.",
+        zone_operator_country="US",
+        zone_operator_role="processor",
+    )
+    round_gate(actor=Actor.system("t"), run=run, round_no=1)
+    return run, sites
+
+
+@pytest.mark.parametrize("lang", ["de", "pl", "fr"])
+def test_transfer_legs_in_the_pdf_and_art30_are_in_the_reports_language(us_leg_run, tmp_path, lang):
+    """The legs are rendered from the gate's code and params when the PDF is written, not
+    parsed from its English: the facts are gathered outside the language (as the report
+    service does) and only the rendering is in it."""
+    from reports import art30
+    from reports.assemble import report_input
+    from reports.data import processing_activities, run_header
+    from reports.pdf import render
+
+    run, sites = us_leg_run
+    what, verdict = LEG_WORDS[lang]
+    doc = report_input(
+        report_id="r-legs",
+        run_ids=[run.pk],
+        run_name=run.name,
+        period=None,
+        generated_at=timezone.now(),
+        actor=Actor.system("tests"),
+        on_round=lambda _facts: None,
+    )
+    path = tmp_path / f"legs-{lang}.pdf"
+    with translation.override(lang):
+        render(doc, str(path))
+    text = _flat(pdf_text(path))
+    for word in (*what.split(), *verdict.split()):
+        assert word in text
+    assert "site data to the zone operator" not in text and "without a ground" not in text
+
+    activities = processing_activities()
+    with translation.override(lang):
+        rows = {r["dataset"].split("/")[0]: r for r in art30.controller_rows(activities)}
+    listed = rows[sites[2].slug]["transfers"]
+    assert "Atlantic Cloud Hosting Inc. (US)" in listed and verdict in listed
+    # The ground alone: the head and the flow are the record's own columns.
+    assert what not in listed and "(US, " not in listed
+    assert "without a ground" not in listed
+    # The evidence keeps the English and the code: neither depends on the reader.
+    leg = next(t for t in run_header(run_id=run.pk).transfers if t.third_country)
+    assert "without a ground" in leg.ground and leg.reason["code"] == "transfer.no_ground"
+
+
+# The PDF's own prose (appendix, witnesses, trusted time) per language; the English it
+# replaces, with the privacy and chart sentences, must be gone.
+PROSE = {
+    "de": [
+        "Keine vertrauenswürdige Zeit.",
+        "Jedes Ereignis, das dieser Bericht zitiert, ist ein Blatt des nur anhängbaren Ledgers",
+        "Noch kein Zeuge hat diesen Checkpoint mitsigniert",
+    ],
+    "pl": [
+        "Brak zaufanego czasu.",
+        "Każde zdarzenie cytowane w tym raporcie jest liściem rejestru fedgov",
+        "Żaden świadek nie współpodpisał jeszcze tego punktu kontrolnego",
+    ],
+}
+ENGLISH_PROSE = [
+    "No trusted time.",
+    "Every event this report cites",
+    "No witness has cosigned",
+    "the same OpenNebula workloads",
+    "this report claims no ε",
+    "no accuracy was reported",
+]
+
+
+@pytest.mark.parametrize("lang", ["de", "pl"])
+def test_the_pdf_prose_is_in_the_reports_language(named_run, tmp_path, lang):
+    text = _pdf_in(lang, named_run, tmp_path / f"prose-{lang}.pdf")
+    for sentence in PROSE[lang]:
+        assert sentence in text, sentence
+    for sentence in ENGLISH_PROSE:
+        assert sentence not in text, sentence
+
+
+# Stored enum values by their choice labels (the admin's words), per language: the round
+# state, the DPIA's status in the summary sentence, the policy's status.
+LABELS = {
+    "de": [
+        "Rundenstatus Platzierung geprüft.",
+        "ist freigegeben, gültig bis",
+        "(veröffentlicht)",
+    ],
+    "pl": [
+        "Stan rundy Lokalizacja zweryfikowana.",
+        "ma status zatwierdzona, ważna do",
+        "(opublikowana)",
+    ],
+}
+
+
+@pytest.mark.parametrize("lang", ["de", "pl"])
+def test_stored_states_print_as_their_labels_in_the_reports_language(named_run, tmp_path, lang):
+    text = _pdf_in(lang, named_run, tmp_path / f"labels-{lang}.pdf")
+    for label in LABELS[lang]:
+        assert label in text, label
+    # (The appendix names the ledger's event types, which stay as they are.)
+    assert "placement_verified." not in text and "(published)" not in text
+    assert " approve anton " not in text
