@@ -148,7 +148,13 @@ class Worker:
 
 
 @pytest.fixture
-def worker(tmp_path, case_db):
+def worker(tmp_path, case_db, monkeypatch):
+    # Celery reads CELERY_BROKER_URL and CELERY_RESULT_BACKEND from the environment
+    # before any broker given in code (celery.app.utils.Settings.broker_url), and CI's
+    # PostgreSQL pass sets the first: without this, the test's client would send (and
+    # purge) on the suite's broker, not on the worker's.
+    monkeypatch.setenv("CELERY_BROKER_URL", BROKER)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", BROKER)
     w = Worker(_env(tmp_path / "var", case_db), tmp_path / "worker.log")
     yield w
     w.stop()
