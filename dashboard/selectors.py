@@ -488,44 +488,52 @@ def _reported(metrics: object) -> float | None:
 def reported_accuracy(filters: Filters, *, rounds: int = COVERAGE_ROUNDS) -> list[RunAccuracy]:
     """Per run and round, each site's accuracy as the site reported it: with its accepted
     update, and in its evaluation reply recorded in the ledger. Never recomputed, never
-    averaged here: the figures are the sites' own (three queries per run)."""
+    averaged here: the figures are the sites' own (five queries, whatever the runs)."""
+    runs = list(_runs(filters).order_by("-created_at", "-pk")[:10])
+    # round pk -> (run pk, number): each run's latest ``rounds`` rounds.
+    where: dict[int, tuple[int, int]] = {}
+    taken: dict[int, int] = defaultdict(int)
+    for pk, run_id, number in (
+        _rounds(filters)
+        .filter(run__in=runs)
+        .order_by("run_id", "-number")
+        .values_list("pk", "run_id", "number")
+    ):
+        if taken[run_id] < rounds:
+            taken[run_id] += 1
+            where[pk] = (run_id, number)
+    updates = ModelUpdate.objects.filter(
+        round_id__in=list(where), kind=UpdateKind.SITE, accepted=True
+    )
+    if filters.site_id is not None:
+        updates = updates.filter(site_id=filters.site_id)
+    cells: dict[tuple[int, int, int], dict[str, float | None]] = defaultdict(dict)
+    for round_id, site_id, metrics in updates.values_list("round_id", "site_id", "metrics"):
+        cells[(*where[round_id], site_id)]["training"] = _reported(metrics)
+    for subject_id, payload in LedgerEntry.objects.filter(
+        event_type="evaluation.recorded",
+        subject_type="round",
+        subject_id__in=[str(pk) for pk in where],
+        redacted_at__isnull=True,
+    ).values_list("subject_id", "payload"):
+        body = json.loads(payload)
+        if filters.site_id is not None and body.get("site_id") != filters.site_id:
+            continue
+        cells[(*where[int(subject_id)], body.get("site_id"))]["evaluation"] = _reported(
+            body.get("metrics")
+        )
+    slugs = dict(Site.objects.filter(pk__in={s for *_r, s in cells}).values_list("pk", "slug"))
     result = []
-    for run in _runs(filters).order_by("-created_at", "-pk")[:10]:
-        numbers = dict(
-            _rounds(filters)
-            .filter(run=run)
-            .order_by("-number")
-            .values_list("pk", "number")[:rounds]
-        )
-        updates = ModelUpdate.objects.filter(
-            round_id__in=list(numbers), kind=UpdateKind.SITE, accepted=True
-        )
-        if filters.site_id is not None:
-            updates = updates.filter(site_id=filters.site_id)
-        cells: dict[tuple[int, int], dict[str, float | None]] = defaultdict(dict)
-        for round_id, site_id, metrics in updates.values_list("round_id", "site_id", "metrics"):
-            cells[(numbers[round_id], site_id)]["training"] = _reported(metrics)
-        for subject_id, payload in LedgerEntry.objects.filter(
-            event_type="evaluation.recorded",
-            subject_type="round",
-            subject_id__in=[str(pk) for pk in numbers],
-            redacted_at__isnull=True,
-        ).values_list("subject_id", "payload"):
-            body = json.loads(payload)
-            if filters.site_id is not None and body.get("site_id") != filters.site_id:
-                continue
-            cells[(numbers[int(subject_id)], body.get("site_id"))]["evaluation"] = _reported(
-                body.get("metrics")
-            )
-        slugs = dict(Site.objects.filter(pk__in={s for _n, s in cells}).values_list("pk", "slug"))
+    for run in runs:
         rows = tuple(
             SiteAccuracy(
                 number, slugs.get(site_id, str(site_id)), c.get("training"), c.get("evaluation")
             )
-            for (number, site_id), c in sorted(
-                cells.items(), key=lambda item: (item[0][0], slugs.get(item[0][1], ""))
+            for (run_id, number, site_id), c in sorted(
+                cells.items(), key=lambda item: (item[0][1], slugs.get(item[0][2], ""))
             )
-            if c.get("training") is not None or c.get("evaluation") is not None
+            if run_id == run.pk
+            and (c.get("training") is not None or c.get("evaluation") is not None)
         )
         if rows:
             result.append(RunAccuracy(run_id=run.pk, run=run.name, rows=rows))
