@@ -330,3 +330,120 @@ def problems(size: int, state_paths: list[str]) -> list[str]:
                 f"the witness whose state is {path} cosigned: entries 0..{seen - 1} were rewritten"
             )
     return found
+
+
+@dataclass(frozen=True)
+class WitnessHeld:
+    """What one witness said it holds for this log, asked by :func:`witness_sizes`.
+
+    ``size`` is None when the witness gave no usable answer (down, unknown origin, refused
+    the note, or a 200 without a valid cosignature by its pinned key); ``detail`` says why.
+    ``same_root`` is False when the witness holds another root at the asked size (a fork).
+    """
+
+    name: str
+    size: int | None
+    detail: str
+    same_root: bool = True
+
+
+def witness_sizes() -> tuple[int, list[WitnessHeld]]:
+    """Ask every witness of the policy what size of this log it last cosigned, online.
+
+    tlog-witness (c2sp.org/tlog-witness, add-checkpoint) has no read call that every
+    witness must serve, so the question is an add-checkpoint of the newest stored
+    checkpoint with old size = its own size and no proof. The spec fixes the answers: a
+    witness whose latest cosigned size differs answers ``409`` with that size; one at the
+    same size with another root ``422``; one at the same size and root ``200`` with a fresh
+    cosignature (its state stays as it was: the spec's update writes the same size and
+    root). So the probe never moves a witness forward and never signs anything new.
+    Returns (the asked size, one answer per witness in policy order); (0, []) when no
+    witness is configured or no checkpoint is stored (nothing signed to ask with: the
+    maximum-lag check covers that ledger). Read-only here: fresh cosignatures are checked,
+    not stored. Raises nothing for a witness that is down.
+    """
+    row = Checkpoint.objects.order_by("-size").first()
+    if row is None or not settings.FEDGOV_WITNESSES:
+        return 0, []
+    body, _signatures = note.split(row.note)
+    pinned = _pinned_by_name()
+    request = f"old {row.size}\n\n{row.note}".encode()
+    urls = list(settings.FEDGOV_WITNESSES)
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        answers = list(
+            pool.map(
+                lambda item: _exchange(item[1], request, settings.FEDGOV_WITNESS_TIMEOUT), urls
+            )
+        )
+    held = []
+    for (name, _url), (status, text) in zip(urls, answers, strict=True):
+        held.append(_held(name, pinned.get(name), row.size, status, text, body))
+    return row.size, held
+
+
+def _held(
+    name: str,
+    pinned: trust.TrustedKeyView | None,
+    asked: int,
+    status: int,
+    text: str,
+    body: str,
+) -> WitnessHeld:
+    answer = text.strip()
+    if status == 409:
+        # The body is the witness's latest cosigned size in decimal and a newline.
+        if answer.isascii() and answer.isdigit():
+            if int(answer) == asked:
+                # Earlier revisions of tlog-witness answered another root at the same size
+                # with 409 and that size; the current one never answers 409 with it.
+                return WitnessHeld(
+                    name, asked, f"holds another root at size {asked}", same_root=False
+                )
+            return WitnessHeld(name, int(answer), f"holds size {answer}")
+        return WitnessHeld(name, None, f"HTTP 409 without a size: {answer[:80]!r}")
+    if status == 422:
+        # With old size = checkpoint size > 0 and no proof, the only 422 the spec leaves is
+        # "the root hashes are not identical" at that size.
+        return WitnessHeld(name, asked, f"holds another root at size {asked}", same_root=False)
+    if status == 200:
+        if pinned is None:
+            return WitnessHeld(
+                name, None, "answered 200, but no witness key of this name is pinned"
+            )
+        reply = _reply(name, pinned, status, text, body)
+        if reply.ok:
+            return WitnessHeld(name, asked, f"holds size {asked} with the same root")
+        return WitnessHeld(name, None, f"answered 200 but {reply.detail}")
+    if status == 0:
+        return WitnessHeld(name, None, answer)  # "unreachable: ..."
+    return WitnessHeld(name, None, f"HTTP {status}: {answer[:200]}")
+
+
+def rollback_problems(size: int, held: list[WitnessHeld], asked: int) -> list[str]:
+    """What the witnesses' answers prove against a ledger of ``size`` entries whose newest
+    stored checkpoint is at ``asked``: a witness that cosigned a larger tree than the
+    ledger holds (a rollback, later checkpoints and cosignatures deleted or not), one that
+    cosigned a checkpoint the ledger no longer stores, or another root at the same size.
+    Each names the witness, both sizes and the first bad seq."""
+    found = []
+    for answer in held:
+        if answer.size is None:
+            continue
+        if not answer.same_root:
+            found.append(
+                f"first bad seq {asked - 1} or below: witness {answer.name} cosigned another "
+                f"tree at size {asked} than the ledger's checkpoint there: a fork or a rewrite"
+            )
+        elif answer.size > size:
+            found.append(
+                f"first bad seq {size}: witness {answer.name} cosigned size {answer.size}, "
+                f"but the ledger holds {size} entries (newest checkpoint at size {asked}): "
+                "rolled back"
+            )
+        elif answer.size > asked:
+            found.append(
+                f"first bad seq {answer.size - 1}: witness {answer.name} cosigned size "
+                f"{answer.size}, but the newest checkpoint the ledger stores is at size "
+                f"{asked}: later checkpoints were deleted"
+            )
+    return found

@@ -168,30 +168,58 @@ def test_tamper_is_caught_online_and_offline_naming_the_first_bad_seq(
     assert f"first bad seq: {seq}" in offline_failure(w, tmp_path, head - 1)
 
 
-@pytest.mark.parametrize("with_state", [True, False])
+@pytest.mark.parametrize("detected_by", ["state_file", "asking_the_witness", "maximum_lag"])
 def test_rollback_without_its_later_checkpoints(
-    witnessed_ledger, tamper, tmp_path, monkeypatch, with_state
+    witnessed_ledger, tamper, tmp_path, monkeypatch, detected_by
 ):
     # A restored backup at size 10: self-consistent, signed, witnessed at 10. Only what a
-    # witness remembers (its state file), or the lag, shows what was lost.
+    # witness remembers (its state file, or its answer when asked), or the lag, shows what
+    # was lost.
     w = witnessed_ledger
     rollback_to(10, tamper)
-    if with_state:
+    if detected_by == "state_file":
         message = ledger_verify_failure("--witness-state", str(w.state_path))
         assert "first bad seq 10: the ledger holds 10 entries" in message
         assert "first bad seq: 10" in offline_failure(w, tmp_path, 9)
+    elif detected_by == "asking_the_witness":
+        # Online, with no state file: the witness is asked with the newest stored
+        # checkpoint (size 10) and answers 409 with the size it cosigned (16).
+        message = ledger_verify_failure()
+        assert (
+            f"first bad seq 10: witness {w.name} cosigned size 16, but the ledger holds 10 "
+            "entries (newest checkpoint at size 10): rolled back"
+        ) in message
+        # Asking moved nothing: the witness still holds 16 and cosigns nothing older.
+        assert witnessing.witness_sizes()[1][0].size == 16
+        assert '"size": 16' in w.state_path.read_text()
     else:
-        # Without a state file, new appends after the restore stay unwitnessed: the
+        # Not asking the witnesses, new appends after the restore stay unwitnessed: the
         # witness refuses the forked history (its size is 16), and the lag shows it.
         with transaction.atomic():
             ledger_append_many(
                 actor=Actor.system("tests"), events=[LedgerEvent("test.after", "thing", 1, {})]
             )
-        call_command("ledger_verify", "--no-progress", stdout=io.StringIO())
+        call_command("ledger_verify", "--no-progress", "--no-ask-witnesses", stdout=io.StringIO())
         checkpoint_create(actor=Actor.system("tests"))
         outcome = witnessing.checkpoint_witness()
         assert outcome.cosigned == 0
         assert "holds size 16, above 11: a rollback?" in outcome.failures[0].detail
         later = clock.now() + settings.FEDGOV_WITNESS_MAX_LAG + timedelta(seconds=5)
         monkeypatch.setattr(clock, "now", lambda: later)
-        assert "first bad seq 10" in ledger_verify_failure()
+        assert "first bad seq 10" in ledger_verify_failure("--no-ask-witnesses")
+
+
+def test_rollback_below_a_down_witness_is_reported_and_fails_only_a_required_quorum(
+    witnessed_ledger, tamper
+):
+    # The one witness that remembers size 16 is down: asking shows nothing, and a witness
+    # that is down is not by itself a failure, so the rollback passes within the lag...
+    w = witnessed_ledger
+    rollback_to(10, tamper)
+    w.stop()
+    err = io.StringIO()
+    call_command("ledger_verify", "--no-progress", stdout=io.StringIO(), stderr=err)
+    assert f"WARN witness {w.name}: unreachable" in err.getvalue()
+    # ...unless answers from a quorum of witnesses are required.
+    message = ledger_verify_failure("--witnesses-required", "1")
+    assert "only 0 of 1 witnesses answered the size they cosigned, 1 required" in message

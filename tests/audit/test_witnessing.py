@@ -197,7 +197,10 @@ def test_rollback_below_what_a_witness_saw_is_named_with_its_state_file(
     new = checkpoint().size
     witnessing.checkpoint_witness()
     rollback_to(old, tamper)
-    assert "OK:" in verify()  # on its own, the rolled-back database is self-consistent
+    # On its own, the rolled-back database is self-consistent...
+    assert "OK:" in verify("--no-ask-witnesses")
+    # ...but the witness, asked, remembers the larger tree.
+    assert f"cosigned size {new}, but the ledger holds {old} entries" in verify_failure()
     message = verify_failure("--witness-state", str(w.state_path))
     assert f"first bad seq {old}: the ledger holds {old} entries but the witness" in message
     assert f"cosigned size {new}: rolled back" in message
@@ -235,3 +238,67 @@ def test_a_cosignature_dated_before_its_checkpoint_is_not_stored(append, checkpo
     assert outcome.cosigned == 0
     assert "before the checkpoint" in outcome.failures[0].detail
     assert not row.cosignatures.exists()
+
+
+def test_asking_a_witness_that_is_behind_is_no_failure(append, checkpoint, witnesses):
+    [w] = witnesses(1, 1)
+    append(4)
+    checkpoint()
+    witnessing.checkpoint_witness()
+    append(3, start=4)
+    size = checkpoint().size  # not yet witnessed: the witness still holds the older size
+    err = io.StringIO()
+    out = io.StringIO()
+    call_command("ledger_verify", "--no-progress", stdout=out, stderr=err)
+    assert f"asked 1 witness(es) with the checkpoint at size {size}: 1 answered" in out.getvalue()
+    assert f"witness {w.name}: holds size {size - 3}" in err.getvalue()
+    # The question cosigned nothing and moved nothing.
+    assert witnessing.witness_sizes()[1][0].size == size - 3
+
+
+def test_asking_a_witness_that_holds_the_same_size_checks_its_fresh_cosignature(
+    append, checkpoint, witnesses
+):
+    witnesses(1, 1)
+    append(4)
+    size = checkpoint().size
+    witnessing.checkpoint_witness()
+    stored = Cosignature.objects.count()
+    asked, [held] = witnessing.witness_sizes()
+    assert (asked, held.size, held.same_root) == (size, size, True)
+    assert held.detail == f"holds size {size} with the same root"
+    assert Cosignature.objects.count() == stored  # verifying stores nothing
+
+
+def test_a_witness_holding_another_root_at_the_same_size_is_a_fork(
+    append, checkpoint, witnesses, settings
+):
+    [w] = witnesses(1, 1)
+    append(4)
+    size = checkpoint().size
+    witnessing.checkpoint_witness()
+    # The witness cosigned another tree of this size (the log showed it a fork).
+    w.witness.state.put(settings.FEDGOV_LEDGER_ORIGIN, size, b"\x07" * 32)
+    message = verify_failure()
+    assert f"witness {w.name} cosigned another tree at size {size}" in message
+    assert f"first bad seq {size - 1} or below" in message
+
+
+def test_a_witness_above_the_newest_stored_checkpoint_shows_deleted_checkpoints(
+    append, checkpoint, witnesses, tamper
+):
+    [w] = witnesses(1, 1)
+    append(4)
+    old = checkpoint().size
+    witnessing.checkpoint_witness()
+    append(3, start=4)
+    new = checkpoint().size
+    witnessing.checkpoint_witness()
+    with tamper() as db, db.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_cosignature WHERE checkpoint_id > %s", [old])
+        cursor.execute("DELETE FROM audit_checkpoint WHERE size > %s", [old])
+    message = verify_failure()
+    assert (
+        f"first bad seq {new - 1}: witness {w.name} cosigned size {new}, but the newest "
+        f"checkpoint the ledger stores is at size {old}: later checkpoints were deleted"
+    ) in message

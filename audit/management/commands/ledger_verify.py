@@ -58,6 +58,20 @@ class Command(BaseCommand):
             help="a witness's state file: fail if the ledger is behind or differs from what "
             "that witness saw (a rollback)",
         )
+        parser.add_argument(
+            "--no-ask-witnesses",
+            action="store_true",
+            help="do not ask the witnesses of FEDGOV_WITNESSES which size they cosigned "
+            "(by default each is asked, and one above the ledger's size fails: a rollback)",
+        )
+        parser.add_argument(
+            "--witnesses-required",
+            type=int,
+            default=0,
+            metavar="K",
+            help="fail unless at least K witnesses answer (default 0: a witness that is "
+            "down is reported, not a failure)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         trusted = trust.public_keys()
@@ -80,7 +94,8 @@ class Command(BaseCommand):
             progress=progress,
             windows=trust.windows(),
         )
-        self._fail_on_problems(report, options["witness_state"])
+        rollback = self._ask_witnesses(report.size, options)
+        self._fail_on_problems(report, options["witness_state"], rollback)
         self.stdout.write(
             f"OK: {report.size} entries, {report.checkpoints} checkpoints verified "
             f"against {len(trusted)} trusted key(s)"
@@ -98,12 +113,45 @@ class Command(BaseCommand):
                 "their leaf hashes were checked in the tree"
             )
 
-    def _fail_on_problems(self, report: Report, witness_states: list[str]) -> None:
+    def _ask_witnesses(self, size: int, options: dict[str, Any]) -> list[str]:
+        """Ask each configured witness the size it cosigned; return what that proves.
+
+        A rollback that also deleted the later checkpoints and cosignatures leaves a
+        self-consistent ledger: only a witness remembers the larger tree. A witness that
+        does not answer is reported here and fails only below ``--witnesses-required``.
+        """
+        required = options["witnesses_required"]
+        if options["no_ask_witnesses"]:
+            if required:
+                raise CommandError("--witnesses-required needs the witnesses to be asked")
+            return []
+        asked, held = witness_checks.witness_sizes()
+        for answer in held:
+            kind = "witness" if answer.size is not None else "WARN witness"
+            self.stderr.write(f"{kind} {answer.name}: {answer.detail}")
+        answered = [answer for answer in held if answer.size is not None]
+        found = witness_checks.rollback_problems(size, held, asked)
+        if len(answered) < required:
+            silent = "; ".join(f"{a.name}: {a.detail}" for a in held if a.size is None)
+            found.append(
+                f"only {len(answered)} of {len(settings.FEDGOV_WITNESSES)} witnesses answered "
+                f"the size they cosigned, {required} required ({silent or 'none configured'})"
+            )
+        if held:
+            self.stdout.write(
+                f"asked {len(held)} witness(es) with the checkpoint at size {asked}: "
+                f"{len(answered)} answered"
+            )
+        return found
+
+    def _fail_on_problems(
+        self, report: Report, witness_states: list[str], rollback: list[str]
+    ) -> None:
         """Print every problem on stderr and fail with the first that counts: witnesses,
         then trusted time, then the trust list, each only on an otherwise sound ledger;
         the ledger's own first bad seq outranks them all."""
         listed = trust.list_problems()
-        witnessed = witness_checks.problems(report.size, witness_states)
+        witnessed = witness_checks.problems(report.size, witness_states) + rollback
         for problem in witnessed:
             self.stderr.write(f"FAIL witnesses: {problem}")
         if report.ok and not listed and witnessed:
