@@ -32,9 +32,16 @@ def refused_everywhere():
     """Two rounds; the third site's zone is run by a US processor with no Chapter V
     mechanism, so the gate refuses it in both rounds; es-blogs withdrew two subjects before
     round 2. Returns ``(run, sites)``."""
+    return play_refused_everywhere()
+
+
+def play_refused_everywhere(*, before=None):
+    """The run of ``refused_everywhere``; ``before(run, sites)`` adds facts before round 1."""
     operator = Actor.of(UserFactory(username="olga", roles=["Operator"]))
     approver = UserFactory(username="anton", roles=["Operator"])
     run, sites, datasets = governed_scenario(subjects=10, num_rounds=2)
+    if before is not None:
+        before(run, sites)
     ResidencyPolicy.objects.filter(pk=run.policy_id).update(requires_approval=True)
     Site.objects.filter(pk=sites[0].pk).update(agreement_type="controller")
     Site.objects.filter(pk=sites[2].pk).update(
