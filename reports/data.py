@@ -327,23 +327,22 @@ def gate_transfers(*, run_id: int) -> tuple[Transfer, ...]:
                     importer_country=importer.country if importer else "",
                     third_country=bool(third),
                     ok=ok,
-                    ground=_without_head(text, leg),
+                    ground=_without_head(text, leg, message),
                     reason=message,
                 )
             )
     return tuple(rows)
 
 
-def _without_head(text: str, leg: TransferLeg) -> str:
+def _without_head(text: str, leg: TransferLeg, message: dict[str, Any]) -> str:
     """The gate's reason for a leg without its "data to recipient: exporter → importer:"
-    head, which the report's columns already show."""
+    head, which the report's columns already show. The flow is rendered from the leg's own
+    message, so it reads exactly as the gate wrote it (the importer's role in words)."""
     head = f"{leg.data} to {leg.recipient}: "
     text = text.removeprefix(head)
-    if leg.importer is not None:
-        e, i = leg.exporter, leg.importer
-        text = text.removeprefix(
-            f"{e.organisation} ({e.country}) → {i.organisation} ({i.country}, {i.role}): "
-        )
+    flow = (message.get("params") or {}).get("flow")
+    if isinstance(flow, dict):
+        text = text.removeprefix(f"{render(flow)}: ")
     return text
 
 
