@@ -155,7 +155,7 @@ def runs(filters: Filters) -> list[RunRow]:
         .select_related("round")
         .order_by("round__number")
     }
-    refused, excluded = _refusals_and_exclusions(period_rounds)
+    refused, excluded = _refusals_and_exclusions(period_rounds, site_id=filters.site_id)
     roles: dict[int, set[tuple[str, str]]] = defaultdict(set)
     for run_id, slug, agreement in Dataset.objects.filter(runs__in=rows).values_list(
         "runs", "site__slug", "site__agreement_type"
@@ -187,9 +187,15 @@ def runs(filters: Filters) -> list[RunRow]:
     return result
 
 
-def _refusals_and_exclusions(rounds: QuerySet[Round]) -> tuple[dict[int, int], dict[int, int]]:
+def _refusals_and_exclusions(
+    rounds: QuerySet[Round], *, site_id: int | None
+) -> tuple[dict[int, int], dict[int, int]]:
     """Per run: sites refused, counted per site and round, and subjects excluded, both from
-    each round's latest gate decision (the same figures as ``reports.data.round_series``)."""
+    each round's latest gate decision (the same figures as ``reports.data.round_series``).
+
+    With ``site_id`` only that site's rows count: a DPO who narrowed the dashboard to one
+    site must not read the other sites' refusals and exclusions as that site's. The filter
+    is one more condition on the same query, so the count of queries does not change."""
     latest: dict[int, int] = {}
     run_of: dict[int, int] = {}
     for pk, round_id, run_id in (
@@ -201,9 +207,12 @@ def _refusals_and_exclusions(rounds: QuerySet[Round]) -> tuple[dict[int, int], d
         run_of[pk] = run_id
     refused: dict[int, int] = defaultdict(int)
     excluded: dict[int, int] = defaultdict(int)
-    for decision_id, ok, pseudonyms in SiteEligibility.objects.filter(
-        decision_id__in=list(latest.values())
-    ).values_list("decision_id", "eligible", "excluded_pseudonyms"):
+    rows = SiteEligibility.objects.filter(decision_id__in=list(latest.values()))
+    if site_id is not None:
+        rows = rows.filter(site_id=site_id)
+    for decision_id, ok, pseudonyms in rows.values_list(
+        "decision_id", "eligible", "excluded_pseudonyms"
+    ):
         refused[run_of[decision_id]] += int(not ok)
         excluded[run_of[decision_id]] += len(pseudonyms or ())
     return refused, excluded

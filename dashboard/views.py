@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views import View
 
-from dashboard import selectors
+from dashboard import charts, selectors
 from dashboard.forms import FilterForm
 from dashboard.services import ledger_verification_run
 from fedgov import roles
@@ -43,15 +43,22 @@ class DashboardView(_DashboardAccess, View):
                 request, "dashboard/index.html", {"form": form, "invalid": True}, status=400
             )
         filters = form.filters() if form.is_bound else selectors.Filters()
+        site = form.cleaned_data.get("site") if form.is_bound else None
         context = {
             "form": form,
             "filters": filters,
+            # The site the per-site figures are narrowed to, named where they are shown.
+            "site_scope": site.slug if site is not None else "",
             "runs": selectors.runs(filters),
             "timeline": selectors.round_timeline(filters),
             "awaiting": selectors.rounds_awaiting_approval(),
             "failures": selectors.gate_failures(filters),
             "coverage": selectors.consent_coverage(filters),
-            "accuracy": selectors.reported_accuracy(filters),
+            # Each run's reported accuracies with their charts (drawn in the template as SVG).
+            "accuracy": [
+                (acc, charts.accuracy_charts(acc.rows))
+                for acc in selectors.reported_accuracy(filters)
+            ],
             "health": selectors.ledger_health(),
             "reports": selectors.reports(filters),
             "zones": zone_breakers(),

@@ -16,10 +16,11 @@ from datetime import date, datetime
 from typing import Any
 
 from django.db.models import Count, Q
-from django.utils.translation import gettext, gettext_lazy
+from django.utils.translation import gettext
 
 from audit import selectors as ledger
 from opennebula.selectors import workloads_of_run
+from sites.choices import role_label as role_label  # re-exported: one wording for every output
 from sites.models import Consent, Dataset
 from training.choices import UpdateKind
 from training.gate.context import from_snapshot
@@ -37,6 +38,7 @@ from training.models import (
     TrainingRun,
 )
 from training.reasons import reason_text
+from training.selectors import eligible_counts
 
 CHUNK = 25
 
@@ -213,9 +215,12 @@ class PlacementRow:
 class SiteRecords:
     site_slug: str
     eligible: bool
-    eligible_records: int
+    eligible_records: int  # as stored: consents and declared records added together
     excluded_subjects: int
     records_used: int
+    # The stored sum kept apart, as every output shows it: people, then rows.
+    eligible_subjects: int = 0
+    declared_records: int = 0
 
 
 @dataclass(frozen=True)
@@ -287,20 +292,6 @@ def report_run_ids(*, run_id: int | None = None, period: Period | None = None) -
     return sorted(set(rounds.values_list("run_id", flat=True)))
 
 
-# The Regulation's terms, rendered in the reader's language when they are read.
-ROLE_LABELS = {
-    "joint_controller": gettext_lazy("joint controller (Art. 26)"),
-    "processor": gettext_lazy("processor (Art. 28)"),
-    "controller": gettext_lazy("controller"),
-}
-
-
-def role_label(agreement_type: str) -> str:
-    """A site's role in the same words in every output (PDF, Art. 30, dashboard)."""
-    label = ROLE_LABELS.get(agreement_type)
-    return str(label) if label is not None else agreement_type.replace("_", " ")
-
-
 def gate_transfers(*, run_id: int) -> tuple[Transfer, ...]:
     """Every transfer leg of the run's latest gate decision, as the gate read it.
 
@@ -336,23 +327,22 @@ def gate_transfers(*, run_id: int) -> tuple[Transfer, ...]:
                     importer_country=importer.country if importer else "",
                     third_country=bool(third),
                     ok=ok,
-                    ground=_without_head(text, leg),
+                    ground=_without_head(text, leg, message),
                     reason=message,
                 )
             )
     return tuple(rows)
 
 
-def _without_head(text: str, leg: TransferLeg) -> str:
+def _without_head(text: str, leg: TransferLeg, message: dict[str, Any]) -> str:
     """The gate's reason for a leg without its "data to recipient: exporter → importer:"
-    head, which the report's columns already show."""
+    head, which the report's columns already show. The flow is rendered from the leg's own
+    message, so it reads exactly as the gate wrote it (the importer's role in words)."""
     head = f"{leg.data} to {leg.recipient}: "
     text = text.removeprefix(head)
-    if leg.importer is not None:
-        e, i = leg.exporter, leg.importer
-        text = text.removeprefix(
-            f"{e.organisation} ({e.country}) → {i.organisation} ({i.country}, {i.role}): "
-        )
+    flow = (message.get("params") or {}).get("flow")
+    if isinstance(flow, dict):
+        text = text.removeprefix(f"{render(flow)}: ")
     return text
 
 
@@ -583,6 +573,7 @@ def _chunk_facts(chunk, purpose_id, dataset_names, placements) -> Iterator[Round
         used = {u.site_id: u.records_used for u in site_updates if u.accepted}
         records = ()
         if decision is not None:
+            counts = eligible_counts(decision.snapshot)
             records = tuple(
                 SiteRecords(
                     site_slug=slug,
@@ -590,6 +581,8 @@ def _chunk_facts(chunk, purpose_id, dataset_names, placements) -> Iterator[Round
                     eligible_records=count,
                     excluded_subjects=excluded_counts.get((decision.pk, site_id), 0),
                     records_used=used.get(site_id, 0),
+                    eligible_subjects=counts.get(site_id, (0, 0, ""))[0],
+                    declared_records=counts.get(site_id, (0, 0, ""))[1],
                 )
                 for site_id, slug, eligible, count in eligibility[decision.pk]
             )

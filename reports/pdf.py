@@ -1014,7 +1014,8 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
             [
                 gettext("Site"),
                 gettext("Eligible"),
-                gettext("Records"),
+                gettext("Subjects with valid consent"),
+                gettext("Declared records (other lawful bases)"),
                 gettext("Records used"),
                 gettext("Subjects excluded"),
                 gettext("Update SHA-256"),
@@ -1023,16 +1024,17 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
                 [
                     r.site_slug,
                     r.eligible,
-                    r.eligible_records,
+                    r.eligible_subjects,
+                    r.declared_records,
                     r.records_used,
                     r.excluded_subjects,
                     Mono(hashes[r.site_slug].update_hash if r.site_slug in hashes else "—"),
                 ]
                 for r in facts.records
             ],
-            [26 * mm, 15 * mm, 16 * mm, 13 * mm, 18 * mm, BODY_W - 88 * mm],
+            [24 * mm, 15 * mm, 17 * mm, 19 * mm, 13 * mm, 17 * mm, BODY_W - 105 * mm],
             long=True,
-            mono=(5,),
+            mono=(6,),
         )
         refused = [u for u in facts.updates if not u.accepted]
         if refused:

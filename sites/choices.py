@@ -14,6 +14,21 @@ class AgreementType(models.TextChoices):
     PROCESSOR = "processor", _("Processor agreement (Art. 28)")
 
 
+# A site's role in the federation in the Regulation's terms, the same words in every output
+# (demo, admin, dashboard, PDF report, Art. 30 record); rendered in the reader's language.
+ROLE_LABELS = {
+    "joint_controller": _("joint controller (Art. 26)"),
+    "processor": _("processor (Art. 28)"),
+    "controller": _("controller"),
+}
+
+
+def role_label(agreement_type: str) -> str:
+    """A site's role, from its agreement type, in the words every output uses."""
+    label = ROLE_LABELS.get(agreement_type)
+    return str(label) if label is not None else agreement_type.replace("_", " ")
+
+
 class LawfulBasis(models.TextChoices):
     CONSENT = "6(1)(a)", _("Art. 6(1)(a) consent")
     CONTRACT = "6(1)(b)", _("Art. 6(1)(b) contract")

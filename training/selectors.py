@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from django.core.exceptions import ObjectDoesNotExist
 
 from training.choices import RoundState
+from training.gate.context import from_snapshot
+from training.gate.rules import site_subjects_and_records
 from training.models import GateDecision, Round, TrainingRun
 
 # Rounds in these states never got past the gate (or never reached it), so they spent
@@ -182,9 +185,21 @@ class EligibilityView:
     site_id: int
     site_slug: str
     eligible: bool
+    # Subjects with valid consent plus declared records of other bases, as stored; every
+    # output shows the two parts below instead, each under its own name.
     eligible_records: int
     excluded_pseudonyms: tuple[str, ...]
     exclusion_digest: str
+    eligible_subjects: int = 0
+    declared_records: int = 0
+    role: str = ""  # the site's agreement type as the gate read it
+
+
+def eligible_counts(snapshot: str) -> dict[int, tuple[int, int, str]]:
+    """Per site id, (subjects with valid consent, declared records of datasets under other
+    lawful bases, role), as the gate read them, from a decision's canonical snapshot."""
+    ctx = from_snapshot(json.loads(snapshot))
+    return {site.id: (*site_subjects_and_records(site), site.role) for site in ctx.sites}
 
 
 @dataclass(frozen=True)
@@ -234,6 +249,7 @@ def gate_decision_latest(*, run_id: int, round_no: int) -> GateDecisionView | No
 
 
 def gate_decision_view(decision: GateDecision) -> GateDecisionView:
+    counts = eligible_counts(decision.snapshot)
     eligibilities = tuple(
         EligibilityView(
             site_id=e.site_id,
@@ -242,6 +258,9 @@ def gate_decision_view(decision: GateDecision) -> GateDecisionView:
             eligible_records=e.eligible_records,
             excluded_pseudonyms=tuple(e.excluded_pseudonyms),
             exclusion_digest=e.exclusion_digest,
+            eligible_subjects=counts.get(e.site_id, (0, 0, ""))[0],
+            declared_records=counts.get(e.site_id, (0, 0, ""))[1],
+            role=counts.get(e.site_id, (0, 0, ""))[2],
         )
         for e in decision.eligibilities.select_related("site").order_by("site__slug")
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import xml.etree.ElementTree as ET
 
 import pytest
 from django.urls import reverse
@@ -106,3 +107,91 @@ def test_the_accuracy_panel_shows_what_the_sites_reported(browser_for):
         )
     }
     assert shown == recorded
+
+
+def chart_values(page: str, chart_id: str) -> dict[tuple[int, str], float]:
+    """Read a chart's points back into ``{(round, site): value}`` from the SVG geometry
+    alone: each marker's position is mapped through the axes' own ticks (their drawn
+    values and positions), so a point drawn anywhere but at its value reads back wrong."""
+    figure = re.search(rf'<figure class="chart" id="{chart_id}">(.*?)</figure>', page, re.S)
+    assert figure, f"no chart {chart_id}"
+    markup = re.search(r"<svg.*</svg>", figure.group(1), re.S).group(0)
+    svg = ET.fromstring(markup)  # noqa: S314 - the test server's own page, not outside input
+    # Accessible: named and described by its own title and desc.
+    assert svg.get("role") == "img"
+    labelled = svg.get("aria-labelledby").split()
+    texts = {e.get("id"): (e.text or "").strip() for e in svg if e.tag in ("title", "desc")}
+    assert set(labelled) == set(texts) and all(texts.values())
+
+    def axis(name: str, attr: str) -> list[tuple[float, float]]:
+        group = svg.find(f"g[@class='axis {name}']")
+        found = group.findall("g[@class='tick']")
+        # Each tick's label is the value it is drawn with.
+        assert found and all(t.find("text").text == t.get("data-value") for t in found)
+        return [(float(t.get("data-value")), float(t.find("line").get(attr))) for t in found]
+
+    def scale(ticks: list[tuple[float, float]]):
+        (v0, p0), (v1, p1) = ticks[0], ticks[-1]
+        per = (v1 - v0) / (p1 - p0)
+        for v, p in ticks:  # the axis is linear
+            assert abs(v0 + (p - p0) * per - v) < 1e-6
+        return lambda p: v0 + (p - p0) * per
+
+    x_of = scale(axis("x", "x1"))
+    y_of = scale(axis("y", "y1"))
+    values: dict[tuple[int, str], float] = {}
+    for series in svg.findall("g[@class='series']"):
+        site = series.get("data-site")
+        drawn = []
+        for point in series.findall("g[@class='pt']"):
+            x, y = map(
+                float, re.fullmatch(r"translate\((\S+) (\S+)\)", point.get("transform")).groups()
+            )
+            number = x_of(x)
+            assert abs(number - round(number)) < 1e-6
+            assert round(number) == int(point.get("data-round"))
+            values[(round(number), site)] = y_of(y)
+            drawn.append((x, y))
+        # The line runs through the markers and nowhere else.
+        line = series.find("path[@class='line']").get("d")
+        vertices = [(float(a), float(b)) for a, b in re.findall(r"[ML] (\S+) (\S+)", line)]
+        assert vertices == drawn
+    return values
+
+
+def test_the_accuracy_chart_plots_exactly_what_the_sites_reported(browser_for):
+    operator = Actor.of(UserFactory(username="olga", roles=["Operator"]))
+    approver = verified_actor(UserFactory(username="anton", roles=["Operator"]))
+    run, sites, _ = governed_scenario(subjects=6, num_rounds=3)
+    ResidencyPolicy.objects.filter(pk=run.policy_id).update(requires_approval=True)
+    run.refresh_from_db()
+    for number in (1, 2, 3):
+        _play(run, number, operator=operator, approver=approver)
+    slug = {s.pk: s.slug for s in sites}
+    numbers = dict(Round.objects.filter(run=run).values_list("pk", "number"))
+    training = {
+        (u.round.number, slug[u.site_id]): u.metrics["accuracy"]
+        for u in ModelUpdate.objects.filter(round__run=run, kind="site", accepted=True)
+    }
+    evaluation = {
+        (numbers[int(e.subject_id)], slug[body["site_id"]]): body["metrics"]["accuracy"]
+        for e in LedgerEntry.objects.filter(event_type="evaluation.recorded")
+        for body in [json.loads(e.payload)]
+    }
+    assert len(training) == len(evaluation) == 9
+
+    page = browser_for("DPO").get(reverse("dashboard:index")).content.decode()
+    for chart_id, recorded in (
+        (f"chart-{run.pk}-training", training),
+        (f"chart-{run.pk}-evaluation", evaluation),
+    ):
+        plotted = chart_values(page, chart_id)
+        assert set(plotted) == set(recorded)
+        # The sites' values lie 0.001 apart: a point swapped, averaged or rounded is caught.
+        for key, value in recorded.items():
+            assert abs(plotted[key] - value) < 1e-5, (chart_id, key, plotted[key], value)
+    # One legend entry per site, and the table kept for whoever cannot see the chart.
+    panel = page[page.index('id="accuracy"') :]
+    legend = re.search(r'<ul class="legend"[^>]*>(.*?)</ul>', panel, re.S).group(1)
+    assert re.findall(r"</svg>([^<]+)</li>", legend) == sorted(slug.values())
+    assert panel.count("<tr data-round=") == 9

@@ -32,9 +32,16 @@ def refused_everywhere():
     """Two rounds; the third site's zone is run by a US processor with no Chapter V
     mechanism, so the gate refuses it in both rounds; es-blogs withdrew two subjects before
     round 2. Returns ``(run, sites)``."""
+    return play_refused_everywhere()
+
+
+def play_refused_everywhere(*, before=None):
+    """The run of ``refused_everywhere``; ``before(run, sites)`` adds facts before round 1."""
     operator = Actor.of(UserFactory(username="olga", roles=["Operator"]))
     approver = UserFactory(username="anton", roles=["Operator"])
     run, sites, datasets = governed_scenario(subjects=10, num_rounds=2)
+    if before is not None:
+        before(run, sites)
     ResidencyPolicy.objects.filter(pk=run.policy_id).update(requires_approval=True)
     Site.objects.filter(pk=sites[0].pk).update(agreement_type="controller")
     Site.objects.filter(pk=sites[2].pk).update(
@@ -149,3 +156,83 @@ def test_dashboard_and_art30_csv_name_each_sites_role_alike_and_only_third_count
     assert eea_only, "the scenario has intra-EEA legs"
     for slug in eea_only:
         assert by_site[slug]["transfers"] == "none"
+
+
+def _runs_queries(filters) -> tuple[list, int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from dashboard import selectors
+
+    with CaptureQueriesContext(connection) as captured:
+        rows = selectors.runs(filters)
+    return rows, len(captured)
+
+
+def test_site_filter_counts_only_that_sites_refusals_and_exclusions(refused_everywhere, dpo_client):
+    run, sites = refused_everywhere
+    rows = SiteEligibility.objects.filter(decision__in=_latest_decisions(run))
+    whole_refused = sum(1 for e in rows if not e.eligible)
+    whole_excluded = sum(len(e.excluded_pseudonyms or ()) for e in rows)
+    seen_refused = seen_excluded = 0
+    for site in sites:
+        mine = [e for e in rows if e.site_id == site.pk]
+        refused = sum(1 for e in mine if not e.eligible)
+        excluded = sum(len(e.excluded_pseudonyms or ()) for e in mine)
+        seen_refused += refused
+        seen_excluded += excluded
+
+        response = dpo_client.get(reverse("dashboard:index"), {"site": site.pk})
+        assert response.status_code == 200
+        page = html.unescape(response.content.decode())
+        row = _run_row(page, run)
+        assert f'data-refused-site-rounds="{refused}"' in row, site.slug
+        assert f'data-excluded-subjects="{excluded}"' in row, site.slug
+        # The page says whose figures these are.
+        assert f"count only site {site.slug}" in page
+    # The fixture gives each kind of figure to a different site, so a filter that still
+    # counted the whole run would fail above for at least two sites.
+    assert (seen_refused, seen_excluded) == (whole_refused, whole_excluded)
+    assert whole_refused > 0 and whole_excluded > 0
+    page = _dashboard(dpo_client)
+    assert "count only site" not in page
+    assert f'data-refused-site-rounds="{whole_refused}"' in _run_row(page, run)
+
+
+def test_runs_panel_reads_in_the_same_number_of_queries_with_a_site_filter_and_more_runs(
+    refused_everywhere,
+):
+    from dashboard.selectors import Filters
+    from tests.factories import DatasetFactory, RunFactory, SiteFactory
+    from training.services.gate import round_gate
+
+    run, sites = refused_everywhere
+    _, whole = _runs_queries(Filters())
+    scoped_rows, scoped = _runs_queries(Filters(site_id=sites[1].pk))
+    assert scoped == whole
+    assert [r.id for r in scoped_rows] == [run.pk]
+
+    # Two more runs, each gated, with more sites: the panel must not read per run or site.
+    for n in range(2):
+        extra = [SiteFactory(slug=f"extra-{n}-{i}") for i in range(3)]
+        other = RunFactory(
+            purpose=run.purpose,
+            datasets=[
+                *[
+                    DatasetFactory(site=s, name=f"{s.slug}-corpus", purposes=[run.purpose])
+                    for s in extra
+                ],
+                DatasetFactory(site=sites[1], name=f"more-{n}", purposes=[run.purpose]),
+            ],
+        )
+        round_gate(actor=Actor.system("t"), run=other, round_no=1)
+    more_rows, more = _runs_queries(Filters())
+    assert len(more_rows) == 3
+    assert more == whole
+    scoped_rows, scoped = _runs_queries(Filters(site_id=sites[1].pk))
+    assert len(scoped_rows) == 3
+    assert scoped == whole
+    # The other runs refused sites[1] (no consent, no DPIA) once each: counted in its runs.
+    by_id = {r.id: r for r in scoped_rows}
+    assert by_id[run.pk].refused_site_rounds == 0
+    assert all(r.refused_site_rounds == 1 for r in scoped_rows if r.id != run.pk)

@@ -25,6 +25,10 @@ CASES = [
     ("site-active", C(sites=[site(status="suspended")]), False, "suspended"),
     ("site-active", C(sites=[site(agreement_valid_until="2026-06-14")]), False, "expired"),
     ("site-active", C(sites=[site(agreement_valid_from="2026-07-01")]), False, "starts on"),
+    # Boundary days (the round is on 2026-06-15): both ends of the agreement are covered.
+    ("site-active", C(sites=[site(agreement_valid_until="2026-06-15")]), True, "valid until"),
+    ("site-active", C(sites=[site(agreement_valid_from="2026-06-15")]), True, "valid until"),
+    ("site-active", C(sites=[site(agreement_valid_from="2026-06-16")]), False, "starts on"),
     ("site-active", C(sites=[site(agreement_document_hash="")]), False, "no signed"),
     ("site-active", C(sites=[site(agreement_valid_until=None)]), False, "unknown"),
     # lawful-basis: Art. 6(1)
@@ -175,6 +179,8 @@ CASES = [
     ("dpia", C(dpia=None), False, "no DPIA"),
     ("dpia", C(dpia=DpiaFacts("D", "draft", None)), False, "not approved"),
     ("dpia", C(dpia=DpiaFacts("D", "approved", "2026-06-14")), False, "expired"),
+    # Boundary: ``valid_until`` is the last day the DPIA covers (docs/legal-model.md).
+    ("dpia", C(dpia=DpiaFacts("D", "approved", "2026-06-15")), True, "approved"),
     ("dpia", C(dpia=None, policy=policy_facts(requires_dpia=False)), True, "does not require"),
     # residency: Art. 44 + policy
     ("residency", C(), True, "compute in DE"),

@@ -8,8 +8,10 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from sites.choices import role_label
 from training.models import GateDecision, GateResult, SiteEligibility
 from training.reasons import decision_text, result_text
+from training.selectors import eligible_counts
 
 
 class _ReadOnly:
@@ -25,7 +27,17 @@ class _ReadOnly:
         return False
 
 
-class GateResultInline(_ReadOnly, admin.TabularInline):
+class _PartOfTheDecision:
+    """An inline is part of the decision's evidence: whoever may view the decision sees it.
+    No role holds a permission on these models of their own, so without this the page
+    showed no result and no eligibility to any DPO, Auditor or Operator (superusers only).
+    No pseudonym is shown: the eligibility inline shows counts."""
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("training.view_gatedecision")
+
+
+class GateResultInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
     model = GateResult
     verbose_name = _("rule result")
     verbose_name_plural = _("results per site and rule")
@@ -52,15 +64,43 @@ class GateResultInline(_ReadOnly, admin.TabularInline):
         return result_text(obj)
 
 
-class SiteEligibilityInline(_ReadOnly, admin.TabularInline):
+class SiteEligibilityInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
     model = SiteEligibility
     verbose_name_plural = _("eligibility per site")
-    fields = ("site", "eligible", "eligible_records", "excluded_count", "exclusion_digest")
+    # The stored ``eligible_records`` adds people (consents) to rows (declared records);
+    # like every other output, the page shows the two apart, from the decision's snapshot.
+    fields = (
+        "site",
+        "role",
+        "eligible",
+        "eligible_subjects",
+        "declared_records",
+        "excluded_count",
+        "exclusion_digest",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
 
-    @admin.display(description=_("excluded subjects"))
+    def _counts(self, obj: SiteEligibility) -> tuple[int, int, str]:
+        cache = self.__dict__.setdefault("_snapshots", {})
+        if obj.decision_id not in cache:
+            cache[obj.decision_id] = eligible_counts(obj.decision.snapshot)
+        return cache[obj.decision_id].get(obj.site_id, (0, 0, ""))
+
+    @admin.display(description=_("role"))
+    def role(self, obj: SiteEligibility) -> str:
+        return role_label(self._counts(obj)[2])
+
+    @admin.display(description=_("subjects with valid consent"))
+    def eligible_subjects(self, obj: SiteEligibility) -> int:
+        return self._counts(obj)[0]
+
+    @admin.display(description=_("declared records (other lawful bases)"))
+    def declared_records(self, obj: SiteEligibility) -> int:
+        return self._counts(obj)[1]
+
+    @admin.display(description=_("subjects excluded"))
     def excluded_count(self, obj: SiteEligibility) -> int:
         return len(obj.excluded_pseudonyms)
 

@@ -30,8 +30,10 @@ from audit.models import LedgerEntry
 from fedgov import clock, roles
 from fedgov.actors import Actor
 from fedgov.errors import FedgovError
+from sites.choices import role_label
 from training.choices import ApprovalDecision, RoundState
 from training.models import GateDecision, Round, RoundPrivacy
+from training.selectors import eligible_counts
 from training.services.handoff import round_regate
 from training.services.rounds import (
     approvals_missing,
@@ -342,6 +344,7 @@ def round_evidence(round_: Round) -> dict[str, Any]:
     sites: list[dict[str, Any]] = []
     if decision is not None:
         eligibility = {e.site.slug: e for e in decision.eligibilities.all()}
+        counts = eligible_counts(decision.snapshot)
         grouped: dict[str, list] = {}
         for result in decision.results.all():
             grouped.setdefault(result.site_slug, []).append(result)
@@ -354,7 +357,10 @@ def round_evidence(round_: Round) -> dict[str, Any]:
                     "results": results,
                     "failed": sum(1 for r in results if not r.ok),
                     "eligible": el.eligible if el else None,
-                    "records": el.eligible_records if el else None,
+                    # People and rows apart, in the words of every other output.
+                    "subjects": counts.get(el.site_id, (0, 0, ""))[0] if el else None,
+                    "records": counts.get(el.site_id, (0, 0, ""))[1] if el else None,
+                    "role": role_label(counts.get(el.site_id, (0, 0, ""))[2]) if el else "",
                     "excluded": len(el.excluded_pseudonyms) if el else None,
                 }
             )
@@ -382,7 +388,8 @@ def round_evidence(round_: Round) -> dict[str, Any]:
     return {
         "gate_decision": decision,
         "gate_sites": sites,
-        "eligible_total": sum(s["records"] or 0 for s in sites if s["eligible"]),
+        "eligible_subjects_total": sum(s["subjects"] or 0 for s in sites if s["eligible"]),
+        "eligible_records_total": sum(s["records"] or 0 for s in sites if s["eligible"]),
         "policy": policy,
         "needs_people": needs_people,
         "approvals": approvals,

@@ -41,7 +41,16 @@ class SiteDecisionSerializer(OutputSerializer):
     site_id = serializers.IntegerField()
     slug = serializers.CharField()
     eligible = serializers.BooleanField()
-    eligible_records = serializers.IntegerField()
+    eligible_records = serializers.IntegerField(
+        help_text="eligible_subjects plus declared_records, as stored (people and rows added)"
+    )
+    eligible_subjects = serializers.IntegerField(
+        help_text="subjects with valid consent at the round's instant (consent-based datasets)"
+    )
+    declared_records = serializers.IntegerField(
+        help_text="records declared for the site's datasets under other lawful bases"
+    )
+    role = serializers.CharField(help_text="the site's agreement type as the gate read it")
     excluded_subjects = serializers.IntegerField()
     exclusion_digest = serializers.CharField()
     results = RuleResultSerializer(many=True)
@@ -140,6 +149,9 @@ def decision_body(view: selectors.GateDecisionView, language: str | None = None)
                 "slug": e.site_slug,
                 "eligible": e.eligible,
                 "eligible_records": e.eligible_records,
+                "eligible_subjects": e.eligible_subjects,
+                "declared_records": e.declared_records,
+                "role": e.role,
                 "excluded_subjects": len(e.excluded_pseudonyms),
                 "exclusion_digest": e.exclusion_digest,
                 "results": results_by_site.get(e.site_id, []),

@@ -150,7 +150,7 @@ TEMPLATES: dict[str, str] = {
     "safeguard.unknown": _("%(mechanism)s is not a transfer ground"),
     # A party's role as recorded (sites.choices.PartyRole): English shows the stored value.
     "party_role.controller": _("controller"),
-    "party_role.joint_controller": _("joint_controller"),
+    "party_role.joint_controller": _("joint controller"),
     "party_role.processor": _("processor"),
     "role.controller": _("controller"),
     "role.processor": _("processor"),

@@ -89,6 +89,20 @@ def site_records(site: SiteFacts) -> int:
     return sum(dataset_records(ds) for ds in site.datasets)
 
 
+def site_subjects_and_records(site: SiteFacts) -> tuple[int, int]:
+    """What ``site_records`` adds up, kept apart: (subjects with valid consent in the
+    site's consent-based datasets, records declared for its datasets under other bases).
+    A consent is one person, a declared record one row: outputs name each for what it is
+    and never show their sum as either (issue 12, "one truth in every output")."""
+    subjects = records = 0
+    for ds in site.datasets:
+        if ds.lawful_basis == LawfulBasis.CONSENT:
+            subjects += dataset_records(ds)
+        else:
+            records += dataset_records(ds)
+    return subjects, records
+
+
 class _Rule:
     rule_id = ""
     article = ""

@@ -12,6 +12,7 @@ from rich.table import Table
 from audit.models import LedgerEntry
 from fedgov import roles
 from fedgov.errors import FedgovError
+from sites.choices import role_label
 from training import selectors
 from training.gate.rules import ARTICLES, RULE_IDS
 from training.management.output import RichOutput, scenario_person
@@ -107,7 +108,7 @@ class Command(RichOutput, BaseCommand):
                 raise CommandError(f"round {round_spec.number} failed: {exc}") from None
             view = selectors.gate_decision_view(decision)
             self._table(view, previous)
-            previous = {e.site_slug: e.eligible_records for e in view.eligibilities}
+            previous = {e.site_slug: e.eligible_subjects for e in view.eligibilities}
 
         count = LedgerEntry.objects.count()
         db = settings.DATABASES["default"]
@@ -135,27 +136,13 @@ class Command(RichOutput, BaseCommand):
                 cells.append("[green]✓[/]" if result and result.ok else "[red]✗[/]")
             table.add_row(rule_id, ARTICLES[rule_id], *cells)
         table.add_section()
-        table.add_row(
-            "eligible subjects¹",
-            "",
-            *[
-                self._records(e.eligible_records, previous.get(e.site_slug))
-                for e in view.eligibilities
-            ],
-        )
-        table.add_row(
-            "excluded subjects", "", *[str(len(e.excluded_pseudonyms)) for e in view.eligibilities]
-        )
-        table.add_row(
-            "may train",
-            "",
-            *["[green]yes[/]" if e.eligible else "[red]no[/]" for e in view.eligibilities],
-        )
+        for row in demo_count_rows(view, previous):
+            table.add_row(*row)
         self._emit(table)
         self._emit(
-            "  ¹ subjects with valid consent at the round's instant (consent-based datasets), "
-            "plus declared records of datasets under other bases; excluded subjects: consent "
-            "withdrawn or expired"
+            "  ¹ at the round's instant, in consent-based datasets; ² declared records of "
+            "datasets under other lawful bases (rows, not people); subjects excluded: consent "
+            "withdrawn or expired. A site refused in a round counts once per site and round."
         )
         for r in view.results:
             if not r.ok:
@@ -168,8 +155,29 @@ class Command(RichOutput, BaseCommand):
         self._say(f"  Outcome: [bold {colour}]{view.outcome.upper()}[/] — {view.reason}")
         self._say(f"  Snapshot SHA-256: {view.snapshot_hash} · ledger #{view.ledger_seq}")
 
-    @staticmethod
-    def _records(now: int, before: int | None) -> str:
-        if before is None or before == now:
-            return str(now)
-        return f"{now} [yellow](was {before})[/]"
+
+def _changed(now: int, before: int | None) -> str:
+    if before is None or before == now:
+        return str(now)
+    return f"{now} [yellow](was {before})[/]"
+
+
+def demo_count_rows(
+    view: selectors.GateDecisionView, previous: dict[str, int] | None = None
+) -> list[tuple[str, ...]]:
+    """The count rows under the demo's rule table, one cell per site: the words and figures
+    every other output uses for the same decision (subjects are people, records are rows,
+    and "may train" is per site and round)."""
+    previous = previous or {}
+    sites = view.eligibilities
+    return [
+        (
+            "subjects with valid consent¹",
+            "",
+            *[_changed(e.eligible_subjects, previous.get(e.site_slug)) for e in sites],
+        ),
+        ("declared records²", "", *[str(e.declared_records) for e in sites]),
+        ("subjects excluded", "", *[str(len(e.excluded_pseudonyms)) for e in sites]),
+        ("eligible", "", *["[green]yes[/]" if e.eligible else "[red]no[/]" for e in sites]),
+        ("role", "", *[role_label(e.role) for e in sites]),
+    ]
