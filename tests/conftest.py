@@ -67,6 +67,21 @@ def _test_event_types():
         events.unregister(name)
 
 
+@pytest.fixture(autouse=True)
+def _language_reset():
+    """Every test starts and ends in the default language.
+
+    A request through LocaleMiddleware activates the reader's language on the thread and
+    nothing deactivates it, so a Polish request in one test would otherwise make the next
+    test's PDF Polish (seen: test_i18n_reasons before reports/test_one_truth)."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 @pytest.fixture
 def make_user(db):
     def _make(*role_names: str, username: str | None = None):
