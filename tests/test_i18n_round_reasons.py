@@ -88,6 +88,11 @@ def test_a_persons_typed_reason_stays_as_typed_inside_the_translation(gated_roun
         ("round.closed", {}, "round closed; a checkpoint covers its events"),
         ("round.ticket_issued", {"ticket": 12345}, "ticket 12345 issued"),
         (
+            "round.provisioning_workloads",
+            {},
+            "provisioning SuperNode workloads for the eligible sites",
+        ),
+        (
             "round.placed_on_host_blocked",
             {
                 "count": 2,

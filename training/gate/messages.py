@@ -203,6 +203,8 @@ TEMPLATES: dict[str, str] = {
     "round.approvals_expired": _("approvals expired before the round started: %(missing)s"),
     "round.ticket_issued": _("ticket %(ticket)s issued"),
     "round.closed": _("round closed; a checkpoint covers its events"),
+    "round.provisioning_workloads": _("provisioning SuperNode workloads for the eligible sites"),
+    "round.placing_on_host": _("placing the local SuperNodes on this host"),
     "approvals.more_distinct": _(
         "%(more)s more approval(s) from distinct operators (have %(have)s of %(needed)s)"
     ),

@@ -160,7 +160,7 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
     round_ = _load(round.pk)
     before = round_.state
     started = _enter_provisioning(
-        actor, round_, "provisioning SuperNode workloads for the eligible sites", "cannot provision"
+        actor, round_, msg("round.provisioning_workloads"), "cannot provision"
     )
     if started is None:
         round_ = _load(round.pk)
@@ -265,9 +265,7 @@ def round_place_on_host(*, actor: Actor, round: Round) -> StepResult:
     """
     round_ = _load(round.pk)
     before = round_.state
-    started = _enter_provisioning(
-        actor, round_, "placing the local SuperNodes on this host", "cannot place it"
-    )
+    started = _enter_provisioning(actor, round_, msg("round.placing_on_host"), "cannot place it")
     if started is None:
         round_ = _load(round.pk)
         return StepResult(round_.pk, before, round_.state, round_.state_reason)
@@ -332,7 +330,7 @@ def round_place_on_host(*, actor: Actor, round: Round) -> StepResult:
     return StepResult(round_.pk, before, after.state, after.state_reason, placements)
 
 
-def _enter_provisioning(actor: Actor, round_: Round, reason: str, verb: str) -> Round | None:
+def _enter_provisioning(actor: Actor, round_: Round, reason: Message, verb: str) -> Round | None:
     """approved → provisioning (after checking the approvals are still current); a round
     already provisioning stays. None when the approvals lapsed and the round moved back."""
     if round_.state == S.APPROVED:
