@@ -15,6 +15,7 @@ from audit import selectors as ledger
 from audit.models import LedgerEntry, LegalHold
 from dashboard.models import LedgerVerification
 from fedgov import clock
+from fedgov.numbers import number as reader_number
 from reports.choices import ReportStatus
 from reports.data import ConsentCount, consent_counts, role_label
 from reports.models import Report
@@ -36,6 +37,7 @@ from training.models import (
     SiteEligibility,
     TrainingRun,
 )
+from training.reasons import round_reason_text
 
 # A page a person reads, not an export: the newest rows of each panel are enough.
 TIMELINE_LIMIT = 100
@@ -115,19 +117,21 @@ def _privacy_label(run: TrainingRun, latest) -> str:
         " "
         + gettext("of %(limit)s at δ=%(delta)s")
         % {
-            "limit": f"{policy.privacy_budget_epsilon:g}",
-            "delta": f"{policy.privacy_budget_delta:g}",
+            "limit": reader_number(policy.privacy_budget_epsilon, significant=6),
+            "delta": reader_number(policy.privacy_budget_delta, significant=6),
         }
         if policy.privacy_budget_epsilon is not None and policy.privacy_budget_delta is not None
         else ""
     )
     if latest is None:
         return (
-            f"{run.dp_mechanism} · ε 0{budget}" if run.dp_mechanism != "none" else gettext("none")
+            f"{run.dp_mechanism} · ε {reader_number(0)}{budget}"
+            if run.dp_mechanism != "none"
+            else gettext("none")
         )
     if not latest.private:
         return gettext("ε unbounded: released without noise")
-    return f"{latest.mechanism} · ε {latest.epsilon:.3f}{budget}"
+    return f"{latest.mechanism} · ε {reader_number(latest.epsilon, 3)}{budget}"
 
 
 def runs(filters: Filters) -> list[RunRow]:
@@ -237,6 +241,9 @@ class TimelineRow:
     # The gate's reason as data, for rendering in the reader's language.
     gate_reason_code: str = ""
     gate_reason_params: dict | None = None
+    # The round's state reason as the reader reads it (state_reason stays English, for
+    # comparing with the gate's stored text).
+    state_reason_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -260,7 +267,8 @@ def rounds_awaiting_approval() -> list[AwaitingApproval]:
         .order_by("updated_at", "pk")
     )
     return [
-        AwaitingApproval(r.pk, r.run.name, r.number, r.state_reason, r.updated_at) for r in rounds
+        AwaitingApproval(r.pk, r.run.name, r.number, round_reason_text(r), r.updated_at)
+        for r in rounds
     ]
 
 
@@ -299,6 +307,7 @@ def round_timeline(filters: Filters, *, limit: int = TIMELINE_LIMIT) -> list[Tim
                 state=r.state,
                 state_label=str(labels.get(r.state, r.state)),
                 state_reason=r.state_reason,
+                state_reason_text=round_reason_text(r),
                 gate_outcome=str(GateOutcome(d.outcome).label) if d else "",
                 gate_reason=d.reason if d else "",
                 eligible_sites=eligible[d.pk] if d else 0,

@@ -14,7 +14,11 @@ is not among what it starts with), so CI cannot run ``makemessages`` or
   keywords Django gives ``xgettext``; templates through Django's own ``templatize``),
   compared with the committed catalogues;
 - ``catalogue_findings``: a language missing, an entry untranslated or fuzzy, a
-  placeholder lost, a ``.mo`` that does not hold what its ``.po`` says.
+  placeholder lost, a ``.mo`` that does not hold what its ``.po`` says;
+- ``clash_findings``: one msgid (in one context) translated differently by two
+  catalogues of a language. Django merges the catalogues into one, the root's
+  (``LOCALE_PATHS``) winning, so the app's translation would never be shown: a word that
+  needs another translation in another use needs its own context (``pgettext``).
 
 Development and CI only: it needs ``polib`` (requirements-dev.txt).
 """
@@ -642,6 +646,50 @@ def language_findings(locale_dir: Path, domain: str) -> list[Finding]:
                     _relative(locale_dir / language), 0, f"{language} lacks msgid {missing[1]!r}"
                 )
             )
+    return found
+
+
+def _translation(entry: polib.POEntry) -> tuple[str, ...]:
+    if entry.msgid_plural:
+        return tuple(entry.msgstr_plural[i] for i in sorted(entry.msgstr_plural))
+    return (entry.msgstr,)
+
+
+def clash_findings(locale_dirs: Iterable[Path], domain: str = "django") -> list[Finding]:
+    """The same (context, msgid) translated differently in two catalogues of a language.
+
+    Django reads every catalogue of a language into one dictionary and the root's wins
+    (``LOCALE_PATHS`` before the apps', django/utils/translation/trans_real.py), so an
+    app's differing translation is dead text, or, worse, the root's word shows where it
+    is wrong (a feminine form for a masculine noun). Same words, different sense: give
+    each use its own context; same sense: one translation everywhere.
+    """
+    found: list[Finding] = []
+    for language in TRANSLATED:
+        seen: dict[Msgid, tuple[Path, tuple[str, ...]]] = {}
+        for locale_dir in locale_dirs:
+            po_path = locale_dir / language / "LC_MESSAGES" / f"{domain}.po"
+            if not po_path.exists():
+                continue  # language_findings reports it
+            for entry in polib.pofile(str(po_path)):
+                if entry.obsolete:
+                    continue
+                key, text = entry_key(entry), _translation(entry)
+                if key not in seen:
+                    seen[key] = (po_path, text)
+                    continue
+                first, first_text = seen[key]
+                if first_text != text:
+                    context = f" in context {key[0]!r}" if key[0] else ""
+                    found.append(
+                        Finding(
+                            _relative(po_path),
+                            entry.linenum,
+                            f"{language}: {key[1][:60]!r}{context} is {text[0]!r} here but "
+                            f"{first_text[0]!r} in {_relative(first)}: give the uses their "
+                            "own context (pgettext) or one translation",
+                        )
+                    )
     return found
 
 

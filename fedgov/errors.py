@@ -25,6 +25,11 @@ class InvalidInput(FedgovError):
         self.errors = errors
         super().__init__(self.message)
 
+    def __str__(self) -> str:
+        # Recomputed on each read: a reason marked with gettext_lazy reads in the language
+        # active where it is shown (the admin's reader), not where it was raised.
+        return self.message
+
     @property
     def message(self) -> str:
         parts = []

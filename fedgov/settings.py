@@ -206,6 +206,10 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 FORMAT_MODULE_PATH = ["fedgov.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
+# Counts in templates and admin cells grouped as the reader's language groups them
+# ("12.345" in German, "12 345" in Polish). Ids a machine reads back (hrefs, hidden inputs,
+# data- attributes) go through ``unlocalize``; fedgov.numbers does the same for Python text.
+USE_THOUSAND_SEPARATOR = True
 USE_TZ = True
 
 STATIC_URL = "static/"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import formats, translation
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext
 from django.utils.translation import gettext_lazy as _
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.units import mm
@@ -68,7 +68,8 @@ def _transfers(a: ProcessingActivity) -> str:
         f"{src} → {dst}: {leg_ground(json.loads(reason), ground)}"
         for src, dst, ground, reason in a.transfers
     )
-    return "; ".join(legs) or gettext("none")
+    # "none" names no transfer: feminine in German and Spanish, unlike the root's "none".
+    return "; ".join(legs) or pgettext("no transfer", "none")
 
 
 def controller_rows(activities: Sequence[ProcessingActivity]) -> list[dict[str, str]]:

@@ -250,7 +250,7 @@ class RoundFacts:
     round_id: int
     number: int
     state: str
-    state_reason: str
+    state_reason: str  # English, as stored; rendered per language from the code below
     created_at: datetime
     gate_outcome: str  # empty when the round never reached the gate
     gate_reason: str
@@ -267,6 +267,8 @@ class RoundFacts:
     ledger_seqs: tuple[int, ...]
     gate_reason_code: str = ""
     gate_reason_params: dict = field(default_factory=dict)
+    state_reason_code: str = ""
+    state_reason_params: dict = field(default_factory=dict)
 
     @property
     def eligible_sites(self) -> int:
@@ -593,6 +595,8 @@ def _chunk_facts(chunk, purpose_id, dataset_names, placements) -> Iterator[Round
             number=round_.number,
             state=round_.state,
             state_reason=round_.state_reason,
+            state_reason_code=round_.state_reason_code,
+            state_reason_params=dict(round_.state_reason_params or {}),
             created_at=round_.created_at,
             gate_outcome=decision.outcome if decision else "",
             gate_reason=decision.reason if decision else "",

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from reports.choices import ReportStatus
 
@@ -46,6 +47,8 @@ class Report(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("audit report")
+        verbose_name_plural = _("audit reports")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(

@@ -18,7 +18,7 @@ from typing import IO, Any
 from xml.sax.saxutils import escape
 
 from django.utils import formats
-from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext, gettext_noop, pgettext, pgettext_lazy
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.linecharts import HorizontalLineChart
 from reportlab.graphics.shapes import Drawing, String
@@ -45,6 +45,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from fedgov.numbers import number
 from opennebula.choices import WorkloadState
 from reports import fonts
 from reports.data import (
@@ -265,7 +266,17 @@ def _fmt(value: Any) -> str:
         return formats.date_format(value, "SHORT_DATE_FORMAT")
     if isinstance(value, bool):
         return gettext("yes") if value else gettext("no")
+    if isinstance(value, int | float):
+        # Counts and figures in the report's language: "12.345" and "0,5" in German.
+        # Identifiers a reader compares with other text (ledger seq, tree size) are
+        # passed as str and stay as they are.
+        return number(value)
     return str(value)
+
+
+def _ident(value: int | None) -> str | None:
+    """An id (site, zone, VM) as OpenNebula and the admin print it: never grouped."""
+    return None if value is None else str(value)
 
 
 def _short(digest: str, n: int = 16) -> str:
@@ -391,8 +402,8 @@ def _in_sentence(label: str) -> str:
 def _axis_number(value: float) -> str:
     """A value-axis tick in the report's language: "0,2" in German, "0.2" in English."""
     if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.6g}".replace(".", str(formats.get_format("DECIMAL_SEPARATOR")))
+        return number(int(value))
+    return number(value, significant=6)
 
 
 def _labels(numbers: list[int]) -> list[str]:
@@ -469,7 +480,10 @@ def _cover(doc: ReportInput, headers: list[RunHeader]) -> Iterator[Flowable]:
     purposes = sorted({f"{h.purpose_name} [{h.purpose_code}]" for h in headers})
     yield _facts_box(
         [
-            (gettext("Controller(s)"), "; ".join(controllers) or gettext("none recorded")),
+            (
+                gettext("Controller(s)"),
+                "; ".join(controllers) or pgettext("report facts", "none recorded"),
+            ),
             (
                 gettext("Run(s)"),
                 ", ".join(h.name for h in headers) or gettext("no run in this scope"),
@@ -537,30 +551,30 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     ) % {
         "name": escape(header.name),
         "purpose": escape(header.purpose_name),
-        "sites": len(header.controllers),
+        "sites": number(len(header.controllers)),
         "country": escape(header.aggregator_country),
         "policy": escape(header.policy.name),
         "version": header.policy.version,
         "dpia": escape(dpia_text),
-        "total": total,
-        "allowed": allowed,
-        "blocked": blocked,
-        "refused": refused,
-        "closed": closed,
-        "excluded": excluded,
+        "total": number(total),
+        "allowed": number(allowed),
+        "blocked": number(blocked),
+        "refused": number(refused),
+        "closed": number(closed),
+        "excluded": number(excluded),
     }
     if accuracies:
-        text += gettext(" Model accuracy went from %(first).2f to %(last).2f.") % {
-            "first": accuracies[0],
-            "last": accuracies[-1],
+        text += gettext(" Model accuracy went from %(first)s to %(last)s.") % {
+            "first": number(accuracies[0], 2),
+            "last": number(accuracies[-1], 2),
         }
     yield Paragraph(text, S["body"])
     yield Spacer(1, 4 * mm)
     figures = [
-        (str(total), gettext("rounds")),
-        (str(allowed), gettext("allowed by the gate")),
-        (f"{blocked} / {refused}", gettext("rounds blocked / site-rounds refused")),
-        (str(excluded), gettext("subjects excluded")),
+        (number(total), gettext("rounds")),
+        (number(allowed), gettext("allowed by the gate")),
+        (f"{number(blocked)} / {number(refused)}", gettext("rounds blocked / site-rounds refused")),
+        (number(excluded), gettext("subjects excluded")),
     ]
     cells = [[Paragraph(v, S["figure"]) for v, _ in figures], [P(k, "small") for _, k in figures]]
     box = Table(cells, colWidths=[BODY_W / 4] * 4, hAlign="LEFT")
@@ -675,9 +689,11 @@ def _privacy(header: RunHeader) -> Iterator[Flowable]:
                 [
                     r.number,
                     _label(DpMechanism, r.mechanism),
-                    f"{r.sampled_clients}/{r.total_clients}",
-                    f"{r.noise_std:.4g}" if r.noise_std is not None else "—",
-                    f"{r.epsilon:.4f}" if r.private else gettext("unbounded (no noise)"),
+                    f"{number(r.sampled_clients)}/{number(r.total_clients)}",
+                    number(r.noise_std, significant=4) if r.noise_std is not None else "—",
+                    number(r.epsilon, 4)
+                    if r.private and r.epsilon is not None
+                    else gettext("unbounded (no noise)"),
                     f"{_short(r.aggregate_hash_before_noise or '—')} → {_short(r.aggregate_hash)}",
                 ]
                 for r in p.rounds
@@ -706,7 +722,7 @@ def _site_refusals(refusals) -> Iterator[Flowable]:
                 gettext("code"),
                 gettext("reason"),
             ],
-            [[r.number, r.site_id, r.node_id, r.code, r.reason] for r in refusals],
+            [[r.number, _ident(r.site_id), r.node_id, r.code, r.reason] for r in refusals],
             [w * mm for w in (14, 12, 30, 30)] + [BODY_W - 86 * mm],
         )
 
@@ -743,7 +759,7 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
             gettext("Lawful basis"),
             gettext("Special category"),
             gettext("Art. 9"),
-            gettext("Retention"),
+            pgettext("dataset retention date", "Retention"),
             gettext("Processing"),
         ],
         [
@@ -770,7 +786,7 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
                 (
                     f"{dpia.reference}: {_in_sentence(_label(DpiaStatus, dpia.status))}"
                     if dpia
-                    else gettext("none recorded")
+                    else pgettext("report facts", "none recorded")
                 ),
             ),
             (gettext("DPIA document SHA-256"), dpia.document_hash if dpia else None),
@@ -788,7 +804,7 @@ def _legal(header: RunHeader) -> Iterator[Flowable]:
                 },
             ),
             (gettext("Policy content SHA-256"), policy.content_hash),
-            (gettext("Published"), policy.published_at),
+            (pgettext("policy publication date", "Published"), policy.published_at),
             (gettext("Minimum eligible sites"), policy.min_eligible_sites),
             (gettext("Human approval required"), policy.requires_approval),
         ]
@@ -903,23 +919,25 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
 
 
 # The words a round heading uses, marked for the catalogue (reports/locale).
-_ROUND_WORDS = (
-    gettext_noop("not gated"),
-    gettext_noop("allowed"),
-    gettext_noop("planned"),
-    gettext_noop("gated"),
-    gettext_noop("blocked"),
-    gettext_noop("awaiting approval"),
-    gettext_noop("approved"),
-    gettext_noop("rejected"),
-    gettext_noop("provisioning"),
-    gettext_noop("placement verified"),
-    gettext_noop("running"),
-    gettext_noop("aggregated"),
-    gettext_noop("closed"),
-    gettext_noop("failed"),
-    gettext_noop("aborted"),
-)
+_OUTCOME_WORDS = (gettext_noop("not gated"), gettext_noop("allowed"), gettext_noop("blocked"))
+# A round's state inside its heading, lower-case. The context keeps these apart from the
+# same English words elsewhere: a round is feminine in Spanish and Polish ("cerrada",
+# "zamknięta"), which the dashboard's "closed" is not.
+_ROUND_STATE_WORDS = {
+    "planned": pgettext_lazy("round state", "planned"),
+    "gated": pgettext_lazy("round state", "gated"),
+    "blocked": pgettext_lazy("round state", "blocked"),
+    "awaiting_approval": pgettext_lazy("round state", "awaiting approval"),
+    "approved": pgettext_lazy("round state", "approved"),
+    "rejected": pgettext_lazy("round state", "rejected"),
+    "provisioning": pgettext_lazy("round state", "provisioning"),
+    "placement_verified": pgettext_lazy("round state", "placement verified"),
+    "running": pgettext_lazy("round state", "running"),
+    "aggregated": pgettext_lazy("round state", "aggregated"),
+    "closed": pgettext_lazy("round state", "closed"),
+    "failed": pgettext_lazy("round state", "failed"),
+    "aborted": pgettext_lazy("round state", "aborted"),
+}
 
 
 def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
@@ -930,7 +948,7 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
     title = gettext("Round %(number)s: %(outcome)s, %(state)s") % {
         "number": facts.number,
         "outcome": outcome,
-        "state": gettext(facts.state.replace("_", " ")),
+        "state": str(_ROUND_STATE_WORDS.get(facts.state, facts.state)),
     }
     yield Heading(title, 1)
     yield _facts_box(
@@ -944,12 +962,23 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
             (gettext("Inputs snapshot SHA-256"), facts.snapshot_hash),
             (
                 gettext("Round state"),
-                f"{_label(RoundState, facts.state)}. {facts.state_reason}".strip(),
+                # A dash, not a full stop: a reason starts in lower case in every
+                # language ("Awaiting approval — policy P v1 requires human approval").
+                " — ".join(
+                    part
+                    for part in (
+                        _label(RoundState, facts.state),
+                        reason_text(
+                            facts.state_reason_code, facts.state_reason_params, facts.state_reason
+                        ),
+                    )
+                    if part
+                ),
             ),
             (gettext("Aggregate SHA-256"), facts.aggregate_hash),
             (
                 gettext("Model accuracy"),
-                f"{facts.accuracy:.4f}" if facts.accuracy is not None else None,
+                number(facts.accuracy, 4) if facts.accuracy is not None else None,
             ),
         ]
     )
@@ -995,8 +1024,8 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
             [
                 [
                     p.site_slug,
-                    p.zone_id,
-                    p.vm_id,
+                    _ident(p.zone_id),
+                    _ident(p.vm_id),
                     p.host,
                     p.host_country,
                     f"{p.cluster_country or '—'} / {p.datastore_country or '—'}",
@@ -1049,7 +1078,12 @@ def _round(facts: RoundFacts, placed_since: int | None) -> Iterator[Flowable]:
     if facts.consent:
         yield Paragraph(gettext("Consent at the round's instant (counts only)"), S["h3"])
         yield data_table(
-            [gettext("Dataset"), gettext("Granted"), gettext("Withdrawn"), gettext("Expired")],
+            [
+                gettext("Dataset"),
+                pgettext("consent count", "Granted"),
+                pgettext("consent count", "Withdrawn"),
+                pgettext("consent count", "Expired"),
+            ],
             [[c.dataset, c.granted, c.withdrawn, c.expired] for c in facts.consent],
             [BODY_W - 66 * mm, 22 * mm, 22 * mm, 22 * mm],
             long=True,
@@ -1078,7 +1112,7 @@ def _appendix(doc: ReportInput) -> Iterator[Flowable]:
     )
     yield _facts_box(
         [
-            (gettext("Tree size"), anchor.size),
+            (gettext("Tree size"), str(anchor.size)),
             (gettext("Root (base64)"), base64.b64encode(anchor.root).decode()),
             (gettext("Signing key id"), anchor.key_id),
             (gettext("Signed at"), anchor.created_at),

@@ -69,6 +69,16 @@ def test_committed_catalogues_hold_exactly_what_the_sources_mark():
     assert not obsolete, f"in a catalogue but no longer marked: {obsolete[:20]}"
 
 
+def test_no_msgid_is_translated_two_ways_in_one_language():
+    """The root catalogue's translation wins over an app's (issue 19, part 3)."""
+    locale_dirs = catalogue.catalogue_dirs()
+    assert {ROOT / "locale", ROOT / "reports" / "locale", ROOT / "training" / "locale"} <= set(
+        locale_dirs
+    )
+    findings = catalogue.clash_findings(locale_dirs)
+    assert not findings, _lines(findings)
+
+
 def test_compiled_catalogues_match_their_po_files():
     po_paths = [p for d in catalogue.catalogue_dirs() for p in catalogue.po_files(d)]
     assert len(po_paths) >= 4
@@ -275,6 +285,71 @@ def test_compiled_mo_is_what_django_reads(locale_copy):
     entry = next(e for e in po if e.msgid == "Ledger health")
     with (locale_copy / "pl" / "LC_MESSAGES" / "django.mo").open("rb") as handle:
         assert gettext.GNUTranslations(handle).gettext("Ledger health") == entry.msgstr
+
+
+@pytest.fixture
+def two_catalogues(tmp_path) -> tuple[Path, Path]:
+    """A copy of the root catalogue and of the reports' one, as Django merges them."""
+    root, app = tmp_path / "locale", tmp_path / "reports" / "locale"
+    shutil.copytree(ROOT / "locale", root)
+    shutil.copytree(ROOT / "reports" / "locale", app)
+    return root, app
+
+
+def _add(po_path: Path, entry: polib.POEntry) -> None:
+    po = polib.pofile(str(po_path))
+    po.append(entry)
+    po.save()
+
+
+def test_clash_check_finds_one_msgid_translated_two_ways(two_catalogues):
+    root, app = two_catalogues
+    assert catalogue.clash_findings([root, app]) == []
+    _add(_po(root, "es"), polib.POEntry(msgid="Zzz closed", msgstr="Cerradas"))
+    _add(_po(app, "es"), polib.POEntry(msgid="Zzz closed", msgstr="Cerrada"))
+    (finding,) = catalogue.clash_findings([root, app])
+    assert "es: 'Zzz closed'" in finding.text and "'Cerradas'" in finding.text
+    assert "reports/locale/es" in finding.path  # the later catalogue is named
+
+
+def test_clash_check_accepts_the_same_msgid_in_another_context(two_catalogues):
+    root, app = two_catalogues
+    _add(_po(root, "fr"), polib.POEntry(msgid="Zzz approved", msgstr="Validé"))
+    _add(
+        _po(app, "fr"),
+        polib.POEntry(msgctxt="DPIA status", msgid="Zzz approved", msgstr="Approuvée"),
+    )
+    assert catalogue.clash_findings([root, app]) == []
+    # ... and the same words in both catalogues are no clash either.
+    _add(_po(app, "fr"), polib.POEntry(msgid="Zzz approved", msgstr="Validé"))
+    assert catalogue.clash_findings([root, app]) == []
+
+
+def test_clash_check_compares_plural_forms(two_catalogues):
+    root, app = two_catalogues
+    forms = {0: "%(n)s tura", 1: "%(n)s tury", 2: "%(n)s tur", 3: "%(n)s tury"}
+    entry = dict(msgid="Zzz %(n)s round", msgid_plural="Zzz %(n)s rounds")
+    _add(_po(root, "pl"), polib.POEntry(**entry, msgstr_plural=forms))
+    _add(_po(app, "pl"), polib.POEntry(**entry, msgstr_plural={**forms, 2: "%(n)s rund"}))
+    (finding,) = catalogue.clash_findings([root, app])
+    assert finding.text.startswith("pl: 'Zzz %(n)s round'")
+
+
+def test_django_shows_the_root_translation_where_catalogues_clash():
+    """Why the check exists: the root catalogue's word is the one a reader sees."""
+    from django.utils import translation
+
+    from reports.choices import ReportStatus
+    from training.choices import DpiaStatus, RoundState
+
+    with translation.override("es"):
+        assert str(RoundState.CLOSED.label) == "Cerrada"  # one round
+        assert translation.gettext("Closed") == "Cerradas"  # the dashboard's column
+        assert str(ReportStatus.FAILED.label) == "Fallido"  # el informe
+        assert str(RoundState.FAILED.label) == "Fallida"  # la ronda
+    with translation.override("fr"):
+        assert str(DpiaStatus.APPROVED.label) == "Approuvée"  # l'AIPD
+        assert str(RoundState.APPROVED.label) == "Validé"  # le tour
 
 
 # --- (d) staleness: planted defects ------------------------------------------------------

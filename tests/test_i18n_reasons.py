@@ -286,11 +286,14 @@ def test_the_app_catalogues_are_complete_and_compiled_from_their_po(app, lang):
     import polib
 
     folder = Path(settings.BASE_DIR) / app / "locale" / lang / "LC_MESSAGES"
-    entries = {e.msgid: e.msgstr for e in polib.pofile(str(folder / "django.po")) if e.msgid}
+    entries = {
+        (e.msgctxt, e.msgid): e.msgstr for e in polib.pofile(str(folder / "django.po")) if e.msgid
+    }
     assert len(entries) > 50, folder
     untranslated = [msgid for msgid, msgstr in entries.items() if not msgstr]
     assert not untranslated, (app, lang, untranslated)
     with (folder / "django.mo").open("rb") as mo:
         compiled = stdlib_gettext.GNUTranslations(mo)
-    for msgid, msgstr in entries.items():
-        assert compiled.gettext(msgid) == msgstr, (app, lang, msgid)
+    for (context, msgid), msgstr in entries.items():
+        shown = compiled.pgettext(context, msgid) if context else compiled.gettext(msgid)
+        assert shown == msgstr, (app, lang, context, msgid)

@@ -2,12 +2,15 @@
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class DpiaStatus(models.TextChoices):
-    DRAFT = "draft", _("Draft")
-    APPROVED = "approved", _("Approved")
-    REJECTED = "rejected", _("Rejected")
+    # A DPIA's status: feminine in French, Spanish and Polish (l'AIPD, la EIPD, ocena),
+    # where a round's "Approved" is not; the context gives each its own translation.
+    DRAFT = "draft", pgettext_lazy("DPIA status", "Draft")
+    APPROVED = "approved", pgettext_lazy("DPIA status", "Approved")
+    REJECTED = "rejected", pgettext_lazy("DPIA status", "Rejected")
 
 
 class RunStatus(models.TextChoices):
@@ -22,19 +25,21 @@ class RefusalAction(models.TextChoices):
 
 
 class RoundState(models.TextChoices):
-    PLANNED = "planned", _("Planned")
-    GATED = "gated", _("Gated")
-    BLOCKED = "blocked", _("Blocked")
-    AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
-    APPROVED = "approved", _("Approved")
-    REJECTED = "rejected", _("Rejected")
-    PROVISIONING = "provisioning", _("Provisioning")
-    PLACEMENT_VERIFIED = "placement_verified", _("Placement verified")
-    RUNNING = "running", _("Running")
-    AGGREGATED = "aggregated", _("Aggregated")
-    CLOSED = "closed", _("Closed")
-    FAILED = "failed", _("Failed")
-    ABORTED = "aborted", _("Aborted")
+    # A round's state, as a label of its own: "Closed" here is one round ("Cerrada"),
+    # the dashboard's "Closed" column counts rounds ("Cerradas").
+    PLANNED = "planned", pgettext_lazy("round state", "Planned")
+    GATED = "gated", pgettext_lazy("round state", "Gated")
+    BLOCKED = "blocked", pgettext_lazy("round state", "Blocked")
+    AWAITING_APPROVAL = "awaiting_approval", pgettext_lazy("round state", "Awaiting approval")
+    APPROVED = "approved", pgettext_lazy("round state", "Approved")
+    REJECTED = "rejected", pgettext_lazy("round state", "Rejected")
+    PROVISIONING = "provisioning", pgettext_lazy("round state", "Provisioning")
+    PLACEMENT_VERIFIED = "placement_verified", pgettext_lazy("round state", "Placement verified")
+    RUNNING = "running", pgettext_lazy("round state", "Running")
+    AGGREGATED = "aggregated", pgettext_lazy("round state", "Aggregated")
+    CLOSED = "closed", pgettext_lazy("round state", "Closed")
+    FAILED = "failed", pgettext_lazy("round state", "Failed")
+    ABORTED = "aborted", pgettext_lazy("round state", "Aborted")
 
 
 TERMINAL_ROUND_STATES = frozenset(

@@ -145,7 +145,17 @@ class Round(models.Model):
         default=RoundState.PLANNED,
         verbose_name=_("state"),
     )
+    # The English text, as it always was (search, logs, the ledger's copy); fedgov's own
+    # reasons also keep their code and params, so each reader gets them in their language
+    # (training.reasons.round_reason_text). Rows from before codes have no code and show
+    # their text; a person's typed words stay a param, as typed.
     state_reason = models.TextField(blank=True, verbose_name=_("state reason"))
+    state_reason_code = models.CharField(
+        max_length=64, blank=True, default="", verbose_name=_("state reason code")
+    )
+    state_reason_params = models.JSONField(
+        default=dict, blank=True, verbose_name=_("state reason parameters")
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -167,11 +177,12 @@ class Round(models.Model):
         ]
 
     def __str__(self) -> str:
-        # The admin's heading and breadcrumb; the state stays its language-neutral code.
+        # The admin's heading and breadcrumb, read by a person: the state by its label in
+        # their language ("Platzierung geprüft"), as the page's own state badge shows it.
         return gettext("%(run)s round %(number)s (%(state)s)") % {
             "run": self.run.name,
             "number": self.number,
-            "state": self.state,
+            "state": self.get_state_display(),
         }
 
 

@@ -9,11 +9,22 @@ later version dropped) falls back to the stored English text, never to an error.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from django.utils import translation
 
+from fedgov.numbers import number
 from training.gate.messages import render
+
+
+def reader_number(value: int | float, conversion: str) -> str:
+    """A reason's number in the active language, to the precision its template asks for:
+    ``%(spent).4g`` of 3.18901 reads "3.189" in English and "3,189" in German; ``%g``
+    of 1e-05 reads "0.00001" (a reader is not assumed to read Python's exponent form)."""
+    if conversion[-1] in "sd":
+        return number(value)
+    return number(Decimal(("%" + conversion) % value))
 
 
 def reason_text(code: str, params: Mapping[str, Any] | None, fallback: str = "") -> str:
@@ -21,7 +32,9 @@ def reason_text(code: str, params: Mapping[str, Any] | None, fallback: str = "")
     if not code:
         return fallback
     try:
-        return render({"code": code, "params": dict(params or {})}, translation.gettext)
+        return render(
+            {"code": code, "params": dict(params or {})}, translation.gettext, reader_number
+        )
     except (KeyError, TypeError, ValueError):
         return fallback
 
@@ -32,6 +45,22 @@ def reason_in(
     """``reason_text`` in ``language``, whatever the active one."""
     with translation.override(language):
         return reason_text(code, params, fallback)
+
+
+def round_reason_text(round_: Any) -> str:
+    """A round's stored state reason in the active language (its English text for a row
+    written before codes, or a reason fedgov stores as text: Flower's, OpenNebula's)."""
+    return reason_text(
+        getattr(round_, "state_reason_code", ""),
+        getattr(round_, "state_reason_params", None),
+        round_.state_reason,
+    )
+
+
+def round_reason_in(language: str, round_: Any) -> str:
+    """``round_reason_text`` in ``language``, whatever the active one (the API, on request)."""
+    with translation.override(language):
+        return round_reason_text(round_)
 
 
 def result_text(row: Any) -> str:

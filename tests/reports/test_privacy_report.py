@@ -103,7 +103,7 @@ def test_pdf_shows_the_privacy_section(dp_run, tmp_path):
         f"{eps2:.4f}",
         "add-or-remove-one",
         "site_epsilon_limit",
-        "1e-05",
+        "0.00001",  # δ as a reader writes it, not Python's "1e-05"
     ):
         assert needle in text, needle
 
@@ -118,12 +118,22 @@ def test_round_admin_and_dashboard_show_the_same_figures(dp_run, client):
     client.force_login(staff("bea", roles.OPERATOR))
     html = client.get(change_url(Round.objects.get(run=dp_run, number=2))).content.decode()
     assert "Differential privacy" in html and "Central DP, server-side clipping" in html
-    assert f"ε={eps2:.4f}" in html and "2 of 3 site(s)" in html and "at δ=1e-05" in html
+    assert f"ε={eps2:.4f}" in html and "2 of 3 site(s)" in html and "at δ=0.00001" in html
 
     dpo = Client()
     dpo.force_login(UserFactory(username="dora", roles=[roles.DPO]))
     page = dpo.get("/dashboard/").content.decode()
-    assert f"central · ε {eps2:.3f} of 9 at δ=1e-05" in page
+    assert f"central · ε {eps2:.3f} of 9 at δ=0.00001" in page
+
+    # The same figures in the reader's language: the decimal comma in German and Polish.
+    comma = f"{eps2:.3f}".replace(".", ",")
+    for lang, label in (("de", "von 9 bei δ=0,00001"), ("pl", "z 9 przy δ=0,00001")):
+        page = dpo.get("/dashboard/", HTTP_ACCEPT_LANGUAGE=lang).content.decode()
+        assert f"central · ε {comma} {label}" in page, lang
+        html = client.get(
+            change_url(Round.objects.get(run=dp_run, number=2)), HTTP_ACCEPT_LANGUAGE=lang
+        ).content.decode()
+        assert f"ε={eps2:.4f}".replace(".", ",") in html and "δ=0,00001" in html, lang
 
 
 def test_dashboard_says_unbounded_after_a_release_without_noise(db):

@@ -391,12 +391,12 @@ def test_the_pdf_prose_is_in_the_reports_language(named_run, tmp_path, lang):
 # state, the DPIA's status in the summary sentence, the policy's status.
 LABELS = {
     "de": [
-        "Rundenstatus Platzierung geprüft.",
+        "Rundenstatus Platzierung geprüft —",
         "ist freigegeben, gültig bis",
         "(veröffentlicht)",
     ],
     "pl": [
-        "Stan rundy Lokalizacja zweryfikowana.",
+        "Stan rundy Lokalizacja zweryfikowana —",
         "ma status zatwierdzona, ważna do",
         "(opublikowana)",
     ],
@@ -411,3 +411,52 @@ def test_stored_states_print_as_their_labels_in_the_reports_language(named_run, 
     # (The appendix names the ledger's event types, which stay as they are.)
     assert "placement_verified." not in text and "(published)" not in text
     assert " approve anton " not in text
+
+
+# The played run's accuracies are 0.61 then 0.74 (tests/reports/conftest.py).
+ACCURACY = {
+    "en": ("from 0.61 to 0.74", "0.7400"),
+    "de": ("von 0,61 auf 0,74", "0,7400"),
+    "es": ("de 0,61 a 0,74", "0,7400"),
+    "pl": ("z 0,61 na 0,74", "0,7400"),
+    "fr": ("de 0,61 à 0,74", "0,7400"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(ACCURACY))
+def test_the_pdfs_numbers_use_the_reports_decimal_sign(named_run, tmp_path, lang):
+    text = _pdf_in(lang, named_run, tmp_path / f"numbers-{lang}.pdf")
+    summary, round_line = ACCURACY[lang]
+    assert summary in text
+    assert round_line in text  # the round's "Model accuracy" line
+    if lang != "en":
+        assert "0.61" not in text and "0.7400" not in text
+
+
+NBSP = "\xa0"
+GROUPED = {"en": "12,345", "de": "12.345", "es": f"12{NBSP}345", "pl": f"12{NBSP}345"}
+GROUPED["fr"] = GROUPED["pl"]
+
+
+@pytest.mark.parametrize("lang", sorted(GROUPED))
+def test_the_summarys_counts_are_grouped_as_the_language_groups_them(named_run, lang):
+    """Counts past a thousand in the summary sentence and its figures box."""
+    import dataclasses
+
+    from reportlab.platypus import Paragraph, Table
+
+    from reports.data import round_series, run_header
+    from reports.pdf import _summary
+
+    series = [
+        dataclasses.replace(p, excluded_subjects=12345 if i == 0 else 0)
+        for i, p in enumerate(round_series(run_id=named_run.pk))
+    ]
+    with translation.override(lang):
+        flowables = list(_summary(run_header(run_id=named_run.pk), series))
+        sentence = next(f for f in flowables if isinstance(f, Paragraph) and "12" in f.text)
+        (box,) = [f for f in flowables if isinstance(f, Table)]
+    assert GROUPED[lang] in sentence.text
+    assert "12345" not in sentence.text
+    figures = [cell.text for cell in box._cellvalues[0]]
+    assert figures[3] == GROUPED[lang]

@@ -33,6 +33,7 @@ from fedgov.errors import FedgovError
 from sites.choices import role_label
 from training.choices import ApprovalDecision, RoundState
 from training.models import GateDecision, Round, RoundPrivacy
+from training.reasons import reason_text, round_reason_text
 from training.selectors import eligible_counts
 from training.services.handoff import round_regate
 from training.services.rounds import (
@@ -150,7 +151,7 @@ class RoundAdmin(admin.ModelAdmin):
         "run",
         "number",
         "state",
-        "state_reason",
+        "state_reason_shown",
         "requested_by_name",
         "created_at",
         "updated_at",
@@ -197,9 +198,15 @@ class RoundAdmin(admin.ModelAdmin):
             obj.get_state_display(),
         )
 
+    @admin.display(description=_("state reason"))
+    def state_reason_shown(self, obj: Round) -> str:
+        """The stored reason in the reader's language (the English text is what search
+        and the ledger keep)."""
+        return round_reason_text(obj) or "—"
+
     @admin.display(description=_("reason"))
     def state_reason_short(self, obj: Round) -> str:
-        text = obj.state_reason or "—"
+        text = round_reason_text(obj) or "—"
         return text if len(text) <= 90 else text[:89] + "…"
 
     @admin.display(description=_("decisions"), ordering="_approvals")
@@ -378,7 +385,7 @@ def round_evidence(round_: Round) -> dict[str, Any]:
         approvals.append({"approval": a, "status": status})
     needs_people = policy.requires_approval or policy.requires_controller_dpo_approval
     missing = (
-        approvals_missing(round_, now)
+        [reason_text(m["code"], m["params"]) for m in approvals_missing(round_, now)]
         if needs_people and round_.state == RoundState.AWAITING_APPROVAL
         else []
     )

@@ -16,8 +16,10 @@ from fedgov.validation import INT32_MAX
 from sites.api import validated
 from sites.models import Dataset, Purpose, ResidencyPolicy
 from sites.permissions import ActionRolePermission
+from training.api.gate import requested_language
 from training.choices import DpiaStatus, RefusalAction, RoundState, RunStatus
 from training.models import Dpia, Round, TrainingRun
+from training.reasons import round_reason_in
 from training.services import runs as services
 
 RECORD_READERS = (roles.DPO, roles.LEGAL, roles.AUDITOR, roles.OPERATOR)
@@ -101,6 +103,12 @@ class DpiaApproveSerializer(serializers.Serializer):
 
 
 class RoundSerializer(serializers.ModelSerializer):
+    # The stored form is neutral (English text, code, params); the rendering only when a
+    # client asks for a language (?lang= or Accept-Language), as for the gate's reasons.
+    state_reason_rendered = serializers.SerializerMethodField(
+        help_text="the state reason in the requested language; null unless one was asked for"
+    )
+
     class Meta:
         model = Round
         fields = [
@@ -109,11 +117,18 @@ class RoundSerializer(serializers.ModelSerializer):
             "number",
             "state",
             "state_reason",
+            "state_reason_code",
+            "state_reason_params",
+            "state_reason_rendered",
             "requested_by_name",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+
+    def get_state_reason_rendered(self, obj: Round) -> str | None:
+        language = self.context.get("language")
+        return round_reason_in(language, obj) if language else None
 
 
 # --------------------------------------------------------------------------- filters
@@ -207,3 +222,6 @@ class RoundViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = RoundFilter
     permission_classes = [ActionRolePermission]
     read_roles = (*RECORD_READERS, roles.SERVICE)
+
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "language": requested_language(self.request)}

@@ -13,6 +13,7 @@ Templates use gettext's named placeholders; ``gettext_noop`` only marks them for
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -191,6 +192,56 @@ TEMPLATES: dict[str, str] = {
     "gate.blocked": _("blocked: %(failed)s"),
     "gate.rule_failed": _("%(rule_id)s: %(reason)s"),
     "gate.refused": _("%(verdict)s; refused: %(refused)s"),
+    # A round's state reason as fedgov writes it (training.services; Round.state_reason_code).
+    # "reason" params are what a person typed: shown as typed, never translated.
+    "round.requires_approval": _("policy %(policy)s v%(version)s requires human approval"),
+    "round.requires_no_approval": _("policy %(policy)s v%(version)s requires no human approval"),
+    "round.approved_by": _("approved by %(actor)s: %(reason)s"),
+    "round.rejected_by": _("rejected by %(actor)s: %(reason)s"),
+    "round.aborted_by": _("aborted by %(actor)s: %(reason)s"),
+    "round.regate_requested": _("re-gate requested by %(actor)s: %(reason)s"),
+    "round.approvals_expired": _("approvals expired before the round started: %(missing)s"),
+    "round.ticket_issued": _("ticket %(ticket)s issued"),
+    "round.closed": _("round closed; a checkpoint covers its events"),
+    "round.provisioning_workloads": _("provisioning SuperNode workloads for the eligible sites"),
+    "round.placing_on_host": _("placing the local SuperNodes on this host"),
+    "approvals.more_distinct": _(
+        "%(more)s more approval(s) from distinct operators (have %(have)s of %(needed)s)"
+    ),
+    "approvals.controller_dpo": _("approval from the DPO of controller %(site)s"),
+    "round.placed_on_host": _("%(count)s site(s) placed on host %(host)s in %(country)s"),
+    "round.placed_on_host_blocked": _(
+        "%(count)s site(s) placed on host %(host)s in %(country)s; %(blocked)s"
+    ),
+    "round.too_few_on_host": _(
+        "only %(count)s site(s) passed placement on host %(host)s, the policy needs %(needed)s"
+    ),
+    "round.too_few_on_host_blocked": _(
+        "only %(count)s site(s) passed placement on host %(host)s, the policy needs "
+        "%(needed)s; %(blocked)s"
+    ),
+    "round.placed_inside": _("%(count)s site(s) placed inside %(areas)s"),
+    "round.placed_inside_blocked": _("%(count)s site(s) placed inside %(areas)s; %(blocked)s"),
+    "round.too_few_placed": _(
+        "only %(count)s site(s) passed placement, the policy needs %(needed)s"
+    ),
+    "round.too_few_placed_blocked": _(
+        "only %(count)s site(s) passed placement, the policy needs %(needed)s; %(blocked)s"
+    ),
+    "round.site_blocked": _("%(site)s blocked: %(why)s"),
+    "round.site_why": _("%(site)s: %(why)s"),
+    "placement.not_on_host": _("its SuperNode does not run on this host"),
+    "placement.host_country_unknown": _(
+        "the host's country is not configured (FEDGOV_LOCAL_HOST_COUNTRY)"
+    ),
+    "placement.host_outside": _(
+        "host %(host)s is in %(country)s, outside %(allowed)s (its datasets' processing "
+        "countries within the policy's areas)"
+    ),
+    "placement.host_outside_all": _(
+        "host %(host)s is in %(country)s, outside every country (its datasets' processing "
+        "countries within the policy's areas)"
+    ),
 }
 
 
@@ -209,8 +260,26 @@ def is_message(value: object) -> bool:
     )
 
 
-def render(message: Mapping[str, Any], translate: Callable[[str], str] | None = None) -> str:
+# Params that name something (a policy version) rather than count or measure it: a
+# reader's number format never applies to them.
+IDENTIFIERS = frozenset({"version", "ticket"})
+# A named placeholder with its printf conversion: "%(budget)g", "%(spent).4g", "%(n)s".
+_PLACEHOLDER = re.compile(r"%\((\w+)\)([#0 +-]*\d*(?:\.\d+)?[diouxXeEfFgGs])")
+
+# (value, printf conversion) -> the number as the reader writes it.
+NumberFormat = Callable[[int | float, str], str]
+
+
+def render(
+    message: Mapping[str, Any],
+    translate: Callable[[str], str] | None = None,
+    number: NumberFormat | None = None,
+) -> str:
     """The text of ``message``: English, or through ``translate`` (a gettext).
+
+    ``number`` formats each numeric param for the reader ("0,00001" for a German
+    reader's δ, where the stored English says "1e-05"); without it numbers print as
+    Python prints them, which is the stored, language-neutral form.
 
     Raises ``KeyError`` for an unknown code and ``TypeError``/``ValueError`` for params
     that do not fit the template; callers that show stored rows catch those and fall back
@@ -219,13 +288,35 @@ def render(message: Mapping[str, Any], translate: Callable[[str], str] | None = 
     template = TEMPLATES[message["code"]]
     if translate is not None:
         template = translate(template)
-    params = {k: _value(v, translate) for k, v in dict(message.get("params") or {}).items()}
+    params = {k: _value(v, translate, number) for k, v in dict(message.get("params") or {}).items()}
+    if number is not None and params:
+        template, params = _numbers_for_reader(template, params, number)
     return template % params if params else template
 
 
-def _value(value: object, translate: Callable[[str], str] | None) -> object:
+def _numbers_for_reader(
+    template: str, params: dict[str, Any], number: NumberFormat
+) -> tuple[str, dict[str, Any]]:
+    """The template with each numeric placeholder replaced by ``%(key)s`` and its param by
+    the reader's text, formatted with the conversion the template asked for."""
+    shown = dict(params)
+
+    def swap(match: re.Match[str]) -> str:
+        key, conversion = match.group(1), match.group(2)
+        value = params.get(key)
+        if key in IDENTIFIERS or isinstance(value, bool) or not isinstance(value, int | float):
+            return match.group(0)
+        shown[key] = number(value, conversion)
+        return f"%({key})s"
+
+    return _PLACEHOLDER.sub(swap, template), shown
+
+
+def _value(
+    value: object, translate: Callable[[str], str] | None, number: NumberFormat | None = None
+) -> object:
     if is_message(value):
-        return render(value, translate)  # type: ignore[arg-type]
+        return render(value, translate, number)  # type: ignore[arg-type]
     if isinstance(value, list) and value and all(is_message(v) for v in value):
-        return "; ".join(render(v, translate) for v in value)
+        return "; ".join(render(v, translate, number) for v in value)
     return value

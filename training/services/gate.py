@@ -181,7 +181,11 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
         allowed = verdict.outcome == GateOutcome.ALLOWED
         target = RoundState.GATED if allowed else RoundState.BLOCKED
         moved = Round.objects.filter(pk=round_.pk, state=RoundState.PLANNED).update(
-            state=target, state_reason=verdict.reason, updated_at=at
+            state=target,
+            state_reason=verdict.reason,
+            state_reason_code=(verdict.reason_message or {}).get("code", ""),
+            state_reason_params=(verdict.reason_message or {}).get("params", {}),
+            updated_at=at,
         )
         if moved != 1:
             raise TransitionNotAllowed(f"round {round_no} of {locked_run.name} changed meanwhile")

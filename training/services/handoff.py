@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
 from fedgov.tasks import enqueue
 from sites.models import Dataset, ResidencyPolicy
 from training.choices import TERMINAL_ROUND_STATES, RoundState
+from training.gate.messages import msg
 from training.models import GateDecision, Round, TrainingRun
 from training.services.gate import round_gate
 from training.services.orchestrate import round_start
@@ -65,7 +68,7 @@ def round_regate(*, actor: Actor, round: Round, reason: str) -> GateDecision:
     """
 
     if not reason or not reason.strip():
-        raise InvalidInput({"reason": ["a reason is required"]})
+        raise InvalidInput({"reason": [_("a reason is required")]})
     with transaction.atomic(durable=True):
         previous = round.gate_decisions.order_by("-evaluated_at", "-pk").first()
         reopened = _claim(
@@ -73,7 +76,7 @@ def round_regate(*, actor: Actor, round: Round, reason: str) -> GateDecision:
             round_id=round.pk,
             target=S.PLANNED,
             sources=[S.BLOCKED],
-            reason=f"re-gate requested by {actor.label}: {reason.strip()}",
+            reason=msg("round.regate_requested", actor=actor.label, reason=reason.strip()),
             event_type="round.regate_requested",
             payload={"previous_decision_id": previous.pk if previous else None},
         )
@@ -93,11 +96,25 @@ def run_next_round_start(*, actor: Actor, run: TrainingRun) -> Round:
     latest = run.rounds.order_by("-number").first()
     if latest is not None and latest.state not in TERMINAL_ROUND_STATES:
         raise InvalidInput(
-            {"round": [f"round {latest.number} is {latest.state}; start the next once it ends"]}
+            {
+                "round": [
+                    format_lazy(
+                        _("round {number} is {state}; start the next once it ends"),
+                        number=latest.number,
+                        state=latest.state,
+                    )
+                ]
+            }
         )
     number = (latest.number if latest else 0) + 1
     if number > run.num_rounds:
-        raise InvalidInput({"round": [f"the run has had all its {run.num_rounds} rounds"]})
+        raise InvalidInput(
+            {
+                "round": [
+                    format_lazy(_("the run has had all its {count} rounds"), count=run.num_rounds)
+                ]
+            }
+        )
     round_ = round_start(actor=actor, run=run, round_no=number)
     if round_.state == S.GATED:
         round_drive_later(round_.pk)

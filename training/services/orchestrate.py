@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from fedgov.locks import exclusive
 from sites.models import Site
 from sites.regions import expand, is_country
 from training.choices import GateOutcome, RoundState, UpdateKind
+from training.gate.messages import Message, msg, render
 from training.models import Round, SiteEligibility, TrainingRun
 from training.ports import WorkloadError, WorkloadStatus, workloads
 from training.services import flower as flower_services
@@ -158,7 +160,7 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
     round_ = _load(round.pk)
     before = round_.state
     started = _enter_provisioning(
-        actor, round_, "provisioning SuperNode workloads for the eligible sites", "cannot provision"
+        actor, round_, msg("round.provisioning_workloads"), "cannot provision"
     )
     if started is None:
         round_ = _load(round.pk)
@@ -204,18 +206,24 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
         "blocked_sites": {slug: reason for slug, reason in sorted(blocked.items())},
     }
     if len(kept) < policy.min_eligible_sites:
-        reason = (
-            f"only {len(kept)} site(s) passed placement, the policy needs "
-            f"{policy.min_eligible_sites}"
-            + "".join(f"; {slug}: {why}" for slug, why in sorted(blocked.items()))
+        result = _with_blocked(
+            "round.too_few_placed",
+            "round.site_why",
+            blocked,
+            count=len(kept),
+            needed=policy.min_eligible_sites,
         )
-        after = _move(actor, round_, S.BLOCKED, reason, payload)
-        round_release_workloads(actor=actor, round=round_, reason=reason)
+        after = _move(actor, round_, S.BLOCKED, result, payload)
+        round_release_workloads(actor=actor, round=round_, reason=render(result))
         return StepResult(round_.pk, before, after.state, after.state_reason, placements)
-    reason = f"{len(kept)} site(s) placed inside {', '.join(policy.allowed_areas)}" + "".join(
-        f"; {slug} blocked: {why}" for slug, why in sorted(blocked.items())
+    result = _with_blocked(
+        "round.placed_inside",
+        "round.site_blocked",
+        blocked,
+        count=len(kept),
+        areas=", ".join(policy.allowed_areas),
     )
-    after = _move(actor, round_, S.PLACEMENT_VERIFIED, reason, payload)
+    after = _move(actor, round_, S.PLACEMENT_VERIFIED, result, payload)
     if is_terminal(after.state):
         # Aborted while its VMs were starting: the abort's release may have run before
         # the last VM came up, so release again now that provisioning has stopped.
@@ -257,9 +265,7 @@ def round_place_on_host(*, actor: Actor, round: Round) -> StepResult:
     """
     round_ = _load(round.pk)
     before = round_.state
-    started = _enter_provisioning(
-        actor, round_, "placing the local SuperNodes on this host", "cannot place it"
-    )
+    started = _enter_provisioning(actor, round_, msg("round.placing_on_host"), "cannot place it")
     if started is None:
         round_ = _load(round.pk)
         return StepResult(round_.pk, before, round_.state, round_.state_reason)
@@ -272,47 +278,59 @@ def round_place_on_host(*, actor: Actor, round: Round) -> StepResult:
     placements, kept, blocked = [], [], {}
     for site in _eligible_sites(round_):
         allowed = countries.get(site.pk, [])
+        why: Message | None = None
         if site.slug not in on_host:
-            reason = "its SuperNode does not run on this host"
+            why = msg("placement.not_on_host")
         elif not country or not is_country(country):
-            reason = "the host's country is not configured (FEDGOV_LOCAL_HOST_COUNTRY)"
+            why = msg("placement.host_country_unknown")
         elif country not in allowed:
-            reason = (
-                f"host {host} is in {country}, outside {', '.join(allowed) or 'every country'} "
-                "(its datasets' processing countries within the policy's areas)"
+            why = (
+                msg(
+                    "placement.host_outside", host=host, country=country, allowed=", ".join(allowed)
+                )
+                if allowed
+                else msg("placement.host_outside_all", host=host, country=country)
             )
-        else:
-            reason = ""
+        reason = render(why) if why else ""
         placements.append(
             {"site": site.slug, "host": host, "host_country": country, "reason": reason}
         )
-        if reason:
-            blocked[site.slug] = reason
+        if why:
+            blocked[site.slug] = why
             _unbind_blocked(actor, round_, site)
         else:
             kept.append(site)
     payload = {
         "site_ids": [s.pk for s in kept],
-        "blocked_sites": dict(sorted(blocked.items())),
+        # The ledger keeps the English text, as before.
+        "blocked_sites": {slug: render(why) for slug, why in sorted(blocked.items())},
         "host": host,
         "host_country": country,
     }
     if len(kept) < policy.min_eligible_sites:
-        reason = (
-            f"only {len(kept)} site(s) passed placement on host {host}, the policy needs "
-            f"{policy.min_eligible_sites}"
-            + "".join(f"; {slug}: {why}" for slug, why in sorted(blocked.items()))
+        result = _with_blocked(
+            "round.too_few_on_host",
+            "round.site_why",
+            blocked,
+            count=len(kept),
+            host=host,
+            needed=policy.min_eligible_sites,
         )
-        after = _move(actor, round_, S.BLOCKED, reason, payload)
+        after = _move(actor, round_, S.BLOCKED, result, payload)
         return StepResult(round_.pk, before, after.state, after.state_reason, placements)
-    reason = f"{len(kept)} site(s) placed on host {host} in {country}" + "".join(
-        f"; {slug} blocked: {why}" for slug, why in sorted(blocked.items())
+    result = _with_blocked(
+        "round.placed_on_host",
+        "round.site_blocked",
+        blocked,
+        count=len(kept),
+        host=host,
+        country=country,
     )
-    after = _move(actor, round_, S.PLACEMENT_VERIFIED, reason, payload)
+    after = _move(actor, round_, S.PLACEMENT_VERIFIED, result, payload)
     return StepResult(round_.pk, before, after.state, after.state_reason, placements)
 
 
-def _enter_provisioning(actor: Actor, round_: Round, reason: str, verb: str) -> Round | None:
+def _enter_provisioning(actor: Actor, round_: Round, reason: Message, verb: str) -> Round | None:
     """approved → provisioning (after checking the approvals are still current); a round
     already provisioning stays. None when the approvals lapsed and the round moved back."""
     if round_.state == S.APPROVED:
@@ -360,7 +378,24 @@ def _placement_row(site: Site, workload: WorkloadStatus) -> dict:
     }
 
 
-def _move(actor: Actor, round_: Round, target: str, reason: str, payload: dict | None = None):
+def _with_blocked(
+    code: str, site_code: str, blocked: Mapping[str, str | Message], **params: object
+) -> Message:
+    """A placement's reason as data: ``code``, or ``code + "_blocked"`` followed by each
+    blocked site and why (a message of fedgov's own, or an outside system's text)."""
+    if not blocked:
+        return msg(code, **params)
+    items = [msg(site_code, site=slug, why=why) for slug, why in sorted(blocked.items())]
+    return msg(f"{code}_blocked", **params, blocked=items)
+
+
+def _move(
+    actor: Actor,
+    round_: Round,
+    target: str,
+    reason: str | Message,
+    payload: dict | None = None,
+):
     try:
         return round_transition(
             actor=actor, round=round_, target=target, reason=reason, payload=payload
@@ -404,7 +439,13 @@ def round_mark_running(*, actor: Actor, round: Round, ticket_id: int) -> Round:
     Called by the orchestrator and by the ticket endpoint, whichever issues the ticket.
     Ledger: ``round.running`` with the ticket id.
     """
-    return _move(actor, round, S.RUNNING, f"ticket {ticket_id} issued", {"ticket_id": ticket_id})
+    return _move(
+        actor,
+        round,
+        S.RUNNING,
+        msg("round.ticket_issued", ticket=ticket_id),
+        {"ticket_id": ticket_id},
+    )
 
 
 def round_fail(*, actor: Actor, round: Round, reason: str) -> StepResult:
@@ -480,7 +521,7 @@ def round_close(*, actor: Actor, round: Round) -> StepResult:
     round_ = _load(round.pk)
     before = round_.state
     if round_.state == S.AGGREGATED:
-        round_ = _move(actor, round_, S.CLOSED, "round closed; a checkpoint covers its events")
+        round_ = _move(actor, round_, S.CLOSED, msg("round.closed"))
     if round_.state != S.CLOSED:
         return StepResult(round_.pk, before, round_.state, round_.state_reason)
     checkpoint = checkpoint_create(actor=actor)

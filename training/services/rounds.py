@@ -12,6 +12,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.services import ledger_append
 from fedgov import clock, roles
@@ -22,8 +24,25 @@ from fedgov.second_factor import require_second_factor
 from fedgov.tasks import enqueue
 from sites.models import SiteSteward
 from training.choices import ApprovalDecision, RoundState
+from training.gate.messages import Message, is_message, msg, render
 from training.models import Approval, Round
 from training.statemachine import ABORTABLE, sources_of
+
+
+def reason_columns(reason: str | Message) -> dict:
+    """``state_reason`` (English) with the code and params a reader's language renders.
+
+    A plain string (a reason fedgov does not yet write as a code, or one that comes from
+    outside: Flower, OpenNebula) is stored as it is, with no code.
+    """
+    if is_message(reason):
+        message = dict(reason)  # type: ignore[arg-type]
+        return {
+            "state_reason": render(message),
+            "state_reason_code": message["code"],
+            "state_reason_params": dict(message.get("params") or {}),
+        }
+    return {"state_reason": str(reason), "state_reason_code": "", "state_reason_params": {}}
 
 
 def _claim(
@@ -31,7 +50,7 @@ def _claim(
     actor: Actor,
     round_id: int,
     target: str,
-    reason: str,
+    reason: str | Message,
     event_type: str,
     payload: dict | None = None,
     sources: Iterable[str] | None = None,
@@ -42,13 +61,21 @@ def _claim(
     request got there first or the round is in a state that does not lead to ``target``.
     """
     allowed = frozenset(sources) if sources is not None else sources_of(target)
+    columns = reason_columns(reason)
     moved = Round.objects.filter(pk=round_id, state__in=allowed).update(
-        state=target, state_reason=reason, updated_at=clock.now()
+        state=target, updated_at=clock.now(), **columns
     )
     round_ = Round.objects.select_related("run").get(pk=round_id)
     if moved != 1:
+        # Lazy: the admin shows it after "refused —" in its reader's language; the log
+        # and an API client without a language read English.
         raise TransitionNotAllowed(
-            f"round {round_.run.name}#{round_.number} is {round_.state}; cannot become {target}"
+            format_lazy(
+                _("round {round} is {state}; cannot become {target}"),
+                round=f"{round_.run.name}#{round_.number}",
+                state=round_.state,
+                target=target,
+            )
         )
     ledger_append(
         event_type=event_type,
@@ -60,7 +87,9 @@ def _claim(
             "run_id": round_.run_id,
             "round_number": round_.number,
             "state": target,
-            "reason": reason,
+            # The English text: the ledger stays language-neutral and its payload keys
+            # as they were (audit/events.py).
+            "reason": columns["state_reason"],
             **(payload or {}),
         },
     )
@@ -69,7 +98,12 @@ def _claim(
 
 
 def round_transition(
-    *, actor: Actor, round: Round, target: str, reason: str, payload: dict | None = None
+    *,
+    actor: Actor,
+    round: Round,
+    target: str,
+    reason: str | Message,
+    payload: dict | None = None,
 ) -> Round:
     """Move ``round`` to ``target`` along the state machine, in its own transaction.
 
@@ -98,13 +132,21 @@ def round_route_after_gate(*, actor: Actor, round: Round) -> Round:
             actor=actor,
             round=round,
             target=RoundState.AWAITING_APPROVAL,
-            reason=f"policy {policy.name} v{policy.version} requires human approval",
+            reason=msg("round.requires_approval", policy=policy.name, version=policy.version),
         )
     return round_transition(
         actor=actor,
         round=round,
         target=RoundState.APPROVED,
-        reason=f"policy {policy.name} v{policy.version} requires no human approval",
+        reason=msg("round.requires_no_approval", policy=policy.name, version=policy.version),
+    )
+
+
+def _not_awaiting(round_: Round):
+    return format_lazy(
+        _("round {round} is {state}, not awaiting approval"),
+        round=f"{round_.run.name}#{round_.number}",
+        state=round_.state,
     )
 
 
@@ -114,13 +156,15 @@ def _requesters(round_: Round) -> set[int]:
 
 def _check_may_decide(actor: Actor, round_: Round) -> None:
     if actor.user is None:
-        raise InvalidInput({"approver": ["only a person can approve or reject a round"]})
+        raise InvalidInput({"approver": [_("only a person can approve or reject a round")]})
     require_second_factor(actor, act="approving or rejecting a round")
     if not roles.has_role(actor.user, roles.OPERATOR, roles.DPO):
-        raise InvalidInput({"approver": ["only an Operator or a DPO may decide on a round"]})
+        raise InvalidInput({"approver": [_("only an Operator or a DPO may decide on a round")]})
     if actor.user.pk in _requesters(round_):
         # Four-eyes: the person who asked for the run or the round cannot also allow it.
-        raise InvalidInput({"approver": ["the requester of a round may not approve or reject it"]})
+        raise InvalidInput(
+            {"approver": [_("the requester of a round may not approve or reject it")]}
+        )
 
 
 def valid_approvals(round_: Round, at: datetime) -> list[Approval]:
@@ -133,16 +177,21 @@ def valid_approvals(round_: Round, at: datetime) -> list[Approval]:
     ]
 
 
-def approvals_missing(round_: Round, at: datetime) -> list[str]:
-    """What the policy still asks for before this round may start; empty when satisfied."""
+def approvals_missing(round_: Round, at: datetime) -> list[Message]:
+    """What the policy still asks for before this round may start, as reasons (codes with
+    params, rendered for each reader); empty when satisfied."""
     policy = round_.run.policy
     approvals = valid_approvals(round_, at)
     missing = []
     distinct = {a.approver_id for a in approvals}
     if len(distinct) < policy.approvals_required:
         missing.append(
-            f"{policy.approvals_required - len(distinct)} more approval(s) from distinct "
-            f"operators (have {len(distinct)} of {policy.approvals_required})"
+            msg(
+                "approvals.more_distinct",
+                more=policy.approvals_required - len(distinct),
+                have=len(distinct),
+                needed=policy.approvals_required,
+            )
         )
     if policy.requires_controller_dpo_approval:
         site_ids = set(round_.run.datasets.values_list("site_id", flat=True))
@@ -153,7 +202,7 @@ def approvals_missing(round_: Round, at: datetime) -> list[str]:
         )
         all_slugs = set(round_.run.datasets.values_list("site__slug", flat=True))
         for slug in sorted(all_slugs - dpo_sites):
-            missing.append(f"approval from the DPO of controller {slug}")
+            missing.append(msg("approvals.controller_dpo", site=slug))
     return missing
 
 
@@ -174,7 +223,7 @@ def round_approve(*, actor: Actor, round: Round, reason: str) -> Approval:
     Writes ``round.approval_recorded`` and, when complete, ``round.approved``.
     """
     if not reason or not reason.strip():
-        raise InvalidInput({"reason": ["a reason is required"]})
+        raise InvalidInput({"reason": [_("a reason is required")]})
     now = clock.now()
     try:
         with transaction.atomic(durable=True):
@@ -183,10 +232,7 @@ def round_approve(*, actor: Actor, round: Round, reason: str) -> Approval:
                 Round.objects.select_for_update().select_related("run__policy").get(pk=round.pk)
             )
             if round_.state != RoundState.AWAITING_APPROVAL:
-                raise TransitionNotAllowed(
-                    f"round {round_.run.name}#{round_.number} is {round_.state}, "
-                    "not awaiting approval"
-                )
+                raise TransitionNotAllowed(_not_awaiting(round_))
             _check_may_decide(actor, round_)
             approval = Approval.objects.create(
                 round=round_,
@@ -215,7 +261,7 @@ def round_approve(*, actor: Actor, round: Round, reason: str) -> Approval:
                     actor=actor,
                     round_id=round_.pk,
                     target=RoundState.APPROVED,
-                    reason=f"approved by {actor.label}: {reason.strip()}",
+                    reason=msg("round.approved_by", actor=actor.label, reason=reason.strip()),
                     event_type="round.approved",
                     payload={"approval_ids": [a.pk for a in valid_approvals(round_, now)]},
                 )
@@ -224,7 +270,7 @@ def round_approve(*, actor: Actor, round: Round, reason: str) -> Approval:
                 transaction.on_commit(lambda: round_drive_later(round_id))
             return approval
     except IntegrityError as exc:
-        raise InvalidInput({"approver": ["you have already decided on this round"]}) from exc
+        raise InvalidInput({"approver": [_("you have already decided on this round")]}) from exc
 
 
 def round_reject(*, actor: Actor, round: Round, reason: str) -> Approval:
@@ -234,14 +280,12 @@ def round_reject(*, actor: Actor, round: Round, reason: str) -> Approval:
     Writes ``round.rejected``.
     """
     if not reason or not reason.strip():
-        raise InvalidInput({"reason": ["a reason is required"]})
+        raise InvalidInput({"reason": [_("a reason is required")]})
     now = clock.now()
     with transaction.atomic(durable=True):
         round_ = Round.objects.select_for_update().select_related("run").get(pk=round.pk)
         if round_.state != RoundState.AWAITING_APPROVAL:
-            raise TransitionNotAllowed(
-                f"round {round_.run.name}#{round_.number} is {round_.state}, not awaiting approval"
-            )
+            raise TransitionNotAllowed(_not_awaiting(round_))
         _check_may_decide(actor, round_)
         approval = Approval.objects.create(
             round=round_,
@@ -256,7 +300,7 @@ def round_reject(*, actor: Actor, round: Round, reason: str) -> Approval:
             actor=actor,
             round_id=round_.pk,
             target=RoundState.REJECTED,
-            reason=f"rejected by {actor.label}: {reason.strip()}",
+            reason=msg("round.rejected_by", actor=actor.label, reason=reason.strip()),
             event_type="round.rejected",
             payload={"approval_id": approval.pk},
         )
@@ -278,7 +322,7 @@ def round_check_approvals_current(*, actor: Actor, round: Round) -> Round:
         actor=actor,
         round=round,
         target=RoundState.AWAITING_APPROVAL,
-        reason="approvals expired before the round started: " + "; ".join(missing),
+        reason=msg("round.approvals_expired", missing=missing),
     )
 
 
@@ -289,13 +333,13 @@ def round_abort(*, actor: Actor, round: Round, reason: str) -> Round:
     Writes ``round.aborted``.
     """
     if not reason or not reason.strip():
-        raise InvalidInput({"reason": ["a reason is required"]})
+        raise InvalidInput({"reason": [_("a reason is required")]})
     with transaction.atomic(durable=True):
         aborted = _claim(
             actor=actor,
             round_id=round.pk,
             target=RoundState.ABORTED,
-            reason=f"aborted by {actor.label}: {reason.strip()}",
+            reason=msg("round.aborted_by", actor=actor.label, reason=reason.strip()),
             event_type="round.aborted",
             sources=ABORTABLE,
         )
