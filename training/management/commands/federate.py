@@ -77,7 +77,7 @@ from training.scenario import (
 )
 from training.services import orchestrate
 from training.services.privacy import dp_run_config
-from training.services.processes import orphans_reap
+from training.services.processes import orphans_reap, program_name
 from training.services.recovery import federate_claim, runs_recover_abandoned
 from training.services.rounds import round_abort, round_approve
 from training.statemachine import is_terminal
@@ -313,12 +313,15 @@ class Command(RichOutput, BaseCommand):
         return spec, round_specs, port_range
 
     def _end_leftovers(self) -> None:
-        """A federate killed outright (kill -9, a lost machine) may have left Flower
-        processes whose watchdog died with it, and rounds nothing else moves: end them
-        before starting anew."""
+        """A federate killed outright (kill -9, a lost machine) may have left Flower,
+        witness and TSA processes whose watchdog died with it, and rounds nothing else
+        moves: end them before starting anew."""
         reaped = orphans_reap(actor=Actor.system("federate"))
         if reaped:
-            self._say(f"  • ended {len(reaped)} Flower process(es) left by an earlier crash")
+            self._say(
+                f"  • ended {len(reaped)} process(es) left by an earlier crash: "
+                + ", ".join(sorted({program_name(p.command) for p in reaped}))
+            )
         for ended in runs_recover_abandoned(actor=Actor.system("federate")):
             self._say(
                 f"  • round {ended.number} of run {ended.run.name}, left by an earlier crash: "
