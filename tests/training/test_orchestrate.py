@@ -319,6 +319,27 @@ def test_task_runs_one_step_and_turns_a_passing_zone_error_into_a_retryable_one(
         tasks.round_advance.run(round_.pk)
 
 
+def test_a_step_queued_twice_for_one_state_moves_the_round_once(
+    federation,
+    standin,  # noqa: F811
+):
+    # federate queues a step again when its first message seems lost; if both arrive,
+    # the later one finds the round moved on and must not take a step nobody asked for.
+    run, _sites = federation()
+    round_ = round_start(actor=ACTOR, run=run, round_no=1)
+    assert round_.state == S.GATED
+
+    first = tasks.round_advance(round_.pk, S.GATED)
+    again = tasks.round_advance(round_.pk, S.GATED)
+
+    assert (first["before"], first["after"]) == (S.GATED, S.APPROVED)
+    assert (again["before"], again["after"]) == (S.APPROVED, S.APPROVED)
+    assert Round.objects.get(pk=round_.pk).state == S.APPROVED
+    assert not Workload.objects.filter(run=run).exists()  # no provisioning was started
+    # Without a named state the same call takes the next step, as it always did.
+    assert tasks.round_advance(round_.pk)["before"] == S.APPROVED
+
+
 def test_site_no_longer_eligible_loses_its_vm_when_the_next_round_provisions(
     federation,
     standin,  # noqa: F811

@@ -601,14 +601,37 @@ class Command(RichOutput, BaseCommand):
         return round_
 
     def _advance_on_broker(self, round_: Round) -> Round:
+        """Queue the round's next step for a worker and wait until the round moves.
+
+        The queued message is not trusted to arrive: a broker can drop it, a purge can
+        remove it, a process can die between the commit and the publish. Once the round
+        has sat still for ``FEDGOV_ROUND_STALL_SECONDS`` (the stalled-round sweep's own
+        limit), the step is queued again, and again after each such stretch. A duplicate
+        is harmless: ``round_advance`` claims the round in the database, so a second
+        message while a worker is still in the step comes back unmoved, and each message
+        names the state it was sent for, so one that arrives after the round moved on
+        takes no step of its own.
+        """
         from training.tasks import round_advance
 
         before = round_.state
-        round_advance.delay(round_.pk)
-        deadline = time.monotonic() + self.round_timeout
+        round_advance.delay(round_.pk, str(before))
+        started = time.monotonic()
+        deadline = started + self.round_timeout
+        stall = max(1.0, float(settings.FEDGOV_ROUND_STALL_SECONDS))
+        requeue_at = started + stall
         while time.monotonic() < deadline:
             close_old_connections()
             current = Round.objects.get(pk=round_.pk)
+            if current.state == before and time.monotonic() >= requeue_at:
+                waited = time.monotonic() - started
+                self._say(
+                    f"  • round {current.number} still {before} after {waited:.0f} s: "
+                    "its step is queued again (the earlier message may be lost)"
+                )
+                round_advance.delay(round_.pk, str(before))
+                requeue_at = time.monotonic() + stall
+                continue
             if current.state != before:
                 # Crash tests only (inert unless FEDGOV_CRASH_AT names it): this process
                 # dies while the worker's step has left the round in this state.
