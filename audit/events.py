@@ -346,8 +346,10 @@ _event(
 )
 _event(
     "processes.orphans_reaped",
-    "Flower processes left behind by a crashed supervisor were stopped.",
+    "Processes fedgov started (Flower, site witnesses, the TSA) that outlived their owner "
+    "were stopped.",
     required=("count", "processes"),
+    optional=("by", "owner_pids"),
     subject="host",
 )
 _event(

@@ -7,11 +7,18 @@ them), pinned by fedgov through ``audit.trust`` (a ledger event, once per key). 
 then name them: ``FEDGOV_WITNESSES`` with a majority quorum, ``FEDGOV_TSA_URL`` and the
 pinned TSA CA. A process that does not start is reported and left out: witnessing and
 timestamping delay, they never block the federation.
+
+Both carry their starter's owner mark (``fedgov.processes.owned_env``), as the Flower
+processes do: killed outright (``kill -9``), ``manage.py federate`` cannot run ``stop``,
+and its witnesses and TSA would serve on, one set more per crash. The starter's watchdog
+ends them, and a restart or the beat sweep ends any the watchdog missed, with a ledger
+event either way (``training.services.processes.orphans_reap``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +33,7 @@ from audit import keys, note, trust
 from audit.choices import KeyRole
 from audit.witness import cosigner_vkey, load_or_create_key
 from fedgov.actors import Actor
+from fedgov.processes import owned_env
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 10.0
@@ -58,6 +66,7 @@ def _spawn(args: list[str], lines: int) -> tuple[subprocess.Popen[str], list[str
     process = subprocess.Popen(
         [sys.executable, "-m", *args],
         cwd=REPO,
+        env=owned_env(os.environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

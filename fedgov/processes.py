@@ -1,10 +1,11 @@
 """No process fedgov starts outlives the fedgov process that owns it (Linux, /proc).
 
 Every outside process fedgov starts (SuperLink, SuperNodes, the stand-in's SuperNode
-"VMs") carries ``FEDGOV_PROCESS_OWNER=<pid>:<start time>`` in its environment. Flower
-starts its own helpers (SuperExec, ServerApp, ClientApp) with ``subprocess.Popen`` and
-the inherited environment, some in sessions of their own, so the mark reaches every
-descendant wherever it sits in the process tree, which process groups alone do not.
+"VMs", the demo's site witnesses and TSA) carries ``FEDGOV_PROCESS_OWNER=<pid>:<start
+time>`` in its environment. Flower starts its own helpers (SuperExec, ServerApp,
+ClientApp) with ``subprocess.Popen`` and the inherited environment, some in sessions of
+their own, so the mark reaches every descendant wherever it sits in the process tree,
+which process groups alone do not.
 
 Two things act on the mark:
 - a watchdog, one per owner, started with the owner's first child: it polls the owner

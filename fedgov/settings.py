@@ -394,7 +394,8 @@ FEDGOV_CONSENT_CSV_MAX_BYTES = env_int("FEDGOV_CONSENT_CSV_MAX_BYTES", 8 * 1024 
 FEDGOV_TICKET_TTL_SECONDS = env_int("FEDGOV_TICKET_TTL_SECONDS", 900)
 
 # Rounds the orchestrator should have moved but that sat still this long (a worker died
-# mid-step) are advanced by the beat sweep.
+# mid-step) are advanced by the beat sweep; ``manage.py federate`` on a broker queues the
+# step again after this long (its message may have been lost).
 FEDGOV_ROUND_STALL_SECONDS = env_int("FEDGOV_ROUND_STALL_SECONDS", 120)
 # A running round with no aggregate fails once nothing happened to it for this long: no
 # move, no update recorded. A few minutes, never the ticket's lifetime.

@@ -193,3 +193,106 @@ def test_a_malformed_mark_is_a_dead_owner(mark):
     from fedgov.processes import owner_alive
 
     assert owner_alive(mark) is False
+
+
+# The demo's site witness and TSA, started by ``audit.local`` as ``manage.py federate``
+# starts them: a kill -9 of the starter must not leave them serving (issue 16).
+EVIDENCE_OWNER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import django
+    django.setup()
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from audit import local, note
+    folder = Path(sys.argv[1])
+    folder.mkdir(parents=True, mode=0o700)
+    log = note.verifier_key("fedgov.test/ledger", Ed25519PrivateKey.generate().public_key())
+    witness, _ = local._spawn(
+        ["audit.witness", "--name", "w.test/witness", "--key", str(folder / "key.pem"),
+         "--state", str(folder / "state.json"), "--log", log, "--listen", "127.0.0.1:0"],
+        2,
+    )
+    tsa, _ = local._spawn(["audit.tsa_responder", "--dir", str(folder / "tsa")], 1)
+    print(json.dumps([witness.pid, tsa.pid]), flush=True)
+    time.sleep(300)
+    """
+)
+PYTHON = Path(sys.executable).name
+EVIDENCE_PROGRAMS = {f"{PYTHON} -m audit.witness", f"{PYTHON} -m audit.tsa_responder"}
+
+
+def start_evidence_owner(folder: Path) -> tuple[subprocess.Popen, list[int]]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop(OWNER_ENV, None)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", EVIDENCE_OWNER, str(folder)],
+        env=env, stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    line = owner.stdout.readline()
+    assert line, "the owner did not start its witness and TSA"
+    children = json.loads(line)
+    assert all(running(pid) for pid in children)
+    return owner, children
+
+
+def test_witness_and_tsa_end_with_their_starter_killed_outright_and_reach_the_ledger(db, tmp_path):
+    owner, children = start_evidence_owner(tmp_path / "evidence")
+    try:
+        owner.kill()  # SIGKILL: LocalEvidence.stop never runs
+        owner.wait()
+        assert wait_until(lambda: not any(running(pid) for pid in children)), [
+            pid for pid in children if running(pid)
+        ]
+        assert wait_until(lambda: list((tmp_path / "processes").glob("reaped-*.json")))
+
+        reaped = orphans_reap(actor=Actor.system("tests"))
+
+        assert {p.pid for p in reaped} >= set(children)
+        event = json.loads(LedgerEntry.objects.get(event_type="processes.orphans_reaped").payload)
+        assert event["by"] == "watchdog" and event["owner_pids"] == [owner.pid]
+        programs = {p["program"] for p in event["processes"] if p["pid"] in children}
+        assert programs == EVIDENCE_PROGRAMS
+    finally:
+        kill_all([owner.pid, *children])
+
+
+def test_a_restart_ends_witness_and_tsa_left_when_the_watchdog_died_too(db, tmp_path):
+    owner, children = start_evidence_owner(tmp_path / "evidence")
+    try:
+        watchdog = watchdog_of(owner.pid)
+        os.kill(watchdog, signal.SIGKILL)
+        owner.kill()
+        owner.wait()
+        assert wait_until(lambda: not running(watchdog))
+        time.sleep(0.5)
+        assert all(running(pid) for pid in children), "nothing should have ended them yet"
+
+        reaped = orphans_reap(actor=Actor.system("tests"))
+
+        assert {p.pid for p in reaped} >= set(children)
+        assert wait_until(lambda: not any(running(pid) for pid in children))
+        event = json.loads(LedgerEntry.objects.get(event_type="processes.orphans_reaped").payload)
+        assert event["by"] == "restart"
+        programs = {p["program"] for p in event["processes"] if p["pid"] in children}
+        assert programs == EVIDENCE_PROGRAMS
+    finally:
+        kill_all([owner.pid, *children])
+
+
+@pytest.mark.parametrize(
+    ("command", "program"),
+    [
+        (
+            "/v/.venv/bin/python -m audit.witness --name a --key /secret/k.pem",
+            "python -m audit.witness",
+        ),
+        ("/usr/bin/python3.11 /v/bin/flower-superlink --insecure", "python3.11 flower-superlink"),
+        ("/v/bin/flower-supernode --node-config fedgov-site=x", "flower-supernode"),
+        ("", "?"),
+    ],
+)
+def test_the_ledger_names_a_program_never_its_arguments(command, program):
+    from training.services.processes import program_name
+
+    assert program_name(command) == program

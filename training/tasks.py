@@ -27,9 +27,9 @@ class ZoneUnavailable(TemporaryError):
 
 # Provisioning waits for VMs to reach RUNNING, which can take minutes on a real zone.
 @fedgov_task(name="training.round_advance", soft_time_limit=900, time_limit=960)
-def round_advance(round_id: int) -> dict:
+def round_advance(round_id: int, expected: str | None = None) -> dict:
     try:
-        result = orchestrate.round_advance(actor=ACTOR, round_id=round_id)
+        result = orchestrate.round_advance(actor=ACTOR, round_id=round_id, expected=expected)
     except WorkloadError as exc:
         if exc.permanent:
             raise

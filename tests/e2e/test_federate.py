@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from audit.models import Checkpoint, LedgerEntry
+from fedgov.processes import mark_of
 from opennebula.choices import WorkloadState
 from opennebula.models import Workload
 from training.choices import RoundState, UpdateKind
@@ -33,19 +34,36 @@ SCENARIO = Path(settings.BASE_DIR) / "scenarios" / "virt8ra.toml"
 
 
 def processes_under(directory: Path) -> list[str]:
-    """Live processes whose working directory lies under ``directory`` (ours all do)."""
+    """Live processes that work in ``directory`` or name a path in it on their command line.
+
+    Flower's processes and the stand-in's run with their working directory there; the site
+    witnesses and the TSA run from the repository (``python -m``) but keep their keys,
+    state and CA there (``--key``, ``--state``, ``--dir``), so both kinds are found.
+    """
     found = []
+    under = str(directory)
+    # This test process's own watchdog (fedgov/processes.py) names its record folder, a
+    # var dir's, and lives as long as the test process: not something a run left behind.
+    own_watchdog = mark_of(os.getpid())
+
+    def inside(path: str) -> bool:
+        return path == under or path.startswith(under + "/")
+
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cwd = os.readlink(entry / "cwd")
             stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
         zombie = stat[stat.rindex(")") + 2 :].split()[0] == "Z"
-        if cwd.startswith(str(directory)) and not zombie:
-            found.append(f"{entry.name} {(entry / 'cmdline').read_bytes()[:80]!r}")
+        if "watch" in argv and own_watchdog in argv:
+            continue
+        named = any(inside(arg) or inside(arg.partition("=")[2]) for arg in argv)
+        if (inside(cwd) or named) and not zombie:
+            found.append(f"{entry.name} {' '.join(argv)[:120]!r}")
     return found
 
 

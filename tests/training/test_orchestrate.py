@@ -7,6 +7,7 @@ exactly what the governed strategy's report does over the API.
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 
 import pytest
@@ -319,6 +320,27 @@ def test_task_runs_one_step_and_turns_a_passing_zone_error_into_a_retryable_one(
         tasks.round_advance.run(round_.pk)
 
 
+def test_a_step_queued_twice_for_one_state_moves_the_round_once(
+    federation,
+    standin,  # noqa: F811
+):
+    # federate queues a step again when its first message seems lost; if both arrive,
+    # the later one finds the round moved on and must not take a step nobody asked for.
+    run, _sites = federation()
+    round_ = round_start(actor=ACTOR, run=run, round_no=1)
+    assert round_.state == S.GATED
+
+    first = tasks.round_advance(round_.pk, S.GATED)
+    again = tasks.round_advance(round_.pk, S.GATED)
+
+    assert (first["before"], first["after"]) == (S.GATED, S.APPROVED)
+    assert (again["before"], again["after"]) == (S.APPROVED, S.APPROVED)
+    assert Round.objects.get(pk=round_.pk).state == S.APPROVED
+    assert not Workload.objects.filter(run=run).exists()  # no provisioning was started
+    # Without a named state the same call takes the next step, as it always did.
+    assert tasks.round_advance(round_.pk)["before"] == S.APPROVED
+
+
 def test_site_no_longer_eligible_loses_its_vm_when_the_next_round_provisions(
     federation,
     standin,  # noqa: F811
@@ -440,6 +462,38 @@ def test_sweep_finishes_a_round_left_half_way_and_skips_fresh_and_waiting_ones(
     assert Round.objects.get(pk=waiting.pk).state == S.AWAITING_APPROVAL
     # The next sweep only looks at rounds that sat still; this one just moved.
     assert orchestrate.rounds_sweep_stalled(actor=ACTOR, older_than_seconds=120) == []
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"),
+    reason="needs a Redis broker: set CELERY_BROKER_URL=redis://…",
+)
+def test_a_step_whose_message_was_deleted_from_the_broker_is_taken_by_the_sweep(
+    federation,
+    standin,  # noqa: F811
+):
+    import redis
+
+    run, _sites = federation(num_rounds=1)
+    round_ = round_drive(actor=ACTOR, round_id=round_start(actor=ACTOR, run=run, round_no=1).pk)
+    play_flower_round(round_)
+    # The step that aggregates is queued for a worker, then lost before any worker took it
+    # (kombu's Redis transport: one list per queue, one JSON message per item).
+    with redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]) as queue:
+        queue.delete("celery")
+        tasks.round_advance.delay(round_.pk, S.RUNNING)
+        (message,) = queue.lrange("celery", 0, -1)
+        assert json.loads(message)["headers"]["task"] == "training.round_advance"
+        assert queue.lrem("celery", 1, message) == 1
+    assert Round.objects.get(pk=round_.pk).state == S.RUNNING
+
+    # Beat's sweep, as a worker runs it, once the round has sat still past the limit.
+    for expected in (S.AGGREGATED, S.CLOSED):
+        Round.objects.filter(pk=round_.pk).update(updated_at=clock_now() - timedelta(minutes=10))
+        assert tasks.sweep_stalled_rounds() == [round_.pk]
+        assert Round.objects.get(pk=round_.pk).state == expected
+    closed = LedgerEntry.objects.get(event_type="round.closed", subject_id=str(round_.pk))
+    assert Checkpoint.objects.filter(size__gt=closed.seq).exists()
 
 
 def clock_now():

@@ -553,7 +553,7 @@ def round_release_workloads(*, actor: Actor, round: Round, reason: str) -> int:
 # --- the driver ----------------------------------------------------------------------
 
 
-def round_advance(*, actor: Actor, round_id: int) -> StepResult:
+def round_advance(*, actor: Actor, round_id: int, expected: str | None = None) -> StepResult:
     """Look at the round's persisted state and perform the next step, if there is one.
 
     Safe to call twice and after a crash mid-step: one caller at a time advances a round
@@ -563,11 +563,20 @@ def round_advance(*, actor: Actor, round_id: int) -> StepResult:
     the state it acts on. A round waiting for people or for the Flower round comes back
     unmoved. A terminal round has its VMs released again
     (idempotent) in case a crash came between the transition and the termination.
+
+    ``expected`` names the state the caller saw when it asked for the step; a round
+    found in any other state comes back unmoved. A step queued again because its first
+    message seemed lost (``manage.py federate``) may meet the first one after all: the
+    later of the two must not take a second step nobody asked for.
     """
     with exclusive("round-advance", round_id) as claimed:
         if not claimed:
             state = _load(round_id).state
             return StepResult(round_id, state, state, "another worker is advancing this round")
+        if expected is not None:
+            state = _load(round_id).state
+            if state != expected:
+                return StepResult(round_id, state, state, f"asked for a step from {expected}")
         return _advance(actor, round_id)
 
 

@@ -18,10 +18,14 @@ from fedgov.actors import Actor
 from fedgov.processes import Found, reap_orphans, record_dir, watchdog_records
 
 
-def _program(command: str) -> str:
+def program_name(command: str) -> str:
+    """The program a command line runs, without its arguments (for the ledger and logs)."""
     # Program names only: the rest of argv can carry node config, paths and addresses.
-    words = [PurePath(w).name for w in command.split()[:2]]
-    if len(words) == 2 and words[0].startswith("python"):
+    words = [PurePath(w).name for w in command.split()[:3]]
+    if len(words) == 3 and words[0].startswith("python") and words[1] == "-m":
+        # A module run as a program (the witness, the TSA): its module name says which.
+        return " ".join(words)[:64]
+    if len(words) >= 2 and words[0].startswith("python"):
         return f"{words[0]} {words[1]}"[:64]
     return (words[0] if words else "?")[:64]
 
@@ -60,6 +64,6 @@ def _record(actor: Actor, host: str, found: list[Found], *, by: str) -> None:
             "count": len(found),
             "by": by,
             "owner_pids": sorted({int(p.owner.partition(":")[0] or 0) for p in found}),
-            "processes": [{"pid": p.pid, "program": _program(p.command)} for p in found],
+            "processes": [{"pid": p.pid, "program": program_name(p.command)} for p in found],
         },
     )

@@ -77,7 +77,7 @@ from training.scenario import (
 )
 from training.services import orchestrate
 from training.services.privacy import dp_run_config
-from training.services.processes import orphans_reap
+from training.services.processes import orphans_reap, program_name
 from training.services.recovery import federate_claim, runs_recover_abandoned
 from training.services.rounds import round_abort, round_approve
 from training.statemachine import is_terminal
@@ -313,12 +313,15 @@ class Command(RichOutput, BaseCommand):
         return spec, round_specs, port_range
 
     def _end_leftovers(self) -> None:
-        """A federate killed outright (kill -9, a lost machine) may have left Flower
-        processes whose watchdog died with it, and rounds nothing else moves: end them
-        before starting anew."""
+        """A federate killed outright (kill -9, a lost machine) may have left Flower,
+        witness and TSA processes whose watchdog died with it, and rounds nothing else
+        moves: end them before starting anew."""
         reaped = orphans_reap(actor=Actor.system("federate"))
         if reaped:
-            self._say(f"  • ended {len(reaped)} Flower process(es) left by an earlier crash")
+            self._say(
+                f"  • ended {len(reaped)} process(es) left by an earlier crash: "
+                + ", ".join(sorted({program_name(p.command) for p in reaped}))
+            )
         for ended in runs_recover_abandoned(actor=Actor.system("federate")):
             self._say(
                 f"  • round {ended.number} of run {ended.run.name}, left by an earlier crash: "
@@ -598,14 +601,37 @@ class Command(RichOutput, BaseCommand):
         return round_
 
     def _advance_on_broker(self, round_: Round) -> Round:
+        """Queue the round's next step for a worker and wait until the round moves.
+
+        The queued message is not trusted to arrive: a broker can drop it, a purge can
+        remove it, a process can die between the commit and the publish. Once the round
+        has sat still for ``FEDGOV_ROUND_STALL_SECONDS`` (the stalled-round sweep's own
+        limit), the step is queued again, and again after each such stretch. A duplicate
+        is harmless: ``round_advance`` claims the round in the database, so a second
+        message while a worker is still in the step comes back unmoved, and each message
+        names the state it was sent for, so one that arrives after the round moved on
+        takes no step of its own.
+        """
         from training.tasks import round_advance
 
         before = round_.state
-        round_advance.delay(round_.pk)
-        deadline = time.monotonic() + self.round_timeout
+        round_advance.delay(round_.pk, str(before))
+        started = time.monotonic()
+        deadline = started + self.round_timeout
+        stall = max(1.0, float(settings.FEDGOV_ROUND_STALL_SECONDS))
+        requeue_at = started + stall
         while time.monotonic() < deadline:
             close_old_connections()
             current = Round.objects.get(pk=round_.pk)
+            if current.state == before and time.monotonic() >= requeue_at:
+                waited = time.monotonic() - started
+                self._say(
+                    f"  • round {current.number} still {before} after {waited:.0f} s: "
+                    "its step is queued again (the earlier message may be lost)"
+                )
+                round_advance.delay(round_.pk, str(before))
+                requeue_at = time.monotonic() + stall
+                continue
             if current.state != before:
                 # Crash tests only (inert unless FEDGOV_CRASH_AT names it): this process
                 # dies while the worker's step has left the round in this state.
