@@ -309,7 +309,9 @@ def consent_record_batch(
     subject's last recorded one. Ledger: ``consent.batch_recorded`` with the batch id,
     counts, the SHA-256 of the canonical batch (never the pseudonyms) and
     ``recorded_late``: how many grants, withdrawals and expiries lay in the past when
-    recorded, and the earliest such instant.
+    recorded, and the earliest such instant. Before committing, refreshes the cached
+    consent state of each (dataset, purpose) the batch touched at its own instant
+    (``consent_states_refresh``), so the next gate reads it from the cache.
     """
     if not isinstance(events, list | tuple) or not events:
         raise InvalidInput({"events": ["must be a non-empty list of consent events"]})
