@@ -67,19 +67,45 @@ def _plain(value: Any) -> bool:
 
 def canonical_json(payload: Mapping[str, Any]) -> bytes:
     """RFC 8785 canonical JSON. Raises ``ValueError`` for what JSON cannot say (NaN, sets)."""
-    if _plain(payload):
+    try:
+        return canonical_bytes(payload)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise ValueError(f"ledger payload is not canonical-JSON serialisable: {exc}") from exc
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The bytes ``rfc8785.dumps(value)`` writes, and its errors, written faster.
+
+    Each subtree that ``_plain`` accepts goes through Python's C JSON encoder (~10x
+    faster than rfc8785's pure-Python writer; identical bytes for those types). A dict
+    with ASCII keys or a list that holds something else (a float, which needs ECMAScript
+    number formatting) is assembled here around its children; any other value goes to
+    ``rfc8785`` whole. tests/audit/test_canonical.py checks it byte for byte against
+    ``rfc8785`` on random values, tests/training/test_gate_property.py on gate snapshots.
+    """
+    if _plain(value):
         try:
-            # ~10x faster than rfc8785's pure-Python writer; identical bytes for these
-            # types (tests/audit/test_canonical.py checks it against rfc8785).
             return json.dumps(
-                payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+                value, ensure_ascii=False, sort_keys=True, separators=(",", ":")
             ).encode("utf-8")
         except UnicodeEncodeError:
             pass  # a lone surrogate: let rfc8785 refuse it with its own message
-    try:
-        return rfc8785.dumps(payload)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
-        raise ValueError(f"ledger payload is not canonical-JSON serialisable: {exc}") from exc
+    kind = type(value)
+    if kind is dict and all(type(k) is str and k.isascii() for k in value):
+        # ASCII keys: code-point order is RFC 8785's UTF-16 code-unit order (section 3.2.3).
+        return (
+            b"{"
+            + b",".join(
+                json.dumps(key, ensure_ascii=False).encode("utf-8")
+                + b":"
+                + canonical_bytes(value[key])
+                for key in sorted(value)
+            )
+            + b"}"
+        )
+    if kind is list:
+        return b"[" + b",".join(canonical_bytes(item) for item in value) + b"]"
+    return rfc8785.dumps(value)
 
 
 def _personal_data_paths(value: Any, path: str = "payload") -> list[str]:

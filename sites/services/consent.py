@@ -37,6 +37,7 @@ from sites.services._kit import (
     MAX_REPORTED_ROW_ERRORS,
     PSEUDONYM,
 )
+from sites.triggers import CACHE
 
 # --------------------------------------------------------------------------- consent
 
@@ -308,7 +309,9 @@ def consent_record_batch(
     subject's last recorded one. Ledger: ``consent.batch_recorded`` with the batch id,
     counts, the SHA-256 of the canonical batch (never the pseudonyms) and
     ``recorded_late``: how many grants, withdrawals and expiries lay in the past when
-    recorded, and the earliest such instant.
+    recorded, and the earliest such instant. Before committing, refreshes the cached
+    consent state of each (dataset, purpose) the batch touched at its own instant
+    (``consent_states_refresh``), so the next gate reads it from the cache.
     """
     if not isinstance(events, list | tuple) or not events:
         raise InvalidInput({"events": ["must be a non-empty list of consent events"]})
@@ -360,6 +363,13 @@ def consent_record_batch(
             ],
             batch_size=1000,
         )
+        # The gate's next read finds this dataset's state current (bench/gate.py): it is
+        # recomputed here, for the purposes the batch touched, from the rows just written.
+        # Inside the transaction, not on commit: the triggers' bump holds the cache rows'
+        # locks until commit, so no other consent write can slip between this state and
+        # its generation, and no crash after commit can leave the dataset cold.
+        for purpose_id in sorted({purposes[r.purpose].pk for r in rows}):
+            consent_states_refresh(dataset_ids=[dataset.pk], purpose_id=purpose_id, at=now)
         digest = _batch_digest(rows)
         entry = ledger_append(
             event_type="consent.batch_recorded",
@@ -421,16 +431,39 @@ def consent_states_current(
     stale = [ds for ds in dataset_ids if ds not in states]
     if not stale:
         return {ds: state for ds, state in states.items() if state.total}
-    fresh = site_selectors.consent_states(dataset_ids=stale, purpose_id=purpose_id, at=at)
+    states.update(_recompute(stale, purpose_id, at, generation))
+    # A dataset without consent rows has no state, as ``consent_states`` returns it.
+    return {ds: state for ds, state in states.items() if state.total}
+
+
+def consent_states_refresh(*, dataset_ids: list[int], purpose_id: int, at: dt.datetime) -> None:
+    """Recompute and store the datasets' cached consent state for the purpose at ``at``,
+    current or not (two queries and one upsert).
+
+    Called by the consent services right after their write, in its transaction, so the
+    first gate after a consent change reads the cache instead of every dataset's rows.
+    The state holds only over its span around ``at``: a gate for an instant outside it
+    (a round evaluated before the refresh instant, or after the next grant, expiry or
+    withdrawal) recomputes, as ``consent_states_current`` always does.
+    """
+    cached = site_selectors.cached_consent_states(dataset_ids=dataset_ids, purpose_id=purpose_id)
+    generation = {row.dataset_id: row.generation for row in cached}
+    _recompute(sorted(dataset_ids), purpose_id, at, generation)
+
+
+def _recompute(
+    dataset_ids: list[int], purpose_id: int, at: dt.datetime, generation: dict[int, int]
+) -> dict[int, site_selectors.ConsentState]:
+    """The datasets' states at ``at`` from their rows, stored with the generations read
+    before the rows (``consent_states_current`` says why that order)."""
+    fresh = site_selectors.consent_states(dataset_ids=dataset_ids, purpose_id=purpose_id, at=at)
     _store_consent_states(
         [
             (ds, purpose_id, generation.get(ds, 0), fresh.get(ds, site_selectors.ConsentState()))
-            for ds in sorted(stale)
+            for ds in sorted(dataset_ids)
         ]
     )
-    states.update(fresh)
-    # A dataset without consent rows has no state, as ``consent_states`` returns it.
-    return {ds: state for ds, state in states.items() if state.total}
+    return fresh
 
 
 def _store_consent_states(rows: list[tuple[int, int, int, site_selectors.ConsentState]]) -> None:
@@ -438,6 +471,9 @@ def _store_consent_states(rows: list[tuple[int, int, int, site_selectors.Consent
 
     ``generation`` is written only into a new row; an existing row keeps the one the
     triggers gave it, so a state computed before a consent write is never marked current.
+    A stale state never replaces a current one: a gate that read the generations before
+    a consent service committed its refresh would otherwise undo that refresh, and the
+    next gate would recompute what was already stored.
     """
     payload = json.dumps(
         [
@@ -490,6 +526,8 @@ def _store_consent_states(rows: list[tuple[int, int, int, site_selectors.Consent
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO sites_consentstatecache ({columns}) {source} "
-            f"ON CONFLICT (dataset_id, purpose_id) DO UPDATE SET {update}",
+            f"ON CONFLICT (dataset_id, purpose_id) DO UPDATE SET {update} "
+            f"WHERE excluded.computed_generation = {CACHE}.generation "
+            f"OR {CACHE}.computed_generation <> {CACHE}.generation",
             [payload],
         )

@@ -8,6 +8,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audit.services import canonical_bytes
 from tests.training.gate_facts import context, dataset, policy_facts, site
 from training.gate import evaluate, replay, to_snapshot
 from training.gate.context import DpiaFacts, RunFacts
@@ -105,6 +106,19 @@ def test_no_site_with_a_failed_rule_is_ever_eligible(ctx):
 def test_replay_of_any_snapshot_gives_the_same_verdict(ctx):
     stored = json.loads(rfc8785.dumps(to_snapshot(ctx)))
     assert replay(stored) == evaluate(ctx)
+
+
+@settings(max_examples=150, deadline=None)
+@given(contexts, st.sampled_from([None, 0.1, 1e-7, 1e21, 2.5e-324, -0.0, 0.30000000000000004]))
+def test_snapshot_bytes_are_rfc8785s_byte_for_byte(ctx, epsilon):
+    """The gate hashes ``canonical_bytes`` of the snapshot (C encoder for the plain
+    parts): the bytes must be those ``rfc8785`` writes, floats (ECMAScript formatting)
+    included, or a third party re-hashing the snapshot would not get its hash."""
+    snapshot = to_snapshot(ctx)
+    if epsilon is not None:
+        snapshot["policy"]["privacy_budget_epsilon"] = epsilon
+        snapshot["sites"] = [{**s, "weight": epsilon} for s in snapshot["sites"]]
+    assert canonical_bytes(snapshot) == rfc8785.dumps(snapshot)
 
 
 # Residency (Art. 28(3)(a), 44 and the policy): whatever else holds, a site whose

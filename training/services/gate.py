@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-import rfc8785
 from django.db import connection, transaction
 
-from audit.services import ledger_append
+from audit.services import canonical_bytes, ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
@@ -114,7 +113,7 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
         at = clock.now()
         ctx, excluded = build_context(run_id=locked_run.pk, round_no=round_no, at=at)
         verdict = evaluate(ctx)
-        snapshot = rfc8785.dumps(to_snapshot(ctx))
+        snapshot = canonical_bytes(to_snapshot(ctx))
         snapshot_hash = hashlib.sha256(snapshot).hexdigest()
 
         decision = GateDecision.objects.create(
