@@ -88,9 +88,15 @@ class Standin:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> Standin:
-        for zone in self.zones.values():
-            if not zone.faults.dead:
-                self._serve(zone)
+        try:
+            for zone in self.zones.values():
+                if not zone.faults.dead:
+                    self._serve(zone)
+        except OSError:
+            # A later zone's port was taken: close the zones already serving, so a failed
+            # start leaves no listening socket or serving thread behind.
+            self.stop()
+            raise
         ticker = threading.Thread(target=self._tick_forever, name="oned-ticker", daemon=True)
         ticker.start()
         self._threads.append(ticker)

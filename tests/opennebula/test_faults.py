@@ -401,3 +401,29 @@ def test_an_endpoint_now_answering_as_another_zone_is_refused_and_nothing_starts
     assert "recorded as 'zone-de'" in later.reason and "someone-elses-oned" in later.reason
     assert [vm.id for vm in live_vms(standin.zones[0])] == [first.vm_id]
     assert ledger("workload.failed")[0]["permanent"] is True
+
+
+def test_a_start_that_cannot_bind_a_later_zone_leaves_nothing_serving(tmp_path, monkeypatch):
+    """The second zone's port is taken: start fails, and the first zone's endpoint, which
+    had already bound, is closed again (no listening socket, no serving thread)."""
+    import socket
+
+    for zone_id in (0, 101):
+        monkeypatch.setenv(f"FEDGOV_TEST_ONE_{zone_id}", "fedgov:zone-secret-Xy7#q")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy_port = taken.getsockname()[1]
+        spec = config.parse({"zones": [zone_data(0, "DE", 0), zone_data(101, "FR", busy_port)]})
+        threads_before = threading.active_count()
+        standin = Standin(spec, tmp_path / "oned")
+        with pytest.raises(OSError, match="in use"):
+            standin.start()
+        first_port = spec.zones[0].port
+        assert first_port != 0  # the first zone did bind before the second failed
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", first_port)) != 0
+        deadline = time.monotonic() + 5
+        while threading.active_count() > threads_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() == threads_before
