@@ -32,7 +32,7 @@ from training.gate.context import (
     SafeguardFacts,
     SiteFacts,
 )
-from training.gate.messages import TEMPLATES, Message, msg, render
+from training.gate.messages import TEMPLATES, Message, english, msg, render
 
 PUBLISHED = "published"
 _ART9_CONDITIONS = frozenset(v for v in Art9Condition.values if v)
@@ -108,11 +108,14 @@ class _Rule:
     article = ""
 
     def result(self, ok: bool, why: Message) -> RuleResult:
+        # Inside the engine's memo equal reasons come back as one shared message, which
+        # round_gate then stores once (training.services.gate._insert_results).
+        text, why = english(why)
         return RuleResult(
             rule_id=self.rule_id,
             article=self.article,
             ok=ok,
-            reason=render(why),
+            reason=text,
             code=why["code"],
             params=why["params"],
         )
