@@ -132,6 +132,12 @@ TEMPLATES: dict[str, str] = {
     "adequacy.not_adopted": _("%(cite)s was not yet adopted"),
     "adequacy.ceased": _("%(cite)s ceased to apply on %(date)s"),
     "adequacy.country": _("adequacy decision %(cite)s (Art. 45)"),
+    # A finding for the DPO, not a refusal: a review date that has passed does not end a
+    # decision (Art. 45(3), (5)).
+    "adequacy.review_overdue": _(
+        "%(ground)s; its periodic review was due on %(date)s and is overdue (Art. 45(3)); the "
+        "decision stays in force until the Commission repeals, amends or suspends it (Art. 45(5))"
+    ),
     "adequacy.label.dpf": _("DPF listing"),
     "adequacy.label.pipeda": _("PIPEDA applicability"),
     "adequacy.no_certification": _(
