@@ -111,8 +111,9 @@ def _insert_results(decision_id: int, verdict) -> None:
     Most sites share most reasons, and the engine hands equal reasons out as one shared
     message (``training.gate.messages.english``), so (text, code, params object) finds the
     duplicates without serialising anything. Sending each reason once cut the statement
-    from about 1.8 MB to a fifth at 200 sites, and with it half of the insert's time on
-    PostgreSQL. The stored rows are the same: each gets its reason's text, code and params.
+    from 1.8 MB to 0.77 MB at 200 sites (bench/gate.py's federation), and the insert's time
+    on PostgreSQL by about 45%. The stored rows are the same: each gets its reason's text,
+    code and params, in the same order.
     """
     messages: list[list] = []
     index: dict[tuple[str, str, int], int] = {}
