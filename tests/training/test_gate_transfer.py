@@ -368,3 +368,32 @@ def test_a_scoped_decision_needs_the_fact_for_the_same_country():
 def test_eea_parties_default_to_no_transfer():
     ctx = context(policy=replace(policy_facts(), **EEA_PARTIES))
     assert Transfer().evaluate(SiteCheck(gate=ctx, site=ctx.sites[0])).ok
+
+
+KR_CLOUD = party("Hanguk Compute Co.", "KR", "processor")
+
+
+@pytest.mark.parametrize(
+    ("at", "overdue"),
+    [
+        # Korea's decision, review_due 2025-12-17 in the shipped list. The review is due on
+        # that day, so it is overdue only from the next day on.
+        ("2025-12-17T00:00:00.000000Z", False),
+        ("2025-12-17T23:59:59.999999Z", False),
+        ("2025-12-18T00:00:00.000000Z", True),
+        ("2026-06-15T12:00:00.000000Z", True),
+    ],
+)
+def test_a_past_review_date_is_a_finding_not_a_refusal(at, overdue):
+    """Art. 45(3): the Commission reviews an adequacy decision periodically; a review date
+    that has passed ends nothing, since only a repealing, amending or suspending act does
+    (Art. 45(5)). The transfer stays grounded and the reason tells the DPO."""
+    ctx = zone(KR_CLOUD, at=at)
+    assert ctx.adequacy.decision("KR").review_due == "2025-12-17"
+    result = Transfer().evaluate(SiteCheck(gate=ctx, site=ctx.sites[0]))
+    assert result.ok, result.reason
+    assert "adequacy decision Commission Implementing Decision (EU) 2022/254" in result.reason
+    said = "its periodic review was due on 2025-12-17 and is overdue (Art. 45(3))"
+    assert (said in result.reason) is overdue
+    (leg, *_) = result.params["items"]
+    assert (leg["params"]["ground"]["code"] == "adequacy.review_overdue") is overdue

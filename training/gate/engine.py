@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from training.gate.context import GateContext, from_snapshot
-from training.gate.messages import Message, msg, render
+from training.gate.messages import Message, english_memo, msg, render
 from training.gate.rules import (
     ROUND_RULES,
     SITE_RULES,
@@ -54,6 +54,13 @@ class GateVerdict:
 
 def evaluate(ctx: GateContext) -> GateVerdict:
     """Run every site rule for every site, then the round rules."""
+    # One memo per evaluation: most sites share most reasons (rendered once), and nothing
+    # rendered for one gate can leak into another.
+    with english_memo():
+        return _evaluate(ctx)
+
+
+def _evaluate(ctx: GateContext) -> GateVerdict:
     site_verdicts = []
     for site in ctx.sites:
         check = SiteCheck(gate=ctx, site=site)

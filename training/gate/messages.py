@@ -14,7 +14,9 @@ Templates use gettext's named placeholders; ``gettext_noop`` only marks them for
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.utils.translation import gettext_noop as _
@@ -130,6 +132,12 @@ TEMPLATES: dict[str, str] = {
     "adequacy.not_adopted": _("%(cite)s was not yet adopted"),
     "adequacy.ceased": _("%(cite)s ceased to apply on %(date)s"),
     "adequacy.country": _("adequacy decision %(cite)s (Art. 45)"),
+    # A finding for the DPO, not a refusal: a review date that has passed does not end a
+    # decision (Art. 45(3), (5)).
+    "adequacy.review_overdue": _(
+        "%(ground)s; its periodic review was due on %(date)s and is overdue (Art. 45(3)); the "
+        "decision stays in force until the Commission repeals, amends or suspends it (Art. 45(5))"
+    ),
     "adequacy.label.dpf": _("DPF listing"),
     "adequacy.label.pipeda": _("PIPEDA applicability"),
     "adequacy.no_certification": _(
@@ -270,6 +278,46 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)([#0 +-]*\d*(?:\.\d+)?[diouxXeEfFgGs])")
 NumberFormat = Callable[[int | float, str], str]
 
 
+# repr(message) -> (English text, the first message seen with that repr). Set only inside
+# ``english_memo`` (one gate evaluation): a gate renders the same reasons for most sites,
+# and at 200 sites rendering each anew was about half of the gate's time.
+_ENGLISH_MEMO: ContextVar[dict[str, tuple[str, Message]] | None] = ContextVar(
+    "gate_english_memo", default=None
+)
+
+
+@contextmanager
+def english_memo() -> Iterator[None]:
+    """Within the block, ``render`` (English only) and ``english`` render each distinct
+    message once. Scoped to one block so nothing is cached across gates, and never across
+    languages: a translated or number-formatted render does not use it."""
+    token = _ENGLISH_MEMO.set({})
+    try:
+        yield
+    finally:
+        _ENGLISH_MEMO.reset(token)
+
+
+def english(message: Message) -> tuple[str, Message]:
+    """``render(message)`` and the message to store with it: inside ``english_memo`` an
+    equal message seen before (same text, same code, equal params) is returned instead,
+    so equal reasons share one object and a writer can store them once.
+
+    The key is ``repr``: for the plain data a reason holds (str, int, float, bool, None,
+    dates, lists, tuples, dicts) equal reprs mean equal values of equal types, so the text
+    and the stored JSON are the same; a mere miss (an equal value that reprs differently)
+    only costs a render. Callers must not mutate a returned message.
+    """
+    memo = _ENGLISH_MEMO.get()
+    if memo is None or type(message) is not dict:
+        return _render(message, None, None), message
+    key = repr(message)
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = (_render(message, None, None), message)
+    return hit
+
+
 def render(
     message: Mapping[str, Any],
     translate: Callable[[str], str] | None = None,
@@ -283,8 +331,18 @@ def render(
 
     Raises ``KeyError`` for an unknown code and ``TypeError``/``ValueError`` for params
     that do not fit the template; callers that show stored rows catch those and fall back
-    to the stored English text.
+    to the stored English text. Inside ``english_memo`` an English render is memoised.
     """
+    if translate is None and number is None and _ENGLISH_MEMO.get() is not None:
+        return english(message)[0]  # type: ignore[arg-type]
+    return _render(message, translate, number)
+
+
+def _render(
+    message: Mapping[str, Any],
+    translate: Callable[[str], str] | None,
+    number: NumberFormat | None,
+) -> str:
     template = TEMPLATES[message["code"]]
     if translate is not None:
         template = translate(template)

@@ -32,7 +32,7 @@ from training.gate.context import (
     SafeguardFacts,
     SiteFacts,
 )
-from training.gate.messages import TEMPLATES, Message, msg, render
+from training.gate.messages import TEMPLATES, Message, english, msg, render
 
 PUBLISHED = "published"
 _ART9_CONDITIONS = frozenset(v for v in Art9Condition.values if v)
@@ -108,11 +108,14 @@ class _Rule:
     article = ""
 
     def result(self, ok: bool, why: Message) -> RuleResult:
+        # Inside the engine's memo equal reasons come back as one shared message, which
+        # round_gate then stores once (training.services.gate._insert_results).
+        text, why = english(why)
         return RuleResult(
             rule_id=self.rule_id,
             article=self.article,
             ok=ok,
-            reason=render(why),
+            reason=text,
             code=why["code"],
             params=why["params"],
         )
@@ -459,7 +462,21 @@ def leg_message(gate: GateContext, site: SiteFacts, leg: TransferLeg) -> tuple[b
 
 
 def _adequacy(gate: GateContext, importer: PartyFacts) -> tuple[bool, Message]:
-    """Whether an adequacy decision in force covers this importer, and why (not)."""
+    """Whether an adequacy decision in force covers this importer, and why (not).
+
+    A decision whose periodic review date has passed (the day after ``review_due``) still
+    grounds the transfer: Art. 45(3) asks the Commission to review, and only a repealing,
+    amending or suspending act ends a decision (Art. 45(5)). The reason says the review is
+    overdue, so the DPO sees it in the decision, the admin and the report.
+    """
+    ok, why = _adequacy_ground(gate, importer)
+    decision = gate.adequacy.decision(importer.country) if gate.adequacy is not None else None
+    if ok and decision is not None and decision.review_due and gate.today > decision.review_due:
+        return True, msg("adequacy.review_overdue", ground=why, date=decision.review_due)
+    return ok, why
+
+
+def _adequacy_ground(gate: GateContext, importer: PartyFacts) -> tuple[bool, Message]:
     adequacy, today, country = gate.adequacy, gate.today, importer.country
     decision = adequacy.decision(country) if adequacy is not None else None
     if decision is None:
