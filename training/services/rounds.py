@@ -326,20 +326,23 @@ def round_check_approvals_current(*, actor: Actor, round: Round) -> Round:
     )
 
 
-def round_abort(*, actor: Actor, round: Round, reason: str) -> Round:
+def round_abort(*, actor: Actor, round: Round, reason: str | Message) -> Round:
     """An operator stops the round; its run's workloads are terminated after commit.
 
-    Raises ``InvalidInput`` (no reason) and ``TransitionNotAllowed`` (already ended).
+    ``reason`` is what the operator typed, or fedgov's own reason as a message (recovery
+    aborting a round whose ``manage.py federate`` died). Raises ``InvalidInput`` (no
+    reason) and ``TransitionNotAllowed`` (already ended).
     Writes ``round.aborted``.
     """
-    if not reason or not reason.strip():
+    typed = reason if is_message(reason) else str(reason or "").strip()
+    if not typed:
         raise InvalidInput({"reason": [_("a reason is required")]})
     with transaction.atomic(durable=True):
         aborted = _claim(
             actor=actor,
             round_id=round.pk,
             target=RoundState.ABORTED,
-            reason=msg("round.aborted_by", actor=actor.label, reason=reason.strip()),
+            reason=msg("round.aborted_by", actor=actor.label, reason=typed),
             event_type="round.aborted",
             sources=ABORTABLE,
         )
