@@ -10,12 +10,19 @@ translation is the plain name. ``InflectedTitles`` puts it into Django's own sen
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.utils.text import capfirst
 from django.utils.translation import gettext, pgettext_lazy
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+    _Base = ModelAdmin[Any]
+else:
+    _Base = object
 
 # Django's own msgids, translated by Django's catalogues. Through a name of their own so
 # that our extraction does not copy them into fedgov's catalogue.
@@ -43,11 +50,9 @@ def accusative(model: type[Model]) -> str:
     return str(name if name is not None else model._meta.verbose_name)
 
 
-class InflectedTitles:
+class InflectedTitles(_Base):
     """ModelAdmin mixin: the change form's, list's and delete page's titles, and the list's
     add button, name the model in the accusative (``ACCUSATIVE``)."""
-
-    model: type[Model]
 
     def changeform_view(
         self,
@@ -62,17 +67,17 @@ class InflectedTitles:
         else:
             from django.contrib.admin.utils import unquote
 
-            obj = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
-            can_change = self.has_change_permission(request, obj)  # type: ignore[attr-defined]
+            obj = self.get_object(request, unquote(object_id))
+            can_change = self.has_change_permission(request, obj)
             title = (_django("Change %s") if can_change else _django("View %s")) % name
         context = {"title": title, **(extra_context or {})}
-        return super().changeform_view(request, object_id, form_url, context)  # type: ignore[misc]
+        return super().changeform_view(request, object_id, form_url, context)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         name = accusative(self.model)
-        can_change = self.has_change_permission(request)  # type: ignore[attr-defined]
+        can_change = self.has_change_permission(request)
         title = _django("Select %s to change") if can_change else _django("Select %s to view")
         context = {
             "title": title % name,
@@ -80,10 +85,10 @@ class InflectedTitles:
             "add_label": capfirst(_django("Add %s") % name),
             **(extra_context or {}),
         }
-        return super().changelist_view(request, context)  # type: ignore[misc]
+        return super().changelist_view(request, context)
 
     def delete_view(
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         context = {"object_name": accusative(self.model), **(extra_context or {})}
-        return super().delete_view(request, object_id, context)  # type: ignore[misc]
+        return super().delete_view(request, object_id, context)
