@@ -157,7 +157,7 @@ def _requesters(round_: Round) -> set[int]:
 def _check_may_decide(actor: Actor, round_: Round) -> None:
     if actor.user is None:
         raise InvalidInput({"approver": [_("only a person can approve or reject a round")]})
-    require_second_factor(actor, act="approving or rejecting a round")
+    require_second_factor(actor, act=_("approving or rejecting a round"))
     if not roles.has_role(actor.user, roles.OPERATOR, roles.DPO):
         raise InvalidInput({"approver": [_("only an Operator or a DPO may decide on a round")]})
     if actor.user.pk in _requesters(round_):
