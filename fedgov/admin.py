@@ -11,6 +11,7 @@ from __future__ import annotations
 from axes.models import AccessAttempt
 from django.contrib import admin
 from django.contrib.auth.models import Group, User
+from django.utils.translation import gettext_noop
 
 from fedgov.admin_titles import InflectedTitles
 
@@ -19,3 +20,11 @@ for _model in (User, Group, AccessAttempt):
         _current = type(admin.site.get_model_admin(_model))
         admin.site.unregister(_model)
         admin.site.register(_model, type(_current.__name__, (InflectedTitles, _current), {}))
+
+# axes marks these but ships no Polish or Spanish for them: fedgov's catalogue, which
+# Django reads first, carries them in every language (issue 19, third-party labels).
+THIRD_PARTY_LABELS = (
+    gettext_noop("access failure"),
+    gettext_noop("access failures"),
+    gettext_noop("Access lock out"),
+)

@@ -70,3 +70,22 @@ def test_the_add_button_names_the_model_in_the_accusative(superuser_in):
     page = html.unescape(superuser_in("pl").get("/admin/auth/user/").content.decode())
     button = re.search(r'class="addlink">\s*([^<]+?)\s*</a>', page).group(1)
     assert button == "Dodaj użytkownika"
+
+
+@pytest.mark.parametrize(
+    ("lang", "shown", "english"),
+    [
+        ("pl", ["Aplikacje uwierzytelniające (TOTP)", "Urządzenia TOTP", "Nieudane próby dostępu"],
+         ["TOTP devices", "Access failures", "Otp_Totp"]),
+        ("es", ["Aplicaciones de autenticación (TOTP)", "Dispositivos TOTP",
+                "Intentos de acceso fallidos"], ["TOTP devices", "Access failures"]),
+    ],
+)  # fmt: skip
+def test_other_packages_admin_entries_read_in_the_readers_language(
+    superuser_in, lang, shown, english
+):
+    page = html.unescape(superuser_in(lang).get("/admin/").content.decode())
+    for text in shown:
+        assert text in page
+    for text in english:
+        assert text not in page
