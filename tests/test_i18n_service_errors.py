@@ -85,3 +85,117 @@ def test_the_second_factor_refusal_reads_in_the_readers_language(lang, text):
 
 def test_processes_still_pass_without_a_second_factor():
     require_second_factor(SYSTEM, act="building a report")
+
+
+# --------------------------------------------------------------------------- consent CSV
+
+CONSENT_HEADER = "subject_pseudonym;purpose;kind;occurred_at;expires_at\n"
+
+
+def _steward_upload(lang: str, content: str):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from sites.models import SiteSteward
+    from tests.factories import DatasetFactory, PurposeFactory, SiteFactory
+
+    purpose = PurposeFactory(code="topics")
+    site = SiteFactory(slug=f"home-{lang}")
+    dataset = DatasetFactory(site=site, purposes=[purpose])
+    steward = UserFactory(username=f"stew-{lang}", is_staff=True, roles=[roles.SITE_STEWARD])
+    SiteSteward.objects.create(user=steward, site=site)
+    client = Client()
+    client.force_login(steward)
+    upload = SimpleUploadedFile("c.csv", content.encode(), "text/csv")
+    response = client.post(
+        "/admin/sites/consentevent/upload/",
+        {"dataset": dataset.pk, "file": upload},
+        HTTP_ACCEPT_LANGUAGE=lang,
+    )
+    assert response.status_code == 400
+    import html
+
+    return html.unescape(response.content.decode())
+
+
+@pytest.mark.parametrize(
+    ("lang", "short", "empty"),
+    [
+        ("en", "line 2: 3 cells, the header has 5", "line 3: empty purpose"),
+        ("de", "Zeile 2: 3 Zellen, die Kopfzeile hat 5", "Zeile 3: leer: purpose"),
+        ("es", "línea 2: 3 celdas, la cabecera tiene 5", "línea 3: vacío: purpose"),
+        ("pl", "wiersz 2: 3 komórki, nagłówek ma 5", "wiersz 3: puste: purpose"),
+        ("fr", "ligne 2 : 3 cellules, l'en-tête en a 5", "ligne 3 : vide : purpose"),
+    ],
+)
+def test_a_semicolon_consent_file_with_bad_rows_is_refused_in_the_readers_language(
+    lang, short, empty
+):
+    page = _steward_upload(
+        lang,
+        CONSENT_HEADER + "s1;topics;grant\n" + "s2;;grant;2026-01-05T09:00:00+00:00;\n",
+    )
+    assert short in page and empty in page
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("de", "Zeile 1: die Kopfzeile muss subject_pseudonym, purpose, kind, occurred_at"),
+        ("pl", "wiersz 1: nagłówek musi zawierać subject_pseudonym, purpose, kind, occurred_at"),
+    ],
+)
+def test_a_consent_file_with_a_wrong_header_names_its_columns_in_the_readers_sentence(lang, text):
+    assert text in _steward_upload(lang, "pseudonym;purpose\nx;y\n")
+
+
+def test_a_consent_file_over_the_limit_counts_its_bytes_as_the_reader_writes_numbers(settings):
+    from sites.consent_csv import parse_consent_csv
+
+    with translation.override("de"), pytest.raises(InvalidInput) as raised:
+        parse_consent_csv(b"x" * 1_500, max_bytes=1_000)
+    assert raised.value.errors["file"] == ["die Datei ist 1.500 Byte groß; die Grenze ist 1.000"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "text"),
+    [
+        ("en", "CSV header must be subject_pseudonym,purpose,kind,occurred_at,expires_at"),
+        ("pl", "nagłówek CSV musi mieć postać subject_pseudonym,purpose,kind,occurred_at"),
+        ("fr", "l'en-tête du CSV doit être subject_pseudonym,purpose,kind,occurred_at"),
+    ],
+)
+def test_the_consent_api_refuses_a_bad_csv_header_in_the_readers_language(
+    api, make_user, lang, text
+):
+    from tests.factories import DatasetFactory
+
+    dataset = DatasetFactory()
+    client = api(make_user(roles.DPO, username=f"dpo-{lang}"))
+    response = client.post(
+        f"/api/v1/datasets/{dataset.pk}/consent-events",
+        "subject,purpose\nx,y\n",
+        content_type="text/csv",
+        HTTP_ACCEPT_LANGUAGE=lang,
+    )
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith(text)
+    # The column names are the file's own words, in every language.
+    assert "subject" in detail and "subject_pseudonym" in detail
+
+
+def test_an_api_body_over_the_limit_is_counted_in_the_readers_numbers(api, make_user, settings):
+    from tests.factories import DatasetFactory
+
+    settings.FEDGOV_API_MAX_BODY_BYTES = 2_000
+    dataset = DatasetFactory()
+    client = api(make_user(roles.DPO, username="dpo-size"))
+    response = client.post(
+        f"/api/v1/datasets/{dataset.pk}/consent-events",
+        "x" * 2_500,
+        content_type="text/csv",
+        HTTP_ACCEPT_LANGUAGE="pl",
+    )
+    assert response.status_code == 400
+    assert response.json() == {"body": ["ma 2\xa0500 B; przyjmowanych jest najwyżej 2\xa0000 B"]}
