@@ -6,6 +6,9 @@ runda"; "Dodaj użytkownika"), German too for a noun made from an adjective
 ("Standortverantwortlichen hinzufügen"). Each such model gets its name in that case as a
 message of its own (context "accusative"), whose English and, in most languages, whose
 translation is the plain name. ``InflectedTitles`` puts it into Django's own sentences.
+
+French titles read "Ajout de %s": before a vowel or a mute h the "de" elides ("Ajout
+d'utilisateur", "Modification d'horodatage"), which Django's one msgid cannot say.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.utils.text import capfirst
-from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import get_language, gettext, pgettext_lazy
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -44,6 +47,26 @@ ACCUSATIVE: dict[str, Any] = {
 }
 
 
+# French nouns in our names that start with a mute h (elided: "d'horodatage"); an
+# aspirated h keeps "de" ("de hachage"), so the h cannot be decided by its letter.
+_FRENCH_MUTE_H = ("horodatage", "historique", "hôte", "hébergement", "habilitation")
+_FRENCH_VOWELS = "aeiouyàâäéèêëîïôöùûüœæ"
+
+
+def _elides_in_french(name: str) -> bool:
+    word = name.strip().lower()
+    return word[:1] in _FRENCH_VOWELS or word.startswith(_FRENCH_MUTE_H)
+
+
+def _name_in(sentence: str, name: str) -> str:
+    """Django's translated ``sentence`` with ``name`` in it, "de" elided where French
+    needs it."""
+    french = (get_language() or "").startswith("fr")
+    if french and sentence.endswith(" de %s") and _elides_in_french(name):
+        sentence = sentence[: -len("de %s")] + "d'%s"
+    return sentence % name
+
+
 def accusative(model: type[Model]) -> str:
     """``model``'s name as the object of a verb, in the active language."""
     name = ACCUSATIVE.get(model._meta.label_lower)
@@ -63,13 +86,13 @@ class InflectedTitles(_Base):
     ) -> HttpResponse:
         name = accusative(self.model)
         if object_id is None:
-            title = _django("Add %s") % name
+            title = _name_in(_django("Add %s"), name)
         else:
             from django.contrib.admin.utils import unquote
 
             obj = self.get_object(request, unquote(object_id))
             can_change = self.has_change_permission(request, obj)
-            title = (_django("Change %s") if can_change else _django("View %s")) % name
+            title = _name_in(_django("Change %s") if can_change else _django("View %s"), name)
         context = {"title": title, **(extra_context or {})}
         return super().changeform_view(request, object_id, form_url, context)
 
@@ -82,7 +105,7 @@ class InflectedTitles(_Base):
         context = {
             "title": title % name,
             # templates/admin/change_list_object_tools.html shows it on the add button.
-            "add_label": capfirst(_django("Add %s") % name),
+            "add_label": capfirst(_name_in(_django("Add %s"), name)),
             **(extra_context or {}),
         }
         return super().changelist_view(request, context)

@@ -89,3 +89,29 @@ def test_other_packages_admin_entries_read_in_the_readers_language(
         assert text in page
     for text in english:
         assert text not in page
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("/admin/auth/user/add/", "Ajout d'utilisateur"),
+        ("/admin/auth/group/add/", "Ajout de groupe"),
+    ],
+)
+def test_french_titles_elide_de_before_a_vowel(superuser_in, url, expected):
+    assert title(superuser_in("fr"), url) == expected
+
+
+def test_french_elision_knows_a_mute_h_from_an_aspirated_one():
+    from django.utils import translation
+
+    from fedgov.admin_titles import _name_in
+
+    with translation.override("fr"):
+        assert _name_in("Ajout de %s", "horodatage du point de contrôle") == (
+            "Ajout d'horodatage du point de contrôle"
+        )
+        assert _name_in("Ajout de %s", "hachage de sous-arbre") == "Ajout de hachage de sous-arbre"
+        assert _name_in("Affichage de %s", "échec de connexion") == "Affichage d'échec de connexion"
+    with translation.override("es"):
+        assert _name_in("Ver %s", "usuario") == "Ver usuario"
