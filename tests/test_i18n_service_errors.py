@@ -199,3 +199,32 @@ def test_an_api_body_over_the_limit_is_counted_in_the_readers_numbers(api, make_
     )
     assert response.status_code == 400
     assert response.json() == {"body": ["ma 2\xa0500 B; przyjmowanych jest najwyżej 2\xa0000 B"]}
+
+
+def test_the_consent_services_row_refusals_read_in_the_uploaders_language():
+    page = _steward_upload("pl", CONSENT_HEADER + "s1;topics;withdraw;2026-01-05T09:00:00+00:00;\n")
+    assert "wiersz 2: subject_pseudonym: nie ma zgody na cel 'topics', którą można by wycofać" in (
+        page
+    )
+    assert "odrzucono 1 z 1 wiersza (pierwszy: wiersz 0, subject_pseudonym)" in page
+
+
+def test_the_consent_api_keeps_field_names_and_translates_the_reasons(api, make_user):
+    from tests.factories import DatasetFactory, PurposeFactory
+
+    dataset = DatasetFactory(purposes=[PurposeFactory(code="topics")])
+    client = api(make_user(roles.DPO, username="dpo-rows"))
+    event = {"subject_pseudonym": "s1", "purpose": "topics", "kind": "withdraw"}
+    event["occurred_at"] = "2026-01-05T09:00:00+00:00"
+    response = client.post(
+        f"/api/v1/datasets/{dataset.pk}/consent-events",
+        [event, event],
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="de",
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["events"]["1"]["non_field_errors"] == ["wiederholt Zeile 0"]
+    assert body["events"]["0"]["subject_pseudonym"] == [
+        "hat keine Einwilligung für den Zweck 'topics', die widerrufen werden könnte"
+    ]
