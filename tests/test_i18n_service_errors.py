@@ -228,3 +228,35 @@ def test_the_consent_api_keeps_field_names_and_translates_the_reasons(api, make_
     assert body["events"]["0"]["subject_pseudonym"] == [
         "hat keine Einwilligung für den Zweck 'topics', die widerrufen werden könnte"
     ]
+
+
+# --------------------------------------------------------------------------- adequacy list
+
+
+def test_the_adequacy_list_admin_names_the_bad_entry_in_german():
+    import html
+
+    from django.test import Client
+
+    from tests.factories import login_verified
+
+    client = Client(HTTP_ACCEPT_LANGUAGE="de")
+    login_verified(client, UserFactory(username="su-de", is_staff=True, is_superuser=True))
+    content = (
+        '{"version": "v-test", "decisions": [{"country": "XX", "reference": "r", '
+        '"adopted_on": "2020-01-01", "scope": "country", "review_due": "2030-01-01"}]}'
+    )
+    response = client.post("/admin/sites/adequacylistversion/add/", {"content": content})
+    page = html.unescape(response.content.decode())
+    # The JSON path is the file's own, in every language; the reason is the reader's.
+    assert "decisions[0].country: 'XX' ist kein Code nach ISO 3166-1 alpha-2" in page
+
+
+def test_an_adequacy_list_refused_in_one_language_reads_in_another():
+    from sites.services import adequacy_list_record
+
+    with translation.override("de"), pytest.raises(InvalidInput) as raised:
+        adequacy_list_record(actor=SYSTEM, content='{"version": "v", "decisions": []}')
+    with translation.override("fr"):
+        assert str(raised.value) == "content: decisions: doit être une liste non vide"
+    assert str(raised.value) == "content: decisions: must be a non-empty list"
