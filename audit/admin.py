@@ -28,6 +28,8 @@ from audit.models import Checkpoint, Cosignature, LedgerEntry, LegalHold, Truste
 from audit.retention import legal_hold_place, legal_hold_release
 from fedgov import roles
 from fedgov.actors import Actor
+from fedgov.admin_identifiers import IdentifierColumns
+from fedgov.admin_titles import InflectedTitles
 from fedgov.errors import FedgovError, InvalidInput
 
 logger = logging.getLogger("fedgov.admin.holds")
@@ -69,7 +71,8 @@ class RedactedFilter(admin.SimpleListFilter):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin[LedgerEntry]):
+class LedgerEntryAdmin(IdentifierColumns, ReadOnlyAdmin[LedgerEntry]):
+    identifier_fields = ("seq",)
     list_display = [
         "seq",
         "event_type",
@@ -103,7 +106,8 @@ class LedgerEntryAdmin(ReadOnlyAdmin[LedgerEntry]):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(ReadOnlyAdmin[Checkpoint]):
+class CheckpointAdmin(IdentifierColumns, ReadOnlyAdmin[Checkpoint]):
+    identifier_fields = ("size",)
     list_display = ["size", "created_at", "key_id", "created_by"]
     readonly_fields = ["size", "root_hex", "created_at", "key_id", "created_by", "note"]
     exclude = ["root"]
@@ -131,7 +135,8 @@ class TrustedKeyAdmin(ReadOnlyAdmin[TrustedKey]):
 
 
 @admin.register(Cosignature)
-class CosignatureAdmin(ReadOnlyAdmin[Cosignature]):
+class CosignatureAdmin(IdentifierColumns, ReadOnlyAdmin[Cosignature]):
+    identifier_fields = ("timestamp",)
     list_display = ["checkpoint", "witness", "key_id", "timestamp", "received_at"]
     readonly_fields = ["checkpoint", "witness", "key_id", "timestamp", "line", "received_at"]
 
@@ -214,7 +219,7 @@ _HOLD_FIELDS: tuple[str, ...] = (
 
 
 @admin.register(LegalHold)
-class LegalHoldAdmin(admin.ModelAdmin[LegalHold]):
+class LegalHoldAdmin(InflectedTitles, admin.ModelAdmin[LegalHold]):
     list_display = ["reference", "scope", "placed_by", "placed_at", "is_active", "released_at"]
     list_filter = [HoldStatusFilter, "placed_at"]
     search_fields = ["reference", "=subject_id"]

@@ -13,10 +13,13 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.models import Checkpoint, LedgerEntry, LegalHold
 from audit.services import ledger_append
@@ -82,24 +85,27 @@ def legal_hold_place(
     Raises ``InvalidInput`` naming the field for an empty reference or reason, half a
     subject, or a period that ends before it starts.
     """
-    errors: dict[str, list[str]] = {}
+    # Lazy reasons: the admin form or API response shows them in its reader's language.
+    errors: dict[str, list[Any]] = {}
     reference, reason = (reference or "").strip(), (reason or "").strip()
     subject_type = (subject_type or "").strip()
     subject_id = "" if subject_id is None else str(subject_id).strip()
     if not reference:
-        errors["reference"] = ["a case or matter reference is required"]
+        errors["reference"] = [_("a case or matter reference is required")]
     elif len(reference) > 64:
-        errors["reference"] = ["at most 64 characters"]
+        errors["reference"] = [_("at most 64 characters")]
     if not reason:
-        errors["reason"] = ["say why the entries must be kept"]
+        errors["reason"] = [_("say why the entries must be kept")]
     if bool(subject_type) != bool(subject_id):
         field = "subject_id" if subject_type else "subject_type"
-        errors[field] = ["give both subject_type and subject_id, or neither for the whole ledger"]
+        errors[field] = [
+            _("give both subject_type and subject_id, or neither for the whole ledger")
+        ]
     for name, value in (("subject_type", subject_type), ("subject_id", subject_id)):
         if len(value) > 64:
-            errors[name] = ["at most 64 characters"]
+            errors[name] = [_("at most 64 characters")]
     if held_from and held_until and held_until < held_from:
-        errors["held_until"] = ["must not be before held_from"]
+        errors["held_until"] = [_("must not be before held_from")]
     if errors:
         raise InvalidInput(errors)
     with transaction.atomic():
@@ -137,12 +143,16 @@ def legal_hold_release(*, actor: Actor, hold: LegalHold, reason: str) -> LegalHo
     """Release an active hold. ``TransitionNotAllowed`` if it is already released."""
     reason = (reason or "").strip()
     if not reason:
-        raise InvalidInput({"reason": ["say why the hold ends"]})
+        raise InvalidInput({"reason": [_("say why the hold ends")]})
     with transaction.atomic():
         locked = LegalHold.objects.select_for_update().get(pk=hold.pk)
         if locked.released_at is not None:
             raise TransitionNotAllowed(
-                f"legal hold {locked.reference} was released on {locked.released_at:%Y-%m-%d}"
+                format_lazy(
+                    _("legal hold {reference} was released on {date}"),
+                    reference=locked.reference,
+                    date=f"{locked.released_at:%Y-%m-%d}",
+                )
             )
         locked.released_at = clock.now()
         locked.released_by = actor.label

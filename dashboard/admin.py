@@ -5,10 +5,13 @@ from __future__ import annotations
 from django.contrib import admin
 
 from dashboard.models import LedgerVerification
+from fedgov.admin_identifiers import IdentifierColumns
+from fedgov.admin_titles import InflectedTitles
 
 
 @admin.register(LedgerVerification)
-class LedgerVerificationAdmin(admin.ModelAdmin):
+class LedgerVerificationAdmin(InflectedTitles, IdentifierColumns, admin.ModelAdmin):
+    identifier_fields = ("size", "first_bad_seq", "ledger_seq")
     list_display = [
         "finished_at",
         "ok",

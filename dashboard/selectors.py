@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Max, Q, QuerySet
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 
 from audit import selectors as ledger
 from audit.models import LedgerEntry, LegalHold
@@ -222,6 +222,15 @@ def _refusals_and_exclusions(
     return refused, excluded
 
 
+# The gate's outcome inside the timeline's sentence ("gate allowed, 2 of 3 sites
+# eligible"): the choice labels are capitalised for a column or badge, and a noun's
+# gender decides the ending (es "control permitido"), so each language writes it here.
+OUTCOME_MID_SENTENCE = {
+    GateOutcome.ALLOWED: pgettext_lazy("gate outcome, mid-sentence", "allowed"),
+    GateOutcome.BLOCKED: pgettext_lazy("gate outcome, mid-sentence", "blocked"),
+}
+
+
 @dataclass(frozen=True)
 class TimelineRow:
     round_id: int
@@ -244,6 +253,8 @@ class TimelineRow:
     # The round's state reason as the reader reads it (state_reason stays English, for
     # comparing with the gate's stored text).
     state_reason_text: str = ""
+    # gate_outcome as it reads mid-sentence (OUTCOME_MID_SENTENCE).
+    gate_outcome_word: str = ""
 
 
 @dataclass(frozen=True)
@@ -309,6 +320,7 @@ def round_timeline(filters: Filters, *, limit: int = TIMELINE_LIMIT) -> list[Tim
                 state_reason=r.state_reason,
                 state_reason_text=round_reason_text(r),
                 gate_outcome=str(GateOutcome(d.outcome).label) if d else "",
+                gate_outcome_word=str(OUTCOME_MID_SENTENCE[GateOutcome(d.outcome)]) if d else "",
                 gate_reason=d.reason if d else "",
                 eligible_sites=eligible[d.pk] if d else 0,
                 sites=sites[d.pk] if d else 0,

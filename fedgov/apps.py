@@ -79,3 +79,21 @@ class FedgovConfig(AppConfig):
         from fedgov import metrics
 
         metrics.register()
+        name_third_party_models()
+
+
+def name_third_party_models() -> None:
+    """Names in the reader's language for another package's admin entries that it leaves
+    unmarked: django-otp names its app and TOTPDevice in English only, so the admin's
+    sidebar read "OTP_TOTP / TOTP devices" to every reader. Lazy strings whose English is
+    the package's own text, so its migrations see no change (makemigrations --check)."""
+    from django.utils.translation import gettext_lazy as _
+
+    try:
+        config = apps.get_app_config("otp_totp")
+    except LookupError:  # a deployment without the second factor's app
+        return
+    config.verbose_name = _("Authenticator apps (TOTP)")
+    device = config.get_model("TOTPDevice")
+    device._meta.verbose_name = _("TOTP device")
+    device._meta.verbose_name_plural = _("TOTP devices")

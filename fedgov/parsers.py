@@ -18,10 +18,12 @@ import json
 from typing import IO, Any
 
 from django.conf import settings
+from django.utils.translation import gettext
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from fedgov.errors import InvalidInput
+from fedgov.numbers import number
 
 MAX_JSON_DEPTH = 32
 
@@ -35,13 +37,32 @@ def read_body(stream: IO[bytes] | None, parser_context: dict[str, Any] | None) -
     request = (parser_context or {}).get("request")
     declared = request.META.get("CONTENT_LENGTH", "") if request is not None else ""
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise InvalidInput({"body": [f"is {int(declared)} bytes; at most {limit} are accepted"]})
+        raise InvalidInput({"body": [_too_large(int(declared), limit)]})
     if stream is None:
         return b""
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise InvalidInput({"body": [f"is more than {limit} bytes; at most {limit} are accepted"]})
+        raise InvalidInput(
+            {
+                "body": [
+                    gettext("is more than {limit} bytes; at most {limit} are accepted").format(
+                        limit=number(limit)
+                    )
+                ]
+            }
+        )
     return data
+
+
+def _too_large(size: int, limit: int) -> str:
+    # Parsers run inside the request, so the reader's language is the active one.
+    return gettext("is {size} bytes; at most {limit} are accepted").format(
+        size=number(size), limit=number(limit)
+    )
+
+
+def _too_deep() -> str:
+    return gettext("JSON nests more than {limit} levels deep").format(limit=number(MAX_JSON_DEPTH))
 
 
 def nesting_exceeds(value: Any, limit: int) -> bool:
@@ -80,11 +101,9 @@ class BoundedJSONParser(JSONParser):
             text = codecs.decode(raw, encoding)
             data = json.loads(text, parse_constant=_refuse_constant)
         except RecursionError:
-            raise InvalidInput(
-                {"body": [f"JSON nests more than {MAX_JSON_DEPTH} levels deep"]}
-            ) from None
+            raise InvalidInput({"body": [_too_deep()]}) from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
         if nesting_exceeds(data, MAX_JSON_DEPTH):
-            raise InvalidInput({"body": [f"JSON nests more than {MAX_JSON_DEPTH} levels deep"]})
+            raise InvalidInput({"body": [_too_deep()]})
         return data

@@ -18,6 +18,9 @@ from io import BytesIO
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils.functional import Promise
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 from django_otp import match_token
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -32,7 +35,7 @@ ENROL_PATH = "/account/two-factor/"
 DEVICE_NAME = "authenticator app"
 
 
-def require_second_factor(actor: Actor, *, act: str) -> None:
+def require_second_factor(actor: Actor, *, act: str | Promise) -> None:
     """Refuse ``act`` to a person whose session has not passed a second factor.
 
     fedgov's own processes (``actor.user is None``) are not people and pass. Raises
@@ -40,9 +43,16 @@ def require_second_factor(actor: Actor, *, act: str) -> None:
     """
     if actor.user is None or actor.second_factor:
         return
+    # Lazy: the page or API response that shows it reads it in its reader's language.
     raise SecondFactorRequired(
-        f"{act} needs a second factor: sign in with the code from your authenticator app "
-        f"(enrol one at {ENROL_PATH} if you have none)"
+        format_lazy(
+            _(
+                "{act} needs a second factor: sign in with the code from your authenticator "
+                "app (enrol one at {path} if you have none)"
+            ),
+            act=act,
+            path=ENROL_PATH,
+        )
     )
 
 
@@ -104,5 +114,7 @@ def actor_by_token(*, user: User, token: str) -> Actor:
     demo's second operator). Raises ``SecondFactorRequired`` for a wrong or replayed code.
     """
     if match_token(user, token.strip()) is None:
-        raise SecondFactorRequired(f"the code for {user.get_username()} is wrong or already used")
+        raise SecondFactorRequired(
+            format_lazy(_("the code for {user} is wrong or already used"), user=user.get_username())
+        )
     return Actor(user=user, label=user.get_username(), second_factor=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from fedgov.admin_identifiers import IdentifierColumns
 from opennebula.models import Workload
 
 
 @admin.register(Workload)
-class WorkloadAdmin(admin.ModelAdmin):
+class WorkloadAdmin(IdentifierColumns, admin.ModelAdmin):
+    identifier_fields = ("zone_id", "vm_id", "host_id", "cluster_id", "datastore_id", "error_code")
     list_display = (
         "zone_id",
         "vm_id",

@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from audit.services import ledger_append
 from fedgov import clock
@@ -69,7 +70,7 @@ def report_generate(
     Writes ledger event ``report.requested``; schedules the ``reports.build`` task after
     commit.
     """
-    require_second_factor(actor, act="requesting a signed report")
+    require_second_factor(actor, act=_("requesting a signed report"))
     errors: dict[str, list[str]] = {}
     if run is None and period is None:
         errors["run"] = ["name a run or a period"]

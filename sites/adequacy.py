@@ -19,6 +19,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+
 ADEQUACY_FILE = Path(__file__).with_name("data") / "adequacy.json"
 SCOPES = ("country", "dpf", "pipeda")
 _DECISION_KEYS = {"country", "reference", "adopted_on", "scope", "review_due"}
@@ -43,15 +46,22 @@ class AdequacyList:
     decisions: tuple[AdequacyDecision, ...]
 
 
+def _refusal(where: str, reason: Any) -> ValueError:
+    """A ValueError for ``where`` (a JSON path, the same in every language) and a lazy
+    ``reason``, which the admin form shows in its reader's language."""
+    return ValueError(format_lazy("{}: {}", where, reason))
+
+
 def _date(where: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{where}: must be a date (YYYY-MM-DD)")
+        raise _refusal(where, _("must be a date (YYYY-MM-DD)"))
+    not_a_date = format_lazy(_("{value} is not a date (YYYY-MM-DD)"), value=repr(value))
     try:
         dt.date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+        raise _refusal(where, not_a_date) from None
     if len(value) != 10:
-        raise ValueError(f"{where}: {value!r} is not a date (YYYY-MM-DD)")
+        raise _refusal(where, not_a_date)
     return value
 
 
@@ -62,39 +72,53 @@ def parse_adequacy(text: str | bytes) -> AdequacyList:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"not JSON: {exc}") from None
+        # json's own message has no translation of its own.
+        raise ValueError(format_lazy(_("not JSON: {error}"), error=exc)) from None
     if not isinstance(data, dict):
-        raise ValueError("must be a JSON object with version and decisions")
+        raise ValueError(_("must be a JSON object with version and decisions"))
     version = data.get("version")
     if not isinstance(version, str) or not version.strip() or len(version) > 64:
-        raise ValueError("version: must be a non-empty text of at most 64 characters")
+        raise _refusal("version", _("must be a non-empty text of at most 64 characters"))
     raw = data.get("decisions")
     if not isinstance(raw, list) or not raw:
-        raise ValueError("decisions: must be a non-empty list")
+        raise _refusal("decisions", _("must be a non-empty list"))
     decisions: list[AdequacyDecision] = []
     seen: set[str] = set()
     for i, entry in enumerate(raw):
         where = f"decisions[{i}]"
         if not isinstance(entry, dict):
-            raise ValueError(f"{where}: must be an object")
+            raise _refusal(where, _("must be an object"))
         missing = _DECISION_KEYS - entry.keys()
         if missing:
-            raise ValueError(f"{where}: missing {', '.join(sorted(missing))}")
+            raise _refusal(
+                where, format_lazy(_("missing {fields}"), fields=", ".join(sorted(missing)))
+            )
         unknown = entry.keys() - _DECISION_KEYS - _OPTIONAL_KEYS
         if unknown:
-            raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+            fields = ", ".join(sorted(unknown))
+            raise _refusal(where, format_lazy(_("unknown field(s) {fields}"), fields=fields))
         country = entry["country"]
         if not is_country(country):
-            raise ValueError(f"{where}.country: {country!r} is not an ISO 3166-1 alpha-2 code")
+            raise _refusal(
+                f"{where}.country",
+                format_lazy(
+                    _("{country} is not an ISO 3166-1 alpha-2 code"), country=repr(country)
+                ),
+            )
         if country in seen:
             # One decision per country keeps the gate's reading unambiguous.
-            raise ValueError(f"{where}.country: {country} is listed twice")
+            raise _refusal(
+                f"{where}.country", format_lazy(_("{country} is listed twice"), country=country)
+            )
         seen.add(country)
         reference = entry["reference"]
         if not isinstance(reference, str) or not reference.strip():
-            raise ValueError(f"{where}.reference: must name the decision")
+            raise _refusal(f"{where}.reference", _("must name the decision"))
         if entry["scope"] not in SCOPES:
-            raise ValueError(f"{where}.scope: must be one of {', '.join(SCOPES)}")
+            raise _refusal(
+                f"{where}.scope",
+                format_lazy(_("must be one of {choices}"), choices=", ".join(SCOPES)),
+            )
         expires = entry.get("expires_on")
         decisions.append(
             AdequacyDecision(

@@ -18,6 +18,8 @@ from django.utils.translation import gettext_lazy as _
 
 from fedgov import clock
 from fedgov.actors import Actor
+from fedgov.admin_identifiers import IdentifierColumns
+from fedgov.admin_titles import InflectedTitles
 from fedgov.errors import FedgovError, InvalidInput
 from sites import services
 from sites.adequacy import parse_adequacy
@@ -175,7 +177,7 @@ class SiteAdmin(SiteScopedAdmin, ServiceAdmin):
 
 
 @admin.register(SiteSteward)
-class SiteStewardAdmin(admin.ModelAdmin):
+class SiteStewardAdmin(InflectedTitles, admin.ModelAdmin):
     list_display = ["user", "site"]
     list_filter = ["site"]
     search_fields = ["user__username", "site__slug"]
@@ -263,7 +265,8 @@ class DatasetAdmin(SiteScopedAdmin, ServiceAdmin):
 
 
 @admin.register(ResidencyPolicy)
-class ResidencyPolicyAdmin(ServiceAdmin):
+class ResidencyPolicyAdmin(InflectedTitles, IdentifierColumns, ServiceAdmin):
+    identifier_fields = ("version",)
     list_display = [
         "name",
         "version",
@@ -376,7 +379,7 @@ class ConsentStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Consent)
-class ConsentAdmin(ReadOnlyAdmin):
+class ConsentAdmin(InflectedTitles, ReadOnlyAdmin):
     site_field = "dataset__site"
     list_display = [
         "subject_pseudonym",
@@ -411,7 +414,7 @@ class ConsentEventAdmin(ConsentUploadMixin, ReadOnlyAdmin):
 
 
 @admin.register(AdequacyListVersion)
-class AdequacyListVersionAdmin(ServiceAdmin):
+class AdequacyListVersionAdmin(InflectedTitles, ServiceAdmin):
     """A DPO records a new version of the adequacy list (Art. 45); versions never change."""
 
     list_display = ["version", "sha256", "recorded_at", "recorded_by_name"]

@@ -19,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
 from sites import services
-from sites.consent_csv import parse_consent_csv, row_errors_by_line
+from sites.consent_csv import parse_consent_csv, row_errors_by_line, too_large
 from sites.models import Dataset
 from sites.permissions import scope_to_site
 
@@ -110,7 +110,7 @@ class ConsentUploadMixin:
         limit = max_csv_bytes()
         # The size Django already knows, before a byte is parsed; read() is bounded too.
         if upload.size > limit:
-            return [f"the file is {upload.size} bytes; the limit is {limit}"]
+            return [too_large(upload.size, limit)]
         dataset = form.cleaned_data["dataset"]
         try:
             parsed = parse_consent_csv(upload.read(limit + 1), max_bytes=limit)

@@ -5,6 +5,10 @@ because the comma is their decimal mark, so both separators are accepted. The se
 is taken from the header line: it is the one that splits the header into fedgov's
 column names, which is stricter than guessing from the data (csv.Sniffer can pick a
 character that happens to be in pseudonyms or dates).
+
+Errors are for the person uploading, in their language, with line numbers and counts as
+they write numbers (``fedgov.numbers``); the column names stay as the file must spell
+them. The parser runs inside the request, so its messages are translated eagerly.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ import csv
 import io
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
 from fedgov.errors import InvalidInput
+from fedgov.numbers import number
 
 COLUMNS = ("subject_pseudonym", "purpose", "kind", "occurred_at", "expires_at")
 REQUIRED = COLUMNS[:4]
@@ -38,8 +46,10 @@ def _detect_delimiter(header_line: str) -> str:
         raise InvalidInput(
             {
                 "file": [
-                    f"line 1: the header must name {', '.join(REQUIRED)} (and optionally "
-                    "expires_at), separated by commas or by semicolons"
+                    _(
+                        "line 1: the header must name {columns} (and optionally expires_at), "
+                        "separated by commas or by semicolons"
+                    ).format(columns=", ".join(REQUIRED))
                 ]
             }
         )
@@ -53,14 +63,16 @@ def parse_consent_csv(data: bytes, *, max_bytes: int) -> ParsedCsv:
     costs nothing but its length.
     """
     if len(data) > max_bytes:
-        raise InvalidInput({"file": [f"the file is {len(data)} bytes; the limit is {max_bytes}"]})
+        raise InvalidInput({"file": [too_large(len(data), max_bytes)]})
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InvalidInput({"file": [f"line {line}: the file must be UTF-8 encoded"]}) from exc
+        raise InvalidInput(
+            {"file": [_("line {line}: the file must be UTF-8 encoded").format(line=number(line))]}
+        ) from exc
     if not text.strip():
-        raise InvalidInput({"file": ["the file is empty"]})
+        raise InvalidInput({"file": [_("the file is empty")]})
     header_line = text.splitlines()[0]
     delimiter = _detect_delimiter(header_line)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -74,24 +86,52 @@ def parse_consent_csv(data: bytes, *, max_bytes: int) -> ParsedCsv:
             if not cells or all(not cell.strip() for cell in cells):
                 continue  # blank lines, e.g. a trailing one from a spreadsheet
             if len(cells) != len(header):
-                errors.append(f"line {line}: {len(cells)} cells, the header has {len(header)}")
+                errors.append(
+                    ngettext(
+                        "line {line}: {cells} cell, the header has {header}",
+                        "line {line}: {cells} cells, the header has {header}",
+                        len(cells),
+                    ).format(
+                        line=number(line), cells=number(len(cells)), header=number(len(header))
+                    )
+                )
                 continue
             row = {name: (cell.strip() or None) for name, cell in zip(header, cells, strict=True)}
             missing = [name for name in REQUIRED if not row.get(name)]
             if missing:
-                errors.append(f"line {line}: empty {', '.join(missing)}")
+                errors.append(
+                    _("line {line}: empty {columns}").format(
+                        line=number(line), columns=", ".join(missing)
+                    )
+                )
                 continue
             events.append(row)
             lines.append(line)
     except csv.Error as exc:
-        errors.append(f"line {reader.line_num}: {exc}")
+        # csv's own message (e.g. "unexpected end of data") has no translation of its own.
+        errors.append(_("line {line}: {error}").format(line=number(reader.line_num), error=exc))
     if errors:
         shown = errors[:MAX_REPORTED]
         more = len(errors) - len(shown)
-        raise InvalidInput({"file": shown + ([f"… and {more} more"] if more else [])})
+        if more:
+            shown.append(
+                ngettext("… and {count} more", "… and {count} more", more).format(
+                    count=number(more)
+                )
+            )
+        raise InvalidInput({"file": shown})
     if not events:
-        raise InvalidInput({"file": ["the file has a header but no events"]})
+        raise InvalidInput({"file": [_("the file has a header but no events")]})
     return ParsedCsv(events, lines, delimiter)
+
+
+def too_large(size: int, limit: int) -> str:
+    """The refusal of an upload of ``size`` bytes over ``limit``, in the reader's words."""
+    return ngettext(
+        "the file is {size} byte; the limit is {limit}",
+        "the file is {size} bytes; the limit is {limit}",
+        size,
+    ).format(size=number(size), limit=number(limit))
 
 
 def row_errors_by_line(exc: InvalidInput, lines: list[int]) -> list[str]:
@@ -104,5 +144,11 @@ def row_errors_by_line(exc: InvalidInput, lines: list[int]) -> list[str]:
         line = lines[int(index)] if str(index).isdigit() and int(index) < len(lines) else index
         for field, reasons in fields.items():
             for reason in reasons if isinstance(reasons, list) else [reasons]:
-                messages.append(f"line {line}: {field}: {reason}")
+                messages.append(
+                    _("line {line}: {field}: {reason}").format(
+                        line=number(line) if isinstance(line, int) else line,
+                        field=field,
+                        reason=reason,
+                    )
+                )
     return messages

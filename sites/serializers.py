@@ -10,12 +10,14 @@ import csv
 import io
 from typing import Any
 
+from django.utils.translation import gettext
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
 from fedgov.api import OutputSerializer
 from fedgov.errors import InvalidInput
+from fedgov.numbers import number
 from fedgov.parsers import read_body
 from fedgov.validation import INT32_MAX
 from sites.choices import AgreementType, Art9Condition, ConsentEventKind, LawfulBasis
@@ -344,26 +346,51 @@ class ConsentCSVParser(BaseParser):
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise ParseError("CSV must be UTF-8 encoded") from exc
+            raise ParseError(gettext("CSV must be UTF-8 encoded")) from exc
         reader = csv.DictReader(io.StringIO(text))
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except csv.Error as exc:  # a stray carriage return in the header line
+            raise ParseError(
+                gettext("CSV line {line}: {error}").format(line=number(reader.line_num), error=exc)
+            ) from exc
         missing = [c for c in CSV_COLUMNS[:4] if c not in header]
         unknown = [c for c in header if c not in CSV_COLUMNS]
         if missing or unknown:
+            # Column names are the file's own words and stay as they must be spelt.
+            none = gettext("none")
             raise ParseError(
-                f"CSV header must be {','.join(CSV_COLUMNS)} (expires_at optional); "
-                f"missing: {missing or 'none'}, unknown: {unknown or 'none'}"
+                gettext(
+                    "CSV header must be {columns} (expires_at optional); missing: {missing}, "
+                    "unknown: {unknown}"
+                ).format(
+                    columns=",".join(CSV_COLUMNS),
+                    missing=", ".join(missing) or none,
+                    unknown=", ".join(unknown) or none,
+                )
             )
         try:
             rows = []
             for row in reader:
                 if len(rows) == MAX_CONSENT_BATCH:
                     raise InvalidInput(
-                        {"events": [f"at most {MAX_CONSENT_BATCH} events per upload"]}
+                        {
+                            "events": [
+                                gettext("at most {count} events per upload").format(
+                                    count=number(MAX_CONSENT_BATCH)
+                                )
+                            ]
+                        }
                     )
                 if None in row:
-                    raise ParseError(f"CSV line {reader.line_num} has more cells than the header")
+                    raise ParseError(
+                        gettext("CSV line {line} has more cells than the header").format(
+                            line=number(reader.line_num)
+                        )
+                    )
                 rows.append({k: (v if v != "" else None) for k, v in row.items()})
         except csv.Error as exc:
-            raise ParseError(f"CSV line {reader.line_num}: {exc}") from exc
+            raise ParseError(
+                gettext("CSV line {line}: {error}").format(line=number(reader.line_num), error=exc)
+            ) from exc
         return rows

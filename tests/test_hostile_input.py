@@ -113,7 +113,7 @@ def test_a_body_over_the_limit_is_refused_by_its_declared_length_before_parsing(
         f"/api/v1/datasets/{dataset.pk}/consent-events", csv_body, content_type="text/csv"
     )
     assert response.status_code == 400
-    assert response.json() == {"body": [f"is {len(csv_body)} bytes; at most 2000 are accepted"]}
+    assert response.json() == {"body": [f"is {len(csv_body):,} bytes; at most 2,000 are accepted"]}
     assert not ConsentEvent.objects.exists()
     assert not LedgerEntry.objects.filter(event_type__startswith="consent").exists()
 
@@ -137,7 +137,7 @@ def test_a_body_without_a_length_is_read_only_one_byte_past_the_limit(settings):
     with pytest.raises(InvalidInput) as caught:
         read_body(stream, parser_context={})
     assert stream.bytes_read == 1_001
-    assert "at most 1000" in caught.value.errors["body"][0]
+    assert "at most 1,000" in caught.value.errors["body"][0]
 
 
 def test_a_csv_with_more_rows_than_a_batch_allows_is_refused_while_parsing(as_dpo, monkeypatch):

@@ -7,15 +7,20 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import rfc8785
 from django.db import connection, transaction
+from django.utils.functional import lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
+from fedgov.numbers import number
 from fedgov.validation import (
     Errors,
     as_aware_datetime,
@@ -78,23 +83,30 @@ class _Row:
 _ROW_FIELDS = frozenset({"subject_pseudonym", "purpose", "kind", "occurred_at", "expires_at"})
 
 
+# Row errors are read by whoever uploaded (admin form, API 400), possibly in another
+# language than the one active when the service ran: lazy, numbers included.
+_number = lazy(number, str)
+
+
 def _parse_consent_rows(
     events: list[dict[str, Any]], purposes: dict[str, Purpose], now: dt.datetime
-) -> tuple[list[_Row], dict[str, dict[str, list[str]]]]:
+) -> tuple[list[_Row], dict[str, dict[str, list[Any]]]]:
     """The rows, and each refused row's reasons by field (row index as text)."""
     rows: list[_Row] = []
-    bad: dict[str, dict[str, list[str]]] = {}
+    bad: dict[str, dict[str, list[Any]]] = {}
     seen: dict[tuple[Any, ...], int] = {}
     for index, event in enumerate(events):
         if not isinstance(event, dict):
-            bad[str(index)] = {"non_field_errors": ["must be an object with the event's fields"]}
+            bad[str(index)] = {"non_field_errors": [_("must be an object with the event's fields")]}
             continue
         errors = Errors()
         row = _consent_row(index, event, purposes, now, errors)
         if row is not None:
             key = (row.subject, row.purpose, row.kind, row.occurred_at)
             if key in seen:
-                errors.add("non_field_errors", f"repeats row {seen[key]}")
+                # Errors is typed for str; a lazy string stands in for one until read.
+                repeats = format_lazy(_("repeats row {row}"), row=_number(seen[key]))
+                errors.add("non_field_errors", cast(str, repeats))
             seen[key] = index
         if errors.errors:
             bad[str(index)] = errors.errors
@@ -194,7 +206,7 @@ def _batch_digest(rows: list[_Row]) -> str:
     return hashlib.sha256(rfc8785.dumps(canonical)).hexdigest()
 
 
-def _refuse_rows(bad: dict[str, dict[str, list[str]]], total: int) -> None:
+def _refuse_rows(bad: dict[str, dict[str, list[Any]]], total: int) -> None:
     shown = dict(list(bad.items())[:MAX_REPORTED_ROW_ERRORS])
     first = next(iter(bad))
     field = next(iter(bad[first]))
@@ -202,8 +214,19 @@ def _refuse_rows(bad: dict[str, dict[str, list[str]]], total: int) -> None:
         {
             "events": shown,
             "non_field_errors": [
-                f"{len(bad)} of {total} rows refused (first: row {first}, {field}); "
-                "nothing was recorded"
+                format_lazy(
+                    ngettext_lazy(
+                        "{refused} of {total} row refused (first: row {first}, {field}); "
+                        "nothing was recorded",
+                        "{refused} of {total} rows refused (first: row {first}, {field}); "
+                        "nothing was recorded",
+                        total,
+                    ),
+                    refused=_number(len(bad)),
+                    total=_number(total),
+                    first=first,
+                    field=field,
+                )
             ],
         }
     )
@@ -229,7 +252,7 @@ def _consent_state(
 
 def _apply_consent_row(
     row: Any, state: dict[tuple[str, str], _ConsentState], dataset: Dataset
-) -> dict[str, list[str]] | None:
+) -> dict[str, list[Any]] | None:
     """Apply one event to ``state``; the row's errors instead when it cannot apply."""
     key = (row.subject, row.purpose)
     current = state.get(key)
@@ -239,12 +262,15 @@ def _apply_consent_row(
     if last_change is not None and row.occurred_at < last_change:
         return {
             "occurred_at": [
-                f"is before this subject's last recorded change ({last_change.isoformat()})"
+                format_lazy(
+                    _("is before this subject's last recorded change ({instant})"),
+                    instant=last_change.isoformat(),
+                )
             ]
         }
     if row.kind == ConsentEventKind.GRANT:
         if dataset.withdrawn_at is not None:
-            return {"kind": ["the dataset was withdrawn from federation; no new grants"]}
+            return {"kind": [_("the dataset was withdrawn from federation; no new grants")]}
         if current is None:
             state[key] = _ConsentState(row.occurred_at, row.expires_at, None, None)
         else:
@@ -252,9 +278,23 @@ def _apply_consent_row(
             current.withdrawn_at = None
         return None
     if current is None:
-        return {"subject_pseudonym": [f"has no consent for purpose {row.purpose!r} to withdraw"]}
+        return {
+            "subject_pseudonym": [
+                format_lazy(
+                    _("has no consent for purpose {purpose} to withdraw"),
+                    purpose=repr(row.purpose),
+                )
+            ]
+        }
     if current.withdrawn_at is not None:
-        return {"kind": [f"consent already withdrawn at {current.withdrawn_at.isoformat()}"]}
+        return {
+            "kind": [
+                format_lazy(
+                    _("consent already withdrawn at {instant}"),
+                    instant=current.withdrawn_at.isoformat(),
+                )
+            ]
+        }
     current.withdrawn_at = row.occurred_at
     return None
 
@@ -314,9 +354,17 @@ def consent_record_batch(
     (``consent_states_refresh``), so the next gate reads it from the cache.
     """
     if not isinstance(events, list | tuple) or not events:
-        raise InvalidInput({"events": ["must be a non-empty list of consent events"]})
+        raise InvalidInput({"events": [_("must be a non-empty list of consent events")]})
     if len(events) > MAX_CONSENT_BATCH:
-        raise InvalidInput({"events": [f"at most {MAX_CONSENT_BATCH} events per upload"]})
+        raise InvalidInput(
+            {
+                "events": [
+                    format_lazy(
+                        _("at most {count} events per upload"), count=_number(MAX_CONSENT_BATCH)
+                    )
+                ]
+            }
+        )
     now = clock.now()
     batch_id = uuid.uuid4().hex
     with transaction.atomic(durable=True):

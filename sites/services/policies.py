@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, cast
 
 import rfc8785
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.services import ledger_append
 from fedgov import clock
@@ -447,17 +449,19 @@ def adequacy_list_record(*, actor: Actor, content: str) -> AdequacyListVersion:
     Ledger: ``adequacy.updated`` with the version, the text's SHA-256 and the countries.
     """
     if not isinstance(content, str):
-        raise InvalidInput({"content": ["must be the JSON text of an adequacy list"]})
+        raise InvalidInput({"content": [_("must be the JSON text of an adequacy list")]})
     try:
         parsed = parse_adequacy(content)
     except ValueError as exc:
-        raise InvalidInput({"content": [str(exc)]}) from None
+        # The lazy reason itself, so the form shows it in its reader's language.
+        raise InvalidInput({"content": [exc.args[0]]}) from None
+    recorded = format_lazy(_("version {version} is already recorded"), version=parsed.version)
     with transaction.atomic(durable=True):
         known = set(AdequacyListVersion.objects.values_list("version", flat=True))
         if parsed.version in known or parsed.version == shipped_adequacy().version:
             # A version names one content forever; snapshots cite it.
-            raise InvalidInput({"content": [f"version {parsed.version} is already recorded"]})
-        with unique_or_invalid("content", f"version {parsed.version} is already recorded"):
+            raise InvalidInput({"content": [recorded]})
+        with unique_or_invalid("content", cast(str, recorded)):  # lazy, read as str
             row = AdequacyListVersion.objects.create(
                 version=parsed.version,
                 sha256=parsed.sha256,

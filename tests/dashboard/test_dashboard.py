@@ -272,3 +272,22 @@ def test_login_never_redirects_off_site(client, db):
 
     assert response.status_code == 302
     assert response["Location"] == URL
+
+
+@pytest.mark.parametrize(
+    ("lang", "allowed", "blocked"),
+    [
+        ("en", "gate allowed, ", "gate blocked, "),
+        ("pl", "bramka dozwolona, ", "bramka zablokowana, "),
+        ("de", "Prüfung zulässig, ", "Prüfung blockiert, "),
+        ("es", "control permitido, ", "control bloqueado, "),
+        ("fr", "contrôle autorisé, ", "contrôle bloqué, "),
+    ],
+)
+def test_the_timeline_writes_the_gate_outcome_mid_sentence_in_lower_case(
+    browser_for, two_runs, lang, allowed, blocked
+):
+    client = browser_for(roles.DPO)
+    page = client.get(URL, HTTP_ACCEPT_LANGUAGE=lang).content.decode()
+    timeline = page.split('id="timeline"')[1].split('id="gate-failures"')[0]
+    assert allowed in timeline and blocked in timeline

@@ -7,12 +7,15 @@ import html
 import json
 import re
 import xml.etree.ElementTree as ET
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from audit.models import LedgerEntry
 from fedgov.actors import Actor
+from fedgov.numbers import number as reader_number
 from fedgov_flower.ticket import parse_unverified
 from sites.models import ResidencyPolicy
 from tests.factories import UserFactory, verified_actor
@@ -109,10 +112,11 @@ def test_the_accuracy_panel_shows_what_the_sites_reported(browser_for):
     assert shown == recorded
 
 
-def chart_values(page: str, chart_id: str) -> dict[tuple[int, str], float]:
+def chart_values(page: str, chart_id: str, lang: str = "en") -> dict[tuple[int, str], float]:
     """Read a chart's points back into ``{(round, site): value}`` from the SVG geometry
-    alone: each marker's position is mapped through the axes' own ticks (their drawn
-    values and positions), so a point drawn anywhere but at its value reads back wrong."""
+    alone: each marker's position is mapped through the axes' own ticks (their machine
+    values and positions), so a point drawn anywhere but at its value reads back wrong.
+    Each tick's drawn text must be its machine value as a reader of ``lang`` writes it."""
     figure = re.search(rf'<figure class="chart" id="{chart_id}">(.*?)</figure>', page, re.S)
     assert figure, f"no chart {chart_id}"
     markup = re.search(r"<svg.*</svg>", figure.group(1), re.S).group(0)
@@ -126,8 +130,16 @@ def chart_values(page: str, chart_id: str) -> dict[tuple[int, str], float]:
     def axis(name: str, attr: str) -> list[tuple[float, float]]:
         group = svg.find(f"g[@class='axis {name}']")
         found = group.findall("g[@class='tick']")
-        # Each tick's label is the value it is drawn with.
-        assert found and all(t.find("text").text == t.get("data-value") for t in found)
+        # Each tick's label is the value it is drawn with, in the reader's language.
+        assert found
+        for t in found:
+            machine = t.get("data-value")
+            assert float(machine) == float(machine.strip())  # Python's form, no locale
+            if name == "y":
+                with translation.override(lang):
+                    assert t.find("text").text == reader_number(Decimal(machine)), (lang, machine)
+            else:  # round numbers are identifiers: never grouped, never localised
+                assert t.find("text").text == machine
         return [(float(t.get("data-value")), float(t.find("line").get(attr))) for t in found]
 
     def scale(ticks: list[tuple[float, float]]):
@@ -180,16 +192,27 @@ def test_the_accuracy_chart_plots_exactly_what_the_sites_reported(browser_for):
     }
     assert len(training) == len(evaluation) == 9
 
-    page = browser_for("DPO").get(reverse("dashboard:index")).content.decode()
-    for chart_id, recorded in (
-        (f"chart-{run.pk}-training", training),
-        (f"chart-{run.pk}-evaluation", evaluation),
-    ):
-        plotted = chart_values(page, chart_id)
-        assert set(plotted) == set(recorded)
-        # The sites' values lie 0.001 apart: a point swapped, averaged or rounded is caught.
-        for key, value in recorded.items():
-            assert abs(plotted[key] - value) < 1e-5, (chart_id, key, plotted[key], value)
+    browser = browser_for("DPO")
+    page = browser.get(reverse("dashboard:index")).content.decode()
+    for lang in ("en", "de", "es", "pl", "fr"):
+        shown = browser.get(reverse("dashboard:index"), HTTP_ACCEPT_LANGUAGE=lang)
+        shown = shown.content.decode()
+        for chart_id, recorded in (
+            (f"chart-{run.pk}-training", training),
+            (f"chart-{run.pk}-evaluation", evaluation),
+        ):
+            plotted = chart_values(shown, chart_id, lang)
+            assert set(plotted) == set(recorded)
+            # The sites' values lie 0.001 apart: a point swapped, averaged or rounded is
+            # caught.
+            for key, value in recorded.items():
+                assert abs(plotted[key] - value) < 1e-5, (lang, chart_id, key, plotted[key])
+        if lang != "en":
+            # The y axis reads 0,2 ... 0,8 to a reader who writes a decimal comma, and each
+            # point's tooltip gives its value the same way.
+            assert ">0,2</text>" in shown and ">0.2</text>" not in shown, lang
+            titles = re.findall(r'<g class="pt"[^>]*><title>([^<]+)</title>', shown)
+            assert titles and all(re.search(r": \d+,\d{4}$", t) for t in titles), lang
     # One legend entry per site, and the table kept for whoever cannot see the chart.
     panel = page[page.index('id="accuracy"') :]
     legend = re.search(r'<ul class="legend"[^>]*>(.*?)</ul>', panel, re.S).group(1)

@@ -204,7 +204,7 @@ def test_a_round_awaiting_approval_is_aborted_with_the_reason(
 
     round_.refresh_from_db()
     assert round_.state == S.ABORTED
-    assert "killed; it was awaiting_approval" in round_.state_reason
+    assert "killed; it was awaiting approval" in round_.state_reason
 
 
 # --- the dead zone ------------------------------------------------------------------

@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from fedgov.admin_titles import InflectedTitles
 from sites.choices import role_label
 from training.models import GateDecision, GateResult, SiteEligibility
 from training.reasons import decision_text, result_text
@@ -106,7 +107,7 @@ class SiteEligibilityInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
 
 
 @admin.register(GateDecision)
-class GateDecisionAdmin(_ReadOnly, admin.ModelAdmin):
+class GateDecisionAdmin(InflectedTitles, _ReadOnly, admin.ModelAdmin):
     list_display = ("round", "outcome", "evaluated_at", "eligible_count", "actor_name")
     list_filter = ("outcome", "evaluated_at")
     search_fields = ("round__run__name", "snapshot_hash", "actor_name")

@@ -29,6 +29,8 @@ from django.utils.translation import gettext_lazy as _
 from audit.models import LedgerEntry
 from fedgov import clock, roles
 from fedgov.actors import Actor
+from fedgov.admin_identifiers import IdentifierColumns
+from fedgov.admin_titles import InflectedTitles
 from fedgov.errors import FedgovError
 from sites.choices import role_label
 from training.choices import ApprovalDecision, RoundState
@@ -133,7 +135,8 @@ DECISIONS = {
 
 
 @admin.register(Round)
-class RoundAdmin(admin.ModelAdmin):
+class RoundAdmin(InflectedTitles, IdentifierColumns, admin.ModelAdmin):
+    identifier_fields = ("number",)
     list_display = [
         "run",
         "number",

@@ -212,6 +212,26 @@ TEMPLATES: dict[str, str] = {
     "round.ticket_issued": _("ticket %(ticket)s issued"),
     "round.closed": _("round closed; a checkpoint covers its events"),
     "round.provisioning_workloads": _("provisioning SuperNode workloads for the eligible sites"),
+    # Failure: "error" params are an outside system's or an exception's English text,
+    # shown as written.
+    "round.no_ticket": _("no ticket could be issued: %(error)s"),
+    "round.ticket_expired": _("the round's ticket expired before any update was recorded"),
+    "round.no_progress": _("no progress for %(idle)s s (limit %(limit)s s): %(found)s"),
+    "round.updates_no_aggregate": _("%(count)s site update(s) but no aggregate"),
+    "round.no_update": _("no update was recorded"),
+    "round.aggregated": _("%(count)s site update(s) aggregated"),
+    # Recovery after a killed manage.py federate; one phrase per state it may have left,
+    # whole, so each language can inflect it.
+    "round.owner_killed": _("manage.py federate (process %(pid)s) driving it was killed; %(was)s"),
+    "round.was.planned": _("it was planned"),
+    "round.was.gated": _("it was gated"),
+    "round.was.awaiting_approval": _("it was awaiting approval"),
+    "round.was.approved": _("it was approved"),
+    "round.was.provisioning": _("it was provisioning"),
+    "round.was.placement_verified": _("it was placement verified"),
+    "round.was.running": _("it was running"),
+    "round.was.aggregated": _("it was aggregated"),
+    "round.was": _("it was %(state)s"),
     "round.placing_on_host": _("placing the local SuperNodes on this host"),
     "approvals.more_distinct": _(
         "%(more)s more approval(s) from distinct operators (have %(have)s of %(needed)s)"
@@ -239,6 +259,10 @@ TEMPLATES: dict[str, str] = {
     "round.site_blocked": _("%(site)s blocked: %(why)s"),
     "round.site_why": _("%(site)s: %(why)s"),
     "placement.not_on_host": _("its SuperNode does not run on this host"),
+    "placement.no_country": _(
+        "no country lies in both its datasets' processing countries and the policy's areas"
+    ),
+    "placement.cannot_provision": _("cannot provision: %(error)s"),
     "placement.host_country_unknown": _(
         "the host's country is not configured (FEDGOV_LOCAL_HOST_COUNTRY)"
     ),
@@ -270,7 +294,7 @@ def is_message(value: object) -> bool:
 
 # Params that name something (a policy version) rather than count or measure it: a
 # reader's number format never applies to them.
-IDENTIFIERS = frozenset({"version", "ticket"})
+IDENTIFIERS = frozenset({"version", "ticket", "pid"})
 # A named placeholder with its printf conversion: "%(budget)g", "%(spent).4g", "%(n)s".
 _PLACEHOLDER = re.compile(r"%\((\w+)\)([#0 +-]*\d*(?:\.\d+)?[diouxXeEfFgGs])")
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.utils import translation
 
 from audit.models import Checkpoint
 from audit.services import checkpoint_create
@@ -29,7 +30,7 @@ from fedgov.locks import exclusive
 from sites.models import Site
 from sites.regions import expand, is_country
 from training.choices import GateOutcome, RoundState, UpdateKind
-from training.gate.messages import Message, msg, render
+from training.gate.messages import Message, is_message, msg, render
 from training.models import Round, SiteEligibility, TrainingRun
 from training.ports import WorkloadError, WorkloadStatus, workloads
 from training.services import flower as flower_services
@@ -168,18 +169,17 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
     round_ = started
     run = round_.run
     policy = run.policy
-    placements, kept, blocked = [], [], {}
+    placements, kept = [], []
+    blocked: dict[str, str | Message] = {}
     eligible = _eligible_sites(round_)
     _release_ineligible(actor, round_, {site.pk for site in eligible})
     countries = _placement_countries(run, policy.allowed_areas)
     for site in eligible:
         allowed = countries.get(site.pk, [])
         if not allowed:
-            reason = (
-                "no country lies in both its datasets' processing countries and the policy's areas"
-            )
-            blocked[site.slug] = reason
-            placements.append({"site": site.slug, "state": "unprovisioned", "reason": reason})
+            why = msg("placement.no_country")
+            blocked[site.slug] = why
+            placements.append({"site": site.slug, "state": "unprovisioned", "reason": render(why)})
             continue
         try:
             workload = workloads().ensure(
@@ -192,8 +192,9 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
         except InvalidInput as exc:
             # A site fedgov cannot provision (no zone binding, bad credentials reference)
             # is blocked for the round like a misplaced one, not a crash of the round.
-            blocked[site.slug] = f"cannot provision: {exc.message}"
-            placements.append({"site": site.slug, "state": "unprovisioned", "reason": exc.message})
+            error = _english(exc)
+            blocked[site.slug] = msg("placement.cannot_provision", error=error)
+            placements.append({"site": site.slug, "state": "unprovisioned", "reason": error})
             continue
         placements.append(_placement_row(site, workload))
         if workload.blocked:
@@ -203,7 +204,8 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
             kept.append(site)
     payload = {
         "site_ids": [s.pk for s in kept],
-        "blocked_sites": {slug: reason for slug, reason in sorted(blocked.items())},
+        # The ledger keeps the English text, as before.
+        "blocked_sites": {slug: _text(why) for slug, why in sorted(blocked.items())},
     }
     if len(kept) < policy.min_eligible_sites:
         result = _with_blocked(
@@ -378,6 +380,18 @@ def _placement_row(site: Site, workload: WorkloadStatus) -> dict:
     }
 
 
+def _text(reason: str | Message) -> str:
+    """A reason's English text: what the ledger and workload rows keep."""
+    return render(reason) if is_message(reason) else str(reason)  # type: ignore[arg-type]
+
+
+def _english(exc: Exception) -> str:
+    """An error's text in English whatever language is active: a lazy reason raised
+    inside a request would otherwise be stored in that reader's language."""
+    with translation.override("en"):
+        return str(exc)
+
+
 def _with_blocked(
     code: str, site_code: str, blocked: Mapping[str, str | Message], **params: object
 ) -> Message:
@@ -428,7 +442,9 @@ def round_start_running(*, actor: Actor, round: Round) -> StepResult:
         except TransitionNotAllowed as exc:
             if _load(round_.pk).state != S.PLACEMENT_VERIFIED:
                 return StepResult(round_.pk, before, _load(round_.pk).state)
-            return round_fail(actor=actor, round=round_, reason=f"no ticket could be issued: {exc}")
+            return round_fail(
+                actor=actor, round=round_, reason=msg("round.no_ticket", error=_english(exc))
+            )
     round_ = round_mark_running(actor=actor, round=round_, ticket_id=ticket.pk)
     return StepResult(round_.pk, before, round_.state, round_.state_reason)
 
@@ -448,14 +464,14 @@ def round_mark_running(*, actor: Actor, round: Round, ticket_id: int) -> Round:
     )
 
 
-def round_fail(*, actor: Actor, round: Round, reason: str) -> StepResult:
+def round_fail(*, actor: Actor, round: Round, reason: str | Message) -> StepResult:
     """Move a round that cannot go on to ``failed`` with ``reason``; release its run's VMs.
 
     Ledger: ``round.failed``, ``workload.terminated`` per VM.
     """
     before = _load(round.pk).state
     round_ = _move(actor, round, S.FAILED, reason)
-    round_release_workloads(actor=actor, round=round_, reason=reason)
+    round_release_workloads(actor=actor, round=round_, reason=_text(reason))
     return StepResult(round_.pk, before, round_.state, round_.state_reason)
 
 
@@ -478,8 +494,7 @@ def round_finish(*, actor: Actor, round: Round) -> StepResult:
         now = clock.now()
         ticket = flower_services.latest_ticket(round_)
         if not accepted and (ticket is None or ticket.expires_at <= now):
-            reason = "the round's ticket expired before any update was recorded"
-            return round_fail(actor=actor, round=round_, reason=reason)
+            return round_fail(actor=actor, round=round_, reason=msg("round.ticket_expired"))
         # Progress is the last thing that happened to the round: its move to running, or
         # an update recorded since. A round that trains keeps recording; one whose Flower
         # round never started, or died, stops, and fails after the limit, not after the
@@ -490,17 +505,17 @@ def round_finish(*, actor: Actor, round: Round) -> StepResult:
         if idle < limit:
             return StepResult(round_.pk, before, before, "waiting for the Flower round")
         found = (
-            f"{len(accepted)} site update(s) but no aggregate"
+            msg("round.updates_no_aggregate", count=len(accepted))
             if accepted
-            else "no update was recorded"
+            else msg("round.no_update")
         )
-        reason = f"no progress for {int(idle)} s (limit {limit} s): {found}"
+        reason = msg("round.no_progress", idle=int(idle), limit=limit, found=found)
         return round_fail(actor=actor, round=round_, reason=reason)
     round_ = _move(
         actor,
         round_,
         S.AGGREGATED,
-        f"{len(accepted)} site update(s) aggregated",
+        msg("round.aggregated", count=len(accepted)),
         {
             "aggregate_hash": aggregate.update_hash,
             "update_ids": [u.pk for u in accepted],

@@ -32,6 +32,7 @@ from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.locks import exclusive
 from fedgov.processes import mark_of, owner_alive
 from training.choices import RoundState, UpdateKind
+from training.gate.messages import TEMPLATES, Message, msg
 from training.models import Round, TrainingRun
 from training.ports import WorkloadError, workloads
 from training.services import orchestrate
@@ -63,7 +64,17 @@ def _finishable(round_: Round) -> bool:
     return round_.state == S.RUNNING and round_.updates.filter(kind=UpdateKind.AGGREGATE).exists()
 
 
-def _end_round(actor: Actor, round_: Round, why: str, *, claim_wait: float) -> Round:
+def _killed(pid: str, state: str) -> Message:
+    """Why recovery ends a round, as data: the dead owner and the state it left."""
+    was = f"round.was.{state}"
+    return msg(
+        "round.owner_killed",
+        pid=pid,
+        was=msg(was) if was in TEMPLATES else msg("round.was", state=state),
+    )
+
+
+def _end_round(actor: Actor, round_: Round, pid: str, *, claim_wait: float) -> Round:
     """End one round of a dead owner, never beside a worker's step on it.
 
     With a broker, a worker may still be inside a step of this round (``federate`` only
@@ -81,7 +92,7 @@ def _end_round(actor: Actor, round_: Round, why: str, *, claim_wait: float) -> R
                     break
                 if is_terminal(current.state):
                     return current
-                reason = f"{why}; it was {current.state}"
+                reason = _killed(pid, current.state)
                 if can_transition(current.state, S.FAILED):
                     orchestrate.round_fail(actor=actor, round=current, reason=reason)
                 elif current.state in ABORTABLE:
@@ -131,11 +142,12 @@ def runs_recover_abandoned(
         if run is None:
             path.unlink(missing_ok=True)
             continue
-        why = f"manage.py federate (process {owner.partition(':')[0]}) driving it was killed"
+        pid = owner.partition(":")[0]
+        why = f"manage.py federate (process {pid}) driving it was killed"
         ended = True
         for round_ in run.rounds.order_by("number"):
             try:
-                after = _end_round(actor, round_, why, claim_wait=claim_wait)
+                after = _end_round(actor, round_, pid, claim_wait=claim_wait)
             except (TransitionNotAllowed, InvalidInput, WorkloadError, RoundBusy) as exc:
                 logger.warning("recovery: round %s not ended: %s", round_.pk, exc)
                 ended = False

@@ -157,7 +157,7 @@ def _requesters(round_: Round) -> set[int]:
 def _check_may_decide(actor: Actor, round_: Round) -> None:
     if actor.user is None:
         raise InvalidInput({"approver": [_("only a person can approve or reject a round")]})
-    require_second_factor(actor, act="approving or rejecting a round")
+    require_second_factor(actor, act=_("approving or rejecting a round"))
     if not roles.has_role(actor.user, roles.OPERATOR, roles.DPO):
         raise InvalidInput({"approver": [_("only an Operator or a DPO may decide on a round")]})
     if actor.user.pk in _requesters(round_):
@@ -326,20 +326,23 @@ def round_check_approvals_current(*, actor: Actor, round: Round) -> Round:
     )
 
 
-def round_abort(*, actor: Actor, round: Round, reason: str) -> Round:
+def round_abort(*, actor: Actor, round: Round, reason: str | Message) -> Round:
     """An operator stops the round; its run's workloads are terminated after commit.
 
-    Raises ``InvalidInput`` (no reason) and ``TransitionNotAllowed`` (already ended).
+    ``reason`` is what the operator typed, or fedgov's own reason as a message (recovery
+    aborting a round whose ``manage.py federate`` died). Raises ``InvalidInput`` (no
+    reason) and ``TransitionNotAllowed`` (already ended).
     Writes ``round.aborted``.
     """
-    if not reason or not reason.strip():
+    typed = reason if is_message(reason) else str(reason or "").strip()
+    if not typed:
         raise InvalidInput({"reason": [_("a reason is required")]})
     with transaction.atomic(durable=True):
         aborted = _claim(
             actor=actor,
             round_id=round.pk,
             target=RoundState.ABORTED,
-            reason=msg("round.aborted_by", actor=actor.label, reason=reason.strip()),
+            reason=msg("round.aborted_by", actor=actor.label, reason=typed),
             event_type="round.aborted",
             sources=ABORTABLE,
         )
