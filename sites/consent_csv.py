@@ -36,13 +36,20 @@ class ParsedCsv:
     delimiter: str
 
 
-def _detect_delimiter(header_line: str) -> str:
+def header_delimiter(header_line: str) -> str | None:
+    """The one separator that splits ``header_line`` into fedgov's column names, or None
+    when neither or both do. The API's ``text/csv`` parser uses it too."""
     fits = []
     for delimiter in DELIMITERS:
         names = [name.strip() for name in next(csv.reader([header_line], delimiter=delimiter))]
         if set(REQUIRED) <= set(names) and set(names) <= set(COLUMNS):
             fits.append(delimiter)
-    if len(fits) != 1:
+    return fits[0] if len(fits) == 1 else None
+
+
+def _detect_delimiter(header_line: str) -> str:
+    delimiter = header_delimiter(header_line)
+    if delimiter is None:
         raise InvalidInput(
             {
                 "file": [
@@ -53,7 +60,7 @@ def _detect_delimiter(header_line: str) -> str:
                 ]
             }
         )
-    return fits[0]
+    return delimiter
 
 
 def parse_consent_csv(data: bytes, *, max_bytes: int) -> ParsedCsv:

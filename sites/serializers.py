@@ -21,6 +21,7 @@ from fedgov.numbers import number
 from fedgov.parsers import read_body
 from fedgov.validation import INT32_MAX
 from sites.choices import AgreementType, Art9Condition, ConsentEventKind, LawfulBasis
+from sites.consent_csv import header_delimiter
 from sites.models import Consent, ConsentEvent, Dataset, Purpose, ResidencyPolicy, Site
 from sites.services import MAX_CONSENT_BATCH, MAX_DPF_LISTING_AGE_DAYS
 
@@ -347,7 +348,12 @@ class ConsentCSVParser(BaseParser):
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise ParseError(gettext("CSV must be UTF-8 encoded")) from exc
-        reader = csv.DictReader(io.StringIO(text))
+        # Comma or semicolon, read off the header as the admin upload does (sites.consent_csv):
+        # de/es/fr/pl spreadsheets save CSV with semicolons. A header that fits neither keeps
+        # the comma, so the header error below names what is missing.
+        lines = text.splitlines()
+        delimiter = header_delimiter(lines[0]) if lines else None
+        reader = csv.DictReader(io.StringIO(text), delimiter=delimiter or ",")
         try:
             header = reader.fieldnames or []
         except csv.Error as exc:  # a stray carriage return in the header line

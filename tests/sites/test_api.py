@@ -349,3 +349,25 @@ def test_patch_with_a_field_the_endpoint_does_not_take_is_400(dpo_api):
     assert "slug" in response.json()
     site.refresh_from_db()
     assert site.slug == "fixed"
+
+
+def test_semicolon_csv_from_a_de_es_fr_pl_spreadsheet_is_read_like_the_comma_one(dpo_api):
+    """Issue 19: spreadsheets in de/es/fr/pl locales save CSV with semicolons. The API reads
+    the separator off the header, as the admin upload does; a semicolon header whose rows
+    are cut by commas is refused by line, not half-read."""
+    dataset = DatasetFactory(purposes=[PurposeFactory(code="topics")])
+    url = f"/api/v1/datasets/{dataset.pk}/consent-events"
+    body = (
+        "subject_pseudonym;purpose;kind;occurred_at;expires_at\n"
+        "s1;topics;grant;2026-01-05T09:00:00Z;\n"
+        "s2;topics;grant;2026-01-05T09:00:00Z;2027-01-05T09:00:00Z\n"
+    )
+    response = dpo_api.generic("POST", url, body, content_type="text/csv")
+    assert response.status_code == 201, response.content
+    assert response.json()["granted"] == 2
+    assert sorted(Consent.objects.values_list("subject_pseudonym", flat=True)) == ["s1", "s2"]
+
+    mixed = "subject_pseudonym;purpose;kind;occurred_at\ns3,topics,grant,2026-01-05T09:00:00Z\n"
+    response = dpo_api.generic("POST", url, mixed, content_type="text/csv")
+    assert response.status_code == 400
+    assert Consent.objects.count() == 2
