@@ -98,7 +98,7 @@ def main() -> None:
         def __init__(self, dp: DpPlan | None) -> None:
             self.dp, self.releases = dp, []
 
-        def request_round(self, *, run_id, round_no, **_binding):
+        def request_round(self, *, run_id, round_no, message_type="train", flower_run_id=""):
             dp = None
             if self.dp is not None:
                 check = budget_check(spec, self.releases, self.dp.noise_multiplier, 1e9)
@@ -114,13 +114,22 @@ def main() -> None:
             body = rfc8785.dumps(
                 ticket_body(run_id=run_id, round_no=round_no, issued_at=now,
                             expires_at=now + timedelta(minutes=10), decision_hash="d" * 64,
-                            sites=sites, dp=dp)
+                            sites=sites, dp=dp, message_type=message_type,
+                            flower_run_id=flower_run_id)
             )  # fmt: skip
             signature = base64.b64encode(key.sign(body)).decode()
             ticket = parse_unverified(body.decode(), signature, key_id_of(key.public_key()))
             return RoundGrant(ticket=ticket)
 
-        def report_round(self, *, dp=None, **_):
+        def report_round(self, *, round_no, updates, rejected, dp=None, **_):
+            # A round the sites refused costs almost nothing: timing it would report a
+            # ratio of refusals (seen: tickets bound to no Flower run, every site refused).
+            if rejected or len(updates) != len(sites):
+                raise SystemExit(
+                    f"dp_overhead: round {round_no} took {len(updates)} of {len(sites)} site "
+                    f"updates ({len(rejected)} rejected); a round that did not train is not "
+                    "a measurement"
+                )
             if dp is not None:
                 self.releases.append(dp["noise_multiplier"])
                 privacy_spent(spec, self.releases)
