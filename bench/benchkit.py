@@ -169,9 +169,32 @@ def run_federation(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run did not finish; logs in {supervisor.log_dir}")
             time.sleep(0.5)
-        return json.loads((evidence / "summary.json").read_text())
+        summary = json.loads((evidence / "summary.json").read_text())
     finally:
         supervisor.stop_all()
+    require_trained(summary)
+    return summary
+
+
+def require_trained(summary: dict) -> None:
+    """Stop the bench unless every governed round took every site's update.
+
+    A refused or half-refused round is fast, so timing it reports a ratio of refusals
+    that looks like a result (bench/dp_overhead.py did, once tickets named their Flower
+    run and its own did not)."""
+    problems = list(summary.get("failure") or [])
+    for round_no, info in sorted(summary["rounds"].items()):
+        if info["refusal"]:
+            problems.append(f"round {round_no} refused: {info['refusal']}")
+        elif info["ticket_nodes"] and (
+            info["rejected"] or len(info["accepted"]) != len(info["ticket_nodes"])
+        ):
+            problems.append(
+                f"round {round_no}: {len(info['accepted'])} of {len(info['ticket_nodes'])} "
+                f"updates accepted, {len(info['rejected'])} rejected, errors {info['errors']}"
+            )
+    if problems:
+        raise SystemExit("not a measurement, a round did not train: " + "; ".join(problems))
 
 
 def median(values: list[float]) -> float:
