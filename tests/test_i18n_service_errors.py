@@ -493,3 +493,28 @@ def test_the_policy_admin_shows_the_service_errors_in_german():
     assert "nennt ein Gebiet zweimal" in page
     # The missing keys are the JSON's own and stay as they are spelt.
     assert "es fehlt: country, role" in page
+
+
+def test_a_refused_site_or_policy_transition_reads_in_the_readers_language():
+    from sites.services import policy_create_draft, policy_publish, site_activate
+    from tests.factories import SiteFactory
+
+    site = SiteFactory(slug="waw")
+    with translation.override("de"), pytest.raises(TransitionNotAllowed) as active:
+        site_activate(actor=SYSTEM, site=site, reason="again")
+    with translation.override("pl"):
+        assert str(active.value) == "ośrodek waw jest już aktywny"
+    assert str(active.value) == "site waw is already active"
+
+    policy = policy_create_draft(actor=SYSTEM, name="eu", allowed_areas=["EEA"])
+    with pytest.raises(TransitionNotAllowed) as draft:
+        policy_create_draft(actor=SYSTEM, name="eu", allowed_areas=["EEA"])
+    with translation.override("es"):
+        assert str(draft.value) == (
+            "la política eu ya tiene el borrador v1; edítelo o publíquelo primero"
+        )
+    policy_publish(actor=SYSTEM, policy=policy)
+    with pytest.raises(TransitionNotAllowed) as published:
+        policy_publish(actor=SYSTEM, policy=policy)
+    with translation.override("fr"):
+        assert str(published.value) == "eu v1 est déjà publiée"

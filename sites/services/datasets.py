@@ -276,7 +276,9 @@ def dataset_update(*, actor: Actor, dataset: Dataset, **fields: Any) -> Dataset:
     with transaction.atomic(durable=True):
         dataset = Dataset.objects.select_for_update().select_related("site").get(pk=dataset.pk)
         if dataset.withdrawn_at is not None:
-            raise TransitionNotAllowed(f"dataset {dataset} was withdrawn and cannot change")
+            raise TransitionNotAllowed(
+                format_lazy(_("dataset {dataset} was withdrawn and cannot change"), dataset=dataset)
+            )
         current = {name: getattr(dataset, name) for name in DATASET_UPDATABLE if name != "purposes"}
         current["purposes"] = list(dataset.purposes.order_by("code"))
         values = dataset_validate({**current, **fields}, site=dataset.site, instance=dataset)
@@ -325,7 +327,9 @@ def dataset_withdraw(*, actor: Actor, dataset: Dataset, reason: str) -> Dataset:
     with transaction.atomic(durable=True):
         dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
         if dataset.withdrawn_at is not None:
-            raise TransitionNotAllowed(f"dataset {dataset.pk} is already withdrawn")
+            raise TransitionNotAllowed(
+                format_lazy(_("dataset {id} is already withdrawn"), id=dataset.pk)
+            )
         dataset.withdrawn_at = clock.now()
         dataset.withdrawal_reason = reason.strip()
         dataset.save(update_fields=["withdrawn_at", "withdrawal_reason"])

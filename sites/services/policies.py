@@ -344,7 +344,11 @@ def _policy_next_version(name: str) -> int:
     draft = rows.filter(status=PolicyStatus.DRAFT).order_by("-version").first()
     if draft is not None:
         raise TransitionNotAllowed(
-            f"policy {name} already has draft v{draft.version}; edit or publish it first"
+            format_lazy(
+                _("policy {name} already has draft v{version}; edit or publish it first"),
+                name=name,
+                version=draft.version,
+            )
         )
     last = rows.order_by("-version").values_list("version", flat=True).first()
     return (last or 0) + 1
@@ -444,7 +448,13 @@ def policy_publish(*, actor: Actor, policy: ResidencyPolicy) -> ResidencyPolicy:
     with transaction.atomic(durable=True):
         policy = ResidencyPolicy.objects.select_for_update().get(pk=policy.pk)
         if policy.status != PolicyStatus.DRAFT:
-            raise TransitionNotAllowed(f"{policy.name} v{policy.version} is already published")
+            raise TransitionNotAllowed(
+                format_lazy(
+                    _("{name} v{version} is already published"),
+                    name=policy.name,
+                    version=policy.version,
+                )
+            )
         policy_validate({name: getattr(policy, name) for name in POLICY_FIELDS})
         policy.status = PolicyStatus.PUBLISHED
         policy.published_at = clock.now()

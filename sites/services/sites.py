@@ -294,7 +294,13 @@ def _site_set_status(*, actor: Actor, site: Site, reason: str, to: str, event: s
     with transaction.atomic(durable=True):
         site = Site.objects.select_for_update().get(pk=site.pk)
         if site.status == to:
-            raise TransitionNotAllowed(f"site {site.slug} is already {to}")
+            # One whole sentence per state, so each language agrees it with the site.
+            already = (
+                _("site {slug} is already suspended")
+                if to == SiteStatus.SUSPENDED
+                else _("site {slug} is already active")
+            )
+            raise TransitionNotAllowed(format_lazy(already, slug=site.slug))
         site.status = to
         site.status_reason = reason.strip()
         site.status_changed_at = clock.now()
