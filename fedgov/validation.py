@@ -18,17 +18,28 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.functional import lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from fedgov.errors import InvalidInput
+from fedgov.numbers import number
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrPromise as StrPromise
 
 # PostgreSQL's integer column, Django's IntegerField and PositiveIntegerField.
 INT32_MAX = 2**31 - 1
 # PostgreSQL's bigint, Django's BigAutoField: every primary key fits.
 INT64_MAX = 2**63 - 1
+
+# Reasons are lazy (issue 19): a reason raised while one language is active reads in the
+# language of whoever is shown it (the admin's or the API's reader); numbers likewise.
+_number = lazy(number, str)
 
 
 def is_ascii_digits(text: str) -> bool:
@@ -39,13 +50,26 @@ def is_ascii_digits(text: str) -> bool:
 def int_from_text(text: str, *, field: str, minimum: int = 0, maximum: int = INT64_MAX) -> int:
     """``text`` as an integer in ``[minimum, maximum]``, else ``InvalidInput`` naming ``field``."""
     if not is_ascii_digits(text):
-        raise InvalidInput({field: [f"must be a whole number written with 0-9, got {text!r}"]})
+        raise InvalidInput(
+            {
+                field: [
+                    format_lazy(
+                        _("must be a whole number written with 0-9, got {text!r}"), text=text
+                    )
+                ]
+            }
+        )
     # Compare lengths before converting: a million digits would cost int() real time.
     if len(text.lstrip("0")) > len(str(maximum)) or int(text) > maximum:
-        raise InvalidInput({field: [f"must be at most {maximum}"]})
+        # The bound is a column's width, an identifier: written as Python writes it.
+        raise InvalidInput(
+            {field: [format_lazy(_("must be at most {maximum}"), maximum=str(maximum))]}
+        )
     value = int(text)
     if value < minimum:
-        raise InvalidInput({field: [f"must be at least {minimum}"]})
+        raise InvalidInput(
+            {field: [format_lazy(_("must be at least {minimum}"), minimum=str(minimum))]}
+        )
     return value
 
 
@@ -61,9 +85,9 @@ class Errors:
     """Collects every field error first, so one 400 names all of them."""
 
     def __init__(self) -> None:
-        self.errors: dict[str, list[str]] = {}
+        self.errors: dict[str, list[str | StrPromise]] = {}
 
-    def add(self, field: str, reason: str) -> None:
+    def add(self, field: str, reason: str | StrPromise) -> None:
         self.errors.setdefault(field, []).append(reason)
 
     def raise_if_any(self) -> None:
@@ -85,7 +109,7 @@ def as_date(value: Any) -> dt.date | None:
     return None
 
 
-def as_aware_datetime(value: Any) -> tuple[dt.datetime | None, str]:
+def as_aware_datetime(value: Any) -> tuple[dt.datetime | None, str | StrPromise]:
     """Parse an aware datetime or an ISO 8601 string with an offset; else a reason."""
     parsed: dt.datetime | None
     if isinstance(value, dt.datetime):
@@ -96,54 +120,59 @@ def as_aware_datetime(value: Any) -> tuple[dt.datetime | None, str]:
         except ValueError:
             parsed = None
         if parsed is None:
-            return None, f"{value!r} is not an ISO 8601 date-time"
+            return None, format_lazy(_("{value!r} is not an ISO 8601 date-time"), value=value)
     else:
-        return None, "must be an ISO 8601 date-time"
+        return None, _("must be an ISO 8601 date-time")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        return None, "needs a time zone offset (e.g. 2026-01-31T09:00:00Z)"
+        return None, _("needs a time zone offset (e.g. 2026-01-31T09:00:00Z)")
     return parsed.astimezone(dt.UTC), ""
 
 
 def check_text(errors: Errors, field: str, value: Any, *, max_length: int) -> None:
     if not isinstance(value, str) or not value.strip():
-        errors.add(field, "must not be empty")
+        errors.add(field, _("must not be empty"))
     elif len(value) > max_length:
-        errors.add(field, f"must be at most {max_length} characters")
+        errors.add(
+            field,
+            format_lazy(_("must be at most {count} characters"), count=_number(max_length)),
+        )
 
 
 def check_hash(errors: Errors, field: str, value: Any) -> None:
     if not isinstance(value, str) or not HEX64.match(value):
-        errors.add(field, "must be a SHA-256 digest: 64 hexadecimal characters")
+        errors.add(field, _("must be a SHA-256 digest: 64 hexadecimal characters"))
 
 
 def check_choice(errors: Errors, field: str, value: Any, choices: Any) -> None:
     """``value`` must be one of a ``TextChoices``' values."""
     if value not in choices.values:
         allowed = ", ".join(repr(v) for v in choices.values if v)
-        errors.add(field, f"{value!r} is not one of {allowed}")
+        errors.add(
+            field, format_lazy(_("{value!r} is not one of {allowed}"), value=value, allowed=allowed)
+        )
 
 
 def check_int(errors: Errors, field: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        errors.add(field, "must be a whole number")
+        errors.add(field, _("must be a whole number"))
     elif value < minimum:
-        errors.add(field, f"must be at least {minimum}")
+        errors.add(field, format_lazy(_("must be at least {minimum}"), minimum=_number(minimum)))
 
 
 def check_bool(errors: Errors, field: str, value: Any) -> None:
     if not isinstance(value, bool):
-        errors.add(field, "must be true or false")
+        errors.add(field, _("must be true or false"))
 
 
 def unknown_fields(fields: Iterable[str], allowed: Iterable[str]) -> None:
     """Refuse, all at once, the fields a service does not take."""
     unknown = sorted(set(fields) - set(allowed))
     if unknown:
-        raise InvalidInput({name: ["cannot be set here"] for name in unknown})
+        raise InvalidInput({name: [_("cannot be set here")] for name in unknown})
 
 
 @contextmanager
-def unique_or_invalid(field: str, message: str) -> Iterator[None]:
+def unique_or_invalid(field: str, message: str | StrPromise) -> Iterator[None]:
     """Turn a unique-constraint race (two writers, one name) into a clear 400.
 
     The validation read cannot see a row another transaction has not committed yet; the

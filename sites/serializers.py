@@ -11,6 +11,7 @@ import io
 from typing import Any
 
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
@@ -246,11 +247,11 @@ class PolicyChangesSerializer(serializers.Serializer):
         min_value=1,
         max_value=MAX_DPF_LISTING_AGE_DAYS,
         error_messages={
-            "invalid": "must be a whole number",
-            "min_value": "must be at least {min_value}",
-            "max_value": "must be at most {max_value}",
-            "max_string_length": "must be a whole number",
-            "null": "must be a whole number",
+            "invalid": _("must be a whole number"),
+            "min_value": _("must be at least {min_value}"),
+            "max_value": _("must be at most {max_value}"),
+            "max_string_length": _("must be a whole number"),
+            "null": _("must be a whole number"),
         },
     )
     privacy_budget_delta = serializers.FloatField(required=False, allow_null=True)

@@ -260,3 +260,261 @@ def test_an_adequacy_list_refused_in_one_language_reads_in_another():
     with translation.override("fr"):
         assert str(raised.value) == "content: decisions: doit être une liste non vide"
     assert str(raised.value) == "content: decisions: must be a non-empty list"
+
+
+# ------------------------------------------- sites, datasets, purposes, policies (issue 19)
+
+
+def _site_body(**change):
+    from tests.factories import sha
+
+    body = {
+        "slug": "pl-news",
+        "organisation": "Wiadomości Sp. z o.o.",
+        "country": "PL",
+        "contact_email": "iod@pl.example",
+        "agreement_type": "processor",
+        "agreement_document_hash": sha("a"),
+        "agreement_valid_from": "2026-01-01",
+        "agreement_valid_until": "2027-12-31",
+        "compute_country": "PL",
+    }
+    return {**body, **change}
+
+
+def _admin(lang: str):
+    from django.test import Client
+
+    from tests.factories import login_verified
+
+    client = Client(HTTP_ACCEPT_LANGUAGE=lang)
+    login_verified(client, UserFactory(username=f"su-{lang}", is_staff=True, is_superuser=True))
+    return client
+
+
+def _page(response) -> str:
+    import html
+
+    assert response.status_code == 200  # the form again, with its errors; nothing saved
+    return html.unescape(response.content.decode())
+
+
+@pytest.mark.parametrize(
+    ("lang", "country", "until"),
+    [
+        (
+            "en",
+            "'XX' is not an ISO 3166-1 alpha-2 country code",
+            "must not be before agreement_valid_from",
+        ),
+        (
+            "pl",
+            "'XX' nie jest kodem kraju ISO 3166-1 alpha-2",
+            "nie może być wcześniejsze niż agreement_valid_from",
+        ),
+        (
+            "de",
+            "'XX' ist kein Ländercode nach ISO 3166-1 alpha-2",
+            "darf nicht vor agreement_valid_from liegen",
+        ),
+    ],
+)
+def test_the_site_api_names_each_field_in_the_readers_language(
+    api, make_user, lang, country, until
+):
+    client = api(make_user(roles.DPO, username=f"dpo-{lang}"))
+    body = _site_body(country="XX", agreement_valid_until="2025-01-01")
+    response = client.post("/api/v1/sites", body, format="json", HTTP_ACCEPT_LANGUAGE=lang)
+    assert response.status_code == 400
+    errors = response.json()
+    assert errors["country"] == [country]
+    # The field name inside the sentence is the API's own and stays as it is spelt.
+    assert errors["agreement_valid_until"] == [until]
+
+
+def test_the_site_admin_shows_the_service_errors_in_spanish():
+    form = {
+        **_site_body(slug="es-sede", compute_country="ZZ", agreement_valid_until="2025-01-01"),
+        "one_zone_id": 0,
+    }
+    page = _page(_admin("es").post("/admin/sites/site/add/", form))
+    assert "no puede ser anterior a agreement_valid_from" in page
+    assert "'ZZ' no es un código de país ISO 3166-1 alfa-2" in page
+
+
+def test_a_site_refused_in_one_language_reads_in_another():
+    from sites.services import site_register
+
+    with translation.override("de"), pytest.raises(InvalidInput) as raised:
+        site_register(actor=SYSTEM, **_site_body(contact_email="nobody"))
+    with translation.override("fr"):
+        assert str(raised.value) == "contact_email: doit être une adresse électronique"
+    assert str(raised.value) == "contact_email: must be an e-mail address"
+
+
+def _dataset_body(site, **change):
+    body = {
+        "site": site.pk,
+        "name": "posts",
+        "lawful_basis": "6(1)(a)",
+        "purposes": ["topics"],
+        "retention_until": "2030-01-01",
+        "processing_countries": ["EEA"],
+        "data_categories": ["text"],
+    }
+    return {**body, **change}
+
+
+@pytest.mark.parametrize(
+    ("lang", "suspended", "special"),
+    [
+        (
+            "de",
+            "Standort de-1 ist ausgesetzt; Datensätze brauchen einen aktiven Standort",
+            "muss true sein: health sind besondere Kategorien personenbezogener Daten nach "
+            "Art. 9(1)",
+        ),
+        (
+            "pl",
+            "ośrodek pl-1 jest zawieszony; zbiory danych wymagają aktywnego ośrodka",
+            "musi mieć wartość true: health to szczególne kategorie danych osobowych "
+            "w rozumieniu Art. 9(1)",
+        ),
+    ],
+)
+def test_the_dataset_api_refuses_in_the_readers_language(api, dpo, lang, suspended, special):
+    from sites.choices import SiteStatus
+    from tests.factories import PurposeFactory, SiteFactory
+
+    PurposeFactory(code="topics")
+    site = SiteFactory(slug=f"{lang}-1", status=SiteStatus.SUSPENDED)
+    body = _dataset_body(site, data_categories=["text", "health"], special_category=False)
+    response = api(dpo).post("/api/v1/datasets", body, format="json", HTTP_ACCEPT_LANGUAGE=lang)
+    assert response.status_code == 400
+    errors = response.json()
+    assert errors["site"] == [suspended]
+    # Art. 9(1) is cited the same way in every language; the category is the data's name.
+    assert errors["special_category"] == [special]
+
+
+def test_the_dataset_admin_shows_the_service_errors_in_french():
+    from tests.factories import PurposeFactory, SiteFactory
+
+    purpose = PurposeFactory(code="topics")
+    site = SiteFactory(slug="fr-1")
+    form = {
+        "site": site.pk,
+        "name": "posts",
+        "description": "",
+        "data_categories": '["text", "health"]',
+        "special_category": "on",
+        "lawful_basis": "6(1)(a)",
+        "purposes": [purpose.pk],
+        "retention_until": "2030-01-01",
+        "processing_countries": '["EEA", "Atlantis"]',
+        "record_count": 0,
+        "art9_condition": "",
+        "art10_basis": "",
+        "art10_reference": "",
+    }
+    page = _page(_admin("fr").post("/admin/sites/dataset/add/", form))
+    assert (
+        "les catégories particulières de données à caractère personnel exigent que leur "
+        "condition de l'Art. 9(2) soit enregistrée" in page
+    )
+    assert "codes de pays ou régions inconnus : 'Atlantis'" in page
+
+
+@pytest.mark.parametrize(
+    ("lang", "taken"),
+    [("es", "ya existe una finalidad 'topics'"), ("fr", "une finalité 'topics' existe déjà")],
+)
+def test_the_purpose_api_refuses_a_taken_code_in_the_readers_language(api, dpo, lang, taken):
+    from tests.factories import PurposeFactory
+
+    PurposeFactory(code="topics")
+    response = api(dpo).post(
+        "/api/v1/purposes",
+        {"code": "topics", "name": "Topics"},
+        format="json",
+        HTTP_ACCEPT_LANGUAGE=lang,
+    )
+    assert response.status_code == 400
+    assert response.json() == {"code": [taken]}
+
+
+def test_the_purpose_admin_names_a_taken_code_in_polish():
+    from tests.factories import PurposeFactory
+
+    PurposeFactory(code="topics")
+    page = _page(_admin("pl").post("/admin/sites/purpose/add/", {"code": "topics", "name": "T"}))
+    assert "cel 'topics' już istnieje" in page
+
+
+@pytest.mark.parametrize(
+    ("lang", "areas", "delta"),
+    [
+        (
+            "fr",
+            "codes de pays ou régions inconnus : 'Atlantis'",
+            "doit être strictement compris entre 0 et 1",
+        ),
+        ("pl", "nieznane kody krajów lub regiony: 'Atlantis'", "musi być większe niż 0 i mniejsze"),
+    ],
+)
+def test_the_policy_api_refuses_in_the_readers_language(api, dpo, lang, areas, delta):
+    body = {"name": "eu", "allowed_areas": ["EEA", "Atlantis"], "privacy_budget_delta": 2}
+    response = api(dpo).post("/api/v1/policies", body, format="json", HTTP_ACCEPT_LANGUAGE=lang)
+    assert response.status_code == 400
+    errors = response.json()
+    assert errors["allowed_areas"] == [areas]
+    assert errors["privacy_budget_delta"][0].startswith(delta)
+
+
+def test_the_policy_admin_shows_the_service_errors_in_german():
+    form = {
+        "name": "eu",
+        "allowed_areas": '["EEA", "EEA"]',
+        "transfer_mechanisms": "{}",
+        "min_eligible_sites": 2,
+        "min_records_per_site": 1,
+        "approvals_required": 1,
+        "privacy_budget_epsilon": "",
+        "aggregator_operator": '{"organisation": "Koord GmbH"}',
+        "host_operator": "{}",
+        "transfer_safeguards": "[]",
+        "recipient_certifications": "[]",
+        "dpf_listing_max_age_days": 90,
+        "privacy_budget_delta": "",
+        "dp_neighbouring_relation": "add-or-remove-one",
+        "dp_required_mechanism": "",
+    }
+    page = _page(_admin("de").post("/admin/sites/residencypolicy/add/", form))
+    assert "nennt ein Gebiet zweimal" in page
+    # The missing keys are the JSON's own and stay as they are spelt.
+    assert "es fehlt: country, role" in page
+
+
+def test_a_refused_site_or_policy_transition_reads_in_the_readers_language():
+    from sites.services import policy_create_draft, policy_publish, site_activate
+    from tests.factories import SiteFactory
+
+    site = SiteFactory(slug="waw")
+    with translation.override("de"), pytest.raises(TransitionNotAllowed) as active:
+        site_activate(actor=SYSTEM, site=site, reason="again")
+    with translation.override("pl"):
+        assert str(active.value) == "ośrodek waw jest już aktywny"
+    assert str(active.value) == "site waw is already active"
+
+    policy = policy_create_draft(actor=SYSTEM, name="eu", allowed_areas=["EEA"])
+    with pytest.raises(TransitionNotAllowed) as draft:
+        policy_create_draft(actor=SYSTEM, name="eu", allowed_areas=["EEA"])
+    with translation.override("es"):
+        assert str(draft.value) == (
+            "la política eu ya tiene el borrador v1; edítelo o publíquelo primero"
+        )
+    policy_publish(actor=SYSTEM, policy=policy)
+    with pytest.raises(TransitionNotAllowed) as published:
+        policy_publish(actor=SYSTEM, policy=policy)
+    with translation.override("fr"):
+        assert str(published.value) == "eu v1 est déjà publiée"

@@ -11,6 +11,9 @@ import datetime as dt
 import re
 from typing import Any
 
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+
 from fedgov.validation import (
     HEX64,
     Errors,
@@ -44,15 +47,23 @@ IN_CHUNK = 500
 
 def _check_country(errors: Errors, field: str, value: Any) -> None:
     if not is_country(value):
-        errors.add(field, f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+        errors.add(
+            field,
+            format_lazy(_("{value!r} is not an ISO 3166-1 alpha-2 country code"), value=value),
+        )
 
 
 def _check_areas(errors: Errors, field: str, value: Any) -> None:
     if not isinstance(value, list | tuple) or not value:
-        errors.add(field, "must be a non-empty list of ISO 3166 country codes or region names")
+        errors.add(field, _("must be a non-empty list of ISO 3166 country codes or region names"))
         return
     bad = invalid_areas([str(v) for v in value])
     if bad:
-        errors.add(field, f"unknown country codes or regions: {', '.join(map(repr, bad))}")
+        errors.add(
+            field,
+            format_lazy(
+                _("unknown country codes or regions: {areas}"), areas=", ".join(map(repr, bad))
+            ),
+        )
     if len(set(value)) != len(value):
-        errors.add(field, "lists an area twice")
+        errors.add(field, _("lists an area twice"))

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.services import ledger_append
 from fedgov import clock
@@ -15,6 +17,7 @@ from fedgov.errors import TransitionNotAllowed
 from fedgov.updates import model_update
 from fedgov.validation import (
     Errors,
+    _number,
     as_date,
     check_bool,
     check_choice,
@@ -68,7 +71,13 @@ def dataset_validate(
     errors = Errors()
     v = dict(values)
     if instance is None and site.status != SiteStatus.ACTIVE:
-        errors.add("site", f"site {site.slug} is {site.status}; datasets need an active site")
+        # A site is active or suspended (SiteStatus): the one other state is named whole.
+        errors.add(
+            "site",
+            format_lazy(
+                _("site {slug} is suspended; datasets need an active site"), slug=site.slug
+            ),
+        )
     _check_name(errors, v, site, instance)
     for check in _DATASET_CHECKS:
         check(errors, v)
@@ -87,20 +96,25 @@ def _check_name(errors: Errors, v: dict[str, Any], site: Site, instance: Dataset
     if instance is not None:
         clash = clash.exclude(pk=instance.pk)
     if clash.exists():
-        errors.add("name", f"site {site.slug} already has a dataset {v['name']!r}")
+        errors.add(
+            "name",
+            format_lazy(
+                _("site {slug} already has a dataset {name!r}"), slug=site.slug, name=v["name"]
+            ),
+        )
 
 
 def _check_categories(errors: Errors, v: dict[str, Any]) -> None:
     """The description, the data categories and whether they are special (Art. 9(1))."""
     if not isinstance(v.get("description", ""), str):
-        errors.add("description", "must be text")
+        errors.add("description", _("must be text"))
     categories = v.get("data_categories")
     if (
         not isinstance(categories, list | tuple)
         or not categories
         or not all(isinstance(c, str) and c.strip() for c in categories)
     ):
-        errors.add("data_categories", "must be a non-empty list of category names")
+        errors.add("data_categories", _("must be a non-empty list of category names"))
     else:
         v["data_categories"] = [c.strip() for c in categories]
     check_bool(errors, "special_category", v.get("special_category"))
@@ -109,7 +123,10 @@ def _check_categories(errors: Errors, v: dict[str, Any]) -> None:
         # Art. 9(1) decides by what the data is, not by a flag.
         errors.add(
             "special_category",
-            f"must be true: {', '.join(special)} are special categories under Art. 9(1)",
+            format_lazy(
+                _("must be true: {categories} are special categories under Art. 9(1)"),
+                categories=", ".join(special),
+            ),
         )
 
 
@@ -120,16 +137,25 @@ def _check_art10(errors: Errors, v: dict[str, Any]) -> None:
     check_choice(errors, "art10_basis", art10, Art10Basis)
     reference = v.get("art10_reference") or ""
     if not isinstance(reference, str) or len(reference) > 300:
-        errors.add("art10_reference", "must be text of at most 300 characters")
+        errors.add(
+            "art10_reference",
+            format_lazy(_("must be text of at most {count} characters"), count=_number(300)),
+        )
         reference = ""
     v["art10_reference"] = reference.strip()
     if CRIMINAL_CATEGORY in (v.get("data_categories") or ()):
         if not art10:
-            errors.add("art10_basis", "criminal-conviction data needs its Art. 10 ground")
+            errors.add("art10_basis", _("criminal-conviction data needs its Art. 10 ground"))
         if not v["art10_reference"]:
-            errors.add("art10_reference", "name the authority's act or the law (Art. 10)")
+            errors.add("art10_reference", _("name the authority's act or the law (Art. 10)"))
     elif art10 or v["art10_reference"]:
-        errors.add("art10_basis", f"only data with {CRIMINAL_CATEGORY!r} carries an Art. 10 ground")
+        errors.add(
+            "art10_basis",
+            format_lazy(
+                _("only data with {category!r} carries an Art. 10 ground"),
+                category=CRIMINAL_CATEGORY,
+            ),
+        )
 
 
 def _check_art9(errors: Errors, v: dict[str, Any]) -> None:
@@ -138,9 +164,11 @@ def _check_art9(errors: Errors, v: dict[str, Any]) -> None:
     v["art9_condition"] = art9
     check_choice(errors, "art9_condition", art9, Art9Condition)
     if v.get("special_category") is True and not art9:
-        errors.add("art9_condition", "special-category data needs its Art. 9(2) condition recorded")
+        errors.add(
+            "art9_condition", _("special-category data needs its Art. 9(2) condition recorded")
+        )
     if v.get("special_category") is False and art9:
-        errors.add("art9_condition", "only special-category data carries an Art. 9(2) condition")
+        errors.add("art9_condition", _("only special-category data carries an Art. 9(2) condition"))
 
 
 def _check_basis_and_purposes(errors: Errors, v: dict[str, Any]) -> None:
@@ -151,16 +179,16 @@ def _check_basis_and_purposes(errors: Errors, v: dict[str, Any]) -> None:
         or not purposes
         or not all(isinstance(p, Purpose) and p.pk for p in purposes)
     ):
-        errors.add("purposes", "must list at least one registered purpose")
+        errors.add("purposes", _("must list at least one registered purpose"))
     elif len({p.pk for p in purposes}) != len(purposes):
-        errors.add("purposes", "lists a purpose twice")
+        errors.add("purposes", _("lists a purpose twice"))
 
 
 def _check_storage(errors: Errors, v: dict[str, Any]) -> None:
     """Retention date, processing countries and record count."""
     retention = as_date(v.get("retention_until"))
     if retention is None:
-        errors.add("retention_until", "must be a date (YYYY-MM-DD)")
+        errors.add("retention_until", _("must be a date (YYYY-MM-DD)"))
     # A retention date already past is a fact a DPO must be able to record (the gate then
     # refuses the dataset); the ledger event flags it as recorded late.
     v["retention_until"] = retention
@@ -221,7 +249,9 @@ def dataset_register(
         site = Site.objects.select_for_update().get(pk=site.pk)
         values = dataset_validate(values, site=site)
         purposes = list(values.pop("purposes"))
-        with unique_or_invalid("name", f"site {site.slug} already has this dataset name"):
+        with unique_or_invalid(
+            "name", format_lazy(_("site {slug} already has this dataset name"), slug=site.slug)
+        ):
             dataset = Dataset.objects.create(site=site, **values)
         dataset.purposes.set(purposes)
         ledger_append(
@@ -246,7 +276,9 @@ def dataset_update(*, actor: Actor, dataset: Dataset, **fields: Any) -> Dataset:
     with transaction.atomic(durable=True):
         dataset = Dataset.objects.select_for_update().select_related("site").get(pk=dataset.pk)
         if dataset.withdrawn_at is not None:
-            raise TransitionNotAllowed(f"dataset {dataset} was withdrawn and cannot change")
+            raise TransitionNotAllowed(
+                format_lazy(_("dataset {dataset} was withdrawn and cannot change"), dataset=dataset)
+            )
         current = {name: getattr(dataset, name) for name in DATASET_UPDATABLE if name != "purposes"}
         current["purposes"] = list(dataset.purposes.order_by("code"))
         values = dataset_validate({**current, **fields}, site=dataset.site, instance=dataset)
@@ -295,7 +327,9 @@ def dataset_withdraw(*, actor: Actor, dataset: Dataset, reason: str) -> Dataset:
     with transaction.atomic(durable=True):
         dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
         if dataset.withdrawn_at is not None:
-            raise TransitionNotAllowed(f"dataset {dataset.pk} is already withdrawn")
+            raise TransitionNotAllowed(
+                format_lazy(_("dataset {id} is already withdrawn"), id=dataset.pk)
+            )
         dataset.withdrawn_at = clock.now()
         dataset.withdrawal_reason = reason.strip()
         dataset.save(update_fields=["withdrawn_at", "withdrawal_reason"])

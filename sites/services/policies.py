@@ -20,6 +20,7 @@ from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.updates import model_update
 from fedgov.validation import (
     Errors,
+    _number,
     as_date,
     check_bool,
     check_choice,
@@ -108,16 +109,24 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
     _check_areas(errors, "allowed_areas", v.get("allowed_areas"))
     mechanisms = v.get("transfer_mechanisms")
     if not isinstance(mechanisms, dict):
-        errors.add("transfer_mechanisms", "must map site slugs to adequacy, scc or bcr")
+        errors.add("transfer_mechanisms", _("must map site slugs to adequacy, scc or bcr"))
     elif mechanisms:
         known = set(Site.objects.filter(slug__in=list(mechanisms)).values_list("slug", flat=True))
         for slug, mechanism in mechanisms.items():
             if slug not in known:
-                errors.add("transfer_mechanisms", f"{slug!r} is not a registered site")
+                errors.add(
+                    "transfer_mechanisms",
+                    format_lazy(_("{slug!r} is not a registered site"), slug=slug),
+                )
             if mechanism not in TransferMechanism.values:
                 errors.add(
                     "transfer_mechanisms",
-                    f"{slug}: {mechanism!r} is not one of {', '.join(TransferMechanism.values)}",
+                    format_lazy(
+                        _("{slug}: {mechanism!r} is not one of {allowed}"),
+                        slug=slug,
+                        mechanism=mechanism,
+                        allowed=", ".join(TransferMechanism.values),
+                    ),
                 )
     check_int(errors, "min_eligible_sites", v.get("min_eligible_sites"), minimum=1)
     check_int(errors, "min_records_per_site", v.get("min_records_per_site"), minimum=0)
@@ -127,9 +136,9 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
     budget = v.get("privacy_budget_epsilon")
     if budget is not None:
         if isinstance(budget, bool) or not isinstance(budget, int | float):
-            errors.add("privacy_budget_epsilon", "must be a number or empty")
+            errors.add("privacy_budget_epsilon", _("must be a number or empty"))
         elif not math.isfinite(budget) or budget <= 0:
-            errors.add("privacy_budget_epsilon", "must be a positive, finite number")
+            errors.add("privacy_budget_epsilon", _("must be a positive, finite number"))
         else:
             v["privacy_budget_epsilon"] = float(budget)
     check_bool(errors, "model_updates_personal_data", v.get("model_updates_personal_data"))
@@ -142,7 +151,10 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
     max_age = v.get("dpf_listing_max_age_days")
     check_int(errors, "dpf_listing_max_age_days", max_age, minimum=1)
     if isinstance(max_age, int) and max_age > MAX_DPF_LISTING_AGE_DAYS:
-        errors.add("dpf_listing_max_age_days", f"must be at most {MAX_DPF_LISTING_AGE_DAYS}")
+        errors.add(
+            "dpf_listing_max_age_days",
+            format_lazy(_("must be at most {count}"), count=_number(MAX_DPF_LISTING_AGE_DAYS)),
+        )
     _check_dp_policy(errors, v)
     errors.raise_if_any()
     return v
@@ -152,13 +164,15 @@ def _checked_keys(
     errors: Errors, field: str, value: Any, required: set[str], optional: set[str]
 ) -> bool:
     if not isinstance(value, dict):
-        errors.add(field, "must be an object")
+        errors.add(field, _("must be an object"))
         return False
     missing, unknown = required - value.keys(), value.keys() - required - optional
     if missing:
-        errors.add(field, f"missing {', '.join(sorted(missing))}")
+        errors.add(field, format_lazy(_("missing {fields}"), fields=", ".join(sorted(missing))))
     if unknown:
-        errors.add(field, f"unknown field(s) {', '.join(sorted(unknown))}")
+        errors.add(
+            field, format_lazy(_("unknown field(s) {fields}"), fields=", ".join(sorted(unknown)))
+        )
     return not missing and not unknown
 
 
@@ -181,7 +195,7 @@ def _checked_safeguards(errors: Errors, value: Any) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list | tuple):
-        errors.add(field, "must be a list of safeguards")
+        errors.add(field, _("must be a list of safeguards"))
         return []
     slugs = [e.get("exporter") for e in value if isinstance(e, dict)]
     known = set(
@@ -198,21 +212,31 @@ def _checked_safeguards(errors: Errors, value: Any) -> list[dict[str, Any]]:
             continue
         entry = dict(raw)
         if entry["exporter"] not in known:
-            errors.add(where, f"exporter {entry['exporter']!r} is not a registered site")
+            errors.add(
+                where,
+                format_lazy(
+                    _("exporter {slug!r} is not a registered site"), slug=entry["exporter"]
+                ),
+            )
         check_text(errors, f"{where}.importer", entry["importer"], max_length=200)
         key = (entry["exporter"], entry["importer"])
         if key in seen:
-            errors.add(where, f"{key[0]} → {key[1]} is listed twice")
+            errors.add(
+                where,
+                format_lazy(
+                    _("{exporter} → {importer} is listed twice"), exporter=key[0], importer=key[1]
+                ),
+            )
         seen.add(key)
         mechanism = entry["mechanism"]
         check_choice(errors, f"{where}.mechanism", mechanism, SafeguardMechanism)
         if mechanism == SafeguardMechanism.SCC:
             module = entry.get("scc_module")
             if isinstance(module, bool) or module not in (1, 2, 3, 4):
-                errors.add(f"{where}.scc_module", "must be the SCC module: 1, 2, 3 or 4")
+                errors.add(f"{where}.scc_module", _("must be the SCC module: 1, 2, 3 or 4"))
             signed = as_date(entry.get("signed_on"))
             if signed is None:
-                errors.add(f"{where}.signed_on", "must be the date the SCCs were signed")
+                errors.add(f"{where}.signed_on", _("must be the date the SCCs were signed"))
             else:
                 entry["signed_on"] = signed.isoformat()
         if mechanism == SafeguardMechanism.BCR:
@@ -235,7 +259,7 @@ def _checked_certifications(errors: Errors, value: Any) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list | tuple):
-        errors.add(field, "must be a list of certifications")
+        errors.add(field, _("must be a list of certifications"))
         return []
     result: list[dict[str, Any]] = []
     required = {"organisation", "country", "scheme", "listing", "checked_on"}
@@ -250,7 +274,7 @@ def _checked_certifications(errors: Errors, value: Any) -> list[dict[str, Any]]:
         check_text(errors, f"{where}.listing", entry["listing"], max_length=500)
         checked = as_date(entry["checked_on"])
         if checked is None:
-            errors.add(f"{where}.checked_on", "must be the date the listing was checked")
+            errors.add(f"{where}.checked_on", _("must be the date the listing was checked"))
         else:
             entry["checked_on"] = checked.isoformat()
         result.append(entry)
@@ -262,9 +286,14 @@ def _check_dp_policy(errors, v: dict[str, Any]) -> None:
     delta = v.get("privacy_budget_delta")
     if delta is not None:
         if isinstance(delta, bool) or not isinstance(delta, int | float):
-            errors.add("privacy_budget_delta", "must be a number or empty")
+            errors.add("privacy_budget_delta", _("must be a number or empty"))
         elif not math.isfinite(delta) or not 0 < delta < 1:
-            errors.add("privacy_budget_delta", "must be strictly between 0 and 1")
+            errors.add(
+                "privacy_budget_delta",
+                format_lazy(
+                    _("must be strictly between {low} and {high}"), low=_number(0), high=_number(1)
+                ),
+            )
         else:
             v["privacy_budget_delta"] = float(delta)
     # A budget ε without δ is accepted here but fails the gate's privacy-budget rule:
@@ -272,12 +301,17 @@ def _check_dp_policy(errors, v: dict[str, Any]) -> None:
     if v.get("dp_neighbouring_relation") not in NeighbouringRelation.values:
         errors.add(
             "dp_neighbouring_relation",
-            f"must be one of {', '.join(NeighbouringRelation.values)}",
+            format_lazy(
+                _("must be one of {allowed}"), allowed=", ".join(NeighbouringRelation.values)
+            ),
         )
     if v.get("dp_required_mechanism") not in RequiredDpMechanism.values:
         errors.add(
             "dp_required_mechanism",
-            f"must be empty or one of {', '.join(m for m in RequiredDpMechanism.values if m)}",
+            format_lazy(
+                _("must be empty or one of {allowed}"),
+                allowed=", ".join(m for m in RequiredDpMechanism.values if m),
+            ),
         )
 
 
@@ -310,7 +344,11 @@ def _policy_next_version(name: str) -> int:
     draft = rows.filter(status=PolicyStatus.DRAFT).order_by("-version").first()
     if draft is not None:
         raise TransitionNotAllowed(
-            f"policy {name} already has draft v{draft.version}; edit or publish it first"
+            format_lazy(
+                _("policy {name} already has draft v{version}; edit or publish it first"),
+                name=name,
+                version=draft.version,
+            )
         )
     last = rows.order_by("-version").values_list("version", flat=True).first()
     return (last or 0) + 1
@@ -318,7 +356,10 @@ def _policy_next_version(name: str) -> int:
 
 def _policy_write_draft(*, actor: Actor, name: str, values: dict[str, Any], event: str, **extra):
     version = _policy_next_version(name)
-    with unique_or_invalid("name", f"another version of {name} was written at the same time"):
+    with unique_or_invalid(
+        "name",
+        format_lazy(_("another version of {name} was written at the same time"), name=name),
+    ):
         policy = ResidencyPolicy.objects.create(
             name=name,
             version=version,
@@ -348,10 +389,12 @@ def policy_create_draft(*, actor: Actor, name: str, **fields: Any) -> ResidencyP
     try:
         validate_slug(name or "")
     except ValidationError:
-        errors.add("name", "must be letters, digits, hyphens or underscores")
+        errors.add("name", _("must be letters, digits, hyphens or underscores"))
     else:
         if len(name) > 64:
-            errors.add("name", "must be at most 64 characters")
+            errors.add(
+                "name", format_lazy(_("must be at most {count} characters"), count=_number(64))
+            )
     errors.raise_if_any()
     with transaction.atomic(durable=True):
         values = policy_validate({**POLICY_DEFAULTS, **fields})
@@ -371,8 +414,14 @@ def policy_update_draft(*, actor: Actor, policy: ResidencyPolicy, **fields: Any)
             raise InvalidInput(
                 {
                     "status": [
-                        f"{policy.name} v{policy.version} is published and immutable; "
-                        "create a new version to change it"
+                        format_lazy(
+                            _(
+                                "{name} v{version} is published and immutable; "
+                                "create a new version to change it"
+                            ),
+                            name=policy.name,
+                            version=policy.version,
+                        )
                     ]
                 }
             )
@@ -399,7 +448,13 @@ def policy_publish(*, actor: Actor, policy: ResidencyPolicy) -> ResidencyPolicy:
     with transaction.atomic(durable=True):
         policy = ResidencyPolicy.objects.select_for_update().get(pk=policy.pk)
         if policy.status != PolicyStatus.DRAFT:
-            raise TransitionNotAllowed(f"{policy.name} v{policy.version} is already published")
+            raise TransitionNotAllowed(
+                format_lazy(
+                    _("{name} v{version} is already published"),
+                    name=policy.name,
+                    version=policy.version,
+                )
+            )
         policy_validate({name: getattr(policy, name) for name in POLICY_FIELDS})
         policy.status = PolicyStatus.PUBLISHED
         policy.published_at = clock.now()

@@ -7,11 +7,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.services import ledger_append
 from fedgov.actors import Actor
 from fedgov.validation import (
     Errors,
+    _number,
     check_text,
 )
 from sites.models import (
@@ -29,18 +32,20 @@ def purpose_validate(values: dict[str, Any], *, instance: Purpose | None = None)
     try:
         validate_slug(code or "")
     except ValidationError:
-        errors.add("code", "must be letters, digits, hyphens or underscores")
+        errors.add("code", _("must be letters, digits, hyphens or underscores"))
     else:
         clash = Purpose.objects.filter(code=code)
         if instance is not None:
             clash = clash.exclude(pk=instance.pk)
         if len(code or "") > 64:
-            errors.add("code", "must be at most 64 characters")
+            errors.add(
+                "code", format_lazy(_("must be at most {count} characters"), count=_number(64))
+            )
         elif clash.exists():
-            errors.add("code", f"a purpose {code!r} already exists")
+            errors.add("code", format_lazy(_("a purpose {code!r} already exists"), code=code))
     check_text(errors, "name", values.get("name"), max_length=200)
     if not isinstance(values.get("description", ""), str):
-        errors.add("description", "must be text")
+        errors.add("description", _("must be text"))
     errors.raise_if_any()
 
 
@@ -51,7 +56,9 @@ def purpose_create(*, actor: Actor, code: str, name: str, description: str = "")
     """
     with transaction.atomic(durable=True):
         purpose_validate({"code": code, "name": name, "description": description})
-        with unique_or_invalid("code", f"a purpose {code!r} already exists"):
+        with unique_or_invalid(
+            "code", format_lazy(_("a purpose {code!r} already exists"), code=code)
+        ):
             purpose = Purpose.objects.create(code=code, name=name.strip(), description=description)
         ledger_append(
             event_type="purpose.created",

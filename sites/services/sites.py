@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email, validate_slug
 from django.db import transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.services import ledger_append
 from fedgov import clock
@@ -18,6 +20,7 @@ from fedgov.errors import TransitionNotAllowed
 from fedgov.updates import model_update
 from fedgov.validation import (
     Errors,
+    _number,
     as_date,
     check_choice,
     check_hash,
@@ -83,15 +86,15 @@ def _check_slug(errors: Errors, slug: Any, instance: Site | None) -> None:
     try:
         validate_slug(slug or "")
     except ValidationError:
-        errors.add("slug", "must be letters, digits, hyphens or underscores")
+        errors.add("slug", _("must be letters, digits, hyphens or underscores"))
         return
     if len(slug) > 64:
-        errors.add("slug", "must be at most 64 characters")
+        errors.add("slug", format_lazy(_("must be at most {count} characters"), count=_number(64)))
     clash = Site.objects.filter(slug=slug)
     if instance is not None:
         clash = clash.exclude(pk=instance.pk)
     if clash.exists():
-        errors.add("slug", f"a site {slug!r} already exists")
+        errors.add("slug", format_lazy(_("a site {slug!r} already exists"), slug=slug))
 
 
 def _check_party(errors: Errors, v: dict[str, Any]) -> None:
@@ -102,7 +105,7 @@ def _check_party(errors: Errors, v: dict[str, Any]) -> None:
     try:
         validate_email(v.get("contact_email") or "")
     except ValidationError:
-        errors.add("contact_email", "must be an e-mail address")
+        errors.add("contact_email", _("must be an e-mail address"))
 
 
 def _check_agreement(errors: Errors, v: dict[str, Any]) -> None:
@@ -114,11 +117,11 @@ def _check_agreement(errors: Errors, v: dict[str, Any]) -> None:
     start = as_date(v.get("agreement_valid_from"))
     end = as_date(v.get("agreement_valid_until"))
     if start is None:
-        errors.add("agreement_valid_from", "must be a date (YYYY-MM-DD)")
+        errors.add("agreement_valid_from", _("must be a date (YYYY-MM-DD)"))
     if end is None:
-        errors.add("agreement_valid_until", "must be a date (YYYY-MM-DD)")
+        errors.add("agreement_valid_until", _("must be a date (YYYY-MM-DD)"))
     if start and end and end < start:
-        errors.add("agreement_valid_until", "must not be before agreement_valid_from")
+        errors.add("agreement_valid_until", _("must not be before agreement_valid_from"))
     v["agreement_valid_from"], v["agreement_valid_until"] = start, end
 
 
@@ -128,7 +131,9 @@ def _check_zone_endpoint(errors: Errors, v: dict[str, Any]) -> None:
         try:
             URLValidator(schemes=["http", "https"])(endpoint)
         except ValidationError:
-            errors.add("one_zone_endpoint", "must be an http(s) URL such as http://host:2633/RPC2")
+            errors.add(
+                "one_zone_endpoint", _("must be an http(s) URL such as http://host:2633/RPC2")
+            )
     v["one_zone_endpoint"] = endpoint
     check_int(errors, "one_zone_id", v.get("one_zone_id", 0), minimum=0)
 
@@ -139,7 +144,7 @@ def _check_credentials_ref(errors: Errors, v: dict[str, Any]) -> None:
         # Never a secret in the database: only where the secret lives.
         errors.add(
             "one_credentials_ref",
-            "must name where the secret lives (env:VAR_NAME or file:/path), not the secret",
+            _("must name where the secret lives (env:VAR_NAME or file:/path), not the secret"),
         )
     v["one_credentials_ref"] = ref
     template = v.get("one_template_id")
@@ -154,10 +159,13 @@ def _check_supernode(errors: Errors, v: dict[str, Any]) -> None:
         try:
             load_pem_public_key(key.encode("ascii"))
         except (ValueError, TypeError, UnicodeEncodeError):
-            errors.add("supernode_public_key", "must be a PEM-encoded public key")
+            errors.add("supernode_public_key", _("must be a PEM-encoded public key"))
     v["supernode_public_key"] = key
     if len(v.get("flower_node_id") or "") > 32:
-        errors.add("flower_node_id", "must be at most 32 characters")
+        errors.add(
+            "flower_node_id",
+            format_lazy(_("must be at most {count} characters"), count=_number(32)),
+        )
 
 
 _ZONE_OPERATOR_FIELDS = ("zone_operator", "zone_operator_country", "zone_operator_role")
@@ -168,7 +176,7 @@ def _check_zone_operator(errors: Errors, v: dict[str, Any]) -> None:
     for name in _ZONE_OPERATOR_FIELDS:
         value = v.get(name) or ""
         if not isinstance(value, str):
-            errors.add(name, "must be text")
+            errors.add(name, _("must be text"))
             return
         v[name] = value.strip()
     if not any(v[name] for name in _ZONE_OPERATOR_FIELDS):
@@ -182,7 +190,7 @@ def _check_zone_operator(errors: Errors, v: dict[str, Any]) -> None:
         # is a typo or another legal entity, and either way ambiguous for Art. 44.
         errors.add(
             "zone_operator_country",
-            "the site itself operates the zone, so this must be the site's country",
+            _("the site itself operates the zone, so this must be the site's country"),
         )
 
 
@@ -243,7 +251,9 @@ def site_register(
     values = {name: value for name, value in locals().items() if name in SITE_FIELDS}
     with transaction.atomic(durable=True):
         values = site_validate(values)
-        with unique_or_invalid("slug", f"a site {values['slug']!r} already exists"):
+        with unique_or_invalid(
+            "slug", format_lazy(_("a site {slug!r} already exists"), slug=values["slug"])
+        ):
             site = Site.objects.create(**values)
         ledger_append(
             event_type="site.registered",
@@ -284,7 +294,13 @@ def _site_set_status(*, actor: Actor, site: Site, reason: str, to: str, event: s
     with transaction.atomic(durable=True):
         site = Site.objects.select_for_update().get(pk=site.pk)
         if site.status == to:
-            raise TransitionNotAllowed(f"site {site.slug} is already {to}")
+            # One whole sentence per state, so each language agrees it with the site.
+            already = (
+                _("site {slug} is already suspended")
+                if to == SiteStatus.SUSPENDED
+                else _("site {slug} is already active")
+            )
+            raise TransitionNotAllowed(format_lazy(already, slug=site.slug))
         site.status = to
         site.status_reason = reason.strip()
         site.status_changed_at = clock.now()
