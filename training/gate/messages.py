@@ -292,6 +292,12 @@ def is_message(value: object) -> bool:
     )
 
 
+def english_text(reason: str | Message) -> str:
+    """A reason's English text, whether a message or a plain string from outside (Flower,
+    OpenNebula): what ``state_reason``, the ledger and workload rows keep."""
+    return render(reason) if is_message(reason) else str(reason)  # type: ignore[arg-type]
+
+
 # Params that name something (a policy version) rather than count or measure it: a
 # reader's number format never applies to them.
 IDENTIFIERS = frozenset({"version", "ticket", "pid"})

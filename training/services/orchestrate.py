@@ -30,7 +30,7 @@ from fedgov.locks import exclusive
 from sites.models import Site
 from sites.regions import expand, is_country
 from training.choices import GateOutcome, RoundState, UpdateKind
-from training.gate.messages import Message, is_message, msg, render
+from training.gate.messages import Message, english_text, msg, render
 from training.models import Round, SiteEligibility, TrainingRun
 from training.ports import WorkloadError, WorkloadStatus, workloads
 from training.services import flower as flower_services
@@ -205,7 +205,7 @@ def round_provision(*, actor: Actor, round: Round) -> StepResult:
     payload = {
         "site_ids": [s.pk for s in kept],
         # The ledger keeps the English text, as before.
-        "blocked_sites": {slug: _text(why) for slug, why in sorted(blocked.items())},
+        "blocked_sites": {slug: english_text(why) for slug, why in sorted(blocked.items())},
     }
     if len(kept) < policy.min_eligible_sites:
         result = _with_blocked(
@@ -380,11 +380,6 @@ def _placement_row(site: Site, workload: WorkloadStatus) -> dict:
     }
 
 
-def _text(reason: str | Message) -> str:
-    """A reason's English text: what the ledger and workload rows keep."""
-    return render(reason) if is_message(reason) else str(reason)  # type: ignore[arg-type]
-
-
 def _english(exc: Exception) -> str:
     """An error's text in English whatever language is active: a lazy reason raised
     inside a request would otherwise be stored in that reader's language."""
@@ -471,7 +466,7 @@ def round_fail(*, actor: Actor, round: Round, reason: str | Message) -> StepResu
     """
     before = _load(round.pk).state
     round_ = _move(actor, round, S.FAILED, reason)
-    round_release_workloads(actor=actor, round=round_, reason=_text(reason))
+    round_release_workloads(actor=actor, round=round_, reason=english_text(reason))
     return StepResult(round_.pk, before, round_.state, round_.state_reason)
 
 

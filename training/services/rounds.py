@@ -24,7 +24,7 @@ from fedgov.second_factor import require_second_factor
 from fedgov.tasks import enqueue
 from sites.models import SiteSteward
 from training.choices import ApprovalDecision, RoundState
-from training.gate.messages import Message, is_message, msg, render
+from training.gate.messages import Message, english_text, is_message, msg
 from training.models import Approval, Round
 from training.statemachine import ABORTABLE, sources_of
 
@@ -38,11 +38,15 @@ def reason_columns(reason: str | Message) -> dict:
     if is_message(reason):
         message = dict(reason)  # type: ignore[arg-type]
         return {
-            "state_reason": render(message),
+            "state_reason": english_text(message),
             "state_reason_code": message["code"],
             "state_reason_params": dict(message.get("params") or {}),
         }
-    return {"state_reason": str(reason), "state_reason_code": "", "state_reason_params": {}}
+    return {
+        "state_reason": english_text(reason),
+        "state_reason_code": "",
+        "state_reason_params": {},
+    }
 
 
 def _claim(
