@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
@@ -377,8 +378,10 @@ class HoldList(_HoldView, generics.ListAPIView[LegalHold]):
         return self.list(request, *args, **kwargs)
 
     @extend_schema(
-        description="Place a legal hold (Legal, DPO). Without a subject and a period it "
-        "covers the whole ledger. A 400 names each field it refuses; nothing is written.",
+        description=_(
+            "Place a legal hold (Legal, DPO). Without a subject and a period it covers the "
+            "whole ledger. A 400 names each field it refuses; nothing is written."
+        ),
         request=LegalHoldPlaceSerializer,
         responses={201: LegalHoldSerializer},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import IsAuthenticated
@@ -59,7 +60,7 @@ class ApiRoot(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Every resource of the API")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary=_("Every resource of the API"))
     def get(self, request: Request) -> Response:
         base = request.build_absolute_uri("/api/v1/")
         resources = {path: base + path for path in collection_paths()}

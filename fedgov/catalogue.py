@@ -88,13 +88,37 @@ KEYWORDS: dict[str, tuple[int | None, int, int | None]] = {
 }
 
 # Where a plain string literal reaches a person (the brief of issue 19, part S).
+# ``summary``: an OpenAPI operation's title (``extend_schema``); ``description`` covers
+# ``extend_schema``, ``OpenApiParameter`` and ``OpenApiResponse`` as well as the admin's.
 TEXT_KEYWORDS = frozenset(
-    {"verbose_name", "verbose_name_plural", "help_text", "description", "label", "empty_label"}
+    {
+        "verbose_name",
+        "verbose_name_plural",
+        "help_text",
+        "description",
+        "summary",
+        "label",
+        "empty_label",
+    }
 )
 TEXT_ATTRIBUTES = frozenset({"short_description", "verbose_name", "verbose_name_plural", "title"})
 MESSAGE_CALLS = frozenset({"debug", "info", "success", "warning", "error", "add_message"})
-SCANNED_MODULES = ("admin.py", "forms.py", "views.py", "models.py", "choices.py", "apps.py")
-SCANNED_PACKAGES = ("admin", "forms", "views")
+# The API's modules too: their help texts and schema descriptions are the OpenAPI
+# document a reader opens in their language (/api/schema/, /api/docs/).
+SCANNED_MODULES = (
+    "admin.py",
+    "forms.py",
+    "views.py",
+    "models.py",
+    "choices.py",
+    "apps.py",
+    "serializers.py",
+    "api.py",
+    "filters.py",
+)
+SCANNED_PACKAGES = ("admin", "forms", "views", "api")
+# Modules of an app that keeps its own catalogue (reports) scanned all the same.
+SCANNED_ANYWHERE = ("api.py",)
 
 
 @dataclass(frozen=True)
@@ -359,6 +383,12 @@ class _PythonScan(ast.NodeVisitor):
                 _unmarked(lab) for lab in _choice_labels(keyword.value)
             ):
                 self._flag(keyword.value, "choice label not marked for translation")
+            # A form or serializer field's own refusals, read by whoever sent the value.
+            messages_given = keyword.value if keyword.arg == "error_messages" else None
+            if isinstance(messages_given, ast.Dict) and any(
+                _unmarked(v) for v in messages_given.values
+            ):
+                self._flag(keyword.value, "error_messages text not marked for translation")
         receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
         if name in MESSAGE_CALLS and _callee(receiver) == "messages" if receiver else False:
             text = node.args[2] if name == "add_message" and len(node.args) > 2 else None
@@ -403,18 +433,18 @@ def _keyword(node: ast.Call, name: str) -> ast.expr | None:
 
 
 def python_files(root: Path) -> list[Path]:
-    """The modules whose strings people read: admin, forms, views, models, choices."""
+    """The modules whose strings people read: admin, forms, views, models, choices, API."""
     return [
         p
         for p in source_files(root, (".py",))
         if "migrations" not in p.parts
-        and p.relative_to(root).parts[0] not in ("reports",)
+        and (p.relative_to(root).parts[0] not in ("reports",) or p.name in SCANNED_ANYWHERE)
         and p.relative_to(root).parts[:2] != ("training", "gate")
         and (
             p.name in SCANNED_MODULES
             or p.parent.name in SCANNED_PACKAGES
-            or p.stem.endswith(("_views", "_forms"))
-            or p.stem.startswith("admin_")
+            or p.stem.endswith(("_views", "_forms", "_serializers"))
+            or p.stem.startswith(("admin_", "api_"))
         )
     ]
 

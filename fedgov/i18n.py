@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import translation
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language as django_set_language
+from rest_framework.authentication import TokenAuthentication
 
 from fedgov.models import Profile
 
@@ -55,6 +56,24 @@ class UserLanguageMiddleware:
         if chosen:
             response.headers.setdefault("Content-Language", chosen)
         return response
+
+
+class LanguageTokenAuthentication(TokenAuthentication):
+    """DRF's token authentication, then the token owner's chosen language.
+
+    A token request carries no session, and DRF authenticates inside the view, after every
+    middleware: without this, ``UserLanguageMiddleware`` never sees the user and a client
+    whose owner chose Polish reads the API (DRF's own errors, the OpenAPI schema) in
+    whatever its ``Accept-Language`` says. Authentication runs before the body is parsed,
+    so parse and validation errors are in that language too.
+    """
+
+    def authenticate_credentials(self, key):
+        user, token = super().authenticate_credentials(key)
+        chosen = user_language(user)
+        if chosen:
+            translation.activate(chosen)
+        return user, token
 
 
 @require_POST

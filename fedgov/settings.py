@@ -8,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
 
 from fedgov.env import env_bool, env_int, env_list, env_str, local_secret
 from fedgov.logging import logging_config
@@ -225,7 +226,8 @@ STORAGES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's TokenAuthentication, then the token owner's language (fedgov/i18n.py).
+        "fedgov.i18n.LanguageTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -243,10 +245,15 @@ REST_FRAMEWORK = {
 # The largest API body fedgov reads, checked before parsing. 16 MiB holds the biggest
 # consent upload (50,000 events) with room to spare.
 FEDGOV_API_MAX_BODY_BYTES = env_int("FEDGOV_API_MAX_BODY_BYTES", 16 * 1024 * 1024)
+# The schema is built per request in the reader's language (issue 19): every description
+# in it is a lazy translation, read when the schema is rendered. Docstrings are for
+# developers and stay English, so they are not turned into descriptions; what a reader
+# needs is given as a translated summary, description or help text.
 SPECTACULAR_SETTINGS = {
     "TITLE": "fedgov API",
-    "DESCRIPTION": "Governance, GDPR gating and tamper-evident audit for federated learning.",
+    "DESCRIPTION": _("Governance, GDPR gating and tamper-evident audit for federated learning."),
     "VERSION": "1.0.0",
+    "DISABLE_DOCSTRING_DESCRIPTIONS": True,
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI and ReDoc from this server's static files (drf-spectacular-sidecar), never
     # a CDN: offline they still work, and a GDPR tool makes no call to a third party.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
@@ -67,7 +68,7 @@ class ReportRequest(serializers.Serializer):
         choices=settings.LANGUAGES,
         required=False,
         allow_null=True,
-        help_text="the PDF's language; default: the requester's",
+        help_text=_("the PDF's language; default: the requester's"),
     )
 
 
@@ -107,7 +108,7 @@ class LineageSerializer(serializers.Serializer):
 # The files these views send are not JSON, so their responses are described by media
 # type; an ``APIView`` without a serializer is otherwise left out of the schema (W002).
 _BINARY = OpenApiResponse(response=OpenApiTypes.BINARY)
-_NOT_FOUND = OpenApiResponse(description="no such report, or its file is missing")
+_NOT_FOUND = OpenApiResponse(description=_("no such report, or its file is missing"))
 
 
 class _ReportView:
@@ -185,10 +186,10 @@ class LineageView(_ReportView, APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("dataset", int, description="a dataset id"),
-            OpenApiParameter("subject", str, description="a subject's pseudonym"),
+            OpenApiParameter("dataset", int, description=_("a dataset id")),
+            OpenApiParameter("subject", str, description=_("a subject's pseudonym")),
         ],
-        responses={200: LineageSerializer, 404: OpenApiResponse(description="no such dataset")},
+        responses={200: LineageSerializer, 404: OpenApiResponse(description=_("no such dataset"))},
     )
     def get(self, request: Request) -> Response:
         from dataclasses import asdict
@@ -222,8 +223,8 @@ class Art30View(_ReportView, APIView):
             OpenApiParameter(
                 "lang",
                 str,
-                enum=[code for code, _ in settings.LANGUAGES],
-                description="the record's language; default: the requester's",
+                enum=[code for code, _name in settings.LANGUAGES],
+                description=_("the record's language; default: the requester's"),
             ),
         ],
         responses={
@@ -249,7 +250,7 @@ class Art30View(_ReportView, APIView):
             errors["view"] = [f"must be one of {', '.join(art30.VIEWS)}"]
         if output not in art30.FORMATS:
             errors["output"] = [f"must be one of {', '.join(art30.FORMATS)}"]
-        offered = [code for code, _ in settings.LANGUAGES]
+        offered = [code for code, _name in settings.LANGUAGES]
         language = params.get("lang") or requester_language(Actor.of(request.user))
         if language not in offered:
             errors["lang"] = [f"must be one of {', '.join(offered)}"]

@@ -29,7 +29,9 @@ class Report(models.Model):
     status = models.CharField(
         max_length=16, choices=ReportStatus.choices, default=ReportStatus.QUEUED
     )
-    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent of rounds laid out")
+    progress = models.PositiveSmallIntegerField(
+        default=0, help_text=_("Percent of rounds laid out")
+    )
     error = models.TextField(blank=True)
     pdf_name = models.CharField(max_length=255, blank=True)
     pdf_sha256 = models.CharField(max_length=64, blank=True)

@@ -118,10 +118,13 @@ class ConsentUploadMixin:
             return list(exc.errors.get("file", [str(exc)]))
         try:
             result = services.consent_record_batch(
-                actor=Actor.of(request.user), dataset=dataset, events=parsed.events
+                actor=Actor.of(request.user),
+                dataset=dataset,
+                events=parsed.events,
+                lines=parsed.lines,
             )
         except InvalidInput as exc:
-            return [*row_errors_by_line(exc, parsed.lines), *exc.errors.get("non_field_errors", [])]
+            return [*row_errors_by_line(exc), *exc.errors.get("non_field_errors", [])]
         self.message_user(  # type: ignore[attr-defined]
             request,
             _(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -28,6 +29,7 @@ from sites.permissions import ActionRolePermission, scope_to_site
 from sites.serializers import (
     ConsentBatchResultSerializer,
     ConsentCSVParser,
+    ConsentCsvRows,
     ConsentEventInSerializer,
     ConsentEventSerializer,
     ConsentSerializer,
@@ -56,7 +58,7 @@ def validated(serializer_class: type[Serializer], request: Request, partial: boo
     if hasattr(request.data, "keys"):
         unknown = sorted(set(request.data.keys()) - set(serializer.fields))
         if unknown:
-            raise InvalidInput({name: ["not a field this endpoint takes"] for name in unknown})
+            raise InvalidInput({name: [_("not a field this endpoint takes")] for name in unknown})
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
@@ -180,11 +182,13 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVi
         return self.read(dataset)
 
     @extend_schema(
-        summary="Upload consent grants and withdrawals (JSON list or text/csv)",
-        description=(
-            "All or nothing: one bad row refuses the whole batch, and the 400 names each "
-            "bad row by its index in `events`. CSV: a header row "
-            "`subject_pseudonym,purpose,kind,occurred_at,expires_at`; row 0 is CSV line 2."
+        summary=_("Upload consent grants and withdrawals (JSON list or text/csv)"),
+        description=_(
+            "All or nothing: one bad event refuses the whole batch. The 400 keys each bad "
+            "event under `events`: a JSON list by its index in the list (0-based, named "
+            "`events[2]` in the messages), a CSV file by its line in the file (the header "
+            "`subject_pseudonym,purpose,kind,occurred_at,expires_at` is line 1, named "
+            "`line 4` in the messages)."
         ),
         request={
             "application/json": ConsentEventInSerializer(many=True),
@@ -213,8 +217,14 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVi
         dataset = self.get_object()
         events = request.data
         if not isinstance(events, list):
-            raise InvalidInput({"events": ["the body must be a JSON list of events (or text/csv)"]})
-        result = services.consent_record_batch(actor=self.actor(), dataset=dataset, events=events)
+            raise InvalidInput(
+                {"events": [_("the body must be a JSON list of events (or text/csv)")]}
+            )
+        # A CSV upload's refusals name its file lines; a JSON list's, its indexes.
+        lines = events.lines if isinstance(events, ConsentCsvRows) else None
+        result = services.consent_record_batch(
+            actor=self.actor(), dataset=dataset, events=events, lines=lines
+        )
         return Response(asdict(result), status=status.HTTP_201_CREATED)
 
 

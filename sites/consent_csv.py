@@ -32,7 +32,7 @@ MAX_REPORTED = 50
 @dataclass(frozen=True)
 class ParsedCsv:
     events: list[dict]
-    lines: list[int]  # the CSV line each event came from, for the service's row errors
+    lines: list[int]  # the CSV line each event came from: consent_record_batch(lines=)
     delimiter: str
 
 
@@ -141,19 +141,22 @@ def too_large(size: int, limit: int) -> str:
     ).format(size=number(size), limit=number(limit))
 
 
-def row_errors_by_line(exc: InvalidInput, lines: list[int]) -> list[str]:
-    """The service's per-row refusals (keyed by event index) as "line N: field: reason"."""
+def row_errors_by_line(exc: InvalidInput) -> list[str]:
+    """The service's per-row refusals as "line N: field: reason".
+
+    The service keys them by CSV line already (``consent_record_batch(lines=...)``), so
+    these and its summary ("first: line N") name a row the same way.
+    """
     rows = exc.errors.get("events")
     if not isinstance(rows, dict):
         return [str(exc)]
     messages = []
-    for index, fields in rows.items():
-        line = lines[int(index)] if str(index).isdigit() and int(index) < len(lines) else index
+    for line, fields in rows.items():
         for field, reasons in fields.items():
             for reason in reasons if isinstance(reasons, list) else [reasons]:
                 messages.append(
                     _("line {line}: {field}: {reason}").format(
-                        line=number(line) if isinstance(line, int) else line,
+                        line=number(int(line)) if str(line).isdigit() else line,
                         field=field,
                         reason=reason,
                     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from fedgov import clock
 from fedgov.api import IdFilter
@@ -40,10 +41,11 @@ class PolicyFilter(django_filters.FilterSet):
         fields = ["name", "version", "status"]
 
 
+# Shown in the OpenAPI schema beside the ?state= filter.
 CONSENT_STATES = (
-    ("active", "Granted, not expired, not withdrawn"),
-    ("withdrawn", "Withdrawn"),
-    ("expired", "Expired (and not withdrawn)"),
+    ("active", _("Granted, not expired, not withdrawn")),
+    ("withdrawn", _("Withdrawn")),
+    ("expired", _("Expired (and not withdrawn)")),
 )
 
 

@@ -315,9 +315,9 @@ class ConsentEventInSerializer(serializers.Serializer):
     """One row of an upload (documentation only: rows are checked by the service)."""
 
     subject_pseudonym = serializers.CharField(max_length=128)
-    purpose = serializers.CharField(help_text="Purpose code")
+    purpose = serializers.CharField(help_text=_("Purpose code"))
     kind = serializers.ChoiceField(choices=ConsentEventKind.choices)
-    occurred_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone offset")
+    occurred_at = serializers.DateTimeField(help_text=_("ISO 8601 with a time zone offset"))
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
@@ -329,11 +329,20 @@ class ConsentBatchResultSerializer(OutputSerializer):
     withdrawn = serializers.IntegerField()
     consents_created = serializers.IntegerField()
     consents_updated = serializers.IntegerField()
-    digest = serializers.CharField(help_text="SHA-256 of the canonical batch (RFC 8785)")
+    digest = serializers.CharField(help_text=_("SHA-256 of the canonical batch (RFC 8785)"))
     ledger_seq = serializers.IntegerField()
 
 
 CSV_COLUMNS = ("subject_pseudonym", "purpose", "kind", "occurred_at", "expires_at")
+
+
+class ConsentCsvRows(list):
+    """The events of a ``text/csv`` upload, with the file line each came from (header = 1),
+    so the service's refusals name the lines a person sees in their spreadsheet."""
+
+    def __init__(self, rows: list[dict[str, Any]], lines: list[int]) -> None:
+        super().__init__(rows)
+        self.lines = lines
 
 
 class ConsentCSVParser(BaseParser):
@@ -378,6 +387,7 @@ class ConsentCSVParser(BaseParser):
             )
         try:
             rows = []
+            lines = []
             for row in reader:
                 if len(rows) == MAX_CONSENT_BATCH:
                     raise InvalidInput(
@@ -396,8 +406,10 @@ class ConsentCSVParser(BaseParser):
                         )
                     )
                 rows.append({k: (v if v != "" else None) for k, v in row.items()})
+                # The line the row ends on, as the admin's upload counts (blank lines too).
+                lines.append(reader.line_num)
         except csv.Error as exc:
             raise ParseError(
                 gettext("CSV line {line}: {error}").format(line=number(reader.line_num), error=exc)
             ) from exc
-        return rows
+        return ConsentCsvRows(rows, lines)

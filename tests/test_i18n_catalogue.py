@@ -41,6 +41,9 @@ def test_python_strings_people_read_are_marked():
     names = {str(p.relative_to(ROOT)) for p in modules}
     assert {"training/models.py", "sites/admin.py", "training/admin/rounds.py"} <= names
     assert "dashboard/forms.py" in names and "sites/choices.py" in names
+    # The API's help texts and schema descriptions: the OpenAPI document people read.
+    assert {"sites/serializers.py", "sites/api.py", "training/api/gate.py"} <= names
+    assert {"reports/api.py", "audit/api.py", "fedgov/api_root.py"} <= names
     findings = [f for path in modules for f in catalogue.python_findings(path)]
     assert not findings, "wrap in gettext_lazy (_):\n" + _lines(findings)
 
@@ -171,6 +174,19 @@ def _module(tmp_path: Path, name: str, source: str) -> Path:
             "class A(admin.ModelAdmin):\n"
             '    def f(self): ...\n    f.short_description = "state badge"\n',
         ),
+        ("api.py", '@extend_schema(summary="Upload consent (JSON or CSV)")\ndef f(r): ...\n'),
+        (
+            "api.py",
+            '@extend_schema(summary=_("Upload"), description="All or nothing")\ndef f(r): ...\n',
+        ),
+        ("api.py", '_SITE = OpenApiParameter("site", str, description="the site\'s slug")\n'),
+        ("api.py", 'R = {404: OpenApiResponse(description="no such dataset")}\n'),
+        ("serializers.py", 'class S(Serializer):\n    a = CharField(help_text="Purpose code")\n'),
+        (
+            "serializers.py",
+            "class S(Serializer):\n"
+            '    a = IntegerField(error_messages={"invalid": "must be a whole number"})\n',
+        ),
     ],
 )
 def test_python_check_finds_unmarked_strings(tmp_path, name, source):
@@ -194,10 +210,39 @@ def test_python_check_finds_unmarked_strings(tmp_path, name, source):
         ),
         ("choices.py", 'class S(models.TextChoices):\n    ACTIVE = "active", _("Active")\n'),
         ("views.py", 'def f(r):\n    logger.info("Ledger verified %s", x)\n'),
+        (
+            "api.py",
+            '@extend_schema(summary=_("Upload"), description=_("All or nothing"))\n'
+            "def f(r): ...\n"
+            'P = OpenApiParameter("site", str, enum=["a", "b"], description=_("slug"))\n',
+        ),
+        (
+            "serializers.py",
+            "class S(Serializer):\n"
+            '    a = IntegerField(error_messages={"invalid": _("must be a whole number")})\n',
+        ),
     ],
 )
 def test_python_check_accepts_marked_strings_and_non_user_text(tmp_path, name, source):
     assert catalogue.python_findings(_module(tmp_path, name, source)) == []
+
+
+def test_python_check_reads_the_api_modules_and_packages(tmp_path):
+    """Serializers, API modules and API packages are read; reports' API although its app
+    keeps its own catalogue; an app's services are not (their errors are tested per
+    language where a person reads them)."""
+    wanted = [
+        "sites/serializers.py",
+        "sites/api.py",
+        "training/api/gate.py",
+        "reports/api.py",
+        "fedgov/api_root.py",
+    ]
+    for name in [*wanted, "sites/services/consent.py", "reports/pdf.py"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    found = {str(p.relative_to(tmp_path)) for p in catalogue.python_files(tmp_path)}
+    assert found == set(wanted)
 
 
 # --- (c), (e) catalogues: planted defects ------------------------------------------------

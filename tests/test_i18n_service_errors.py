@@ -206,7 +206,7 @@ def test_the_consent_services_row_refusals_read_in_the_uploaders_language():
     assert "wiersz 2: subject_pseudonym: nie ma zgody na cel 'topics', którą można by wycofać" in (
         page
     )
-    assert "odrzucono 1 z 1 wiersza (pierwszy: wiersz 0, subject_pseudonym)" in page
+    assert "odrzucono 1 z 1 wiersza (pierwszy: wiersz 2, subject_pseudonym)" in page
 
 
 def test_the_consent_api_keeps_field_names_and_translates_the_reasons(api, make_user):
@@ -224,7 +224,7 @@ def test_the_consent_api_keeps_field_names_and_translates_the_reasons(api, make_
     )
     assert response.status_code == 400
     body = response.json()
-    assert body["events"]["1"]["non_field_errors"] == ["wiederholt Zeile 0"]
+    assert body["events"]["1"]["non_field_errors"] == ["wiederholt events[0]"]
     assert body["events"]["0"]["subject_pseudonym"] == [
         "hat keine Einwilligung für den Zweck 'topics', die widerrufen werden könnte"
     ]

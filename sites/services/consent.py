@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -88,16 +89,60 @@ _ROW_FIELDS = frozenset({"subject_pseudonym", "purpose", "kind", "occurred_at", 
 _number = lazy(number, str)
 
 
+@dataclass(frozen=True)
+class _RowNames:
+    """How every refusal names a row, one way per upload, so a summary and the per-row
+    errors beside it point at the same row in the same words.
+
+    A CSV file: the line a person sees in their spreadsheet (the header is line 1).
+    A JSON list: the event's index in that list, written ``events[2]`` as a client's
+    code reads it (0-based, the key of the 400's ``events``).
+    """
+
+    lines: Sequence[int] | None
+
+    def key(self, index: int) -> str:
+        return str(self.lines[index]) if self.lines is not None else str(index)
+
+    def repeats(self, index: int) -> Any:
+        if self.lines is not None:
+            return format_lazy(_("repeats line {line}"), line=_number(self.lines[index]))
+        return format_lazy(_("repeats events[{index}]"), index=str(index))
+
+    def summary(self, refused: int, total: int, index: int, field: str) -> Any:
+        if self.lines is not None:
+            text = ngettext_lazy(
+                "{refused} of {total} row refused (first: line {row}, {field}); "
+                "nothing was recorded",
+                "{refused} of {total} rows refused (first: line {row}, {field}); "
+                "nothing was recorded",
+                total,
+            )
+            row = _number(self.lines[index])
+        else:
+            text = ngettext_lazy(
+                "{refused} of {total} event refused (first: events[{row}], {field}); "
+                "nothing was recorded",
+                "{refused} of {total} events refused (first: events[{row}], {field}); "
+                "nothing was recorded",
+                total,
+            )
+            row = str(index)
+        return format_lazy(
+            text, refused=_number(refused), total=_number(total), row=row, field=field
+        )
+
+
 def _parse_consent_rows(
-    events: list[dict[str, Any]], purposes: dict[str, Purpose], now: dt.datetime
-) -> tuple[list[_Row], dict[str, dict[str, list[Any]]]]:
-    """The rows, and each refused row's reasons by field (row index as text)."""
+    events: list[dict[str, Any]], purposes: dict[str, Purpose], now: dt.datetime, names: _RowNames
+) -> tuple[list[_Row], dict[int, dict[str, list[Any]]]]:
+    """The rows, and each refused row's reasons by field (by event index)."""
     rows: list[_Row] = []
-    bad: dict[str, dict[str, list[Any]]] = {}
+    bad: dict[int, dict[str, list[Any]]] = {}
     seen: dict[tuple[Any, ...], int] = {}
     for index, event in enumerate(events):
         if not isinstance(event, dict):
-            bad[str(index)] = {"non_field_errors": [_("must be an object with the event's fields")]}
+            bad[index] = {"non_field_errors": [_("must be an object with the event's fields")]}
             continue
         errors = Errors()
         row = _consent_row(index, event, purposes, now, errors)
@@ -105,11 +150,10 @@ def _parse_consent_rows(
             key = (row.subject, row.purpose, row.kind, row.occurred_at)
             if key in seen:
                 # Errors is typed for str; a lazy string stands in for one until read.
-                repeats = format_lazy(_("repeats row {row}"), row=_number(seen[key]))
-                errors.add("non_field_errors", cast(str, repeats))
+                errors.add("non_field_errors", cast(str, names.repeats(seen[key])))
             seen[key] = index
         if errors.errors:
-            bad[str(index)] = errors.errors
+            bad[index] = errors.errors
         elif row is not None:
             rows.append(row)
     return rows, bad
@@ -124,15 +168,18 @@ def _consent_row(
 ) -> _Row | None:
     """One event's fields checked in order; the row, or None when any was refused."""
     for extra in sorted(set(event) - _ROW_FIELDS):
-        errors.add(extra, "unknown field")
+        errors.add(extra, _("unknown field"))
     subject = event.get("subject_pseudonym")
     _check_pseudonym(errors, subject)
     code = event.get("purpose")
     if code not in purposes:
-        errors.add("purpose", f"{code!r} is not a purpose of this dataset")
+        errors.add(
+            "purpose", format_lazy(_("{code} is not a purpose of this dataset"), code=repr(code))
+        )
     kind = event.get("kind")
     if kind not in ConsentEventKind.values:
-        errors.add("kind", "must be grant or withdraw")
+        # The values as the file must spell them, in every language.
+        errors.add("kind", _("must be grant or withdraw"))
     occurred = _occurred_at(errors, event.get("occurred_at"), now)
     expires = _expires_at(errors, event.get("expires_at"), kind, occurred)
     if errors.errors or occurred is None:  # no error means every field parsed
@@ -142,12 +189,14 @@ def _consent_row(
 
 def _check_pseudonym(errors: Errors, subject: Any) -> None:
     if not isinstance(subject, str) or not subject:
-        errors.add("subject_pseudonym", "must not be empty")
+        errors.add("subject_pseudonym", _("must not be empty"))
     elif not PSEUDONYM.fullmatch(subject):
         errors.add(
             "subject_pseudonym",
-            "must be the site's pseudonym (at most 128 of A-Z a-z 0-9 . _ : + / = -), "
-            "never an identity such as an e-mail address",
+            _(
+                "must be the site's pseudonym (at most 128 of A-Z a-z 0-9 . _ : + / = -), "
+                "never an identity such as an e-mail address"
+            ),
         )
 
 
@@ -156,7 +205,7 @@ def _occurred_at(errors: Errors, raw: Any, now: dt.datetime) -> dt.datetime | No
     if occurred is None:
         errors.add("occurred_at", reason)
     elif occurred > now + CLOCK_SKEW:
-        errors.add("occurred_at", "is in the future")
+        errors.add("occurred_at", _("is in the future"))
     return occurred
 
 
@@ -170,9 +219,9 @@ def _expires_at(
     if expires is None:
         errors.add("expires_at", reason)
     elif kind == ConsentEventKind.WITHDRAW:
-        errors.add("expires_at", "a withdrawal has no expiry")
+        errors.add("expires_at", _("a withdrawal has no expiry"))
     elif occurred is not None and expires <= occurred:
-        errors.add("expires_at", "must be after occurred_at (the consent was granted then)")
+        errors.add("expires_at", _("must be after occurred_at (the consent was granted then)"))
     return expires
 
 
@@ -206,28 +255,14 @@ def _batch_digest(rows: list[_Row]) -> str:
     return hashlib.sha256(rfc8785.dumps(canonical)).hexdigest()
 
 
-def _refuse_rows(bad: dict[str, dict[str, list[Any]]], total: int) -> None:
-    shown = dict(list(bad.items())[:MAX_REPORTED_ROW_ERRORS])
-    first = next(iter(bad))
-    field = next(iter(bad[first]))
+def _refuse_rows(bad: dict[int, dict[str, list[Any]]], total: int, names: _RowNames) -> None:
+    ordered = sorted(bad.items())
+    shown = {names.key(index): fields for index, fields in ordered[:MAX_REPORTED_ROW_ERRORS]}
+    first, fields = ordered[0]
     raise InvalidInput(
         {
             "events": shown,
-            "non_field_errors": [
-                format_lazy(
-                    ngettext_lazy(
-                        "{refused} of {total} row refused (first: row {first}, {field}); "
-                        "nothing was recorded",
-                        "{refused} of {total} rows refused (first: row {first}, {field}); "
-                        "nothing was recorded",
-                        total,
-                    ),
-                    refused=_number(len(bad)),
-                    total=_number(total),
-                    first=first,
-                    field=field,
-                )
-            ],
+            "non_field_errors": [names.summary(len(bad), total, first, next(iter(fields)))],
         }
     )
 
@@ -332,7 +367,7 @@ def _consent_rows(
 
 
 def consent_record_batch(
-    *, actor: Actor, dataset: Dataset, events: list[dict]
+    *, actor: Actor, dataset: Dataset, events: list[dict], lines: Sequence[int] | None = None
 ) -> ConsentBatchResult:
     """Record a site's consent grants and withdrawals, all or nothing.
 
@@ -343,7 +378,11 @@ def consent_record_batch(
     even for a suspended site or a withdrawn dataset (Art. 7(3): withdrawing must stay
     possible); grants to a withdrawn dataset are refused.
 
-    Raises ``InvalidInput`` naming each bad row (``{"events": {"<index>": {field:
+    ``lines``, when the events come from a CSV file: the file line of each (the header is
+    line 1). Every refusal then keys and names a row by its line (``{"events": {"4":
+    ...}}``, "first: line 4"); without it, by its index in ``events`` ("events[2]").
+
+    Raises ``InvalidInput`` naming each bad row (``{"events": {"<index or line>": {field:
     [reason]}}}``): unknown purpose, bad dates, expiry before grant, withdrawing a
     consent that does not exist or is already withdrawn, an event older than the
     subject's last recorded one. Ledger: ``consent.batch_recorded`` with the batch id,
@@ -365,6 +404,9 @@ def consent_record_batch(
                 ]
             }
         )
+    if lines is not None and len(lines) != len(events):
+        raise ValueError("one line number per event")  # a caller's bug, not the uploader's
+    names = _RowNames(lines)
     now = clock.now()
     batch_id = uuid.uuid4().hex
     with transaction.atomic(durable=True):
@@ -372,7 +414,7 @@ def consent_record_batch(
         dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
         purposes = {p.code: p for p in dataset.purposes.all()}
         code_of = {p.pk: code for code, p in purposes.items()}
-        rows, bad = _parse_consent_rows(list(events), purposes, now)
+        rows, bad = _parse_consent_rows(list(events), purposes, now, names)
         rows.sort(key=lambda r: (r.occurred_at, r.index))
 
         state = _consent_state(dataset, rows, code_of)
@@ -380,13 +422,13 @@ def consent_record_batch(
         for row in rows:
             problem = _apply_consent_row(row, state, dataset)
             if problem is not None:
-                bad[str(row.index)] = problem
+                bad[row.index] = problem
             elif row.kind == ConsentEventKind.GRANT:
                 granted += 1
             else:
                 withdrawn += 1
         if bad:
-            _refuse_rows(dict(sorted(bad.items(), key=lambda kv: int(kv[0]))), len(events))
+            _refuse_rows(bad, len(events), names)
 
         to_create, to_update = _consent_rows(rows, state, dataset, purposes, now)
         Consent.objects.bulk_create(to_create, batch_size=1000)

@@ -139,9 +139,10 @@ def test_csv_upload_with_one_bad_row_among_many_refuses_all_and_names_the_row(dp
     )
     assert response.status_code == 400
     body = response.json()
-    assert list(body["events"]) == ["777"]
-    assert "occurred_at" in body["events"]["777"]
-    assert "row 777" in body["non_field_errors"][0]
+    # Named by its line in the file: the header is line 1, the 778th event line 779.
+    assert list(body["events"]) == ["779"]
+    assert "occurred_at" in body["events"]["779"]
+    assert "(first: line 779, occurred_at)" in body["non_field_errors"][0]
     assert not Consent.objects.exists()
     assert not LedgerEntry.objects.exists()
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -26,7 +27,7 @@ from training.models import GateResult, Round, TrainingRun
 from training.services import flower as flower_services
 from training.services import orchestrate
 
-_SITE = OpenApiParameter("site", str, required=True, description="the site's slug")
+_SITE = OpenApiParameter("site", str, required=True, description=_("the site's slug"))
 
 
 def _round_of(run_id: int, number: int) -> Round:

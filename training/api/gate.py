@@ -7,6 +7,7 @@ from dataclasses import asdict
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -29,11 +30,11 @@ class RuleResultSerializer(serializers.Serializer):
     rule_id = serializers.CharField()
     article = serializers.CharField()
     ok = serializers.BooleanField()
-    reason = serializers.CharField(help_text="English text, as stored")
-    code = serializers.CharField(help_text="the reason's stable code")
-    params = serializers.DictField(help_text="the reason's parameters (JSON)")
+    reason = serializers.CharField(help_text=_("English text, as stored"))
+    code = serializers.CharField(help_text=_("the reason's stable code"))
+    params = serializers.DictField(help_text=_("the reason's parameters (JSON)"))
     reason_rendered = serializers.CharField(
-        required=False, help_text="only when asked: ?lang= or Accept-Language"
+        required=False, help_text=_("only when asked: ?lang= or Accept-Language")
     )
 
 
@@ -42,15 +43,15 @@ class SiteDecisionSerializer(OutputSerializer):
     slug = serializers.CharField()
     eligible = serializers.BooleanField()
     eligible_records = serializers.IntegerField(
-        help_text="eligible_subjects plus declared_records, as stored (people and rows added)"
+        help_text=_("eligible_subjects plus declared_records, as stored (people and rows added)")
     )
     eligible_subjects = serializers.IntegerField(
-        help_text="subjects with valid consent at the round's instant (consent-based datasets)"
+        help_text=_("subjects with valid consent at the round's instant (consent-based datasets)")
     )
     declared_records = serializers.IntegerField(
-        help_text="records declared for the site's datasets under other lawful bases"
+        help_text=_("records declared for the site's datasets under other lawful bases")
     )
-    role = serializers.CharField(help_text="the site's agreement type as the gate read it")
+    role = serializers.CharField(help_text=_("the site's agreement type as the gate read it"))
     excluded_subjects = serializers.IntegerField()
     exclusion_digest = serializers.CharField()
     results = RuleResultSerializer(many=True)
@@ -73,7 +74,7 @@ class GateDecisionSerializer(OutputSerializer):
     reason_params = serializers.DictField()
     reason_rendered = serializers.CharField(required=False)
     language = serializers.CharField(
-        required=False, help_text="the language of the *_rendered fields, when asked"
+        required=False, help_text=_("the language of the *_rendered fields, when asked")
     )
     snapshot_hash = serializers.CharField()
     ledger_seq = serializers.IntegerField(allow_null=True)
@@ -88,7 +89,7 @@ def requested_language(request) -> str | None:
     ``None`` when it asked for none: the API answers in its neutral form by default, whatever
     the user's profile says. Raises ``InvalidInput`` for a ``lang`` fedgov does not offer.
     """
-    codes = [code for code, _ in settings.LANGUAGES]
+    codes = [code for code, _name in settings.LANGUAGES]
     lang = request.query_params.get("lang")
     if lang is not None:
         if lang not in codes:
@@ -177,9 +178,9 @@ class RoundGateView(APIView):
         request=None,
         responses={
             201: GateDecisionSerializer,
-            400: OpenApiResponse(description="bad round number"),
-            404: OpenApiResponse(description="unknown run"),
-            409: OpenApiResponse(description="the round is not planned"),
+            400: OpenApiResponse(description=_("bad round number")),
+            404: OpenApiResponse(description=_("unknown run")),
+            409: OpenApiResponse(description=_("the round is not planned")),
         },
     )
     def post(self, request, run_id: int, round_no: str) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -106,7 +107,7 @@ class RoundSerializer(serializers.ModelSerializer):
     # The stored form is neutral (English text, code, params); the rendering only when a
     # client asks for a language (?lang= or Accept-Language), as for the gate's reasons.
     state_reason_rendered = serializers.SerializerMethodField(
-        help_text="the state reason in the requested language; null unless one was asked for"
+        help_text=_("the state reason in the requested language; null unless one was asked for")
     )
 
     class Meta:
