@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
@@ -57,7 +58,7 @@ class _LedgerView(APIView):
     def check_params(self, request: Request) -> None:
         unknown = sorted(set(request.query_params) - self.allowed_params - {"format"})
         if unknown:
-            raise InvalidInput({name: ["unknown query parameter"] for name in unknown})
+            raise InvalidInput({name: [_("unknown query parameter")] for name in unknown})
 
 
 @overload
@@ -70,9 +71,14 @@ def int_param(request: Request, name: str, *, minimum: int, required: bool = Tru
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         if required:
-            raise InvalidInput({name: ["this parameter is required"]})
+            raise InvalidInput({name: [_("this parameter is required")]})
         return None
     return int_from_text(raw, field=name, minimum=minimum, maximum=MAX_INT)
+
+
+def _tree_has(size: int) -> Any:
+    # A tree size is an identifier a verifier compares: written as Python writes it.
+    return format_lazy(_("the tree has {size} entries"), size=str(size))
 
 
 class StrictLimitOffsetPagination(LimitOffsetPagination):
@@ -82,7 +88,13 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
         if self.limit_query_param in request.query_params:
             limit = int_param(request, self.limit_query_param, minimum=1)
             if limit > self.max_limit:
-                raise InvalidInput({self.limit_query_param: [f"at most {self.max_limit}"]})
+                raise InvalidInput(
+                    {
+                        self.limit_query_param: [
+                            format_lazy(_("must be at most {maximum}"), maximum=str(self.max_limit))
+                        ]
+                    }
+                )
             return limit
         return self.default_limit
 
@@ -177,7 +189,7 @@ class LatestCheckpoint(_LedgerView, APIView):
         self.check_params(request)
         view = selectors.latest_checkpoint()
         if view is None:
-            raise Http404("no checkpoint has been signed yet")
+            raise Http404(_("no checkpoint has been signed yet"))
         return Response(_checkpoint_body(view))
 
 
@@ -188,10 +200,12 @@ class CheckpointAtSize(_LedgerView, APIView):
     def get(self, request: Request, size: int) -> Response:
         self.check_params(request)
         if size > MAX_INT:
-            raise InvalidInput({"size": [f"must be at most {MAX_INT}"]})
+            raise InvalidInput(
+                {"size": [format_lazy(_("must be at most {maximum}"), maximum=str(MAX_INT))]}
+            )
         view = selectors.checkpoint_at(size)
         if view is None:
-            raise Http404(f"no checkpoint at size {size}")
+            raise Http404(format_lazy(_("no checkpoint at size {size}"), size=str(size)))
         return Response(_checkpoint_body(view))
 
 
@@ -213,9 +227,11 @@ class InclusionProofView(_LedgerView, APIView):
         size = int_param(request, "size", minimum=1)
         tree = selectors.tree_size()
         if size > tree:
-            raise InvalidInput({"size": [f"the tree has {tree} entries"]})
+            raise InvalidInput({"size": [_tree_has(tree)]})
         if seq >= size:
-            raise InvalidInput({"seq": [f"must be below size ({size})"]})
+            raise InvalidInput(
+                {"seq": [format_lazy(_("must be below size ({size})"), size=str(size))]}
+            )
         proof = selectors.inclusion(seq=seq, size=size)
         return Response(
             {
@@ -246,9 +262,11 @@ class ConsistencyProofView(_LedgerView, APIView):
         size2 = int_param(request, "to", minimum=1)
         tree = selectors.tree_size()
         if size2 > tree:
-            raise InvalidInput({"to": [f"the tree has {tree} entries"]})
+            raise InvalidInput({"to": [_tree_has(tree)]})
         if size1 > size2:
-            raise InvalidInput({"from": [f"must not exceed to ({size2})"]})
+            raise InvalidInput(
+                {"from": [format_lazy(_("must not exceed to ({size})"), size=str(size2))]}
+            )
         proof = selectors.consistency(size1=size1, size2=size2)
         return Response(
             {
@@ -336,7 +354,7 @@ def _body(serializer_class: type[serializers.Serializer[None]], request: Request
     if hasattr(request.data, "keys"):
         unknown = sorted(set(request.data.keys()) - set(body.fields))
         if unknown:
-            raise InvalidInput({name: ["not a field this endpoint takes"] for name in unknown})
+            raise InvalidInput({name: [_("not a field this endpoint takes")] for name in unknown})
     if not body.is_valid():
         raise InvalidInput(body.errors)
     return dict(body.validated_data)
@@ -347,7 +365,7 @@ def _flag(request: Request, name: str) -> bool | None:
     if raw is None or raw == "":
         return None
     if raw.lower() not in ("true", "false"):
-        raise InvalidInput({name: [f"must be true or false, got {raw!r}"]})
+        raise InvalidInput({name: [format_lazy(_("must be true or false, got {raw!r}"), raw=raw)]})
     return raw.lower() == "true"
 
 

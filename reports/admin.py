@@ -10,6 +10,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html_join
+from django.utils.translation import gettext_lazy as _
 
 from fedgov import roles
 from fedgov.actors import Actor
@@ -24,25 +25,31 @@ class ReportRequestForm(forms.Form):
     """What the API's POST /reports takes: a run, or a period, or a run within a period."""
 
     run = forms.ModelChoiceField(
-        queryset=TrainingRun.objects.order_by("-pk"), required=False, empty_label="(any run)"
+        queryset=TrainingRun.objects.order_by("-pk"),
+        required=False,
+        label=_("Run"),
+        empty_label=_("(any run)"),
     )
     period_start = forms.DateTimeField(
-        required=False, help_text="YYYY-MM-DD HH:MM, UTC; leave empty for the whole run"
+        required=False,
+        label=_("Period start"),
+        help_text=_("YYYY-MM-DD HH:MM, UTC; leave empty for the whole run"),
     )
-    period_end = forms.DateTimeField(required=False)
+    period_end = forms.DateTimeField(required=False, label=_("Period end"))
     language = forms.ChoiceField(
         choices=settings.LANGUAGES,
         required=False,
-        help_text="The PDF's language; the evidence bundle is the same in every language.",
+        label=_("Language"),
+        help_text=_("The PDF's language; the evidence bundle is the same in every language."),
     )
 
     def clean(self):
         cleaned = super().clean()
         start, end = cleaned.get("period_start"), cleaned.get("period_end")
         if (start is None) != (end is None):
-            raise forms.ValidationError("Give both ends of the period, or neither.")
+            raise forms.ValidationError(_("Give both ends of the period, or neither."))
         if cleaned.get("run") is None and start is None:
-            raise forms.ValidationError("Name a run or a period.")
+            raise forms.ValidationError(_("Name a run or a period."))
         return cleaned
 
 
@@ -106,17 +113,20 @@ class ReportAdmin(admin.ModelAdmin):
             except InvalidInput as exc:
                 form.add_error(None, exc.message)
             except FedgovError as exc:
-                messages.error(request, f"Report not requested: {exc}")
+                messages.error(request, _("Report not requested: %(reason)s") % {"reason": exc})
             else:
                 messages.success(
                     request,
-                    f"Report {report.public_id} requested; it is signed in the background "
-                    "and its downloads appear here when it is done.",
+                    _(
+                        "Report %(report)s requested; it is signed in the background and its "
+                        "downloads appear here when it is done."
+                    )
+                    % {"report": report.public_id},
                 )
                 return HttpResponseRedirect(reverse("admin:reports_report_changelist"))
         context = {
             **self.admin_site.each_context(request),
-            "title": "Request a signed report",
+            "title": _("Request a signed report"),
             "opts": self.model._meta,
             "form": form,
             **(extra_context or {}),

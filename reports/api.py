@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,6 +24,12 @@ from reports.choices import ReportFile
 from reports.data import Period, run_ref
 from reports.models import Report
 from reports.services import report_file, report_generate, requester_language
+
+
+def _one_of(values) -> Any:
+    """A refusal naming the values a parameter takes: codes, the same in every language."""
+    return format_lazy(_("must be one of {allowed}"), allowed=", ".join(values))
+
 
 REPORT_ROLES = (roles.LEGAL, roles.DPO, roles.AUDITOR)
 
@@ -136,7 +145,7 @@ class ReportList(_ReportView, generics.ListCreateAPIView):
                 raise InvalidInput({"run": [str(exc)]}) from exc
         start, end = data.get("period_start"), data.get("period_end")
         if (start is None) != (end is None):
-            raise InvalidInput({"period": ["give both period_start and period_end"]})
+            raise InvalidInput({"period": [_("give both period_start and period_end")]})
         period = Period(start, end) if start is not None else None
         report = report_generate(
             actor=Actor.of(request.user), run=run, period=period, language=data.get("language")
@@ -166,13 +175,13 @@ class ReportDownload(_ReportView, APIView):
     def get(self, request: Request, public_id) -> FileResponse:
         kind = request.query_params.get("file", ReportFile.PDF)
         if kind not in ReportFile.values:
-            raise InvalidInput({"file": [f"must be one of {', '.join(ReportFile.values)}"]})
+            raise InvalidInput({"file": [_one_of(ReportFile.values)]})
         report = Report.objects.filter(public_id=public_id).first()
         if report is None:
-            raise Http404("no such report")
+            raise Http404(_("no such report"))
         path = report_file(report=report, kind=kind)
         if not path.is_file():
-            raise Http404("the report's file is missing from storage")
+            raise Http404(_("the report's file is missing from storage"))
         content_type = "application/pdf" if kind == ReportFile.PDF else "application/zip"
         return FileResponse(
             path.open("rb"), as_attachment=True, filename=path.name, content_type=content_type
@@ -199,10 +208,10 @@ class LineageView(_ReportView, APIView):
         params = request.query_params
         unknown = sorted(set(params) - {"dataset", "subject", "format"})
         if unknown:
-            raise InvalidInput({name: ["unknown query parameter"] for name in unknown})
+            raise InvalidInput({name: [_("unknown query parameter")] for name in unknown})
         dataset, subject = params.get("dataset"), params.get("subject")
         if bool(dataset) == bool(subject):
-            raise InvalidInput({"non_field_errors": ["give exactly one of dataset or subject"]})
+            raise InvalidInput({"non_field_errors": [_("give exactly one of dataset or subject")]})
         dataset_id = int_from_text(dataset, field="dataset") if dataset else None
         try:
             found = lineage(dataset_id=dataset_id, subject_pseudonym=subject or None)
@@ -243,17 +252,17 @@ class Art30View(_ReportView, APIView):
         params = request.query_params
         unknown = sorted(set(params) - {"view", "output", "lang"})
         if unknown:
-            raise InvalidInput({name: ["unknown query parameter"] for name in unknown})
+            raise InvalidInput({name: [_("unknown query parameter")] for name in unknown})
         view, output = params.get("view", "controller"), params.get("output", "json")
         errors = {}
         if view not in art30.VIEWS:
-            errors["view"] = [f"must be one of {', '.join(art30.VIEWS)}"]
+            errors["view"] = [_one_of(art30.VIEWS)]
         if output not in art30.FORMATS:
-            errors["output"] = [f"must be one of {', '.join(art30.FORMATS)}"]
+            errors["output"] = [_one_of(art30.FORMATS)]
         offered = [code for code, _name in settings.LANGUAGES]
         language = params.get("lang") or requester_language(Actor.of(request.user))
         if language not in offered:
-            errors["lang"] = [f"must be one of {', '.join(offered)}"]
+            errors["lang"] = [_one_of(offered)]
         if errors:
             raise InvalidInput(errors)
         body, content_type, name = art30.render(

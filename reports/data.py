@@ -16,7 +16,9 @@ from datetime import date, datetime
 from typing import Any
 
 from django.db.models import Count, Q
+from django.utils.text import format_lazy
 from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from audit import selectors as ledger
 from opennebula.selectors import workloads_of_run
@@ -286,6 +288,8 @@ def report_run_ids(*, run_id: int | None = None, period: Period | None = None) -
     """
     if run_id is not None:
         if not TrainingRun.objects.filter(pk=run_id).exists():
+            # English, not lazy: only the build reaches this, and it stores the text on the
+            # report's row, which stays language-neutral (the API's refusal is run_ref's).
             raise LookupError(f"training run {run_id} does not exist")
         return [run_id]
     rounds = Round.objects.all()
@@ -794,7 +798,9 @@ def lineage(*, dataset_id: int | None = None, subject_pseudonym: str | None = No
     if dataset_id is not None:
         dataset = Dataset.objects.filter(pk=dataset_id).first()
         if dataset is None:
-            raise LookupError(f"dataset {dataset_id} does not exist")
+            raise LookupError(
+                format_lazy(_("dataset {dataset} does not exist"), dataset=dataset_id)
+            )
         withdrawals = {dataset.pk: dataset.withdrawn_at}
         datasets = [dataset]
     else:
@@ -802,7 +808,7 @@ def lineage(*, dataset_id: int | None = None, subject_pseudonym: str | None = No
             Consent.objects.filter(subject_pseudonym=subject_pseudonym).select_related("dataset")
         )
         if not consents:
-            raise LookupError("no consent is recorded for that pseudonym")
+            raise LookupError(_("no consent is recorded for that pseudonym"))
         datasets = list({c.dataset_id: c.dataset for c in consents}.values())
         withdrawals = {}
         for c in consents:
@@ -1010,5 +1016,5 @@ def run_ref(*, run_id: int) -> RunRef:
     """Raises ``LookupError`` when the run does not exist."""
     row = TrainingRun.objects.filter(pk=run_id).values_list("pk", "name").first()
     if row is None:
-        raise LookupError(f"training run {run_id} does not exist")
+        raise LookupError(format_lazy(_("training run {run} does not exist"), run=run_id))
     return RunRef(*row)

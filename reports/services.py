@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import translation
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from audit.services import ledger_append
@@ -71,14 +72,16 @@ def report_generate(
     commit.
     """
     require_second_factor(actor, act=_("requesting a signed report"))
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[Any]] = {}
     if run is None and period is None:
-        errors["run"] = ["name a run or a period"]
+        errors["run"] = [_("name a run or a period")]
     if period is not None and not period.start < period.end:
-        errors["period"] = ["the period must end after it starts"]
+        errors["period"] = [_("the period must end after it starts")]
     offered = [code for code, _ in settings.LANGUAGES]
     if language is not None and language not in offered:
-        errors["language"] = [f"must be one of {', '.join(offered)}"]
+        errors["language"] = [
+            format_lazy(_("must be one of {allowed}"), allowed=", ".join(offered))
+        ]
     if errors:
         raise InvalidInput(errors)
     with transaction.atomic(durable=True):
@@ -247,6 +250,10 @@ def _produce(actor: Actor, report: Report) -> tuple[Path, str, Path, str, int]:
 def report_file(*, report: Report, kind: str) -> Path:
     """The stored file of a done report. Raises ``TransitionNotAllowed`` before it is done."""
     if report.status != ReportStatus.DONE:
-        raise TransitionNotAllowed(f"report {report.public_id} is {report.status}")
+        raise TransitionNotAllowed(
+            format_lazy(
+                _("report {report} is {status}"), report=report.public_id, status=report.status
+            )
+        )
     name = report.pdf_name if kind == "pdf" else report.bundle_name
     return Path(settings.FEDGOV_REPORT_DIR) / name

@@ -76,7 +76,7 @@ class TrainingRunAdmin(ServiceAdmin):
         for run in queryset:
             self.run_service(
                 request,
-                f"start next round of {run.name}",
+                _("start the next round of %(run)s") % {"run": run.name},
                 lambda run=run: run_next_round_start(actor=actor, run=run),
             )
 
@@ -84,7 +84,7 @@ class TrainingRunAdmin(ServiceAdmin):
         # The service checks the rest in its own transaction; catch the common slip early.
         policy = cleaned.get("policy")
         if policy is not None and policy.status != PolicyStatus.PUBLISHED:
-            raise InvalidInput({"policy": ["a run needs a published policy version"]})
+            raise InvalidInput({"policy": [_("a run needs a published policy version")]})
 
     def save_with_service(self, actor, cleaned, changed, obj):
         values = {n: cleaned[n] for n in RUN_FIELDS if n in cleaned}
@@ -135,10 +135,12 @@ class DpiaAdmin(ServiceAdmin):
 
     def validate(self, cleaned, obj):
         if not HEX64.match(cleaned.get("document_hash") or ""):
-            raise InvalidInput({"document_hash": ["must be 64 hexadecimal characters (SHA-256)"]})
+            raise InvalidInput(
+                {"document_hash": [_("must be a SHA-256 digest: 64 hexadecimal characters")]}
+            )
         run = obj.run if obj is not None else cleaned.get("run")
         if obj is None and run is not None and Dpia.objects.filter(run=run).exists():
-            raise InvalidInput({"run": ["this run already has a DPIA; open it to revise it"]})
+            raise InvalidInput({"run": [_("this run already has a DPIA; open it to revise it")]})
 
     def save_with_service(self, actor, cleaned, changed, obj):
         run = obj.run if obj is not None else cleaned["run"]
@@ -166,6 +168,6 @@ class DpiaAdmin(ServiceAdmin):
         for dpia in queryset:
             self.run_service(
                 request,
-                f"approve DPIA {dpia.reference}",
+                _("approve DPIA %(reference)s") % {"reference": dpia.reference},
                 lambda dpia=dpia: services.dpia_approve(actor=actor, dpia=dpia, valid_until=until),
             )

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -244,6 +245,13 @@ class RoundUpdatesView(APIView):
         )
 
 
+def _own_site_only(kind: str) -> Any:
+    # One whole sentence per list, so each language can inflect it.
+    if kind == "exclusions":
+        return _("a site steward reads only its own site's exclusions")
+    return _("a site steward reads only its own site's allow-list")
+
+
 def _site_listing(request: Request, run_id: int, number: int, *, kind: str, read: Any) -> Response:
     """One site's subject list for round n (``kind`` names it in the steward's refusal).
 
@@ -251,14 +259,14 @@ def _site_listing(request: Request, run_id: int, number: int, *, kind: str, read
     """
     slug = request.query_params.get("site", "")
     if not slug:
-        raise InvalidInput({"site": ["name the site by its slug"]})
+        raise InvalidInput({"site": [_("name the site by its slug")]})
     site = Site.objects.filter(slug=slug).first()
     if site is None:
-        raise InvalidInput({"site": [f"no site {slug!r}"]})
+        raise InvalidInput({"site": [format_lazy(_("no site {slug!r}"), slug=slug)]})
     if not roles.has_role(request.user, roles.SERVICE, roles.DPO):
         own = SiteSteward.objects.filter(user=request.user).values_list("site_id", flat=True)
         if site.pk not in set(own):
-            raise PermissionDenied(f"a site steward reads only its own site's {kind}")
+            raise PermissionDenied(_own_site_only(kind))
     listing = read(round=_round_of(run_id, number), site=site)
     return Response(
         {

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import translation
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -93,7 +94,9 @@ def requested_language(request) -> str | None:
     lang = request.query_params.get("lang")
     if lang is not None:
         if lang not in codes:
-            raise InvalidInput({"lang": [f"must be one of {', '.join(codes)}"]})
+            raise InvalidInput(
+                {"lang": [format_lazy(_("must be one of {allowed}"), allowed=", ".join(codes))]}
+            )
         return lang
     header = request.META.get("HTTP_ACCEPT_LANGUAGE", "")
     for accepted, _q in parse_accept_lang_header(header):
@@ -204,7 +207,8 @@ class RoundDecisionView(APIView):
         view = selectors.gate_decision_latest(run_id=run.pk, round_no=_round_no(round_no))
         if view is None:
             return Response(
-                {"detail": "this round has no gate decision yet"}, status=status.HTTP_404_NOT_FOUND
+                {"detail": _("this round has no gate decision yet")},
+                status=status.HTTP_404_NOT_FOUND,
             )
         body = decision_body(view, requested_language(request))
         return Response(GateDecisionSerializer(body).data)

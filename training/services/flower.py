@@ -18,6 +18,8 @@ from typing import Any
 import rfc8785
 from django.conf import settings
 from django.db import transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.keys import active_key
 from audit.services import ledger_append
@@ -734,12 +736,21 @@ def supernode_register(*, actor: Actor, site: Site, node_id: str, public_key: st
     """
     node_id = str(node_id)
     if not _NODE_ID.match(node_id):
-        raise InvalidInput({"node_id": ["must be a Flower node id (digits)"]})
+        raise InvalidInput({"node_id": [_("must be a Flower node id (digits)")]})
     with transaction.atomic(durable=True):
         site_ = Site.objects.select_for_update().get(pk=site.pk)
         clash = Site.objects.filter(flower_node_id=node_id).exclude(pk=site_.pk).first()
         if clash is not None:
-            raise InvalidInput({"node_id": [f"node {node_id} is bound to site {clash.slug}"]})
+            # Lazy, as the other refusals an operator reads here (SupernodeView).
+            raise InvalidInput(
+                {
+                    "node_id": [
+                        format_lazy(
+                            _("node {node} is bound to site {site}"), node=node_id, site=clash.slug
+                        )
+                    ]
+                }
+            )
         fields = ["flower_node_id"]
         site_.flower_node_id = node_id
         if public_key:
@@ -783,11 +794,13 @@ def supernode_unregister(*, actor: Actor, site: Site, reason: str, superlink=Non
     Writes ledger event ``supernode.unregistered``.
     """
     if not reason.strip():
-        raise InvalidInput({"reason": ["say why the SuperNode is locked out"]})
+        raise InvalidInput({"reason": [_("say why the SuperNode is locked out")]})
     with transaction.atomic(durable=True):
         site_ = Site.objects.select_for_update().get(pk=site.pk)
         if not site_.flower_node_id:
-            raise TransitionNotAllowed(f"site {site_.slug} has no registered SuperNode")
+            raise TransitionNotAllowed(
+                format_lazy(_("site {site} has no registered SuperNode"), site=site_.slug)
+            )
         node_id = site_.flower_node_id
         site_.flower_node_id = ""
         site_.save(update_fields=["flower_node_id"])

@@ -6,6 +6,8 @@ import hashlib
 import json
 
 from django.db import connection, transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.services import canonical_bytes, ledger_append
 from fedgov import clock
@@ -142,9 +144,15 @@ def _insert_results(decision_id: int, verdict) -> None:
 
 def _valid_round_no(run: TrainingRun, round_no: object) -> int:
     if isinstance(round_no, bool) or not isinstance(round_no, int):
-        raise InvalidInput({"round_no": ["must be a whole number"]})
+        raise InvalidInput({"round_no": [_("must be a whole number")]})
     if not 1 <= round_no <= run.num_rounds:
-        raise InvalidInput({"round_no": [f"must be between 1 and {run.num_rounds} for this run"]})
+        raise InvalidInput(
+            {
+                "round_no": [
+                    format_lazy(_("must be between 1 and {last} for this run"), last=run.num_rounds)
+                ]
+            }
+        )
     return round_no
 
 
@@ -166,16 +174,25 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
         # rounds that passed before, and two racing gates must not both spend it.
         locked_run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if locked_run.status != RunStatus.ACTIVE:
-            raise TransitionNotAllowed(f"run {locked_run.name} is {locked_run.status}")
-        round_, _ = Round.objects.get_or_create(
+            # Lazy, like every refusal here: the API answers in its reader's language.
+            raise TransitionNotAllowed(
+                format_lazy(
+                    _("run {run} is {status}"), run=locked_run.name, status=locked_run.status
+                )
+            )
+        round_, _created = Round.objects.get_or_create(
             run=locked_run,
             number=round_no,
             defaults={"requested_by": actor.user, "requested_by_name": actor.label},
         )
         if round_.state != RoundState.PLANNED:
             raise TransitionNotAllowed(
-                f"round {round_no} of {locked_run.name} is {round_.state}; only a planned "
-                "round can be gated"
+                format_lazy(
+                    _("round {number} of {run} is {state}; only a planned round can be gated"),
+                    number=round_no,
+                    run=locked_run.name,
+                    state=round_.state,
+                )
             )
         at = clock.now()
         ctx, excluded = build_context(run_id=locked_run.pk, round_no=round_no, at=at)
@@ -225,7 +242,13 @@ def round_gate(*, actor: Actor, run: TrainingRun, round_no: int) -> GateDecision
             updated_at=at,
         )
         if moved != 1:
-            raise TransitionNotAllowed(f"round {round_no} of {locked_run.name} changed meanwhile")
+            raise TransitionNotAllowed(
+                format_lazy(
+                    _("round {number} of {run} changed meanwhile"),
+                    number=round_no,
+                    run=locked_run.name,
+                )
+            )
         entry = ledger_append(
             event_type="gate.decided",
             actor=actor,

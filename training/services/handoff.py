@@ -10,6 +10,7 @@ when it is created, with the reason.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 from django.utils.text import format_lazy
@@ -32,7 +33,7 @@ S = RoundState
 HAND_OFF = frozenset({S.AWAITING_APPROVAL})
 
 
-def run_policy_problems(*, policy: ResidencyPolicy, datasets: Iterable[Dataset]) -> list[str]:
+def run_policy_problems(*, policy: ResidencyPolicy, datasets: Iterable[Dataset]) -> list[Any]:
     """Reasons a run over ``datasets`` can never pass ``policy``, whatever changes later.
 
     Only facts the run itself fixes count: the number of distinct sites it can ever
@@ -42,8 +43,16 @@ def run_policy_problems(*, policy: ResidencyPolicy, datasets: Iterable[Dataset])
     sites = {d.site_id for d in datasets}
     if len(sites) < policy.min_eligible_sites:
         problems.append(
-            f"policy {policy.name} v{policy.version} needs at least {policy.min_eligible_sites} "
-            f"eligible sites; this run's datasets come from {len(sites)}"
+            format_lazy(
+                _(
+                    "policy {policy} v{version} needs at least {needed} eligible sites; this "
+                    "run's datasets come from {found}"
+                ),
+                policy=policy.name,
+                version=policy.version,
+                needed=policy.min_eligible_sites,
+                found=len(sites),
+            )
         )
     return problems
 

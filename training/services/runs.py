@@ -12,12 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
-from fedgov.validation import Errors, check_hash, check_text, unique_or_invalid
+from fedgov.validation import Errors, _number, check_hash, check_text, unique_or_invalid
 from sites.choices import PolicyStatus
 from sites.models import Dataset, Purpose, ResidencyPolicy
 from sites.regions import is_country
@@ -25,7 +27,7 @@ from training.choices import DpiaStatus, DpMechanism, RefusalAction
 from training.models import Dpia, TrainingRun
 from training.services.handoff import run_policy_problems, run_start_later
 
-Fail = Callable[[str, str], None]
+Fail = Callable[[str, Any], None]  # a field, and a reason (lazy: read in the reader's language)
 
 
 def _check_run_facts(
@@ -40,23 +42,28 @@ def _check_run_facts(
 ) -> None:
     """The run's own facts, before anything is read from the database."""
     if not isinstance(name, str) or not name.strip():
-        fail("name", "must not be empty")
+        fail("name", _("must not be empty"))
     elif len(name) > 200:
-        fail("name", "must be at most 200 characters")
+        fail("name", format_lazy(_("must be at most {count} characters"), count=_number(200)))
     if not isinstance(purpose, Purpose) or purpose.pk is None:
-        fail("purpose", "must be a registered purpose")
+        fail("purpose", _("must be a registered purpose"))
     if not isinstance(datasets, list | tuple) or not datasets:
-        fail("datasets", "must list at least one dataset")
+        fail("datasets", _("must list at least one dataset"))
     elif not all(isinstance(d, Dataset) and d.pk for d in datasets):
-        fail("datasets", "must be registered datasets")
+        fail("datasets", _("must be registered datasets"))
     elif len({d.pk for d in datasets}) != len(datasets):
-        fail("datasets", "lists a dataset twice")
+        fail("datasets", _("lists a dataset twice"))
     if not isinstance(policy, ResidencyPolicy) or policy.pk is None:
-        fail("policy", "must be a policy version")
+        fail("policy", _("must be a policy version"))
     if not is_country(aggregator_country):
-        fail("aggregator_country", f"{aggregator_country!r} is not an ISO 3166-1 alpha-2 code")
+        fail(
+            "aggregator_country",
+            format_lazy(
+                _("{value!r} is not an ISO 3166-1 alpha-2 country code"), value=aggregator_country
+            ),
+        )
     if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
-        fail("num_rounds", "must be a whole number of at least 1")
+        fail("num_rounds", _("must be a whole number of at least 1"))
 
 
 def _check_dp_plan(
@@ -68,7 +75,7 @@ def _check_dp_plan(
 ) -> None:
     """A DP mechanism with its clipping norm and one of noise multiplier or target ε."""
     if dp_mechanism not in DpMechanism.values:
-        fail("dp_mechanism", f"must be one of {', '.join(DpMechanism.values)}")
+        fail("dp_mechanism", _one_of(DpMechanism.values))
     numbers = (
         ("dp_clipping_norm", dp_clipping_norm),
         ("dp_noise_multiplier", dp_noise_multiplier),
@@ -81,16 +88,30 @@ def _check_dp_plan(
             or not math.isfinite(value)
             or value <= 0
         ):
-            fail(field_name, "must be a positive, finite number or empty")
+            fail(field_name, _("must be a positive, finite number or empty"))
     if dp_mechanism == DpMechanism.NONE:
         for field_name, value in numbers:
             if value is not None:
-                fail(field_name, "needs a DP mechanism; with none nothing adds noise")
+                fail(field_name, _("needs a DP mechanism; with none nothing adds noise"))
     elif dp_mechanism in DpMechanism.values:
         if dp_clipping_norm is None:
-            fail("dp_clipping_norm", f"the {dp_mechanism} mechanism needs a clipping norm")
+            fail(
+                "dp_clipping_norm",
+                format_lazy(
+                    _("the {mechanism} mechanism needs a clipping norm"), mechanism=dp_mechanism
+                ),
+            )
         if (dp_noise_multiplier is None) == (dp_target_epsilon is None):
-            fail("dp_noise_multiplier", "give a noise multiplier or a target ε, exactly one")
+            fail("dp_noise_multiplier", _("give a noise multiplier or a target ε, exactly one"))
+
+
+def _one_of(values) -> Any:
+    """'must be one of a, b': the values are codes, the same in every language."""
+    return format_lazy(_("must be one of {allowed}"), allowed=", ".join(v for v in values if v))
+
+
+def _taken(name: str) -> Any:
+    return format_lazy(_("a run named {name!r} already exists"), name=name.strip())
 
 
 def run_create(
@@ -138,19 +159,31 @@ def run_create(
     )
     _check_dp_plan(fail, dp_mechanism, dp_clipping_norm, dp_noise_multiplier, dp_target_epsilon)
     if on_refusal not in RefusalAction.values:
-        fail("on_refusal", f"must be one of {', '.join(RefusalAction.values)}")
+        fail("on_refusal", _one_of(RefusalAction.values))
     errors.raise_if_any()
 
     with transaction.atomic(durable=True):
         policy = ResidencyPolicy.objects.get(pk=policy.pk)
         if policy.status != PolicyStatus.PUBLISHED:
-            fail("policy", f"{policy.name} v{policy.version} is a draft; publish it first")
+            fail(
+                "policy",
+                format_lazy(
+                    _("{policy} v{version} is a draft; publish it first"),
+                    policy=policy.name,
+                    version=policy.version,
+                ),
+            )
         rows = list(Dataset.objects.filter(pk__in=[d.pk for d in datasets]).order_by("pk"))
         withdrawn = [d.pk for d in rows if d.withdrawn_at is not None]
         if withdrawn:
-            fail("datasets", f"withdrawn from federation: {', '.join(map(str, withdrawn))}")
+            fail(
+                "datasets",
+                format_lazy(
+                    _("withdrawn from federation: {ids}"), ids=", ".join(map(str, withdrawn))
+                ),
+            )
         if TrainingRun.objects.filter(name=name.strip()).exists():
-            fail("name", f"a run named {name.strip()!r} already exists")
+            fail("name", _taken(name))
         # A run that can never pass its policy is refused now, not blocked round by round.
         for problem in run_policy_problems(policy=policy, datasets=rows):
             fail("policy", problem)
@@ -161,15 +194,21 @@ def run_create(
         ):
             fail(
                 "dp_mechanism",
-                f"policy {policy.name} v{policy.version} sets no δ: the mechanism's "
-                "guarantee (and the sites' local DP) needs one",
+                format_lazy(
+                    _(
+                        "policy {policy} v{version} sets no δ: the mechanism's guarantee "
+                        "(and the sites' local DP) needs one"
+                    ),
+                    policy=policy.name,
+                    version=policy.version,
+                ),
             )
         if dp_target_epsilon is not None and dp_noise_multiplier is None:
             dp_noise_multiplier = _derive_noise_multiplier(
                 policy, rows, dp_target_epsilon, num_rounds, fail
             )
         errors.raise_if_any()
-        with unique_or_invalid("name", f"a run named {name.strip()!r} already exists"):
+        with unique_or_invalid("name", _taken(name)):
             run = TrainingRun.objects.create(
                 name=name.strip(),
                 purpose=purpose,
@@ -222,7 +261,14 @@ def _derive_noise_multiplier(policy, datasets, target: float, rounds: int, fail)
     from fedgov_flower.dp import AccountingSpec, DpError, derive_noise_multiplier
 
     if policy.privacy_budget_delta is None:
-        fail("dp_target_epsilon", f"policy {policy.name} v{policy.version} sets no δ")
+        fail(
+            "dp_target_epsilon",
+            format_lazy(
+                _("policy {policy} v{version} sets no δ"),
+                policy=policy.name,
+                version=policy.version,
+            ),
+        )
         return None
     population = len({d.site_id for d in datasets}) or 1
     try:
@@ -252,7 +298,9 @@ def dpia_record(*, actor: Actor, run: TrainingRun, reference: str, document_hash
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         dpia = Dpia.objects.filter(run=run).first()
         if dpia is not None and dpia.status == DpiaStatus.APPROVED:
-            raise TransitionNotAllowed(f"the DPIA of run {run.name} is approved; it cannot change")
+            raise TransitionNotAllowed(
+                format_lazy(_("the DPIA of run {run} is approved; it cannot change"), run=run.name)
+            )
         revised = dpia is not None
         if dpia is None:
             dpia = Dpia(run=run)
@@ -289,18 +337,30 @@ def dpia_approve(*, actor: Actor, dpia: Dpia, valid_until: dt.date | str) -> Dpi
         try:
             valid_until = dt.date.fromisoformat(valid_until)
         except ValueError:
-            raise InvalidInput({"valid_until": ["must be a date (YYYY-MM-DD)"]}) from None
+            raise InvalidInput({"valid_until": [_("must be a date (YYYY-MM-DD)")]}) from None
     if not isinstance(valid_until, dt.date) or isinstance(valid_until, dt.datetime):
-        raise InvalidInput({"valid_until": ["must be a date (YYYY-MM-DD)"]})
+        raise InvalidInput({"valid_until": [_("must be a date (YYYY-MM-DD)")]})
     if actor.user is None:
-        raise InvalidInput({"non_field_errors": ["a DPIA is approved by a person, not a process"]})
+        raise InvalidInput(
+            {"non_field_errors": [_("a DPIA is approved by a person, not a process")]}
+        )
     with transaction.atomic(durable=True):
         dpia = Dpia.objects.select_for_update().select_related("run").get(pk=dpia.pk)
         if dpia.status != DpiaStatus.DRAFT:
-            raise TransitionNotAllowed(f"DPIA {dpia.reference} is {dpia.status}, not a draft")
+            raise TransitionNotAllowed(
+                format_lazy(
+                    _("DPIA {reference} is {status}, not a draft"),
+                    reference=dpia.reference,
+                    status=dpia.status,
+                )
+            )
         if dpia.run.requested_by_id is not None and dpia.run.requested_by_id == actor.user_id:
             raise InvalidInput(
-                {"non_field_errors": ["the run's requester may not approve its DPIA (four-eyes)"]}
+                {
+                    "non_field_errors": [
+                        _("the run's requester may not approve its DPIA (four-eyes)")
+                    ]
+                }
             )
         dpia.status = DpiaStatus.APPROVED
         dpia.approved_by = actor.user
