@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils.translation import gettext
 
 from audit import selectors as ledger
@@ -655,6 +655,31 @@ def _accuracy(site_updates: list[ModelUpdate]) -> float | None:
     return round(total / weight, 4) if weight else None
 
 
+def _consent_states(at: datetime | F) -> tuple[Q, Q, Q]:
+    """(current, withdrawn, expired) at ``at``, a datetime or a column: one reading for
+    every count. Expiry and withdrawal are exclusive ends; a subject whose consent both
+    expired and was withdrawn counts as withdrawn."""
+    withdrawn = Q(withdrawn_at__lte=at)
+    expired = Q(expires_at__lte=at) & ~withdrawn
+    current = Q(granted_at__lte=at) & ~withdrawn & ~Q(expires_at__lte=at)
+    return current, withdrawn, expired
+
+
+def _counted(
+    found: Mapping[int, Mapping[str, int]], names: Mapping[int, str]
+) -> tuple[ConsentCount, ...]:
+    return tuple(
+        ConsentCount(
+            dataset_id=pk,
+            dataset=name,
+            granted=found.get(pk, {}).get("granted", 0),
+            withdrawn=found.get(pk, {}).get("withdrawn", 0),
+            expired=found.get(pk, {}).get("expired", 0),
+        )
+        for pk, name in sorted(names.items(), key=lambda item: item[1])
+    )
+
+
 def consent_counts(
     *, dataset_names: dict[int, str], purpose_id: int, at: datetime
 ) -> tuple[ConsentCount, ...]:
@@ -662,9 +687,7 @@ def consent_counts(
 
     A subject whose consent both expired and was withdrawn counts as withdrawn.
     """
-    withdrawn = Q(withdrawn_at__lte=at)
-    expired = Q(expires_at__lte=at) & ~withdrawn
-    current = Q(granted_at__lte=at) & ~withdrawn & ~Q(expires_at__lte=at)
+    current, withdrawn, expired = _consent_states(at)
     rows = (
         Consent.objects.filter(dataset_id__in=list(dataset_names), purpose_id=purpose_id)
         .order_by()
@@ -675,17 +698,82 @@ def consent_counts(
             expired=Count("pk", filter=expired),
         )
     )
-    found = {r["dataset_id"]: r for r in rows}
-    return tuple(
-        ConsentCount(
-            dataset_id=pk,
-            dataset=name,
-            granted=found.get(pk, {}).get("granted", 0),
-            withdrawn=found.get(pk, {}).get("withdrawn", 0),
-            expired=found.get(pk, {}).get("expired", 0),
+    return _counted({r["dataset_id"]: r for r in rows}, dataset_names)
+
+
+@dataclass(frozen=True)
+class ConsentInstant:
+    """The instant a round's consent is counted at: its latest gate evaluation (the moment
+    consent mattered, ``decision_id``), or its creation if it was never gated."""
+
+    round_id: int
+    run_id: int
+    at: datetime
+    decision_id: int | None
+
+
+def consent_instants(rounds: Iterable[tuple[int, int, datetime]]) -> dict[int, ConsentInstant]:
+    """``ConsentInstant`` of each ``(round pk, run pk, created_at)``: one query."""
+    rows = {pk: (run_id, created_at) for pk, run_id, created_at in rounds}
+    latest: dict[int, tuple[int, datetime]] = {}
+    for pk, round_id, at in (
+        GateDecision.objects.filter(round_id__in=list(rows))
+        .order_by("evaluated_at", "pk")
+        .values_list("pk", "round_id", "evaluated_at")
+    ):
+        latest[round_id] = (pk, at)  # the last one wins
+    return {
+        pk: ConsentInstant(pk, run_id, latest[pk][1], latest[pk][0])
+        if pk in latest
+        else ConsentInstant(pk, run_id, created_at, None)
+        for pk, (run_id, created_at) in rows.items()
+    }
+
+
+def consent_counts_at(
+    instants: Iterable[ConsentInstant], dataset_names: Mapping[int, Mapping[int, str]]
+) -> dict[int, tuple[ConsentCount, ...]]:
+    """Per round, ``consent_counts`` of its run's datasets in ``dataset_names[run pk]``
+    (for the run's purpose) at its ``ConsentInstant``.
+
+    At most two queries whatever the number of rounds and runs: the consent rows are
+    joined to the rounds through their dataset's runs, and each round's instant is a
+    column of that join (the latest decision's ``evaluated_at``, else the round's
+    ``created_at``), so one GROUP BY counts every (round, dataset) at once.
+    """
+    instants = list(instants)
+    datasets = {pk for names in dataset_names.values() for pk in names}
+    found: dict[int, dict[int, dict[str, int]]] = defaultdict(dict)
+    rounds = "dataset__runs__rounds"
+    gated = [i.decision_id for i in instants if i.decision_id is not None]
+    never = [i.round_id for i in instants if i.decision_id is None]
+    for ids, key, at in (
+        (gated, f"{rounds}__gate_decisions__in", f"{rounds}__gate_decisions__evaluated_at"),
+        (never, f"{rounds}__in", f"{rounds}__created_at"),
+    ):
+        if not ids or not datasets:
+            continue
+        current, withdrawn, expired = _consent_states(F(at))
+        # One filter() call, so the run join it names is the one the purpose is read from.
+        rows = (
+            Consent.objects.filter(
+                **{key: ids},
+                dataset_id__in=datasets,
+                purpose_id=F("dataset__runs__purpose_id"),
+            )
+            .order_by()
+            .values(rounds, "dataset_id")
+            .annotate(
+                granted=Count("pk", filter=current),
+                withdrawn=Count("pk", filter=withdrawn),
+                expired=Count("pk", filter=expired),
+            )
         )
-        for pk, name in sorted(dataset_names.items(), key=lambda item: item[1])
-    )
+        for r in rows:
+            found[r[rounds]][r["dataset_id"]] = r
+    return {
+        i.round_id: _counted(found[i.round_id], dataset_names.get(i.run_id, {})) for i in instants
+    }
 
 
 @dataclass(frozen=True)
