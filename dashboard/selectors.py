@@ -451,8 +451,9 @@ def consent_coverage(filters: Filters, *, rounds: int = COVERAGE_ROUNDS) -> list
 
     Counts only, never a pseudonym. The instant is the round's latest gate evaluation (the
     moment consent mattered), or its creation if it was never gated. The newest ``rounds``
-    rounds of each of the ten newest runs, in six queries whatever the number of runs,
-    rounds and datasets (a federation of 200 sites must not cost a query per round).
+    rounds of each of the ten newest runs: four queries and one per run shown, whatever
+    the number of rounds and datasets (a federation of 200 sites must not cost a query
+    per round).
     """
     runs_ = list(_runs(filters).order_by("-created_at", "-pk")[:10])
     datasets = Dataset.objects.filter(runs__in=runs_)
@@ -476,7 +477,11 @@ def consent_coverage(filters: Filters, *, rounds: int = COVERAGE_ROUNDS) -> list
             shown.append((pk, run_id, created_at))
             numbers[pk] = number
     instants = consent_instants(shown)
-    counts = consent_counts_at(instants.values(), names)
+    counts = consent_counts_at(
+        instants.values(),
+        dataset_names=names,
+        purposes={run.pk: run.purpose_id for run in runs_},
+    )
     points: dict[int, list[CoveragePoint]] = defaultdict(list)
     for pk in sorted(instants, key=numbers.__getitem__):
         instant = instants[pk]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Count, F, Q
+from django.db.models import Count, Max, Q
 from django.utils.translation import gettext
 
 from audit import selectors as ledger
@@ -655,10 +655,10 @@ def _accuracy(site_updates: list[ModelUpdate]) -> float | None:
     return round(total / weight, 4) if weight else None
 
 
-def _consent_states(at: datetime | F) -> tuple[Q, Q, Q]:
-    """(current, withdrawn, expired) at ``at``, a datetime or a column: one reading for
-    every count. Expiry and withdrawal are exclusive ends; a subject whose consent both
-    expired and was withdrawn counts as withdrawn."""
+def _consent_states(at: datetime) -> tuple[Q, Q, Q]:
+    """(current, withdrawn, expired) at ``at``: one reading for every count. Expiry and
+    withdrawal are exclusive ends; a subject whose consent both expired and was withdrawn
+    counts as withdrawn."""
     withdrawn = Q(withdrawn_at__lte=at)
     expired = Q(expires_at__lte=at) & ~withdrawn
     current = Q(granted_at__lte=at) & ~withdrawn & ~Q(expires_at__lte=at)
@@ -704,76 +704,78 @@ def consent_counts(
 @dataclass(frozen=True)
 class ConsentInstant:
     """The instant a round's consent is counted at: its latest gate evaluation (the moment
-    consent mattered, ``decision_id``), or its creation if it was never gated."""
+    consent mattered), or its creation if it was never gated."""
 
     round_id: int
     run_id: int
     at: datetime
-    decision_id: int | None
 
 
 def consent_instants(rounds: Iterable[tuple[int, int, datetime]]) -> dict[int, ConsentInstant]:
     """``ConsentInstant`` of each ``(round pk, run pk, created_at)``: one query."""
     rows = {pk: (run_id, created_at) for pk, run_id, created_at in rounds}
-    latest: dict[int, tuple[int, datetime]] = {}
-    for pk, round_id, at in (
+    gated = dict(
         GateDecision.objects.filter(round_id__in=list(rows))
-        .order_by("evaluated_at", "pk")
-        .values_list("pk", "round_id", "evaluated_at")
-    ):
-        latest[round_id] = (pk, at)  # the last one wins
+        .order_by()
+        .values("round_id")
+        .annotate(at=Max("evaluated_at"))
+        .values_list("round_id", "at")
+    )
     return {
-        pk: ConsentInstant(pk, run_id, latest[pk][1], latest[pk][0])
-        if pk in latest
-        else ConsentInstant(pk, run_id, created_at, None)
+        pk: ConsentInstant(pk, run_id, gated.get(pk) or created_at)
         for pk, (run_id, created_at) in rows.items()
     }
 
 
-def consent_counts_at(
-    instants: Iterable[ConsentInstant], dataset_names: Mapping[int, Mapping[int, str]]
-) -> dict[int, tuple[ConsentCount, ...]]:
-    """Per round, ``consent_counts`` of its run's datasets in ``dataset_names[run pk]``
-    (for the run's purpose) at its ``ConsentInstant``.
+# Three counts per instant in one SELECT: well below PostgreSQL's 1,664 result columns.
+INSTANTS_PER_QUERY = 100
 
-    At most two queries whatever the number of rounds and runs: the consent rows are
-    joined to the rounds through their dataset's runs, and each round's instant is a
-    column of that join (the latest decision's ``evaluated_at``, else the round's
-    ``created_at``), so one GROUP BY counts every (round, dataset) at once.
+
+def consent_counts_at(
+    instants: Iterable[ConsentInstant],
+    *,
+    dataset_names: Mapping[int, Mapping[int, str]],
+    purposes: Mapping[int, int],
+) -> dict[int, tuple[ConsentCount, ...]]:
+    """Per round, ``consent_counts`` of its run's datasets in ``dataset_names[run pk]``,
+    for the run's purpose ``purposes[run pk]``, at the round's ``ConsentInstant``.
+
+    One query per run whatever its number of rounds (up to ``INSTANTS_PER_QUERY``
+    distinct instants): each instant is three conditional counts over one scan of the
+    run's consent rows, grouped by dataset. (Joining the consent rows to the rounds and
+    grouping by round and dataset was four times slower on SQLite than a query per round;
+    this is about two and a half times faster.)
     """
-    instants = list(instants)
-    datasets = {pk for names in dataset_names.values() for pk in names}
-    found: dict[int, dict[int, dict[str, int]]] = defaultdict(dict)
-    rounds = "dataset__runs__rounds"
-    gated = [i.decision_id for i in instants if i.decision_id is not None]
-    never = [i.round_id for i in instants if i.decision_id is None]
-    for ids, key, at in (
-        (gated, f"{rounds}__gate_decisions__in", f"{rounds}__gate_decisions__evaluated_at"),
-        (never, f"{rounds}__in", f"{rounds}__created_at"),
-    ):
-        if not ids or not datasets:
-            continue
-        current, withdrawn, expired = _consent_states(F(at))
-        # One filter() call, so the run join it names is the one the purpose is read from.
-        rows = (
-            Consent.objects.filter(
-                **{key: ids},
-                dataset_id__in=datasets,
-                purpose_id=F("dataset__runs__purpose_id"),
+    by_run: dict[int, list[ConsentInstant]] = defaultdict(list)
+    for instant in instants:
+        by_run[instant.run_id].append(instant)
+    result: dict[int, tuple[ConsentCount, ...]] = {}
+    for run_id, shown in by_run.items():
+        names = dataset_names.get(run_id, {})
+        ats = sorted({i.at for i in shown}) if names else []
+        found: dict[datetime, dict[int, dict[str, int]]] = defaultdict(dict)
+        for start in range(0, len(ats), INSTANTS_PER_QUERY):
+            chunk = ats[start : start + INSTANTS_PER_QUERY]
+            counts: dict[str, Count] = {}
+            for k, at in enumerate(chunk):
+                current, withdrawn, expired = _consent_states(at)
+                counts[f"granted_{k}"] = Count("pk", filter=current)
+                counts[f"withdrawn_{k}"] = Count("pk", filter=withdrawn)
+                counts[f"expired_{k}"] = Count("pk", filter=expired)
+            rows = (
+                Consent.objects.filter(dataset_id__in=list(names), purpose_id=purposes[run_id])
+                .order_by()
+                .values("dataset_id")
+                .annotate(**counts)
             )
-            .order_by()
-            .values(rounds, "dataset_id")
-            .annotate(
-                granted=Count("pk", filter=current),
-                withdrawn=Count("pk", filter=withdrawn),
-                expired=Count("pk", filter=expired),
-            )
-        )
-        for r in rows:
-            found[r[rounds]][r["dataset_id"]] = r
-    return {
-        i.round_id: _counted(found[i.round_id], dataset_names.get(i.run_id, {})) for i in instants
-    }
+            for row in rows:
+                for k, at in enumerate(chunk):
+                    found[at][row["dataset_id"]] = {
+                        kind: row[f"{kind}_{k}"] for kind in ("granted", "withdrawn", "expired")
+                    }
+        for instant in shown:
+            result[instant.round_id] = _counted(found[instant.at], names)
+    return result
 
 
 @dataclass(frozen=True)

@@ -172,7 +172,8 @@ TESTDATA = {
 
 # testdata/numgen.go's generator: these values, then the 2,000 consecutive doubles from the
 # smallest normal one (0x0010000000000000) up, then doubles drawn from a SHA-256 chain
-# (zero, NaN and infinities skipped). README.md records the SHA-256 and size of the file's first lines.
+# (zero, NaN and infinities skipped). README.md records the SHA-256 and size of the file's
+# first lines.
 # Four to a line, as numgen.go lists them.
 # fmt: off
 NUMGEN_STATIC = [
