@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 from django.utils.text import format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -659,6 +659,31 @@ def _accuracy(site_updates: list[ModelUpdate]) -> float | None:
     return round(total / weight, 4) if weight else None
 
 
+def _consent_states(at: datetime) -> tuple[Q, Q, Q]:
+    """(current, withdrawn, expired) at ``at``: one reading for every count. Expiry and
+    withdrawal are exclusive ends; a subject whose consent both expired and was withdrawn
+    counts as withdrawn."""
+    withdrawn = Q(withdrawn_at__lte=at)
+    expired = Q(expires_at__lte=at) & ~withdrawn
+    current = Q(granted_at__lte=at) & ~withdrawn & ~Q(expires_at__lte=at)
+    return current, withdrawn, expired
+
+
+def _counted(
+    found: Mapping[int, Mapping[str, int]], names: Mapping[int, str]
+) -> tuple[ConsentCount, ...]:
+    return tuple(
+        ConsentCount(
+            dataset_id=pk,
+            dataset=name,
+            granted=found.get(pk, {}).get("granted", 0),
+            withdrawn=found.get(pk, {}).get("withdrawn", 0),
+            expired=found.get(pk, {}).get("expired", 0),
+        )
+        for pk, name in sorted(names.items(), key=lambda item: item[1])
+    )
+
+
 def consent_counts(
     *, dataset_names: dict[int, str], purpose_id: int, at: datetime
 ) -> tuple[ConsentCount, ...]:
@@ -666,9 +691,7 @@ def consent_counts(
 
     A subject whose consent both expired and was withdrawn counts as withdrawn.
     """
-    withdrawn = Q(withdrawn_at__lte=at)
-    expired = Q(expires_at__lte=at) & ~withdrawn
-    current = Q(granted_at__lte=at) & ~withdrawn & ~Q(expires_at__lte=at)
+    current, withdrawn, expired = _consent_states(at)
     rows = (
         Consent.objects.filter(dataset_id__in=list(dataset_names), purpose_id=purpose_id)
         .order_by()
@@ -679,17 +702,84 @@ def consent_counts(
             expired=Count("pk", filter=expired),
         )
     )
-    found = {r["dataset_id"]: r for r in rows}
-    return tuple(
-        ConsentCount(
-            dataset_id=pk,
-            dataset=name,
-            granted=found.get(pk, {}).get("granted", 0),
-            withdrawn=found.get(pk, {}).get("withdrawn", 0),
-            expired=found.get(pk, {}).get("expired", 0),
-        )
-        for pk, name in sorted(dataset_names.items(), key=lambda item: item[1])
+    return _counted({r["dataset_id"]: r for r in rows}, dataset_names)
+
+
+@dataclass(frozen=True)
+class ConsentInstant:
+    """The instant a round's consent is counted at: its latest gate evaluation (the moment
+    consent mattered), or its creation if it was never gated."""
+
+    round_id: int
+    run_id: int
+    at: datetime
+
+
+def consent_instants(rounds: Iterable[tuple[int, int, datetime]]) -> dict[int, ConsentInstant]:
+    """``ConsentInstant`` of each ``(round pk, run pk, created_at)``: one query."""
+    rows = {pk: (run_id, created_at) for pk, run_id, created_at in rounds}
+    gated = dict(
+        GateDecision.objects.filter(round_id__in=list(rows))
+        .order_by()
+        .values("round_id")
+        .annotate(at=Max("evaluated_at"))
+        .values_list("round_id", "at")
     )
+    return {
+        pk: ConsentInstant(pk, run_id, gated.get(pk) or created_at)
+        for pk, (run_id, created_at) in rows.items()
+    }
+
+
+# Three counts per instant in one SELECT: well below PostgreSQL's 1,664 result columns.
+INSTANTS_PER_QUERY = 100
+
+
+def consent_counts_at(
+    instants: Iterable[ConsentInstant],
+    *,
+    dataset_names: Mapping[int, Mapping[int, str]],
+    purposes: Mapping[int, int],
+) -> dict[int, tuple[ConsentCount, ...]]:
+    """Per round, ``consent_counts`` of its run's datasets in ``dataset_names[run pk]``,
+    for the run's purpose ``purposes[run pk]``, at the round's ``ConsentInstant``.
+
+    One query per run whatever its number of rounds (up to ``INSTANTS_PER_QUERY``
+    distinct instants): each instant is three conditional counts over one scan of the
+    run's consent rows, grouped by dataset. (Joining the consent rows to the rounds and
+    grouping by round and dataset was four times slower on SQLite than a query per round;
+    this is about two and a half times faster.)
+    """
+    by_run: dict[int, list[ConsentInstant]] = defaultdict(list)
+    for instant in instants:
+        by_run[instant.run_id].append(instant)
+    result: dict[int, tuple[ConsentCount, ...]] = {}
+    for run_id, shown in by_run.items():
+        names = dataset_names.get(run_id, {})
+        ats = sorted({i.at for i in shown}) if names else []
+        found: dict[datetime, dict[int, dict[str, int]]] = defaultdict(dict)
+        for start in range(0, len(ats), INSTANTS_PER_QUERY):
+            chunk = ats[start : start + INSTANTS_PER_QUERY]
+            counts: dict[str, Count] = {}
+            for k, at in enumerate(chunk):
+                current, withdrawn, expired = _consent_states(at)
+                counts[f"granted_{k}"] = Count("pk", filter=current)
+                counts[f"withdrawn_{k}"] = Count("pk", filter=withdrawn)
+                counts[f"expired_{k}"] = Count("pk", filter=expired)
+            rows = (
+                Consent.objects.filter(dataset_id__in=list(names), purpose_id=purposes[run_id])
+                .order_by()
+                .values("dataset_id")
+                .annotate(**counts)
+            )
+            for row in rows:
+                for k, at in enumerate(chunk):
+                    found[at][row["dataset_id"]] = {
+                        kind: row[f"{kind}_{k}"] for kind in ("granted", "withdrawn", "expired")
+                    }
+        for instant in shown:
+            result[instant.round_id] = _counted(found[instant.at], names)
+    return result
 
 
 @dataclass(frozen=True)

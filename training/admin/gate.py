@@ -83,6 +83,10 @@ class SiteEligibilityInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
     extra = 0
     can_delete = False
 
+    def get_queryset(self, request):
+        # Each row names its site: one join, not a query per site of the federation.
+        return super().get_queryset(request).select_related("site")
+
     def _counts(self, obj: SiteEligibility) -> tuple[int, int, str]:
         cache = self.__dict__.setdefault("_snapshots", {})
         if obj.decision_id not in cache:

@@ -11,7 +11,7 @@ import datetime as dt
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.utils.translation import gettext_lazy as _
 
 from fedgov import clock
@@ -62,6 +62,15 @@ class TrainingRunAdmin(ServiceAdmin):
     readonly_fields = ["status", "requested_by_name", "created_at"]
 
     actions = ["start_next_rounds"]
+
+    def get_object(self, request, object_id, from_field=None):
+        run = super().get_object(request, object_id, from_field)
+        if run is not None:
+            # The page names each dataset "site/name": their sites in one query, not one
+            # per dataset (a run of a federation spans hundreds of sites).
+            datasets = Prefetch("datasets", queryset=Dataset.objects.select_related("site"))
+            prefetch_related_objects([run], datasets)
+        return run
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)

@@ -26,6 +26,7 @@ from sites.choices import (
 )
 from training.choices import DpiaStatus
 from training.gate.context import (
+    AdequacyDecisionFacts,
     DatasetFacts,
     GateContext,
     PartyFacts,
@@ -469,16 +470,20 @@ def _adequacy(gate: GateContext, importer: PartyFacts) -> tuple[bool, Message]:
     amending or suspending act ends a decision (Art. 45(5)). The reason says the review is
     overdue, so the DPO sees it in the decision, the admin and the report.
     """
-    ok, why = _adequacy_ground(gate, importer)
+    # Looked up once here and handed down: the ground and the review date read one decision.
     decision = gate.adequacy.decision(importer.country) if gate.adequacy is not None else None
+    ok, why = _adequacy_ground(gate, importer, decision)
     if ok and decision is not None and decision.review_due and gate.today > decision.review_due:
         return True, msg("adequacy.review_overdue", ground=why, date=decision.review_due)
     return ok, why
 
 
-def _adequacy_ground(gate: GateContext, importer: PartyFacts) -> tuple[bool, Message]:
-    adequacy, today, country = gate.adequacy, gate.today, importer.country
-    decision = adequacy.decision(country) if adequacy is not None else None
+def _adequacy_ground(
+    gate: GateContext, importer: PartyFacts, decision: AdequacyDecisionFacts | None
+) -> tuple[bool, Message]:
+    """Whether ``decision``, the adequacy decision listed for the importer's country (or
+    none), grounds the transfer to ``importer`` at the round's date, and why (not)."""
+    today, country = gate.today, importer.country
     if decision is None:
         return False, msg("adequacy.none", country=country)
     cite = msg("adequacy.cite", reference=decision.reference, adopted_on=decision.adopted_on)
