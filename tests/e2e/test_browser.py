@@ -2,7 +2,9 @@
 
 An operator approves a round in admin; the operator who requested a round is refused
 approving it (four-eyes); a DPO downloads the signed report from the dashboard.
-Screenshots go to ``artifacts/e2e/`` (git-ignored) for whoever reads the CI run.
+Screenshots go to ``artifacts/e2e/`` (git-ignored) for whoever reads the CI run, with
+the round page and the dashboard in German and Polish and the report's first pages in
+Spanish and French (issue 19).
 Playwright never downloads a browser here: it drives ``/usr/bin/chromium``.
 """
 
@@ -10,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +22,8 @@ from django.conf import settings as django_settings
 
 from fedgov import roles
 from fedgov.actors import Actor
-from reports.services import report_build, report_generate
+from fedgov.models import Profile
+from reports.services import report_build, report_file, report_generate
 from sites.models import ResidencyPolicy
 from tests.factories import UserFactory, totp_code, totp_device, verified_actor
 from tests.reports.conftest import play_round
@@ -215,3 +221,90 @@ def test_dpo_downloads_the_signed_report_from_the_dashboard(server, signed_repor
     assert body.startswith(b"%PDF-")
     assert hashlib.sha256(body).hexdigest() == report.pdf_sha256
     assert saved.suffix == ".pdf"
+
+
+# --- In the reader's language (issue 19) -------------------------------------------
+# Each reader's language comes from their profile, as a DPO in Warsaw sets it once. The
+# checks: the page is in that language, not English, and an instant shows a 24-hour time
+# with its zone. The PNGs are for a person to look at.
+
+# What each page must show in the reader's language, and the English it replaces.
+EXPECTED = {
+    "de": {"round": ("Runde", "Round"), "dashboard": ("Alle Läufe", "All runs")},
+    "pl": {"round": ("Runda", "Round"), "dashboard": ("Wszystkie przebiegi", "All runs")},
+}
+# A 24-hour time with its zone, as the admin and dashboard print every instant.
+TIME_WITH_ZONE = re.compile(r"\b[0-2]\d:[0-5]\d(:[0-5]\d)? (UTC|[A-Z]{3,4}|[+-]\d\d:?\d\d)\b")
+
+
+def speaks(user, language: str) -> None:
+    Profile.objects.update_or_create(user=user, defaults={"language": language})
+
+
+@pytest.fixture
+def played_round(run_needing_approval):
+    """One closed round with its approval, and signed reports in Spanish and French,
+    built before the browser starts (pyHanko signs inside ``asyncio.run``)."""
+    run = run_needing_approval
+    olga, anton = staff("olga", roles.OPERATOR), staff("anton", roles.OPERATOR)
+    play_round(run, 1, operator=Actor.of(olga), approver=verified_actor(anton), accuracy=0.7)
+    staff("dora", roles.DPO)
+    legal = staff("lena", roles.LEGAL)
+    reports = {}
+    for language in ("es", "fr"):
+        report = report_generate(actor=verified_actor(legal), run=run, language=language)
+        report = report_build(actor=Actor.system("tests"), report_id=report.pk)
+        assert report.status == "done", report.error
+        reports[language] = report
+    return Round.objects.get(run=run, number=1), anton, reports
+
+
+@pytest.mark.parametrize("language", ["de", "pl"])
+def test_round_page_and_dashboard_in_the_readers_language(played_round, server, page, language):
+    round_, anton, _reports = played_round
+    speaks(anton, language)
+    admin_login(page, server, "anton", totp_code(totp_device(anton)))
+    page.goto(f"{server}/admin/training/round/{round_.pk}/change/")
+    shot(page, f"lang-{language}-admin-round")
+    text = page.inner_text("body")
+    word, english = EXPECTED[language]["round"]
+    assert word in text, text[:2000]
+    assert f"Change {english.lower()}" not in text
+    assert TIME_WITH_ZONE.search(text), "no 24-hour time with its zone on the round page"
+
+    from django.contrib.auth.models import User
+
+    speaks(User.objects.get(username="dora"), language)
+    page.context.clear_cookies()
+    page.goto(f"{server}/dashboard/")
+    page.wait_for_url(f"{server}/dashboard/login/**")
+    page.fill("#id_username", "dora")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/dashboard/")
+    shot(page, f"lang-{language}-dashboard")
+    text = page.inner_text("body")
+    word, english = EXPECTED[language]["dashboard"]
+    assert word in text and english not in text, text[:2000]
+    assert page.get_attribute("html", "lang") == language
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm is absent")
+def test_report_first_pages_in_spanish_and_french_are_rendered(played_round):
+    _round, _anton, reports = played_round
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for language, report in reports.items():
+        pdf = report_file(report=report, kind="pdf")
+        prefix = ARTIFACTS / f"lang-{language}-report"
+        subprocess.run(
+            ["pdftoppm", "-r", "70", "-png", "-f", "1", "-l", "2", str(pdf), str(prefix)],
+            check=True,
+        )
+        pages = sorted(ARTIFACTS.glob(f"lang-{language}-report-*.png"))
+        assert len(pages) == 2, pages
+        text = subprocess.run(
+            ["pdftotext", "-l", "2", str(pdf), "-"], check=True, capture_output=True, text=True
+        ).stdout
+        assert {"es": "del tratamiento", "fr": "du traitement"}[language] in text.replace(
+            "\n", " "
+        ), text[:1500]
