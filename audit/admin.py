@@ -72,7 +72,7 @@ class RedactedFilter(admin.SimpleListFilter):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(IdentifierColumns, ReadOnlyAdmin[LedgerEntry]):
-    identifier_fields = ("seq",)
+    identifier_fields = ("seq", "actor_id")
     list_display = [
         "seq",
         "event_type",

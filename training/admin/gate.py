@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from fedgov.admin_identifiers import IdentifierColumns
 from fedgov.admin_titles import InflectedTitles
 from sites.choices import role_label
 from training.models import GateDecision, GateResult, SiteEligibility
@@ -107,7 +108,8 @@ class SiteEligibilityInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
 
 
 @admin.register(GateDecision)
-class GateDecisionAdmin(InflectedTitles, _ReadOnly, admin.ModelAdmin):
+class GateDecisionAdmin(InflectedTitles, IdentifierColumns, _ReadOnly, admin.ModelAdmin):
+    identifier_fields = ("ledger_seq",)
     list_display = ("round", "outcome", "evaluated_at", "eligible_count", "actor_name")
     list_filter = ("outcome", "evaluated_at")
     search_fields = ("round__run__name", "snapshot_hash", "actor_name")
