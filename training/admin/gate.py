@@ -12,7 +12,7 @@ from fedgov.admin_identifiers import IdentifierColumns
 from fedgov.admin_titles import InflectedTitles
 from sites.choices import role_label
 from training.models import GateDecision, GateResult, SiteEligibility
-from training.reasons import decision_text, result_text
+from training.reasons import article_text, decision_text, result_text
 from training.selectors import eligible_counts
 
 
@@ -43,7 +43,7 @@ class GateResultInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
     model = GateResult
     verbose_name = _("rule result")
     verbose_name_plural = _("results per site and rule")
-    fields = ("site_label", "rule_id", "article", "verdict", "reason_rendered", "code")
+    fields = ("site_label", "rule_id", "article_rendered", "verdict", "reason_rendered", "code")
     readonly_fields = fields
     ordering = ("site_slug", "position")
     extra = 0
@@ -52,6 +52,10 @@ class GateResultInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
     @admin.display(description=_("site"))
     def site_label(self, obj: GateResult) -> str:
         return obj.site_slug or "(round)"
+
+    @admin.display(description=_("article"))
+    def article_rendered(self, obj: GateResult) -> str:
+        return article_text(obj.article)
 
     @admin.display(description=_("verdict"))
     def verdict(self, obj: GateResult) -> str:

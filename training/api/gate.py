@@ -21,13 +21,16 @@ from fedgov.roles import RolePermission
 from fedgov.validation import INT32_MAX, int_from_text
 from training import selectors
 from training.models import TrainingRun
-from training.reasons import reason_in
+from training.reasons import article_in, reason_in
 from training.services.gate import round_gate
 
 
 class RuleResultSerializer(serializers.Serializer):
     rule_id = serializers.CharField()
-    article = serializers.CharField()
+    article = serializers.CharField(help_text="as stored, language-neutral")
+    article_rendered = serializers.CharField(
+        required=False, help_text="only when asked: ?lang= or Accept-Language"
+    )
     ok = serializers.BooleanField()
     reason = serializers.CharField(help_text="English text, as stored")
     code = serializers.CharField(help_text="the reason's stable code")
@@ -122,6 +125,7 @@ def decision_body(view: selectors.GateDecisionView, language: str | None = None)
             "params": r.params,
         }
         if language is not None:
+            row["article_rendered"] = article_in(language, r.article)
             row["reason_rendered"] = reason_in(language, r.code, r.params, r.reason)
         results_by_site.setdefault(r.site_id, []).append(row)
     data = asdict(view)
