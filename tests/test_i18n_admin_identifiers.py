@@ -151,3 +151,11 @@ def test_verification_page_shows_identifiers_ungrouped_and_counts_grouped(admin_
         grouped = formats.number_format(12345, use_l10n=True, force_grouping=True)
     assert grouped != "12345"
     assert readonly(html, "checkpoints") == grouped
+
+
+@pytest.mark.parametrize(("lang", "yes", "no"), [("de", "Ja", "Nein"), ("pl", "Tak", "Nie")])
+def test_ledger_list_redaction_filter_reads_in_the_readers_language(admin_client, lang, yes, no):
+    html = admin_client(lang).get("/admin/audit/ledgerentry/").content.decode()
+    choices = html.split('id="changelist-filter"', 1)[1]
+    assert f'href="?redacted=yes">{yes}</a>' in choices.replace("\n", "")
+    assert f'href="?redacted=no">{no}</a>' in choices.replace("\n", "")
