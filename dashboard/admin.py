@@ -11,7 +11,7 @@ from fedgov.admin_titles import InflectedTitles
 
 @admin.register(LedgerVerification)
 class LedgerVerificationAdmin(InflectedTitles, IdentifierColumns, admin.ModelAdmin):
-    identifier_fields = ("size", "first_bad_seq", "ledger_seq")
+    identifier_fields = ("id", "size", "first_bad_seq", "ledger_seq")
     list_display = [
         "finished_at",
         "ok",

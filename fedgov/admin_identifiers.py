@@ -1,10 +1,11 @@
-"""Identifier columns in the admin: a ledger seq, a tree size, an id read ungrouped.
+"""Identifiers in the admin: a ledger seq, a tree size, an id read ungrouped.
 
 ``USE_THOUSAND_SEPARATOR`` groups every integer the admin shows ("12.345" in German),
 which is right for a count and wrong for a name: seq 12345 is searched, cited and typed
 as "12345" (docs/glossary.md, Numbers). Django formats a model field's integer by the
-field's type, so a column listed in ``identifier_fields`` is shown through a callable
-that prints the value as Python does, sorted by the same field.
+field's type, so a name listed in ``identifier_fields`` is shown through a callable
+that prints the value as Python does: as a list column (sorted by the same field) and as
+a read-only field of the change page (labelled and explained by the same field).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def identifier_column(model: type[Model], name: str) -> Callable[[Model], str | 
 
 
 class IdentifierColumns(_Base):
-    """ModelAdmin mixin: the names in ``identifier_fields`` show ungrouped in the list."""
+    """ModelAdmin mixin: the names in ``identifier_fields`` show ungrouped in the list and,
+    where they are read-only, on the change page."""
 
     identifier_fields: tuple[str, ...] = ()
 
@@ -60,3 +62,30 @@ class IdentifierColumns(_Base):
     def get_list_display_links(self, request: HttpRequest, list_display: Any) -> Any:
         links = super().get_list_display_links(request, list_display)
         return None if links is None else self._ungrouped(links)
+
+    # The change page. Django formats a read-only model field by its type, but a callable
+    # by its return value: each read-only identifier is swapped for its callable, in the
+    # read-only fields and in the layout alike (the layout names what the page shows). An
+    # identifier the page lets someone edit stays the field: its input is never grouped.
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self._ungrouped(super().get_readonly_fields(request, obj))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        # Django's own test for a view-only page, where every field is read-only.
+        view_only = obj is not None and not self.has_change_permission(request, obj)
+        readonly = set(self.get_readonly_fields(request, obj))
+
+        def swap(name: Any) -> Any:
+            if isinstance(name, list | tuple):  # several fields on one line
+                return type(name)(swap(n) for n in name)
+            if not (isinstance(name, str) and name in self.identifier_fields):
+                return name
+            shown = identifier_column(self.model, name)  # type: ignore[arg-type]
+            return shown if view_only or shown in readonly else name
+
+        return [
+            (title, {**options, "fields": swap(options.get("fields", ()))})
+            for title, options in fieldsets
+        ]

@@ -44,6 +44,8 @@ ACCUSATIVE: dict[str, Any] = {
     "auth.user": pgettext_lazy("accusative", "user"),
     "auth.group": pgettext_lazy("accusative", "group"),
     "axes.accessattempt": pgettext_lazy("accusative", "access attempt"),
+    "axes.accessfailurelog": pgettext_lazy("accusative", "access failure"),
+    "axes.accesslog": pgettext_lazy("accusative", "access log"),
 }
 
 

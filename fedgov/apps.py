@@ -1,6 +1,8 @@
 """fedgov's own app: roles (groups) live in its migrations."""
 
 from django.apps import AppConfig, apps
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import Field
 from django.db.models.signals import post_migrate
 
 # Every fedgov migration that grants roles permissions, with the table it grants them in.
@@ -84,9 +86,11 @@ class FedgovConfig(AppConfig):
 
 def name_third_party_models() -> None:
     """Names in the reader's language for another package's admin entries that it leaves
-    unmarked: django-otp names its app and TOTPDevice in English only, so the admin's
-    sidebar read "OTP_TOTP / TOTP devices" to every reader. Lazy strings whose English is
-    the package's own text, so its migrations see no change (makemigrations --check)."""
+    unmarked: django-otp names its app, TOTPDevice and every field of it in English only,
+    so the admin's sidebar read "OTP_TOTP / TOTP devices" and the device list "User, Name,
+    Created at, Confirmed" to every reader. Lazy strings whose English is the package's
+    own text, so its migrations see no change (makemigrations --check); a field's label
+    and help text serve the list's columns, its filters and the change page alike."""
     from django.utils.translation import gettext_lazy as _
 
     try:
@@ -97,3 +101,57 @@ def name_third_party_models() -> None:
     device = config.get_model("TOTPDevice")
     device._meta.verbose_name = _("TOTP device")
     device._meta.verbose_name_plural = _("TOTP devices")
+    # name -> (label, help text), the help text word for word django-otp 1.7's: a release
+    # that rewords one shows up as a change to its migrations (makemigrations --check).
+    fields = {
+        "user": (_("user"), _("The user that this device belongs to.")),
+        "name": (_("name"), _("The human-readable name of this device.")),
+        "confirmed": (_("confirmed"), _("Is this device ready for use?")),
+        "created_at": (
+            _("created at"),
+            _("The date and time when this device was initially created in the system."),
+        ),
+        "last_used_at": (
+            _("last used at"),
+            _("The most recent date and time this device was used."),
+        ),
+        "key": (_("key"), _("A hex-encoded secret key of up to 40 bytes.")),
+        "step": (_("step"), _("The time step in seconds.")),
+        "t0": (_("t0"), _("The Unix time at which to begin counting steps.")),
+        "digits": (_("digits"), _("The number of digits to expect in a token.")),
+        "tolerance": (
+            _("tolerance"),
+            _("The number of time steps in the past or future to allow."),
+        ),
+        "drift": (
+            _("drift"),
+            _("The number of time steps the prover is known to deviate from our clock."),
+        ),
+        "last_t": (
+            _("last t"),
+            _(
+                "The t value of the latest verified token. The next token must be at a "
+                "higher time step."
+            ),
+        ),
+        "throttling_failure_timestamp": (
+            _("throttling failure timestamp"),
+            _(
+                "A timestamp of the last failed verification attempt. Null if last attempt "
+                "succeeded."
+            ),
+        ),
+        "throttling_failure_count": (
+            _("throttling failure count"),
+            _("Number of successive failed attempts."),
+        ),
+    }
+    for name, (label, help_text) in fields.items():
+        try:
+            field = device._meta.get_field(name)
+        except FieldDoesNotExist:  # another django-otp release: its other fields stay as they are
+            continue
+        if not isinstance(field, Field):  # a reverse relation has no label of its own here
+            continue
+        field.verbose_name = label
+        field.help_text = help_text

@@ -59,7 +59,7 @@ from reports.data import (
 )
 from sites.choices import PolicyStatus
 from training.choices import ApprovalDecision, DpiaStatus, DpMechanism, RoundState
-from training.reasons import reason_text
+from training.reasons import article_text, reason_text
 
 INK = colors.HexColor("#1f2a37")
 MUTED = colors.HexColor("#5b6675")
@@ -840,7 +840,7 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
     for r in facts.rules:
         if r.rule_id not in articles:
             rule_ids.append(r.rule_id)
-            articles[r.rule_id] = r.article
+            articles[r.rule_id] = article_text(r.article)
     sites = list(dict.fromkeys(r.site_slug for r in facts.rules if r.site_slug))
     verdict = {(r.site_slug, r.rule_id): r.ok for r in facts.rules}
     out: list[Flowable] = []
@@ -905,7 +905,7 @@ def _rule_grid(facts: RoundFacts) -> list[Flowable]:
                     [
                         r.site_slug or gettext("(whole round)"),
                         r.rule_id,
-                        r.article,
+                        article_text(r.article),
                         P(gettext("pass") if r.ok else gettext("FAIL")),
                         reason_text(r.code, r.params, r.reason),
                     ]

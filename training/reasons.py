@@ -8,11 +8,13 @@ later version dropped) falls back to the stored English text, never to an error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from django.utils import translation
+from django.utils.translation import gettext
 
 from fedgov.numbers import number
 from training.gate.messages import render
@@ -45,6 +47,24 @@ def reason_in(
     """``reason_text`` in ``language``, whatever the active one."""
     with translation.override(language):
         return reason_text(code, params, fallback)
+
+
+# The one word of a rule's article that is not a citation (training.gate.rules: "policy",
+# "Art. 44 + policy"): the run's residency policy. Articles are cited alike in every
+# language; this word is the reader's.
+_POLICY_WORD = re.compile(r"\bpolicy\b")
+
+
+def article_text(article: str) -> str:
+    """A rule's stored article in the active language: "Art. 44 + Richtlinie" for a German
+    reader. The stored form stays as the rule wrote it (ledger, evidence, snapshot)."""
+    return _POLICY_WORD.sub(lambda _m: gettext("policy"), article or "")
+
+
+def article_in(language: str, article: str) -> str:
+    """``article_text`` in ``language``, whatever the active one (the API, on request)."""
+    with translation.override(language):
+        return article_text(article)
 
 
 def round_reason_text(round_: Any) -> str:

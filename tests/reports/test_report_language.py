@@ -144,6 +144,9 @@ def test_the_gate_reasons_in_the_pdf_follow_its_language(named_run, tmp_path):
     # The round rule's reason, rendered from its code: Polish in one, English in the other.
     assert "ośrodki spełniające każdą regułę" in pl
     assert "site(s) pass every rule" in en and "site(s) pass every rule" not in pl
+    # A rule's article too: the stored "Art. 44 + policy" names the policy in Polish.
+    assert "Art. 44 + polityka" in pl and "Art. 44 + policy" not in pl
+    assert "Art. 44 + policy" in en
 
 
 def test_dates_in_the_pdf_use_the_house_format_of_the_language(named_run, tmp_path):

@@ -8,10 +8,11 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from fedgov.admin_identifiers import IdentifierColumns
 from fedgov.admin_titles import InflectedTitles
 from sites.choices import role_label
 from training.models import GateDecision, GateResult, SiteEligibility
-from training.reasons import decision_text, result_text
+from training.reasons import article_text, decision_text, result_text
 from training.selectors import eligible_counts
 
 
@@ -42,7 +43,7 @@ class GateResultInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
     model = GateResult
     verbose_name = _("rule result")
     verbose_name_plural = _("results per site and rule")
-    fields = ("site_label", "rule_id", "article", "verdict", "reason_rendered", "code")
+    fields = ("site_label", "rule_id", "article_rendered", "verdict", "reason_rendered", "code")
     readonly_fields = fields
     ordering = ("site_slug", "position")
     extra = 0
@@ -51,6 +52,10 @@ class GateResultInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
     @admin.display(description=_("site"))
     def site_label(self, obj: GateResult) -> str:
         return obj.site_slug or "(round)"
+
+    @admin.display(description=_("article"))
+    def article_rendered(self, obj: GateResult) -> str:
+        return article_text(obj.article)
 
     @admin.display(description=_("verdict"))
     def verdict(self, obj: GateResult) -> str:
@@ -111,7 +116,8 @@ class SiteEligibilityInline(_PartOfTheDecision, _ReadOnly, admin.TabularInline):
 
 
 @admin.register(GateDecision)
-class GateDecisionAdmin(InflectedTitles, _ReadOnly, admin.ModelAdmin):
+class GateDecisionAdmin(InflectedTitles, IdentifierColumns, _ReadOnly, admin.ModelAdmin):
+    identifier_fields = ("ledger_seq",)
     list_display = ("round", "outcome", "evaluated_at", "eligible_count", "actor_name")
     list_filter = ("outcome", "evaluated_at")
     search_fields = ("round__run__name", "snapshot_hash", "actor_name")

@@ -23,13 +23,16 @@ from fedgov.roles import RolePermission
 from fedgov.validation import INT32_MAX, int_from_text
 from training import selectors
 from training.models import TrainingRun
-from training.reasons import reason_in
+from training.reasons import article_in, reason_in
 from training.services.gate import round_gate
 
 
 class RuleResultSerializer(serializers.Serializer):
     rule_id = serializers.CharField()
-    article = serializers.CharField()
+    article = serializers.CharField(help_text=_("as stored, language-neutral"))
+    article_rendered = serializers.CharField(
+        required=False, help_text=_("only when asked: ?lang= or Accept-Language")
+    )
     ok = serializers.BooleanField()
     reason = serializers.CharField(help_text=_("English text, as stored"))
     code = serializers.CharField(help_text=_("the reason's stable code"))
@@ -126,6 +129,7 @@ def decision_body(view: selectors.GateDecisionView, language: str | None = None)
             "params": r.params,
         }
         if language is not None:
+            row["article_rendered"] = article_in(language, r.article)
             row["reason_rendered"] = reason_in(language, r.code, r.params, r.reason)
         results_by_site.setdefault(r.site_id, []).append(row)
     data = asdict(view)
