@@ -403,8 +403,11 @@ def _numbers_for_reader(
 def _value(
     value: object, translate: Callable[[str], str] | None, number: NumberFormat | None = None
 ) -> object:
+    # A nested message renders directly, not through the memo: its enclosing message's
+    # key (``repr``) already covers it, and keying every level again cost more than the
+    # renders it saved.
     if is_message(value):
-        return render(value, translate, number)  # type: ignore[arg-type]
+        return _render(value, translate, number)  # type: ignore[arg-type]
     if isinstance(value, list) and value and all(is_message(v) for v in value):
-        return "; ".join(render(v, translate, number) for v in value)
+        return "; ".join(_render(v, translate, number) for v in value)
     return value

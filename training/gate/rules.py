@@ -38,6 +38,9 @@ from training.gate.messages import TEMPLATES, Message, english, msg, render
 PUBLISHED = "published"
 _ART9_CONDITIONS = frozenset(v for v in Art9Condition.values if v)
 _ART10_BASES = frozenset(v for v in Art10Basis.values if v)
+# ``Choices.values`` builds a new list on every read; the rules ask once per dataset.
+_LAWFUL_BASES = frozenset(LawfulBasis.values)
+_ART49_GROUNDS = frozenset(Art49Ground.values)
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ class LawfulBasisRule(_DatasetRule):
             return False, msg("lawful_basis.withdrawn", at=ds.withdrawn_at)
         if ds.all_subjects_withdrawn:
             return False, msg("lawful_basis.all_withdrawn")
-        if ds.lawful_basis not in LawfulBasis.values:
+        if ds.lawful_basis not in _LAWFUL_BASES:
             return False, msg("lawful_basis.missing")
         return True, msg("lawful_basis.ok", basis=ds.lawful_basis)
 
@@ -560,7 +563,7 @@ def _safeguard(
             return False, msg("bcr.incomplete")
         return True, msg("bcr.ok", reference=s.reference, tia=s.tia_reference)
     if s.mechanism == SafeguardMechanism.DEROGATION:
-        if s.ground not in Art49Ground.values or not s.reason.strip():
+        if s.ground not in _ART49_GROUNDS or not s.reason.strip():
             return False, msg("derogation.incomplete")
         return True, msg("derogation.ok", ground=s.ground, reason=s.reason.strip())
     return False, msg("safeguard.unknown", mechanism=repr(s.mechanism))
