@@ -17,8 +17,6 @@ from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth.models import Group, User
-from django.urls import NoReverseMatch, reverse
-from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop, ngettext
 
@@ -68,9 +66,10 @@ class AxesAttemptTexts(_Base):
 
 
 class TranslatedDeviceSections(_Base):
-    """ModelAdmin mixin for django-otp's TOTP device admin: its section titles and its QR
-    code column, which it writes in English only, in the reader's language. The field
-    labels and help texts are the model's (fedgov.apps.name_third_party_models)."""
+    """ModelAdmin mixin for django-otp's TOTP device admin: its section titles, which it
+    writes in English only, in the reader's language. The field labels and help texts are
+    the model's (fedgov.apps.name_third_party_models). Its QR code column and pages are
+    off (``OTP_ADMIN_HIDE_SENSITIVE_DATA``), so they need no translation."""
 
     SECTIONS = {
         "Identity": _("Identity"),
@@ -85,14 +84,6 @@ class TranslatedDeviceSections(_Base):
             (self.SECTIONS.get(title, title) if isinstance(title, str) else title, options)
             for title, options in super().get_fieldsets(request, obj)
         ]
-
-    @admin.display(description=_("QR code"))
-    def qrcode_link(self, device) -> str:
-        try:
-            href = reverse("admin:otp_totp_totpdevice_config", kwargs={"pk": device.pk})
-        except NoReverseMatch:  # as upstream: no link rather than a broken page
-            return ""
-        return format_html('<a href="{}">{}</a>', href, _("QR code"))
 
 
 def _again(model: Any, *mixins: type) -> None:

@@ -129,6 +129,11 @@ AUTHENTICATION_BACKENDS = [
 ]
 # The name authenticator apps show beside the code (otpauth:// issuer).
 OTP_TOTP_ISSUER = env_str("FEDGOV_OTP_ISSUER", "fedgov")
+# A TOTP secret is the second factor itself: an admin who could read another person's
+# key or QR code in the device admin could approve rounds in their name and defeat the
+# four-eyes rule. Each person sees their secret once, at their own enrolment
+# (fedgov/second_factor_views.py); the admin shows neither key nor QR code to anyone.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 AXES_FAILURE_LIMIT = env_int("FEDGOV_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("FEDGOV_LOGIN_LOCKOUT_MINUTES", 15))

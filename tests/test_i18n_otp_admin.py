@@ -22,7 +22,6 @@ COLUMNS = {
         "created_at": "Erstellt am",
         "last_used_at": "Zuletzt verwendet am",
         "confirmed": "Bestätigt",
-        "qrcode_link": "QR-Code",
     },
     "pl": {
         "user": "Użytkownik",
@@ -30,7 +29,6 @@ COLUMNS = {
         "created_at": "Utworzono",
         "last_used_at": "Ostatnio użyto",
         "confirmed": "Potwierdzone",
-        "qrcode_link": "Kod QR",
     },
 }
 PAGE = {
@@ -100,4 +98,20 @@ def test_english_keeps_django_otps_own_words(superuser_in):
     client, _device = superuser_in("en")
     page = client.get("/admin/otp_totp/totpdevice/").content.decode()
     assert headers(page)["created_at"] == "Created at"
-    assert headers(page)["qrcode_link"] == "QR code"
+    assert "qrcode_link" not in headers(page)  # the secret is never shown (settings)
+
+
+def test_no_admin_sees_another_persons_totp_secret(superuser_in):
+    """An adversary with full admin rights reads another operator's device: the page
+    holds neither the key nor a QR code, and the secret's own pages are refused."""
+    _victim_client, victim_device = superuser_in("en")
+    admin_client, _own = superuser_in("de")
+    page = admin_client.get(f"/admin/otp_totp/totpdevice/{victim_device.pk}/change/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert victim_device.key not in body and "otpauth://" not in body
+    assert 'name="key"' not in body
+    for view in ("config", "qrcode"):
+        response = admin_client.get(f"/admin/otp_totp/totpdevice/{victim_device.pk}/{view}/")
+        assert response.status_code == 403, view
+        assert victim_device.key not in response.content.decode()
