@@ -21,7 +21,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
@@ -143,6 +143,11 @@ class EntrySerializer(serializers.ModelSerializer[LedgerEntry]):
         return bytes(entry.leaf_hash).hex()
 
 
+@extend_schema_view(
+    get=extend_schema(
+        description=_("Ledger entries, oldest first, filterable by event type, subject and time.")
+    )
+)
 class EntryList(_LedgerView, generics.ListAPIView[LedgerEntry]):
     """Ledger entries, oldest first, filterable by type, subject and time."""
 
@@ -184,7 +189,12 @@ def _checkpoint_body(view: selectors.CheckpointView) -> CheckpointBody:
 class LatestCheckpoint(_LedgerView, APIView):
     """The most recent signed checkpoint (C2SP signed note in ``note``)."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        description=_(
+            "The most recent signed checkpoint of the ledger (a C2SP signed note in `note`)."
+        ),
+        responses={200: dict},
+    )
     def get(self, request: Request) -> Response:
         self.check_params(request)
         view = selectors.latest_checkpoint()
@@ -196,7 +206,9 @@ class LatestCheckpoint(_LedgerView, APIView):
 class CheckpointAtSize(_LedgerView, APIView):
     """The signed checkpoint at one tree size."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        description=_("The ledger's signed checkpoint at one tree size."), responses={200: dict}
+    )
     def get(self, request: Request, size: int) -> Response:
         self.check_params(request)
         if size > MAX_INT:
@@ -215,6 +227,9 @@ class InclusionProofView(_LedgerView, APIView):
     allowed_params = frozenset({"seq", "size"})
 
     @extend_schema(
+        description=_(
+            "RFC 9162 inclusion proof of ledger entry `seq` in the tree of `size` entries."
+        ),
         parameters=[
             OpenApiParameter("seq", int, required=True),
             OpenApiParameter("size", int, required=True),
@@ -250,6 +265,9 @@ class ConsistencyProofView(_LedgerView, APIView):
     allowed_params = frozenset({"from", "to"})
 
     @extend_schema(
+        description=_(
+            "RFC 9162 consistency proof between the ledger's tree sizes `from` and `to`."
+        ),
         parameters=[
             OpenApiParameter("from", int, required=True),
             OpenApiParameter("to", int, required=True),
@@ -282,7 +300,13 @@ class ConsistencyProofView(_LedgerView, APIView):
 class PublicKeys(_LedgerView, APIView):
     """Every public key fedgov has signed with; ``active`` marks the one that signs now."""
 
-    @extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}})
+    @extend_schema(
+        description=_(
+            "Every public key fedgov has signed the ledger with; `active` marks the one that "
+            "signs now."
+        ),
+        responses={200: {"type": "array", "items": {"type": "object"}}},
+    )
     def get(self, request: Request) -> Response:
         self.check_params(request)
         origin = settings.FEDGOV_LEDGER_ORIGIN
@@ -390,7 +414,13 @@ class HoldList(_HoldView, generics.ListAPIView[LegalHold]):
             holds = holds.filter(released_at__isnull=active)
         return holds
 
-    @extend_schema(parameters=[OpenApiParameter("active", bool)])
+    @extend_schema(
+        description=_(
+            "Legal holds, newest first; `active=true` or `active=false` keeps only held or "
+            "released ones. Retention skips every ledger entry an active hold covers."
+        ),
+        parameters=[OpenApiParameter("active", bool)],
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         self.check_params(request)
         return self.list(request, *args, **kwargs)
@@ -415,7 +445,9 @@ class HoldDetail(_HoldView, APIView):
 
     write_roles = ()
 
-    @extend_schema(responses={200: LegalHoldSerializer})
+    @extend_schema(
+        description=_("One legal hold, active or released."), responses={200: LegalHoldSerializer}
+    )
     def get(self, request: Request, pk: int) -> Response:
         self.check_params(request)
         return Response(LegalHoldSerializer(get_object_or_404(LegalHold, pk=pk)).data)
@@ -426,7 +458,11 @@ class HoldRelease(_HoldView, APIView):
 
     read_roles = ()
 
-    @extend_schema(request=LegalHoldReleaseSerializer, responses={200: LegalHoldSerializer})
+    @extend_schema(
+        description=_("Release an active legal hold, saying why (409 if it was already released)."),
+        request=LegalHoldReleaseSerializer,
+        responses={200: LegalHoldSerializer},
+    )
     def post(self, request: Request, pk: int) -> Response:
         self.check_params(request)
         hold = get_object_or_404(LegalHold, pk=pk)
@@ -458,7 +494,13 @@ class RetentionStatus(_LedgerView, APIView):
     The preview is a dry run of the retention service: it counts, and writes nothing.
     """
 
-    @extend_schema(responses={200: RetentionSerializer})
+    @extend_schema(
+        description=_(
+            "The retention period, what retention has removed so far and what it would "
+            "remove now: a dry run that counts and writes nothing."
+        ),
+        responses={200: RetentionSerializer},
+    )
     def get(self, request: Request) -> Response:
         self.check_params(request)
         outcome = retention_apply(actor=Actor.of(request.user), dry_run=True)

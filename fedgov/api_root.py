@@ -60,7 +60,14 @@ class ApiRoot(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary=_("Every resource of the API"))
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary=_("Every resource of the API"),
+        description=_(
+            "Every resource collection of the API by its path, with links to the OpenAPI "
+            "schema and its documentation."
+        ),
+    )
     def get(self, request: Request) -> Response:
         base = request.build_absolute_uri("/api/v1/")
         resources = {path: base + path for path in collection_paths()}

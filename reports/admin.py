@@ -71,13 +71,15 @@ class ReportAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     readonly_fields = [f.name for f in Report._meta.fields] + ["downloads"]
 
-    @admin.display(description="Download")
+    @admin.display(description=_("Download"))
     def downloads(self, obj: Report) -> str:
         if obj.status != "done":
             return "—"
         url = reverse("report-download", kwargs={"public_id": obj.public_id})
         return format_html_join(
-            " · ", '<a href="{}?file={}">{}</a>', [(url, "pdf", "PDF"), (url, "bundle", "bundle")]
+            " · ",
+            '<a href="{}?file={}">{}</a>',
+            [(url, "pdf", "PDF"), (url, "bundle", _("evidence bundle"))],
         )
 
     def has_module_permission(self, request) -> bool:

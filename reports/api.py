@@ -9,7 +9,12 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -126,6 +131,15 @@ class _ReportView:
     write_roles = REPORT_ROLES
 
 
+@extend_schema_view(
+    get=extend_schema(description=_("Reports, newest first.")),
+    post=extend_schema(
+        description=_(
+            "Request a report on a run (`run`) or on a period (`period_start` and "
+            "`period_end`); it is produced in the background (202)."
+        )
+    ),
+)
 class ReportList(_ReportView, generics.ListCreateAPIView):
     """Reports, newest first; POST {run} or {period_start, period_end} queues one."""
 
@@ -153,6 +167,9 @@ class ReportList(_ReportView, generics.ListCreateAPIView):
         return Response(ReportSerializer(report).data, status=202)
 
 
+@extend_schema_view(
+    get=extend_schema(description=_("One report: its status, checksums and downloads."))
+)
 class ReportDetail(_ReportView, generics.RetrieveAPIView):
     serializer_class = ReportSerializer
     queryset = Report.objects.all()
@@ -163,6 +180,10 @@ class ReportDownload(_ReportView, APIView):
     """The signed PDF (``?file=pdf``, default) or the evidence bundle (``?file=bundle``)."""
 
     @extend_schema(
+        description=_(
+            "A report's signed PDF (`file=pdf`, the default) or its evidence bundle "
+            "(`file=bundle`)."
+        ),
         parameters=[
             OpenApiParameter("file", str, enum=list(ReportFile.values), default=ReportFile.PDF)
         ],
@@ -194,6 +215,10 @@ class LineageView(_ReportView, APIView):
     write_roles = ()
 
     @extend_schema(
+        description=_(
+            "Art. 17 support: the rounds and models a dataset, or a data subject's records, "
+            "went into; name exactly one, `dataset` or `subject`."
+        ),
         parameters=[
             OpenApiParameter("dataset", int, description=_("a dataset id")),
             OpenApiParameter("subject", str, description=_("a subject's pseudonym")),
@@ -226,6 +251,10 @@ class Art30View(_ReportView, APIView):
     write_roles = ()
 
     @extend_schema(
+        description=_(
+            "The records of processing activities (Art. 30), as controller or as processor, "
+            "in CSV, JSON or PDF."
+        ),
         parameters=[
             OpenApiParameter("view", str, enum=["controller", "processor"], default="controller"),
             OpenApiParameter("output", str, enum=["csv", "json", "pdf"], default="json"),

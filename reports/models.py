@@ -19,34 +19,45 @@ class Report(models.Model):
     also in the ledger event ``report.generated``, so a swapped file is detectable.
     """
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
     run = models.ForeignKey(
-        "training.TrainingRun", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "training.TrainingRun",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("run"),
     )
-    run_name = models.CharField(max_length=200, blank=True)
-    period_start = models.DateTimeField(null=True, blank=True)
-    period_end = models.DateTimeField(null=True, blank=True)
+    run_name = models.CharField(_("run name"), max_length=200, blank=True)
+    period_start = models.DateTimeField(_("period start"), null=True, blank=True)
+    period_end = models.DateTimeField(_("period end"), null=True, blank=True)
     status = models.CharField(
-        max_length=16, choices=ReportStatus.choices, default=ReportStatus.QUEUED
+        _("status"), max_length=16, choices=ReportStatus.choices, default=ReportStatus.QUEUED
     )
     progress = models.PositiveSmallIntegerField(
-        default=0, help_text=_("Percent of rounds laid out")
+        _("progress"), default=0, help_text=_("Percent of rounds laid out")
     )
-    error = models.TextField(blank=True)
-    pdf_name = models.CharField(max_length=255, blank=True)
-    pdf_sha256 = models.CharField(max_length=64, blank=True)
-    bundle_name = models.CharField(max_length=255, blank=True)
-    bundle_sha256 = models.CharField(max_length=64, blank=True)
-    anchor_size = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    pdf_name = models.CharField(_("PDF file name"), max_length=255, blank=True)
+    pdf_sha256 = models.CharField(_("PDF SHA-256"), max_length=64, blank=True)
+    bundle_name = models.CharField(_("evidence bundle file name"), max_length=255, blank=True)
+    bundle_sha256 = models.CharField(_("evidence bundle SHA-256"), max_length=64, blank=True)
+    anchor_size = models.BigIntegerField(_("anchoring checkpoint size"), null=True, blank=True)
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("requested by"),
     )
-    requested_by_name = models.CharField(max_length=150)
+    requested_by_name = models.CharField(_("requested by name"), max_length=150)
     # The language the PDF is written in (settings.LANGUAGES); the evidence bundle is
     # language-neutral whatever this says.
-    language = models.CharField(max_length=8, default="en", choices=settings.LANGUAGES)
-    created_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
+    language = models.CharField(
+        _("language"), max_length=8, default="en", choices=settings.LANGUAGES
+    )
+    created_at = models.DateTimeField(_("created at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("audit report")

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -80,6 +80,12 @@ class _RecordViewSet(viewsets.GenericViewSet):
         return Response(self.serializer_class(instance).data, status=code)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_("The federation's sites; a site steward sees only its own site.")
+    ),
+    retrieve=extend_schema(description=_("One site of the federation.")),
+)
 class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordViewSet):
     """Federation participants. DPO writes; Legal, Auditor, Operator read; a steward its own."""
 
@@ -98,25 +104,30 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordViewS
     def get_queryset(self):
         return scope_to_site(super().get_queryset(), self.request.user, "pk")
 
-    @extend_schema(responses={201: SiteSerializer})
+    @extend_schema(description=_("Register a site (DPO)."), responses={201: SiteSerializer})
     def create(self, request: Request) -> Response:
         site = services.site_register(actor=self.actor(), **validated(SiteWriteSerializer, request))
         return self.read(site, status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: SiteSerializer})
+    @extend_schema(description=_("Change a site's details (DPO)."), responses={200: SiteSerializer})
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         fields = validated(SiteUpdateSerializer, request, partial=True)
         site = services.site_update(actor=self.actor(), site=self.get_object(), **fields)
         return self.read(site)
 
-    @extend_schema(responses={200: SiteSerializer})
+    @extend_schema(
+        description=_("Suspend a site, saying why (DPO)."), responses={200: SiteSerializer}
+    )
     @action(detail=True, methods=["post"])
     def suspend(self, request: Request, pk: str | None = None) -> Response:
         reason = validated(RecordReasonSerializer, request)["reason"]
         site = services.site_suspend(actor=self.actor(), site=self.get_object(), reason=reason)
         return self.read(site)
 
-    @extend_schema(responses={200: SiteSerializer})
+    @extend_schema(
+        description=_("Activate a suspended site again, saying why (DPO)."),
+        responses={200: SiteSerializer},
+    )
     @action(detail=True, methods=["post"])
     def activate(self, request: Request, pk: str | None = None) -> Response:
         reason = validated(RecordReasonSerializer, request)["reason"]
@@ -124,6 +135,15 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordViewS
         return self.read(site)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_(
+            "The named processing purposes; every person role reads them (site stewards "
+            "need their codes)."
+        )
+    ),
+    retrieve=extend_schema(description=_("One processing purpose.")),
+)
 class PurposeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordViewSet):
     """Named processing purposes. DPO creates; every person role reads (stewards need codes)."""
 
@@ -133,13 +153,21 @@ class PurposeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVi
     read_roles = (*RECORD_READERS, roles.SITE_STEWARD)
     write_roles = (roles.DPO,)
 
-    @extend_schema(responses={201: PurposeSerializer})
+    @extend_schema(
+        description=_("Create a processing purpose (DPO)."), responses={201: PurposeSerializer}
+    )
     def create(self, request: Request) -> Response:
         data = validated(PurposeSerializer, request)
         purpose = services.purpose_create(actor=self.actor(), **data)
         return self.read(purpose, status.HTTP_201_CREATED)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_("Datasets with their legal facts; a site steward sees only its own site's.")
+    ),
+    retrieve=extend_schema(description=_("One dataset with its legal facts.")),
+)
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordViewSet):
     """Datasets with their legal facts; the consent upload lives here too."""
 
@@ -160,19 +188,27 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVi
     def get_queryset(self):
         return scope_to_site(super().get_queryset(), self.request.user, "site")
 
-    @extend_schema(responses={201: DatasetSerializer})
+    @extend_schema(
+        description=_("Register a dataset with its legal facts (DPO)."),
+        responses={201: DatasetSerializer},
+    )
     def create(self, request: Request) -> Response:
         data = validated(DatasetWriteSerializer, request)
         dataset = services.dataset_register(actor=self.actor(), **data)
         return self.read(dataset, status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: DatasetSerializer})
+    @extend_schema(
+        description=_("Change a dataset's legal facts (DPO)."), responses={200: DatasetSerializer}
+    )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         fields = validated(DatasetUpdateSerializer, request, partial=True)
         dataset = services.dataset_update(actor=self.actor(), dataset=self.get_object(), **fields)
         return self.read(dataset)
 
-    @extend_schema(responses={200: DatasetSerializer})
+    @extend_schema(
+        description=_("Withdraw a dataset from the federation, saying why (DPO)."),
+        responses={200: DatasetSerializer},
+    )
     @action(detail=True, methods=["post"])
     def withdraw(self, request: Request, pk: str | None = None) -> Response:
         reason = validated(RecordReasonSerializer, request)["reason"]
@@ -228,6 +264,14 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVi
         return Response(asdict(result), status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_(
+            "Residency policy versions: a draft can change, a published version never does."
+        )
+    ),
+    retrieve=extend_schema(description=_("One residency policy version.")),
+)
 class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordViewSet):
     """Residency policy versions: drafts change, published versions never do."""
 
@@ -247,13 +291,19 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVie
             return PolicySerializer
         return super().get_serializer_class()
 
-    @extend_schema(responses={201: PolicySerializer})
+    @extend_schema(
+        description=_("Create a residency policy as a draft (DPO)."),
+        responses={201: PolicySerializer},
+    )
     def create(self, request: Request) -> Response:
         data = validated(PolicyCreateSerializer, request)
         policy = services.policy_create_draft(actor=self.actor(), **data)
         return self.read(policy, status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: PolicySerializer})
+    @extend_schema(
+        description=_("Change a draft residency policy (DPO); a published version cannot change."),
+        responses={200: PolicySerializer},
+    )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         fields = validated(PolicyChangesSerializer, request, partial=True)
         policy = services.policy_update_draft(
@@ -261,13 +311,23 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVie
         )
         return self.read(policy)
 
-    @extend_schema(request=None, responses={200: PolicySerializer})
+    @extend_schema(
+        description=_("Publish a draft residency policy (DPO); from then on it never changes."),
+        request=None,
+        responses={200: PolicySerializer},
+    )
     @action(detail=True, methods=["post"])
     def publish(self, request: Request, pk: str | None = None) -> Response:
         policy = services.policy_publish(actor=self.actor(), policy=self.get_object())
         return self.read(policy)
 
-    @extend_schema(responses={201: PolicySerializer})
+    @extend_schema(
+        description=_(
+            "Start a new draft version of a policy with the changes given (DPO); the "
+            "published version stays as it is."
+        ),
+        responses={201: PolicySerializer},
+    )
     @action(detail=True, methods=["post"], url_path="new-version")
     def new_version(self, request: Request, pk: str | None = None) -> Response:
         changes = validated(PolicyChangesSerializer, request, partial=True)
@@ -277,6 +337,17 @@ class PolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, _RecordVie
         return self.read(policy, status.HTTP_201_CREATED)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_(
+            "Current consent per data subject, dataset and purpose; read only: consent "
+            "uploads change it."
+        )
+    ),
+    retrieve=extend_schema(
+        description=_("The current consent of one data subject for one dataset and purpose.")
+    ),
+)
 class ConsentViewSet(viewsets.ReadOnlyModelViewSet):
     """Current consent per subject, dataset and purpose (read only; uploads change it)."""
 
@@ -291,6 +362,12 @@ class ConsentViewSet(viewsets.ReadOnlyModelViewSet):
         return scope_to_site(super().get_queryset(), self.request.user, "dataset__site")
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_("The history behind each consent: every grant and withdrawal as uploaded.")
+    ),
+    retrieve=extend_schema(description=_("One consent grant or withdrawal as uploaded.")),
+)
 class ConsentEventViewSet(viewsets.ReadOnlyModelViewSet):
     """The history behind each consent: every grant and withdrawal as uploaded."""
 

@@ -263,3 +263,27 @@ def test_a_json_upload_names_a_bad_event_by_its_index_everywhere(api, dpo):
     assert body["non_field_errors"] == [
         "2 of 4 events refused (first: events[2], kind); nothing was recorded"
     ]
+
+
+def _operation_descriptions(schema: dict) -> dict[str, str]:
+    return {
+        f"{method.upper()} {path}": operation.get("description", "")
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+
+
+def test_every_operation_is_described_in_the_readers_language(api, dpo):
+    """Docstrings are not descriptions (DISABLE_DOCSTRING_DESCRIPTIONS): each operation
+    says what it does with its own translated description, so none is left blank."""
+    client = api(dpo)
+    english = _operation_descriptions(_schema(client, "en"))
+    assert len(english) > 60  # the walk reaches every app's operations
+    blank = sorted(name for name, text in english.items() if not text.strip())
+    assert not blank, f"operations without a description: {blank}"
+    for lang in ("de", "pl"):
+        translated = _operation_descriptions(_schema(client, lang))
+        assert translated.keys() == english.keys()
+        same = sorted(name for name in english if translated[name] == english[name])
+        assert not same, f"{lang}: described in English: {same}"

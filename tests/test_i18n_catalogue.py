@@ -44,6 +44,8 @@ def test_python_strings_people_read_are_marked():
     # The API's help texts and schema descriptions: the OpenAPI document people read.
     assert {"sites/serializers.py", "sites/api.py", "training/api/gate.py"} <= names
     assert {"reports/api.py", "audit/api.py", "fedgov/api_root.py"} <= names
+    # reports/ files its strings in its own catalogue; they are checked like any other.
+    assert {"reports/admin.py", "reports/models.py", "reports/apps.py"} <= names
     findings = [f for path in modules for f in catalogue.python_findings(path)]
     assert not findings, "wrap in gettext_lazy (_):\n" + _lines(findings)
 
@@ -228,14 +230,16 @@ def test_python_check_accepts_marked_strings_and_non_user_text(tmp_path, name, s
 
 
 def test_python_check_reads_the_api_modules_and_packages(tmp_path):
-    """Serializers, API modules and API packages are read; reports' API although its app
-    keeps its own catalogue; an app's services are not (their errors are tested per
-    language where a person reads them)."""
+    """Serializers, API modules and API packages are read; reports' admin, models and API
+    although the app keeps its own catalogue; an app's services are not (their errors are
+    tested per language where a person reads them)."""
     wanted = [
         "sites/serializers.py",
         "sites/api.py",
         "training/api/gate.py",
         "reports/api.py",
+        "reports/admin.py",
+        "reports/models.py",
         "fedgov/api_root.py",
     ]
     for name in [*wanted, "sites/services/consent.py", "reports/pdf.py"]:

@@ -46,3 +46,31 @@ def test_admin_hides_reports_from_operators(client):
     client.force_login(UserFactory(roles=[roles.OPERATOR], is_staff=True))
 
     assert client.get("/admin/reports/report/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_admin_reads_reports_in_the_readers_language(client):
+    """Columns, link texts and field names come from reports/locale (issue 19)."""
+    from datetime import UTC, datetime
+
+    from reports.models import Report
+
+    report = Report.objects.create(
+        period_start=datetime(2026, 1, 1, tzinfo=UTC),
+        period_end=datetime(2026, 2, 1, tzinfo=UTC),
+        status="done",
+        pdf_sha256="0" * 64,
+        requested_by_name="legal",
+        created_at=datetime(2026, 2, 2, tzinfo=UTC),
+    )
+    client.force_login(UserFactory(roles=[roles.LEGAL], is_staff=True))
+
+    listed = client.get("/admin/reports/report/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    shown = client.get(
+        f"/admin/reports/report/{report.pk}/change/", HTTP_ACCEPT_LANGUAGE="pl"
+    ).content.decode()
+
+    assert "Herunterladen" in listed and ">Nachweispaket</a>" in listed
+    assert "Beginn des Zeitraums" in listed and "Download" not in listed
+    for label in ("Nazwa pliku PDF", "SHA-256 pakietu dowodów", "Rozmiar kotwiczącego"):
+        assert label in shown

@@ -87,7 +87,11 @@ class RoundTicketView(APIView):
     write_roles = (roles.SERVICE,)
 
     @extend_schema(
-        request=None, responses={201: shapes.TicketIssuedSerializer, 200: shapes.RefusalSerializer}
+        description=_(
+            "Gate a round of the run and return a signed ticket, or the refusal and why."
+        ),
+        request=None,
+        responses={201: shapes.TicketIssuedSerializer, 200: shapes.RefusalSerializer},
     )
     def post(self, request: Request, run_id: int, number: int) -> Response:
         run = get_object_or_404(TrainingRun, pk=run_id)
@@ -189,7 +193,12 @@ class RoundUpdatesView(APIView):
     read_roles = (roles.DPO, roles.AUDITOR, roles.SERVICE)
     write_roles = (roles.SERVICE,)
 
-    @extend_schema(responses={200: shapes.ModelUpdateSerializer(many=True)})
+    @extend_schema(
+        description=_(
+            "The model updates recorded for the round: each site's update hash, and the aggregate."
+        ),
+        responses={200: shapes.ModelUpdateSerializer(many=True)},
+    )
     def get(self, request: Request, run_id: int, number: int) -> Response:
         round_ = _round_of(run_id, number)
         return Response(
@@ -211,6 +220,7 @@ class RoundUpdatesView(APIView):
         )
 
     @extend_schema(
+        description=_("Record the round's site update hashes and its aggregate hash."),
         request=shapes.UpdatesReportSerializer,
         responses={201: shapes.RecordedUpdateSerializer(many=True)},
     )
@@ -287,6 +297,9 @@ class RoundEvaluationsView(APIView):
     write_roles = (roles.SERVICE,)
 
     @extend_schema(
+        description=_(
+            "Record the sites' federated evaluation replies under the round's evaluation ticket."
+        ),
         request=shapes.EvaluationsReportSerializer,
         responses={201: shapes.EvaluationsRecordedSerializer},
     )
@@ -315,6 +328,11 @@ class RoundCloseView(APIView):
     write_roles = (roles.SERVICE, roles.OPERATOR)
 
     @extend_schema(
+        description=_(
+            "Close a round a Flower run drove by itself (`flwr run`): its recorded aggregate "
+            "is closed with a signed checkpoint. Answers the round's state; 409 while it "
+            "cannot close yet."
+        ),
         request=None,
         responses={200: shapes.RoundClosedSerializer, 409: shapes.RoundClosedSerializer},
     )
@@ -344,7 +362,11 @@ class RoundExclusionsView(APIView):
     read_roles = (roles.SERVICE, roles.SITE_STEWARD, roles.DPO)
     write_roles = ()
 
-    @extend_schema(parameters=[_SITE], responses={200: shapes.SubjectListSerializer})
+    @extend_schema(
+        description=_("The data subjects the site named by `site` must leave out of the round."),
+        parameters=[_SITE],
+        responses={200: shapes.SubjectListSerializer},
+    )
     def get(self, request: Request, run_id: int, number: int) -> Response:
         return _site_listing(
             request, run_id, number, kind="exclusions", read=flower_services.round_exclusions
@@ -354,7 +376,11 @@ class RoundExclusionsView(APIView):
 class RoundAllowedView(RoundExclusionsView):
     """GET ?site=<slug>: the only subjects that site may train on in round n."""
 
-    @extend_schema(parameters=[_SITE], responses={200: shapes.SubjectListSerializer})
+    @extend_schema(
+        description=_("The only data subjects the site named by `site` may train on in the round."),
+        parameters=[_SITE],
+        responses={200: shapes.SubjectListSerializer},
+    )
     def get(self, request: Request, run_id: int, number: int) -> Response:
         return _site_listing(
             request, run_id, number, kind="allow-list", read=flower_services.round_allowed
@@ -369,7 +395,9 @@ class SupernodeView(APIView):
     write_roles = (roles.SERVICE, roles.OPERATOR)
 
     @extend_schema(
-        request=shapes.SupernodeBindSerializer, responses={201: shapes.SupernodeBoundSerializer}
+        description=_("Bind a site to the node id of its Flower SuperNode."),
+        request=shapes.SupernodeBindSerializer,
+        responses={201: shapes.SupernodeBoundSerializer},
     )
     def post(self, request: Request, slug: str) -> Response:
         site = get_object_or_404(Site, slug=slug)
@@ -382,7 +410,11 @@ class SupernodeView(APIView):
         )
         return Response({"site": site.slug, "node_id": site.flower_node_id}, status=201)
 
-    @extend_schema(request=shapes.SupernodeUnbindSerializer, responses={204: None})
+    @extend_schema(
+        description=_("Unbind a site from its Flower SuperNode, saying why."),
+        request=shapes.SupernodeUnbindSerializer,
+        responses={204: None},
+    )
     def delete(self, request: Request, slug: str) -> Response:
         site = get_object_or_404(Site, slug=slug)
         data = request.data if isinstance(request.data, dict) else {}
@@ -399,7 +431,10 @@ class PublicKeyView(APIView):
     read_roles = roles.ALL_ROLES
     write_roles = ()
 
-    @extend_schema(responses={200: shapes.PublicKeySerializer})
+    @extend_schema(
+        description=_("fedgov's active ticket-signing public key (PEM) and its key id."),
+        responses={200: shapes.PublicKeySerializer},
+    )
     def get(self, request: Request) -> Response:
         key = active_key()
         return Response({"key_id": key.key_id, "public_key_pem": public_pem(key.public_key)})

@@ -182,6 +182,7 @@ class RoundGateView(APIView):
     write_roles = (roles.OPERATOR, roles.SERVICE, roles.DPO)
 
     @extend_schema(
+        description=_("Run the GDPR gate for a planned round of a run and record its decision."),
         request=None,
         responses={
             201: GateDecisionSerializer,
@@ -205,7 +206,10 @@ class RoundDecisionView(APIView):
     read_roles = (roles.OPERATOR, roles.SERVICE, roles.DPO, roles.LEGAL, roles.AUDITOR)
     write_roles = ()
 
-    @extend_schema(responses={200: GateDecisionSerializer, 404: OpenApiResponse()})
+    @extend_schema(
+        description=_("The latest gate decision of a round of a run."),
+        responses={200: GateDecisionSerializer, 404: OpenApiResponse()},
+    )
     def get(self, request, run_id: int, round_no: str) -> Response:
         run = get_object_or_404(TrainingRun, pk=run_id)
         view = selectors.gate_decision_latest(run_id=run.pk, round_no=_round_no(round_no))

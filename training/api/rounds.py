@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -45,6 +46,14 @@ class _RoundActionView(APIView):
         return Response(RoundStateSerializer(round_).data, status=status.HTTP_200_OK)
 
 
+@extend_schema_view(
+    post=extend_schema(
+        description=_(
+            "Approve a round awaiting approval (four-eyes approval: not by the person "
+            "who requested it)."
+        )
+    )
+)
 class RoundApproveView(_RoundActionView):
     """Approve a round awaiting approval (four-eyes: not its requester)."""
 
@@ -52,6 +61,9 @@ class RoundApproveView(_RoundActionView):
         round_approve(actor=actor, round=round_, reason=reason)
 
 
+@extend_schema_view(
+    post=extend_schema(description=_("Reject a round awaiting approval; it ends as rejected."))
+)
 class RoundRejectView(_RoundActionView):
     """Reject a round awaiting approval; it ends in ``rejected``."""
 
@@ -59,6 +71,11 @@ class RoundRejectView(_RoundActionView):
         round_reject(actor=actor, round=round_, reason=reason)
 
 
+@extend_schema_view(
+    post=extend_schema(
+        description=_("Abort a round that has not ended; its workloads are terminated.")
+    )
+)
 class RoundAbortView(_RoundActionView):
     """Abort a round that has not ended; its workloads are terminated."""
 

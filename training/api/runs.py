@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -164,6 +164,14 @@ class RoundFilter(django_filters.FilterSet):
 # ------------------------------------------------------------------------------ views
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_("Training runs with their purpose, datasets, residency policy and DPIA.")
+    ),
+    retrieve=extend_schema(
+        description=_("One training run with its purpose, datasets, residency policy and DPIA.")
+    ),
+)
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Training runs: Operators and the DPO create them; the Service role reads them."""
 
@@ -179,13 +187,21 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_serializer_class(self):
         return RunCreateSerializer if self.action == "create" else RunSerializer
 
-    @extend_schema(responses={201: RunSerializer})
+    @extend_schema(
+        description=_("Create a training run (Operator, DPO)."), responses={201: RunSerializer}
+    )
     def create(self, request: Request) -> Response:
         data = validated(RunCreateSerializer, request)
         run = services.run_create(actor=Actor.of(request.user), **data)
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_("The data protection impact assessments (Art. 35) of the training runs.")
+    ),
+    retrieve=extend_schema(description=_("One data protection impact assessment (Art. 35).")),
+)
 class DpiaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """DPIAs (Art. 35): the DPO records and approves; the other person roles read."""
 
@@ -201,13 +217,19 @@ class DpiaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             self.action, DpiaSerializer
         )
 
-    @extend_schema(responses={201: DpiaSerializer})
+    @extend_schema(
+        description=_("Record the data protection impact assessment (Art. 35) of a run (DPO)."),
+        responses={201: DpiaSerializer},
+    )
     def create(self, request: Request) -> Response:
         data = validated(DpiaRecordSerializer, request)
         dpia = services.dpia_record(actor=Actor.of(request.user), **data)
         return Response(DpiaSerializer(dpia).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: DpiaSerializer})
+    @extend_schema(
+        description=_("Approve a data protection impact assessment until a given day (DPO)."),
+        responses={200: DpiaSerializer},
+    )
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         data = validated(DpiaApproveSerializer, request)
@@ -215,6 +237,12 @@ class DpiaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return Response(DpiaSerializer(dpia).data)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        description=_("Rounds, read only: the gate and the round's state machine move them.")
+    ),
+    retrieve=extend_schema(description=_("One round with its state and the reason for it.")),
+)
 class RoundViewSet(viewsets.ReadOnlyModelViewSet):
     """Rounds, read only: the gate and the round state machine move them."""
 
