@@ -265,22 +265,28 @@ class OpenNebulaProvisioner:
 
     @staticmethod
     def _take_down(client: OneClient, vm: VmInfo, report: Cleanup) -> bool:
-        """One attempt; True when oned accepted a terminate-hard."""
+        """One attempt; True when oned accepted a terminate-hard.
+
+        Each note names the state fedgov *read* just before the call ("seen in"): the
+        VM may move on between ``one.vm.info`` and the action (a BOOT that finishes in
+        between makes oned accept a terminate it refused a moment ago), so the note
+        must not claim oned's state at the instant it answered.
+        """
         try:
             client.vm_action("terminate-hard", vm.id)
         except OpenNebulaError as exc:
-            report.note(f"terminate-hard in {vm.state_name}: refused ({exc.message})")
+            report.note(f"terminate-hard, VM seen in {vm.state_name}: refused ({exc.message})")
             if exc.code != states.ACTION:
                 return False
         else:
-            report.note(f"terminate-hard in {vm.state_name}: accepted")
+            report.note(f"terminate-hard, VM seen in {vm.state_name}: accepted")
             return True
         try:
             client.vm_recover(vm.id, RECOVER_DELETE)
         except OpenNebulaError as exc:
-            report.note(f"recover delete in {vm.state_name}: refused ({exc.message})")
+            report.note(f"recover delete, VM seen in {vm.state_name}: refused ({exc.message})")
         else:
-            report.note(f"recover delete in {vm.state_name}: accepted")
+            report.note(f"recover delete, VM seen in {vm.state_name}: accepted")
         return False
 
     # -- steps ---------------------------------------------------------------------------

@@ -341,7 +341,7 @@ def test_ledger_contract_of_every_workload_event(standin, make_site, run, settin
     cleanup = json.loads(entries[-1].payload)["cleanup"]
     assert set(cleanup) == {"vm_id", "attempts", "outcome", "stopped"}
     # BOOT_FAILURE: oned turns the terminate into a delete (DispatchManager::terminate).
-    assert cleanup["attempts"][0] == "terminate-hard in ACTIVE/BOOT_FAILURE: accepted"
+    assert cleanup["attempts"][0] == "terminate-hard, VM seen in ACTIVE/BOOT_FAILURE: accepted"
     assert (cleanup["outcome"], cleanup["stopped"]) == ("DONE", True)
     assert [e.seq for e in entries] == list(range(entries[0].seq, entries[0].seq + 6))
     assert {e.subject_type for e in entries} == {"workload"}
