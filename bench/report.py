@@ -102,7 +102,7 @@ def round_facts(number: int, sites: int) -> rd.RoundFacts:
         state_reason="",
         created_at=at,
         gate_outcome="allowed",
-        gate_reason=f"allowed: {sites - bool(failing)} of {sites} site(s) eligible",
+        gate_reason=f"allowed: {sites - bool(failing)} of {sites} sites eligible",
         gate_at=at,
         snapshot_hash=h("snap", number),
         rules=(

@@ -18,7 +18,7 @@ from typing import IO, Any
 from xml.sax.saxutils import escape
 
 from django.utils import formats
-from django.utils.translation import gettext, gettext_noop, pgettext, pgettext_lazy
+from django.utils.translation import gettext, gettext_noop, ngettext, pgettext, pgettext_lazy
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.linecharts import HorizontalLineChart
 from reportlab.graphics.shapes import Drawing, String
@@ -481,11 +481,11 @@ def _cover(doc: ReportInput, headers: list[RunHeader]) -> Iterator[Flowable]:
     yield _facts_box(
         [
             (
-                gettext("Controller(s)"),
+                ngettext("Controller", "Controllers", len(controllers)),
                 "; ".join(controllers) or pgettext("report facts", "none recorded"),
             ),
             (
-                gettext("Run(s)"),
+                ngettext("Run", "Runs", len(headers)),
                 ", ".join(h.name for h in headers) or gettext("no run in this scope"),
             ),
             (gettext("Purpose"), "; ".join(purposes) or "—"),
@@ -515,6 +515,12 @@ def _cover(doc: ReportInput, headers: list[RunHeader]) -> Iterator[Flowable]:
     yield PageBreak()
 
 
+def _counted(template: str, count: int) -> str:
+    """An ``ngettext`` sentence chosen for ``count``, with the count written as the reader
+    writes numbers."""
+    return template % {"count": number(count)}
+
+
 def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
     total = len(series)
     allowed = sum(1 for p in series if p.gate_outcome == "allowed")
@@ -540,29 +546,61 @@ def _summary(header: RunHeader, series: list[RoundPoint]) -> Iterator[Flowable]:
             "reference": dpia.reference,
             "status": _in_sentence(_label(DpiaStatus, dpia.status)),
         }
-    text = gettext(
-        "Run <b>%(name)s</b> trains a shared model for the purpose <b>%(purpose)s</b> "
-        "across %(sites)s site(s), aggregated in %(country)s, under policy "
-        "<b>%(policy)s v%(version)s</b>; %(dpia)s. This report covers %(total)s round(s): "
-        "the GDPR gate allowed %(allowed)s and blocked %(blocked)s, and refused a site "
-        "%(refused)s time(s) (per site and round); %(closed)s closed normally. %(excluded)s "
-        "subject(s) were excluded from training because their consent had been withdrawn or "
-        "had expired at the round's instant."
-    ) % {
-        "name": escape(header.name),
-        "purpose": escape(header.purpose_name),
-        "sites": number(len(header.controllers)),
-        "country": escape(header.aggregator_country),
-        "policy": escape(header.policy.name),
-        "version": header.policy.version,
-        "dpia": escape(dpia_text),
-        "total": number(total),
-        "allowed": number(allowed),
-        "blocked": number(blocked),
-        "refused": number(refused),
-        "closed": number(closed),
-        "excluded": number(excluded),
-    }
+    sites = len(header.controllers)
+    # One sentence per count, so each count's noun takes its language's plural form.
+    sentences = [
+        gettext(
+            "Run <b>%(name)s</b> trains a shared model for the purpose <b>%(purpose)s</b>, "
+            "aggregated in %(country)s, under policy <b>%(policy)s v%(version)s</b>; %(dpia)s."
+        )
+        % {
+            "name": escape(header.name),
+            "purpose": escape(header.purpose_name),
+            "country": escape(header.aggregator_country),
+            "policy": escape(header.policy.name),
+            "version": header.policy.version,
+            "dpia": escape(dpia_text),
+        },
+        _counted(
+            ngettext("The run spans %(count)s site.", "The run spans %(count)s sites.", sites),
+            sites,
+        ),
+        _counted(
+            ngettext(
+                "This report covers %(count)s round.", "This report covers %(count)s rounds.", total
+            ),
+            total,
+        ),
+        gettext("The GDPR gate allowed %(allowed)s and blocked %(blocked)s of them.")
+        % {"allowed": number(allowed), "blocked": number(blocked)},
+        _counted(
+            ngettext(
+                "The gate refused a site %(count)s time (per site and round).",
+                "The gate refused a site %(count)s times (per site and round).",
+                refused,
+            ),
+            refused,
+        ),
+        _counted(
+            ngettext(
+                "Of these, %(count)s round closed normally.",
+                "Of these, %(count)s rounds closed normally.",
+                closed,
+            ),
+            closed,
+        ),
+        _counted(
+            ngettext(
+                "In all, %(count)s subject was excluded from training because their consent "
+                "had been withdrawn or had expired at the round's instant.",
+                "In all, %(count)s subjects were excluded from training because their consent "
+                "had been withdrawn or had expired at the round's instant.",
+                excluded,
+            ),
+            excluded,
+        ),
+    ]
+    text = " ".join(sentences)
     if accuracies:
         text += gettext(" Model accuracy went from %(first)s to %(last)s.") % {
             "first": number(accuracies[0], 2),

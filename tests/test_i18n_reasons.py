@@ -31,7 +31,7 @@ from tests.factories import (
 )
 from training.gate import replay, to_snapshot
 from training.gate.builder import build_context
-from training.gate.messages import TEMPLATES, msg, render
+from training.gate.messages import TEMPLATES, Plural, msg, render
 from training.models import GateResult
 from training.reasons import reason_in, result_text
 from training.services.gate import decision_snapshot, round_gate
@@ -45,8 +45,8 @@ RESIDENCY = {
     "pl": "obliczenia w US poza obszarami polityki (EEA)",
 }
 ALLOWED = {
-    "de": "zugelassen: 1 von 2 Standort(en) teilnahmeberechtigt",
-    "pl": "dozwolona: 1 z 2 ośrodków dopuszczonych",
+    "de": "zugelassen: 1 von 2 Standorten teilnahmeberechtigt",
+    "pl": "dozwolona: dopuszczono 1 z 2 ośrodków",
 }
 PLACEHOLDER = re.compile(r"%\((\w+)\)")
 
@@ -116,7 +116,7 @@ def test_the_gate_stores_english_whatever_language_is_active(run, operator_user)
         decision = round_gate(actor=verified_actor(operator_user), run=run, round_no=1)
     row = _residency(decision)
     assert row.reason == ENGLISH
-    assert decision.reason.startswith("allowed: 1 of 2 site(s) eligible; refused: nl-media")
+    assert decision.reason.startswith("allowed: 1 of 2 sites eligible; refused: nl-media")
 
 
 def test_snapshot_hash_is_the_same_whichever_language_reads_it(decided, run):
@@ -161,7 +161,10 @@ def result_text_in(lang: str, row: GateResult) -> str:
 def test_every_reason_template_is_translated_with_the_same_placeholders(lang):
     untranslated = []
     with translation.override(lang):
-        for code, template in TEMPLATES.items():
+        for code, entry in TEMPLATES.items():
+            if isinstance(entry, Plural):
+                continue  # test_every_plural_reason_has_each_form_of_the_language
+            template = entry
             translated = translation.gettext(template)
             assert sorted(PLACEHOLDER.findall(translated)) == sorted(
                 PLACEHOLDER.findall(template)
@@ -171,6 +174,71 @@ def test_every_reason_template_is_translated_with_the_same_placeholders(lang):
             if translated == template and words and not template.startswith("Art. %("):
                 untranslated.append(code)
     assert untranslated == []
+
+
+PLURALS = {code: t for code, t in TEMPLATES.items() if isinstance(t, Plural)}
+
+
+def test_no_reason_writes_a_plural_as_s_in_brackets():
+    templates = [t for entry in TEMPLATES.values() for t in _forms(entry)]
+    assert PLURALS and not [t for t in templates if "(s)" in t or "(en)" in t]
+
+
+def _forms(entry: str | Plural) -> list[str]:
+    return [entry.one, entry.other] if isinstance(entry, Plural) else [entry]
+
+
+# Counts that pick each form somewhere: Polish 1 / 2-4, 22 / 5, 12, 0; French 0 and 1
+# together; Spanish a million.
+COUNTS = (0, 1, 2, 4, 5, 12, 22, 1_000_000)
+
+
+@pytest.mark.parametrize("lang", [code for code, _ in settings.LANGUAGES if code != "en"])
+def test_every_plural_reason_has_each_form_of_the_language(lang):
+    with translation.override(lang):
+        for code, plural in PLURALS.items():
+            texts = {translation.ngettext(plural.one, plural.other, n) for n in COUNTS}
+            assert not texts & {plural.one, plural.other}, (code, texts)
+            for text in texts:
+                assert sorted(PLACEHOLDER.findall(text)) == sorted(
+                    PLACEHOLDER.findall(plural.other)
+                ), (code, text)
+                assert "(s)" not in text and "(e)" not in text and "(en)" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("lang", "count", "expected"),
+    [
+        ("en", 1, "1 site passes every rule; the policy needs 2"),
+        ("en", 0, "0 sites pass every rule; the policy needs 2"),
+        ("de", 1, "1 Standort erfüllt jede Regel; die Richtlinie verlangt 2"),
+        ("de", 3, "3 Standorte erfüllen jede Regel; die Richtlinie verlangt 2"),
+        ("es", 1, "1 sede cumple todas las reglas; la política exige 2"),
+        ("es", 0, "0 sedes cumplen todas las reglas; la política exige 2"),
+        ("fr", 0, "0 site respecte chaque règle ; la politique en exige 2"),
+        ("fr", 3, "3 sites respectent chaque règle ; la politique en exige 2"),
+        ("pl", 1, "1 ośrodek spełnia każdą regułę; polityka wymaga 2"),
+        ("pl", 3, "3 ośrodki spełniają każdą regułę; polityka wymaga 2"),
+        ("pl", 22, "22 ośrodki spełniają każdą regułę; polityka wymaga 2"),
+        ("pl", 5, "5 ośrodków spełnia każdą regułę; polityka wymaga 2"),
+        ("pl", 12, "12 ośrodków spełnia każdą regułę; polityka wymaga 2"),
+    ],
+)
+def test_a_count_reads_in_the_form_its_language_gives_it(lang, count, expected):
+    reason = msg("min_sites", passing=count, needed=2)
+    assert reason_in(lang, reason["code"], reason["params"]) == expected
+    if lang == "en":
+        assert render(reason) == expected  # the stored English text
+
+
+def test_a_row_stored_without_its_count_reads_in_the_plural():
+    # privacy.unprotected_rounds carries "count" only since plurals; an older row's
+    # params hold the rounds as text alone.
+    params = {"rounds": "1, 2", "budget": 3.0}
+    assert render({"code": "privacy.unprotected_rounds", "params": params}).startswith(
+        "rounds 1, 2 released"
+    )
+    assert reason_in("de", "privacy.unprotected_rounds", params).startswith("Runden 1, 2 haben")
 
 
 @pytest.mark.parametrize(
@@ -286,14 +354,22 @@ def test_the_app_catalogues_are_complete_and_compiled_from_their_po(app, lang):
     import polib
 
     folder = Path(settings.BASE_DIR) / app / "locale" / lang / "LC_MESSAGES"
-    entries = {
-        (e.msgctxt, e.msgid): e.msgstr for e in polib.pofile(str(folder / "django.po")) if e.msgid
-    }
+    po = [e for e in polib.pofile(str(folder / "django.po")) if e.msgid]
+    entries = {(e.msgctxt, e.msgid): e.msgstr for e in po if not e.msgid_plural}
+    plurals = {(e.msgid, e.msgid_plural): e.msgstr_plural for e in po if e.msgid_plural}
     assert len(entries) > 50, folder
     untranslated = [msgid for msgid, msgstr in entries.items() if not msgstr]
+    untranslated += [key for key, forms in plurals.items() if not all(forms.values())]
     assert not untranslated, (app, lang, untranslated)
     with (folder / "django.mo").open("rb") as mo:
         compiled = stdlib_gettext.GNUTranslations(mo)
     for (context, msgid), msgstr in entries.items():
         shown = compiled.pgettext(context, msgid) if context else compiled.gettext(msgid)
         assert shown == msgstr, (app, lang, context, msgid)
+    for (one, other), forms in plurals.items():
+        shown = {compiled.ngettext(one, other, n) for n in COUNTS}
+        assert shown == set(forms.values()) - {forms.get(3)} or shown == set(forms.values()), (
+            app,
+            lang,
+            one,
+        )

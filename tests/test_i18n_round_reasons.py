@@ -105,7 +105,7 @@ def test_a_persons_typed_reason_stays_as_typed_inside_the_translation(gated_roun
                     }
                 ],
             },
-            "2 site(s) placed on host h1 in DE; pl-news blocked: "
+            "2 sites placed on host h1 in DE; pl-news blocked: "
             "its SuperNode does not run on this host",
         ),
     ],

@@ -35,7 +35,10 @@ def reason_text(code: str, params: Mapping[str, Any] | None, fallback: str = "")
         return fallback
     try:
         return render(
-            {"code": code, "params": dict(params or {})}, translation.gettext, reader_number
+            {"code": code, "params": dict(params or {})},
+            translation.gettext,
+            reader_number,
+            translation.ngettext,
         )
     except (KeyError, TypeError, ValueError):
         return fallback

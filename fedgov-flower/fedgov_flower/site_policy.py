@@ -109,6 +109,6 @@ class SitePolicy:
             if count < self.min_approvals:
                 raise TicketRefused(
                     "site_policy_approvals",
-                    f"the round carries {count} approval(s); this site requires "
-                    f"{self.min_approvals}",
+                    f"the round carries {count} approval{'' if count == 1 else 's'}; "
+                    f"this site requires {self.min_approvals}",
                 )

@@ -33,7 +33,8 @@ def test_pdf_art30_and_gate_agree_on_refusals_roles_and_transfers(played_run, tm
 
     # Blocked counts per site and round, from the decisions themselves.
     refused = SiteEligibility.objects.filter(decision__round__run=run, eligible=False).count()
-    assert f"refused a site {refused} time(s) (per site and round)" in text
+    times = "time" if refused == 1 else "times"
+    assert f"refused a site {refused} {times} (per site and round)" in text
 
     # Roles: the report's controllers and the Art. 30 record name each site's role alike.
     header = run_header(run_id=run.pk)
@@ -115,5 +116,7 @@ def test_excluded_counts_are_subjects_in_the_pdf_the_api_and_the_gates_rows(play
     build_pdf(run, out)
     text = _flat(pdf_text(out))
     total = sum(sum(v.values()) for v in from_rows.values())
-    assert f"{total} subject(s) were excluded from training" in text
-    assert "record(s) were excluded" not in text and "Records excluded" not in text
+    were = "subject was" if total == 1 else "subjects were"
+    assert f"In all, {total} {were} excluded from training" in text
+    for wrong in ("records were excluded", "record was excluded", "Records excluded"):
+        assert wrong not in text

@@ -118,7 +118,7 @@ def test_round_admin_and_dashboard_show_the_same_figures(dp_run, client):
     client.force_login(staff("bea", roles.OPERATOR))
     html = client.get(change_url(Round.objects.get(run=dp_run, number=2))).content.decode()
     assert "Differential privacy" in html and "Central DP, server-side clipping" in html
-    assert f"ε={eps2:.4f}" in html and "2 of 3 site(s)" in html and "at δ=0.00001" in html
+    assert f"ε={eps2:.4f}" in html and "2 of 3 sites" in html and "at δ=0.00001" in html
 
     dpo = Client()
     dpo.force_login(UserFactory(username="dora", roles=[roles.DPO]))

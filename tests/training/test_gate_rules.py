@@ -276,7 +276,7 @@ CASES = [
             ),
         ),
         False,
-        "round(s) 2 released an aggregate without noise: ε is unbounded",
+        "round 2 released an aggregate without noise: ε is unbounded",
     ),
     (
         "privacy-budget",

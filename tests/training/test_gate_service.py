@@ -305,7 +305,7 @@ def test_a_release_without_noise_makes_the_budget_unbounded():
     decision = round_gate(actor=ACTOR, run=run, round_no=2)
     assert decision.outcome == "blocked"
     failed = GateResult.objects.get(decision=decision, rule_id="privacy-budget")
-    assert "round(s) 1 released an aggregate without noise" in failed.reason
+    assert "round 1 released an aggregate without noise" in failed.reason
 
 
 def test_an_aggregate_recorded_without_privacy_record_counts_as_released_without_noise():

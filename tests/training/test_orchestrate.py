@@ -164,7 +164,7 @@ def test_too_few_sites_after_placement_blocks_the_round_and_terminates_its_vms(
     round_ = round_drive(actor=ACTOR, round_id=round_.pk)
 
     assert round_.state == S.BLOCKED
-    assert "only 2 site(s) passed placement, the policy needs 3" in round_.state_reason
+    assert "only 2 sites passed placement, the policy needs 3" in round_.state_reason
     assert "es-blogs" in round_.state_reason
     assert all_live_vms(standin) == []
     assert not Workload.objects.filter(run=run, state=WorkloadState.RUNNING).exists()

@@ -94,7 +94,7 @@ def test_change_page_shows_state_gate_per_site_and_rule_and_what_is_missing(clie
     assert "<td>3</td>" in html
     # Nothing approved yet, and the page says what is missing.
     assert "No approvals or rejections yet." in html
-    assert "1 more approval(s) from distinct operators (have 0 of 1)" in html
+    assert "1 more approval from distinct operators (have 0 of 1)" in html
     # The decisions an operator may take here, and no save button.
     assert decide_url(awaiting, "approve") in html
     assert decide_url(awaiting, "reject") in html
@@ -242,7 +242,7 @@ def test_wrong_state_and_expired_approvals_show_as_messages(client, awaiting, bo
     round_approve(actor=verified_actor(bob), round=awaiting, reason="first of two")
     html = client.get(change_url(awaiting)).content.decode()
     assert "expired" in html
-    assert "2 more approval(s) from distinct operators (have 0 of 2)" in html
+    assert "2 more approvals from distinct operators (have 0 of 2)" in html
 
 
 def test_rounds_refuse_add_change_and_delete(client, awaiting, bob):

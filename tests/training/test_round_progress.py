@@ -79,9 +79,7 @@ def test_a_round_still_recording_updates_is_not_failed(running, monkeypatch, sta
     result = round_advance(actor=ACTOR, round_id=running.pk)
 
     assert result.after == S.FAILED
-    assert Round.objects.get(pk=running.pk).state_reason.endswith(
-        "1 site update(s) but no aggregate"
-    )
+    assert Round.objects.get(pk=running.pk).state_reason.endswith("1 site update but no aggregate")
 
 
 def test_the_default_progress_limit_is_minutes_not_the_tickets_lifetime(settings):

@@ -8,7 +8,10 @@ stores in ``reason`` is ``render(message)`` with no translation, so it never dep
 the reader; ``training.reasons`` renders the same data in the reader's language.
 
 Templates use gettext's named placeholders; ``gettext_noop`` only marks them for
-``makemessages`` (the catalogues live in ``training/locale``).
+``makemessages`` (the catalogues live in ``training/locale``). A template whose words
+follow a count ("1 site passes", "3 sites pass") is a ``Plural``, marked with ``ngettext``
+below: English picks its form by the count, a reader's language by its own plural rule
+(Polish has four forms), never "site(s)".
 """
 
 from __future__ import annotations
@@ -17,15 +20,45 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from django.utils.translation import gettext_noop as _
 
 Message = dict[str, Any]
 
+
+@dataclass(frozen=True)
+class Plural:
+    """A template in its English singular and plural; ``count`` names the param (an int,
+    or a list whose length counts) that chooses between them."""
+
+    one: str
+    other: str
+    count: str
+
+    def number_in(self, params: Mapping[str, Any]) -> int | None:
+        """The count ``params`` give, or None when they hold none (the plural form then)."""
+        value = params.get(self.count)
+        if isinstance(value, list | tuple):
+            return len(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return None
+
+
+def ngettext(one: str, other: str, *, count: str) -> Plural:
+    """Marks a plural template for ``makemessages`` (xgettext's own ``ngettext:1,2``
+    keyword) without translating it: the gate stores English, readers translate."""
+    return Plural(one, other, count)
+
+
+# A translator for plural templates: (singular, plural, n) -> text (``ngettext``).
+PluralTranslate = Callable[[str, str, int], str]
+
 # Code -> English template. Codes are stable: evidence and stored rows name them, so a
 # code is never reused for another meaning; change the wording, not the code.
-TEMPLATES: dict[str, str] = {
+TEMPLATES: dict[str, str | Plural] = {
     # A rule over several datasets or transfer legs: each item is a reason of its own.
     "datasets": "%(items)s",
     "transfer.legs": "%(items)s",
@@ -79,7 +112,11 @@ TEMPLATES: dict[str, str] = {
         "%(records)s eligible (%(subjects)s subjects with valid consent, %(other)s declared "
         "records under other bases); the policy needs %(needed)s"
     ),
-    "min_sites": _("%(passing)s site(s) pass every rule; the policy needs %(needed)s"),
+    "min_sites": ngettext(
+        "%(passing)s site passes every rule; the policy needs %(needed)s",
+        "%(passing)s sites pass every rule; the policy needs %(needed)s",
+        count="passing",
+    ),
     # Art. 35
     "dpia.not_required": _("the policy does not require a DPIA"),
     "dpia.missing": _("no DPIA recorded for the run"),
@@ -186,9 +223,14 @@ TEMPLATES: dict[str, str] = {
         "budget ε=%(budget)g at δ=%(delta)g set but the run applies no mechanism that adds "
         "noise: no ε can be claimed"
     ),
-    "privacy.unprotected_rounds": _(
-        "round(s) %(rounds)s released an aggregate without noise: ε is unbounded against the "
-        "budget ε=%(budget)g"
+    # ``count``: the number of rounds named (stored since plurals; older rows lack it and
+    # read in the plural).
+    "privacy.unprotected_rounds": ngettext(
+        "round %(rounds)s released an aggregate without noise: ε is unbounded against the "
+        "budget ε=%(budget)g",
+        "rounds %(rounds)s released an aggregate without noise: ε is unbounded against the "
+        "budget ε=%(budget)g",
+        count="count",
     ),
     "privacy.no_round_figures": _("the accountant gave no figures for this round"),
     "privacy.spent": _(
@@ -196,7 +238,11 @@ TEMPLATES: dict[str, str] = {
         "δ=%(delta)g (%(method)s, %(relation)s, z=%(z)g)"
     ),
     # The decision as a whole
-    "gate.allowed": _("allowed: %(eligible)s of %(total)s site(s) eligible"),
+    "gate.allowed": ngettext(
+        "allowed: %(eligible)s of %(total)s site eligible",
+        "allowed: %(eligible)s of %(total)s sites eligible",
+        count="total",
+    ),
     "gate.blocked": _("blocked: %(failed)s"),
     "gate.rule_failed": _("%(rule_id)s: %(reason)s"),
     "gate.refused": _("%(verdict)s; refused: %(refused)s"),
@@ -217,9 +263,15 @@ TEMPLATES: dict[str, str] = {
     "round.no_ticket": _("no ticket could be issued: %(error)s"),
     "round.ticket_expired": _("the round's ticket expired before any update was recorded"),
     "round.no_progress": _("no progress for %(idle)s s (limit %(limit)s s): %(found)s"),
-    "round.updates_no_aggregate": _("%(count)s site update(s) but no aggregate"),
+    "round.updates_no_aggregate": ngettext(
+        "%(count)s site update but no aggregate",
+        "%(count)s site updates but no aggregate",
+        count="count",
+    ),
     "round.no_update": _("no update was recorded"),
-    "round.aggregated": _("%(count)s site update(s) aggregated"),
+    "round.aggregated": ngettext(
+        "%(count)s site update aggregated", "%(count)s site updates aggregated", count="count"
+    ),
     # Recovery after a killed manage.py federate; one phrase per state it may have left,
     # whole, so each language can inflect it.
     "round.owner_killed": _("manage.py federate (process %(pid)s) driving it was killed; %(was)s"),
@@ -233,28 +285,53 @@ TEMPLATES: dict[str, str] = {
     "round.was.aggregated": _("it was aggregated"),
     "round.was": _("it was %(state)s"),
     "round.placing_on_host": _("placing the local SuperNodes on this host"),
-    "approvals.more_distinct": _(
-        "%(more)s more approval(s) from distinct operators (have %(have)s of %(needed)s)"
+    "approvals.more_distinct": ngettext(
+        "%(more)s more approval from distinct operators (have %(have)s of %(needed)s)",
+        "%(more)s more approvals from distinct operators (have %(have)s of %(needed)s)",
+        count="more",
     ),
     "approvals.controller_dpo": _("approval from the DPO of controller %(site)s"),
-    "round.placed_on_host": _("%(count)s site(s) placed on host %(host)s in %(country)s"),
-    "round.placed_on_host_blocked": _(
-        "%(count)s site(s) placed on host %(host)s in %(country)s; %(blocked)s"
+    "round.placed_on_host": ngettext(
+        "%(count)s site placed on host %(host)s in %(country)s",
+        "%(count)s sites placed on host %(host)s in %(country)s",
+        count="count",
     ),
-    "round.too_few_on_host": _(
-        "only %(count)s site(s) passed placement on host %(host)s, the policy needs %(needed)s"
+    "round.placed_on_host_blocked": ngettext(
+        "%(count)s site placed on host %(host)s in %(country)s; %(blocked)s",
+        "%(count)s sites placed on host %(host)s in %(country)s; %(blocked)s",
+        count="count",
     ),
-    "round.too_few_on_host_blocked": _(
-        "only %(count)s site(s) passed placement on host %(host)s, the policy needs "
-        "%(needed)s; %(blocked)s"
+    "round.too_few_on_host": ngettext(
+        "only %(count)s site passed placement on host %(host)s, the policy needs %(needed)s",
+        "only %(count)s sites passed placement on host %(host)s, the policy needs %(needed)s",
+        count="count",
     ),
-    "round.placed_inside": _("%(count)s site(s) placed inside %(areas)s"),
-    "round.placed_inside_blocked": _("%(count)s site(s) placed inside %(areas)s; %(blocked)s"),
-    "round.too_few_placed": _(
-        "only %(count)s site(s) passed placement, the policy needs %(needed)s"
+    "round.too_few_on_host_blocked": ngettext(
+        "only %(count)s site passed placement on host %(host)s, the policy needs "
+        "%(needed)s; %(blocked)s",
+        "only %(count)s sites passed placement on host %(host)s, the policy needs "
+        "%(needed)s; %(blocked)s",
+        count="count",
     ),
-    "round.too_few_placed_blocked": _(
-        "only %(count)s site(s) passed placement, the policy needs %(needed)s; %(blocked)s"
+    "round.placed_inside": ngettext(
+        "%(count)s site placed inside %(areas)s",
+        "%(count)s sites placed inside %(areas)s",
+        count="count",
+    ),
+    "round.placed_inside_blocked": ngettext(
+        "%(count)s site placed inside %(areas)s; %(blocked)s",
+        "%(count)s sites placed inside %(areas)s; %(blocked)s",
+        count="count",
+    ),
+    "round.too_few_placed": ngettext(
+        "only %(count)s site passed placement, the policy needs %(needed)s",
+        "only %(count)s sites passed placement, the policy needs %(needed)s",
+        count="count",
+    ),
+    "round.too_few_placed_blocked": ngettext(
+        "only %(count)s site passed placement, the policy needs %(needed)s; %(blocked)s",
+        "only %(count)s sites passed placement, the policy needs %(needed)s; %(blocked)s",
+        count="count",
     ),
     "round.site_blocked": _("%(site)s blocked: %(why)s"),
     "round.site_why": _("%(site)s: %(why)s"),
@@ -352,8 +429,10 @@ def render(
     message: Mapping[str, Any],
     translate: Callable[[str], str] | None = None,
     number: NumberFormat | None = None,
+    translate_plural: PluralTranslate | None = None,
 ) -> str:
-    """The text of ``message``: English, or through ``translate`` (a gettext).
+    """The text of ``message``: English, or through ``translate`` (a gettext) and
+    ``translate_plural`` (an ngettext, for ``Plural`` templates).
 
     ``number`` formats each numeric param for the reader ("0,00001" for a German
     reader's δ, where the stored English says "1e-05"); without it numbers print as
@@ -365,18 +444,37 @@ def render(
     """
     if translate is None and number is None and _ENGLISH_MEMO.get() is not None:
         return english(message)[0]  # type: ignore[arg-type]
-    return _render(message, translate, number)
+    return _render(message, translate, number, translate_plural)
+
+
+def template_for(
+    code: str,
+    params: Mapping[str, Any],
+    translate: Callable[[str], str] | None = None,
+    translate_plural: PluralTranslate | None = None,
+) -> str:
+    """The template of ``code`` for these params: translated when a translator is given,
+    and for a ``Plural`` the form its count asks for (English: "one" for 1 only)."""
+    template = TEMPLATES[code]
+    if not isinstance(template, Plural):
+        return translate(template) if translate is not None else template
+    n = template.number_in(params)
+    if translate_plural is not None:
+        # No count (a row stored before it was a param): the plural, as gettext picks
+        # it for a number that is not 1 in every language fedgov speaks.
+        return translate_plural(template.one, template.other, 2 if n is None else n)
+    return template.one if n == 1 else template.other
 
 
 def _render(
     message: Mapping[str, Any],
     translate: Callable[[str], str] | None,
     number: NumberFormat | None,
+    translate_plural: PluralTranslate | None = None,
 ) -> str:
-    template = TEMPLATES[message["code"]]
-    if translate is not None:
-        template = translate(template)
-    params = {k: _value(v, translate, number) for k, v in dict(message.get("params") or {}).items()}
+    raw = dict(message.get("params") or {})
+    template = template_for(message["code"], raw, translate, translate_plural)
+    params = {k: _value(v, translate, number, translate_plural) for k, v in raw.items()}
     if number is not None and params:
         template, params = _numbers_for_reader(template, params, number)
     return template % params if params else template
@@ -401,13 +499,16 @@ def _numbers_for_reader(
 
 
 def _value(
-    value: object, translate: Callable[[str], str] | None, number: NumberFormat | None = None
+    value: object,
+    translate: Callable[[str], str] | None,
+    number: NumberFormat | None = None,
+    translate_plural: PluralTranslate | None = None,
 ) -> object:
     # A nested message renders directly, not through the memo: its enclosing message's
     # key (``repr``) already covers it, and keying every level again cost more than the
     # renders it saved.
     if is_message(value):
-        return _render(value, translate, number)  # type: ignore[arg-type]
+        return _render(value, translate, number, translate_plural)  # type: ignore[arg-type]
     if isinstance(value, list) and value and all(is_message(v) for v in value):
-        return "; ".join(_render(v, translate, number) for v in value)
+        return "; ".join(_render(v, translate, number, translate_plural) for v in value)
     return value

@@ -614,7 +614,13 @@ class PrivacyBudget(_Rule):
         if p.unprotected_rounds:
             rounds = ", ".join(map(str, p.unprotected_rounds))
             return self.result(
-                False, msg("privacy.unprotected_rounds", rounds=rounds, budget=budget)
+                False,
+                msg(
+                    "privacy.unprotected_rounds",
+                    rounds=rounds,
+                    count=len(p.unprotected_rounds),
+                    budget=budget,
+                ),
             )
         if p.spent is None or p.after is None or p.would_exceed is None:
             return self.result(False, msg("privacy.no_round_figures"))

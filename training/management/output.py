@@ -59,3 +59,8 @@ class RichOutput:
         console.print(renderable)
         self.stdout.write(buffer.getvalue(), ending="")
         self.stdout.flush()
+
+
+def subjects_word(count: int) -> str:
+    """The noun for ``count`` data subjects in the commands' English output."""
+    return "subject" if count == 1 else "subjects"

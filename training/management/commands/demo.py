@@ -15,7 +15,7 @@ from fedgov.errors import FedgovError
 from sites.choices import role_label
 from training import selectors
 from training.gate.rules import ARTICLES, RULE_IDS
-from training.management.output import RichOutput, scenario_person
+from training.management.output import RichOutput, scenario_person, subjects_word
 from training.scenario import (
     ScenarioError,
     apply_round_events,
@@ -102,7 +102,7 @@ class Command(RichOutput, BaseCommand):
             try:
                 withdrawn = apply_round_events(spec, loaded, round_spec, actor=dpo)
                 for slug, count in withdrawn.items():
-                    self._say(f"  • {slug}: {count} subject(s) withdrew consent")
+                    self._say(f"  • {slug}: {count} {subjects_word(count)} withdrew consent")
                 decision = round_gate(actor=operator, run=loaded.run, round_no=round_spec.number)
             except FedgovError as exc:
                 raise CommandError(f"round {round_spec.number} failed: {exc}") from None

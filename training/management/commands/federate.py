@@ -65,7 +65,7 @@ from training.flower.supervisor import (
     wait_for_port,
     write_flwr_home,
 )
-from training.management.output import RichOutput, scenario_person
+from training.management.output import RichOutput, scenario_person, subjects_word
 from training.models import Round
 from training.scenario import (
     RoundSpec,
@@ -547,7 +547,7 @@ class Command(RichOutput, BaseCommand):
         self._say("")
         self._say(f"[bold]Round {number}[/] of run [cyan]{self.run.name}[/]")
         for slug, count in withdrawn.items():
-            self._say(f"  • {slug}: {count} subject(s) withdrew consent")
+            self._say(f"  • {slug}: {count} {subjects_word(count)} withdrew consent")
         round_ = orchestrate.round_start(actor=self.operator, run=self.run, round_no=number)
         self.current = round_
         self._say(f"  • gate: {round_.state} — {round_.state_reason}")
@@ -656,7 +656,8 @@ class Command(RichOutput, BaseCommand):
     def _flower_round(self, round_: Round, carried: str) -> tuple[float | None, str]:
         running = Workload.objects.filter(run=self.run, state=WorkloadState.RUNNING).count()
         evidence = self.var / f"round{round_.number}"
-        self._say(f"  • Flower round on {running} SuperNode VM(s) …")
+        vms = "VM" if running == 1 else "VMs"
+        self._say(f"  • Flower round on {running} SuperNode {vms} …")
         if self.app is not None:
             return self._app_round(round_, running), carried
         epochs = {"local-epochs": self.epochs} if self.epochs is not None else {}
