@@ -30,8 +30,8 @@ Message = dict[str, Any]
 
 @dataclass(frozen=True)
 class Plural:
-    """A template in its English singular and plural; ``count`` names the param (an int,
-    or a list whose length counts) that chooses between them."""
+    """A template in its English singular and plural; ``count`` names the int param that
+    chooses between them."""
 
     one: str
     other: str
@@ -40,8 +40,6 @@ class Plural:
     def number_in(self, params: Mapping[str, Any]) -> int | None:
         """The count ``params`` give, or None when they hold none (the plural form then)."""
         value = params.get(self.count)
-        if isinstance(value, list | tuple):
-            return len(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         return None
