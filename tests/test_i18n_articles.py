@@ -12,17 +12,8 @@ from django.test import Client
 from django.utils import translation
 
 from fedgov import roles
-from tests.factories import (
-    ConsentFactory,
-    DatasetFactory,
-    DpiaFactory,
-    PurposeFactory,
-    RunFactory,
-    SiteFactory,
-    UserFactory,
-    login_verified,
-    verified_actor,
-)
+from tests.factories import UserFactory, login_verified, verified_actor
+from tests.test_i18n_reasons import residency_split_run
 from training.models import GateResult
 from training.reasons import article_in, article_text
 from training.services.gate import round_gate
@@ -42,15 +33,7 @@ SHOWN = {
 @pytest.fixture
 def decided():
     """Round 1 gated while Polish is active: nl-media computes in the US and fails residency."""
-    purpose = PurposeFactory()
-    run = RunFactory(purpose=purpose, num_rounds=3)
-    DpiaFactory(run=run)
-    for slug, compute in (("de-legal", "DE"), ("nl-media", "US")):
-        ds = DatasetFactory(
-            site=SiteFactory(slug=slug, compute_country=compute), purposes=[purpose]
-        )
-        run.datasets.add(ds)
-        ConsentFactory(dataset=ds, purpose=purpose, subject_pseudonym=f"{slug}-s0001")
+    run = residency_split_run()
     user = UserFactory(username="op-articles", is_staff=True, roles=[roles.OPERATOR, roles.DPO])
     with translation.override("pl"):
         return round_gate(actor=verified_actor(user), run=run, round_no=1)

@@ -51,8 +51,9 @@ ALLOWED = {
 PLACEHOLDER = re.compile(r"%\((\w+)\)")
 
 
-@pytest.fixture
-def run():
+def residency_split_run():
+    """A run over two sites, de-legal computing in DE and nl-media in the US (which fails
+    residency), each with one consenting subject."""
     purpose = PurposeFactory()
     run = RunFactory(purpose=purpose, num_rounds=3)
     DpiaFactory(run=run)
@@ -63,6 +64,11 @@ def run():
         run.datasets.add(ds)
         ConsentFactory(dataset=ds, purpose=purpose, subject_pseudonym=f"{slug}-s0001")
     return run
+
+
+@pytest.fixture
+def run():
+    return residency_split_run()
 
 
 @pytest.fixture

@@ -50,6 +50,12 @@ def _translated(text: str, english: str, word: str, *filled: str) -> None:
     assert not re.search(r"\{\w*(![rs])?\}|%\(\w+\)s", text), text
 
 
+def _refused(response, status: int):
+    """The body of a refusal, once its status is the expected one."""
+    assert response.status_code == status, response.content
+    return response.json()
+
+
 def _page(response) -> str:
     return html.unescape(response.content.decode())
 
@@ -94,8 +100,7 @@ def test_a_run_with_bad_facts_is_refused_field_by_field_in_the_readers_language(
     body = _run_body(dataset, PolicyFactory(), aggregator_country="XX", dp_clipping_norm=1.0)
     client = api(make_user(roles.OPERATOR, username=f"op-{lang}"))
     response = client.post("/api/v1/runs", body, format="json", HTTP_ACCEPT_LANGUAGE=lang)
-    assert response.status_code == 400
-    errors = response.json()
+    errors = _refused(response, 400)
     assert set(errors) == {"aggregator_country", "dp_clipping_norm"}
     _translated(
         errors["aggregator_country"][0],
@@ -131,8 +136,7 @@ def test_a_run_on_a_draft_policy_with_a_taken_name_is_refused_in_the_readers_lan
     before = LedgerEntry.objects.count()
     body = _run_body(dataset, policy)
     response = client.post("/api/v1/runs", body, format="json", HTTP_ACCEPT_LANGUAGE=lang)
-    assert response.status_code == 400
-    errors = response.json()
+    errors = _refused(response, 400)
     _translated(errors["policy"][0], "eu v4 is a draft; publish it first", draft, "eu v4")
     _translated(
         errors["name"][0], "a run named 'topics-2027' already exists", taken, "'topics-2027'"
@@ -290,8 +294,9 @@ def test_the_gate_api_refuses_in_the_readers_language(
     client = api(make_user(roles.OPERATOR, username=f"op-{lang}"))
     run = RunFactory(name=f"g-{lang}", num_rounds=3)
     outside = client.post(f"/api/v1/runs/{run.pk}/rounds/4/gate", HTTP_ACCEPT_LANGUAGE=lang)
-    assert outside.status_code == 400
-    _translated(outside.json()["round_no"][0], "must be between 1 and 3 for this run", range_)
+    _translated(
+        _refused(outside, 400)["round_no"][0], "must be between 1 and 3 for this run", range_
+    )
 
     RoundFactory(run=run, number=1, state=RoundState.GATED)
     gated = client.post(f"/api/v1/runs/{run.pk}/rounds/1/gate", HTTP_ACCEPT_LANGUAGE=lang)
@@ -302,8 +307,9 @@ def test_the_gate_api_refuses_in_the_readers_language(
     run.status = RunStatus.FINISHED
     run.save(update_fields=["status"])
     stopped = client.post(f"/api/v1/runs/{run.pk}/rounds/2/gate", HTTP_ACCEPT_LANGUAGE=lang)
-    assert stopped.status_code == 409
-    _translated(stopped.json()["detail"], f"run g-{lang} is finished", inactive, f"g-{lang}")
+    _translated(
+        _refused(stopped, 409)["detail"], f"run g-{lang} is finished", inactive, f"g-{lang}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -321,11 +327,11 @@ def test_the_gate_decision_api_says_what_is_missing_in_the_readers_language(
     client = api(make_user(roles.DPO, username=f"dpo-{lang}"))
     run = RunFactory()
     missing = client.get(f"/api/v1/runs/{run.pk}/rounds/1/decision", HTTP_ACCEPT_LANGUAGE=lang)
-    assert missing.status_code == 404
-    _translated(missing.json()["detail"], "this round has no gate decision yet", none_yet)
+    _translated(_refused(missing, 404)["detail"], "this round has no gate decision yet", none_yet)
     bad = client.post(f"/api/v1/runs/{run.pk}/rounds/1/gate?lang=xx", HTTP_ACCEPT_LANGUAGE=lang)
-    assert bad.status_code == 400
-    _translated(bad.json()["lang"][0], "must be one of en, de, es, pl, fr", one_of, "en, de")
+    _translated(
+        _refused(bad, 400)["lang"][0], "must be one of en, de, es, pl, fr", one_of, "en, de"
+    )
 
 
 # ---------------------------------------------------------------------- Flower, per person
@@ -347,8 +353,7 @@ def test_supernode_and_site_list_refusals_read_in_the_readers_language(
     operator = api(make_user(roles.OPERATOR, username=f"op-{lang}"))
     url = f"/api/v1/sites/{site.slug}/supernode"
     empty = operator.delete(url, {"reason": " "}, format="json", HTTP_ACCEPT_LANGUAGE=lang)
-    assert empty.status_code == 400
-    _translated(empty.json()["reason"][0], "say why the SuperNode is locked out", reason)
+    _translated(_refused(empty, 400)["reason"][0], "say why the SuperNode is locked out", reason)
     none = operator.delete(url, {"reason": "retired"}, format="json", HTTP_ACCEPT_LANGUAGE=lang)
     assert none.status_code == 409
     english = f"site s-{lang} has no registered SuperNode"
@@ -383,8 +388,7 @@ def test_a_report_request_is_refused_in_the_readers_language(api, lang, unknown,
 
     def post(body):
         response = client.post("/api/v1/reports", body, format="json", HTTP_ACCEPT_LANGUAGE=lang)
-        assert response.status_code == 400
-        return response.json()
+        return _refused(response, 400)
 
     missing = post({"run": 999999})["run"][0]
     _translated(missing, "training run 999999 does not exist", unknown, "999999")
@@ -408,16 +412,14 @@ def test_a_report_request_is_refused_in_the_readers_language(api, lang, unknown,
 def test_report_reads_refuse_bad_parameters_in_the_readers_language(api, lang, one_of, exactly):
     client = api(UserFactory(username=f"aud-{lang}", roles=[roles.AUDITOR]))
     record = client.get("/api/v1/reports/art30?view=both", HTTP_ACCEPT_LANGUAGE=lang)
-    assert record.status_code == 400
-    _translated(record.json()["view"][0], "must be one of controller, processor", one_of)
+    _translated(_refused(record, 400)["view"][0], "must be one of controller, processor", one_of)
     assert "controller, processor" in record.json()["view"][0]  # the values stay codes
     lineage = client.get("/api/v1/reports/lineage", HTTP_ACCEPT_LANGUAGE=lang)
     assert lineage.status_code == 400
     english = "give exactly one of dataset or subject"
     _translated(lineage.json()["non_field_errors"][0], english, exactly)
     gone = client.get("/api/v1/reports/lineage?dataset=999999", HTTP_ACCEPT_LANGUAGE=lang)
-    assert gone.status_code == 404
-    assert "999999" in gone.json()["detail"]
+    assert "999999" in _refused(gone, 404)["detail"]
     assert gone.json()["detail"] != "dataset 999999 does not exist"
 
 
@@ -459,11 +461,10 @@ def test_the_report_admin_refuses_in_the_readers_language(lang, neither, not_req
 def test_the_ledger_api_refuses_in_the_readers_language(api, lang, tree, unknown, flag):
     client = api(UserFactory(username=f"aud-{lang}", roles=[roles.AUDITOR]))
     proof = client.get("/api/v1/ledger/inclusion?seq=0&size=5", HTTP_ACCEPT_LANGUAGE=lang)
-    assert proof.status_code == 400
-    _translated(proof.json()["size"][0], "the tree has 0 entries", tree)
+    _translated(_refused(proof, 400)["size"][0], "the tree has 0 entries", tree)
     extra = client.get("/api/v1/ledger/checkpoints/latest?x=1", HTTP_ACCEPT_LANGUAGE=lang)
-    assert extra.status_code == 400
-    _translated(extra.json()["x"][0], "unknown query parameter", unknown)
+    _translated(_refused(extra, 400)["x"][0], "unknown query parameter", unknown)
     holds = client.get("/api/v1/ledger/holds?active=maybe", HTTP_ACCEPT_LANGUAGE=lang)
-    assert holds.status_code == 400
-    _translated(holds.json()["active"][0], "must be true or false, got 'maybe'", flag, "'maybe'")
+    _translated(
+        _refused(holds, 400)["active"][0], "must be true or false, got 'maybe'", flag, "'maybe'"
+    )
