@@ -39,7 +39,13 @@ INT64_MAX = 2**63 - 1
 
 # Reasons are lazy (issue 19): a reason raised while one language is active reads in the
 # language of whoever is shown it (the admin's or the API's reader); numbers likewise.
-_number = lazy(number, str)
+lazy_number = lazy(number, str)
+
+
+def one_of(values: Iterable[str]) -> Any:
+    """The refusal naming the values a field or parameter takes: "must be one of a, b",
+    the values being codes, written the same in every language."""
+    return format_lazy(_("must be one of {allowed}"), allowed=", ".join(values))
 
 
 def is_ascii_digits(text: str) -> bool:
@@ -134,7 +140,7 @@ def check_text(errors: Errors, field: str, value: Any, *, max_length: int) -> No
     elif len(value) > max_length:
         errors.add(
             field,
-            format_lazy(_("must be at most {count} characters"), count=_number(max_length)),
+            format_lazy(_("must be at most {count} characters"), count=lazy_number(max_length)),
         )
 
 
@@ -156,7 +162,9 @@ def check_int(errors: Errors, field: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         errors.add(field, _("must be a whole number"))
     elif value < minimum:
-        errors.add(field, format_lazy(_("must be at least {minimum}"), minimum=_number(minimum)))
+        errors.add(
+            field, format_lazy(_("must be at least {minimum}"), minimum=lazy_number(minimum))
+        )
 
 
 def check_bool(errors: Errors, field: str, value: Any) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.http import FileResponse, Http404, HttpResponse
-from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -24,17 +21,11 @@ from fedgov import roles
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
 from fedgov.roles import RolePermission
-from fedgov.validation import INT64_MAX, int_from_text
+from fedgov.validation import INT64_MAX, int_from_text, one_of
 from reports.choices import ReportFile
 from reports.data import Period, run_ref
 from reports.models import Report
 from reports.services import report_file, report_generate, requester_language
-
-
-def _one_of(values) -> Any:
-    """A refusal naming the values a parameter takes: codes, the same in every language."""
-    return format_lazy(_("must be one of {allowed}"), allowed=", ".join(values))
-
 
 REPORT_ROLES = (roles.LEGAL, roles.DPO, roles.AUDITOR)
 
@@ -196,7 +187,7 @@ class ReportDownload(_ReportView, APIView):
     def get(self, request: Request, public_id) -> FileResponse:
         kind = request.query_params.get("file", ReportFile.PDF)
         if kind not in ReportFile.values:
-            raise InvalidInput({"file": [_one_of(ReportFile.values)]})
+            raise InvalidInput({"file": [one_of(ReportFile.values)]})
         report = Report.objects.filter(public_id=public_id).first()
         if report is None:
             raise Http404(_("no such report"))
@@ -285,13 +276,13 @@ class Art30View(_ReportView, APIView):
         view, output = params.get("view", "controller"), params.get("output", "json")
         errors = {}
         if view not in art30.VIEWS:
-            errors["view"] = [_one_of(art30.VIEWS)]
+            errors["view"] = [one_of(art30.VIEWS)]
         if output not in art30.FORMATS:
-            errors["output"] = [_one_of(art30.FORMATS)]
+            errors["output"] = [one_of(art30.FORMATS)]
         offered = [code for code, _name in settings.LANGUAGES]
         language = params.get("lang") or requester_language(Actor.of(request.user))
         if language not in offered:
-            errors["lang"] = [_one_of(offered)]
+            errors["lang"] = [one_of(offered)]
         if errors:
             raise InvalidInput(errors)
         body, content_type, name = art30.render(

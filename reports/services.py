@@ -20,6 +20,7 @@ from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.second_factor import require_second_factor
 from fedgov.tasks import enqueue
+from fedgov.validation import one_of
 from reports import bundle as report_bundle
 from reports import data as report_data
 from reports.assemble import report_input
@@ -79,9 +80,7 @@ def report_generate(
         errors["period"] = [_("the period must end after it starts")]
     offered = [code for code, _ in settings.LANGUAGES]
     if language is not None and language not in offered:
-        errors["language"] = [
-            format_lazy(_("must be one of {allowed}"), allowed=", ".join(offered))
-        ]
+        errors["language"] = [one_of(offered)]
     if errors:
         raise InvalidInput(errors)
     with transaction.atomic(durable=True):

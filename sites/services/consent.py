@@ -12,7 +12,6 @@ from typing import Any, cast
 
 import rfc8785
 from django.db import connection, transaction
-from django.utils.functional import lazy
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext_lazy
@@ -21,10 +20,10 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput
-from fedgov.numbers import number
 from fedgov.validation import (
     Errors,
     as_aware_datetime,
+    lazy_number,
 )
 from sites import selectors as site_selectors
 from sites.choices import (
@@ -86,7 +85,6 @@ _ROW_FIELDS = frozenset({"subject_pseudonym", "purpose", "kind", "occurred_at", 
 
 # Row errors are read by whoever uploaded (admin form, API 400), possibly in another
 # language than the one active when the service ran: lazy, numbers included.
-_number = lazy(number, str)
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ class _RowNames:
 
     def repeats(self, index: int) -> Any:
         if self.lines is not None:
-            return format_lazy(_("repeats line {line}"), line=_number(self.lines[index]))
+            return format_lazy(_("repeats line {line}"), line=lazy_number(self.lines[index]))
         return format_lazy(_("repeats events[{index}]"), index=str(index))
 
     def summary(self, refused: int, total: int, index: int, field: str) -> Any:
@@ -118,7 +116,7 @@ class _RowNames:
                 "nothing was recorded",
                 total,
             )
-            row = _number(self.lines[index])
+            row = lazy_number(self.lines[index])
         else:
             text = ngettext_lazy(
                 "{refused} of {total} event refused (first: events[{row}], {field}); "
@@ -129,7 +127,7 @@ class _RowNames:
             )
             row = str(index)
         return format_lazy(
-            text, refused=_number(refused), total=_number(total), row=row, field=field
+            text, refused=lazy_number(refused), total=lazy_number(total), row=row, field=field
         )
 
 
@@ -399,7 +397,7 @@ def consent_record_batch(
             {
                 "events": [
                     format_lazy(
-                        _("at most {count} events per upload"), count=_number(MAX_CONSENT_BATCH)
+                        _("at most {count} events per upload"), count=lazy_number(MAX_CONSENT_BATCH)
                     )
                 ]
             }

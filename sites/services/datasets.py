@@ -17,12 +17,12 @@ from fedgov.errors import TransitionNotAllowed
 from fedgov.updates import model_update
 from fedgov.validation import (
     Errors,
-    _number,
     as_date,
     check_bool,
     check_choice,
     check_int,
     check_text,
+    lazy_number,
     unknown_fields,
 )
 from sites.choices import (
@@ -139,7 +139,7 @@ def _check_art10(errors: Errors, v: dict[str, Any]) -> None:
     if not isinstance(reference, str) or len(reference) > 300:
         errors.add(
             "art10_reference",
-            format_lazy(_("must be text of at most {count} characters"), count=_number(300)),
+            format_lazy(_("must be text of at most {count} characters"), count=lazy_number(300)),
         )
         reference = ""
     v["art10_reference"] = reference.strip()

@@ -20,13 +20,14 @@ from fedgov.errors import InvalidInput, TransitionNotAllowed
 from fedgov.updates import model_update
 from fedgov.validation import (
     Errors,
-    _number,
     as_date,
     check_bool,
     check_choice,
     check_int,
     check_text,
     json_value,
+    lazy_number,
+    one_of,
     unknown_fields,
 )
 from sites.adequacy import parse_adequacy, shipped_adequacy
@@ -153,7 +154,7 @@ def policy_validate(values: dict[str, Any]) -> dict[str, Any]:
     if isinstance(max_age, int) and max_age > MAX_DPF_LISTING_AGE_DAYS:
         errors.add(
             "dpf_listing_max_age_days",
-            format_lazy(_("must be at most {count}"), count=_number(MAX_DPF_LISTING_AGE_DAYS)),
+            format_lazy(_("must be at most {count}"), count=lazy_number(MAX_DPF_LISTING_AGE_DAYS)),
         )
     _check_dp_policy(errors, v)
     errors.raise_if_any()
@@ -291,7 +292,9 @@ def _check_dp_policy(errors, v: dict[str, Any]) -> None:
             errors.add(
                 "privacy_budget_delta",
                 format_lazy(
-                    _("must be strictly between {low} and {high}"), low=_number(0), high=_number(1)
+                    _("must be strictly between {low} and {high}"),
+                    low=lazy_number(0),
+                    high=lazy_number(1),
                 ),
             )
         else:
@@ -301,9 +304,7 @@ def _check_dp_policy(errors, v: dict[str, Any]) -> None:
     if v.get("dp_neighbouring_relation") not in NeighbouringRelation.values:
         errors.add(
             "dp_neighbouring_relation",
-            format_lazy(
-                _("must be one of {allowed}"), allowed=", ".join(NeighbouringRelation.values)
-            ),
+            one_of(NeighbouringRelation.values),
         )
     if v.get("dp_required_mechanism") not in RequiredDpMechanism.values:
         errors.add(
@@ -393,7 +394,7 @@ def policy_create_draft(*, actor: Actor, name: str, **fields: Any) -> ResidencyP
     else:
         if len(name) > 64:
             errors.add(
-                "name", format_lazy(_("must be at most {count} characters"), count=_number(64))
+                "name", format_lazy(_("must be at most {count} characters"), count=lazy_number(64))
             )
     errors.raise_if_any()
     with transaction.atomic(durable=True):

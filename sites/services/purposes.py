@@ -14,8 +14,8 @@ from audit.services import ledger_append
 from fedgov.actors import Actor
 from fedgov.validation import (
     Errors,
-    _number,
     check_text,
+    lazy_number,
 )
 from sites.models import (
     Purpose,
@@ -39,7 +39,7 @@ def purpose_validate(values: dict[str, Any], *, instance: Purpose | None = None)
             clash = clash.exclude(pk=instance.pk)
         if len(code or "") > 64:
             errors.add(
-                "code", format_lazy(_("must be at most {count} characters"), count=_number(64))
+                "code", format_lazy(_("must be at most {count} characters"), count=lazy_number(64))
             )
         elif clash.exists():
             errors.add("code", format_lazy(_("a purpose {code!r} already exists"), code=code))

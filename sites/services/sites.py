@@ -20,12 +20,12 @@ from fedgov.errors import TransitionNotAllowed
 from fedgov.updates import model_update
 from fedgov.validation import (
     Errors,
-    _number,
     as_date,
     check_choice,
     check_hash,
     check_int,
     check_text,
+    lazy_number,
     unknown_fields,
 )
 from sites.choices import (
@@ -89,7 +89,9 @@ def _check_slug(errors: Errors, slug: Any, instance: Site | None) -> None:
         errors.add("slug", _("must be letters, digits, hyphens or underscores"))
         return
     if len(slug) > 64:
-        errors.add("slug", format_lazy(_("must be at most {count} characters"), count=_number(64)))
+        errors.add(
+            "slug", format_lazy(_("must be at most {count} characters"), count=lazy_number(64))
+        )
     clash = Site.objects.filter(slug=slug)
     if instance is not None:
         clash = clash.exclude(pk=instance.pk)
@@ -164,7 +166,7 @@ def _check_supernode(errors: Errors, v: dict[str, Any]) -> None:
     if len(v.get("flower_node_id") or "") > 32:
         errors.add(
             "flower_node_id",
-            format_lazy(_("must be at most {count} characters"), count=_number(32)),
+            format_lazy(_("must be at most {count} characters"), count=lazy_number(32)),
         )
 
 

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import translation
-from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation.trans_real import parse_accept_lang_header
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -21,7 +20,7 @@ from fedgov.actors import Actor
 from fedgov.api import OutputSerializer
 from fedgov.errors import InvalidInput
 from fedgov.roles import RolePermission
-from fedgov.validation import INT32_MAX, int_from_text
+from fedgov.validation import INT32_MAX, int_from_text, one_of
 from training import selectors
 from training.models import TrainingRun
 from training.reasons import article_text, reason_text
@@ -98,9 +97,7 @@ def requested_language(request) -> str | None:
     lang = request.query_params.get("lang")
     if lang is not None:
         if lang not in codes:
-            raise InvalidInput(
-                {"lang": [format_lazy(_("must be one of {allowed}"), allowed=", ".join(codes))]}
-            )
+            raise InvalidInput({"lang": [one_of(codes)]})
         return lang
     header = request.META.get("HTTP_ACCEPT_LANGUAGE", "")
     for accepted, _q in parse_accept_lang_header(header):

@@ -19,7 +19,14 @@ from audit.services import ledger_append
 from fedgov import clock
 from fedgov.actors import Actor
 from fedgov.errors import InvalidInput, TransitionNotAllowed
-from fedgov.validation import Errors, _number, check_hash, check_text, unique_or_invalid
+from fedgov.validation import (
+    Errors,
+    check_hash,
+    check_text,
+    lazy_number,
+    one_of,
+    unique_or_invalid,
+)
 from sites.choices import PolicyStatus
 from sites.models import Dataset, Purpose, ResidencyPolicy
 from sites.regions import is_country
@@ -44,7 +51,7 @@ def _check_run_facts(
     if not isinstance(name, str) or not name.strip():
         fail("name", _("must not be empty"))
     elif len(name) > 200:
-        fail("name", format_lazy(_("must be at most {count} characters"), count=_number(200)))
+        fail("name", format_lazy(_("must be at most {count} characters"), count=lazy_number(200)))
     if not isinstance(purpose, Purpose) or purpose.pk is None:
         fail("purpose", _("must be a registered purpose"))
     if not isinstance(datasets, list | tuple) or not datasets:
@@ -75,7 +82,7 @@ def _check_dp_plan(
 ) -> None:
     """A DP mechanism with its clipping norm and one of noise multiplier or target ε."""
     if dp_mechanism not in DpMechanism.values:
-        fail("dp_mechanism", _one_of(DpMechanism.values))
+        fail("dp_mechanism", one_of(v for v in DpMechanism.values if v))
     numbers = (
         ("dp_clipping_norm", dp_clipping_norm),
         ("dp_noise_multiplier", dp_noise_multiplier),
@@ -103,11 +110,6 @@ def _check_dp_plan(
             )
         if (dp_noise_multiplier is None) == (dp_target_epsilon is None):
             fail("dp_noise_multiplier", _("give a noise multiplier or a target ε, exactly one"))
-
-
-def _one_of(values) -> Any:
-    """'must be one of a, b': the values are codes, the same in every language."""
-    return format_lazy(_("must be one of {allowed}"), allowed=", ".join(v for v in values if v))
 
 
 def _taken(name: str) -> Any:
@@ -159,7 +161,7 @@ def run_create(
     )
     _check_dp_plan(fail, dp_mechanism, dp_clipping_norm, dp_noise_multiplier, dp_target_epsilon)
     if on_refusal not in RefusalAction.values:
-        fail("on_refusal", _one_of(RefusalAction.values))
+        fail("on_refusal", one_of(v for v in RefusalAction.values if v))
     errors.raise_if_any()
 
     with transaction.atomic(durable=True):
